@@ -1,0 +1,3 @@
+//! Sans-I/O stream negotiation shared by c2s, s2s and components.
+
+pub mod sasl;

@@ -1,0 +1,3 @@
+//! XMPP vocabulary without I/O: JIDs, namespaces, errors.
+
+pub mod jid;
