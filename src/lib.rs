@@ -4,6 +4,16 @@
 //! (`xml`, `xmpp`, `stream`); `main.rs` is the composition root. See `docs/DESIGN.md` for
 //! the map of modules and the direction of dependencies.
 
+pub mod admin;
+pub mod c2s;
+pub mod config;
+pub mod core;
+pub mod modules;
+pub mod router;
+pub mod server;
+pub mod shard;
+pub mod stream;
+pub mod tls;
+pub mod util;
 pub mod xml;
 pub mod xmpp;
-pub mod stream;

@@ -1,3 +1,612 @@
-//! Sans-I/O stream negotiation shared by c2s, s2s and components.
+//! Sans-I/O client stream negotiation (RFC 6120 §4–6): stream headers, features, STARTTLS and
+//! SASL. The connection feeds it frames and obeys the [`Action`] it returns; it never sees a
+//! socket, a timer or an executor, so every path is a unit test on byte vectors.
+//!
+//! States are named after what they wait for: `ExpectHeader → ExpectAuth ⇄ Sasl →
+//! ExpectRestart → Authenticated`. Resource binding happens after this, in the session layer.
 
 pub mod sasl;
+
+use crate::xml::{escape_attr, escape_text, Element, StreamHeader};
+use crate::xmpp::error::{StreamCondition, StreamError};
+use crate::xmpp::jid::{nameprep_domain, Jid};
+use crate::xmpp::ns;
+use sasl::{
+    ChannelBindings, CredentialSource, Lookup, Mechanism, SaslConfig, SaslExchange, SaslFailure,
+    ScramKeys, Step,
+};
+
+/// Account lookup by normalized bare JID, as the negotiator needs it.
+pub trait Accounts {
+    /// Look up `bare` ("user@domain").
+    fn lookup(&self, bare: &str) -> Lookup;
+}
+
+/// What the negotiator needs from the server for one call.
+pub struct Env<'a> {
+    /// Served domains (normalized).
+    pub domains: &'a [String],
+    /// TLS must be negotiated before authentication.
+    pub require_tls: bool,
+    /// PLAIN may be used without TLS.
+    pub plain_without_tls: bool,
+    /// A certificate is loaded, so STARTTLS can be offered.
+    pub tls_available: bool,
+    /// Channel-binding data of the current TLS connection (empty before TLS).
+    pub bindings: &'a ChannelBindings,
+    /// SASL failures before the stream is closed.
+    pub max_auth_failures: u32,
+    /// Stream features modules offer after authentication.
+    pub post_auth_features: &'a [Element],
+    /// Account lookup.
+    pub accounts: &'a dyn Accounts,
+    /// Server secret for fake SCRAM salts of unknown users.
+    pub fake_salt_secret: &'a [u8],
+    /// Iteration count reported for unknown users.
+    pub scram_iterations: u32,
+}
+
+/// What the connection must do next.
+#[derive(Debug)]
+pub enum Action {
+    /// Send what was written and keep reading.
+    Continue,
+    /// `<proceed/>` was written: flush it, discard buffered input (CORE-TLS-06), start the TLS
+    /// handshake, and reset the framer.
+    StartTls,
+    /// SASL succeeded for this bare JID: flush, reset the framer, move to the home shard.
+    Authenticated(Jid),
+    /// Verify a PLAIN password off the shard thread, then call [`Negotiator::plain_verified`].
+    VerifyPlain {
+        /// The SASLprep'd password.
+        password: String,
+        /// The stored keys to verify against.
+        keys: ScramKeys,
+    },
+    /// Something final was written (e.g. a TLS `<failure/>` and `</stream:stream>`): close.
+    Close,
+}
+
+enum State {
+    /// Waiting for the stream header that starts (or restarts after TLS) negotiation.
+    ExpectHeader,
+    /// Features sent; waiting for `<starttls/>` or `<auth/>`.
+    ExpectAuth,
+    /// A SASL exchange is under way.
+    Sasl(Box<SaslExchange>),
+    /// A PLAIN password is being verified off the shard.
+    VerifyingPlain(Box<SaslExchange>),
+    /// SASL succeeded; waiting for the restart header.
+    ExpectRestart(Jid),
+    /// Post-authentication features sent; binding is up to the session layer.
+    Authenticated(Jid),
+    /// A pre-1.0 stream (no `version`): no features, no SASL (CORE-STREAM-11).
+    Legacy,
+}
+
+/// Negotiation state of one client stream.
+pub struct Negotiator {
+    state: State,
+    secured: bool,
+    direct_tls: bool,
+    domain: Option<String>,
+    lang: Option<String>,
+    header_sent: bool,
+    failures: u32,
+    stream_id: String,
+}
+
+impl Negotiator {
+    /// A new stream; `direct_tls` when TLS was negotiated before any XMPP (XEP-0368).
+    pub fn new(direct_tls: bool) -> Negotiator {
+        Negotiator {
+            state: State::ExpectHeader,
+            secured: direct_tls,
+            direct_tls,
+            domain: None,
+            lang: None,
+            header_sent: false,
+            failures: 0,
+            stream_id: String::new(),
+        }
+    }
+
+    /// Continue a stream whose SASL succeeded on another shard: waiting for the restart header.
+    pub fn resume(
+        user: Jid,
+        secured: bool,
+        direct_tls: bool,
+        lang: Option<String>,
+    ) -> Negotiator {
+        Negotiator {
+            domain: Some(user.domain().to_string()),
+            state: State::ExpectRestart(user),
+            secured,
+            direct_tls,
+            lang,
+            header_sent: false,
+            failures: 0,
+            stream_id: String::new(),
+        }
+    }
+
+    /// True once TLS is on (or negotiated and about to start).
+    pub fn secured(&self) -> bool {
+        self.secured
+    }
+
+    /// True for a direct-TLS stream.
+    pub fn direct_tls(&self) -> bool {
+        self.direct_tls
+    }
+
+    /// The `xml:lang` the client declared on its stream header.
+    pub fn lang(&self) -> Option<&str> {
+        self.lang.as_deref()
+    }
+
+    /// The served domain this stream is for, once known.
+    pub fn domain(&self) -> Option<&str> {
+        self.domain.as_deref()
+    }
+
+    /// The current stream id.
+    pub fn stream_id(&self) -> &str {
+        &self.stream_id
+    }
+
+    /// The authenticated account once the post-authentication features were sent.
+    pub fn authenticated(&self) -> Option<&Jid> {
+        match &self.state {
+            State::Authenticated(j) => Some(j),
+            _ => None,
+        }
+    }
+
+    /// True for a pre-1.0 stream.
+    pub fn is_legacy(&self) -> bool {
+        matches!(self.state, State::Legacy)
+    }
+
+    /// True while SASL has not succeeded yet.
+    pub fn before_auth(&self) -> bool {
+        matches!(
+            self.state,
+            State::ExpectHeader | State::ExpectAuth | State::Sasl(_) | State::VerifyingPlain(_)
+        )
+    }
+
+    /// A stream header arrived: answer with our header and the features for this stage.
+    pub fn on_header(
+        &mut self,
+        hdr: &StreamHeader,
+        env: &Env<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<Action, StreamError> {
+        self.stream_id = crate::util::stream_id();
+        self.header_sent = false;
+        if self.lang.is_none() {
+            self.lang = hdr.lang.clone().filter(|l| valid_lang(l));
+        }
+        let to_domain = hdr
+            .to
+            .as_deref()
+            .and_then(|t| nameprep_domain(t).ok())
+            .map(|d| d.into_owned());
+        let reply_to = hdr
+            .from
+            .as_deref()
+            .and_then(|f| Jid::parse(f).ok())
+            .map(|j| j.as_str().to_string());
+        let from = to_domain
+            .clone()
+            .filter(|d| env.domains.contains(d))
+            .or_else(|| env.domains.first().cloned())
+            .unwrap_or_default();
+        let version = hdr.version.as_deref().map(parse_version);
+        let legacy = matches!(version, None | Some(Some((0, _))));
+        self.write_header(out, &from, reply_to.as_deref(), !legacy);
+
+        // CORE-STREAM-08: the content namespace must be jabber:client on this port.
+        if hdr.default_ns.as_deref() != Some(ns::CLIENT) {
+            return Err(StreamError::with_text(
+                StreamCondition::InvalidNamespace,
+                "the content namespace must be jabber:client",
+            ));
+        }
+        // CORE-STREAM-10: versions above 1.x are unsupported; 1.x is answered with 1.0.
+        match version {
+            Some(None) => {
+                return Err(StreamError::with_text(
+                    StreamCondition::UnsupportedVersion,
+                    "malformed version",
+                ))
+            }
+            Some(Some((major, _))) if major > 1 => {
+                return Err(StreamError::new(StreamCondition::UnsupportedVersion))
+            }
+            _ => {}
+        }
+        // CORE-STREAM-05/06: `to` must name a served domain, the same one after restarts.
+        let Some(domain) = to_domain.filter(|d| env.domains.contains(d)) else {
+            return Err(StreamError::new(StreamCondition::HostUnknown));
+        };
+        if let Some(known) = &self.domain {
+            if *known != domain {
+                return Err(StreamError::with_text(
+                    StreamCondition::HostUnknown,
+                    "the domain changed during negotiation",
+                ));
+            }
+        }
+        self.domain = Some(domain);
+
+        if legacy {
+            self.state = State::Legacy;
+            return Ok(Action::Continue);
+        }
+        self.state = match std::mem::replace(&mut self.state, State::ExpectHeader) {
+            State::ExpectRestart(user) | State::Authenticated(user) => State::Authenticated(user),
+            _ => State::ExpectAuth,
+        };
+        self.write_features(env, out);
+        Ok(Action::Continue)
+    }
+
+    /// A first-level element other than a stanza arrived (STARTTLS, SASL, or unknown).
+    pub fn on_nonza(
+        &mut self,
+        el: &Element,
+        env: &Env<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<Action, StreamError> {
+        let unsupported = || {
+            Err(StreamError::with_text(
+                StreamCondition::UnsupportedStanzaType,
+                format!("unexpected <{}/> in {}", el.name, el.ns),
+            ))
+        };
+        if el.ns == ns::TLS && el.name == "starttls" {
+            // CORE-TLS-03/04/11: STARTTLS only once, only before authentication, only if offered.
+            if self.secured || !env.tls_available || !matches!(self.state, State::ExpectAuth) {
+                out.extend_from_slice(b"<failure xmlns='");
+                out.extend_from_slice(ns::TLS.as_bytes());
+                out.extend_from_slice(b"'/></stream:stream>");
+                return Ok(Action::Close);
+            }
+            out.extend_from_slice(b"<proceed xmlns='");
+            out.extend_from_slice(ns::TLS.as_bytes());
+            out.extend_from_slice(b"'/>");
+            self.secured = true;
+            self.state = State::ExpectHeader;
+            return Ok(Action::StartTls);
+        }
+        if el.ns != ns::SASL {
+            return unsupported();
+        }
+        match (el.name.as_str(), &mut self.state) {
+            ("auth", State::ExpectAuth | State::Sasl(_)) => self.on_auth(el, env, out),
+            ("response", State::Sasl(_)) => {
+                let data = match sasl::decode_payload(&el.text()) {
+                    Ok(d) => d.unwrap_or_default(),
+                    Err(f) => return self.fail(f, env, out),
+                };
+                let State::Sasl(exchange) = &mut self.state else {
+                    return unsupported();
+                };
+                let domain = self.domain.clone().unwrap_or_default();
+                let creds = DomainCreds {
+                    accounts: env.accounts,
+                    domain: &domain,
+                };
+                let cfg = self.sasl_config(env, &domain);
+                let step = exchange.step(&data, &cfg, &creds);
+                self.on_step(step, env, out)
+            }
+            ("response", State::ExpectAuth) => self.fail(SaslFailure::MalformedRequest, env, out),
+            ("abort", State::ExpectAuth | State::Sasl(_)) => {
+                // CORE-SASL-09: the stream stays usable.
+                self.state = State::ExpectAuth;
+                write_sasl_failure(out, SaslFailure::Aborted);
+                Ok(Action::Continue)
+            }
+            // CORE-SASL-14: no second authentication on an authenticated stream.
+            _ => unsupported(),
+        }
+    }
+
+    fn on_auth(
+        &mut self,
+        el: &Element,
+        env: &Env<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<Action, StreamError> {
+        self.state = State::ExpectAuth;
+        // CORE-TLS-07: no authentication in the clear when TLS is required.
+        if !self.secured && env.require_tls {
+            write_sasl_failure(out, SaslFailure::EncryptionRequired);
+            return Ok(Action::Continue);
+        }
+        // CORE-SASL-05: unknown, missing or not offered mechanism.
+        let mech = el
+            .attr("mechanism")
+            .and_then(Mechanism::from_name)
+            .filter(|m| self.offered(env).contains(m));
+        let Some(mech) = mech else {
+            write_sasl_failure(out, SaslFailure::InvalidMechanism);
+            return Ok(Action::Continue);
+        };
+        // CORE-SASL-06/10: strict base64; "=" is an empty initial response.
+        let initial = match sasl::decode_payload(&el.text()) {
+            Ok(d) => d,
+            Err(f) => return self.fail(f, env, out),
+        };
+        let domain = self.domain.clone().unwrap_or_default();
+        let creds = DomainCreds {
+            accounts: env.accounts,
+            domain: &domain,
+        };
+        let cfg = self.sasl_config(env, &domain);
+        let (exchange, step) = SaslExchange::start(mech, initial.as_deref(), &cfg, &creds);
+        self.state = State::Sasl(Box::new(exchange));
+        self.on_step(step, env, out)
+    }
+
+    /// The off-shard PLAIN verification finished.
+    pub fn plain_verified(
+        &mut self,
+        ok: bool,
+        env: &Env<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<Action, StreamError> {
+        match std::mem::replace(&mut self.state, State::ExpectAuth) {
+            State::VerifyingPlain(mut exchange) => {
+                let step = exchange.plain_verified(ok);
+                self.state = State::Sasl(exchange);
+                self.on_step(step, env, out)
+            }
+            other => {
+                self.state = other;
+                Ok(Action::Continue)
+            }
+        }
+    }
+
+    fn on_step(
+        &mut self,
+        step: Step,
+        env: &Env<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<Action, StreamError> {
+        match step {
+            Step::Challenge(data) => {
+                write_sasl(out, "challenge", Some(&data));
+                Ok(Action::Continue)
+            }
+            Step::Success {
+                username,
+                additional,
+            } => {
+                let domain = self.domain.clone().unwrap_or_default();
+                let Ok(user) = Jid::new(Some(&username), &domain, None) else {
+                    return self.fail(SaslFailure::NotAuthorized, env, out);
+                };
+                write_sasl(out, "success", additional.as_deref());
+                self.state = State::ExpectRestart(user.clone());
+                Ok(Action::Authenticated(user))
+            }
+            Step::Failure(f) => self.fail(f, env, out),
+            Step::VerifyPlain { password, keys, .. } => {
+                if let State::Sasl(exchange) = std::mem::replace(&mut self.state, State::ExpectAuth)
+                {
+                    self.state = State::VerifyingPlain(exchange);
+                }
+                Ok(Action::VerifyPlain { password, keys })
+            }
+        }
+    }
+
+    /// Report a SASL failure; after too many, close with `policy-violation` (CORE-SASL-07/08).
+    fn fail(
+        &mut self,
+        f: SaslFailure,
+        env: &Env<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<Action, StreamError> {
+        self.state = State::ExpectAuth;
+        write_sasl_failure(out, f);
+        if f != SaslFailure::Aborted {
+            self.failures += 1;
+            if self.failures >= env.max_auth_failures {
+                return Err(StreamError::with_text(
+                    StreamCondition::PolicyViolation,
+                    "too many authentication failures",
+                ));
+            }
+        }
+        Ok(Action::Continue)
+    }
+
+    /// Write a stream error, preceded by our stream header if this stream has none yet
+    /// (CORE-STREAM-07).
+    pub fn write_error(&mut self, err: &StreamError, domains: &[String], out: &mut Vec<u8>) {
+        if !self.header_sent {
+            let from = self
+                .domain
+                .clone()
+                .or_else(|| domains.first().cloned())
+                .unwrap_or_default();
+            if self.stream_id.is_empty() {
+                self.stream_id = crate::util::stream_id();
+            }
+            self.write_header(out, &from, None, true);
+        }
+        err.write_to(out);
+    }
+
+    fn write_header(&mut self, out: &mut Vec<u8>, from: &str, to: Option<&str>, version: bool) {
+        out.extend_from_slice(b"<?xml version='1.0'?><stream:stream xmlns='");
+        out.extend_from_slice(ns::CLIENT.as_bytes());
+        out.extend_from_slice(b"' xmlns:stream='");
+        out.extend_from_slice(ns::STREAMS.as_bytes());
+        out.extend_from_slice(b"' id='");
+        out.extend_from_slice(self.stream_id.as_bytes());
+        out.extend_from_slice(b"' from='");
+        escape_attr(from, out);
+        out.push(b'\'');
+        if let Some(to) = to {
+            out.extend_from_slice(b" to='");
+            escape_attr(to, out);
+            out.push(b'\'');
+        }
+        if version {
+            out.extend_from_slice(b" version='1.0'");
+        }
+        out.extend_from_slice(b" xml:lang='en'>");
+        self.header_sent = true;
+    }
+
+    fn offered(&self, env: &Env<'_>) -> Vec<Mechanism> {
+        let mut v = Vec::with_capacity(5);
+        if self.secured {
+            if env.bindings.any() {
+                v.push(Mechanism::ScramSha256Plus);
+                v.push(Mechanism::ScramSha1Plus);
+            }
+            v.extend([Mechanism::ScramSha256, Mechanism::ScramSha1, Mechanism::Plain]);
+        } else if !env.require_tls {
+            v.extend([Mechanism::ScramSha256, Mechanism::ScramSha1]);
+            if env.plain_without_tls {
+                v.push(Mechanism::Plain);
+            }
+        }
+        v
+    }
+
+    fn sasl_config<'a>(&self, env: &Env<'a>, domain: &'a str) -> SaslConfig<'a> {
+        SaslConfig {
+            domain,
+            secure: self.secured || env.plain_without_tls,
+            plus_offered: self.secured && env.bindings.any(),
+            bindings: env.bindings,
+            fake_salt_secret: env.fake_salt_secret,
+            default_iterations: env.scram_iterations,
+        }
+    }
+
+    fn write_features(&self, env: &Env<'_>, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"<stream:features>");
+        match &self.state {
+            State::Authenticated(_) => {
+                // CORE-BIND-01, CORE-SESS-01.
+                out.extend_from_slice(b"<bind xmlns='");
+                out.extend_from_slice(ns::BIND.as_bytes());
+                out.extend_from_slice(b"'/><session xmlns='");
+                out.extend_from_slice(ns::SESSION.as_bytes());
+                out.extend_from_slice(b"'><optional/></session>");
+                for f in env.post_auth_features {
+                    f.write_to(out, ns::STREAMS);
+                }
+            }
+            _ => {
+                // CORE-TLS-01/02, DTLS-03: STARTTLS only on a plain stream.
+                if !self.secured && env.tls_available {
+                    out.extend_from_slice(b"<starttls xmlns='");
+                    out.extend_from_slice(ns::TLS.as_bytes());
+                    out.extend_from_slice(b"'>");
+                    if env.require_tls {
+                        out.extend_from_slice(b"<required/>");
+                    }
+                    out.extend_from_slice(b"</starttls>");
+                }
+                let mechs = self.offered(env);
+                if !mechs.is_empty() {
+                    // CORE-SASL-01..04.
+                    out.extend_from_slice(b"<mechanisms xmlns='");
+                    out.extend_from_slice(ns::SASL.as_bytes());
+                    out.extend_from_slice(b"'>");
+                    for m in mechs {
+                        out.extend_from_slice(b"<mechanism>");
+                        out.extend_from_slice(m.name().as_bytes());
+                        out.extend_from_slice(b"</mechanism>");
+                    }
+                    out.extend_from_slice(b"</mechanisms>");
+                }
+                if self.secured && env.bindings.any() {
+                    // CORE-SASL-24 (XEP-0440).
+                    out.extend_from_slice(b"<sasl-channel-binding xmlns='");
+                    out.extend_from_slice(ns::SASL_CB.as_bytes());
+                    out.extend_from_slice(b"'>");
+                    for name in env.bindings.names() {
+                        out.extend_from_slice(b"<channel-binding type='");
+                        out.extend_from_slice(name.as_bytes());
+                        out.extend_from_slice(b"'/>");
+                    }
+                    out.extend_from_slice(b"</sasl-channel-binding>");
+                }
+            }
+        }
+        out.extend_from_slice(b"</stream:features>");
+    }
+}
+
+struct DomainCreds<'a> {
+    accounts: &'a dyn Accounts,
+    domain: &'a str,
+}
+
+impl CredentialSource for DomainCreds<'_> {
+    fn lookup(&self, username: &str) -> Lookup {
+        let mut bare = String::with_capacity(username.len() + 1 + self.domain.len());
+        bare.push_str(username);
+        bare.push('@');
+        bare.push_str(self.domain);
+        self.accounts.lookup(&bare)
+    }
+}
+
+/// `major.minor` with non-negative integers; None when malformed (RFC 6120 §4.7.5).
+fn parse_version(v: &str) -> Option<(u32, u32)> {
+    let (major, minor) = v.split_once('.')?;
+    let num = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u32>().ok())
+            .flatten()
+    };
+    Some((num(major)?, num(minor)?))
+}
+
+/// A plausible BCP 47 tag: letters, digits and '-', at most 35 bytes.
+fn valid_lang(l: &str) -> bool {
+    !l.is_empty()
+        && l.len() <= 35
+        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+fn write_sasl(out: &mut Vec<u8>, name: &str, data: Option<&[u8]>) {
+    out.push(b'<');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b" xmlns='");
+    out.extend_from_slice(ns::SASL.as_bytes());
+    match data {
+        Some(d) => {
+            out.extend_from_slice(b"'>");
+            escape_text(&sasl::encode_payload(d), out);
+            out.extend_from_slice(b"</");
+            out.extend_from_slice(name.as_bytes());
+            out.push(b'>');
+        }
+        None => out.extend_from_slice(b"'/>"),
+    }
+}
+
+fn write_sasl_failure(out: &mut Vec<u8>, f: SaslFailure) {
+    out.extend_from_slice(b"<failure xmlns='");
+    out.extend_from_slice(ns::SASL.as_bytes());
+    out.extend_from_slice(b"'><");
+    out.extend_from_slice(f.condition().as_bytes());
+    out.extend_from_slice(b"/></failure>");
+}
+
+#[cfg(test)]
+mod tests;

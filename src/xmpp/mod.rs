@@ -1,3 +1,6 @@
-//! XMPP vocabulary without I/O: JIDs, namespaces, errors.
+//! XMPP vocabulary without I/O: JIDs, namespaces, stanza kinds, errors.
 
+pub mod error;
 pub mod jid;
+pub mod ns;
+pub mod stanza;

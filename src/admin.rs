@@ -1,0 +1,254 @@
+//! Administrative commands: accounts, certificate generation, configuration checks. They open
+//! the same LMDB environment as the server, so they work while it runs.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::Path;
+
+use crate::config::{Config, UserArgs};
+use crate::stream::sasl::{self, HashAlg};
+use crate::xmpp::jid::Jid;
+
+/// An administrative command failed; the message is for the operator.
+#[derive(Debug)]
+pub struct AdminError(pub String);
+
+impl std::fmt::Display for AdminError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for AdminError {}
+
+fn err(msg: impl Into<String>) -> AdminError {
+    AdminError(msg.into())
+}
+
+fn open(config: &Config) -> Result<xmppd_storage::Storage, AdminError> {
+    xmppd_storage::Storage::open(&config.data_dir, &config.storage_options())
+        .map_err(|e| err(format!("opening {}: {e}", config.data_dir.display())))
+}
+
+/// Parse a bare JID of a served domain.
+fn account_jid(config: &Config, jid: &str) -> Result<Jid, AdminError> {
+    let j = Jid::parse(jid).map_err(|e| err(format!("{jid:?} is not a valid JID: {e}")))?;
+    if j.local().is_none() || j.resource().is_some() {
+        return Err(err(format!("{jid:?} must be a bare JID like user@domain")));
+    }
+    if !config.serves(j.domain()) {
+        return Err(err(format!(
+            "{} is not a served domain (served: {}); pass --domain",
+            j.domain(),
+            config.domains.join(", ")
+        )));
+    }
+    Ok(j)
+}
+
+/// Read a password: the first line of a file, of stdin, or a prompt (never argv).
+fn read_password(args: &UserArgs, confirm: bool) -> Result<String, AdminError> {
+    let pw = if let Some(path) = &args.password_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err(format!("reading {}: {e}", path.display())))?;
+        text.lines().next().unwrap_or_default().to_string()
+    } else if args.password_stdin || !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| err(format!("reading stdin: {e}")))?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    } else {
+        let pw = rpassword::prompt_password("Password: ")
+            .map_err(|e| err(format!("reading password: {e}")))?;
+        if confirm {
+            let again = rpassword::prompt_password("Again: ")
+                .map_err(|e| err(format!("reading password: {e}")))?;
+            if again != pw {
+                return Err(err("the passwords differ"));
+            }
+        }
+        pw
+    };
+    if pw.is_empty() {
+        return Err(err("empty password"));
+    }
+    if pw.len() > 1024 {
+        return Err(err("password longer than 1024 bytes"));
+    }
+    Ok(pw)
+}
+
+fn credentials(config: &Config, password: &str) -> (xmppd_storage::ScramKeys, xmppd_storage::ScramKeys) {
+    let conv = |k: sasl::ScramKeys| xmppd_storage::ScramKeys {
+        salt: k.salt,
+        iterations: k.iterations,
+        stored_key: k.stored_key,
+        server_key: k.server_key,
+    };
+    (
+        conv(sasl::new_keys(HashAlg::Sha1, password, config.scram_iterations)),
+        conv(sasl::new_keys(HashAlg::Sha256, password, config.scram_iterations)),
+    )
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// `xmppd adduser JID`
+pub fn adduser(config: &Config, args: &UserArgs) -> Result<(), AdminError> {
+    let jid = account_jid(config, &args.jid)?;
+    let storage = open(config)?;
+    if storage
+        .accounts()
+        .exists(jid.as_str())
+        .map_err(|e| err(e.to_string()))?
+    {
+        return Err(err(format!("{jid} already exists")));
+    }
+    let password = read_password(args, true)?;
+    let (sha1, sha256) = credentials(config, &password);
+    let account = xmppd_storage::Account {
+        sha1,
+        sha256,
+        created_unix: now_unix(),
+        disabled: false,
+    };
+    storage
+        .accounts()
+        .create(jid.as_str(), &account)
+        .map_err(|e| err(format!("creating {jid}: {e}")))?;
+    storage.shutdown();
+    println!("created {jid}");
+    Ok(())
+}
+
+/// `xmppd passwd JID`
+pub fn passwd(config: &Config, args: &UserArgs) -> Result<(), AdminError> {
+    let jid = account_jid(config, &args.jid)?;
+    let storage = open(config)?;
+    let mut account = storage
+        .accounts()
+        .get(jid.as_str())
+        .map_err(|e| err(e.to_string()))?
+        .ok_or_else(|| err(format!("{jid} does not exist")))?;
+    let password = read_password(args, true)?;
+    let (sha1, sha256) = credentials(config, &password);
+    account.sha1 = sha1;
+    account.sha256 = sha256;
+    storage
+        .accounts()
+        .set(jid.as_str(), &account)
+        .map_err(|e| err(format!("updating {jid}: {e}")))?;
+    storage.shutdown();
+    println!("password of {jid} changed");
+    Ok(())
+}
+
+/// `xmppd deluser JID`
+pub fn deluser(config: &Config, jid: &str) -> Result<(), AdminError> {
+    let jid = account_jid(config, jid)?;
+    let storage = open(config)?;
+    storage
+        .accounts()
+        .delete(jid.as_str())
+        .map_err(|e| err(format!("deleting {jid}: {e}")))?;
+    storage.shutdown();
+    println!("deleted {jid}");
+    Ok(())
+}
+
+/// `xmppd users`
+pub fn users(config: &Config, domain: Option<&str>) -> Result<(), AdminError> {
+    let storage = open(config)?;
+    let list = match domain {
+        Some(d) => storage.accounts().list_domain(d),
+        None => storage.accounts().list(),
+    }
+    .map_err(|e| err(e.to_string()))?;
+    for u in list {
+        println!("{u}");
+    }
+    storage.shutdown();
+    Ok(())
+}
+
+/// `xmppd gen-cert`
+pub fn gen_cert(config: &Config, force: bool) -> Result<(), AdminError> {
+    if !force && (config.cert.exists() || config.key.exists()) {
+        return Err(err(format!(
+            "{} or {} exists; pass --force to replace",
+            config.cert.display(),
+            config.key.display()
+        )));
+    }
+    crate::tls::generate_self_signed(&config.domains, &config.cert, &config.key)
+        .map_err(|e| err(e.to_string()))?;
+    println!(
+        "wrote {} and {} for {}",
+        config.cert.display(),
+        config.key.display(),
+        config.domains.join(", ")
+    );
+    Ok(())
+}
+
+/// `xmppd check`: configuration, certificate and data directory.
+pub fn check(config: &Config) -> Result<(), AdminError> {
+    println!("domains: {}", config.domains.join(", "));
+    println!("shards: {}", config.shards);
+    check_dir(&config.data_dir)?;
+    let storage = open(config)?;
+    let version = storage.schema_version().map_err(|e| err(e.to_string()))?;
+    let users = storage.accounts().list().map_err(|e| err(e.to_string()))?;
+    storage.shutdown();
+    println!(
+        "data: {} (schema {version}, {} accounts)",
+        config.data_dir.display(),
+        users.len()
+    );
+    if config.generate_cert && !config.cert.exists() && !config.key.exists() {
+        println!(
+            "certificate: none yet; a self-signed one is generated at {} on first start",
+            config.cert.display()
+        );
+    } else {
+        let setup = crate::tls::TlsSetup::load(&config.cert, &config.key, false, &config.domains)
+            .map_err(|e| err(format!("certificate: {e}")))?;
+        println!(
+            "certificate: {} (tls-server-end-point {})",
+            config.cert.display(),
+            if setup.server_end_point.is_some() {
+                "available"
+            } else {
+                "undefined for its signature algorithm"
+            }
+        );
+    }
+    println!("ok");
+    Ok(())
+}
+
+fn check_dir(dir: &Path) -> Result<(), AdminError> {
+    std::fs::create_dir_all(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+    let probe = dir.join(".write-test");
+    std::fs::write(&probe, b"x")
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|e| err(format!("{} is not writable: {e}", dir.display())))
+}
+
+/// `xmppd shard-of --shards N JID...`
+pub fn shard_of(shards: usize, jids: &[String]) -> Result<(), AdminError> {
+    if shards == 0 {
+        return Err(err("--shards must be at least 1"));
+    }
+    for j in jids {
+        let jid = Jid::parse(j).map_err(|e| err(format!("{j:?}: {e}")))?;
+        println!("{} {}", jid.bare_str(), crate::shard::shard_of(jid.bare_str(), shards));
+    }
+    Ok(())
+}

@@ -1,0 +1,844 @@
+//! One client connection: the task that owns the socket and the TLS state, reads and frames
+//! bytes, drives the negotiator, gates and stamps stanzas, and writes whatever the shard queued
+//! for this client.
+//!
+//! Reads go into the shard's read buffer and are processed in place; only an incomplete frame
+//! is copied into the connection's own buffer, so an idle connection holds no buffer at all.
+
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_lite::future::poll_fn;
+use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
+use glommio::net::TcpStream;
+
+use super::C2s;
+use crate::router::{sessions, ClientHandle, FromClient, Pending};
+use crate::stream::sasl::{self, ChannelBindings, ScramKeys};
+use crate::stream::{Action, Env, Negotiator};
+use crate::xml::{self, Frame, Framer, StanzaHead};
+use crate::xmpp::error::{StanzaCondition, StanzaError, StreamCondition, StreamError};
+use crate::xmpp::jid::{resourceprep, Jid};
+use crate::xmpp::ns;
+use crate::xmpp::stanza::{IqType, Kind, MessageType, StanzaType};
+
+/// Reads per poll before the task yields to others.
+const READS_PER_POLL: usize = 16;
+/// How long closing a stream may take to flush its last words.
+const CLOSE_FLUSH: Duration = Duration::from_secs(2);
+
+/// A connection moving to its home shard after authentication.
+pub struct Handoff {
+    /// The socket (a dup of the original descriptor).
+    pub fd: OwnedFd,
+    /// TLS state, if TLS is on.
+    pub tls: Option<Box<rustls::ServerConnection>>,
+    /// Decrypted bytes received but not processed yet (e.g. the pipelined restart header).
+    pub unread: Vec<u8>,
+    /// The authenticated account.
+    pub user: Jid,
+    /// The stream is encrypted.
+    pub secured: bool,
+    /// The stream arrived on the direct-TLS port.
+    pub direct_tls: bool,
+    /// The client's `xml:lang`.
+    pub lang: Option<String>,
+    /// The peer address.
+    pub peer: SocketAddr,
+    /// When the connection was accepted (the authentication deadline counts from here).
+    pub created: Instant,
+}
+
+/// Why a connection ends.
+enum End {
+    /// We close with this stream error.
+    Error(StreamError),
+    /// The client sent `</stream:stream>`.
+    ClientClosed,
+    /// Final bytes are already queued (e.g. a TLS `<failure/>`).
+    Written,
+    /// The peer closed TCP (or TLS) without closing the stream, or an I/O error occurred.
+    Lost,
+    /// The connection moved to another shard.
+    HandedOff,
+}
+
+/// Asynchronous work that interrupts input processing.
+enum Job {
+    StartTls,
+    Authenticated(Jid),
+    VerifyPlain { password: String, keys: ScramKeys },
+    Pending(Pending),
+}
+
+enum Ev {
+    Job(Job),
+    End(End),
+}
+
+pub struct Conn {
+    c2s: Rc<C2s>,
+    sock: TcpStream,
+    tls: Option<Box<rustls::ServerConnection>>,
+    tls_out: Vec<u8>,
+    tls_out_pos: usize,
+    out_pos: usize,
+    inbuf: Vec<u8>,
+    reprocess: bool,
+    framer: Framer,
+    neg: Negotiator,
+    handle: Rc<ClientHandle>,
+    slot: usize,
+    bound: Option<Jid>,
+    peer: SocketAddr,
+    bindings: Option<ChannelBindings>,
+}
+
+impl Conn {
+    pub(super) fn accepted(
+        c2s: Rc<C2s>,
+        sock: TcpStream,
+        peer: SocketAddr,
+        tls: Option<Box<rustls::ServerConnection>>,
+        direct_tls: bool,
+    ) -> Conn {
+        Conn::build(
+            c2s,
+            sock,
+            peer,
+            tls,
+            Negotiator::new(direct_tls),
+            Instant::now(),
+            Vec::new(),
+        )
+    }
+
+    pub(super) fn adopted(c2s: Rc<C2s>, sock: TcpStream, h: Handoff) -> Conn {
+        let neg = Negotiator::resume(h.user, h.secured, h.direct_tls, h.lang);
+        Conn::build(c2s, sock, h.peer, h.tls, neg, h.created, h.unread)
+    }
+
+    fn build(
+        c2s: Rc<C2s>,
+        sock: TcpStream,
+        peer: SocketAddr,
+        tls: Option<Box<rustls::ServerConnection>>,
+        neg: Negotiator,
+        created: Instant,
+        unread: Vec<u8>,
+    ) -> Conn {
+        let handle = Rc::new(ClientHandle::new(c2s.config.max_send_queue, created));
+        let slot = c2s.register(handle.clone());
+        Conn {
+            framer: Framer::new(c2s.config.xml_limits()),
+            c2s,
+            sock,
+            tls,
+            tls_out: Vec::new(),
+            tls_out_pos: 0,
+            out_pos: 0,
+            reprocess: !unread.is_empty(),
+            inbuf: unread,
+            neg,
+            handle,
+            slot,
+            bound: None,
+            peer,
+            bindings: None,
+        }
+    }
+
+    /// The connection's task.
+    pub async fn run(mut self) {
+        let end = self.serve().await;
+        self.finish(end).await;
+    }
+
+    async fn serve(&mut self) -> End {
+        loop {
+            let ev = poll_fn(|cx| self.poll(cx)).await;
+            let job = match ev {
+                Ev::End(end) => return end,
+                Ev::Job(job) => job,
+            };
+            if let Some(end) = self.run_job(job).await {
+                return end;
+            }
+            // Back-pressure from the cross-shard channels: stop reading until they drain.
+            if self.c2s.router.outbox.congested() {
+                self.c2s.router.outbox.wait_uncongested().await;
+            }
+        }
+    }
+
+    async fn run_job(&mut self, job: Job) -> Option<End> {
+        match job {
+            Job::Pending(fut) => {
+                fut.await;
+                None
+            }
+            Job::StartTls => {
+                if let Err(end) = self.flush_all().await {
+                    return Some(end);
+                }
+                // CORE-TLS-06: nothing received before the handshake is processed after it.
+                self.inbuf = Vec::new();
+                self.reprocess = false;
+                self.framer.reset();
+                match self.c2s.new_tls(false) {
+                    Some(t) => {
+                        self.tls = Some(t);
+                        None
+                    }
+                    None => Some(End::Lost),
+                }
+            }
+            Job::VerifyPlain { password, keys } => {
+                let ok = glommio::executor()
+                    .spawn_blocking(move || sasl::verify_plain(&password, &keys))
+                    .await;
+                let action = {
+                    let bindings = self.bindings.clone().unwrap_or_default();
+                    let accounts = self.c2s.router.storage.accounts();
+                    let env = env(&self.c2s, &bindings, &accounts);
+                    let mut out = self.handle.out();
+                    self.neg.plain_verified(ok, &env, &mut out)
+                };
+                self.reprocess = true;
+                match action {
+                    Ok(Action::Authenticated(user)) => self.authenticated(user).await,
+                    Ok(_) => None,
+                    Err(e) => Some(End::Error(e)),
+                }
+            }
+            Job::Authenticated(user) => {
+                self.reprocess = true;
+                self.authenticated(user).await
+            }
+        }
+    }
+
+    /// SASL succeeded: the next header restarts the stream, possibly on another shard.
+    async fn authenticated(&mut self, user: Jid) -> Option<End> {
+        self.framer.reset();
+        if let Err(end) = self.flush_all().await {
+            return Some(end);
+        }
+        let home = self.c2s.router.home_of(user.bare_str());
+        if home == self.c2s.router.shard() {
+            return None;
+        }
+        // Whatever rustls already decrypted travels with the connection.
+        if let Some(tls) = self.tls.as_mut() {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = tls.reader().read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                self.inbuf.extend_from_slice(&buf[..n]);
+            }
+        }
+        // SAFETY: dup of a descriptor we own; the result is a new descriptor owned by the OwnedFd.
+        let raw = unsafe { libc::dup(self.sock.as_raw_fd()) };
+        if raw < 0 {
+            tracing::error!(error = %std::io::Error::last_os_error(), "dup failed");
+            return Some(End::Error(StreamError::new(
+                StreamCondition::InternalServerError,
+            )));
+        }
+        // SAFETY: `raw` is a fresh descriptor returned by dup and owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let h = Handoff {
+            fd,
+            tls: self.tls.take(),
+            unread: std::mem::take(&mut self.inbuf),
+            user,
+            secured: self.neg.secured(),
+            direct_tls: self.neg.direct_tls(),
+            lang: self.neg.lang().map(str::to_string),
+            peer: self.peer,
+            created: self.handle.created,
+        };
+        self.c2s
+            .links
+            .send(home, crate::shard::ShardMsg::Adopt(Box::new(h)))
+            .await;
+        Some(End::HandedOff)
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Ev> {
+        let c2s = self.c2s.clone();
+        for _ in 0..READS_PER_POLL {
+            if let Some(err) = self.handle.take_close() {
+                return Poll::Ready(Ev::End(End::Error(err)));
+            }
+            if let Poll::Ready(Err(_)) = self.poll_flush(cx) {
+                return Poll::Ready(Ev::End(End::Lost));
+            }
+            if self.reprocess {
+                self.reprocess = false;
+                match self.on_plain(&[]) {
+                    Ok(None) => continue,
+                    Ok(Some(job)) => return Poll::Ready(Ev::Job(job)),
+                    Err(end) => return Poll::Ready(Ev::End(end)),
+                }
+            }
+            let mut buf = c2s.read_buf.borrow_mut();
+            let n = match Pin::new(&mut self.sock).poll_read(cx, &mut buf) {
+                Poll::Pending => {
+                    self.handle.set_waker(cx.waker());
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(_)) | Poll::Ready(Ok(0)) => return Poll::Ready(Ev::End(End::Lost)),
+                Poll::Ready(Ok(n)) => n,
+            };
+            self.handle.last_rx.set(Instant::now());
+            self.handle.ping_sent.set(None);
+            let r = match self.tls.is_some() {
+                true => self.on_tls(&buf[..n]),
+                false => self.on_plain(&buf[..n]),
+            };
+            match r {
+                Ok(None) => {}
+                Ok(Some(job)) => return Poll::Ready(Ev::Job(job)),
+                Err(end) => return Poll::Ready(Ev::End(end)),
+            }
+        }
+        // Fairness: let other connections run, then continue.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Feed ciphertext to rustls and process what it decrypts.
+    fn on_tls(&mut self, mut data: &[u8]) -> Result<Option<Job>, End> {
+        let c2s = self.c2s.clone();
+        let Some(tls) = self.tls.as_mut() else {
+            return Ok(None);
+        };
+        while !data.is_empty() {
+            if tls.read_tls(&mut data).is_err() {
+                return Err(End::Lost);
+            }
+            if let Err(e) = tls.process_new_packets() {
+                // CORE-TLS-12: no XMPP data in the clear after a failed handshake; rustls
+                // queued an alert, which the final flush sends.
+                tracing::debug!(peer = %self.peer, error = %e, "TLS error");
+                return Err(End::Written);
+            }
+        }
+        if self.bindings.is_none() && !tls.is_handshaking() {
+            self.bindings = Some(ChannelBindings {
+                tls_server_end_point: c2s
+                    .tls
+                    .as_ref()
+                    .and_then(|t| t.server_end_point.as_deref())
+                    .map(<[u8]>::to_vec),
+                tls_exporter: crate::tls::tls_exporter(tls),
+            });
+        }
+        let mut plain = c2s.plain_buf.borrow_mut();
+        loop {
+            let Some(tls) = self.tls.as_mut() else {
+                return Ok(None);
+            };
+            match tls.reader().read(&mut plain) {
+                Ok(0) => return Err(End::Lost),
+                Ok(n) => {
+                    if let Some(job) = self.on_plain(&plain[..n])? {
+                        return Ok(Some(job));
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+                Err(_) => return Err(End::Lost),
+            }
+        }
+    }
+
+    /// Process plaintext; an incomplete frame stays in `inbuf`.
+    fn on_plain(&mut self, data: &[u8]) -> Result<Option<Job>, End> {
+        if self.inbuf.is_empty() {
+            let (used, job) = self.process(data)?;
+            if let Some(rest) = data.get(used..).filter(|r| !r.is_empty()) {
+                if !matches!(job, Some(Job::StartTls)) {
+                    self.inbuf.extend_from_slice(rest);
+                }
+            }
+            return Ok(job);
+        }
+        let mut buf = std::mem::take(&mut self.inbuf);
+        buf.extend_from_slice(data);
+        let (used, job) = self.process(&buf)?;
+        if matches!(job, Some(Job::StartTls)) {
+            return Ok(job);
+        }
+        buf.drain(..used.min(buf.len()));
+        if !buf.is_empty() {
+            self.inbuf = buf;
+        }
+        Ok(job)
+    }
+
+    /// Frame and handle as much of `data` as possible. Returns the bytes consumed and the job
+    /// that interrupted processing, if any.
+    fn process(&mut self, data: &[u8]) -> Result<(usize, Option<Job>), End> {
+        let mut pos = 0;
+        loop {
+            let rest = data.get(pos..).unwrap_or_default();
+            let (frame, used) = match self.framer.next(rest) {
+                Ok(Some(f)) => f,
+                Ok(None) => return Ok((pos, None)),
+                Err(e) => return Err(End::Error(StreamError::from(&e))),
+            };
+            pos += used;
+            if let Some(job) = self.on_frame(frame)? {
+                return Ok((pos, Some(job)));
+            }
+        }
+    }
+
+    fn on_frame(&mut self, frame: Frame<'_>) -> Result<Option<Job>, End> {
+        match frame {
+            Frame::Whitespace => Ok(None),
+            Frame::StreamClose => Err(End::ClientClosed),
+            Frame::StreamOpen(hdr) => {
+                let bindings = self.bindings.clone().unwrap_or_default();
+                let accounts = self.c2s.router.storage.accounts();
+                let action = {
+                    let env = env(&self.c2s, &bindings, &accounts);
+                    let mut out = self.handle.out();
+                    self.neg.on_header(&hdr, &env, &mut out)
+                };
+                self.action(action)
+            }
+            Frame::Element(raw) => {
+                let limits = self.c2s.config.xml_limits();
+                let head = xml::scan_stanza(raw, self.framer.stream_ns(), &limits)
+                    .map_err(|e| End::Error(StreamError::from(&e)))?;
+                let kind = (head.ns == ns::CLIENT)
+                    .then(|| Kind::from_name(head.name))
+                    .flatten();
+                if self.neg.authenticated().is_some() {
+                    return match kind {
+                        Some(kind) => self.on_stanza(kind, &head).map_err(End::Error),
+                        // CORE-STREAM-20, CORE-SASL-14.
+                        None => Err(End::Error(StreamError::with_text(
+                            StreamCondition::UnsupportedStanzaType,
+                            format!("unexpected <{}/>", head.name),
+                        ))),
+                    };
+                }
+                if let Some(kind) = kind {
+                    return self.before_auth_stanza(kind, &head).map_err(End::Error);
+                }
+                let el = xml::parse_element(raw, self.framer.stream_ns(), &limits)
+                    .map_err(|e| End::Error(StreamError::from(&e)))?;
+                let bindings = self.bindings.clone().unwrap_or_default();
+                let accounts = self.c2s.router.storage.accounts();
+                let action = {
+                    let env = env(&self.c2s, &bindings, &accounts);
+                    let mut out = self.handle.out();
+                    self.neg.on_nonza(&el, &env, &mut out)
+                };
+                self.action(action)
+            }
+        }
+    }
+
+    fn action(&mut self, action: Result<Action, StreamError>) -> Result<Option<Job>, End> {
+        match action {
+            Ok(Action::Continue) => Ok(None),
+            Ok(Action::StartTls) => Ok(Some(Job::StartTls)),
+            Ok(Action::Authenticated(user)) => Ok(Some(Job::Authenticated(user))),
+            Ok(Action::VerifyPlain { password, keys }) => {
+                Ok(Some(Job::VerifyPlain { password, keys }))
+            }
+            Ok(Action::Close) => Err(End::Written),
+            Err(e) => Err(End::Error(e)),
+        }
+    }
+
+    /// A stanza before authentication (CORE-STREAM-15): refused with `not-authorized`, except
+    /// XEP-0078 requests on a pre-1.0 stream, which learn that non-SASL auth is not offered
+    /// (IQAUTH-09).
+    fn before_auth_stanza(&mut self, kind: Kind, head: &StanzaHead<'_>) -> Result<Option<Job>, StreamError> {
+        let iq_auth = kind == Kind::Iq
+            && head.first_child.map(|(ns, _)| ns) == Some(ns::IQ_AUTH)
+            && matches!(head.attr("type").as_deref(), Some("get" | "set"));
+        if iq_auth && self.neg.is_legacy() {
+            let id = head.attr("id");
+            let legacy = self.c2s.config.legacy_error_codes;
+            self.handle.send_with(|out| {
+                StanzaError::new(StanzaCondition::ServiceUnavailable)
+                    .write_reply("iq", id.as_deref(), None, None, legacy, out)
+            });
+            return Ok(None);
+        }
+        Err(StreamError::with_text(
+            StreamCondition::NotAuthorized,
+            "authenticate first",
+        ))
+    }
+
+    /// A stanza on an authenticated stream: the gate (binding, types, ids, addresses), then
+    /// stamping and routing.
+    fn on_stanza(&mut self, kind: Kind, head: &StanzaHead<'_>) -> Result<Option<Job>, StreamError> {
+        let id = head.attr("id");
+        let ty = StanzaType::parse(kind, head.attr("type").as_deref());
+        let Some(from) = self.bound.clone() else {
+            // Only resource binding is allowed before a resource is bound (CORE-STREAM-15).
+            if ty == Ok(StanzaType::Iq(IqType::Set))
+                && head.first_child == Some((ns::BIND, "bind"))
+            {
+                return Ok(self.bind(head, id.as_deref()));
+            }
+            return Err(StreamError::with_text(
+                StreamCondition::NotAuthorized,
+                "bind a resource first",
+            ));
+        };
+        let Ok(ty) = ty else {
+            // CORE-STANZA-06, IM-PRES-12: an undefined type.
+            self.reply_error(kind, id.as_deref(), StanzaCondition::BadRequest, "unknown type");
+            return Ok(None);
+        };
+        if let StanzaType::Iq(it) = ty {
+            if id.is_none() {
+                // CORE-STANZA-06: an IQ must carry an id.
+                if ty.is_request() {
+                    self.reply_error(kind, None, StanzaCondition::BadRequest, "missing id");
+                }
+                return Ok(None);
+            }
+            // CORE-STANZA-05: exactly one payload in a request.
+            if matches!(it, IqType::Get | IqType::Set) && head.child_elements != 1 {
+                self.reply_error(
+                    kind,
+                    id.as_deref(),
+                    StanzaCondition::BadRequest,
+                    "an IQ request carries exactly one payload",
+                );
+                return Ok(None);
+            }
+            // CORE-BIND-10: one resource per stream.
+            if it == IqType::Set && head.first_child == Some((ns::BIND, "bind")) {
+                self.reply_error(
+                    kind,
+                    id.as_deref(),
+                    StanzaCondition::NotAllowed,
+                    "a resource is already bound",
+                );
+                return Ok(None);
+            }
+        }
+        // CORE-STANZA-01/02: `from` is ours to set; a different identity closes the stream.
+        if let Some(claimed) = head.attr("from") {
+            match Jid::parse(&claimed) {
+                Ok(j) if j == from || (j.is_bare() && j.bare_str() == from.bare_str()) => {}
+                _ => {
+                    return Err(StreamError::with_text(
+                        StreamCondition::InvalidFrom,
+                        "from does not match the bound JID",
+                    ))
+                }
+            }
+        }
+        let to = match head.attr("to") {
+            None => None,
+            Some(t) => match Jid::parse(&t) {
+                Ok(j) => Some(j),
+                Err(_) => {
+                    // CORE-STANZA-11
+                    if !ty.is_error() {
+                        self.reply_error(kind, id.as_deref(), StanzaCondition::JidMalformed, "");
+                    }
+                    return Ok(None);
+                }
+            },
+        };
+        let mut stamped = sessions::take_buffer();
+        self.stamp(head, &from, ty, to.is_none(), &mut stamped)?;
+        let pending = self.c2s.router.from_client(FromClient {
+            from: &from,
+            ty,
+            to: to.as_ref(),
+            id: id.as_deref(),
+            stamped: &stamped,
+        });
+        sessions::give_buffer(stamped);
+        Ok(pending.map(Job::Pending))
+    }
+
+    /// Write the stanza as it will be routed: `from` set to the bound JID; for a message
+    /// without `to`, `to` set to the sender's bare JID (CORE-STANZA-14); `xml:lang` from the
+    /// stream when the stanza has none (CORE-STANZA-03). Extensions pass unchanged
+    /// (CORE-STANZA-10).
+    fn stamp(
+        &self,
+        head: &StanzaHead<'_>,
+        from: &Jid,
+        ty: StanzaType,
+        no_to: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), StreamError> {
+        let mut attrs: smallvec::SmallVec<[(&str, &str); 3]> = smallvec::smallvec![("from", from.as_str())];
+        if no_to && ty.kind() == Kind::Message {
+            attrs.push(("to", from.bare_str()));
+        }
+        if let Some(lang) = self.neg.lang() {
+            if head.attr("xml:lang").is_none() {
+                attrs.push(("xml:lang", lang));
+            }
+        }
+        if head.self_contained {
+            xml::write_with_attrs(head, &attrs, out);
+            return Ok(());
+        }
+        // The stanza relies on prefixes declared on the client's stream header: re-serialize
+        // it with explicit declarations so that it means the same on the recipient's stream.
+        let mut el = xml::parse_element(
+            head.raw.as_bytes(),
+            self.framer.stream_ns(),
+            &self.c2s.config.xml_limits(),
+        )
+        .map_err(|e| StreamError::from(&e))?;
+        for (k, v) in attrs {
+            el.set_attr(k, v);
+        }
+        el.write_to(out, ns::CLIENT);
+        Ok(())
+    }
+
+    /// RFC 6120 §7: bind a resource (CORE-BIND-02..07).
+    fn bind(&mut self, head: &StanzaHead<'_>, id: Option<&str>) -> Option<Job> {
+        let Some(id) = id else {
+            self.reply_error(Kind::Iq, None, StanzaCondition::BadRequest, "missing id");
+            return None;
+        };
+        let Some(user) = self.neg.authenticated().cloned() else {
+            return None;
+        };
+        let limits = self.c2s.config.xml_limits();
+        let requested = xml::parse_element(head.raw.as_bytes(), self.framer.stream_ns(), &limits)
+            .ok()
+            .and_then(|iq| {
+                iq.child("bind", ns::BIND)
+                    .and_then(|b| b.child("resource", ns::BIND))
+                    .map(|r| r.text())
+            })
+            .filter(|r| !r.is_empty());
+        let requested = match requested.as_deref().map(resourceprep) {
+            None => None,
+            Some(Ok(r)) => Some(r.into_owned()),
+            Some(Err(_)) => {
+                // CORE-BIND-05
+                self.reply_error(
+                    Kind::Iq,
+                    Some(id),
+                    StanzaCondition::BadRequest,
+                    "invalid resource",
+                );
+                return None;
+            }
+        };
+        match self
+            .c2s
+            .router
+            .bind(&user, requested.as_deref(), self.handle.clone())
+        {
+            Ok(jid) => {
+                *self.handle.jid.borrow_mut() = Some(jid.clone());
+                self.handle.send_with(|out| {
+                    out.extend_from_slice(b"<iq type='result' id='");
+                    xml::escape_attr(id, out);
+                    out.extend_from_slice(b"'><bind xmlns='");
+                    out.extend_from_slice(ns::BIND.as_bytes());
+                    out.extend_from_slice(b"'><jid>");
+                    xml::escape_text(jid.as_str(), out);
+                    out.extend_from_slice(b"</jid></bind></iq>");
+                });
+                tracing::debug!(jid = %jid, peer = %self.peer, "bound");
+                self.bound = Some(jid);
+            }
+            Err(e) => {
+                let legacy = self.c2s.config.legacy_error_codes;
+                self.handle
+                    .send_with(|out| e.write_reply("iq", Some(id), None, None, legacy, out));
+            }
+        }
+        None
+    }
+
+    /// Answer the client's own stanza with an error (never an error to an error).
+    fn reply_error(&self, kind: Kind, id: Option<&str>, cond: StanzaCondition, text: &str) {
+        let err = if text.is_empty() {
+            StanzaError::new(cond)
+        } else {
+            StanzaError::with_text(cond, text)
+        };
+        let legacy = self.c2s.config.legacy_error_codes;
+        let to = self.bound.as_ref().map(|j| j.as_str());
+        self.handle
+            .send_with(|out| err.write_reply(kind.name(), id, to, None, legacy, out));
+    }
+
+    /// Write queued output: plaintext goes through rustls when TLS is on.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        loop {
+            if let Some(tls) = self.tls.as_mut() {
+                {
+                    let mut out = self.handle.out();
+                    if !out.is_empty() && !tls.is_handshaking() {
+                        let _ = tls.writer().write_all(&out);
+                        release(&mut out);
+                    }
+                }
+                while tls.wants_write() {
+                    if self.tls_out.capacity() == 0 {
+                        self.tls_out = sessions::take_buffer();
+                    }
+                    if tls.write_tls(&mut self.tls_out).is_err() {
+                        break;
+                    }
+                }
+                if self.tls_out_pos >= self.tls_out.len() {
+                    self.tls_out_pos = 0;
+                    let buf = std::mem::take(&mut self.tls_out);
+                    sessions::give_buffer(buf);
+                    return Poll::Ready(Ok(()));
+                }
+                let pending = &self.tls_out[self.tls_out_pos..];
+                match Pin::new(&mut self.sock).poll_write(cx, pending) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(n)) => self.tls_out_pos += n,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            } else {
+                let mut out = self.handle.out();
+                if self.out_pos >= out.len() {
+                    self.out_pos = 0;
+                    release(&mut out);
+                    return Poll::Ready(Ok(()));
+                }
+                let pending = &out[self.out_pos..];
+                match Pin::new(&mut self.sock).poll_write(cx, pending) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(n)) => self.out_pos += n,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+        }
+    }
+
+    async fn flush_all(&mut self) -> Result<(), End> {
+        poll_fn(|cx| self.poll_flush(cx)).await.map_err(|_| End::Lost)
+    }
+
+    /// Say goodbye as the end requires, then release everything this connection held.
+    async fn finish(mut self, end: End) {
+        let domains = self.c2s.config.domains.clone();
+        let farewell = match end {
+            End::Error(err) => {
+                if err.condition != StreamCondition::SystemShutdown {
+                    tracing::debug!(peer = %self.peer, error = %err, "closing stream");
+                }
+                let mut out = self.handle.out();
+                self.neg.write_error(&err, &domains, &mut out);
+                true
+            }
+            End::ClientClosed => {
+                self.handle.out().extend_from_slice(b"</stream:stream>");
+                true
+            }
+            End::Written => true,
+            End::Lost | End::HandedOff => false,
+        };
+        if farewell {
+            if let Some(tls) = self.tls.as_mut() {
+                // Push the last words through TLS before close_notify.
+                let mut out = self.handle.out();
+                if !out.is_empty() && !tls.is_handshaking() {
+                    let _ = tls.writer().write_all(&out);
+                }
+                release(&mut out);
+                drop(out);
+                tls.send_close_notify();
+            }
+            let flush = async {
+                let _ = self.flush_all().await;
+            };
+            flush
+                .or(async {
+                    glommio::timer::sleep(CLOSE_FLUSH).await;
+                })
+                .await;
+            let _ = self.sock.shutdown(Shutdown::Both).await;
+        }
+        if let Some(jid) = self.bound.take() {
+            self.c2s.router.session_ended(&jid, &self.handle);
+        }
+        self.c2s.unregister(self.slot);
+        release(&mut self.handle.out());
+    }
+}
+
+/// Empty a send buffer and return its allocation to the shard's pool.
+fn release(out: &mut Vec<u8>) {
+    let buf = std::mem::take(out);
+    sessions::give_buffer(buf);
+}
+
+fn env<'a>(
+    c2s: &'a C2s,
+    bindings: &'a ChannelBindings,
+    accounts: &'a dyn crate::stream::Accounts,
+) -> Env<'a> {
+    let config = &c2s.config;
+    Env {
+        domains: &config.domains,
+        require_tls: config.require_tls,
+        plain_without_tls: config.plain_without_tls,
+        tls_available: c2s.tls.is_some(),
+        bindings,
+        max_auth_failures: config.max_auth_failures,
+        post_auth_features: c2s.router.registry.stream_features(),
+        accounts,
+        fake_salt_secret: &c2s.secret,
+        scram_iterations: config.scram_iterations,
+    }
+}
+
+/// Refuse a connection before reading anything: our header, the error, close.
+pub(super) async fn refuse(mut sock: TcpStream, domains: Vec<String>, err: StreamError) {
+    let mut out = Vec::new();
+    Negotiator::new(false).write_error(&err, &domains, &mut out);
+    let write = async {
+        let _ = futures_lite::AsyncWriteExt::write_all(&mut sock, &out).await;
+    };
+    write
+        .or(async {
+            glommio::timer::sleep(CLOSE_FLUSH).await;
+        })
+        .await;
+    let _ = sock.shutdown(Shutdown::Both).await;
+}
+
+#[allow(dead_code)]
+fn _assert_send(h: Handoff) -> impl Send {
+    h
+}
+
+#[allow(dead_code)]
+fn _future_is_local(c: Conn) -> impl Future<Output = ()> {
+    c.run()
+}
+
+#[allow(dead_code)]
+const _: Option<MessageType> = None;

@@ -1,0 +1,271 @@
+//! Client-to-server connections: the listeners, the per-shard connection table, the sweeper
+//! that enforces timeouts and sends keepalive pings, and the adoption of connections that
+//! moved here after authentication. One task per connection (`conn.rs`) owns the socket.
+
+mod conn;
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glommio::net::{TcpListener, TcpStream};
+
+use crate::config::Config;
+use crate::router::{ClientHandle, Router};
+use crate::shard::Links;
+use crate::stream::sasl::Lookup;
+use crate::stream::Accounts;
+use crate::tls::TlsSetup;
+use crate::xmpp::error::{StreamCondition, StreamError};
+use crate::xmpp::jid::Jid;
+
+pub use conn::Handoff;
+
+/// Size of the shard's socket read buffer (and of its decrypted-data buffer).
+const READ_CHUNK: usize = 64 * 1024;
+
+/// The client-to-server service of one shard.
+pub struct C2s {
+    router: Rc<Router>,
+    config: Arc<Config>,
+    tls: Option<TlsSetup>,
+    links: Arc<Links>,
+    secret: Arc<[u8]>,
+    conns: RefCell<Slab>,
+    read_buf: RefCell<Box<[u8]>>,
+    plain_buf: RefCell<Box<[u8]>>,
+    max_conns: usize,
+    shutting_down: Cell<bool>,
+}
+
+/// A minimal slab of connection handles: stable indices, O(1) insert and remove.
+#[derive(Default)]
+struct Slab {
+    slots: Vec<Option<Rc<ClientHandle>>>,
+    free: Vec<usize>,
+    len: usize,
+}
+
+impl Slab {
+    fn insert(&mut self, h: Rc<ClientHandle>) -> usize {
+        self.len += 1;
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = Some(h);
+                i
+            }
+            None => {
+                self.slots.push(Some(h));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    fn remove(&mut self, i: usize) {
+        if let Some(slot) = self.slots.get_mut(i) {
+            if slot.take().is_some() {
+                self.len -= 1;
+                self.free.push(i);
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Rc<ClientHandle>> {
+        self.slots.iter().flatten()
+    }
+}
+
+impl Accounts for xmppd_storage::AccountStore {
+    fn lookup(&self, bare: &str) -> Lookup {
+        match self.get(bare) {
+            Ok(Some(a)) => Lookup::Found {
+                sha1: a.sha1,
+                sha256: a.sha256,
+                disabled: a.disabled,
+            },
+            Ok(None) => Lookup::NotFound,
+            Err(e) => {
+                tracing::error!(error = %e, "account lookup failed");
+                Lookup::Unavailable
+            }
+        }
+    }
+}
+
+impl C2s {
+    /// The service for one shard; `max_conns` bounds its connections.
+    pub fn new(
+        router: Rc<Router>,
+        tls: Option<TlsSetup>,
+        links: Arc<Links>,
+        secret: Arc<[u8]>,
+        max_conns: usize,
+    ) -> C2s {
+        C2s {
+            config: router.config.clone(),
+            router,
+            tls,
+            links,
+            secret,
+            conns: RefCell::new(Slab::default()),
+            read_buf: RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice()),
+            plain_buf: RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice()),
+            max_conns,
+            shutting_down: Cell::new(false),
+        }
+    }
+
+    /// Accept connections on `listener` until shutdown; `direct_tls` for XEP-0368 ports.
+    pub async fn accept_loop(self: Rc<Self>, listener: TcpListener, direct_tls: bool) {
+        loop {
+            let stream = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    glommio::timer::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if self.shutting_down.get() {
+                return;
+            }
+            let peer = stream
+                .peer_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+            if self.conns.borrow().len >= self.max_conns {
+                tracing::warn!(%peer, "connection limit reached");
+                glommio::spawn_local(conn::refuse(
+                    stream,
+                    self.config.domains.clone(),
+                    StreamError::with_text(
+                        StreamCondition::ResourceConstraint,
+                        "too many connections",
+                    ),
+                ))
+                .detach();
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let tls = if direct_tls {
+                match self.new_tls(true) {
+                    Some(t) => Some(t),
+                    None => continue,
+                }
+            } else {
+                None
+            };
+            let c = conn::Conn::accepted(self.clone(), stream, peer, tls, direct_tls);
+            glommio::spawn_local(c.run()).detach();
+        }
+    }
+
+    /// A fresh rustls server connection (direct TLS or after STARTTLS).
+    fn new_tls(&self, direct: bool) -> Option<Box<rustls::ServerConnection>> {
+        let setup = self.tls.as_ref()?;
+        let config = if direct {
+            setup.direct.clone()
+        } else {
+            setup.starttls.clone()
+        };
+        match rustls::ServerConnection::new(config) {
+            Ok(c) => Some(Box::new(c)),
+            Err(e) => {
+                tracing::error!(error = %e, "creating a TLS session failed");
+                None
+            }
+        }
+    }
+
+    /// Take over a connection that authenticated on another shard.
+    pub fn adopt(self: &Rc<Self>, h: Handoff) {
+        let fd: OwnedFd = h.fd;
+        // SAFETY-free: from_raw_fd on glommio's TcpStream takes ownership of a valid socket fd
+        // we own exclusively (it was dup'ed for this hand-off).
+        let stream = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
+        let c = conn::Conn::adopted(self.clone(), stream, h);
+        glommio::spawn_local(c.run()).detach();
+    }
+
+    fn register(&self, h: Rc<ClientHandle>) -> usize {
+        self.conns.borrow_mut().insert(h)
+    }
+
+    fn unregister(&self, slot: usize) {
+        self.conns.borrow_mut().remove(slot);
+    }
+
+    /// Enforce the authentication timeout and send keepalive pings; runs once a second.
+    pub async fn sweeper(self: Rc<Self>) {
+        let mut ping_id: u64 = 0;
+        loop {
+            glommio::timer::sleep(Duration::from_secs(1)).await;
+            if self.shutting_down.get() {
+                return;
+            }
+            let now = Instant::now();
+            let conns = self.conns.borrow();
+            for h in conns.iter() {
+                let jid = h.jid.borrow();
+                let Some(jid) = jid.as_ref() else {
+                    if now.duration_since(h.created) >= self.config.auth_timeout {
+                        h.request_close(StreamError::with_text(
+                            StreamCondition::ConnectionTimeout,
+                            "authentication timed out",
+                        ));
+                    }
+                    continue;
+                };
+                let Some(interval) = self.config.keepalive_interval else {
+                    continue;
+                };
+                match h.ping_sent.get() {
+                    None if now.duration_since(h.last_rx.get()) >= interval => {
+                        ping_id += 1;
+                        h.ping_sent.set(Some(now));
+                        h.send_with(|out| write_ping(out, jid, ping_id));
+                    }
+                    Some(sent) if now.duration_since(sent) >= self.config.keepalive_timeout => {
+                        // CORE-STREAM-19
+                        h.request_close(StreamError::with_text(
+                            StreamCondition::ConnectionTimeout,
+                            "no answer to keepalive",
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Close every stream with `system-shutdown` (CORE-SERR-20) and wait (bounded) for them
+    /// to finish.
+    pub async fn shutdown(&self) {
+        self.shutting_down.set(true);
+        for h in self.conns.borrow().iter() {
+            h.request_close(StreamError::new(StreamCondition::SystemShutdown));
+        }
+        let deadline = Instant::now() + self.config.shutdown_grace;
+        while self.conns.borrow().len > 0 && Instant::now() < deadline {
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Number of connections on this shard.
+    pub fn connections(&self) -> usize {
+        self.conns.borrow().len
+    }
+}
+
+fn write_ping(out: &mut Vec<u8>, to: &Jid, id: u64) {
+    out.extend_from_slice(b"<iq type='get' id='ka");
+    out.extend_from_slice(id.to_string().as_bytes());
+    out.extend_from_slice(b"' from='");
+    crate::xml::escape_attr(to.domain(), out);
+    out.extend_from_slice(b"' to='");
+    crate::xml::escape_attr(to.as_str(), out);
+    out.extend_from_slice(b"'><ping xmlns='urn:xmpp:ping'/></iq>");
+}

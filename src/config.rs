@@ -1,0 +1,562 @@
+//! Typed configuration: command-line flags, an optional TOML file, and embedded defaults, with
+//! every default and bound in one place. Flags win over the file; the file wins over defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+/// What happens when a client binds a resource another session of the same account holds
+/// (RFC 6120 §7.7.2.2, CORE-BIND-06).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConflictPolicy {
+    /// The newer session wins; the older one gets a `<conflict/>` stream error.
+    KickOld,
+    /// The bind is refused with a `<conflict/>` stanza error; the older session stays.
+    Refuse,
+    /// The newer session gets a server-modified resource.
+    Rename,
+}
+
+/// Command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "xmppd",
+    version,
+    about = "A thread-per-core XMPP server",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options shared by every command.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Server options (also accepted without the `serve` subcommand).
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve(ServeArgs),
+    /// Create an account. The password comes from a prompt, `--password-file` or `--password-stdin`.
+    Adduser(UserArgs),
+    /// Change an account's password.
+    Passwd(UserArgs),
+    /// Delete an account.
+    Deluser {
+        /// The account's bare JID, e.g. alice@localhost.
+        jid: String,
+    },
+    /// List accounts.
+    Users {
+        /// Only accounts of this domain.
+        #[arg(long)]
+        only_domain: Option<String>,
+    },
+    /// Validate the configuration, the TLS certificate and the data directory, then exit.
+    Check,
+    /// Generate a self-signed certificate for the served domains into the data directory.
+    GenCert {
+        /// Replace an existing certificate.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the home shard of each bare JID for a given shard count.
+    ShardOf {
+        /// Shard count to compute for.
+        #[arg(long)]
+        shards: usize,
+        /// Bare JIDs.
+        jids: Vec<String>,
+    },
+}
+
+/// Arguments of the account commands that take a password.
+#[derive(Debug, Args)]
+pub struct UserArgs {
+    /// The account's bare JID, e.g. alice@localhost.
+    pub jid: String,
+    /// Read the password from the first line of this file.
+    #[arg(long, conflicts_with = "password_stdin")]
+    pub password_file: Option<PathBuf>,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// Options every command needs.
+#[derive(Debug, Args, Default)]
+pub struct CommonArgs {
+    /// TOML configuration file; its keys are the long flag names with `-` replaced by `_`.
+    #[arg(long, global = true, env = "XMPPD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (accounts, TLS certificate) [default: ./data].
+    #[arg(long, global = true, env = "XMPPD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A served domain; repeat for several [default: localhost].
+    #[arg(long = "domain", global = true)]
+    pub domains: Vec<String>,
+    /// Log filter (tracing EnvFilter syntax, e.g. `info` or `xmppd=debug`) [default: info].
+    #[arg(long, global = true, env = "XMPPD_LOG")]
+    pub log: Option<String>,
+    /// LMDB map size in MiB (the most the data can grow to) [default: 1024].
+    #[arg(long, global = true)]
+    pub lmdb_map_size_mib: Option<usize>,
+    /// PBKDF2 iteration count for newly stored SCRAM credentials (min 4096) [default: 4096].
+    #[arg(long, global = true)]
+    pub scram_iterations: Option<u32>,
+}
+
+/// Options of `serve`. Every field is optional so that "not given" can fall back to the file.
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// Client-to-server listen address (STARTTLS); repeat for several [default: 127.0.0.1:5222].
+    #[arg(long = "c2s-listen")]
+    pub c2s_listen: Vec<SocketAddr>,
+    /// Direct-TLS (XEP-0368) client listen address; repeat for several [default: 127.0.0.1:5223].
+    #[arg(long = "c2s-tls-listen")]
+    pub c2s_tls_listen: Vec<SocketAddr>,
+    /// Disable the direct-TLS client listener.
+    #[arg(long)]
+    pub no_c2s_tls: bool,
+    /// PEM certificate chain [default: <data-dir>/tls/cert.pem, generated on first start].
+    #[arg(long)]
+    pub cert: Option<PathBuf>,
+    /// PEM private key [default: <data-dir>/tls/key.pem].
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Number of shards (executor threads) [default: one per available core].
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// Pin shard N to CPU N.
+    #[arg(long)]
+    pub pin: bool,
+    /// Allow authentication without TLS (SCRAM only; for loopback benchmarks).
+    #[arg(long)]
+    pub allow_plaintext: bool,
+    /// Also allow SASL PLAIN without TLS (implies --allow-plaintext; never on a network).
+    #[arg(long)]
+    pub allow_plain_without_tls: bool,
+    /// Largest stanza in bytes (>= 10000) [default: 262144].
+    #[arg(long)]
+    pub max_stanza_size: Option<usize>,
+    /// Deepest element nesting in a stanza [default: 32].
+    #[arg(long)]
+    pub max_depth: Option<usize>,
+    /// Most attributes on one element [default: 64].
+    #[arg(long)]
+    pub max_attrs: Option<usize>,
+    /// Seconds a connection may take to authenticate and bind [default: 30].
+    #[arg(long)]
+    pub auth_timeout: Option<u64>,
+    /// Seconds of silence after which the server pings a client (0 = never) [default: 240].
+    #[arg(long)]
+    pub keepalive_interval: Option<u64>,
+    /// Seconds to wait for any data after a keepalive ping before closing [default: 60].
+    #[arg(long)]
+    pub keepalive_timeout: Option<u64>,
+    /// SASL failures allowed on one stream before it is closed [default: 3].
+    #[arg(long)]
+    pub max_auth_failures: Option<u32>,
+    /// Resources one account may bind at once [default: 16].
+    #[arg(long)]
+    pub max_resources: Option<usize>,
+    /// Resource conflict policy [default: kick-old].
+    #[arg(long, value_enum)]
+    pub resource_conflict: Option<ConflictPolicy>,
+    /// Do not add XEP-0086 legacy `code` attributes to stanza errors.
+    #[arg(long)]
+    pub no_legacy_error_codes: bool,
+    /// Bytes queued for one slow client before it is disconnected [default: 1048576].
+    #[arg(long)]
+    pub max_send_queue: Option<usize>,
+    /// Cross-shard channel capacity in batches per shard [default: 1024].
+    #[arg(long)]
+    pub shard_queue: Option<usize>,
+    /// Most simultaneous client connections per process (0 = derived from the open-files limit).
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Seconds to wait for clients to receive `system-shutdown` before exiting [default: 3].
+    #[arg(long)]
+    pub shutdown_grace: Option<u64>,
+    /// Exit when standard input reaches end of file (for supervisors and test harnesses).
+    #[arg(long, hide = true)]
+    pub exit_on_stdin_eof: bool,
+}
+
+/// The configuration file: the same names as the flags, all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    domains: Option<Vec<String>>,
+    log: Option<String>,
+    lmdb_map_size_mib: Option<usize>,
+    scram_iterations: Option<u32>,
+    c2s_listen: Option<Vec<SocketAddr>>,
+    c2s_tls_listen: Option<Vec<SocketAddr>>,
+    no_c2s_tls: Option<bool>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    shards: Option<usize>,
+    pin: Option<bool>,
+    allow_plaintext: Option<bool>,
+    allow_plain_without_tls: Option<bool>,
+    max_stanza_size: Option<usize>,
+    max_depth: Option<usize>,
+    max_attrs: Option<usize>,
+    auth_timeout: Option<u64>,
+    keepalive_interval: Option<u64>,
+    keepalive_timeout: Option<u64>,
+    max_auth_failures: Option<u32>,
+    max_resources: Option<usize>,
+    resource_conflict: Option<ConflictPolicy>,
+    no_legacy_error_codes: Option<bool>,
+    max_send_queue: Option<usize>,
+    shard_queue: Option<usize>,
+    max_connections: Option<usize>,
+    shutdown_grace: Option<u64>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Served domains, normalized (lowercase); the first is the primary.
+    pub domains: Vec<String>,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Log filter.
+    pub log: String,
+    /// LMDB map size in bytes.
+    pub lmdb_map_size: usize,
+    /// PBKDF2 iterations for new credentials.
+    pub scram_iterations: u32,
+    /// STARTTLS client listeners.
+    pub c2s_listen: Vec<SocketAddr>,
+    /// Direct-TLS client listeners.
+    pub c2s_tls_listen: Vec<SocketAddr>,
+    /// Certificate chain path.
+    pub cert: PathBuf,
+    /// Private key path.
+    pub key: PathBuf,
+    /// True when the certificate paths are the generated defaults (generate when missing).
+    pub generate_cert: bool,
+    /// Shard count.
+    pub shards: usize,
+    /// Pin shards to CPUs.
+    pub pin: bool,
+    /// TLS is required before authentication.
+    pub require_tls: bool,
+    /// PLAIN is allowed without TLS.
+    pub plain_without_tls: bool,
+    /// XML limits.
+    pub max_stanza_size: usize,
+    /// Deepest nesting.
+    pub max_depth: usize,
+    /// Most attributes per element.
+    pub max_attrs: usize,
+    /// Time to authenticate and bind.
+    pub auth_timeout: Duration,
+    /// Silence before a keepalive ping (None = never).
+    pub keepalive_interval: Option<Duration>,
+    /// Wait after the ping.
+    pub keepalive_timeout: Duration,
+    /// SASL failures per stream.
+    pub max_auth_failures: u32,
+    /// Resources per account.
+    pub max_resources: usize,
+    /// Resource conflict policy.
+    pub resource_conflict: ConflictPolicy,
+    /// Add XEP-0086 codes to stanza errors.
+    pub legacy_error_codes: bool,
+    /// Per-connection send queue bound in bytes.
+    pub max_send_queue: usize,
+    /// Cross-shard channel capacity.
+    pub shard_queue: usize,
+    /// Connection limit per process.
+    pub max_connections: usize,
+    /// Shutdown grace period.
+    pub shutdown_grace: Duration,
+    /// Exit when stdin closes.
+    pub exit_on_stdin_eof: bool,
+}
+
+/// A configuration problem, reported before anything starts.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn pick<T>(flag: Option<T>, file: Option<T>, default: T) -> T {
+    flag.or(file).unwrap_or(default)
+}
+
+fn pick_vec<T>(flag: Vec<T>, file: Option<Vec<T>>, default: Vec<T>) -> Vec<T> {
+    if !flag.is_empty() {
+        flag
+    } else {
+        file.unwrap_or(default)
+    }
+}
+
+fn flag(set: bool, file: Option<bool>) -> bool {
+    set || file.unwrap_or(false)
+}
+
+impl Config {
+    /// Resolve flags, the optional file and defaults; check bounds.
+    pub fn resolve(common: &CommonArgs, serve: &ServeArgs) -> Result<Config, ConfigError> {
+        let file = match &common.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = pick(
+            common.data_dir.clone(),
+            file.data_dir.clone(),
+            PathBuf::from("./data"),
+        );
+        let domains_raw = pick_vec(
+            common.domains.clone(),
+            file.domains.clone(),
+            vec!["localhost".to_string()],
+        );
+        let mut domains = Vec::with_capacity(domains_raw.len());
+        for d in &domains_raw {
+            let n = crate::xmpp::jid::nameprep_domain(d)
+                .map_err(|e| ConfigError(format!("domain {d:?}: {e}")))?
+                .into_owned();
+            if !domains.contains(&n) {
+                domains.push(n);
+            }
+        }
+        let (cert, key, generate_cert) = match (
+            serve.cert.clone().or(file.cert.clone()),
+            serve.key.clone().or(file.key.clone()),
+        ) {
+            (Some(c), Some(k)) => (c, k, false),
+            (None, None) => (
+                data_dir.join("tls").join("cert.pem"),
+                data_dir.join("tls").join("key.pem"),
+                true,
+            ),
+            _ => {
+                return Err(ConfigError(
+                    "--cert and --key must be given together".to_string(),
+                ))
+            }
+        };
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let shards = pick(serve.shards, file.shards, 0);
+        let shards = if shards == 0 { cores } else { shards };
+        let plain_without_tls = flag(serve.allow_plain_without_tls, file.allow_plain_without_tls);
+        let require_tls =
+            !(flag(serve.allow_plaintext, file.allow_plaintext) || plain_without_tls);
+        let keepalive = pick(serve.keepalive_interval, file.keepalive_interval, 240);
+        let no_c2s_tls = flag(serve.no_c2s_tls, file.no_c2s_tls);
+        let c2s_tls_listen = if no_c2s_tls {
+            Vec::new()
+        } else {
+            pick_vec(
+                serve.c2s_tls_listen.clone(),
+                file.c2s_tls_listen.clone(),
+                vec![SocketAddr::from(([127, 0, 0, 1], 5223))],
+            )
+        };
+        let config = Config {
+            domains,
+            data_dir,
+            log: pick(common.log.clone(), file.log.clone(), "info".to_string()),
+            lmdb_map_size: pick(common.lmdb_map_size_mib, file.lmdb_map_size_mib, 1024)
+                .saturating_mul(1 << 20),
+            scram_iterations: pick(common.scram_iterations, file.scram_iterations, 4096),
+            c2s_listen: pick_vec(
+                serve.c2s_listen.clone(),
+                file.c2s_listen.clone(),
+                vec![SocketAddr::from(([127, 0, 0, 1], 5222))],
+            ),
+            c2s_tls_listen,
+            cert,
+            key,
+            generate_cert,
+            shards,
+            pin: flag(serve.pin, file.pin),
+            require_tls,
+            plain_without_tls,
+            max_stanza_size: pick(serve.max_stanza_size, file.max_stanza_size, 262_144),
+            max_depth: pick(serve.max_depth, file.max_depth, 32),
+            max_attrs: pick(serve.max_attrs, file.max_attrs, 64),
+            auth_timeout: Duration::from_secs(pick(serve.auth_timeout, file.auth_timeout, 30)),
+            keepalive_interval: (keepalive > 0).then(|| Duration::from_secs(keepalive)),
+            keepalive_timeout: Duration::from_secs(pick(
+                serve.keepalive_timeout,
+                file.keepalive_timeout,
+                60,
+            )),
+            max_auth_failures: pick(serve.max_auth_failures, file.max_auth_failures, 3),
+            max_resources: pick(serve.max_resources, file.max_resources, 16),
+            resource_conflict: pick(
+                serve.resource_conflict,
+                file.resource_conflict,
+                ConflictPolicy::KickOld,
+            ),
+            legacy_error_codes: !flag(serve.no_legacy_error_codes, file.no_legacy_error_codes),
+            max_send_queue: pick(serve.max_send_queue, file.max_send_queue, 1 << 20),
+            shard_queue: pick(serve.shard_queue, file.shard_queue, 1024),
+            max_connections: pick(serve.max_connections, file.max_connections, 0),
+            shutdown_grace: Duration::from_secs(pick(
+                serve.shutdown_grace,
+                file.shutdown_grace,
+                3,
+            )),
+            exit_on_stdin_eof: serve.exit_on_stdin_eof,
+        };
+        config.check_bounds()?;
+        Ok(config)
+    }
+
+    fn check_bounds(&self) -> Result<(), ConfigError> {
+        let bad = |msg: &str| Err(ConfigError(msg.to_string()));
+        if self.domains.is_empty() {
+            return bad("at least one --domain is required");
+        }
+        if self.max_stanza_size < 10_000 {
+            return bad("--max-stanza-size must be at least 10000 (RFC 6120 §13.12)");
+        }
+        if self.max_stanza_size > 64 << 20 {
+            return bad("--max-stanza-size must be at most 64 MiB");
+        }
+        if !(4..=1024).contains(&self.max_depth) {
+            return bad("--max-depth must be between 4 and 1024");
+        }
+        if !(8..=4096).contains(&self.max_attrs) {
+            return bad("--max-attrs must be between 8 and 4096");
+        }
+        if !(1..=1024).contains(&self.shards) {
+            return bad("--shards must be between 1 and 1024");
+        }
+        if !(1..=100).contains(&self.max_auth_failures) {
+            return bad("--max-auth-failures must be between 1 and 100");
+        }
+        if self.max_resources == 0 {
+            return bad("--max-resources must be at least 1");
+        }
+        if self.scram_iterations < 4096 {
+            return bad("--scram-iterations must be at least 4096 (RFC 7677)");
+        }
+        if self.max_send_queue < 64 * 1024 {
+            return bad("--max-send-queue must be at least 65536");
+        }
+        if self.shard_queue < 16 {
+            return bad("--shard-queue must be at least 16");
+        }
+        if self.lmdb_map_size < 16 << 20 {
+            return bad("--lmdb-map-size-mib must be at least 16");
+        }
+        if self.auth_timeout.is_zero() || self.keepalive_timeout.is_zero() {
+            return bad("--auth-timeout and --keepalive-timeout must be positive");
+        }
+        if self.c2s_listen.is_empty() && self.c2s_tls_listen.is_empty() {
+            return bad("no client listener configured");
+        }
+        Ok(())
+    }
+
+    /// True if `domain` (already normalized) is served here.
+    pub fn serves(&self, domain: &str) -> bool {
+        self.domains.iter().any(|d| d == domain)
+    }
+
+    /// The XML limits for client streams.
+    pub fn xml_limits(&self) -> crate::xml::Limits {
+        crate::xml::Limits {
+            max_stanza_bytes: self.max_stanza_size,
+            max_depth: self.max_depth,
+            max_attrs: self.max_attrs,
+        }
+    }
+
+    /// Storage options derived from the configuration.
+    pub fn storage_options(&self) -> xmppd_storage::Options {
+        xmppd_storage::Options {
+            map_size: self.lmdb_map_size,
+            ..xmppd_storage::Options::default()
+        }
+    }
+}
+
+fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("reading {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("xmppd").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn embedded_defaults() {
+        let cli = parse(&[]);
+        let c = Config::resolve(&cli.common, &cli.serve).unwrap();
+        assert_eq!(c.domains, vec!["localhost"]);
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert!(c.require_tls);
+        assert!(c.generate_cert);
+        assert_eq!(c.c2s_listen[0].port(), 5222);
+        assert_eq!(c.c2s_tls_listen[0].port(), 5223);
+        assert_eq!(c.resource_conflict, ConflictPolicy::KickOld);
+    }
+
+    #[test]
+    fn flags_win_over_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.toml");
+        std::fs::write(
+            &path,
+            "domains = [\"Example.ORG\"]\nmax_auth_failures = 5\nshards = 3\n",
+        )
+        .unwrap();
+        let cli = parse(&["--config", path.to_str().unwrap(), "--shards", "2"]);
+        let c = Config::resolve(&cli.common, &cli.serve).unwrap();
+        assert_eq!(c.domains, vec!["example.org"]);
+        assert_eq!(c.max_auth_failures, 5);
+        assert_eq!(c.shards, 2);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.toml");
+        std::fs::write(&path, "max_stanza = 5\n").unwrap();
+        let cli = parse(&["--config", path.to_str().unwrap()]);
+        assert!(Config::resolve(&cli.common, &cli.serve).is_err());
+    }
+
+    #[test]
+    fn bounds_are_enforced() {
+        let cli = parse(&["--max-stanza-size", "9999"]);
+        assert!(Config::resolve(&cli.common, &cli.serve).is_err());
+        let cli = parse(&["--cert", "/x.pem"]);
+        assert!(Config::resolve(&cli.common, &cli.serve).is_err());
+    }
+}

@@ -1,0 +1,7 @@
+//! Protocol modules, one file per specification. Each has a `register` function that declares
+//! its handlers and features; `main.rs` lists them.
+
+pub mod disco;
+pub mod ping;
+pub mod session;
+pub mod version;

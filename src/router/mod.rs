@@ -1,0 +1,669 @@
+//! Where a stanza goes (RFC 6120 §10, RFC 6121 §8.5): the server itself, an account homed on
+//! this shard, an account homed on another shard (one hop over the mesh), or a remote domain.
+//!
+//! Routed stanzas travel as the bytes they arrived in, stamped with the sender's full JID; only
+//! stanzas the server answers itself are parsed into an element tree.
+
+pub mod sessions;
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::core::{Ctx, IqReply, IqRequest, Registry, Scope};
+use crate::shard::{shard_of, BatchEntry, Outbox};
+use crate::xml::{self, Element, StreamNs};
+use crate::xmpp::error::{StanzaCondition, StanzaError, StreamCondition, StreamError};
+use crate::xmpp::jid::Jid;
+use crate::xmpp::ns;
+use crate::xmpp::stanza::{IqType, Kind, MessageType, PresenceType, StanzaType};
+
+pub use sessions::{ClientHandle, Sessions};
+
+/// Asynchronous work a stanza started (an IQ handler that awaits storage).
+pub type Pending = Pin<Box<dyn Future<Output = ()>>>;
+
+/// One shard's router and the state it routes with.
+pub struct Router {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// The storage.
+    pub storage: xmppd_storage::Storage,
+    /// Registered modules.
+    pub registry: Registry,
+    /// Sessions homed on this shard.
+    pub sessions: RefCell<Sessions>,
+    /// Stanzas for other shards.
+    pub outbox: Rc<Outbox>,
+    shards: usize,
+    client_ns: StreamNs,
+}
+
+/// A validated stanza from a bound local client, ready to route.
+pub struct FromClient<'a> {
+    /// The sender's bound full JID.
+    pub from: &'a Jid,
+    /// Kind and type.
+    pub ty: StanzaType,
+    /// The parsed `to`, if any.
+    pub to: Option<&'a Jid>,
+    /// The stanza id.
+    pub id: Option<&'a str>,
+    /// The stanza stamped with `from` (and `to`/`xml:lang` where added).
+    pub stamped: &'a [u8],
+}
+
+impl Router {
+    /// A router for shard `outbox.me()`.
+    pub fn new(
+        config: Arc<Config>,
+        storage: xmppd_storage::Storage,
+        registry: Registry,
+        outbox: Rc<Outbox>,
+    ) -> Router {
+        let shards = outbox.links().shards();
+        Router {
+            config,
+            storage,
+            registry,
+            sessions: RefCell::new(Sessions::default()),
+            outbox,
+            shards,
+            client_ns: StreamNs::new(ns::CLIENT),
+        }
+    }
+
+    /// This shard's index.
+    pub fn shard(&self) -> usize {
+        self.outbox.me()
+    }
+
+    /// The home shard of a bare JID.
+    pub fn home_of(&self, bare: &str) -> usize {
+        shard_of(bare, self.shards)
+    }
+
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            config: &self.config,
+            storage: &self.storage,
+            registry: &self.registry,
+        }
+    }
+
+    /// Route a stanza from a bound client homed on this shard (RFC 6120 §10.3–10.5).
+    pub fn from_client(self: &Rc<Self>, s: FromClient<'_>) -> Option<Pending> {
+        let from = s.from;
+        match (s.ty, s.to) {
+            // §10.3.3 / 6121 §4.2: presence with no `to` is a broadcast.
+            (StanzaType::Presence(pt), None) => {
+                self.presence_broadcast(from, pt, s.stamped);
+                None
+            }
+            // §10.3.3: an IQ with no `to` is handled on behalf of the sender's account.
+            (StanzaType::Iq(it), None) => {
+                let bare = from.to_bare();
+                self.server_iq(it, Scope::Account, from, &bare, s.id, s.stamped)
+            }
+            // §10.3.1: a message with no `to` goes to the sender's bare JID (the c2s layer has
+            // stamped that `to`).
+            (ty, None) => {
+                let bare = from.to_bare();
+                self.route(ty, bare.as_str(), from.as_str(), s.stamped)
+            }
+            (ty, Some(to)) => {
+                if !self.config.serves(to.domain()) {
+                    // No server-to-server yet: every remote domain is unreachable (§10.4.3).
+                    if !ty.is_error() {
+                        self.bounce(
+                            ty,
+                            s.id,
+                            from.as_str(),
+                            to.as_str(),
+                            StanzaError::new(StanzaCondition::RemoteServerNotFound),
+                        );
+                    }
+                    return None;
+                }
+                if to.local().is_none() {
+                    return self.to_server(ty, from, to, s.id, s.stamped);
+                }
+                self.route(ty, to.as_str(), from.as_str(), s.stamped)
+            }
+        }
+    }
+
+    /// Route a stanza to a local JID (`to` normalized): deliver here or hand it to the
+    /// home shard.
+    pub fn route(self: &Rc<Self>, ty: StanzaType, to: &str, from: &str, stanza: &[u8]) -> Option<Pending> {
+        let bare = bare_of(to);
+        let home = self.home_of(bare);
+        if home == self.shard() {
+            self.deliver(ty, to, from, stanza)
+        } else {
+            self.outbox
+                .push(home, ty, to, from, |o| o.extend_from_slice(stanza));
+            None
+        }
+    }
+
+    /// Route a server-generated stanza written by `write` (error replies, IQ results).
+    pub fn route_generated(
+        self: &Rc<Self>,
+        ty: StanzaType,
+        to: &str,
+        from: &str,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
+        let bare = bare_of(to);
+        if !bare.contains('@') {
+            // Addressed to the server itself: nothing to deliver.
+            return;
+        }
+        let home = self.home_of(bare);
+        if home == self.shard() {
+            let mut buf = sessions::take_buffer();
+            write(&mut buf);
+            if let Some(p) = self.deliver(ty, to, from, &buf) {
+                glommio::spawn_local(p).detach();
+            }
+            sessions::give_buffer(buf);
+        } else {
+            self.outbox.push(home, ty, to, from, write);
+        }
+    }
+
+    /// Deliver a batch that arrived from another shard.
+    pub fn deliver_entry(self: &Rc<Self>, e: &BatchEntry<'_>) {
+        if let Some(p) = self.deliver(e.ty, e.to, e.from, e.stanza) {
+            glommio::spawn_local(p).detach();
+        }
+    }
+
+    /// Deliver a stanza to a JID homed on this shard (RFC 6121 §8.5).
+    pub fn deliver(self: &Rc<Self>, ty: StanzaType, to: &str, from: &str, stanza: &[u8]) -> Option<Pending> {
+        let (bare, resource) = split_jid(to);
+        let sessions = self.sessions.borrow();
+        let account = sessions.account(bare);
+        let full = resource.and_then(|r| account.and_then(|a| a.get(r)));
+        match ty {
+            StanzaType::Iq(it) => {
+                if let Some(r) = full {
+                    r.handle.send(stanza);
+                    return None;
+                }
+                drop(sessions);
+                if resource.is_some() {
+                    // §8.5.3.2.3 / CORE-STANZA-18: no such resource.
+                    if ty.is_request() {
+                        self.bounce_stanza(ty, stanza, from, to, StanzaCondition::ServiceUnavailable);
+                    }
+                    return None;
+                }
+                let (Ok(from_jid), Ok(to_jid)) = (Jid::parse(from), Jid::parse(to)) else {
+                    return None;
+                };
+                let id = self.id_of(stanza);
+                self.server_iq(it, Scope::Account, &from_jid, &to_jid, id.as_deref(), stanza)
+            }
+            StanzaType::Message(mt) => {
+                if let Some(r) = full {
+                    // §8.5.3.1 / IM-MSG-01: whatever its priority or availability.
+                    r.handle.send(stanza);
+                    return None;
+                }
+                if resource.is_some() {
+                    match mt {
+                        // §8.5.3.2.1: chat (and, as RFC 3921 did, normal) as if to the bare JID.
+                        MessageType::Normal | MessageType::Chat => {}
+                        MessageType::Groupchat => {
+                            drop(sessions);
+                            self.bounce_stanza(ty, stanza, from, to, StanzaCondition::ServiceUnavailable);
+                            return None;
+                        }
+                        MessageType::Headline | MessageType::Error => return None,
+                    }
+                }
+                match mt {
+                    MessageType::Error => None,
+                    MessageType::Groupchat => {
+                        drop(sessions);
+                        // IM-MSG-05
+                        self.bounce_stanza(ty, stanza, from, to, StanzaCondition::ServiceUnavailable);
+                        None
+                    }
+                    MessageType::Headline => {
+                        // IM-MSG-04: every non-negative resource, else dropped.
+                        if let Some(a) = account {
+                            for r in a.non_negative() {
+                                r.handle.send(stanza);
+                            }
+                        }
+                        None
+                    }
+                    MessageType::Normal | MessageType::Chat => {
+                        let mut delivered = false;
+                        if let Some(a) = account {
+                            for r in a.best() {
+                                r.handle.send(stanza);
+                                delivered = true;
+                            }
+                        }
+                        drop(sessions);
+                        if !delivered {
+                            // IM-MSG-07: no available resource. Offline storage arrives with
+                            // the IM issue; until then the sender learns it was not delivered.
+                            self.bounce_stanza(ty, stanza, from, to, StanzaCondition::ServiceUnavailable);
+                        }
+                        None
+                    }
+                }
+            }
+            StanzaType::Presence(pt) => {
+                match (pt, resource) {
+                    // IM-PRES-14: to a full JID, that resource only (if connected).
+                    (PresenceType::Available | PresenceType::Unavailable | PresenceType::Error, Some(_)) => {
+                        if let Some(r) = full {
+                            r.handle.send(stanza);
+                        }
+                    }
+                    // IM-PRES-18: error presence is never broadcast.
+                    (PresenceType::Error, None) | (PresenceType::Probe, _) => {}
+                    // IM-PRES-14/15 and IM-SUB-16: every available resource, else dropped.
+                    _ => {
+                        if let Some(a) = account {
+                            for r in a.available() {
+                                r.handle.send(stanza);
+                            }
+                        }
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    /// A stanza addressed to the server's domain (§10.5.1, CORE-STANZA-15).
+    fn to_server(
+        self: &Rc<Self>,
+        ty: StanzaType,
+        from: &Jid,
+        to: &Jid,
+        id: Option<&str>,
+        stamped: &[u8],
+    ) -> Option<Pending> {
+        match ty {
+            StanzaType::Iq(it) => self.server_iq(it, Scope::Server, from, to, id, stamped),
+            StanzaType::Message(MessageType::Normal | MessageType::Chat) => {
+                self.bounce(
+                    ty,
+                    id,
+                    from.as_str(),
+                    to.as_str(),
+                    StanzaError::new(StanzaCondition::ServiceUnavailable),
+                );
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// Answer an IQ the server handles (CORE-STANZA-07/08, IM-IQ-01). Requests without a
+    /// handler get `service-unavailable`; results and errors are dropped.
+    fn server_iq(
+        self: &Rc<Self>,
+        it: IqType,
+        scope: Scope,
+        from: &Jid,
+        to: &Jid,
+        id: Option<&str>,
+        stanza: &[u8],
+    ) -> Option<Pending> {
+        if !matches!(it, IqType::Get | IqType::Set) {
+            return None;
+        }
+        let ty = StanzaType::Iq(it);
+        let Some(id) = id else {
+            return None;
+        };
+        let el = match xml::parse_element(stanza, &self.client_ns, &self.config.xml_limits()) {
+            Ok(el) => el,
+            Err(_) => {
+                self.bounce(
+                    ty,
+                    Some(id),
+                    from.as_str(),
+                    to.as_str(),
+                    StanzaError::new(StanzaCondition::BadRequest),
+                );
+                return None;
+            }
+        };
+        let Some(payload) = el.elements().next() else {
+            self.bounce(
+                ty,
+                Some(id),
+                from.as_str(),
+                to.as_str(),
+                StanzaError::new(StanzaCondition::BadRequest),
+            );
+            return None;
+        };
+        let mut handler = self
+            .registry
+            .iq_handler(scope, it, &payload.ns, &payload.name);
+        let mut scope = scope;
+        if handler.is_none() && scope == Scope::Account && from.bare_str() == to.bare_str() {
+            // A request with no `to` (or to one's own bare JID) that no account module handles
+            // is one for the server (e.g. a ping without `to`).
+            handler = self
+                .registry
+                .iq_handler(Scope::Server, it, &payload.ns, &payload.name);
+            scope = Scope::Server;
+        }
+        let reply_from = match scope {
+            Scope::Server => to.domain().to_string(),
+            Scope::Account => to.bare_str().to_string(),
+        };
+        let reply = match handler {
+            None => IqReply::Error(StanzaError::new(StanzaCondition::ServiceUnavailable)),
+            Some(h) => {
+                let req = IqRequest {
+                    from,
+                    to,
+                    scope,
+                    ty: it,
+                    id,
+                    payload,
+                };
+                h(&self.ctx(), &req)
+            }
+        };
+        match reply {
+            IqReply::Later(fut) => {
+                let router = self.clone();
+                let from = from.as_str().to_string();
+                let id = id.to_string();
+                Some(Box::pin(async move {
+                    let mut reply = fut.await;
+                    // A handler's future resolves to a final reply.
+                    while let IqReply::Later(next) = reply {
+                        reply = next.await;
+                    }
+                    router.send_iq_reply(reply, &id, &from, &reply_from);
+                }))
+            }
+            reply => {
+                self.send_iq_reply(reply, id, from.as_str(), &reply_from);
+                None
+            }
+        }
+    }
+
+    fn send_iq_reply(self: &Rc<Self>, reply: IqReply, id: &str, to: &str, from: &str) {
+        match reply {
+            IqReply::Result(payload) => {
+                self.route_generated(StanzaType::Iq(IqType::Result), to, from, |out| {
+                    write_iq_result(out, id, to, from, payload.as_ref());
+                });
+            }
+            IqReply::Error(err) => {
+                self.bounce(StanzaType::Iq(IqType::Set), Some(id), to, from, err);
+            }
+            IqReply::Later(_) => {}
+        }
+    }
+
+    /// Send `err` to `to` about a stanza of type `ty` that `to` sent to `from`
+    /// (never for an error stanza: CORE-STANZA-09).
+    pub fn bounce(
+        self: &Rc<Self>,
+        ty: StanzaType,
+        id: Option<&str>,
+        to: &str,
+        from: &str,
+        err: StanzaError,
+    ) {
+        if ty.is_error() {
+            return;
+        }
+        let kind = ty.kind();
+        let err_ty = match kind {
+            Kind::Message => StanzaType::Message(MessageType::Error),
+            Kind::Presence => StanzaType::Presence(PresenceType::Error),
+            Kind::Iq => StanzaType::Iq(IqType::Error),
+        };
+        let legacy = self.config.legacy_error_codes;
+        self.route_generated(err_ty, to, from, |out| {
+            err.write_reply(kind.name(), id, Some(to), Some(from), legacy, out);
+        });
+    }
+
+    fn bounce_stanza(
+        self: &Rc<Self>,
+        ty: StanzaType,
+        stanza: &[u8],
+        sender: &str,
+        addressee: &str,
+        condition: StanzaCondition,
+    ) {
+        if ty.is_error() {
+            return;
+        }
+        let id = self.id_of(stanza);
+        self.bounce(
+            ty,
+            id.as_deref(),
+            sender,
+            addressee,
+            StanzaError::new(condition),
+        );
+    }
+
+    fn id_of(&self, stanza: &[u8]) -> Option<String> {
+        let head = xml::scan_stanza(stanza, &self.client_ns, &self.config.xml_limits()).ok()?;
+        head.attr("id").map(|c| c.into_owned())
+    }
+
+    /// True if the account exists (a storage failure counts as "no": the caller answers
+    /// `service-unavailable` either way, and the failure is logged).
+    pub fn account_exists(&self, bare: &str) -> bool {
+        match self.storage.accounts().exists(bare) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "account lookup failed");
+                false
+            }
+        }
+    }
+
+    /// Presence without `to` from a local resource: update its availability and priority and
+    /// send it to the account's available resources, itself included (RFC 6121 §4.2.2,
+    /// IM-PRES-03). Contacts' presence arrives with the roster (the IM issue).
+    fn presence_broadcast(self: &Rc<Self>, from: &Jid, pt: PresenceType, stamped: &[u8]) {
+        let Some(resource) = from.resource() else {
+            return;
+        };
+        let priority = match pt {
+            PresenceType::Available => {
+                match xml::parse_element(stamped, &self.client_ns, &self.config.xml_limits())
+                    .ok()
+                    .map(|el| priority_of(&el))
+                {
+                    Some(Ok(p)) => Some(p),
+                    _ => {
+                        self.bounce(
+                            StanzaType::Presence(pt),
+                            None,
+                            from.as_str(),
+                            from.bare_str(),
+                            StanzaError::with_text(
+                                StanzaCondition::BadRequest,
+                                "priority must be an integer from -128 to 127",
+                            ),
+                        );
+                        return;
+                    }
+                }
+            }
+            PresenceType::Unavailable => None,
+            // Subscription management and probes without `to` have no meaning.
+            _ => return,
+        };
+        let mut sessions = self.sessions.borrow_mut();
+        let Some(account) = sessions.account_mut(from.bare_str()) else {
+            return;
+        };
+        let was_available = account
+            .get(resource)
+            .is_some_and(|r| r.priority.is_some());
+        let Some(me) = account.get_mut(resource) else {
+            return;
+        };
+        me.priority = priority;
+        me.last_presence = priority.map(|_| stamped.into());
+        let me_handle = me.handle.clone();
+        for r in account.resources.iter() {
+            let to_self = Rc::ptr_eq(&r.handle, &me_handle);
+            if to_self || r.priority.is_some() {
+                r.handle.send(stamped);
+            }
+            // IM-PRES-04: a newly available resource learns about its siblings.
+            if !to_self && !was_available && priority.is_some() {
+                if let Some(p) = &r.last_presence {
+                    me_handle.send(p);
+                }
+            }
+        }
+    }
+
+    /// Bind a resource for a connection (RFC 6120 §7) under the configured conflict policy;
+    /// a displaced session is closed with `<conflict/>` (CORE-BIND-06c).
+    pub fn bind(
+        self: &Rc<Self>,
+        user: &Jid,
+        requested: Option<&str>,
+        handle: Rc<ClientHandle>,
+    ) -> Result<Jid, StanzaError> {
+        let (jid, displaced) = self.sessions.borrow_mut().bind(
+            user,
+            requested,
+            handle,
+            self.config.resource_conflict,
+            self.config.max_resources,
+        )?;
+        if let Some(old) = displaced {
+            old.handle.request_close(StreamError::with_text(
+                StreamCondition::Conflict,
+                "replaced by a new session",
+            ));
+            if old.priority.is_some() {
+                self.broadcast_unavailable(&old.jid);
+            }
+        }
+        Ok(jid)
+    }
+
+    /// A resource went away (stream closed or connection lost): if it was available, its
+    /// siblings get unavailable presence from it (RFC 6121 §4.5.2, IM-PRES-10).
+    pub fn session_ended(self: &Rc<Self>, jid: &Jid, handle: &Rc<ClientHandle>) {
+        let removed = self.sessions.borrow_mut().unbind(jid, handle);
+        let Some(removed) = removed else {
+            return;
+        };
+        if removed.priority.is_some() {
+            self.broadcast_unavailable(jid);
+        }
+    }
+
+    /// Unavailable presence from `jid` to its account's available resources.
+    fn broadcast_unavailable(&self, jid: &Jid) {
+        let sessions = self.sessions.borrow();
+        if let Some(account) = sessions.account(jid.bare_str()) {
+            let mut buf = sessions::take_buffer();
+            write_unavailable(&mut buf, jid.as_str());
+            for r in account.available() {
+                r.handle.send(&buf);
+            }
+            sessions::give_buffer(buf);
+        }
+    }
+}
+
+/// The bare part of a normalized JID string.
+pub fn bare_of(jid: &str) -> &str {
+    split_jid(jid).0
+}
+
+/// Split a normalized JID string into bare part and resource.
+pub fn split_jid(jid: &str) -> (&str, Option<&str>) {
+    match jid.split_once('/') {
+        Some((bare, res)) => (bare, Some(res)),
+        None => (jid, None),
+    }
+}
+
+/// RFC 6121 §4.7.2.3: a missing priority is 0; otherwise an integer from -128 to 127.
+pub fn priority_of(presence: &Element) -> Result<i8, ()> {
+    match presence.child("priority", &presence.ns) {
+        None => Ok(0),
+        Some(p) => p.text().trim().parse::<i8>().map_err(|_| ()),
+    }
+}
+
+fn write_unavailable(out: &mut Vec<u8>, from: &str) {
+    out.extend_from_slice(b"<presence type='unavailable' from='");
+    xml::escape_attr(from, out);
+    out.extend_from_slice(b"'/>");
+}
+
+/// Write `<iq type='result' id to from>payload</iq>`.
+pub fn write_iq_result(out: &mut Vec<u8>, id: &str, to: &str, from: &str, payload: Option<&Element>) {
+    out.extend_from_slice(b"<iq type='result' id='");
+    xml::escape_attr(id, out);
+    out.extend_from_slice(b"' to='");
+    xml::escape_attr(to, out);
+    out.extend_from_slice(b"' from='");
+    xml::escape_attr(from, out);
+    match payload {
+        None => out.extend_from_slice(b"'/>"),
+        Some(p) => {
+            out.extend_from_slice(b"'>");
+            p.write_to(out, ns::CLIENT);
+            out.extend_from_slice(b"</iq>");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_normalized_jids() {
+        assert_eq!(split_jid("a@d/r/x"), ("a@d", Some("r/x")));
+        assert_eq!(split_jid("a@d"), ("a@d", None));
+        assert_eq!(bare_of("d/r"), "d");
+    }
+
+    #[test]
+    fn priority_rules_im_pres_12_13() {
+        let p = |xml: &str| {
+            let el = xml::parse_element(
+                xml.as_bytes(),
+                &StreamNs::new(ns::CLIENT),
+                &xml::Limits::default(),
+            )
+            .unwrap();
+            priority_of(&el)
+        };
+        assert_eq!(p("<presence/>"), Ok(0));
+        assert_eq!(p("<presence><priority> 5 </priority></presence>"), Ok(5));
+        assert_eq!(p("<presence><priority>-128</priority></presence>"), Ok(-128));
+        assert!(p("<presence><priority>128</priority></presence>").is_err());
+        assert!(p("<presence><priority>x</priority></presence>").is_err());
+    }
+}

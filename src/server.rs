@@ -1,0 +1,337 @@
+//! `xmppd serve`: open storage, load TLS, bind the listeners, start one shard per core, and
+//! stop cleanly on SIGTERM/SIGINT.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::c2s::{C2s, Handoff};
+use crate::config::Config;
+use crate::core::{Registry, RegisterFn};
+use crate::router::Router;
+use crate::shard::{self, Links, ShardMsg};
+use crate::tls::TlsSetup;
+
+/// A start-up failure, reported on stderr with a non-zero exit.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Bytes a destination may have pending before the sending shard stops reading sockets.
+const CROSS_SHARD_HIGH_WATER: usize = 4 << 20;
+
+/// One listening socket per shard for each address (SO_REUSEPORT).
+struct Listeners {
+    /// `[shard][i] = (fd, direct_tls)`
+    per_shard: Vec<Vec<(RawFd, bool)>>,
+    c2s: Vec<SocketAddr>,
+    c2s_tls: Vec<SocketAddr>,
+}
+
+/// Run the server until a signal (or, with `--exit-on-stdin-eof`, the end of stdin).
+pub fn serve(config: Config, modules: &'static [RegisterFn]) -> Result<(), StartError> {
+    let config = Arc::new(config);
+    let nofile = raise_nofile_limit();
+    let storage = xmppd_storage::Storage::open(&config.data_dir, &config.storage_options())
+        .map_err(|e| StartError(format!("opening {}: {e}", config.data_dir.display())))?;
+    let secret: Arc<[u8]> = load_secret(&config.data_dir)?.into();
+    let tls = TlsSetup::load(&config.cert, &config.key, config.generate_cert, &config.domains)
+        .map_err(|e| StartError(format!("TLS: {e}")))?;
+    let listeners = bind_listeners(&config)?;
+    let max_conns = match config.max_connections {
+        0 => nofile.saturating_sub(256).max(16) as usize,
+        n => n,
+    };
+    let per_shard_conns = max_conns.div_ceil(config.shards).max(1);
+    let (links, receivers) = Links::new(config.shards, config.shard_queue);
+    let receivers = Arc::new(receivers);
+    let per_shard = Arc::new(listeners.per_shard);
+
+    install_stop_triggers(&links, config.exit_on_stdin_eof)?;
+
+    let handles = {
+        let config = config.clone();
+        let storage = storage.clone();
+        let links = links.clone();
+        shard::spawn(config.shards, config.pin, move |i| {
+            let config = config.clone();
+            let storage = storage.clone();
+            let links = links.clone();
+            let receivers = receivers.clone();
+            let fds = per_shard.get(i).cloned().unwrap_or_default();
+            let tls = tls.clone();
+            let secret = secret.clone();
+            async move {
+                shard_main(ShardInit {
+                    index: i,
+                    config,
+                    storage,
+                    links,
+                    rx: receivers[i].clone(),
+                    fds,
+                    tls,
+                    secret,
+                    modules,
+                    max_conns: per_shard_conns,
+                })
+                .await
+            }
+        })
+        .map_err(|e| StartError(format!("starting shards: {e}")))?
+    };
+
+    let list = |v: &[SocketAddr]| {
+        v.iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    tracing::info!(
+        domains = ?config.domains,
+        shards = config.shards,
+        c2s = %list(&listeners.c2s),
+        c2s_tls = %list(&listeners.c2s_tls),
+        max_connections = max_conns,
+        "xmppd ready"
+    );
+    // A machine-readable line for supervisors and test harnesses.
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(
+        stdout,
+        "xmppd ready c2s={} c2s_tls={}",
+        list(&listeners.c2s),
+        list(&listeners.c2s_tls)
+    );
+    let _ = stdout.flush();
+    drop(stdout);
+
+    for h in handles {
+        if let Err(e) = h.join() {
+            tracing::error!(error = %e, "shard failed");
+        }
+    }
+    storage.shutdown();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+struct ShardInit {
+    index: usize,
+    config: Arc<Config>,
+    storage: xmppd_storage::Storage,
+    links: Arc<Links>,
+    rx: crossbeam_channel::Receiver<ShardMsg>,
+    fds: Vec<(RawFd, bool)>,
+    tls: TlsSetup,
+    secret: Arc<[u8]>,
+    modules: &'static [RegisterFn],
+    max_conns: usize,
+}
+
+async fn shard_main(init: ShardInit) {
+    let i = init.index;
+    let outbox = Rc::new(shard::Outbox::new(
+        i,
+        init.links.clone(),
+        CROSS_SHARD_HIGH_WATER,
+    ));
+    let registry = Registry::build(init.modules, &init.config);
+    let router = Rc::new(Router::new(
+        init.config.clone(),
+        init.storage,
+        registry,
+        outbox.clone(),
+    ));
+    let c2s = Rc::new(C2s::new(
+        router.clone(),
+        Some(init.tls),
+        init.links.clone(),
+        init.secret,
+        init.max_conns,
+    ));
+    glommio::spawn_local(outbox.run_flusher()).detach();
+    glommio::spawn_local(c2s.clone().sweeper()).detach();
+    for (fd, direct) in init.fds {
+        // SAFETY: each listening descriptor was created for this shard alone and is owned here.
+        let listener = unsafe { glommio::net::TcpListener::from_raw_fd(fd) };
+        glommio::spawn_local(c2s.clone().accept_loop(listener, direct)).detach();
+    }
+    tracing::debug!(shard = i, "shard started");
+
+    let bell = init.links.clone();
+    loop {
+        bell.inbox_bell(i).wait().await;
+        let mut handled = 0usize;
+        while let Ok(msg) = init.rx.try_recv() {
+            handled += 1;
+            match msg {
+                ShardMsg::Stanzas(batch) => {
+                    for e in batch.iter() {
+                        router.deliver_entry(&e);
+                    }
+                }
+                ShardMsg::Adopt(any) => match any.downcast::<Handoff>() {
+                    Ok(h) => c2s.adopt(*h),
+                    Err(_) => tracing::error!("unknown hand-off type"),
+                },
+                ShardMsg::Shutdown => {
+                    c2s.shutdown().await;
+                    tracing::debug!(shard = i, "shard stopped");
+                    return;
+                }
+            }
+            if handled % 64 == 0 {
+                futures_lite::future::yield_now().await;
+            }
+        }
+        bell.announce_space();
+    }
+}
+
+/// Bind every listen address once per shard with SO_REUSEPORT; port 0 is resolved by the
+/// first bind so that all shards share the same ephemeral port.
+fn bind_listeners(config: &Config) -> Result<Listeners, StartError> {
+    let mut per_shard = vec![Vec::new(); config.shards];
+    let mut bound = |addrs: &[SocketAddr], direct: bool| -> Result<Vec<SocketAddr>, StartError> {
+        let mut out = Vec::new();
+        for addr in addrs {
+            let mut actual = *addr;
+            for slot in per_shard.iter_mut() {
+                let s = listen_socket(actual)
+                    .map_err(|e| StartError(format!("listening on {actual}: {e}")))?;
+                actual = s
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.as_socket())
+                    .unwrap_or(actual);
+                slot.push((s.into_raw_fd(), direct));
+            }
+            out.push(actual);
+        }
+        Ok(out)
+    };
+    let c2s = bound(&config.c2s_listen, false)?;
+    let c2s_tls = bound(&config.c2s_tls_listen, true)?;
+    Ok(Listeners {
+        per_shard,
+        c2s,
+        c2s_tls,
+    })
+}
+
+fn listen_socket(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(4096)?;
+    Ok(s)
+}
+
+/// SIGTERM and SIGINT (and optionally the end of stdin) ask every shard to shut down.
+fn install_stop_triggers(links: &Arc<Links>, stdin_eof: bool) -> Result<(), StartError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| StartError(format!("signals: {e}")))?;
+    let l = links.clone();
+    std::thread::Builder::new()
+        .name("xmppd-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                tracing::info!(signal = sig, "shutting down");
+                stop_all(&l);
+            }
+        })
+        .map_err(|e| StartError(format!("signal thread: {e}")))?;
+    if stdin_eof {
+        let l = links.clone();
+        std::thread::Builder::new()
+            .name("xmppd-stdin".into())
+            .spawn(move || {
+                let mut buf = [0u8; 256];
+                let mut stdin = std::io::stdin();
+                while matches!(std::io::Read::read(&mut stdin, &mut buf), Ok(n) if n > 0) {}
+                tracing::info!("stdin closed: shutting down");
+                stop_all(&l);
+            })
+            .map_err(|e| StartError(format!("stdin thread: {e}")))?;
+    }
+    Ok(())
+}
+
+fn stop_all(links: &Links) {
+    for i in 0..links.shards() {
+        links.send_blocking(i, ShardMsg::Shutdown);
+    }
+}
+
+/// Raise the open-files soft limit to the hard limit; return the resulting limit.
+fn raise_nofile_limit() -> u64 {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 {
+            return 1024;
+        }
+        if rl.rlim_cur < rl.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: rl.rlim_max,
+                rlim_max: rl.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                rl.rlim_cur = rl.rlim_max;
+            }
+        }
+    }
+    rl.rlim_cur
+}
+
+/// The server secret (fake SCRAM salts for unknown users): 32 random bytes in
+/// `<data-dir>/secret`, created on first start.
+pub fn load_secret(data_dir: &Path) -> Result<Vec<u8>, StartError> {
+    let path = data_dir.join("secret");
+    match std::fs::read(&path) {
+        Ok(b) if b.len() == 32 => return Ok(b),
+        Ok(_) => {
+            return Err(StartError(format!(
+                "{} is corrupt (expected 32 bytes)",
+                path.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(StartError(format!("reading {}: {e}", path.display()))),
+    }
+    let mut secret = vec![0u8; 32];
+    crate::util::random_bytes(&mut secret);
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| StartError(format!("creating {}: {e}", data_dir.display())))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = data_dir.join("secret.tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| StartError(format!("writing {}: {e}", tmp.display())))?;
+    f.write_all(&secret)
+        .and_then(|_| f.sync_all())
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(|e| StartError(format!("writing {}: {e}", path.display())))?;
+    Ok(secret)
+}

@@ -1,0 +1,84 @@
+//! The admin CLI: account commands work while the server runs (LMDB is multi-process), and
+//! passwords never come from argv.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn adduser_passwd_deluser_while_running() {
+    let s = Server::start(&[]);
+    s.adduser("carol", "first-password");
+    let mut c = Client::plain(&s);
+    c.negotiate();
+    c.starttls();
+    assert_eq!(c.auth_plain("carol", "first-password").name, "success");
+
+    let out = s.admin(&["passwd", "carol@localhost", "--password-stdin"], "second-password\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut c = Client::plain(&s);
+    c.negotiate();
+    c.starttls();
+    assert_eq!(c.auth_plain("carol", "first-password").name, "failure");
+    assert_eq!(c.auth_plain("carol", "second-password").name, "success");
+
+    let out = s.admin(&["users"], "");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("carol@localhost"));
+
+    let out = s.admin(&["deluser", "carol@localhost"], "");
+    assert!(out.status.success());
+    let mut c = Client::plain(&s);
+    c.negotiate();
+    c.starttls();
+    assert_eq!(c.auth_plain("carol", "second-password").name, "failure");
+}
+
+#[test]
+fn adduser_refuses_duplicates_and_foreign_domains() {
+    let s = Server::start(&[]);
+    s.adduser("dave", "pw-dave-1");
+    let out = s.admin(&["adduser", "dave@localhost", "--password-stdin"], "x\n");
+    assert!(!out.status.success());
+    let out = s.admin(&["adduser", "eve@elsewhere.example", "--password-stdin"], "x\n");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a served domain"));
+    let out = s.admin(&["adduser", "frank@localhost", "--password-stdin"], "\n");
+    assert!(!out.status.success(), "empty passwords are refused");
+}
+
+#[test]
+fn password_file_is_read() {
+    let s = Server::start(&[]);
+    let pw = s.dir.path().join("pw.txt");
+    std::fs::write(&pw, "from-a-file\n").unwrap();
+    let out = s.admin(&["adduser", "gina@localhost", "--password-file", pw.to_str().unwrap()], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut c = Client::plain(&s);
+    c.negotiate();
+    c.starttls();
+    assert_eq!(c.auth_plain("gina", "from-a-file").name, "success");
+}
+
+#[test]
+fn check_and_gen_cert() {
+    let s = Server::start(&[]);
+    let out = s.admin(&["check"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("schema") && text.contains("ok"), "{text}");
+    let out = s.admin(&["gen-cert"], "");
+    assert!(!out.status.success(), "refuses to overwrite without --force");
+    let out = s.admin(&["gen-cert", "--force"], "");
+    assert!(out.status.success());
+}
+
+#[test]
+fn shard_of_is_printed() {
+    let out = std::process::Command::new(bin())
+        .args(["shard-of", "--shards", "2", "alice@localhost"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let expected = xmppd::shard::shard_of("alice@localhost", 2);
+    assert_eq!(text.trim(), format!("alice@localhost {expected}"));
+}

@@ -1,0 +1,758 @@
+//! End-to-end test harness: starts the real `xmppd` binary on ephemeral loopback ports with a
+//! temporary data directory, creates accounts with the real admin CLI, and speaks raw XML over
+//! TCP/TLS. Assertions are on what comes back on the wire.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use hmac::{KeyInit, Mac};
+use sha2::Digest;
+use xmppd::xml::{self, Element, Frame, Framer, StreamHeader, StreamNs};
+
+/// How long to wait for any expected data.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+pub const DOMAIN: &str = "localhost";
+
+/// A running server.
+pub struct Server {
+    child: Mutex<Child>,
+    _stdin: Mutex<Option<ChildStdin>>,
+    pub c2s: SocketAddr,
+    pub c2s_tls: Option<SocketAddr>,
+    pub dir: tempfile::TempDir,
+    pub log: Arc<Mutex<String>>,
+    users: AtomicUsize,
+    args: Vec<String>,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_xmppd")
+}
+
+impl Server {
+    /// Start a server with extra flags.
+    pub fn start(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Server::start_in(dir, extra)
+    }
+
+    /// Start a server on an existing data directory.
+    pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Server {
+        let mut args: Vec<String> = vec![
+            "--data-dir".into(),
+            dir.path().to_str().unwrap().into(),
+            "--c2s-listen".into(),
+            "127.0.0.1:0".into(),
+            "--c2s-tls-listen".into(),
+            "127.0.0.1:0".into(),
+            "--log".into(),
+            "xmppd=debug,warn".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut child = Command::new(bin())
+            .arg("serve")
+            .args(&args)
+            .arg("--exit-on-stdin-eof")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn xmppd");
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = log2.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("xmppd ready") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server did not start; log:\n{}", log.lock().unwrap());
+            }
+        };
+        let field = |name: &str| -> Vec<SocketAddr> {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .map(|v| {
+                    v.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(|s| s.parse().unwrap())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let stdin = child.stdin.take();
+        Server {
+            c2s: field("c2s=")[0],
+            c2s_tls: field("c2s_tls=").first().copied(),
+            child: Mutex::new(child),
+            _stdin: Mutex::new(stdin),
+            dir,
+            log,
+            users: AtomicUsize::new(0),
+            args,
+        }
+    }
+
+    /// A server shared by all tests of one test binary (it exits with the binary).
+    pub fn shared() -> &'static Server {
+        static S: OnceLock<Server> = OnceLock::new();
+        S.get_or_init(|| Server::start(&["--shards", "2"]))
+    }
+
+    pub fn cert_path(&self) -> PathBuf {
+        self.dir.path().join("tls").join("cert.pem")
+    }
+
+    /// Run an admin command against this server's data directory.
+    pub fn admin(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        let mut child = Command::new(bin())
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn admin");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Create an account.
+    pub fn adduser(&self, local: &str, password: &str) {
+        let out = self.admin(
+            &["adduser", &format!("{local}@{DOMAIN}"), "--password-stdin"],
+            &format!("{password}\n"),
+        );
+        assert!(
+            out.status.success(),
+            "adduser failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A fresh account with a unique name: (localpart, password).
+    pub fn new_user(&self, prefix: &str) -> (String, String) {
+        let n = self.users.fetch_add(1, Ordering::SeqCst);
+        let local = format!("{prefix}{n}");
+        let pw = format!("pw-{local}-secret");
+        self.adduser(&local, &pw);
+        (local, pw)
+    }
+
+    /// A fresh account homed on the given shard (with `shards` shards).
+    pub fn new_user_on_shard(&self, prefix: &str, shard: usize, shards: usize) -> (String, String) {
+        loop {
+            let n = self.users.fetch_add(1, Ordering::SeqCst);
+            let local = format!("{prefix}{n}");
+            if xmppd::shard::shard_of(&format!("{local}@{DOMAIN}"), shards) == shard {
+                let pw = format!("pw-{local}-secret");
+                self.adduser(&local, &pw);
+                return (local, pw);
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.lock().unwrap().id()
+    }
+
+    /// Send a signal and wait for exit (bounded).
+    pub fn signal_and_wait(&self, sig: i32) -> Option<std::process::ExitStatus> {
+        let pid = self.pid() as i32;
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+        let deadline = Instant::now() + TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.lock().unwrap().try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.child.lock() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// What the client read.
+#[derive(Debug)]
+pub enum Event {
+    Header(StreamHeader),
+    El(Element, String),
+    Close,
+    Eof,
+}
+
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Transport {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Transport::Plain(s) => s,
+            Transport::Tls(t) => t.get_ref(),
+        }
+    }
+}
+
+impl Read for Transport {
+    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.read(b),
+            Transport::Tls(t) => t.read(b),
+        }
+    }
+}
+
+impl Write for Transport {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.write(b),
+            Transport::Tls(t) => t.write(b),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Transport::Plain(s) => s.flush(),
+            Transport::Tls(t) => t.flush(),
+        }
+    }
+}
+
+/// A raw XML client.
+pub struct Client {
+    io: Option<Transport>,
+    framer: Framer,
+    buf: Vec<u8>,
+    ns: Option<StreamNs>,
+    pub jid: Option<String>,
+    pub stream_id: Option<String>,
+    /// Everything received, for diagnostics.
+    pub transcript: String,
+    cert: Option<PathBuf>,
+}
+
+pub fn tls_config(cert: &Path, alpn: Option<&[u8]>) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    if let Some(a) = alpn {
+        cfg.alpn_protocols = vec![a.to_vec()];
+    }
+    Arc::new(cfg)
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        s.set_nodelay(true).unwrap();
+        Client {
+            io: Some(Transport::Plain(s)),
+            framer: Framer::new(xml::Limits::default()),
+            buf: Vec::new(),
+            ns: None,
+            jid: None,
+            stream_id: None,
+            transcript: String::new(),
+            cert: None,
+        }
+    }
+
+    /// Connect to the plain port of `server`.
+    pub fn plain(server: &Server) -> Client {
+        let mut c = Client::connect(server.c2s);
+        c.cert = Some(server.cert_path());
+        c
+    }
+
+    /// Connect to the direct-TLS port (XEP-0368).
+    pub fn direct_tls(server: &Server, alpn: Option<&[u8]>) -> std::io::Result<Client> {
+        let mut c = Client::connect(server.c2s_tls.expect("direct TLS port"));
+        c.cert = Some(server.cert_path());
+        c.upgrade(alpn)?;
+        Ok(c)
+    }
+
+    /// Wrap the TCP stream in TLS and complete the handshake.
+    pub fn upgrade(&mut self, alpn: Option<&[u8]>) -> std::io::Result<()> {
+        let cfg = tls_config(self.cert.as_ref().expect("cert"), alpn);
+        let Some(Transport::Plain(tcp)) = self.io.take() else {
+            panic!("already TLS");
+        };
+        let conn = rustls::ClientConnection::new(cfg, DOMAIN.try_into().unwrap()).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock)?;
+        }
+        self.io = Some(Transport::Tls(Box::new(tls)));
+        self.framer.reset();
+        self.buf.clear();
+        Ok(())
+    }
+
+    pub fn tls_conn(&self) -> Option<&rustls::ClientConnection> {
+        match self.io.as_ref()? {
+            Transport::Tls(t) => Some(&t.conn),
+            Transport::Plain(_) => None,
+        }
+    }
+
+    pub fn send(&mut self, s: &str) {
+        let io = self.io.as_mut().expect("open");
+        io.write_all(s.as_bytes()).expect("write");
+        io.flush().expect("flush");
+    }
+
+    /// Send raw bytes, ignoring errors (the server may have closed already).
+    pub fn send_bytes(&mut self, b: &[u8]) {
+        if let Some(io) = self.io.as_mut() {
+            let _ = io.write_all(b);
+            let _ = io.flush();
+        }
+    }
+
+    pub fn open_stream(&mut self) {
+        self.send(&format!(
+            "<?xml version='1.0'?><stream:stream to='{DOMAIN}' xmlns='jabber:client' \
+             xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"
+        ));
+    }
+
+    /// Read the next event, or None on timeout.
+    pub fn try_recv(&mut self, timeout: Duration) -> Option<Event> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.framer.next(&self.buf) {
+                Ok(Some((frame, used))) => {
+                    let ev = match frame {
+                        Frame::StreamOpen(h) => {
+                            self.stream_id = h.id.clone();
+                            Event::Header(h)
+                        }
+                        Frame::Element(raw) => {
+                            let raw_s = String::from_utf8_lossy(raw).into_owned();
+                            let el = xml::parse_element(raw, self.framer.stream_ns(), &xml::Limits::default())
+                                .unwrap_or_else(|e| panic!("server sent bad XML {raw_s}: {e}"));
+                            Event::El(el, raw_s)
+                        }
+                        Frame::Whitespace => {
+                            self.buf.drain(..used);
+                            continue;
+                        }
+                        Frame::StreamClose => Event::Close,
+                    };
+                    self.buf.drain(..used);
+                    return Some(ev);
+                }
+                Ok(None) => {}
+                Err(e) => panic!(
+                    "server output not well-formed: {e}; got {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                ),
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            let io = self.io.as_mut()?;
+            io.tcp().set_read_timeout(Some(deadline - now)).unwrap();
+            let mut chunk = [0u8; 16384];
+            match io.read(&mut chunk) {
+                Ok(0) => return Some(Event::Eof),
+                Ok(n) => {
+                    self.transcript
+                        .push_str(&String::from_utf8_lossy(&chunk[..n]));
+                    self.buf.extend_from_slice(&chunk[..n]);
+                }
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    return None
+                }
+                Err(_) => return Some(Event::Eof),
+            }
+        }
+    }
+
+    pub fn recv(&mut self) -> Event {
+        match self.try_recv(TIMEOUT) {
+            Some(e) => e,
+            None => panic!("timed out; transcript: {}", self.transcript),
+        }
+    }
+
+    pub fn recv_header(&mut self) -> StreamHeader {
+        match self.recv() {
+            Event::Header(h) => h,
+            e => panic!("expected a stream header, got {e:?}"),
+        }
+    }
+
+    pub fn recv_el(&mut self) -> Element {
+        match self.recv() {
+            Event::El(e, _) => e,
+            e => panic!("expected an element, got {e:?}; transcript: {}", self.transcript),
+        }
+    }
+
+    /// The next element and its raw text.
+    pub fn recv_raw(&mut self) -> (Element, String) {
+        match self.recv() {
+            Event::El(e, raw) => (e, raw),
+            e => panic!("expected an element, got {e:?}"),
+        }
+    }
+
+    /// Expect a stream error with `condition`, then the close and the end of the connection.
+    pub fn expect_stream_error(&mut self, condition: &str) {
+        loop {
+            match self.recv() {
+                Event::Header(_) => continue,
+                Event::El(e, raw) => {
+                    if e.name == "error" && e.ns == "http://etherx.jabber.org/streams" {
+                        let cond = e
+                            .elements()
+                            .find(|c| c.ns == "urn:ietf:params:xml:ns:xmpp-streams" && c.name != "text")
+                            .map(|c| c.name.clone());
+                        assert_eq!(cond.as_deref(), Some(condition), "stream error: {raw}");
+                        break;
+                    }
+                    panic!("expected stream error {condition}, got {raw}; transcript {}", self.transcript);
+                }
+                e => panic!("expected stream error {condition}, got {e:?}; transcript {}", self.transcript),
+            }
+        }
+        match self.recv() {
+            Event::Close => {}
+            e => panic!("expected </stream:stream> after the error, got {e:?}"),
+        }
+        self.expect_eof();
+    }
+
+    /// The server closes the TCP connection (bounded wait).
+    pub fn expect_eof(&mut self) {
+        let deadline = Instant::now() + TIMEOUT;
+        while Instant::now() < deadline {
+            match self.try_recv(Duration::from_millis(200)) {
+                Some(Event::Eof) => return,
+                Some(e) => panic!("expected the connection to close, got {e:?}"),
+                None => {}
+            }
+        }
+        panic!("connection not closed");
+    }
+
+    /// Nothing arrives within `d`.
+    pub fn expect_silence(&mut self, d: Duration) {
+        if let Some(e) = self.try_recv(d) {
+            panic!("expected silence, got {e:?}");
+        }
+    }
+
+    /// Open a stream and read the header and features.
+    pub fn negotiate(&mut self) -> (StreamHeader, Element) {
+        self.open_stream();
+        let h = self.recv_header();
+        let f = self.recv_el();
+        assert_eq!(f.name, "features", "{f:?}");
+        (h, f)
+    }
+
+    /// STARTTLS on the current stream, then open the encrypted stream.
+    pub fn starttls(&mut self) -> (StreamHeader, Element) {
+        self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+        let p = self.recv_el();
+        assert_eq!(p.name, "proceed", "{p:?}");
+        self.upgrade(None).expect("TLS handshake");
+        self.negotiate()
+    }
+
+    /// SASL PLAIN; returns the server's answer element (success or failure).
+    pub fn auth_plain(&mut self, user: &str, password: &str) -> Element {
+        let payload = base64::engine::general_purpose::STANDARD
+            .encode(format!("\0{user}\0{password}"));
+        self.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{payload}</auth>"
+        ));
+        self.recv_el()
+    }
+
+    /// A SCRAM exchange; returns the final element (success or failure).
+    pub fn auth_scram(&mut self, mech: &str, user: &str, password: &str) -> Element {
+        let plus = mech.ends_with("-PLUS");
+        let cb = if plus {
+            let conn = self.tls_conn().expect("TLS for PLUS");
+            if conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
+                let mut out = [0u8; 32];
+                conn.export_keying_material(&mut out, b"EXPORTER-Channel-Binding", Some(&[]))
+                    .unwrap();
+                Some(("tls-exporter", out.to_vec()))
+            } else {
+                let der = std::fs::read(self.cert.as_ref().unwrap()).unwrap();
+                let _ = der;
+                panic!("TLS 1.2 PLUS not exercised here")
+            }
+        } else {
+            None
+        };
+        let mut s = Scram::new(mech, user, password, cb);
+        let first = s.client_first();
+        self.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{mech}'>{}</auth>",
+            b64(first.as_bytes())
+        ));
+        let ch = self.recv_el();
+        if ch.name != "challenge" {
+            return ch;
+        }
+        let server_first = unb64(&ch.text());
+        let Some(fin) = s.client_final(&server_first) else {
+            panic!("bad server-first {server_first:?}");
+        };
+        self.send(&format!(
+            "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>",
+            b64(fin.as_bytes())
+        ));
+        let end = self.recv_el();
+        if end.name == "success" {
+            let v = unb64(&end.text());
+            assert_eq!(v, s.expected_v(), "server signature");
+        }
+        end
+    }
+
+    /// Bind a resource; returns the bound JID.
+    pub fn bind(&mut self, resource: Option<&str>) -> String {
+        let res = resource
+            .map(|r| format!("<resource>{r}</resource>"))
+            .unwrap_or_default();
+        self.send(&format!(
+            "<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>{res}</bind></iq>"
+        ));
+        let r = self.recv_el();
+        assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+        let jid = r
+            .child("bind", "urn:ietf:params:xml:ns:xmpp-bind")
+            .and_then(|b| b.child("jid", "urn:ietf:params:xml:ns:xmpp-bind"))
+            .map(|j| j.text())
+            .expect("jid");
+        self.jid = Some(jid.clone());
+        jid
+    }
+
+    /// STARTTLS + SCRAM-SHA-256 + restart + bind.
+    pub fn login(server: &Server, user: &str, password: &str, resource: Option<&str>) -> Client {
+        let mut c = Client::plain(server);
+        c.negotiate();
+        c.starttls();
+        let r = c.auth_scram("SCRAM-SHA-256", user, password);
+        assert_eq!(r.name, "success", "{r:?}");
+        let (_, f) = c.negotiate();
+        assert!(f.child("bind", "urn:ietf:params:xml:ns:xmpp-bind").is_some());
+        c.bind(resource);
+        c
+    }
+
+    /// Log in and send initial presence; consumes the presence echo.
+    pub fn online(server: &Server, user: &str, password: &str, resource: Option<&str>) -> Client {
+        let mut c = Client::login(server, user, password, resource);
+        c.send("<presence/>");
+        let p = c.recv_el();
+        assert_eq!(p.name, "presence", "{p:?}");
+        c
+    }
+
+    /// Close the stream politely and expect the server's closing tag.
+    pub fn close(&mut self) {
+        self.send("</stream:stream>");
+        loop {
+            match self.recv() {
+                Event::Close => break,
+                Event::Eof => return,
+                _ => continue,
+            }
+        }
+        self.expect_eof();
+    }
+
+    /// Drop the TCP connection without closing the stream.
+    pub fn drop_tcp(mut self) {
+        if let Some(io) = self.io.take() {
+            let _ = io.tcp().shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+pub fn b64(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+pub fn unb64(s: &str) -> String {
+    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(s.trim()).unwrap()).unwrap()
+}
+
+/// A SCRAM client (RFC 5802) for tests.
+pub struct Scram {
+    sha256: bool,
+    user: String,
+    password: String,
+    nonce: String,
+    gs2: String,
+    cb: Option<Vec<u8>>,
+    first_bare: String,
+    auth_message: String,
+    salted: Vec<u8>,
+}
+
+impl Scram {
+    pub fn new(mech: &str, user: &str, password: &str, cb: Option<(&str, Vec<u8>)>) -> Scram {
+        let gs2 = match &cb {
+            Some((name, _)) => format!("p={name},,"),
+            None => "n,,".to_string(),
+        };
+        Scram {
+            sha256: mech.starts_with("SCRAM-SHA-256"),
+            user: user.into(),
+            password: password.into(),
+            nonce: format!("cnonce{}", std::process::id()),
+            gs2,
+            cb: cb.map(|(_, d)| d),
+            first_bare: String::new(),
+            auth_message: String::new(),
+            salted: Vec::new(),
+        }
+    }
+
+    pub fn client_first(&mut self) -> String {
+        self.first_bare = format!("n={},r={}", self.user, self.nonce);
+        format!("{}{}", self.gs2, self.first_bare)
+    }
+
+    fn hmac(&self, key: &[u8], data: &[u8]) -> Vec<u8> {
+        if self.sha256 {
+            let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+            m.update(data);
+            m.finalize().into_bytes().to_vec()
+        } else {
+            let mut m = hmac::Hmac::<sha1::Sha1>::new_from_slice(key).unwrap();
+            m.update(data);
+            m.finalize().into_bytes().to_vec()
+        }
+    }
+
+    fn h(&self, data: &[u8]) -> Vec<u8> {
+        if self.sha256 {
+            sha2::Sha256::digest(data).to_vec()
+        } else {
+            sha1::Sha1::digest(data).to_vec()
+        }
+    }
+
+    pub fn client_final(&mut self, server_first: &str) -> Option<String> {
+        let mut r = None;
+        let mut s = None;
+        let mut i = None;
+        for part in server_first.split(',') {
+            if let Some(v) = part.strip_prefix("r=") {
+                r = Some(v.to_string());
+            } else if let Some(v) = part.strip_prefix("s=") {
+                s = Some(base64::engine::general_purpose::STANDARD.decode(v).ok()?);
+            } else if let Some(v) = part.strip_prefix("i=") {
+                i = Some(v.parse::<u32>().ok()?);
+            }
+        }
+        let (r, s, i) = (r?, s?, i?);
+        if !r.starts_with(&self.nonce) {
+            return None;
+        }
+        self.salted = vec![0u8; if self.sha256 { 32 } else { 20 }];
+        if self.sha256 {
+            pbkdf2::pbkdf2_hmac::<sha2::Sha256>(self.password.as_bytes(), &s, i, &mut self.salted);
+        } else {
+            pbkdf2::pbkdf2_hmac::<sha1::Sha1>(self.password.as_bytes(), &s, i, &mut self.salted);
+        }
+        let mut cbind = self.gs2.as_bytes().to_vec();
+        if let Some(cb) = &self.cb {
+            cbind.extend_from_slice(cb);
+        }
+        let without_proof = format!("c={},r={r}", b64(&cbind));
+        self.auth_message = format!("{},{server_first},{without_proof}", self.first_bare);
+        let client_key = self.hmac(&self.salted, b"Client Key");
+        let stored = self.h(&client_key);
+        let sig = self.hmac(&stored, self.auth_message.as_bytes());
+        let proof: Vec<u8> = client_key.iter().zip(sig).map(|(a, b)| a ^ b).collect();
+        Some(format!("{without_proof},p={}", b64(&proof)))
+    }
+
+    pub fn expected_v(&self) -> String {
+        let server_key = self.hmac(&self.salted, b"Server Key");
+        format!("v={}", b64(&self.hmac(&server_key, self.auth_message.as_bytes())))
+    }
+}
+
+/// The condition child of a stanza error.
+pub fn stanza_error(el: &Element) -> Option<(String, String, Option<String>)> {
+    let e = el.child("error", &el.ns)?;
+    let cond = e
+        .elements()
+        .find(|c| c.ns == "urn:ietf:params:xml:ns:xmpp-stanzas" && c.name != "text")?;
+    Some((
+        cond.name.clone(),
+        e.attr("type").unwrap_or_default().to_string(),
+        e.attr("code").map(str::to_string),
+    ))
+}

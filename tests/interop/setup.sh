@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Creates (once) the Python virtualenv for the interop tests and installs the pinned client
+# libraries from PyPI. Prints the interpreter path.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+venv="${XMPPD_INTEROP_VENV:-$here/../../target/interop-venv}"
+if [ ! -x "$venv/bin/python" ] || ! cmp -s "$here/requirements.txt" "$venv/requirements.txt"; then
+  rm -rf "$venv"
+  python3 -m venv "$venv" >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt" >&2
+  cp "$here/requirements.txt" "$venv/requirements.txt"
+fi
+echo "$venv/bin/python"

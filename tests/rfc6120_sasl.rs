@@ -1,0 +1,246 @@
+//! RFC 6120 §6 SASL with SCRAM (RFC 5802/7677) and PLAIN (RFC 4616), on the wire.
+
+mod common;
+
+use common::*;
+
+const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+
+fn secured(s: &Server) -> Client {
+    let mut c = Client::plain(s);
+    c.negotiate();
+    c.starttls();
+    c
+}
+
+fn failure_condition(el: &xmppd::xml::Element) -> String {
+    assert_eq!(el.name, "failure", "{el:?}");
+    assert_eq!(el.ns, SASL);
+    el.elements().next().expect("condition").name.clone()
+}
+
+#[test]
+fn core_sasl_scram_sha_1_and_256_succeed_with_server_signature() {
+    let s = Server::shared();
+    let (user, pw) = s.new_user("scram");
+    for mech in ["SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS"] {
+        let mut c = secured(s);
+        // auth_scram checks the v= server signature (CORE-SASL-13).
+        let r = c.auth_scram(mech, &user, &pw);
+        assert_eq!(r.name, "success", "{mech}: {r:?}");
+        // CORE-SASL-13: after success, no mechanisms and no STARTTLS.
+        let (_, f) = c.negotiate();
+        assert!(f.child("mechanisms", SASL).is_none());
+        assert!(f.child("starttls", "urn:ietf:params:xml:ns:xmpp-tls").is_none());
+        assert!(f.child("bind", "urn:ietf:params:xml:ns:xmpp-bind").is_some());
+    }
+}
+
+#[test]
+fn core_sasl_05_invalid_mechanism_keeps_stream_open() {
+    let s = Server::shared();
+    let (user, pw) = s.new_user("mech");
+    let mut c = secured(s);
+    c.send(&format!("<auth xmlns='{SASL}' mechanism='NOPE'/>"));
+    assert_eq!(failure_condition(&c.recv_el()), "invalid-mechanism");
+    c.send(&format!("<auth xmlns='{SASL}'/>"));
+    assert_eq!(failure_condition(&c.recv_el()), "invalid-mechanism");
+    let r = c.auth_plain(&user, &pw);
+    assert_eq!(r.name, "success");
+}
+
+#[test]
+fn core_sasl_06_incorrect_encoding() {
+    let s = Server::shared();
+    let mut c = secured(s);
+    c.send(&format!("<auth xmlns='{SASL}' mechanism='PLAIN'>AGFsaWNl\nAHB3</auth>"));
+    assert_eq!(failure_condition(&c.recv_el()), "incorrect-encoding");
+    c.send(&format!("<auth xmlns='{SASL}' mechanism='PLAIN'>!!!</auth>"));
+    assert_eq!(failure_condition(&c.recv_el()), "incorrect-encoding");
+}
+
+#[test]
+fn core_sasl_07_08_wrong_password_retries_then_policy_violation() {
+    let s = Server::shared();
+    let (user, pw) = s.new_user("wrong");
+    let mut c = secured(s);
+    assert_eq!(failure_condition(&c.auth_plain(&user, "nope")), "not-authorized");
+    assert_eq!(
+        failure_condition(&c.auth_scram("SCRAM-SHA-256", &user, "nope")),
+        "not-authorized"
+    );
+    // The stream is still usable for a correct attempt...
+    let mut ok = secured(s);
+    assert_eq!(ok.auth_plain(&user, &pw).name, "success");
+    // ...but the third failure on one stream closes it (default --max-auth-failures 3).
+    assert_eq!(failure_condition(&c.auth_plain(&user, "nope")), "not-authorized");
+    c.expect_stream_error("policy-violation");
+}
+
+#[test]
+fn core_sasl_09_abort() {
+    let s = Server::shared();
+    let (user, pw) = s.new_user("abort");
+    let mut c = secured(s);
+    c.send(&format!(
+        "<auth xmlns='{SASL}' mechanism='SCRAM-SHA-256'>{}</auth>",
+        b64(format!("n,,n={user},r=abcdefgh").as_bytes())
+    ));
+    assert_eq!(c.recv_el().name, "challenge");
+    c.send(&format!("<abort xmlns='{SASL}'/>"));
+    assert_eq!(failure_condition(&c.recv_el()), "aborted");
+    assert_eq!(c.auth_scram("SCRAM-SHA-256", &user, &pw).name, "success");
+}
+
+#[test]
+fn core_sasl_10_empty_initial_response_differs_from_none() {
+    let s = Server::shared();
+    let mut c = secured(s);
+    // No initial response: the server sends an empty challenge.
+    c.send(&format!("<auth xmlns='{SASL}' mechanism='SCRAM-SHA-1'/>"));
+    let ch = c.recv_el();
+    assert_eq!(ch.name, "challenge");
+    assert!(ch.text().is_empty() || ch.text() == "=");
+    c.send(&format!("<abort xmlns='{SASL}'/>"));
+    assert_eq!(failure_condition(&c.recv_el()), "aborted");
+    // "=" is an empty initial response, which SCRAM cannot accept.
+    c.send(&format!("<auth xmlns='{SASL}' mechanism='SCRAM-SHA-1'>=</auth>"));
+    assert_eq!(failure_condition(&c.recv_el()), "malformed-request");
+}
+
+#[test]
+fn core_sasl_11_foreign_authzid_is_invalid() {
+    let s = Server::shared();
+    let (user, pw) = s.new_user("authz");
+    let mut c = secured(s);
+    let payload = b64(format!("someoneelse@localhost\0{user}\0{pw}").as_bytes());
+    c.send(&format!("<auth xmlns='{SASL}' mechanism='PLAIN'>{payload}</auth>"));
+    assert_eq!(failure_condition(&c.recv_el()), "invalid-authzid");
+    let payload = b64(format!("{user}@localhost\0{user}\0{pw}").as_bytes());
+    c.send(&format!("<auth xmlns='{SASL}' mechanism='PLAIN'>{payload}</auth>"));
+    assert_eq!(c.recv_el().name, "success");
+}
+
+#[test]
+fn core_sasl_12_malformed_scram() {
+    let s = Server::shared();
+    let mut c = secured(s);
+    c.send(&format!(
+        "<auth xmlns='{SASL}' mechanism='SCRAM-SHA-256'>{}</auth>",
+        b64(b"n,,x=nobody")
+    ));
+    assert_eq!(failure_condition(&c.recv_el()), "malformed-request");
+}
+
+#[test]
+fn core_sasl_14_no_second_authentication() {
+    let s = Server::shared();
+    let (user, pw) = s.new_user("twice");
+    let mut c = secured(s);
+    assert_eq!(c.auth_plain(&user, &pw).name, "success");
+    c.negotiate();
+    c.send(&format!("<auth xmlns='{SASL}' mechanism='PLAIN'>{}</auth>", b64(b"\0x\0y")));
+    c.expect_stream_error("unsupported-stanza-type");
+}
+
+#[test]
+fn core_sasl_15_16_server_first_format() {
+    let s = Server::shared();
+    let (user, _) = s.new_user("first");
+    let mut c = secured(s);
+    c.send(&format!(
+        "<auth xmlns='{SASL}' mechanism='SCRAM-SHA-256'>{}</auth>",
+        b64(format!("n,,n={user},r=clientnonce").as_bytes())
+    ));
+    let first = unb64(&c.recv_el().text());
+    let parts: Vec<&str> = first.split(',').collect();
+    assert!(parts[0].starts_with("r=clientnonce") && parts[0].len() > "r=clientnonce".len() + 8);
+    assert!(parts[1].starts_with("s="));
+    let iters: u32 = parts[2].strip_prefix("i=").unwrap().parse().unwrap();
+    assert!(iters >= 4096);
+}
+
+#[test]
+fn core_sasl_unknown_user_is_indistinguishable_until_the_end() {
+    let s = Server::shared();
+    let mut c = secured(s);
+    // An unknown user gets a normal server-first (no account harvesting), then not-authorized.
+    let r = c.auth_scram("SCRAM-SHA-256", "nosuchuser", "whatever");
+    assert_eq!(failure_condition(&r), "not-authorized");
+}
+
+#[test]
+fn core_sasl_18_wrong_proof_gets_no_signature() {
+    let s = Server::shared();
+    let (user, _) = s.new_user("proof");
+    let mut c = secured(s);
+    let r = c.auth_scram("SCRAM-SHA-1", &user, "wrong password");
+    assert_eq!(failure_condition(&r), "not-authorized");
+    assert!(r.text().is_empty());
+}
+
+#[test]
+fn core_sasl_19_downgrade_detected() {
+    let s = Server::shared();
+    let (user, _) = s.new_user("down");
+    let mut c = secured(s);
+    // "y": the client supports channel binding but thinks we do not; we advertised -PLUS.
+    c.send(&format!(
+        "<auth xmlns='{SASL}' mechanism='SCRAM-SHA-256'>{}</auth>",
+        b64(format!("y,,n={user},r=abcdefgh").as_bytes())
+    ));
+    assert_eq!(failure_condition(&c.recv_el()), "not-authorized");
+}
+
+#[test]
+fn core_sasl_20_unsupported_channel_binding_type() {
+    let s = Server::shared();
+    let (user, _) = s.new_user("cbt");
+    let mut c = secured(s);
+    c.send(&format!(
+        "<auth xmlns='{SASL}' mechanism='SCRAM-SHA-256-PLUS'>{}</auth>",
+        b64(format!("p=tls-unique,,n={user},r=abcdefgh").as_bytes())
+    ));
+    assert_eq!(failure_condition(&c.recv_el()), "not-authorized");
+}
+
+#[test]
+fn core_sasl_21_reserved_m_attribute() {
+    let s = Server::shared();
+    let mut c = secured(s);
+    c.send(&format!(
+        "<auth xmlns='{SASL}' mechanism='SCRAM-SHA-256'>{}</auth>",
+        b64(b"n,,m=ext,n=user,r=abcdefgh")
+    ));
+    assert_eq!(failure_condition(&c.recv_el()), "malformed-request");
+}
+
+#[test]
+fn core_sasl_23_plain_missing_separator() {
+    let s = Server::shared();
+    let mut c = secured(s);
+    c.send(&format!("<auth xmlns='{SASL}' mechanism='PLAIN'>{}</auth>", b64(b"userpassword")));
+    assert_eq!(failure_condition(&c.recv_el()), "malformed-request");
+}
+
+#[test]
+fn allow_plaintext_flag_permits_scram_without_tls_but_not_plain() {
+    let s = Server::start(&["--allow-plaintext"]);
+    s.adduser("bench", "benchpw");
+    let mut c = Client::plain(&s);
+    let (_, f) = c.negotiate();
+    let mechs: Vec<String> = f
+        .child("mechanisms", SASL)
+        .expect("mechanisms without TLS")
+        .elements()
+        .map(|m| m.text())
+        .collect();
+    assert!(mechs.contains(&"SCRAM-SHA-256".to_string()));
+    // CORE-SASL-04: PLAIN only over TLS.
+    assert!(!mechs.contains(&"PLAIN".to_string()));
+    assert!(!mechs.iter().any(|m| m.ends_with("-PLUS")));
+    // STARTTLS is offered but not required.
+    let tls = f.child("starttls", "urn:ietf:params:xml:ns:xmpp-tls").unwrap();
+    assert!(tls.child("required", "urn:ietf:params:xml:ns:xmpp-tls").is_none());
+    assert_eq!(c.auth_scram("SCRAM-SHA-256", "bench", "benchpw").name, "success");
+}
