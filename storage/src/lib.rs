@@ -1,1 +1,32 @@
-//! placeholder
+//! Durable state of xmppd in one LMDB environment, behind typed, narrow stores.
+//!
+//! The crate knows nothing of XML, XMPP stanzas or executors. Shard threads read directly
+//! (each read is a short read transaction on the calling thread). The server's writes are
+//! group-committed on a dedicated writer thread: [`Storage::submit`] returns a
+//! [`Completion`], an executor-agnostic future that resolves once the write is durable, so
+//! an acknowledged write survives `kill -9`. Admin tools in another process use the
+//! synchronous writes ([`AccountStore::create`], [`Storage::write_sync`]); LMDB coordinates
+//! the processes and the server sees their writes on its next read.
+//!
+//! Records are versioned binary encodings (see `codec.rs`); the environment records a schema
+//! version and is migrated on open (see `schema.rs`).
+
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod accounts;
+mod codec;
+mod error;
+mod schema;
+mod storage;
+mod table;
+mod txn;
+mod writer;
+
+pub use accounts::{Account, AccountStore, ScramKeys};
+pub use error::{LmdbError, StorageError};
+pub use schema::SCHEMA_VERSION;
+pub use storage::{Options, Storage};
+pub use table::Table;
+pub use txn::{Entries, WriteTxn};
+pub use writer::{Completion, WriterStats};

@@ -1,0 +1,74 @@
+//! The named LMDB databases ("tables") of the environment.
+
+use lmdb::{Database, DatabaseFlags, RoTransaction, RwTransaction, Transaction};
+
+use crate::StorageError;
+
+/// Declares [`Table`]: adding a table is one line here (plus, if existing data must change,
+/// a migration in `schema.rs`). Tables are created when an environment is opened read-write.
+macro_rules! tables {
+    ($( $(#[$doc:meta])* $variant:ident => $name:literal, )+) => {
+        /// One named LMDB database inside the environment.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Table {
+            $( $(#[$doc])* $variant, )+
+        }
+
+        impl Table {
+            /// Every table, in declaration order.
+            pub const ALL: &'static [Table] = &[$(Table::$variant),+];
+
+            /// The LMDB database name; stable on disk, never rename one.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Table::$variant => $name,)+
+                }
+            }
+        }
+    };
+}
+
+tables! {
+    /// Environment metadata: the schema version.
+    Meta => "meta",
+    /// Accounts keyed by normalized bare JID; values are versioned account records.
+    Accounts => "accounts",
+}
+
+/// The number of tables, sizing LMDB's `max_dbs` and the handle array.
+pub(crate) const TABLE_COUNT: usize = Table::ALL.len();
+
+/// Database handles, one per [`Table`]. A read-only handle may lack tables that a newer
+/// build added but nobody has created yet (they read as empty).
+pub(crate) struct Dbs([Option<Database>; TABLE_COUNT]);
+
+impl Dbs {
+    /// Creates missing tables inside the opening read-write transaction.
+    pub(crate) fn create(txn: &RwTransaction<'_>) -> Result<Dbs, StorageError> {
+        let mut dbs = [None; TABLE_COUNT];
+        for (slot, table) in dbs.iter_mut().zip(Table::ALL) {
+            // SAFETY: called only while opening the environment, before any other thread can
+            // use it, so no other transaction opens database handles concurrently.
+            *slot = Some(unsafe { txn.create_db(Some(table.name()), DatabaseFlags::empty()) }?);
+        }
+        Ok(Dbs(dbs))
+    }
+
+    /// Opens the existing tables of a read-only environment.
+    pub(crate) fn open(txn: &RoTransaction<'_>) -> Result<Dbs, StorageError> {
+        let mut dbs = [None; TABLE_COUNT];
+        for (slot, table) in dbs.iter_mut().zip(Table::ALL) {
+            // SAFETY: as in `create`: only while opening, before the handle is shared.
+            *slot = match unsafe { txn.open_db(Some(table.name())) } {
+                Ok(db) => Some(db),
+                Err(lmdb::Error::NotFound) => None,
+                Err(e) => return Err(e.into()),
+            };
+        }
+        Ok(Dbs(dbs))
+    }
+
+    pub(crate) fn get(&self, table: Table) -> Option<Database> {
+        self.0[table as usize]
+    }
+}

@@ -1,0 +1,159 @@
+//! Typed access to tables inside one transaction.
+
+use lmdb::{
+    Cursor, Database, Iter, RoCursor, RoTransaction, RwTransaction, Transaction, WriteFlags,
+};
+
+use crate::table::{Dbs, Table};
+use crate::StorageError;
+
+/// A read-write transaction, as handed to a write closure.
+///
+/// Inside a group-committed batch each closure runs in its own nested transaction: if the
+/// closure returns an error (or panics) everything it wrote is rolled back and the other
+/// writes of the batch are unaffected. Nothing is durable until the batch commits, which is
+/// when the submitter's [`Completion`](crate::Completion) resolves.
+pub struct WriteTxn<'a> {
+    txn: RwTransaction<'a>,
+    dbs: &'a Dbs,
+}
+
+impl<'a> WriteTxn<'a> {
+    pub(crate) fn new(txn: RwTransaction<'a>, dbs: &'a Dbs) -> WriteTxn<'a> {
+        WriteTxn { txn, dbs }
+    }
+
+    pub(crate) fn into_inner(self) -> RwTransaction<'a> {
+        self.txn
+    }
+
+    fn db(&self, table: Table) -> Result<Database, StorageError> {
+        // Read-write environments create every table on open, so this only fails for a
+        // read-only handle, which never builds a WriteTxn.
+        self.dbs.get(table).ok_or(StorageError::ReadOnly)
+    }
+
+    /// The value stored under `key`, if any (including this transaction's own writes).
+    pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<&[u8]>, StorageError> {
+        get_in(&self.txn, self.dbs.get(table), key)
+    }
+
+    /// Stores `value` under `key`, replacing any previous value.
+    pub fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        let db = self.db(table)?;
+        Ok(self.txn.put(db, &key, &value, WriteFlags::empty())?)
+    }
+
+    /// Stores `value` under a `key` that must not exist yet ([`StorageError::AlreadyExists`]).
+    pub fn insert(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        let db = self.db(table)?;
+        match self.txn.put(db, &key, &value, WriteFlags::NO_OVERWRITE) {
+            Ok(()) => Ok(()),
+            Err(lmdb::Error::KeyExist) => Err(StorageError::AlreadyExists),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes `key`; returns whether it was there.
+    pub fn delete(&mut self, table: Table, key: &[u8]) -> Result<bool, StorageError> {
+        let db = self.db(table)?;
+        match self.txn.del(db, &key, None) {
+            Ok(()) => Ok(true),
+            Err(lmdb::Error::NotFound) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The entries whose key starts with `prefix`, in key order (all of them for `b""`).
+    pub fn entries<'s>(
+        &'s self,
+        table: Table,
+        prefix: &'s [u8],
+    ) -> Result<Entries<'s>, StorageError> {
+        entries_in(&self.txn, self.dbs.get(table), prefix)
+    }
+}
+
+/// A read-only snapshot, taken on the calling thread.
+pub(crate) struct ReadTxn<'a> {
+    txn: RoTransaction<'a>,
+    dbs: &'a Dbs,
+}
+
+impl<'a> ReadTxn<'a> {
+    pub(crate) fn new(txn: RoTransaction<'a>, dbs: &'a Dbs) -> ReadTxn<'a> {
+        ReadTxn { txn, dbs }
+    }
+
+    pub(crate) fn get(&self, table: Table, key: &[u8]) -> Result<Option<&[u8]>, StorageError> {
+        get_in(&self.txn, self.dbs.get(table), key)
+    }
+
+    pub(crate) fn entries<'s>(
+        &'s self,
+        table: Table,
+        prefix: &'s [u8],
+    ) -> Result<Entries<'s>, StorageError> {
+        entries_in(&self.txn, self.dbs.get(table), prefix)
+    }
+}
+
+fn get_in<'t>(
+    txn: &'t impl Transaction,
+    db: Option<Database>,
+    key: &[u8],
+) -> Result<Option<&'t [u8]>, StorageError> {
+    let Some(db) = db else { return Ok(None) };
+    match txn.get(db, &key) {
+        Ok(v) => Ok(Some(v)),
+        Err(lmdb::Error::NotFound) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn entries_in<'t>(
+    txn: &'t impl Transaction,
+    db: Option<Database>,
+    prefix: &'t [u8],
+) -> Result<Entries<'t>, StorageError> {
+    let Some(db) = db else {
+        return Ok(Entries { scan: None, prefix });
+    };
+    let mut cursor = txn.open_ro_cursor(db)?;
+    let iter = if prefix.is_empty() {
+        cursor.iter_start()
+    } else {
+        cursor.iter_from(prefix)
+    };
+    Ok(Entries {
+        scan: Some((iter, cursor)),
+        prefix,
+    })
+}
+
+/// Key/value pairs of one table whose key starts with a prefix, in key order.
+pub struct Entries<'t> {
+    // The iterator only holds the cursor's raw pointer; keeping the cursor here keeps it
+    // open exactly as long as the iterator.
+    scan: Option<(Iter<'t>, RoCursor<'t>)>,
+    prefix: &'t [u8],
+}
+
+impl<'t> Iterator for Entries<'t> {
+    type Item = Result<(&'t [u8], &'t [u8]), StorageError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (iter, _) = self.scan.as_mut()?;
+        match iter.next()? {
+            Ok((k, v)) if k.starts_with(self.prefix) => Some(Ok((k, v))),
+            Ok(_) => {
+                self.scan = None;
+                None
+            }
+            Err(e) => {
+                self.scan = None;
+                Some(Err(e.into()))
+            }
+        }
+    }
+}
