@@ -79,7 +79,10 @@ fn read_password(args: &UserArgs, confirm: bool) -> Result<String, AdminError> {
     Ok(pw)
 }
 
-fn credentials(config: &Config, password: &str) -> (xmppd_storage::ScramKeys, xmppd_storage::ScramKeys) {
+fn credentials(
+    config: &Config,
+    password: &str,
+) -> (xmppd_storage::ScramKeys, xmppd_storage::ScramKeys) {
     let conv = |k: sasl::ScramKeys| xmppd_storage::ScramKeys {
         salt: k.salt,
         iterations: k.iterations,
@@ -87,8 +90,16 @@ fn credentials(config: &Config, password: &str) -> (xmppd_storage::ScramKeys, xm
         server_key: k.server_key,
     };
     (
-        conv(sasl::new_keys(HashAlg::Sha1, password, config.scram_iterations)),
-        conv(sasl::new_keys(HashAlg::Sha256, password, config.scram_iterations)),
+        conv(sasl::new_keys(
+            HashAlg::Sha1,
+            password,
+            config.scram_iterations,
+        )),
+        conv(sasl::new_keys(
+            HashAlg::Sha256,
+            password,
+            config.scram_iterations,
+        )),
     )
 }
 
@@ -248,7 +259,11 @@ pub fn shard_of(shards: usize, jids: &[String]) -> Result<(), AdminError> {
     }
     for j in jids {
         let jid = Jid::parse(j).map_err(|e| err(format!("{j:?}: {e}")))?;
-        println!("{} {}", jid.bare_str(), crate::shard::shard_of(jid.bare_str(), shards));
+        println!(
+            "{} {}",
+            jid.bare_str(),
+            crate::shard::shard_of(jid.bare_str(), shards)
+        );
     }
     Ok(())
 }

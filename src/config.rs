@@ -45,7 +45,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create an account. The password comes from a prompt, `--password-file` or `--password-stdin`.
     Adduser(UserArgs),
     /// Change an account's password.
@@ -365,8 +365,7 @@ impl Config {
         let shards = pick(serve.shards, file.shards, 0);
         let shards = if shards == 0 { cores } else { shards };
         let plain_without_tls = flag(serve.allow_plain_without_tls, file.allow_plain_without_tls);
-        let require_tls =
-            !(flag(serve.allow_plaintext, file.allow_plaintext) || plain_without_tls);
+        let require_tls = !(flag(serve.allow_plaintext, file.allow_plaintext) || plain_without_tls);
         let keepalive = pick(serve.keepalive_interval, file.keepalive_interval, 240);
         let no_c2s_tls = flag(serve.no_c2s_tls, file.no_c2s_tls);
         let c2s_tls_listen = if no_c2s_tls {
@@ -419,11 +418,7 @@ impl Config {
             max_send_queue: pick(serve.max_send_queue, file.max_send_queue, 1 << 20),
             shard_queue: pick(serve.shard_queue, file.shard_queue, 1024),
             max_connections: pick(serve.max_connections, file.max_connections, 0),
-            shutdown_grace: Duration::from_secs(pick(
-                serve.shutdown_grace,
-                file.shutdown_grace,
-                3,
-            )),
+            shutdown_grace: Duration::from_secs(pick(serve.shutdown_grace, file.shutdown_grace, 3)),
             exit_on_stdin_eof: serve.exit_on_stdin_eof,
         };
         config.check_bounds()?;

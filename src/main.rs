@@ -19,7 +19,7 @@ const MODULES: &[RegisterFn] = &[
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let serve_args = match &cli.command {
-        Some(Command::Serve(args)) => args,
+        Some(Command::Serve(args)) => args.as_ref(),
         _ => &cli.serve,
     };
     let config = match Config::resolve(&cli.common, serve_args) {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::c2s::{C2s, Handoff};
 use crate::config::Config;
-use crate::core::{Registry, RegisterFn};
+use crate::core::{RegisterFn, Registry};
 use crate::router::Router;
 use crate::shard::{self, Links, ShardMsg};
 use crate::tls::TlsSetup;
@@ -45,8 +45,13 @@ pub fn serve(config: Config, modules: &'static [RegisterFn]) -> Result<(), Start
     let storage = xmppd_storage::Storage::open(&config.data_dir, &config.storage_options())
         .map_err(|e| StartError(format!("opening {}: {e}", config.data_dir.display())))?;
     let secret: Arc<[u8]> = load_secret(&config.data_dir)?.into();
-    let tls = TlsSetup::load(&config.cert, &config.key, config.generate_cert, &config.domains)
-        .map_err(|e| StartError(format!("TLS: {e}")))?;
+    let tls = TlsSetup::load(
+        &config.cert,
+        &config.key,
+        config.generate_cert,
+        &config.domains,
+    )
+    .map_err(|e| StartError(format!("TLS: {e}")))?;
     let listeners = bind_listeners(&config)?;
     let max_conns = match config.max_connections {
         0 => nofile.saturating_sub(256).max(16) as usize,
@@ -190,7 +195,7 @@ async fn shard_main(init: ShardInit) {
                     return;
                 }
             }
-            if handled % 64 == 0 {
+            if handled.is_multiple_of(64) {
                 futures_lite::future::yield_now().await;
             }
         }

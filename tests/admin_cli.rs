@@ -14,8 +14,15 @@ fn adduser_passwd_deluser_while_running() {
     c.starttls();
     assert_eq!(c.auth_plain("carol", "first-password").name, "success");
 
-    let out = s.admin(&["passwd", "carol@localhost", "--password-stdin"], "second-password\n");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = s.admin(
+        &["passwd", "carol@localhost", "--password-stdin"],
+        "second-password\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut c = Client::plain(&s);
     c.negotiate();
     c.starttls();
@@ -39,7 +46,10 @@ fn adduser_refuses_duplicates_and_foreign_domains() {
     s.adduser("dave", "pw-dave-1");
     let out = s.admin(&["adduser", "dave@localhost", "--password-stdin"], "x\n");
     assert!(!out.status.success());
-    let out = s.admin(&["adduser", "eve@elsewhere.example", "--password-stdin"], "x\n");
+    let out = s.admin(
+        &["adduser", "eve@elsewhere.example", "--password-stdin"],
+        "x\n",
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a served domain"));
     let out = s.admin(&["adduser", "frank@localhost", "--password-stdin"], "\n");
@@ -51,8 +61,20 @@ fn password_file_is_read() {
     let s = Server::start(&[]);
     let pw = s.dir.path().join("pw.txt");
     std::fs::write(&pw, "from-a-file\n").unwrap();
-    let out = s.admin(&["adduser", "gina@localhost", "--password-file", pw.to_str().unwrap()], "");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = s.admin(
+        &[
+            "adduser",
+            "gina@localhost",
+            "--password-file",
+            pw.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut c = Client::plain(&s);
     c.negotiate();
     c.starttls();
@@ -63,11 +85,18 @@ fn password_file_is_read() {
 fn check_and_gen_cert() {
     let s = Server::start(&[]);
     let out = s.admin(&["check"], "");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("schema") && text.contains("ok"), "{text}");
     let out = s.admin(&["gen-cert"], "");
-    assert!(!out.status.success(), "refuses to overwrite without --force");
+    assert!(
+        !out.status.success(),
+        "refuses to overwrite without --force"
+    );
     let out = s.admin(&["gen-cert", "--force"], "");
     assert!(out.status.success());
 }

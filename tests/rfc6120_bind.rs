@@ -39,7 +39,10 @@ fn core_bind_02_03_server_generated_resources_are_unique() {
     let jb = b.bind(None);
     assert!(ja.starts_with(&format!("{u}@localhost/")));
     assert_ne!(ja, jb);
-    assert!(ja.len() > u.len() + 11 + 8, "resource long enough to be unpredictable: {ja}");
+    assert!(
+        ja.len() > u.len() + 11 + 8,
+        "resource long enough to be unpredictable: {ja}"
+    );
 }
 
 #[test]
@@ -106,7 +109,10 @@ fn core_bind_07_resource_limit() {
         "<iq type='set' id='b'><bind xmlns='{BIND}'><resource>two</resource></bind></iq>"
     ));
     let (cond, ty, _) = stanza_error(&b.recv_el()).unwrap();
-    assert_eq!((cond.as_str(), ty.as_str()), ("resource-constraint", "wait"));
+    assert_eq!(
+        (cond.as_str(), ty.as_str()),
+        ("resource-constraint", "wait")
+    );
 }
 
 #[test]
@@ -115,7 +121,9 @@ fn core_bind_08_bind_before_sasl_is_not_authorized() {
     let mut c = Client::plain(s);
     c.negotiate();
     c.starttls();
-    c.send(&format!("<iq type='set' id='b'><bind xmlns='{BIND}'/></iq>"));
+    c.send(&format!(
+        "<iq type='set' id='b'><bind xmlns='{BIND}'/></iq>"
+    ));
     c.expect_stream_error("not-authorized");
 }
 
@@ -126,7 +134,9 @@ fn core_bind_09_routed_stanzas_carry_the_bound_jid() {
     let (u2, p2) = s.new_user("to");
     let mut a = Client::online(s, &u1, &p1, Some("a"));
     let mut b = Client::online(s, &u2, &p2, Some("b"));
-    a.send(&format!("<message to='{u2}@localhost/b' type='chat'><body>x</body></message>"));
+    a.send(&format!(
+        "<message to='{u2}@localhost/b' type='chat'><body>x</body></message>"
+    ));
     let m = b.recv_el();
     assert_eq!(m.attr("from"), Some(format!("{u1}@localhost/a").as_str()));
 }

@@ -23,7 +23,12 @@ fn failure_condition(el: &xmppd::xml::Element) -> String {
 fn core_sasl_scram_sha_1_and_256_succeed_with_server_signature() {
     let s = Server::shared();
     let (user, pw) = s.new_user("scram");
-    for mech in ["SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS"] {
+    for mech in [
+        "SCRAM-SHA-1",
+        "SCRAM-SHA-256",
+        "SCRAM-SHA-256-PLUS",
+        "SCRAM-SHA-1-PLUS",
+    ] {
         let mut c = secured(s);
         // auth_scram checks the v= server signature (CORE-SASL-13).
         let r = c.auth_scram(mech, &user, &pw);
@@ -31,8 +36,12 @@ fn core_sasl_scram_sha_1_and_256_succeed_with_server_signature() {
         // CORE-SASL-13: after success, no mechanisms and no STARTTLS.
         let (_, f) = c.negotiate();
         assert!(f.child("mechanisms", SASL).is_none());
-        assert!(f.child("starttls", "urn:ietf:params:xml:ns:xmpp-tls").is_none());
-        assert!(f.child("bind", "urn:ietf:params:xml:ns:xmpp-bind").is_some());
+        assert!(f
+            .child("starttls", "urn:ietf:params:xml:ns:xmpp-tls")
+            .is_none());
+        assert!(f
+            .child("bind", "urn:ietf:params:xml:ns:xmpp-bind")
+            .is_some());
     }
 }
 
@@ -53,9 +62,13 @@ fn core_sasl_05_invalid_mechanism_keeps_stream_open() {
 fn core_sasl_06_incorrect_encoding() {
     let s = Server::shared();
     let mut c = secured(s);
-    c.send(&format!("<auth xmlns='{SASL}' mechanism='PLAIN'>AGFsaWNl\nAHB3</auth>"));
+    c.send(&format!(
+        "<auth xmlns='{SASL}' mechanism='PLAIN'>AGFsaWNl\nAHB3</auth>"
+    ));
     assert_eq!(failure_condition(&c.recv_el()), "incorrect-encoding");
-    c.send(&format!("<auth xmlns='{SASL}' mechanism='PLAIN'>!!!</auth>"));
+    c.send(&format!(
+        "<auth xmlns='{SASL}' mechanism='PLAIN'>!!!</auth>"
+    ));
     assert_eq!(failure_condition(&c.recv_el()), "incorrect-encoding");
 }
 
@@ -64,7 +77,10 @@ fn core_sasl_07_08_wrong_password_retries_then_policy_violation() {
     let s = Server::shared();
     let (user, pw) = s.new_user("wrong");
     let mut c = secured(s);
-    assert_eq!(failure_condition(&c.auth_plain(&user, "nope")), "not-authorized");
+    assert_eq!(
+        failure_condition(&c.auth_plain(&user, "nope")),
+        "not-authorized"
+    );
     assert_eq!(
         failure_condition(&c.auth_scram("SCRAM-SHA-256", &user, "nope")),
         "not-authorized"
@@ -73,7 +89,10 @@ fn core_sasl_07_08_wrong_password_retries_then_policy_violation() {
     let mut ok = secured(s);
     assert_eq!(ok.auth_plain(&user, &pw).name, "success");
     // ...but the third failure on one stream closes it (default --max-auth-failures 3).
-    assert_eq!(failure_condition(&c.auth_plain(&user, "nope")), "not-authorized");
+    assert_eq!(
+        failure_condition(&c.auth_plain(&user, "nope")),
+        "not-authorized"
+    );
     c.expect_stream_error("policy-violation");
 }
 
@@ -104,7 +123,9 @@ fn core_sasl_10_empty_initial_response_differs_from_none() {
     c.send(&format!("<abort xmlns='{SASL}'/>"));
     assert_eq!(failure_condition(&c.recv_el()), "aborted");
     // "=" is an empty initial response, which SCRAM cannot accept.
-    c.send(&format!("<auth xmlns='{SASL}' mechanism='SCRAM-SHA-1'>=</auth>"));
+    c.send(&format!(
+        "<auth xmlns='{SASL}' mechanism='SCRAM-SHA-1'>=</auth>"
+    ));
     assert_eq!(failure_condition(&c.recv_el()), "malformed-request");
 }
 
@@ -114,10 +135,14 @@ fn core_sasl_11_foreign_authzid_is_invalid() {
     let (user, pw) = s.new_user("authz");
     let mut c = secured(s);
     let payload = b64(format!("someoneelse@localhost\0{user}\0{pw}").as_bytes());
-    c.send(&format!("<auth xmlns='{SASL}' mechanism='PLAIN'>{payload}</auth>"));
+    c.send(&format!(
+        "<auth xmlns='{SASL}' mechanism='PLAIN'>{payload}</auth>"
+    ));
     assert_eq!(failure_condition(&c.recv_el()), "invalid-authzid");
     let payload = b64(format!("{user}@localhost\0{user}\0{pw}").as_bytes());
-    c.send(&format!("<auth xmlns='{SASL}' mechanism='PLAIN'>{payload}</auth>"));
+    c.send(&format!(
+        "<auth xmlns='{SASL}' mechanism='PLAIN'>{payload}</auth>"
+    ));
     assert_eq!(c.recv_el().name, "success");
 }
 
@@ -139,7 +164,10 @@ fn core_sasl_14_no_second_authentication() {
     let mut c = secured(s);
     assert_eq!(c.auth_plain(&user, &pw).name, "success");
     c.negotiate();
-    c.send(&format!("<auth xmlns='{SASL}' mechanism='PLAIN'>{}</auth>", b64(b"\0x\0y")));
+    c.send(&format!(
+        "<auth xmlns='{SASL}' mechanism='PLAIN'>{}</auth>",
+        b64(b"\0x\0y")
+    ));
     c.expect_stream_error("unsupported-stanza-type");
 }
 
@@ -219,7 +247,10 @@ fn core_sasl_21_reserved_m_attribute() {
 fn core_sasl_23_plain_missing_separator() {
     let s = Server::shared();
     let mut c = secured(s);
-    c.send(&format!("<auth xmlns='{SASL}' mechanism='PLAIN'>{}</auth>", b64(b"userpassword")));
+    c.send(&format!(
+        "<auth xmlns='{SASL}' mechanism='PLAIN'>{}</auth>",
+        b64(b"userpassword")
+    ));
     assert_eq!(failure_condition(&c.recv_el()), "malformed-request");
 }
 
@@ -240,7 +271,14 @@ fn allow_plaintext_flag_permits_scram_without_tls_but_not_plain() {
     assert!(!mechs.contains(&"PLAIN".to_string()));
     assert!(!mechs.iter().any(|m| m.ends_with("-PLUS")));
     // STARTTLS is offered but not required.
-    let tls = f.child("starttls", "urn:ietf:params:xml:ns:xmpp-tls").unwrap();
-    assert!(tls.child("required", "urn:ietf:params:xml:ns:xmpp-tls").is_none());
-    assert_eq!(c.auth_scram("SCRAM-SHA-256", "bench", "benchpw").name, "success");
+    let tls = f
+        .child("starttls", "urn:ietf:params:xml:ns:xmpp-tls")
+        .unwrap();
+    assert!(tls
+        .child("required", "urn:ietf:params:xml:ns:xmpp-tls")
+        .is_none());
+    assert_eq!(
+        c.auth_scram("SCRAM-SHA-256", "bench", "benchpw").name,
+        "success"
+    );
 }

@@ -19,11 +19,15 @@ fn pair() -> (Client, Client, String, String) {
 #[test]
 fn core_stanza_01_from_is_stamped_across_shards() {
     let (mut a, mut b, ja, jb) = pair();
-    a.send(&format!("<message to='{jb}/r' type='chat' id='m1'><body>hello</body></message>"));
+    a.send(&format!(
+        "<message to='{jb}/r' type='chat' id='m1'><body>hello</body></message>"
+    ));
     let m = b.recv_el();
     assert_eq!(m.attr("from"), Some(format!("{ja}/r").as_str()));
     assert_eq!(m.attr("id"), Some("m1"));
-    b.send(&format!("<message to='{ja}' type='chat'><body>back</body></message>"));
+    b.send(&format!(
+        "<message to='{ja}' type='chat'><body>back</body></message>"
+    ));
     let m = a.recv_el();
     assert_eq!(m.attr("from"), Some(format!("{jb}/r").as_str()));
 }
@@ -57,7 +61,9 @@ fn core_stanza_03_stream_language_is_added() {
     a.negotiate();
     a.bind(None);
     let mut b = Client::online(s, &u2, &p2, None);
-    a.send(&format!("<message to='{u2}@localhost'><body>hallo</body></message>"));
+    a.send(&format!(
+        "<message to='{u2}@localhost'><body>hallo</body></message>"
+    ));
     let (m, raw) = b.recv_raw();
     assert_eq!(m.attr("xml:lang"), Some("de"), "{raw}");
 }
@@ -96,11 +102,16 @@ fn core_stanza_07_15_unknown_namespace_to_server_is_service_unavailable() {
     let (u, p) = s.new_user("unk");
     let mut c = Client::login(s, &u, &p, None);
     for to in ["to='localhost'", "", &format!("to='{u}@localhost'")] {
-        c.send(&format!("<iq type='get' id='u1' {to}><query xmlns='urn:example:nope'/></iq>"));
+        c.send(&format!(
+            "<iq type='get' id='u1' {to}><query xmlns='urn:example:nope'/></iq>"
+        ));
         let e = c.recv_el();
         assert_eq!(e.attr("id"), Some("u1"));
         let (cond, ty, code) = stanza_error(&e).unwrap();
-        assert_eq!((cond.as_str(), ty.as_str()), ("service-unavailable", "cancel"));
+        assert_eq!(
+            (cond.as_str(), ty.as_str()),
+            ("service-unavailable", "cancel")
+        );
         // LEGACYERR-01
         assert_eq!(code.as_deref(), Some("503"));
     }
@@ -122,7 +133,9 @@ fn core_stanza_08_09_no_error_in_reply_to_result_or_error() {
 fn core_stanza_10_extensions_pass_unchanged() {
     let (mut a, mut b, _ja, jb) = pair();
     let ext = "<x xmlns='urn:example:ext' a='1'><y>t&amp;t</y><![CDATA[<raw>]]></x>";
-    a.send(&format!("<message to='{jb}/r' type='chat'><body>b</body>{ext}</message>"));
+    a.send(&format!(
+        "<message to='{jb}/r' type='chat'><body>b</body>{ext}</message>"
+    ));
     let (m, raw) = b.recv_raw();
     assert!(raw.contains(ext), "{raw}");
     assert!(m.child("x", "urn:example:ext").is_some());
@@ -133,11 +146,22 @@ fn core_stanza_11_malformed_to_is_jid_malformed() {
     let s = Server::shared();
     let (u, p) = s.new_user("mal");
     let mut c = Client::login(s, &u, &p, None);
-    for bad in ["a@b@c", "@localhost", "x@", &format!("{}@localhost", "l".repeat(1100))] {
-        c.send(&format!("<message to='{bad}' id='j'><body>x</body></message>"));
+    for bad in [
+        "a@b@c",
+        "@localhost",
+        "x@",
+        &format!("{}@localhost", "l".repeat(1100)),
+    ] {
+        c.send(&format!(
+            "<message to='{bad}' id='j'><body>x</body></message>"
+        ));
         let e = c.recv_el();
         let (cond, ty, _) = stanza_error(&e).unwrap();
-        assert_eq!((cond.as_str(), ty.as_str()), ("jid-malformed", "modify"), "{bad}");
+        assert_eq!(
+            (cond.as_str(), ty.as_str()),
+            ("jid-malformed", "modify"),
+            "{bad}"
+        );
     }
 }
 
@@ -155,9 +179,13 @@ fn core_stanza_12_remote_domain_unreachable() {
 #[test]
 fn core_stanza_13_order_is_preserved_across_shards() {
     let (mut a, mut b, _ja, jb) = pair();
+    // Over 1 MB in one write: far more than one TLS record or one read.
+    let pad = "p".repeat(6000);
     let mut batch = String::new();
     for i in 0..200 {
-        batch.push_str(&format!("<message to='{jb}/r' type='chat' id='o{i}'><body>{i}</body></message>"));
+        batch.push_str(&format!(
+            "<message to='{jb}/r' type='chat' id='o{i}'><body>{i}{pad}</body></message>"
+        ));
     }
     a.send(&batch);
     for i in 0..200 {
@@ -180,7 +208,9 @@ fn core_stanza_14_message_without_to_goes_to_own_bare_jid() {
 #[test]
 fn core_stanza_18_iq_to_offline_full_jid_or_missing_account() {
     let (mut a, _b, _ja, jb) = pair();
-    a.send(&format!("<iq type='get' id='off' to='{jb}/nosuchresource'><query xmlns='jabber:iq:version'/></iq>"));
+    a.send(&format!(
+        "<iq type='get' id='off' to='{jb}/nosuchresource'><query xmlns='jabber:iq:version'/></iq>"
+    ));
     let e = a.recv_el();
     assert_eq!(e.attr("id"), Some("off"));
     assert_eq!(stanza_error(&e).unwrap().0, "service-unavailable");
@@ -192,7 +222,9 @@ fn core_stanza_18_iq_to_offline_full_jid_or_missing_account() {
 #[test]
 fn core_stanza_18_iq_to_online_full_jid_is_routed_and_answered() {
     let (mut a, mut b, ja, jb) = pair();
-    a.send(&format!("<iq type='get' id='v1' to='{jb}/r'><query xmlns='jabber:iq:version'/></iq>"));
+    a.send(&format!(
+        "<iq type='get' id='v1' to='{jb}/r'><query xmlns='jabber:iq:version'/></iq>"
+    ));
     let q = b.recv_el();
     assert_eq!(q.attr("from"), Some(format!("{ja}/r").as_str()));
     b.send(&format!("<iq type='result' id='v1' to='{ja}/r'><query xmlns='jabber:iq:version'><name>b</name></query></iq>"));
@@ -214,10 +246,14 @@ fn core_stanza_19_message_to_missing_account() {
 fn core_stanza_20_case_insensitive_localpart_and_domain() {
     let (mut a, mut b, _ja, jb) = pair();
     let upper = jb.to_uppercase();
-    a.send(&format!("<message to='{upper}/r' type='chat' id='c'><body>x</body></message>"));
+    a.send(&format!(
+        "<message to='{upper}/r' type='chat' id='c'><body>x</body></message>"
+    ));
     assert_eq!(b.recv_el().attr("id"), Some("c"));
     // Resources compare case-sensitively: /R is not /r.
-    a.send(&format!("<iq type='get' id='cs' to='{jb}/R'><query xmlns='jabber:iq:version'/></iq>"));
+    a.send(&format!(
+        "<iq type='get' id='cs' to='{jb}/R'><query xmlns='jabber:iq:version'/></iq>"
+    ));
     assert_eq!(stanza_error(&a.recv_el()).unwrap().0, "service-unavailable");
 }
 
@@ -237,20 +273,28 @@ fn im_msg_01_02_bare_jid_goes_to_highest_priority_never_negative() {
     }
     let _ = hi.recv_el();
     let mut sender = Client::online(s, &us, &ps, None);
-    sender.send(&format!("<message to='{u}@localhost' type='chat' id='b'><body>x</body></message>"));
+    sender.send(&format!(
+        "<message to='{u}@localhost' type='chat' id='b'><body>x</body></message>"
+    ));
     assert_eq!(hi.recv_el().attr("id"), Some("b"));
     neg.expect_silence(Duration::from_millis(300));
     // IM-MSG-01: a full-JID message reaches the negative-priority resource.
-    sender.send(&format!("<message to='{u}@localhost/neg' type='chat' id='f'><body>x</body></message>"));
+    sender.send(&format!(
+        "<message to='{u}@localhost/neg' type='chat' id='f'><body>x</body></message>"
+    ));
     assert_eq!(neg.recv_el().attr("id"), Some("f"));
 }
 
 #[test]
 fn im_msg_04_05_06_headline_groupchat_error_to_bare_jid() {
     let (mut a, mut b, _ja, jb) = pair();
-    a.send(&format!("<message to='{jb}' type='headline' id='h'><body>x</body></message>"));
+    a.send(&format!(
+        "<message to='{jb}' type='headline' id='h'><body>x</body></message>"
+    ));
     assert_eq!(b.recv_el().attr("id"), Some("h"));
-    a.send(&format!("<message to='{jb}' type='groupchat' id='gc'><body>x</body></message>"));
+    a.send(&format!(
+        "<message to='{jb}' type='groupchat' id='gc'><body>x</body></message>"
+    ));
     let e = a.recv_el();
     assert_eq!(e.attr("id"), Some("gc"));
     assert_eq!(stanza_error(&e).unwrap().0, "service-unavailable");
@@ -262,7 +306,9 @@ fn im_msg_04_05_06_headline_groupchat_error_to_bare_jid() {
 #[test]
 fn im_msg_08_chat_to_offline_resource_goes_to_bare_jid() {
     let (mut a, mut b, _ja, jb) = pair();
-    a.send(&format!("<message to='{jb}/gone' type='chat' id='rb'><body>x</body></message>"));
+    a.send(&format!(
+        "<message to='{jb}/gone' type='chat' id='rb'><body>x</body></message>"
+    ));
     assert_eq!(b.recv_el().attr("id"), Some("rb"));
 }
 
@@ -279,14 +325,23 @@ fn im_pres_03_04_09_own_resources_see_each_other() {
         two.recv_el().attr("from").unwrap().to_string(),
     ];
     froms.sort();
-    assert_eq!(froms, vec![format!("{u}@localhost/one"), format!("{u}@localhost/two")]);
+    assert_eq!(
+        froms,
+        vec![format!("{u}@localhost/one"), format!("{u}@localhost/two")]
+    );
     let pres = one.recv_el();
-    assert_eq!(pres.attr("from"), Some(format!("{u}@localhost/two").as_str()));
+    assert_eq!(
+        pres.attr("from"),
+        Some(format!("{u}@localhost/two").as_str())
+    );
     // IM-PRES-10: losing the connection makes the server send unavailable.
     two.drop_tcp();
     let gone = one.recv_el();
     assert_eq!(gone.attr("type"), Some("unavailable"));
-    assert_eq!(gone.attr("from"), Some(format!("{u}@localhost/two").as_str()));
+    assert_eq!(
+        gone.attr("from"),
+        Some(format!("{u}@localhost/two").as_str())
+    );
 }
 
 #[test]
@@ -307,7 +362,9 @@ fn slow_reader_is_disconnected_not_buffered_forever() {
     let s = Server::start(&["--max-send-queue", "65536", "--shards", "1"]);
     s.adduser("flood", "floodpw");
     s.adduser("sink", "sinkpw");
-    let mut sink = Client::online(&s, "sink", "sinkpw", Some("r"));
+    let mut sink = Client::login_on(Client::plain_small_rcvbuf(&s), "sink", "sinkpw", Some("r"));
+    sink.send("<presence/>");
+    let _ = sink.recv_el();
     let mut src = Client::online(&s, "flood", "floodpw", Some("r"));
     // The sink stops reading; the flood must not grow the server's memory without bound.
     let body = "z".repeat(4000);

@@ -26,7 +26,9 @@ fn core_stream_01_header_and_features() {
     let tls = f
         .child("starttls", "urn:ietf:params:xml:ns:xmpp-tls")
         .expect("starttls");
-    assert!(tls.child("required", "urn:ietf:params:xml:ns:xmpp-tls").is_some());
+    assert!(tls
+        .child("required", "urn:ietf:params:xml:ns:xmpp-tls")
+        .is_some());
     assert!(f
         .child("mechanisms", "urn:ietf:params:xml:ns:xmpp-sasl")
         .is_none());
@@ -132,7 +134,9 @@ fn core_stream_11_pre_1_0_client_gets_no_features() {
     assert_eq!(h.version, None);
     c.expect_silence(Duration::from_millis(300));
     // IQAUTH-09: non-SASL authentication is not offered.
-    c.send("<iq type='get' id='a1'><query xmlns='jabber:iq:auth'><username>x</username></query></iq>");
+    c.send(
+        "<iq type='get' id='a1'><query xmlns='jabber:iq:auth'><username>x</username></query></iq>",
+    );
     let e = c.recv_el();
     assert_eq!(e.attr("type"), Some("error"));
     assert_eq!(stanza_error(&e).unwrap().0, "service-unavailable");
@@ -292,7 +296,10 @@ fn core_xml_09_oversized_stanza_is_policy_violation() {
     let mut c = Client::plain(&s);
     c.negotiate();
     // Never completes: the server must not wait for the end (CORE-XML-11).
-    let big = format!("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'>{}", "x".repeat(12_000));
+    let big = format!(
+        "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'>{}",
+        "x".repeat(12_000)
+    );
     c.send_bytes(big.as_bytes());
     c.expect_stream_error("policy-violation");
 }

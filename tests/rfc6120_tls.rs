@@ -13,7 +13,9 @@ fn core_tls_03_05_starttls_then_new_stream_without_starttls() {
     let (h1, _) = c.negotiate();
     let (h2, f) = c.starttls();
     assert_ne!(h1.id, h2.id);
-    assert!(f.child("starttls", "urn:ietf:params:xml:ns:xmpp-tls").is_none());
+    assert!(f
+        .child("starttls", "urn:ietf:params:xml:ns:xmpp-tls")
+        .is_none());
     let mechs: Vec<String> = f
         .child("mechanisms", "urn:ietf:params:xml:ns:xmpp-sasl")
         .expect("mechanisms after TLS")
@@ -21,7 +23,13 @@ fn core_tls_03_05_starttls_then_new_stream_without_starttls() {
         .map(|m| m.text())
         .collect();
     // CORE-SASL-02/03/04
-    for m in ["SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS", "PLAIN"] {
+    for m in [
+        "SCRAM-SHA-1",
+        "SCRAM-SHA-256",
+        "SCRAM-SHA-1-PLUS",
+        "SCRAM-SHA-256-PLUS",
+        "PLAIN",
+    ] {
         assert!(mechs.iter().any(|x| x == m), "{m} missing from {mechs:?}");
     }
     // CORE-SASL-24 (XEP-0440): tls-server-end-point is mandatory; tls-exporter with TLS 1.3.
@@ -51,7 +59,9 @@ fn core_tls_06_plaintext_pipelined_after_starttls_is_discarded() {
     // Nothing arrives until we open the encrypted stream ourselves.
     c.expect_silence(Duration::from_millis(300));
     let (_, f) = c.negotiate();
-    assert!(f.child("mechanisms", "urn:ietf:params:xml:ns:xmpp-sasl").is_some());
+    assert!(f
+        .child("mechanisms", "urn:ietf:params:xml:ns:xmpp-sasl")
+        .is_some());
 }
 
 #[test]
@@ -62,7 +72,9 @@ fn core_tls_07_auth_in_the_clear_is_refused() {
     c.negotiate();
     let r = c.auth_plain(&user, &pw);
     assert_eq!(r.name, "failure");
-    assert!(r.child("encryption-required", "urn:ietf:params:xml:ns:xmpp-sasl").is_some());
+    assert!(r
+        .child("encryption-required", "urn:ietf:params:xml:ns:xmpp-sasl")
+        .is_some());
 }
 
 #[test]
@@ -113,7 +125,10 @@ fn core_tls_08_refuses_tls_1_1_and_below() {
     // CORE-TLS-12: an alert (or nothing), then the connection closes; never XMPP in the clear.
     let mut rest = Vec::new();
     let _ = tcp.read_to_end(&mut rest);
-    assert!(rest.is_empty() || rest[0] == 0x15, "expected a TLS alert, got {rest:?}");
+    assert!(
+        rest.is_empty() || rest[0] == 0x15,
+        "expected a TLS alert, got {rest:?}"
+    );
     assert!(!String::from_utf8_lossy(&rest).contains("stream"));
 }
 
@@ -133,8 +148,12 @@ fn dtls_01_03_direct_tls_stream_offers_no_starttls() {
     let s = Server::shared();
     let mut c = Client::direct_tls(s, None).expect("direct TLS");
     let (_, f) = c.negotiate();
-    assert!(f.child("starttls", "urn:ietf:params:xml:ns:xmpp-tls").is_none());
-    assert!(f.child("mechanisms", "urn:ietf:params:xml:ns:xmpp-sasl").is_some());
+    assert!(f
+        .child("starttls", "urn:ietf:params:xml:ns:xmpp-tls")
+        .is_none());
+    assert!(f
+        .child("mechanisms", "urn:ietf:params:xml:ns:xmpp-sasl")
+        .is_some());
 }
 
 #[test]

@@ -12,13 +12,17 @@ fn disco_01_02_server_info_lists_identity_and_features() {
     let s = Server::shared();
     let (u, p) = s.new_user("disco");
     let mut c = Client::login(s, &u, &p, None);
-    c.send(&format!("<iq type='get' id='d1' to='localhost'><query xmlns='{INFO}'/></iq>"));
+    c.send(&format!(
+        "<iq type='get' id='d1' to='localhost'><query xmlns='{INFO}'/></iq>"
+    ));
     let r = c.recv_el();
     assert_eq!(r.attr("type"), Some("result"));
     assert_eq!(r.attr("from"), Some("localhost"));
     let q = r.child("query", INFO).unwrap();
     let ids: Vec<_> = q.elements().filter(|e| e.name == "identity").collect();
-    assert!(ids.iter().any(|i| i.attr("category") == Some("server") && i.attr("type") == Some("im")));
+    assert!(ids
+        .iter()
+        .any(|i| i.attr("category") == Some("server") && i.attr("type") == Some("im")));
     let features: Vec<&str> = q
         .elements()
         .filter(|e| e.name == "feature")
@@ -41,7 +45,9 @@ fn disco_03_server_items_empty_not_error() {
     let s = Server::shared();
     let (u, p) = s.new_user("items");
     let mut c = Client::login(s, &u, &p, None);
-    c.send(&format!("<iq type='get' id='d2' to='localhost'><query xmlns='{ITEMS}'/></iq>"));
+    c.send(&format!(
+        "<iq type='get' id='d2' to='localhost'><query xmlns='{ITEMS}'/></iq>"
+    ));
     let r = c.recv_el();
     assert_eq!(r.attr("type"), Some("result"));
     assert!(r.child("query", ITEMS).is_some());
@@ -52,7 +58,9 @@ fn disco_04_unknown_node_is_item_not_found() {
     let s = Server::shared();
     let (u, p) = s.new_user("node");
     let mut c = Client::login(s, &u, &p, None);
-    c.send(&format!("<iq type='get' id='d3' to='localhost'><query xmlns='{INFO}' node='nope'/></iq>"));
+    c.send(&format!(
+        "<iq type='get' id='d3' to='localhost'><query xmlns='{INFO}' node='nope'/></iq>"
+    ));
     assert_eq!(stanza_error(&c.recv_el()).unwrap().0, "item-not-found");
 }
 
@@ -62,16 +70,28 @@ fn disco_05_06_account_info_owner_only_and_no_harvesting() {
     let (u, p) = s.new_user("acct");
     let (o, op) = s.new_user("other");
     let mut c = Client::login(s, &u, &p, None);
-    c.send(&format!("<iq type='get' id='d4' to='{u}@localhost'><query xmlns='{INFO}'/></iq>"));
+    c.send(&format!(
+        "<iq type='get' id='d4' to='{u}@localhost'><query xmlns='{INFO}'/></iq>"
+    ));
     let r = c.recv_el();
     assert_eq!(r.attr("type"), Some("result"), "{r:?}");
     let q = r.child("query", INFO).unwrap();
-    assert!(q.elements().any(|i| i.attr("category") == Some("account") && i.attr("type") == Some("registered")));
+    assert!(q
+        .elements()
+        .any(|i| i.attr("category") == Some("account") && i.attr("type") == Some("registered")));
     // Another user's account and a missing account give the same answer.
     let mut other = Client::login(s, &o, &op, None);
-    for target in [format!("{u}@localhost"), "missing-account@localhost".to_string()] {
-        other.send(&format!("<iq type='get' id='d5' to='{target}'><query xmlns='{INFO}'/></iq>"));
-        assert_eq!(stanza_error(&other.recv_el()).unwrap().0, "service-unavailable");
+    for target in [
+        format!("{u}@localhost"),
+        "missing-account@localhost".to_string(),
+    ] {
+        other.send(&format!(
+            "<iq type='get' id='d5' to='{target}'><query xmlns='{INFO}'/></iq>"
+        ));
+        assert_eq!(
+            stanza_error(&other.recv_el()).unwrap().0,
+            "service-unavailable"
+        );
     }
 }
 
@@ -80,7 +100,9 @@ fn disco_07_items_of_missing_account_are_empty() {
     let s = Server::shared();
     let (u, p) = s.new_user("itm");
     let mut c = Client::login(s, &u, &p, None);
-    c.send(&format!("<iq type='get' id='d6' to='missing-account@localhost'><query xmlns='{ITEMS}'/></iq>"));
+    c.send(&format!(
+        "<iq type='get' id='d6' to='missing-account@localhost'><query xmlns='{ITEMS}'/></iq>"
+    ));
     let r = c.recv_el();
     assert_eq!(r.attr("type"), Some("result"));
 }

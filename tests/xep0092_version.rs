@@ -13,6 +13,13 @@ fn version_of_server() {
     let r = c.recv_el();
     assert_eq!(r.attr("type"), Some("result"));
     let q = r.child("query", "jabber:iq:version").unwrap();
-    assert_eq!(q.child("name", "jabber:iq:version").unwrap().text(), "xmppd");
-    assert!(!q.child("version", "jabber:iq:version").unwrap().text().is_empty());
+    assert_eq!(
+        q.child("name", "jabber:iq:version").unwrap().text(),
+        "xmppd"
+    );
+    assert!(!q
+        .child("version", "jabber:iq:version")
+        .unwrap()
+        .text()
+        .is_empty());
 }

@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -22,7 +22,7 @@ use super::C2s;
 use crate::router::{sessions, ClientHandle, FromClient, Pending};
 use crate::stream::sasl::{self, ChannelBindings, ScramKeys};
 use crate::stream::{Action, Env, Negotiator};
-use crate::xml::{self, Frame, Framer, StanzaHead};
+use crate::xml::{self, Frame, Framer, StanzaHead, StreamNs};
 use crate::xmpp::error::{StanzaCondition, StanzaError, StreamCondition, StreamError};
 use crate::xmpp::jid::{resourceprep, Jid};
 use crate::xmpp::ns;
@@ -88,10 +88,14 @@ pub struct Conn {
     tls: Option<Box<rustls::ServerConnection>>,
     tls_out: Vec<u8>,
     tls_out_pos: usize,
-    out_pos: usize,
+    /// Ciphertext read but not yet fed to rustls (processing was interrupted by a job).
+    tls_in: Vec<u8>,
     inbuf: Vec<u8>,
     reprocess: bool,
     framer: Framer,
+    /// The namespace context of the current stream header (shared so that a stanza view can
+    /// borrow it while the connection is mutated).
+    ns: Rc<StreamNs>,
     neg: Negotiator,
     handle: Rc<ClientHandle>,
     slot: usize,
@@ -119,7 +123,9 @@ impl Conn {
         )
     }
 
-    pub(super) fn adopted(c2s: Rc<C2s>, sock: TcpStream, h: Handoff) -> Conn {
+    pub(super) fn adopted(c2s: Rc<C2s>, h: Handoff) -> Conn {
+        // SAFETY: the descriptor was dup'ed for this hand-off and is owned by nobody else.
+        let sock = unsafe { TcpStream::from_raw_fd(h.fd.into_raw_fd()) };
         let neg = Negotiator::resume(h.user, h.secured, h.direct_tls, h.lang);
         Conn::build(c2s, sock, h.peer, h.tls, neg, h.created, h.unread)
     }
@@ -137,12 +143,13 @@ impl Conn {
         let slot = c2s.register(handle.clone());
         Conn {
             framer: Framer::new(c2s.config.xml_limits()),
+            ns: Rc::new(StreamNs::new(ns::CLIENT)),
             c2s,
             sock,
             tls,
             tls_out: Vec::new(),
             tls_out_pos: 0,
-            out_pos: 0,
+            tls_in: Vec::new(),
             reprocess: !unread.is_empty(),
             inbuf: unread,
             neg,
@@ -234,15 +241,26 @@ impl Conn {
         if home == self.c2s.router.shard() {
             return None;
         }
-        // Whatever rustls already decrypted travels with the connection.
+        // Whatever was received travels with the connection, decrypted.
         if let Some(tls) = self.tls.as_mut() {
+            let mut cipher = std::mem::take(&mut self.tls_in);
+            let mut rest: &[u8] = &cipher;
             let mut buf = [0u8; 4096];
-            while let Ok(n) = tls.reader().read(&mut buf) {
-                if n == 0 {
+            loop {
+                while let Ok(n) = tls.reader().read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    self.inbuf.extend_from_slice(&buf[..n]);
+                }
+                if rest.is_empty() {
                     break;
                 }
-                self.inbuf.extend_from_slice(&buf[..n]);
+                if tls.read_tls(&mut rest).is_err() || tls.process_new_packets().is_err() {
+                    return Some(End::Lost);
+                }
             }
+            cipher.clear();
         }
         // SAFETY: dup of a descriptor we own; the result is a new descriptor owned by the OwnedFd.
         let raw = unsafe { libc::dup(self.sock.as_raw_fd()) };
@@ -283,7 +301,7 @@ impl Conn {
             }
             if self.reprocess {
                 self.reprocess = false;
-                match self.on_plain(&[]) {
+                match self.on_input(&[]) {
                     Ok(None) => continue,
                     Ok(Some(job)) => return Poll::Ready(Ev::Job(job)),
                     Err(end) => return Poll::Ready(Ev::End(end)),
@@ -300,10 +318,7 @@ impl Conn {
             };
             self.handle.last_rx.set(Instant::now());
             self.handle.ping_sent.set(None);
-            let r = match self.tls.is_some() {
-                true => self.on_tls(&buf[..n]),
-                false => self.on_plain(&buf[..n]),
-            };
+            let r = self.on_input(&buf[..n]);
             match r {
                 Ok(None) => {}
                 Ok(Some(job)) => return Poll::Ready(Ev::Job(job)),
@@ -315,13 +330,60 @@ impl Conn {
         Poll::Pending
     }
 
-    /// Feed ciphertext to rustls and process what it decrypts.
+    /// Process newly read bytes (or, with `data` empty, whatever is still buffered after a
+    /// job interrupted processing).
+    fn on_input(&mut self, data: &[u8]) -> Result<Option<Job>, End> {
+        if self.tls.is_none() {
+            return self.on_plain(data);
+        }
+        // Decrypted bytes left over from before come first.
+        if let Some(job) = self.on_plain(&[])? {
+            self.tls_in.extend_from_slice(data);
+            return Ok(Some(job));
+        }
+        if self.tls_in.is_empty() {
+            return self.on_tls(data);
+        }
+        let mut pending = std::mem::take(&mut self.tls_in);
+        pending.extend_from_slice(data);
+        self.on_tls(&pending)
+    }
+
+    /// Feed ciphertext to rustls and process what it decrypts, draining the plaintext before
+    /// feeding more (rustls bounds its plaintext buffer). Ciphertext not fed when a job
+    /// interrupts is kept in `tls_in`.
     fn on_tls(&mut self, mut data: &[u8]) -> Result<Option<Job>, End> {
         let c2s = self.c2s.clone();
-        let Some(tls) = self.tls.as_mut() else {
-            return Ok(None);
-        };
-        while !data.is_empty() {
+        let mut plain = c2s.plain_buf.borrow_mut();
+        loop {
+            let Some(tls) = self.tls.as_mut() else {
+                return Ok(None);
+            };
+            if self.bindings.is_none() && !tls.is_handshaking() {
+                self.bindings = Some(ChannelBindings {
+                    tls_server_end_point: c2s
+                        .tls
+                        .as_ref()
+                        .and_then(|t| t.server_end_point.as_deref())
+                        .map(<[u8]>::to_vec),
+                    tls_exporter: crate::tls::tls_exporter(tls),
+                });
+            }
+            match tls.reader().read(&mut plain) {
+                Ok(0) => return Err(End::Lost),
+                Ok(n) => {
+                    if let Some(job) = self.on_plain(&plain[..n])? {
+                        self.tls_in.extend_from_slice(data);
+                        return Ok(Some(job));
+                    }
+                    continue;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return Err(End::Lost),
+            }
+            if data.is_empty() {
+                return Ok(None);
+            }
             if tls.read_tls(&mut data).is_err() {
                 return Err(End::Lost);
             }
@@ -330,32 +392,6 @@ impl Conn {
                 // queued an alert, which the final flush sends.
                 tracing::debug!(peer = %self.peer, error = %e, "TLS error");
                 return Err(End::Written);
-            }
-        }
-        if self.bindings.is_none() && !tls.is_handshaking() {
-            self.bindings = Some(ChannelBindings {
-                tls_server_end_point: c2s
-                    .tls
-                    .as_ref()
-                    .and_then(|t| t.server_end_point.as_deref())
-                    .map(<[u8]>::to_vec),
-                tls_exporter: crate::tls::tls_exporter(tls),
-            });
-        }
-        let mut plain = c2s.plain_buf.borrow_mut();
-        loop {
-            let Some(tls) = self.tls.as_mut() else {
-                return Ok(None);
-            };
-            match tls.reader().read(&mut plain) {
-                Ok(0) => return Err(End::Lost),
-                Ok(n) => {
-                    if let Some(job) = self.on_plain(&plain[..n])? {
-                        return Ok(Some(job));
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
-                Err(_) => return Err(End::Lost),
             }
         }
     }
@@ -407,6 +443,7 @@ impl Conn {
             Frame::Whitespace => Ok(None),
             Frame::StreamClose => Err(End::ClientClosed),
             Frame::StreamOpen(hdr) => {
+                self.ns = Rc::new(self.framer.stream_ns().clone());
                 let bindings = self.bindings.clone().unwrap_or_default();
                 let accounts = self.c2s.router.storage.accounts();
                 let action = {
@@ -418,7 +455,8 @@ impl Conn {
             }
             Frame::Element(raw) => {
                 let limits = self.c2s.config.xml_limits();
-                let head = xml::scan_stanza(raw, self.framer.stream_ns(), &limits)
+                let stream_ns = self.ns.clone();
+                let head = xml::scan_stanza(raw, &stream_ns, &limits)
                     .map_err(|e| End::Error(StreamError::from(&e)))?;
                 let kind = (head.ns == ns::CLIENT)
                     .then(|| Kind::from_name(head.name))
@@ -466,7 +504,11 @@ impl Conn {
     /// A stanza before authentication (CORE-STREAM-15): refused with `not-authorized`, except
     /// XEP-0078 requests on a pre-1.0 stream, which learn that non-SASL auth is not offered
     /// (IQAUTH-09).
-    fn before_auth_stanza(&mut self, kind: Kind, head: &StanzaHead<'_>) -> Result<Option<Job>, StreamError> {
+    fn before_auth_stanza(
+        &mut self,
+        kind: Kind,
+        head: &StanzaHead<'_>,
+    ) -> Result<Option<Job>, StreamError> {
         let iq_auth = kind == Kind::Iq
             && head.first_child.map(|(ns, _)| ns) == Some(ns::IQ_AUTH)
             && matches!(head.attr("type").as_deref(), Some("get" | "set"));
@@ -474,8 +516,14 @@ impl Conn {
             let id = head.attr("id");
             let legacy = self.c2s.config.legacy_error_codes;
             self.handle.send_with(|out| {
-                StanzaError::new(StanzaCondition::ServiceUnavailable)
-                    .write_reply("iq", id.as_deref(), None, None, legacy, out)
+                StanzaError::new(StanzaCondition::ServiceUnavailable).write_reply(
+                    "iq",
+                    id.as_deref(),
+                    None,
+                    None,
+                    legacy,
+                    out,
+                )
             });
             return Ok(None);
         }
@@ -492,8 +540,7 @@ impl Conn {
         let ty = StanzaType::parse(kind, head.attr("type").as_deref());
         let Some(from) = self.bound.clone() else {
             // Only resource binding is allowed before a resource is bound (CORE-STREAM-15).
-            if ty == Ok(StanzaType::Iq(IqType::Set))
-                && head.first_child == Some((ns::BIND, "bind"))
+            if ty == Ok(StanzaType::Iq(IqType::Set)) && head.first_child == Some((ns::BIND, "bind"))
             {
                 return Ok(self.bind(head, id.as_deref()));
             }
@@ -504,7 +551,12 @@ impl Conn {
         };
         let Ok(ty) = ty else {
             // CORE-STANZA-06, IM-PRES-12: an undefined type.
-            self.reply_error(kind, id.as_deref(), StanzaCondition::BadRequest, "unknown type");
+            self.reply_error(
+                kind,
+                id.as_deref(),
+                StanzaCondition::BadRequest,
+                "unknown type",
+            );
             return Ok(None);
         };
         if let StanzaType::Iq(it) = ty {
@@ -586,7 +638,8 @@ impl Conn {
         no_to: bool,
         out: &mut Vec<u8>,
     ) -> Result<(), StreamError> {
-        let mut attrs: smallvec::SmallVec<[(&str, &str); 3]> = smallvec::smallvec![("from", from.as_str())];
+        let mut attrs: smallvec::SmallVec<[(&str, &str); 3]> =
+            smallvec::smallvec![("from", from.as_str())];
         if no_to && ty.kind() == Kind::Message {
             attrs.push(("to", from.bare_str()));
         }
@@ -620,9 +673,7 @@ impl Conn {
             self.reply_error(Kind::Iq, None, StanzaCondition::BadRequest, "missing id");
             return None;
         };
-        let Some(user) = self.neg.authenticated().cloned() else {
-            return None;
-        };
+        let user = self.neg.authenticated().cloned()?;
         let limits = self.c2s.config.xml_limits();
         let requested = xml::parse_element(head.raw.as_bytes(), self.framer.stream_ns(), &limits)
             .ok()
@@ -687,58 +738,69 @@ impl Conn {
             .send_with(|out| err.write_reply(kind.name(), id, to, None, legacy, out));
     }
 
-    /// Write queued output: plaintext goes through rustls when TLS is on.
+    /// Write queued output. With TLS, plaintext is encrypted one record batch at a time, so
+    /// the queue bound applies to unsent plaintext and at most one batch of ciphertext waits.
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         loop {
-            if let Some(tls) = self.tls.as_mut() {
+            let Some(tls) = self.tls.as_mut() else {
+                let sock = &mut self.sock;
+                match self
+                    .handle
+                    .drain_with(|unsent| Pin::new(&mut *sock).poll_write(cx, unsent))
                 {
-                    let mut out = self.handle.out();
-                    if !out.is_empty() && !tls.is_handshaking() {
-                        let _ = tls.writer().write_all(&out);
-                        release(&mut out);
+                    Poll::Ready(Ok(0)) if self.handle.unsent() == 0 => return Poll::Ready(Ok(())),
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
                     }
-                }
-                while tls.wants_write() {
-                    if self.tls_out.capacity() == 0 {
-                        self.tls_out = sessions::take_buffer();
-                    }
-                    if tls.write_tls(&mut self.tls_out).is_err() {
-                        break;
-                    }
-                }
-                if self.tls_out_pos >= self.tls_out.len() {
-                    self.tls_out_pos = 0;
-                    let buf = std::mem::take(&mut self.tls_out);
-                    sessions::give_buffer(buf);
-                    return Poll::Ready(Ok(()));
-                }
-                let pending = &self.tls_out[self.tls_out_pos..];
-                match Pin::new(&mut self.sock).poll_write(cx, pending) {
-                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
-                    Poll::Ready(Ok(n)) => self.tls_out_pos += n,
+                    Poll::Ready(Ok(_)) => continue,
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Pending => return Poll::Pending,
                 }
-            } else {
-                let mut out = self.handle.out();
-                if self.out_pos >= out.len() {
-                    self.out_pos = 0;
-                    release(&mut out);
-                    return Poll::Ready(Ok(()));
-                }
-                let pending = &out[self.out_pos..];
+            };
+            // Ciphertext first.
+            if self.tls_out_pos < self.tls_out.len() {
+                let pending = &self.tls_out[self.tls_out_pos..];
                 match Pin::new(&mut self.sock).poll_write(cx, pending) {
-                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
-                    Poll::Ready(Ok(n)) => self.out_pos += n,
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        self.tls_out_pos += n;
+                        continue;
+                    }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Pending => return Poll::Pending,
                 }
             }
+            self.tls_out_pos = 0;
+            self.tls_out.clear();
+            // Then encrypt the next batch of plaintext (none during the handshake).
+            if !tls.is_handshaking() {
+                let _ = self
+                    .handle
+                    .drain_with(|unsent| Poll::Ready(tls.writer().write(unsent)));
+            }
+            if tls.wants_write() {
+                if self.tls_out.capacity() == 0 {
+                    self.tls_out = sessions::take_buffer();
+                }
+                while tls.wants_write() {
+                    match tls.write_tls(&mut self.tls_out) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+                continue;
+            }
+            sessions::give_buffer(std::mem::take(&mut self.tls_out));
+            return Poll::Ready(Ok(()));
         }
     }
 
     async fn flush_all(&mut self) -> Result<(), End> {
-        poll_fn(|cx| self.poll_flush(cx)).await.map_err(|_| End::Lost)
+        poll_fn(|cx| self.poll_flush(cx))
+            .await
+            .map_err(|_| End::Lost)
     }
 
     /// Say goodbye as the end requires, then release everything this connection held.
@@ -761,18 +823,13 @@ impl Conn {
             End::Lost | End::HandedOff => false,
         };
         if farewell {
-            if let Some(tls) = self.tls.as_mut() {
-                // Push the last words through TLS before close_notify.
-                let mut out = self.handle.out();
-                if !out.is_empty() && !tls.is_handshaking() {
-                    let _ = tls.writer().write_all(&out);
-                }
-                release(&mut out);
-                drop(out);
-                tls.send_close_notify();
-            }
             let flush = async {
+                // The last words, then (with TLS) close_notify.
                 let _ = self.flush_all().await;
+                if let Some(tls) = self.tls.as_mut() {
+                    tls.send_close_notify();
+                    let _ = self.flush_all().await;
+                }
             };
             flush
                 .or(async {
@@ -785,14 +842,8 @@ impl Conn {
             self.c2s.router.session_ended(&jid, &self.handle);
         }
         self.c2s.unregister(self.slot);
-        release(&mut self.handle.out());
+        self.handle.discard();
     }
-}
-
-/// Empty a send buffer and return its allocation to the shard's pool.
-fn release(out: &mut Vec<u8>) {
-    let buf = std::mem::take(out);
-    sessions::give_buffer(buf);
 }
 
 fn env<'a>(

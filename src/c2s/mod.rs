@@ -6,12 +6,11 @@ mod conn;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpListener;
 
 use crate::config::Config;
 use crate::router::{ClientHandle, Router};
@@ -82,8 +81,8 @@ impl Accounts for xmppd_storage::AccountStore {
     fn lookup(&self, bare: &str) -> Lookup {
         match self.get(bare) {
             Ok(Some(a)) => Lookup::Found {
-                sha1: a.sha1,
-                sha256: a.sha256,
+                sha1: scram_keys(a.sha1),
+                sha256: scram_keys(a.sha256),
                 disabled: a.disabled,
             },
             Ok(None) => Lookup::NotFound,
@@ -92,6 +91,15 @@ impl Accounts for xmppd_storage::AccountStore {
                 Lookup::Unavailable
             }
         }
+    }
+}
+
+fn scram_keys(k: xmppd_storage::ScramKeys) -> crate::stream::sasl::ScramKeys {
+    crate::stream::sasl::ScramKeys {
+        salt: k.salt,
+        iterations: k.iterations,
+        stored_key: k.stored_key,
+        server_key: k.server_key,
     }
 }
 
@@ -182,11 +190,7 @@ impl C2s {
 
     /// Take over a connection that authenticated on another shard.
     pub fn adopt(self: &Rc<Self>, h: Handoff) {
-        let fd: OwnedFd = h.fd;
-        // SAFETY-free: from_raw_fd on glommio's TcpStream takes ownership of a valid socket fd
-        // we own exclusively (it was dup'ed for this hand-off).
-        let stream = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
-        let c = conn::Conn::adopted(self.clone(), stream, h);
+        let c = conn::Conn::adopted(self.clone(), h);
         glommio::spawn_local(c.run()).detach();
     }
 

@@ -18,54 +18,78 @@ pub fn register(r: &mut Registry, _config: &Config) {
         kind: "im",
         name: Some("xmppd"),
     });
-    r.iq(Scope::Server, IqType::Get, ns::DISCO_INFO, "query", |ctx, req| {
-        // DISCO-04: no nodes are defined on the server yet.
-        if req.payload.attr("node").is_some() {
-            return IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound));
-        }
-        let mut q = Element::new("query", ns::DISCO_INFO);
-        for id in ctx.registry.server_identities() {
-            q.push_child(identity(id));
-        }
-        for var in ctx.registry.server_features() {
-            q.push_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", var));
-        }
-        IqReply::Result(Some(q))
-    });
-    r.iq(Scope::Server, IqType::Get, ns::DISCO_ITEMS, "query", |_, req| {
-        if req.payload.attr("node").is_some() {
-            return IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound));
-        }
-        // DISCO-03: an empty list, never an error, while no services are hosted.
-        IqReply::Result(Some(Element::new("query", ns::DISCO_ITEMS)))
-    });
-    r.iq(Scope::Account, IqType::Get, ns::DISCO_INFO, "query", |ctx, req| {
-        // DISCO-06: only the owner (and, with rosters, subscribers) may look; everyone else,
-        // and every request about a missing account, gets the same answer.
-        if !req.own() {
-            return IqReply::Error(StanzaError::new(StanzaCondition::ServiceUnavailable));
-        }
-        if req.payload.attr("node").is_some() {
-            return IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound));
-        }
-        // DISCO-05
-        let mut q = Element::new("query", ns::DISCO_INFO).with_child(identity(&Identity {
-            category: "account",
-            kind: "registered",
-            name: None,
-        }));
-        for var in ctx.registry.account_features() {
-            q.push_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", var));
-        }
-        IqReply::Result(Some(q))
-    });
-    r.iq(Scope::Account, IqType::Get, ns::DISCO_ITEMS, "query", |_, req| {
-        // DISCO-07: an empty list for every account, existing or not, unless a node was asked.
-        if req.payload.attr("node").is_some() {
-            return IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound));
-        }
-        IqReply::Result(Some(Element::new("query", ns::DISCO_ITEMS)))
-    });
+    r.iq(
+        Scope::Server,
+        IqType::Get,
+        ns::DISCO_INFO,
+        "query",
+        |ctx, req| {
+            // DISCO-04: no nodes are defined on the server yet.
+            if req.payload.attr("node").is_some() {
+                return IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound));
+            }
+            let mut q = Element::new("query", ns::DISCO_INFO);
+            for id in ctx.registry.server_identities() {
+                q.push_child(identity(id));
+            }
+            for var in ctx.registry.server_features() {
+                q.push_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", var));
+            }
+            IqReply::Result(Some(q))
+        },
+    );
+    r.iq(
+        Scope::Server,
+        IqType::Get,
+        ns::DISCO_ITEMS,
+        "query",
+        |_, req| {
+            if req.payload.attr("node").is_some() {
+                return IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound));
+            }
+            // DISCO-03: an empty list, never an error, while no services are hosted.
+            IqReply::Result(Some(Element::new("query", ns::DISCO_ITEMS)))
+        },
+    );
+    r.iq(
+        Scope::Account,
+        IqType::Get,
+        ns::DISCO_INFO,
+        "query",
+        |ctx, req| {
+            // DISCO-06: only the owner (and, with rosters, subscribers) may look; everyone else,
+            // and every request about a missing account, gets the same answer.
+            if !req.own() {
+                return IqReply::Error(StanzaError::new(StanzaCondition::ServiceUnavailable));
+            }
+            if req.payload.attr("node").is_some() {
+                return IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound));
+            }
+            // DISCO-05
+            let mut q = Element::new("query", ns::DISCO_INFO).with_child(identity(&Identity {
+                category: "account",
+                kind: "registered",
+                name: None,
+            }));
+            for var in ctx.registry.account_features() {
+                q.push_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", var));
+            }
+            IqReply::Result(Some(q))
+        },
+    );
+    r.iq(
+        Scope::Account,
+        IqType::Get,
+        ns::DISCO_ITEMS,
+        "query",
+        |_, req| {
+            // DISCO-07: an empty list for every account, existing or not, unless a node was asked.
+            if req.payload.attr("node").is_some() {
+                return IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound));
+            }
+            IqReply::Result(Some(Element::new("query", ns::DISCO_ITEMS)))
+        },
+    );
 }
 
 fn identity(id: &Identity) -> Element {

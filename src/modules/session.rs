@@ -10,7 +10,11 @@ use crate::xmpp::stanza::IqType;
 /// Register the session handler.
 pub fn register(r: &mut Registry, _config: &Config) {
     r.module("session");
-    r.iq(Scope::Server, IqType::Set, ns::SESSION, "session", |_, _| {
-        IqReply::Result(None)
-    });
+    r.iq(
+        Scope::Server,
+        IqType::Set,
+        ns::SESSION,
+        "session",
+        |_, _| IqReply::Result(None),
+    );
 }

@@ -138,7 +138,13 @@ impl Router {
 
     /// Route a stanza to a local JID (`to` normalized): deliver here or hand it to the
     /// home shard.
-    pub fn route(self: &Rc<Self>, ty: StanzaType, to: &str, from: &str, stanza: &[u8]) -> Option<Pending> {
+    pub fn route(
+        self: &Rc<Self>,
+        ty: StanzaType,
+        to: &str,
+        from: &str,
+        stanza: &[u8],
+    ) -> Option<Pending> {
         let bare = bare_of(to);
         let home = self.home_of(bare);
         if home == self.shard() {
@@ -184,7 +190,13 @@ impl Router {
     }
 
     /// Deliver a stanza to a JID homed on this shard (RFC 6121 §8.5).
-    pub fn deliver(self: &Rc<Self>, ty: StanzaType, to: &str, from: &str, stanza: &[u8]) -> Option<Pending> {
+    pub fn deliver(
+        self: &Rc<Self>,
+        ty: StanzaType,
+        to: &str,
+        from: &str,
+        stanza: &[u8],
+    ) -> Option<Pending> {
         let (bare, resource) = split_jid(to);
         let sessions = self.sessions.borrow();
         let account = sessions.account(bare);
@@ -199,7 +211,13 @@ impl Router {
                 if resource.is_some() {
                     // §8.5.3.2.3 / CORE-STANZA-18: no such resource.
                     if ty.is_request() {
-                        self.bounce_stanza(ty, stanza, from, to, StanzaCondition::ServiceUnavailable);
+                        self.bounce_stanza(
+                            ty,
+                            stanza,
+                            from,
+                            to,
+                            StanzaCondition::ServiceUnavailable,
+                        );
                     }
                     return None;
                 }
@@ -207,7 +225,14 @@ impl Router {
                     return None;
                 };
                 let id = self.id_of(stanza);
-                self.server_iq(it, Scope::Account, &from_jid, &to_jid, id.as_deref(), stanza)
+                self.server_iq(
+                    it,
+                    Scope::Account,
+                    &from_jid,
+                    &to_jid,
+                    id.as_deref(),
+                    stanza,
+                )
             }
             StanzaType::Message(mt) => {
                 if let Some(r) = full {
@@ -221,7 +246,13 @@ impl Router {
                         MessageType::Normal | MessageType::Chat => {}
                         MessageType::Groupchat => {
                             drop(sessions);
-                            self.bounce_stanza(ty, stanza, from, to, StanzaCondition::ServiceUnavailable);
+                            self.bounce_stanza(
+                                ty,
+                                stanza,
+                                from,
+                                to,
+                                StanzaCondition::ServiceUnavailable,
+                            );
                             return None;
                         }
                         MessageType::Headline | MessageType::Error => return None,
@@ -232,7 +263,13 @@ impl Router {
                     MessageType::Groupchat => {
                         drop(sessions);
                         // IM-MSG-05
-                        self.bounce_stanza(ty, stanza, from, to, StanzaCondition::ServiceUnavailable);
+                        self.bounce_stanza(
+                            ty,
+                            stanza,
+                            from,
+                            to,
+                            StanzaCondition::ServiceUnavailable,
+                        );
                         None
                     }
                     MessageType::Headline => {
@@ -256,7 +293,13 @@ impl Router {
                         if !delivered {
                             // IM-MSG-07: no available resource. Offline storage arrives with
                             // the IM issue; until then the sender learns it was not delivered.
-                            self.bounce_stanza(ty, stanza, from, to, StanzaCondition::ServiceUnavailable);
+                            self.bounce_stanza(
+                                ty,
+                                stanza,
+                                from,
+                                to,
+                                StanzaCondition::ServiceUnavailable,
+                            );
                         }
                         None
                     }
@@ -265,7 +308,10 @@ impl Router {
             StanzaType::Presence(pt) => {
                 match (pt, resource) {
                     // IM-PRES-14: to a full JID, that resource only (if connected).
-                    (PresenceType::Available | PresenceType::Unavailable | PresenceType::Error, Some(_)) => {
+                    (
+                        PresenceType::Available | PresenceType::Unavailable | PresenceType::Error,
+                        Some(_),
+                    ) => {
                         if let Some(r) = full {
                             r.handle.send(stanza);
                         }
@@ -326,9 +372,7 @@ impl Router {
             return None;
         }
         let ty = StanzaType::Iq(it);
-        let Some(id) = id else {
-            return None;
-        };
+        let id = id?;
         let el = match xml::parse_element(stanza, &self.client_ns, &self.config.xml_limits()) {
             Ok(el) => el,
             Err(_) => {
@@ -491,9 +535,9 @@ impl Router {
             PresenceType::Available => {
                 match xml::parse_element(stamped, &self.client_ns, &self.config.xml_limits())
                     .ok()
-                    .map(|el| priority_of(&el))
+                    .and_then(|el| priority_of(&el))
                 {
-                    Some(Ok(p)) => Some(p),
+                    Some(p) => Some(p),
                     _ => {
                         self.bounce(
                             StanzaType::Presence(pt),
@@ -517,9 +561,7 @@ impl Router {
         let Some(account) = sessions.account_mut(from.bare_str()) else {
             return;
         };
-        let was_available = account
-            .get(resource)
-            .is_some_and(|r| r.priority.is_some());
+        let was_available = account.get(resource).is_some_and(|r| r.priority.is_some());
         let Some(me) = account.get_mut(resource) else {
             return;
         };
@@ -606,11 +648,12 @@ pub fn split_jid(jid: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// RFC 6121 §4.7.2.3: a missing priority is 0; otherwise an integer from -128 to 127.
-pub fn priority_of(presence: &Element) -> Result<i8, ()> {
+/// RFC 6121 §4.7.2.3: a missing priority is 0; otherwise an integer from -128 to 127
+/// (None when it is not).
+pub fn priority_of(presence: &Element) -> Option<i8> {
     match presence.child("priority", &presence.ns) {
-        None => Ok(0),
-        Some(p) => p.text().trim().parse::<i8>().map_err(|_| ()),
+        None => Some(0),
+        Some(p) => p.text().trim().parse::<i8>().ok(),
     }
 }
 
@@ -621,7 +664,13 @@ fn write_unavailable(out: &mut Vec<u8>, from: &str) {
 }
 
 /// Write `<iq type='result' id to from>payload</iq>`.
-pub fn write_iq_result(out: &mut Vec<u8>, id: &str, to: &str, from: &str, payload: Option<&Element>) {
+pub fn write_iq_result(
+    out: &mut Vec<u8>,
+    id: &str,
+    to: &str,
+    from: &str,
+    payload: Option<&Element>,
+) {
     out.extend_from_slice(b"<iq type='result' id='");
     xml::escape_attr(id, out);
     out.extend_from_slice(b"' to='");
@@ -660,10 +709,13 @@ mod tests {
             .unwrap();
             priority_of(&el)
         };
-        assert_eq!(p("<presence/>"), Ok(0));
-        assert_eq!(p("<presence><priority> 5 </priority></presence>"), Ok(5));
-        assert_eq!(p("<presence><priority>-128</priority></presence>"), Ok(-128));
-        assert!(p("<presence><priority>128</priority></presence>").is_err());
-        assert!(p("<presence><priority>x</priority></presence>").is_err());
+        assert_eq!(p("<presence/>"), Some(0));
+        assert_eq!(p("<presence><priority> 5 </priority></presence>"), Some(5));
+        assert_eq!(
+            p("<presence><priority>-128</priority></presence>"),
+            Some(-128)
+        );
+        assert_eq!(p("<presence><priority>128</priority></presence>"), None);
+        assert_eq!(p("<presence><priority>x</priority></presence>"), None);
     }
 }

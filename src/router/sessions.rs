@@ -23,6 +23,8 @@ thread_local! {
 }
 
 const POOLED_CAPACITY: usize = 16 * 1024;
+/// A partly sent queue is compacted once this much of it was sent.
+const COMPACT_AT: usize = 32 * 1024;
 const POOL_SIZE: usize = 256;
 
 /// Take an empty buffer from the shard's pool.
@@ -50,6 +52,8 @@ pub fn give_buffer(mut buf: Vec<u8>) {
 /// task owns the socket; everything else on the shard writes through this handle.
 pub struct ClientHandle {
     out: RefCell<Vec<u8>>,
+    /// How much of `out` was already handed to the socket (or TLS).
+    sent: Cell<usize>,
     waker: RefCell<Option<Waker>>,
     close: RefCell<Option<StreamError>>,
     max_queue: usize,
@@ -68,6 +72,7 @@ impl ClientHandle {
     pub fn new(max_queue: usize, created: Instant) -> ClientHandle {
         ClientHandle {
             out: RefCell::new(Vec::new()),
+            sent: Cell::new(0),
             waker: RefCell::new(None),
             close: RefCell::new(None),
             max_queue,
@@ -88,9 +93,9 @@ impl ClientHandle {
         if out.capacity() == 0 {
             *out = take_buffer();
         }
-        let was_empty = out.is_empty();
+        let was_empty = out.len() == self.sent.get();
         f(&mut out);
-        if out.len() > self.max_queue {
+        if out.len() - self.sent.get() > self.max_queue {
             drop(out);
             self.request_close(StreamError::with_text(
                 StreamCondition::PolicyViolation,
@@ -144,9 +149,48 @@ impl ClientHandle {
         }
     }
 
-    /// The send queue, for the connection task.
+    /// The send queue, for the connection task (and for writers that bypass the bound:
+    /// stream negotiation and final errors).
     pub fn out(&self) -> std::cell::RefMut<'_, Vec<u8>> {
         self.out.borrow_mut()
+    }
+
+    /// Bytes queued and not yet handed to the socket.
+    pub fn unsent(&self) -> usize {
+        self.out.borrow().len() - self.sent.get()
+    }
+
+    /// Hand unsent bytes to `write`, which returns how many it took (or is not ready). The
+    /// queue is compacted as it drains and its buffer returned to the pool once empty.
+    pub fn drain_with<E>(
+        &self,
+        write: impl FnOnce(&[u8]) -> std::task::Poll<Result<usize, E>>,
+    ) -> std::task::Poll<Result<usize, E>> {
+        let mut out = self.out.borrow_mut();
+        let sent = self.sent.get();
+        let Some(unsent) = out.get(sent..).filter(|u| !u.is_empty()) else {
+            return std::task::Poll::Ready(Ok(0));
+        };
+        let r = write(unsent);
+        if let std::task::Poll::Ready(Ok(n)) = &r {
+            let sent = sent + n;
+            if sent >= out.len() {
+                self.sent.set(0);
+                give_buffer(std::mem::take(&mut *out));
+            } else if sent >= COMPACT_AT {
+                out.drain(..sent);
+                self.sent.set(0);
+            } else {
+                self.sent.set(sent);
+            }
+        }
+        r
+    }
+
+    /// Drop everything queued (the connection is gone).
+    pub fn discard(&self) {
+        self.sent.set(0);
+        give_buffer(std::mem::take(&mut *self.out.borrow_mut()));
     }
 }
 
@@ -364,19 +408,21 @@ mod tests {
             let mut s = Sessions::default();
             let old = handle();
             s.bind(&bare, Some("r"), old.clone(), policy, 8).unwrap();
-            let res = s.bind(&bare, Some("r"), handle(), policy, 8);
+            let res = s
+                .bind(&bare, Some("r"), handle(), policy, 8)
+                .map(|(j, d)| (j, d.map(|r| r.handle)));
             match policy {
                 ConflictPolicy::KickOld => {
                     let (jid, displaced) = res.unwrap();
                     assert_eq!(jid.as_str(), "a@d/r");
-                    assert!(Rc::ptr_eq(&displaced.unwrap().handle, &old));
+                    assert!(Rc::ptr_eq(&displaced.unwrap(), &old));
                     assert_eq!(s.len(), 1);
                     // The displaced session's unbind does not remove its successor.
                     assert!(s.unbind(&jid, &old).is_none());
                     assert_eq!(s.len(), 1);
                 }
                 ConflictPolicy::Refuse => {
-                    assert_eq!(res.unwrap_err().condition, StanzaCondition::Conflict);
+                    assert_eq!(res.err().unwrap().condition, StanzaCondition::Conflict);
                 }
                 ConflictPolicy::Rename => {
                     let (jid, displaced) = res.unwrap();
@@ -396,7 +442,8 @@ mod tests {
             .unwrap();
         let e = s
             .bind(&bare, None, handle(), ConflictPolicy::KickOld, 1)
-            .unwrap_err();
+            .err()
+            .unwrap();
         assert_eq!(e.condition, StanzaCondition::ResourceConstraint);
     }
 

@@ -112,12 +112,7 @@ impl Negotiator {
     }
 
     /// Continue a stream whose SASL succeeded on another shard: waiting for the restart header.
-    pub fn resume(
-        user: Jid,
-        secured: bool,
-        direct_tls: bool,
-        lang: Option<String>,
-    ) -> Negotiator {
+    pub fn resume(user: Jid, secured: bool, direct_tls: bool, lang: Option<String>) -> Negotiator {
         Negotiator {
             domain: Some(user.domain().to_string()),
             state: State::ExpectRestart(user),
@@ -291,15 +286,15 @@ impl Negotiator {
                     Ok(d) => d.unwrap_or_default(),
                     Err(f) => return self.fail(f, env, out),
                 };
-                let State::Sasl(exchange) = &mut self.state else {
-                    return unsupported();
-                };
                 let domain = self.domain.clone().unwrap_or_default();
                 let creds = DomainCreds {
                     accounts: env.accounts,
                     domain: &domain,
                 };
                 let cfg = self.sasl_config(env, &domain);
+                let State::Sasl(exchange) = &mut self.state else {
+                    return unsupported();
+                };
                 let step = exchange.step(&data, &cfg, &creds);
                 self.on_step(step, env, out)
             }
@@ -473,7 +468,11 @@ impl Negotiator {
                 v.push(Mechanism::ScramSha256Plus);
                 v.push(Mechanism::ScramSha1Plus);
             }
-            v.extend([Mechanism::ScramSha256, Mechanism::ScramSha1, Mechanism::Plain]);
+            v.extend([
+                Mechanism::ScramSha256,
+                Mechanism::ScramSha1,
+                Mechanism::Plain,
+            ]);
         } else if !env.require_tls {
             v.extend([Mechanism::ScramSha256, Mechanism::ScramSha1]);
             if env.plain_without_tls {
@@ -578,9 +577,7 @@ fn parse_version(v: &str) -> Option<(u32, u32)> {
 
 /// A plausible BCP 47 tag: letters, digits and '-', at most 35 bytes.
 fn valid_lang(l: &str) -> bool {
-    !l.is_empty()
-        && l.len() <= 35
-        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    !l.is_empty() && l.len() <= 35 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 fn write_sasl(out: &mut Vec<u8>, name: &str, data: Option<&[u8]>) {

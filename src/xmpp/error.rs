@@ -283,12 +283,18 @@ impl StanzaCondition {
             Forbidden | NotAuthorized | RegistrationRequired | SubscriptionRequired => {
                 ErrorType::Auth
             }
-            RecipientUnavailable | RemoteServerTimeout | ResourceConstraint
-            | UnexpectedRequest => ErrorType::Wait,
-            Conflict | FeatureNotImplemented | Gone | InternalServerError | ItemNotFound
-            | NotAllowed | RemoteServerNotFound | ServiceUnavailable | UndefinedCondition => {
-                ErrorType::Cancel
+            RecipientUnavailable | RemoteServerTimeout | ResourceConstraint | UnexpectedRequest => {
+                ErrorType::Wait
             }
+            Conflict
+            | FeatureNotImplemented
+            | Gone
+            | InternalServerError
+            | ItemNotFound
+            | NotAllowed
+            | RemoteServerNotFound
+            | ServiceUnavailable
+            | UndefinedCondition => ErrorType::Cancel,
         }
     }
 
@@ -467,6 +473,9 @@ mod tests {
             StanzaCondition::ResourceConstraint.default_type(),
             ErrorType::Wait
         );
-        assert_eq!(StanzaCondition::JidMalformed.default_type(), ErrorType::Modify);
+        assert_eq!(
+            StanzaCondition::JidMalformed.default_type(),
+            ErrorType::Modify
+        );
     }
 }

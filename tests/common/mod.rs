@@ -137,12 +137,8 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn admin");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
+        // The command may exit before reading (e.g. a refused JID): ignore a broken pipe.
+        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
         child.wait_with_output().unwrap()
     }
 
@@ -299,6 +295,10 @@ impl Client {
         let s = TcpStream::connect(addr).expect("connect");
         s.set_read_timeout(Some(TIMEOUT)).unwrap();
         s.set_nodelay(true).unwrap();
+        Client::connect_stream(s)
+    }
+
+    fn connect_stream(s: TcpStream) -> Client {
         Client {
             io: Some(Transport::Plain(s)),
             framer: Framer::new(xml::Limits::default()),
@@ -309,6 +309,20 @@ impl Client {
             transcript: String::new(),
             cert: None,
         }
+    }
+
+    /// Connect with a small, fixed receive buffer (kernel autotuning off), to play a client
+    /// that stops reading.
+    pub fn plain_small_rcvbuf(server: &Server) -> Client {
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        sock.set_recv_buffer_size(16 * 1024).unwrap();
+        sock.connect(&server.c2s.into()).unwrap();
+        let s: TcpStream = sock.into();
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut c = Client::connect_stream(s);
+        c.cert = Some(server.cert_path());
+        c
     }
 
     /// Connect to the plain port of `server`.
@@ -365,6 +379,8 @@ impl Client {
     }
 
     pub fn open_stream(&mut self) {
+        // Every stream (including a restart) is a new XML document.
+        self.framer.reset();
         self.send(&format!(
             "<?xml version='1.0'?><stream:stream to='{DOMAIN}' xmlns='jabber:client' \
              xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"
@@ -384,8 +400,16 @@ impl Client {
                         }
                         Frame::Element(raw) => {
                             let raw_s = String::from_utf8_lossy(raw).into_owned();
-                            let el = xml::parse_element(raw, self.framer.stream_ns(), &xml::Limits::default())
-                                .unwrap_or_else(|e| panic!("server sent bad XML {raw_s}: {e}"));
+                            let el = xml::parse_element(
+                                raw,
+                                self.framer.stream_ns(),
+                                &xml::Limits::default(),
+                            )
+                            .unwrap_or_else(|e| panic!("server sent bad XML {raw_s}: {e}"));
+                            if el.name == "success" && el.ns == "urn:ietf:params:xml:ns:xmpp-sasl" {
+                                // The server's next stream header starts a new document.
+                                self.framer.reset();
+                            }
                             Event::El(el, raw_s)
                         }
                         Frame::Whitespace => {
@@ -445,7 +469,10 @@ impl Client {
     pub fn recv_el(&mut self) -> Element {
         match self.recv() {
             Event::El(e, _) => e,
-            e => panic!("expected an element, got {e:?}; transcript: {}", self.transcript),
+            e => panic!(
+                "expected an element, got {e:?}; transcript: {}",
+                self.transcript
+            ),
         }
     }
 
@@ -466,14 +493,22 @@ impl Client {
                     if e.name == "error" && e.ns == "http://etherx.jabber.org/streams" {
                         let cond = e
                             .elements()
-                            .find(|c| c.ns == "urn:ietf:params:xml:ns:xmpp-streams" && c.name != "text")
+                            .find(|c| {
+                                c.ns == "urn:ietf:params:xml:ns:xmpp-streams" && c.name != "text"
+                            })
                             .map(|c| c.name.clone());
                         assert_eq!(cond.as_deref(), Some(condition), "stream error: {raw}");
                         break;
                     }
-                    panic!("expected stream error {condition}, got {raw}; transcript {}", self.transcript);
+                    panic!(
+                        "expected stream error {condition}, got {raw}; transcript {}",
+                        self.transcript
+                    );
                 }
-                e => panic!("expected stream error {condition}, got {e:?}; transcript {}", self.transcript),
+                e => panic!(
+                    "expected stream error {condition}, got {e:?}; transcript {}",
+                    self.transcript
+                ),
             }
         }
         match self.recv() {
@@ -523,8 +558,8 @@ impl Client {
 
     /// SASL PLAIN; returns the server's answer element (success or failure).
     pub fn auth_plain(&mut self, user: &str, password: &str) -> Element {
-        let payload = base64::engine::general_purpose::STANDARD
-            .encode(format!("\0{user}\0{password}"));
+        let payload =
+            base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
         self.send(&format!(
             "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{payload}</auth>"
         ));
@@ -596,13 +631,19 @@ impl Client {
 
     /// STARTTLS + SCRAM-SHA-256 + restart + bind.
     pub fn login(server: &Server, user: &str, password: &str, resource: Option<&str>) -> Client {
-        let mut c = Client::plain(server);
+        Client::login_on(Client::plain(server), user, password, resource)
+    }
+
+    /// Log in on an already connected client.
+    pub fn login_on(mut c: Client, user: &str, password: &str, resource: Option<&str>) -> Client {
         c.negotiate();
         c.starttls();
         let r = c.auth_scram("SCRAM-SHA-256", user, password);
         assert_eq!(r.name, "success", "{r:?}");
         let (_, f) = c.negotiate();
-        assert!(f.child("bind", "urn:ietf:params:xml:ns:xmpp-bind").is_some());
+        assert!(f
+            .child("bind", "urn:ietf:params:xml:ns:xmpp-bind")
+            .is_some());
         c.bind(resource);
         c
     }
@@ -642,7 +683,12 @@ pub fn b64(b: &[u8]) -> String {
 }
 
 pub fn unb64(s: &str) -> String {
-    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(s.trim()).unwrap()).unwrap()
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(s.trim())
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 /// A SCRAM client (RFC 5802) for tests.
@@ -740,7 +786,10 @@ impl Scram {
 
     pub fn expected_v(&self) -> String {
         let server_key = self.hmac(&self.salted, b"Server Key");
-        format!("v={}", b64(&self.hmac(&server_key, self.auth_message.as_bytes())))
+        format!(
+            "v={}",
+            b64(&self.hmac(&server_key, self.auth_message.as_bytes()))
+        )
     }
 }
 
