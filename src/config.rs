@@ -95,7 +95,8 @@ pub struct UserArgs {
 /// Options every command needs.
 #[derive(Debug, Args, Default)]
 pub struct CommonArgs {
-    /// TOML configuration file; its keys are the long flag names with `-` replaced by `_`.
+    /// TOML configuration file; keys are the long flag names with `-` replaced by `_` (the
+    /// list of domains is `domains`).
     #[arg(long, global = true, env = "XMPPD_CONFIG")]
     pub config: Option<PathBuf>,
     /// Data directory (accounts, TLS certificate) [default: ./data].

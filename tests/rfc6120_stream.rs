@@ -359,3 +359,21 @@ fn core_stream_19_unauthenticated_stream_times_out() {
     c.negotiate();
     c.expect_stream_error("connection-timeout");
 }
+
+#[test]
+fn core_serr_17_connection_limit_is_resource_constraint() {
+    let s = Server::start(&["--shards", "1", "--max-connections", "2"]);
+    let mut a = Client::plain(&s);
+    a.negotiate();
+    let mut b = Client::plain(&s);
+    b.negotiate();
+    let mut c = Client::plain(&s);
+    let _ = c.recv_header();
+    c.expect_stream_error("resource-constraint");
+    // Closing one frees a slot.
+    a.close();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut d = Client::plain(&s);
+    d.negotiate();
+    b.close();
+}

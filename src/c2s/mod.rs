@@ -146,6 +146,11 @@ impl C2s {
                 .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
             if self.conns.borrow().len >= self.max_conns {
                 tracing::warn!(%peer, "connection limit reached");
+                if direct_tls {
+                    // No XML in the clear on a TLS port: just close.
+                    drop(stream);
+                    continue;
+                }
                 glommio::spawn_local(conn::refuse(
                     stream,
                     self.config.domains.clone(),

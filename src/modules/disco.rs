@@ -18,86 +18,67 @@ pub fn register(r: &mut Registry, _config: &Config) {
         kind: "im",
         name: Some("xmppd"),
     });
-    r.iq(
-        Scope::Server,
-        IqType::Get,
-        ns::DISCO_INFO,
-        "query",
-        |ctx, req| {
-            // DISCO-04: no nodes are defined on the server yet.
-            if req.payload.attr("node").is_some() {
-                return IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound));
-            }
-            let mut q = Element::new("query", ns::DISCO_INFO);
-            for id in ctx.registry.server_identities() {
-                q.push_child(identity(id));
-            }
-            for var in ctx.registry.server_features() {
-                q.push_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", var));
-            }
-            IqReply::Result(Some(q))
-        },
-    );
-    r.iq(
-        Scope::Server,
-        IqType::Get,
-        ns::DISCO_ITEMS,
-        "query",
-        |_, req| {
-            if req.payload.attr("node").is_some() {
-                return IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound));
-            }
-            // DISCO-03: an empty list, never an error, while no services are hosted.
-            IqReply::Result(Some(Element::new("query", ns::DISCO_ITEMS)))
-        },
-    );
-    r.iq(
-        Scope::Account,
-        IqType::Get,
-        ns::DISCO_INFO,
-        "query",
-        |ctx, req| {
-            // DISCO-06: only the owner (and, with rosters, subscribers) may look; everyone else,
-            // and every request about a missing account, gets the same answer.
-            if !req.own() {
-                return IqReply::Error(StanzaError::new(StanzaCondition::ServiceUnavailable));
-            }
-            if req.payload.attr("node").is_some() {
-                return IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound));
-            }
-            // DISCO-05
-            let mut q = Element::new("query", ns::DISCO_INFO).with_child(identity(&Identity {
-                category: "account",
-                kind: "registered",
-                name: None,
-            }));
-            for var in ctx.registry.account_features() {
-                q.push_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", var));
-            }
-            IqReply::Result(Some(q))
-        },
-    );
-    r.iq(
-        Scope::Account,
-        IqType::Get,
-        ns::DISCO_ITEMS,
-        "query",
-        |_, req| {
-            // DISCO-07: an empty list for every account, existing or not, unless a node was asked.
-            if req.payload.attr("node").is_some() {
-                return IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound));
-            }
-            IqReply::Result(Some(Element::new("query", ns::DISCO_ITEMS)))
-        },
-    );
+    r.iq(Scope::Server, IqType::Get, ns::DISCO_INFO, "query", |ctx, req| {
+        // DISCO-04: no nodes are defined on the server yet.
+        if req.payload.attr("node").is_some() {
+            return item_not_found();
+        }
+        IqReply::Result(Some(info(
+            ctx.registry.server_identities(),
+            &ctx.registry.server_features(),
+        )))
+    });
+    r.iq(Scope::Server, IqType::Get, ns::DISCO_ITEMS, "query", |_, req| {
+        if req.payload.attr("node").is_some() {
+            return item_not_found();
+        }
+        // DISCO-03: an empty list, never an error, while no services are hosted.
+        IqReply::Result(Some(Element::new("query", ns::DISCO_ITEMS)))
+    });
+    r.iq(Scope::Account, IqType::Get, ns::DISCO_INFO, "query", |ctx, req| {
+        // DISCO-06: only the owner (and, with rosters, subscribers) may look; everyone else,
+        // and every request about a missing account, gets the same answer.
+        if !req.own() {
+            return IqReply::Error(StanzaError::new(StanzaCondition::ServiceUnavailable));
+        }
+        if req.payload.attr("node").is_some() {
+            return item_not_found();
+        }
+        // DISCO-05
+        let account = Identity {
+            category: "account",
+            kind: "registered",
+            name: None,
+        };
+        IqReply::Result(Some(info(&[account], &ctx.registry.account_features())))
+    });
+    r.iq(Scope::Account, IqType::Get, ns::DISCO_ITEMS, "query", |_, req| {
+        // DISCO-07: an empty list for every account, existing or not, unless a node was asked.
+        if req.payload.attr("node").is_some() {
+            return item_not_found();
+        }
+        IqReply::Result(Some(Element::new("query", ns::DISCO_ITEMS)))
+    });
 }
 
-fn identity(id: &Identity) -> Element {
-    let mut e = Element::new("identity", ns::DISCO_INFO)
-        .with_attr("category", id.category)
-        .with_attr("type", id.kind);
-    if let Some(name) = id.name {
-        e.set_attr("name", name);
+fn item_not_found() -> IqReply {
+    IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound))
+}
+
+/// A disco#info result: identities, then features.
+fn info(identities: &[Identity], features: &[&str]) -> Element {
+    let mut q = Element::new("query", ns::DISCO_INFO);
+    for id in identities {
+        let mut e = Element::new("identity", ns::DISCO_INFO)
+            .with_attr("category", id.category)
+            .with_attr("type", id.kind);
+        if let Some(name) = id.name {
+            e.set_attr("name", name);
+        }
+        q.push_child(e);
     }
-    e
+    for var in features {
+        q.push_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", *var));
+    }
+    q
 }

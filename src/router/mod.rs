@@ -23,6 +23,16 @@ use crate::xmpp::stanza::{IqType, Kind, MessageType, PresenceType, StanzaType};
 
 pub use sessions::{ClientHandle, Sessions};
 
+/// What delivery to a local addressee decided.
+enum Delivery {
+    /// Delivered, or dropped as the rules say.
+    Done,
+    /// Bounce `service-unavailable` to the sender.
+    Unavailable,
+    /// An IQ request for the account itself: the server answers.
+    ForAccount(IqType),
+}
+
 /// Asynchronous work a stanza started (an IQ handler that awaits storage).
 pub type Pending = Pin<Box<dyn Future<Output = ()>>>;
 
@@ -197,111 +207,74 @@ impl Router {
         from: &str,
         stanza: &[u8],
     ) -> Option<Pending> {
+        match self.deliver_to_sessions(ty, to, stanza) {
+            Delivery::Done => None,
+            Delivery::Unavailable => {
+                self.bounce_stanza(ty, stanza, from, to, StanzaCondition::ServiceUnavailable);
+                None
+            }
+            Delivery::ForAccount(it) => {
+                let (Ok(from_jid), Ok(to_jid)) = (Jid::parse(from), Jid::parse(to)) else {
+                    return None;
+                };
+                let id = self.id_of(stanza);
+                self.server_iq(it, Scope::Account, &from_jid, &to_jid, id.as_deref(), stanza)
+            }
+        }
+    }
+
+    /// The RFC 6121 §8.5 decision for a local addressee, delivering to connected resources.
+    fn deliver_to_sessions(&self, ty: StanzaType, to: &str, stanza: &[u8]) -> Delivery {
         let (bare, resource) = split_jid(to);
         let sessions = self.sessions.borrow();
         let account = sessions.account(bare);
         let full = resource.and_then(|r| account.and_then(|a| a.get(r)));
         match ty {
-            StanzaType::Iq(it) => {
-                if let Some(r) = full {
+            StanzaType::Iq(it) => match (full, resource) {
+                (Some(r), _) => {
                     r.handle.send(stanza);
-                    return None;
+                    Delivery::Done
                 }
-                drop(sessions);
-                if resource.is_some() {
-                    // §8.5.3.2.3 / CORE-STANZA-18: no such resource.
-                    if ty.is_request() {
-                        self.bounce_stanza(
-                            ty,
-                            stanza,
-                            from,
-                            to,
-                            StanzaCondition::ServiceUnavailable,
-                        );
-                    }
-                    return None;
-                }
-                let (Ok(from_jid), Ok(to_jid)) = (Jid::parse(from), Jid::parse(to)) else {
-                    return None;
-                };
-                let id = self.id_of(stanza);
-                self.server_iq(
-                    it,
-                    Scope::Account,
-                    &from_jid,
-                    &to_jid,
-                    id.as_deref(),
-                    stanza,
-                )
-            }
+                // §8.5.3.2.3 / CORE-STANZA-18: no such resource.
+                (None, Some(_)) if ty.is_request() => Delivery::Unavailable,
+                (None, Some(_)) => Delivery::Done,
+                // §8.5.2.1.3 / IM-IQ-01: the server answers for the account.
+                (None, None) => Delivery::ForAccount(it),
+            },
             StanzaType::Message(mt) => {
                 if let Some(r) = full {
                     // §8.5.3.1 / IM-MSG-01: whatever its priority or availability.
                     r.handle.send(stanza);
-                    return None;
-                }
-                if resource.is_some() {
-                    match mt {
-                        // §8.5.3.2.1: chat (and, as RFC 3921 did, normal) as if to the bare JID.
-                        MessageType::Normal | MessageType::Chat => {}
-                        MessageType::Groupchat => {
-                            drop(sessions);
-                            self.bounce_stanza(
-                                ty,
-                                stanza,
-                                from,
-                                to,
-                                StanzaCondition::ServiceUnavailable,
-                            );
-                            return None;
-                        }
-                        MessageType::Headline | MessageType::Error => return None,
-                    }
+                    return Delivery::Done;
                 }
                 match mt {
-                    MessageType::Error => None,
-                    MessageType::Groupchat => {
-                        drop(sessions);
-                        // IM-MSG-05
-                        self.bounce_stanza(
-                            ty,
-                            stanza,
-                            from,
-                            to,
-                            StanzaCondition::ServiceUnavailable,
-                        );
-                        None
-                    }
+                    MessageType::Error => Delivery::Done,
+                    // IM-MSG-05
+                    MessageType::Groupchat => Delivery::Unavailable,
+                    // §8.5.3.2.1: a headline to a missing resource is dropped.
+                    MessageType::Headline if resource.is_some() => Delivery::Done,
+                    // IM-MSG-04: every non-negative resource, else dropped.
                     MessageType::Headline => {
-                        // IM-MSG-04: every non-negative resource, else dropped.
-                        if let Some(a) = account {
-                            for r in a.non_negative() {
-                                r.handle.send(stanza);
-                            }
+                        for r in account.into_iter().flat_map(|a| a.non_negative()) {
+                            r.handle.send(stanza);
                         }
-                        None
+                        Delivery::Done
                     }
+                    // IM-MSG-02/08: chat (and, as RFC 3921 did, normal) to a missing resource
+                    // is handled as if sent to the bare JID.
                     MessageType::Normal | MessageType::Chat => {
                         let mut delivered = false;
-                        if let Some(a) = account {
-                            for r in a.best() {
-                                r.handle.send(stanza);
-                                delivered = true;
-                            }
+                        for r in account.into_iter().flat_map(|a| a.best()) {
+                            r.handle.send(stanza);
+                            delivered = true;
                         }
-                        drop(sessions);
-                        if !delivered {
+                        if delivered {
+                            Delivery::Done
+                        } else {
                             // IM-MSG-07: no available resource. Offline storage arrives with
                             // the IM issue; until then the sender learns it was not delivered.
-                            self.bounce_stanza(
-                                ty,
-                                stanza,
-                                from,
-                                to,
-                                StanzaCondition::ServiceUnavailable,
-                            );
+                            Delivery::Unavailable
                         }
-                        None
                     }
                 }
             }
@@ -320,14 +293,12 @@ impl Router {
                     (PresenceType::Error, None) | (PresenceType::Probe, _) => {}
                     // IM-PRES-14/15 and IM-SUB-16: every available resource, else dropped.
                     _ => {
-                        if let Some(a) = account {
-                            for r in a.available() {
-                                r.handle.send(stanza);
-                            }
+                        for r in account.into_iter().flat_map(|a| a.available()) {
+                            r.handle.send(stanza);
                         }
                     }
                 }
-                None
+                Delivery::Done
             }
         }
     }

@@ -287,11 +287,7 @@ impl Negotiator {
                     Err(f) => return self.fail(f, env, out),
                 };
                 let domain = self.domain.clone().unwrap_or_default();
-                let creds = DomainCreds {
-                    accounts: env.accounts,
-                    domain: &domain,
-                };
-                let cfg = self.sasl_config(env, &domain);
+                let (cfg, creds) = self.sasl_context(env, &domain);
                 let State::Sasl(exchange) = &mut self.state else {
                     return unsupported();
                 };
@@ -337,11 +333,7 @@ impl Negotiator {
             Err(f) => return self.fail(f, env, out),
         };
         let domain = self.domain.clone().unwrap_or_default();
-        let creds = DomainCreds {
-            accounts: env.accounts,
-            domain: &domain,
-        };
-        let cfg = self.sasl_config(env, &domain);
+        let (cfg, creds) = self.sasl_context(env, &domain);
         let (exchange, step) = SaslExchange::start(mech, initial.as_deref(), &cfg, &creds);
         self.state = State::Sasl(Box::new(exchange));
         self.on_step(step, env, out)
@@ -482,15 +474,22 @@ impl Negotiator {
         v
     }
 
-    fn sasl_config<'a>(&self, env: &Env<'a>, domain: &'a str) -> SaslConfig<'a> {
-        SaslConfig {
+    /// What a SASL step needs: the mechanism configuration and the account lookup for the
+    /// stream's domain.
+    fn sasl_context<'a>(&self, env: &Env<'a>, domain: &'a str) -> (SaslConfig<'a>, DomainCreds<'a>) {
+        let cfg = SaslConfig {
             domain,
             secure: self.secured || env.plain_without_tls,
             plus_offered: self.secured && env.bindings.any(),
             bindings: env.bindings,
             fake_salt_secret: env.fake_salt_secret,
             default_iterations: env.scram_iterations,
-        }
+        };
+        let creds = DomainCreds {
+            accounts: env.accounts,
+            domain,
+        };
+        (cfg, creds)
     }
 
     fn write_features(&self, env: &Env<'_>, out: &mut Vec<u8>) {
