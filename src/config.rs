@@ -176,9 +176,13 @@ pub struct ServeArgs {
     /// Do not add XEP-0086 legacy `code` attributes to stanza errors.
     #[arg(long)]
     pub no_legacy_error_codes: bool,
-    /// Bytes queued for one slow client before it is disconnected [default: 1048576].
+    /// Unsent bytes one client may have queued for longer than --slow-client-grace (and 4x
+    /// this at any time) before it is disconnected [default: 1048576].
     #[arg(long)]
     pub max_send_queue: Option<usize>,
+    /// Seconds a client may stay over --max-send-queue before it is disconnected [default: 10].
+    #[arg(long)]
+    pub slow_client_grace: Option<u64>,
     /// Cross-shard channel capacity in batches per shard [default: 1024].
     #[arg(long)]
     pub shard_queue: Option<usize>,
@@ -222,6 +226,7 @@ struct FileConfig {
     resource_conflict: Option<ConflictPolicy>,
     no_legacy_error_codes: Option<bool>,
     max_send_queue: Option<usize>,
+    slow_client_grace: Option<u64>,
     shard_queue: Option<usize>,
     max_connections: Option<usize>,
     shutdown_grace: Option<u64>,
@@ -278,8 +283,10 @@ pub struct Config {
     pub resource_conflict: ConflictPolicy,
     /// Add XEP-0086 codes to stanza errors.
     pub legacy_error_codes: bool,
-    /// Per-connection send queue bound in bytes.
+    /// Per-connection send queue soft bound in bytes.
     pub max_send_queue: usize,
+    /// How long a client may stay over the soft bound.
+    pub slow_client_grace: Duration,
     /// Cross-shard channel capacity.
     pub shard_queue: usize,
     /// Connection limit per process.
@@ -417,6 +424,11 @@ impl Config {
             ),
             legacy_error_codes: !flag(serve.no_legacy_error_codes, file.no_legacy_error_codes),
             max_send_queue: pick(serve.max_send_queue, file.max_send_queue, 1 << 20),
+            slow_client_grace: Duration::from_secs(pick(
+                serve.slow_client_grace,
+                file.slow_client_grace,
+                10,
+            )),
             shard_queue: pick(serve.shard_queue, file.shard_queue, 1024),
             max_connections: pick(serve.max_connections, file.max_connections, 0),
             shutdown_grace: Duration::from_secs(pick(serve.shutdown_grace, file.shutdown_grace, 3)),

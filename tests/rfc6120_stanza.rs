@@ -189,8 +189,13 @@ fn core_stanza_13_order_is_preserved_across_shards() {
     }
     a.send(&batch);
     for i in 0..200 {
-        let m = b.recv_el();
-        assert_eq!(m.attr("id"), Some(format!("o{i}").as_str()));
+        let (m, raw) = b.recv_raw();
+        assert_eq!(
+            m.attr("id"),
+            Some(format!("o{i}").as_str()),
+            "{}",
+            &raw[..raw.len().min(300)]
+        );
     }
 }
 

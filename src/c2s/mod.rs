@@ -207,7 +207,8 @@ impl C2s {
         self.conns.borrow_mut().remove(slot);
     }
 
-    /// Enforce the authentication timeout and send keepalive pings; runs once a second.
+    /// Enforce the authentication timeout and the slow-client grace period, and send keepalive
+    /// pings; runs once a second.
     pub async fn sweeper(self: Rc<Self>) {
         let mut ping_id: u64 = 0;
         loop {
@@ -218,6 +219,15 @@ impl C2s {
             let now = Instant::now();
             let conns = self.conns.borrow();
             for h in conns.iter() {
+                if h.slow_since()
+                    .is_some_and(|t| now.duration_since(t) >= self.config.slow_client_grace)
+                {
+                    h.request_close(StreamError::with_text(
+                        StreamCondition::PolicyViolation,
+                        "send queue overflow: the client does not read",
+                    ));
+                    continue;
+                }
                 let jid = h.jid.borrow();
                 let Some(jid) = jid.as_ref() else {
                     if now.duration_since(h.created) >= self.config.auth_timeout {

@@ -18,47 +18,71 @@ pub fn register(r: &mut Registry, _config: &Config) {
         kind: "im",
         name: Some("xmppd"),
     });
-    r.iq(Scope::Server, IqType::Get, ns::DISCO_INFO, "query", |ctx, req| {
-        // DISCO-04: no nodes are defined on the server yet.
-        if req.payload.attr("node").is_some() {
-            return item_not_found();
-        }
-        IqReply::Result(Some(info(
-            ctx.registry.server_identities(),
-            &ctx.registry.server_features(),
-        )))
-    });
-    r.iq(Scope::Server, IqType::Get, ns::DISCO_ITEMS, "query", |_, req| {
-        if req.payload.attr("node").is_some() {
-            return item_not_found();
-        }
-        // DISCO-03: an empty list, never an error, while no services are hosted.
-        IqReply::Result(Some(Element::new("query", ns::DISCO_ITEMS)))
-    });
-    r.iq(Scope::Account, IqType::Get, ns::DISCO_INFO, "query", |ctx, req| {
-        // DISCO-06: only the owner (and, with rosters, subscribers) may look; everyone else,
-        // and every request about a missing account, gets the same answer.
-        if !req.own() {
-            return IqReply::Error(StanzaError::new(StanzaCondition::ServiceUnavailable));
-        }
-        if req.payload.attr("node").is_some() {
-            return item_not_found();
-        }
-        // DISCO-05
-        let account = Identity {
-            category: "account",
-            kind: "registered",
-            name: None,
-        };
-        IqReply::Result(Some(info(&[account], &ctx.registry.account_features())))
-    });
-    r.iq(Scope::Account, IqType::Get, ns::DISCO_ITEMS, "query", |_, req| {
-        // DISCO-07: an empty list for every account, existing or not, unless a node was asked.
-        if req.payload.attr("node").is_some() {
-            return item_not_found();
-        }
-        IqReply::Result(Some(Element::new("query", ns::DISCO_ITEMS)))
-    });
+    r.iq(
+        Scope::Server,
+        IqType::Get,
+        ns::DISCO_INFO,
+        "query",
+        |ctx, req| {
+            // DISCO-04: no nodes are defined on the server yet.
+            if req.payload.attr("node").is_some() {
+                return item_not_found();
+            }
+            IqReply::Result(Some(info(
+                ctx.registry.server_identities(),
+                &ctx.registry.server_features(),
+            )))
+        },
+    );
+    r.iq(
+        Scope::Server,
+        IqType::Get,
+        ns::DISCO_ITEMS,
+        "query",
+        |_, req| {
+            if req.payload.attr("node").is_some() {
+                return item_not_found();
+            }
+            // DISCO-03: an empty list, never an error, while no services are hosted.
+            IqReply::Result(Some(Element::new("query", ns::DISCO_ITEMS)))
+        },
+    );
+    r.iq(
+        Scope::Account,
+        IqType::Get,
+        ns::DISCO_INFO,
+        "query",
+        |ctx, req| {
+            // DISCO-06: only the owner (and, with rosters, subscribers) may look; everyone else,
+            // and every request about a missing account, gets the same answer.
+            if !req.own() {
+                return IqReply::Error(StanzaError::new(StanzaCondition::ServiceUnavailable));
+            }
+            if req.payload.attr("node").is_some() {
+                return item_not_found();
+            }
+            // DISCO-05
+            let account = Identity {
+                category: "account",
+                kind: "registered",
+                name: None,
+            };
+            IqReply::Result(Some(info(&[account], &ctx.registry.account_features())))
+        },
+    );
+    r.iq(
+        Scope::Account,
+        IqType::Get,
+        ns::DISCO_ITEMS,
+        "query",
+        |_, req| {
+            // DISCO-07: an empty list for every account, existing or not, unless a node was asked.
+            if req.payload.attr("node").is_some() {
+                return item_not_found();
+            }
+            IqReply::Result(Some(Element::new("query", ns::DISCO_ITEMS)))
+        },
+    );
 }
 
 fn item_not_found() -> IqReply {

@@ -218,7 +218,14 @@ impl Router {
                     return None;
                 };
                 let id = self.id_of(stanza);
-                self.server_iq(it, Scope::Account, &from_jid, &to_jid, id.as_deref(), stanza)
+                self.server_iq(
+                    it,
+                    Scope::Account,
+                    &from_jid,
+                    &to_jid,
+                    id.as_deref(),
+                    stanza,
+                )
             }
         }
     }

@@ -23,6 +23,9 @@ thread_local! {
 }
 
 const POOLED_CAPACITY: usize = 16 * 1024;
+/// The send queue may briefly hold this many times `--max-send-queue` before the client is
+/// disconnected at once.
+pub const HARD_LIMIT_FACTOR: usize = 4;
 /// A partly sent queue is compacted once this much of it was sent.
 const COMPACT_AT: usize = 32 * 1024;
 const POOL_SIZE: usize = 256;
@@ -57,6 +60,8 @@ pub struct ClientHandle {
     waker: RefCell<Option<Waker>>,
     close: RefCell<Option<StreamError>>,
     max_queue: usize,
+    /// Since when the unsent queue has been over `max_queue` (a slow reader's grace period).
+    over_since: Cell<Option<Instant>>,
     /// When the connection was accepted (or adopted).
     pub created: Instant,
     /// Last time any bytes arrived.
@@ -68,7 +73,8 @@ pub struct ClientHandle {
 }
 
 impl ClientHandle {
-    /// A handle with a send queue bounded at `max_queue` bytes.
+    /// A handle whose send queue may exceed `max_queue` unsent bytes only for a grace period
+    /// (see [`ClientHandle::slow_since`]) and never exceed `HARD_LIMIT_FACTOR` times it.
     pub fn new(max_queue: usize, created: Instant) -> ClientHandle {
         ClientHandle {
             out: RefCell::new(Vec::new()),
@@ -76,6 +82,7 @@ impl ClientHandle {
             waker: RefCell::new(None),
             close: RefCell::new(None),
             max_queue,
+            over_since: Cell::new(None),
             created,
             last_rx: Cell::new(created),
             ping_sent: Cell::new(None),
@@ -83,8 +90,9 @@ impl ClientHandle {
         }
     }
 
-    /// Queue bytes written by `f` for sending. A client that does not read is disconnected
-    /// once its queue exceeds the bound, never buffered without end.
+    /// Queue bytes written by `f` for sending. A client that does not read is disconnected:
+    /// at once when its queue passes the hard limit, otherwise when the sweeper finds it over
+    /// the soft limit for longer than the grace period. Never buffered without end.
     pub fn send_with(&self, f: impl FnOnce(&mut Vec<u8>)) {
         if self.close.borrow().is_some() {
             return;
@@ -95,18 +103,28 @@ impl ClientHandle {
         }
         let was_empty = out.len() == self.sent.get();
         f(&mut out);
-        if out.len() - self.sent.get() > self.max_queue {
-            drop(out);
-            self.request_close(StreamError::with_text(
-                StreamCondition::PolicyViolation,
-                "send queue overflow: the client does not read",
-            ));
-            return;
-        }
+        let unsent = out.len() - self.sent.get();
         drop(out);
+        if unsent > self.max_queue {
+            if unsent > self.max_queue.saturating_mul(HARD_LIMIT_FACTOR) {
+                self.request_close(StreamError::with_text(
+                    StreamCondition::PolicyViolation,
+                    "send queue overflow: the client does not read",
+                ));
+                return;
+            }
+            if self.over_since.get().is_none() {
+                self.over_since.set(Some(Instant::now()));
+            }
+        }
         if was_empty {
             self.wake();
         }
+    }
+
+    /// Since when the queue has been over the soft limit without draining below it.
+    pub fn slow_since(&self) -> Option<Instant> {
+        self.over_since.get()
     }
 
     /// Queue bytes for sending.
@@ -174,6 +192,9 @@ impl ClientHandle {
         let r = write(unsent);
         if let std::task::Poll::Ready(Ok(n)) = &r {
             let sent = sent + n;
+            if out.len() - sent <= self.max_queue {
+                self.over_since.set(None);
+            }
             if sent >= out.len() {
                 self.sent.set(0);
                 give_buffer(std::mem::take(&mut *out));
@@ -464,11 +485,17 @@ mod tests {
     }
 
     #[test]
-    fn send_queue_is_bounded() {
+    fn send_queue_soft_and_hard_limits() {
         let h = ClientHandle::new(100, Instant::now());
         h.send(&[b'x'; 80]);
-        assert!(!h.closing());
+        assert!(h.slow_since().is_none());
         h.send(&[b'x'; 80]);
-        assert!(h.closing());
+        assert!(!h.closing(), "over the soft limit: grace period");
+        assert!(h.slow_since().is_some());
+        // Draining below the soft limit ends the grace period.
+        let _ = h.drain_with(|u| std::task::Poll::Ready(Ok::<_, ()>(u.len() - 50)));
+        assert!(h.slow_since().is_none());
+        h.send(&[b'x'; 400]);
+        assert!(h.closing(), "over the hard limit: at once");
     }
 }

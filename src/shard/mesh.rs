@@ -330,7 +330,9 @@ impl Outbox {
                     _ => continue,
                 }
             };
-            if let Err(ShardMsg::Stanzas(batch)) = self.links.try_send(dst, ShardMsg::Stanzas(batch)) {
+            if let Err(ShardMsg::Stanzas(batch)) =
+                self.links.try_send(dst, ShardMsg::Stanzas(batch))
+            {
                 blocked = true;
                 // Nothing was queued meanwhile (no await since the take): put it back as is.
                 if let Some(slot) = self.pending.borrow_mut().get_mut(dst) {

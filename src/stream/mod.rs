@@ -476,7 +476,11 @@ impl Negotiator {
 
     /// What a SASL step needs: the mechanism configuration and the account lookup for the
     /// stream's domain.
-    fn sasl_context<'a>(&self, env: &Env<'a>, domain: &'a str) -> (SaslConfig<'a>, DomainCreds<'a>) {
+    fn sasl_context<'a>(
+        &self,
+        env: &Env<'a>,
+        domain: &'a str,
+    ) -> (SaslConfig<'a>, DomainCreds<'a>) {
         let cfg = SaslConfig {
             domain,
             secure: self.secured || env.plain_without_tls,
