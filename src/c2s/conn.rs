@@ -188,6 +188,8 @@ impl Conn {
         match job {
             Job::Pending(fut) => {
                 fut.await;
+                // Stanzas pipelined behind the one that started the job are still buffered.
+                self.reprocess = true;
                 None
             }
             Job::StartTls => {
