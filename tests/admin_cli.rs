@@ -9,9 +9,7 @@ use common::*;
 fn adduser_passwd_deluser_while_running() {
     let s = Server::start(&[]);
     s.adduser("carol", "first-password");
-    let mut c = Client::plain(&s);
-    c.negotiate();
-    c.starttls();
+    let mut c = Client::secured(&s);
     assert_eq!(c.auth_plain("carol", "first-password").name, "success");
 
     let out = s.admin(
@@ -23,9 +21,7 @@ fn adduser_passwd_deluser_while_running() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut c = Client::plain(&s);
-    c.negotiate();
-    c.starttls();
+    let mut c = Client::secured(&s);
     assert_eq!(c.auth_plain("carol", "first-password").name, "failure");
     assert_eq!(c.auth_plain("carol", "second-password").name, "success");
 
@@ -34,9 +30,7 @@ fn adduser_passwd_deluser_while_running() {
 
     let out = s.admin(&["deluser", "carol@localhost"], "");
     assert!(out.status.success());
-    let mut c = Client::plain(&s);
-    c.negotiate();
-    c.starttls();
+    let mut c = Client::secured(&s);
     assert_eq!(c.auth_plain("carol", "second-password").name, "failure");
 }
 
@@ -75,9 +69,7 @@ fn password_file_is_read() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut c = Client::plain(&s);
-    c.negotiate();
-    c.starttls();
+    let mut c = Client::secured(&s);
     assert_eq!(c.auth_plain("gina", "from-a-file").name, "success");
 }
 

@@ -6,13 +6,6 @@ use common::*;
 
 const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 
-fn secured(s: &Server) -> Client {
-    let mut c = Client::plain(s);
-    c.negotiate();
-    c.starttls();
-    c
-}
-
 fn failure_condition(el: &xmppd::xml::Element) -> String {
     assert_eq!(el.name, "failure", "{el:?}");
     assert_eq!(el.ns, SASL);
@@ -29,7 +22,7 @@ fn core_sasl_scram_sha_1_and_256_succeed_with_server_signature() {
         "SCRAM-SHA-256-PLUS",
         "SCRAM-SHA-1-PLUS",
     ] {
-        let mut c = secured(s);
+        let mut c = Client::secured(s);
         // auth_scram checks the v= server signature (CORE-SASL-13).
         let r = c.auth_scram(mech, &user, &pw);
         assert_eq!(r.name, "success", "{mech}: {r:?}");
@@ -49,7 +42,7 @@ fn core_sasl_scram_sha_1_and_256_succeed_with_server_signature() {
 fn core_sasl_05_invalid_mechanism_keeps_stream_open() {
     let s = Server::shared();
     let (user, pw) = s.new_user("mech");
-    let mut c = secured(s);
+    let mut c = Client::secured(s);
     c.send(&format!("<auth xmlns='{SASL}' mechanism='NOPE'/>"));
     assert_eq!(failure_condition(&c.recv_el()), "invalid-mechanism");
     c.send(&format!("<auth xmlns='{SASL}'/>"));
@@ -61,7 +54,7 @@ fn core_sasl_05_invalid_mechanism_keeps_stream_open() {
 #[test]
 fn core_sasl_06_incorrect_encoding() {
     let s = Server::shared();
-    let mut c = secured(s);
+    let mut c = Client::secured(s);
     c.send(&format!(
         "<auth xmlns='{SASL}' mechanism='PLAIN'>AGFsaWNl\nAHB3</auth>"
     ));
@@ -76,7 +69,7 @@ fn core_sasl_06_incorrect_encoding() {
 fn core_sasl_07_08_wrong_password_retries_then_policy_violation() {
     let s = Server::shared();
     let (user, pw) = s.new_user("wrong");
-    let mut c = secured(s);
+    let mut c = Client::secured(s);
     assert_eq!(
         failure_condition(&c.auth_plain(&user, "nope")),
         "not-authorized"
@@ -86,7 +79,7 @@ fn core_sasl_07_08_wrong_password_retries_then_policy_violation() {
         "not-authorized"
     );
     // The stream is still usable for a correct attempt...
-    let mut ok = secured(s);
+    let mut ok = Client::secured(s);
     assert_eq!(ok.auth_plain(&user, &pw).name, "success");
     // ...but the third failure on one stream closes it (default --max-auth-failures 3).
     assert_eq!(
@@ -100,7 +93,7 @@ fn core_sasl_07_08_wrong_password_retries_then_policy_violation() {
 fn core_sasl_09_abort() {
     let s = Server::shared();
     let (user, pw) = s.new_user("abort");
-    let mut c = secured(s);
+    let mut c = Client::secured(s);
     c.send(&format!(
         "<auth xmlns='{SASL}' mechanism='SCRAM-SHA-256'>{}</auth>",
         b64(format!("n,,n={user},r=abcdefgh").as_bytes())
@@ -114,7 +107,7 @@ fn core_sasl_09_abort() {
 #[test]
 fn core_sasl_10_empty_initial_response_differs_from_none() {
     let s = Server::shared();
-    let mut c = secured(s);
+    let mut c = Client::secured(s);
     // No initial response: the server sends an empty challenge.
     c.send(&format!("<auth xmlns='{SASL}' mechanism='SCRAM-SHA-1'/>"));
     let ch = c.recv_el();
@@ -133,7 +126,7 @@ fn core_sasl_10_empty_initial_response_differs_from_none() {
 fn core_sasl_11_foreign_authzid_is_invalid() {
     let s = Server::shared();
     let (user, pw) = s.new_user("authz");
-    let mut c = secured(s);
+    let mut c = Client::secured(s);
     let payload = b64(format!("someoneelse@localhost\0{user}\0{pw}").as_bytes());
     c.send(&format!(
         "<auth xmlns='{SASL}' mechanism='PLAIN'>{payload}</auth>"
@@ -149,7 +142,7 @@ fn core_sasl_11_foreign_authzid_is_invalid() {
 #[test]
 fn core_sasl_12_malformed_scram() {
     let s = Server::shared();
-    let mut c = secured(s);
+    let mut c = Client::secured(s);
     c.send(&format!(
         "<auth xmlns='{SASL}' mechanism='SCRAM-SHA-256'>{}</auth>",
         b64(b"n,,x=nobody")
@@ -161,7 +154,7 @@ fn core_sasl_12_malformed_scram() {
 fn core_sasl_14_no_second_authentication() {
     let s = Server::shared();
     let (user, pw) = s.new_user("twice");
-    let mut c = secured(s);
+    let mut c = Client::secured(s);
     assert_eq!(c.auth_plain(&user, &pw).name, "success");
     c.negotiate();
     c.send(&format!(
@@ -175,7 +168,7 @@ fn core_sasl_14_no_second_authentication() {
 fn core_sasl_15_16_server_first_format() {
     let s = Server::shared();
     let (user, _) = s.new_user("first");
-    let mut c = secured(s);
+    let mut c = Client::secured(s);
     c.send(&format!(
         "<auth xmlns='{SASL}' mechanism='SCRAM-SHA-256'>{}</auth>",
         b64(format!("n,,n={user},r=clientnonce").as_bytes())
@@ -191,7 +184,7 @@ fn core_sasl_15_16_server_first_format() {
 #[test]
 fn core_sasl_unknown_user_is_indistinguishable_until_the_end() {
     let s = Server::shared();
-    let mut c = secured(s);
+    let mut c = Client::secured(s);
     // An unknown user gets a normal server-first (no account harvesting), then not-authorized.
     let r = c.auth_scram("SCRAM-SHA-256", "nosuchuser", "whatever");
     assert_eq!(failure_condition(&r), "not-authorized");
@@ -201,7 +194,7 @@ fn core_sasl_unknown_user_is_indistinguishable_until_the_end() {
 fn core_sasl_18_wrong_proof_gets_no_signature() {
     let s = Server::shared();
     let (user, _) = s.new_user("proof");
-    let mut c = secured(s);
+    let mut c = Client::secured(s);
     let r = c.auth_scram("SCRAM-SHA-1", &user, "wrong password");
     assert_eq!(failure_condition(&r), "not-authorized");
     assert!(r.text().is_empty());
@@ -211,7 +204,7 @@ fn core_sasl_18_wrong_proof_gets_no_signature() {
 fn core_sasl_19_downgrade_detected() {
     let s = Server::shared();
     let (user, _) = s.new_user("down");
-    let mut c = secured(s);
+    let mut c = Client::secured(s);
     // "y": the client supports channel binding but thinks we do not; we advertised -PLUS.
     c.send(&format!(
         "<auth xmlns='{SASL}' mechanism='SCRAM-SHA-256'>{}</auth>",
@@ -224,7 +217,7 @@ fn core_sasl_19_downgrade_detected() {
 fn core_sasl_20_unsupported_channel_binding_type() {
     let s = Server::shared();
     let (user, _) = s.new_user("cbt");
-    let mut c = secured(s);
+    let mut c = Client::secured(s);
     c.send(&format!(
         "<auth xmlns='{SASL}' mechanism='SCRAM-SHA-256-PLUS'>{}</auth>",
         b64(format!("p=tls-unique,,n={user},r=abcdefgh").as_bytes())
@@ -235,7 +228,7 @@ fn core_sasl_20_unsupported_channel_binding_type() {
 #[test]
 fn core_sasl_21_reserved_m_attribute() {
     let s = Server::shared();
-    let mut c = secured(s);
+    let mut c = Client::secured(s);
     c.send(&format!(
         "<auth xmlns='{SASL}' mechanism='SCRAM-SHA-256'>{}</auth>",
         b64(b"n,,m=ext,n=user,r=abcdefgh")
@@ -246,7 +239,7 @@ fn core_sasl_21_reserved_m_attribute() {
 #[test]
 fn core_sasl_23_plain_missing_separator() {
     let s = Server::shared();
-    let mut c = secured(s);
+    let mut c = Client::secured(s);
     c.send(&format!(
         "<auth xmlns='{SASL}' mechanism='PLAIN'>{}</auth>",
         b64(b"userpassword")

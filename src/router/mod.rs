@@ -351,20 +351,8 @@ impl Router {
         }
         let ty = StanzaType::Iq(it);
         let id = id?;
-        let el = match xml::parse_element(stanza, &self.client_ns, &self.config.xml_limits()) {
-            Ok(el) => el,
-            Err(_) => {
-                self.bounce(
-                    ty,
-                    Some(id),
-                    from.as_str(),
-                    to.as_str(),
-                    StanzaError::new(StanzaCondition::BadRequest),
-                );
-                return None;
-            }
-        };
-        let Some(payload) = el.elements().next() else {
+        let el = xml::parse_element(stanza, &self.client_ns, &self.config.xml_limits()).ok();
+        let Some(payload) = el.as_ref().and_then(|el| el.elements().next()) else {
             self.bounce(
                 ty,
                 Some(id),

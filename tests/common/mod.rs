@@ -332,6 +332,14 @@ impl Client {
         c
     }
 
+    /// Connect to the plain port, open the stream and negotiate STARTTLS.
+    pub fn secured(server: &Server) -> Client {
+        let mut c = Client::plain(server);
+        c.negotiate();
+        c.starttls();
+        c
+    }
+
     /// Connect to the direct-TLS port (XEP-0368).
     pub fn direct_tls(server: &Server, alpn: Option<&[u8]>) -> std::io::Result<Client> {
         let mut c = Client::connect(server.c2s_tls.expect("direct TLS port"));
