@@ -189,6 +189,25 @@ pub struct ServeArgs {
     /// Most simultaneous client connections per process (0 = derived from the open-files limit).
     #[arg(long)]
     pub max_connections: Option<usize>,
+    /// Most items in one roster [default: 1000].
+    #[arg(long)]
+    pub max_roster_items: Option<usize>,
+    /// Most groups on one roster item [default: 32].
+    #[arg(long)]
+    pub max_roster_groups: Option<usize>,
+    /// Longest roster item name or group name, in bytes [default: 1024].
+    #[arg(long)]
+    pub max_roster_text: Option<usize>,
+    /// Most unanswered subscription requests kept for one account [default: 1000].
+    #[arg(long)]
+    pub max_pending_subscriptions: Option<usize>,
+    /// Most offline messages kept for one account; beyond it senders get
+    /// `resource-constraint` [default: 1000].
+    #[arg(long)]
+    pub max_offline_messages: Option<usize>,
+    /// Largest stored vCard in bytes [default: 131072].
+    #[arg(long)]
+    pub max_vcard_size: Option<usize>,
     /// Seconds to wait for clients to receive `system-shutdown` before exiting [default: 3].
     #[arg(long)]
     pub shutdown_grace: Option<u64>,
@@ -229,6 +248,12 @@ struct FileConfig {
     slow_client_grace: Option<u64>,
     shard_queue: Option<usize>,
     max_connections: Option<usize>,
+    max_roster_items: Option<usize>,
+    max_roster_groups: Option<usize>,
+    max_roster_text: Option<usize>,
+    max_pending_subscriptions: Option<usize>,
+    max_offline_messages: Option<usize>,
+    max_vcard_size: Option<usize>,
     shutdown_grace: Option<u64>,
 }
 
@@ -291,6 +316,18 @@ pub struct Config {
     pub shard_queue: usize,
     /// Connection limit per process.
     pub max_connections: usize,
+    /// Most items in one roster.
+    pub max_roster_items: usize,
+    /// Most groups per roster item.
+    pub max_roster_groups: usize,
+    /// Longest roster name or group, in bytes.
+    pub max_roster_text: usize,
+    /// Most pending inbound subscription requests per account.
+    pub max_pending_subscriptions: usize,
+    /// Most offline messages per account.
+    pub max_offline_messages: usize,
+    /// Largest vCard in bytes.
+    pub max_vcard_size: usize,
     /// Shutdown grace period.
     pub shutdown_grace: Duration,
     /// Exit when stdin closes.
@@ -431,6 +468,20 @@ impl Config {
             )),
             shard_queue: pick(serve.shard_queue, file.shard_queue, 1024),
             max_connections: pick(serve.max_connections, file.max_connections, 0),
+            max_roster_items: pick(serve.max_roster_items, file.max_roster_items, 1000),
+            max_roster_groups: pick(serve.max_roster_groups, file.max_roster_groups, 32),
+            max_roster_text: pick(serve.max_roster_text, file.max_roster_text, 1024),
+            max_pending_subscriptions: pick(
+                serve.max_pending_subscriptions,
+                file.max_pending_subscriptions,
+                1000,
+            ),
+            max_offline_messages: pick(
+                serve.max_offline_messages,
+                file.max_offline_messages,
+                1000,
+            ),
+            max_vcard_size: pick(serve.max_vcard_size, file.max_vcard_size, 128 * 1024),
             shutdown_grace: Duration::from_secs(pick(serve.shutdown_grace, file.shutdown_grace, 3)),
             exit_on_stdin_eof: serve.exit_on_stdin_eof,
         };
@@ -478,6 +529,15 @@ impl Config {
         }
         if self.auth_timeout.is_zero() || self.keepalive_timeout.is_zero() {
             return bad("--auth-timeout and --keepalive-timeout must be positive");
+        }
+        if self.max_roster_items == 0 || self.max_pending_subscriptions == 0 {
+            return bad("--max-roster-items and --max-pending-subscriptions must be at least 1");
+        }
+        if self.max_roster_text < 16 {
+            return bad("--max-roster-text must be at least 16");
+        }
+        if self.max_vcard_size + 1024 > self.max_stanza_size {
+            return bad("--max-vcard-size must leave 1024 bytes under --max-stanza-size");
         }
         if self.c2s_listen.is_empty() && self.c2s_tls_listen.is_empty() {
             return bad("no client listener configured");

@@ -11,6 +11,9 @@ use xmppd::{admin, modules, server};
 /// Every protocol module the server runs, in registration order.
 const MODULES: &[RegisterFn] = &[
     modules::disco::register,
+    modules::im::register,
+    modules::offline::register,
+    modules::vcard::register,
     modules::ping::register,
     modules::version::register,
     modules::session::register,

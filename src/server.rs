@@ -151,12 +151,7 @@ async fn shard_main(init: ShardInit) {
         CROSS_SHARD_HIGH_WATER,
     ));
     let registry = Registry::build(init.modules, &init.config);
-    let router = Rc::new(Router::new(
-        init.config.clone(),
-        init.storage,
-        registry,
-        outbox.clone(),
-    ));
+    let router = Router::new(init.config.clone(), init.storage, registry, outbox.clone());
     let c2s = Rc::new(C2s::new(
         router.clone(),
         Some(init.tls),

@@ -19,7 +19,8 @@ use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
 use glommio::net::TcpStream;
 
 use super::C2s;
-use crate::router::{sessions, ClientHandle, FromClient, Pending};
+use crate::core::{sessions, ClientHandle, Pending};
+use crate::router::FromClient;
 use crate::stream::sasl::{self, ChannelBindings, ScramKeys};
 use crate::stream::{Action, Env, Negotiator};
 use crate::xml::{self, Frame, Framer, StanzaHead, StreamNs};

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use glommio::net::TcpListener;
 
 use crate::config::Config;
-use crate::router::{ClientHandle, Router};
+use crate::core::ClientHandle;
+use crate::router::Router;
 use crate::shard::Links;
 use crate::stream::sasl::Lookup;
 use crate::stream::Accounts;

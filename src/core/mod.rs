@@ -1,10 +1,16 @@
-//! The module registry: IQ handlers keyed by (addressee, type, payload namespace and name), the
-//! disco identities and features, and the stream features modules add after authentication.
+//! What modules build on: the per-shard registry (IQ handlers keyed by addressee, type and
+//! payload; disco identities and features; stream features; hook points for presence and
+//! undeliverable messages), the session table, and [`Services`], the router's capabilities
+//! as modules may use them.
 //!
 //! Modules register themselves (`modules/*.rs`, each with a `register` function); `core` never
-//! names a module, and modules never call each other. Every shard builds its own registry from
-//! the same list of register functions, so handlers can hold shard-local (`Rc`) state.
+//! names a module, and modules never call each other: what they share goes through the
+//! registry. Every shard builds its own registry from the same list of register functions, so
+//! handlers hold shard-local (`Rc`) state.
 
+pub mod sessions;
+
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -13,7 +19,51 @@ use crate::config::Config;
 use crate::xml::Element;
 use crate::xmpp::error::StanzaError;
 use crate::xmpp::jid::Jid;
-use crate::xmpp::stanza::IqType;
+use crate::xmpp::stanza::{IqType, PresenceType, StanzaType};
+
+pub use sessions::{ClientHandle, Sessions};
+
+/// Asynchronous work a stanza started (storage, mostly); the connection that sent it awaits
+/// it before reading on, which keeps order and bounds the work one client can start.
+pub type Pending = Pin<Box<dyn Future<Output = ()>>>;
+
+/// The router's capabilities as modules see them. Implemented by the shard's router; a
+/// handle is cheap to clone into futures.
+pub trait Services {
+    /// The configuration.
+    fn config(&self) -> &Config;
+    /// The storage.
+    fn storage(&self) -> &xmppd_storage::Storage;
+    /// The registry (modules, features, hooks).
+    fn registry(&self) -> &Registry;
+    /// The shard's session table.
+    fn sessions(&self) -> &RefCell<Sessions>;
+    /// Route a stanza to a JID (`to`, normalized), from `from`: delivered here, handed to the
+    /// home shard, or bounced for an unreachable domain. The stanza's own `from`/`to`
+    /// attributes are what the recipient sees.
+    fn route(&self, ty: StanzaType, to: &str, from: &str, stanza: &[u8]);
+    /// Route the same stanza to many JIDs: one copy of the bytes per destination shard.
+    fn fanout(&self, ty: StanzaType, tos: &[&str], from: &str, stanza: &[u8]);
+    /// Send a stanza error about a stanza of type `ty` with `id` back to `to`, from `from`
+    /// (never for an error stanza).
+    fn bounce(&self, ty: StanzaType, id: Option<&str>, to: &str, from: &str, err: StanzaError);
+    /// True if the local account exists.
+    fn account_exists(&self, bare: &str) -> bool;
+    /// Deliver a message or presence to the connected resources of a local account by the
+    /// RFC 6121 §8.5 rules, without the hooks (what a module does after its own checks).
+    fn deliver_to_sessions(&self, ty: StanzaType, to: &str, stanza: &[u8]);
+}
+
+/// A handle to the shard's services.
+#[derive(Clone)]
+pub struct Ctx(pub Rc<dyn Services>);
+
+impl std::ops::Deref for Ctx {
+    type Target = dyn Services;
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
 
 /// Who an IQ request is addressed to, as far as dispatch is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,18 +108,51 @@ pub enum IqReply {
     Later(Pin<Box<dyn Future<Output = IqReply>>>),
 }
 
-/// What a handler may use.
-pub struct Ctx<'a> {
-    /// The configuration.
-    pub config: &'a Config,
-    /// The storage.
-    pub storage: &'a xmppd_storage::Storage,
-    /// The registry (for disco).
-    pub registry: &'a Registry,
+/// An IQ handler.
+pub type IqHandler = Rc<dyn Fn(&Ctx, &IqRequest<'_>) -> IqReply>;
+
+/// Presence a bound client sent (stamped with its full JID).
+pub struct ClientPresence<'a> {
+    /// The sender's full JID.
+    pub from: &'a Jid,
+    /// The presence type.
+    pub ty: PresenceType,
+    /// The parsed `to`, if any (a local or remote JID).
+    pub to: Option<&'a Jid>,
+    /// The stanza, stamped with `from`.
+    pub stanza: &'a [u8],
 }
 
-/// An IQ handler.
-pub type IqHandler = Rc<dyn Fn(&Ctx<'_>, &IqRequest<'_>) -> IqReply>;
+/// A stanza arriving for a local account on its home shard.
+pub struct Inbound<'a> {
+    /// Kind and type.
+    pub ty: StanzaType,
+    /// The addressee (normalized, bare or full).
+    pub to: &'a str,
+    /// The sender (normalized).
+    pub from: &'a str,
+    /// The stanza as routed.
+    pub stanza: &'a [u8],
+}
+
+/// What the undeliverable-message hook did.
+pub enum Undeliverable {
+    /// Kept (or deliberately dropped); the future completes once it is durable.
+    Taken(Option<Pending>),
+    /// Not taken: the router bounces `service-unavailable`.
+    Refused,
+}
+
+/// Handles presence from a bound client.
+pub type PresenceOutHook = Rc<dyn Fn(&Ctx, &ClientPresence<'_>) -> Option<Pending>>;
+/// Handles presence for a local account on its home shard.
+pub type PresenceInHook = Rc<dyn Fn(&Ctx, &Inbound<'_>) -> Option<Pending>>;
+/// Takes a normal or chat message for an account with no resource to deliver it to.
+pub type UndeliverableHook = Rc<dyn Fn(&Ctx, &Inbound<'_>) -> Undeliverable>;
+/// A resource became available (initial presence with this priority).
+pub type AvailableHook = Rc<dyn Fn(&Ctx, &Jid, i8) -> Option<Pending>>;
+/// A bound resource went away (it is no longer in the session table).
+pub type SessionEndedHook = Rc<dyn Fn(&Ctx, &sessions::Resource)>;
 
 /// A disco identity (XEP-0030 §3.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +182,11 @@ pub struct Registry {
     server_identities: Vec<Identity>,
     stream_features: Vec<Element>,
     modules: Vec<&'static str>,
+    presence_out: Option<PresenceOutHook>,
+    presence_in: Option<PresenceInHook>,
+    undeliverable: Option<UndeliverableHook>,
+    available: Vec<AvailableHook>,
+    session_ended: Vec<SessionEndedHook>,
 }
 
 /// A module's registration function.
@@ -131,7 +219,7 @@ impl Registry {
         ty: IqType,
         ns: &'static str,
         name: &'static str,
-        handler: impl Fn(&Ctx<'_>, &IqRequest<'_>) -> IqReply + 'static,
+        handler: impl Fn(&Ctx, &IqRequest<'_>) -> IqReply + 'static,
     ) {
         self.iq.push(IqEntry {
             scope,
@@ -168,12 +256,69 @@ impl Registry {
         self.stream_features.push(feature);
     }
 
+    /// Take over presence from clients (one module: RFC 6121 presence).
+    pub fn on_presence_out(&mut self, hook: impl Fn(&Ctx, &ClientPresence<'_>) -> Option<Pending> + 'static) {
+        self.presence_out = Some(Rc::new(hook));
+    }
+
+    /// Take over presence arriving for local accounts.
+    pub fn on_presence_in(&mut self, hook: impl Fn(&Ctx, &Inbound<'_>) -> Option<Pending> + 'static) {
+        self.presence_in = Some(Rc::new(hook));
+    }
+
+    /// Take messages that no resource can receive (offline storage).
+    pub fn on_undeliverable(&mut self, hook: impl Fn(&Ctx, &Inbound<'_>) -> Undeliverable + 'static) {
+        self.undeliverable = Some(Rc::new(hook));
+    }
+
+    /// Be told when a resource becomes available.
+    pub fn on_available(&mut self, hook: impl Fn(&Ctx, &Jid, i8) -> Option<Pending> + 'static) {
+        self.available.push(Rc::new(hook));
+    }
+
+    /// Be told when a bound resource goes away.
+    pub fn on_session_ended(&mut self, hook: impl Fn(&Ctx, &sessions::Resource) + 'static) {
+        self.session_ended.push(Rc::new(hook));
+    }
+
     /// The handler for a request, if any module handles it.
     pub fn iq_handler(&self, scope: Scope, ty: IqType, ns: &str, name: &str) -> Option<&IqHandler> {
         self.iq
             .iter()
             .find(|e| e.scope == scope && e.ty == ty && e.ns == ns && e.name == name)
             .map(|e| &e.handler)
+    }
+
+    /// The client-presence hook.
+    pub fn presence_out(&self) -> Option<&PresenceOutHook> {
+        self.presence_out.as_ref()
+    }
+
+    /// The inbound-presence hook.
+    pub fn presence_in(&self) -> Option<&PresenceInHook> {
+        self.presence_in.as_ref()
+    }
+
+    /// The undeliverable-message hook.
+    pub fn undeliverable(&self) -> Option<&UndeliverableHook> {
+        self.undeliverable.as_ref()
+    }
+
+    /// Run the availability hooks; the returned futures all complete before this one does.
+    pub fn available(&self, ctx: &Ctx, jid: &Jid, priority: i8) -> Option<Pending> {
+        let pending: Vec<Pending> = self
+            .available
+            .iter()
+            .filter_map(|h| h(ctx, jid, priority))
+            .collect();
+        join(pending)
+    }
+
+    /// Run the session-ended hooks.
+    pub fn session_ended(&self, ctx: &Ctx, resource: &sessions::Resource) {
+        for h in &self.session_ended {
+            h(ctx, resource);
+        }
     }
 
     /// Server disco features, sorted.
@@ -198,5 +343,18 @@ impl Registry {
     /// Post-authentication stream features added by modules.
     pub fn stream_features(&self) -> &[Element] {
         &self.stream_features
+    }
+}
+
+/// Run futures one after another as one future (None when there are none).
+pub fn join(mut pending: Vec<Pending>) -> Option<Pending> {
+    match pending.len() {
+        0 => None,
+        1 => pending.pop(),
+        _ => Some(Box::pin(async move {
+            for p in pending {
+                p.await;
+            }
+        })),
     }
 }

@@ -29,8 +29,8 @@ pub fn register(r: &mut Registry, _config: &Config) {
                 return item_not_found();
             }
             IqReply::Result(Some(info(
-                ctx.registry.server_identities(),
-                &ctx.registry.server_features(),
+                ctx.registry().server_identities(),
+                &ctx.registry().server_features(),
             )))
         },
     );
@@ -67,7 +67,7 @@ pub fn register(r: &mut Registry, _config: &Config) {
                 kind: "registered",
                 name: None,
             };
-            IqReply::Result(Some(info(&[account], &ctx.registry.account_features())))
+            IqReply::Result(Some(info(&[account], &ctx.registry().account_features())))
         },
     );
     r.iq(

@@ -2,6 +2,9 @@
 //! its handlers and features; `main.rs` lists them.
 
 pub mod disco;
+pub mod im;
+pub mod offline;
 pub mod ping;
 pub mod session;
+pub mod vcard;
 pub mod version;

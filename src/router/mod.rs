@@ -4,16 +4,16 @@
 //! Routed stanzas travel as the bytes they arrived in, stamped with the sender's full JID; only
 //! stanzas the server answers itself are parsed into an element tree.
 
-pub mod sessions;
-
 use std::cell::RefCell;
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::core::{Ctx, IqReply, IqRequest, Registry, Scope};
+use crate::core::sessions;
+use crate::core::{
+    ClientHandle, ClientPresence, Ctx, Inbound, IqReply, IqRequest, Pending, Registry, Scope,
+    Services, Sessions, Undeliverable,
+};
 use crate::shard::{shard_of, BatchEntry, Outbox};
 use crate::xml::{self, Element, StreamNs};
 use crate::xmpp::error::{StanzaCondition, StanzaError, StreamCondition, StreamError};
@@ -21,20 +21,17 @@ use crate::xmpp::jid::Jid;
 use crate::xmpp::ns;
 use crate::xmpp::stanza::{IqType, Kind, MessageType, PresenceType, StanzaType};
 
-pub use sessions::{ClientHandle, Sessions};
-
 /// What delivery to a local addressee decided.
 enum Delivery {
     /// Delivered, or dropped as the rules say.
     Done,
     /// Bounce `service-unavailable` to the sender.
     Unavailable,
+    /// A normal or chat message with no resource to take it (offline storage or bounce).
+    NoResource,
     /// An IQ request for the account itself: the server answers.
     ForAccount(IqType),
 }
-
-/// Asynchronous work a stanza started (an IQ handler that awaits storage).
-pub type Pending = Pin<Box<dyn Future<Output = ()>>>;
 
 /// One shard's router and the state it routes with.
 pub struct Router {
@@ -50,6 +47,7 @@ pub struct Router {
     pub outbox: Rc<Outbox>,
     shards: usize,
     client_ns: StreamNs,
+    me: std::rc::Weak<Router>,
 }
 
 /// A validated stanza from a bound local client, ready to route.
@@ -73,9 +71,9 @@ impl Router {
         storage: xmppd_storage::Storage,
         registry: Registry,
         outbox: Rc<Outbox>,
-    ) -> Router {
+    ) -> Rc<Router> {
         let shards = outbox.links().shards();
-        Router {
+        Rc::new_cyclic(|me| Router {
             config,
             storage,
             registry,
@@ -83,7 +81,8 @@ impl Router {
             outbox,
             shards,
             client_ns: StreamNs::new(ns::CLIENT),
-        }
+            me: me.clone(),
+        })
     }
 
     /// This shard's index.
@@ -96,23 +95,28 @@ impl Router {
         shard_of(bare, self.shards)
     }
 
-    fn ctx(&self) -> Ctx<'_> {
-        Ctx {
-            config: &self.config,
-            storage: &self.storage,
-            registry: &self.registry,
-        }
+    fn ctx(self: &Rc<Self>) -> Ctx {
+        Ctx(self.clone())
     }
 
     /// Route a stanza from a bound client homed on this shard (RFC 6120 §10.3–10.5).
     pub fn from_client(self: &Rc<Self>, s: FromClient<'_>) -> Option<Pending> {
         let from = s.from;
         match (s.ty, s.to) {
-            // §10.3.3 / 6121 §4.2: presence with no `to` is a broadcast.
-            (StanzaType::Presence(pt), None) => {
-                self.presence_broadcast(from, pt, s.stamped);
-                None
-            }
+            // RFC 6121 §4: presence is the presence module's (broadcast, directed,
+            // subscriptions); without one, directed presence is routed and broadcasts dropped.
+            (StanzaType::Presence(pt), to) => match self.registry.presence_out() {
+                Some(hook) => hook(
+                    &self.ctx(),
+                    &ClientPresence {
+                        from,
+                        ty: pt,
+                        to,
+                        stanza: s.stamped,
+                    },
+                ),
+                None => to.and_then(|to| self.route(s.ty, to.as_str(), from.as_str(), s.stamped)),
+            },
             // §10.3.3: an IQ with no `to` is handled on behalf of the sender's account.
             (StanzaType::Iq(it), None) => {
                 let bare = from.to_bare();
@@ -125,20 +129,7 @@ impl Router {
                 self.route(ty, bare.as_str(), from.as_str(), s.stamped)
             }
             (ty, Some(to)) => {
-                if !self.config.serves(to.domain()) {
-                    // No server-to-server yet: every remote domain is unreachable (§10.4.3).
-                    if !ty.is_error() {
-                        self.bounce(
-                            ty,
-                            s.id,
-                            from.as_str(),
-                            to.as_str(),
-                            StanzaError::new(StanzaCondition::RemoteServerNotFound),
-                        );
-                    }
-                    return None;
-                }
-                if to.local().is_none() {
+                if to.local().is_none() && self.config.serves(to.domain()) {
                     return self.to_server(ty, from, to, s.id, s.stamped);
                 }
                 self.route(ty, to.as_str(), from.as_str(), s.stamped)
@@ -146,8 +137,8 @@ impl Router {
         }
     }
 
-    /// Route a stanza to a local JID (`to` normalized): deliver here or hand it to the
-    /// home shard.
+    /// Route a stanza to a JID (`to` normalized): deliver here, hand it to the home shard,
+    /// or bounce it for a domain this server cannot reach.
     pub fn route(
         self: &Rc<Self>,
         ty: StanzaType,
@@ -156,6 +147,16 @@ impl Router {
         stanza: &[u8],
     ) -> Option<Pending> {
         let bare = bare_of(to);
+        let domain = bare.rsplit_once('@').map_or(bare, |(_, d)| d);
+        if !self.config.serves(domain) {
+            // No server-to-server yet: every remote domain is unreachable (§10.4.3).
+            self.bounce_stanza(ty, stanza, from, to, StanzaCondition::RemoteServerNotFound);
+            return None;
+        }
+        if !bare.contains('@') {
+            // The server itself, as the addressee of a generated stanza: nothing to deliver.
+            return None;
+        }
         let home = self.home_of(bare);
         if home == self.shard() {
             self.deliver(ty, to, from, stanza)
@@ -174,21 +175,34 @@ impl Router {
         from: &str,
         write: impl FnOnce(&mut Vec<u8>),
     ) {
-        let bare = bare_of(to);
-        if !bare.contains('@') {
-            // Addressed to the server itself: nothing to deliver.
-            return;
+        let mut buf = sessions::take_buffer();
+        write(&mut buf);
+        if let Some(p) = self.route(ty, to, from, &buf) {
+            glommio::spawn_local(p).detach();
         }
-        let home = self.home_of(bare);
-        if home == self.shard() {
-            let mut buf = sessions::take_buffer();
-            write(&mut buf);
-            if let Some(p) = self.deliver(ty, to, from, &buf) {
+        sessions::give_buffer(buf);
+    }
+
+    /// Route one stanza to many JIDs, writing its bytes once per destination shard.
+    pub fn fanout_stanza(self: &Rc<Self>, ty: StanzaType, tos: &[&str], from: &str, stanza: &[u8]) {
+        let mut remote: Vec<Vec<&str>> = vec![Vec::new(); self.shards];
+        for to in tos {
+            let bare = bare_of(to);
+            if bare.contains('@') && self.config.serves(bare.rsplit_once('@').map_or("", |(_, d)| d)) {
+                let home = self.home_of(bare);
+                if home != self.shard() {
+                    remote[home].push(to);
+                    continue;
+                }
+            }
+            if let Some(p) = self.route(ty, to, from, stanza) {
                 glommio::spawn_local(p).detach();
             }
-            sessions::give_buffer(buf);
-        } else {
-            self.outbox.push(home, ty, to, from, write);
+        }
+        for (dst, tos) in remote.into_iter().enumerate() {
+            if !tos.is_empty() {
+                self.outbox.push_many(dst, ty, &tos, from, stanza);
+            }
         }
     }
 
@@ -207,9 +221,31 @@ impl Router {
         from: &str,
         stanza: &[u8],
     ) -> Option<Pending> {
+        let inbound = Inbound {
+            ty,
+            to,
+            from,
+            stanza,
+        };
+        if let (StanzaType::Presence(_), Some(hook)) = (ty, self.registry.presence_in()) {
+            return hook(&self.ctx(), &inbound);
+        }
         match self.deliver_to_sessions(ty, to, stanza) {
             Delivery::Done => None,
             Delivery::Unavailable => {
+                self.bounce_stanza(ty, stanza, from, to, StanzaCondition::ServiceUnavailable);
+                None
+            }
+            Delivery::NoResource => {
+                // IM-MSG-07: offline storage if a module takes it, else the sender learns that
+                // it was not delivered. Never stored for a missing account (CORE-STANZA-19).
+                if self.account_exists(bare_of(to)) {
+                    if let Some(hook) = self.registry.undeliverable() {
+                        if let Undeliverable::Taken(p) = hook(&self.ctx(), &inbound) {
+                            return p;
+                        }
+                    }
+                }
                 self.bounce_stanza(ty, stanza, from, to, StanzaCondition::ServiceUnavailable);
                 None
             }
@@ -218,14 +254,7 @@ impl Router {
                     return None;
                 };
                 let id = self.id_of(stanza);
-                self.server_iq(
-                    it,
-                    Scope::Account,
-                    &from_jid,
-                    &to_jid,
-                    id.as_deref(),
-                    stanza,
-                )
+                self.server_iq(it, Scope::Account, &from_jid, &to_jid, id.as_deref(), stanza)
             }
         }
     }
@@ -278,9 +307,7 @@ impl Router {
                         if delivered {
                             Delivery::Done
                         } else {
-                            // IM-MSG-07: no available resource. Offline storage arrives with
-                            // the IM issue; until then the sender learns it was not delivered.
-                            Delivery::Unavailable
+                            Delivery::NoResource
                         }
                     }
                 }
@@ -490,66 +517,9 @@ impl Router {
         }
     }
 
-    /// Presence without `to` from a local resource: update its availability and priority and
-    /// send it to the account's available resources, itself included (RFC 6121 §4.2.2,
-    /// IM-PRES-03). Contacts' presence arrives with the roster (the IM issue).
-    fn presence_broadcast(self: &Rc<Self>, from: &Jid, pt: PresenceType, stamped: &[u8]) {
-        let Some(resource) = from.resource() else {
-            return;
-        };
-        let priority = match pt {
-            PresenceType::Available => {
-                match xml::parse_element(stamped, &self.client_ns, &self.config.xml_limits())
-                    .ok()
-                    .and_then(|el| priority_of(&el))
-                {
-                    Some(p) => Some(p),
-                    _ => {
-                        self.bounce(
-                            StanzaType::Presence(pt),
-                            None,
-                            from.as_str(),
-                            from.bare_str(),
-                            StanzaError::with_text(
-                                StanzaCondition::BadRequest,
-                                "priority must be an integer from -128 to 127",
-                            ),
-                        );
-                        return;
-                    }
-                }
-            }
-            PresenceType::Unavailable => None,
-            // Subscription management and probes without `to` have no meaning.
-            _ => return,
-        };
-        let mut sessions = self.sessions.borrow_mut();
-        let Some(account) = sessions.account_mut(from.bare_str()) else {
-            return;
-        };
-        let was_available = account.get(resource).is_some_and(|r| r.priority.is_some());
-        let Some(me) = account.get_mut(resource) else {
-            return;
-        };
-        me.priority = priority;
-        me.last_presence = priority.map(|_| stamped.into());
-        let me_handle = me.handle.clone();
-        for r in account.resources.iter() {
-            let to_self = Rc::ptr_eq(&r.handle, &me_handle);
-            if to_self || r.priority.is_some() {
-                r.handle.send(stamped);
-            }
-            // IM-PRES-04: a newly available resource learns about its siblings.
-            if !to_self && !was_available && priority.is_some() {
-                if let Some(p) = &r.last_presence {
-                    me_handle.send(p);
-                }
-            }
-        }
-    }
-
     /// Bind a resource for a connection (RFC 6120 §7) under the configured conflict policy;
-    /// a displaced session is closed with `<conflict/>` (CORE-BIND-06c).
+    /// a displaced session is closed with `<conflict/>` (CORE-BIND-06c) and ends as a session
+    /// here and now, so its contacts learn it is gone.
     pub fn bind(
         self: &Rc<Self>,
         user: &Jid,
@@ -568,36 +538,65 @@ impl Router {
                 StreamCondition::Conflict,
                 "replaced by a new session",
             ));
-            if old.priority.is_some() {
-                self.broadcast_unavailable(&old.jid);
-            }
+            self.registry.session_ended(&self.ctx(), &old);
         }
         Ok(jid)
     }
 
-    /// A resource went away (stream closed or connection lost): if it was available, its
-    /// siblings get unavailable presence from it (RFC 6121 §4.5.2, IM-PRES-10).
+    /// A resource went away (stream closed or connection lost): modules learn it (RFC 6121
+    /// §4.5.2 unavailable presence, IM-PRES-10). A displaced session finds itself already gone.
     pub fn session_ended(self: &Rc<Self>, jid: &Jid, handle: &Rc<ClientHandle>) {
         let removed = self.sessions.borrow_mut().unbind(jid, handle);
-        let Some(removed) = removed else {
-            return;
-        };
-        if removed.priority.is_some() {
-            self.broadcast_unavailable(jid);
+        if let Some(removed) = removed {
+            self.registry.session_ended(&self.ctx(), &removed);
+        }
+    }
+}
+
+impl Services for Router {
+    fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn storage(&self) -> &xmppd_storage::Storage {
+        &self.storage
+    }
+
+    fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn sessions(&self) -> &RefCell<Sessions> {
+        &self.sessions
+    }
+
+    fn route(&self, ty: StanzaType, to: &str, from: &str, stanza: &[u8]) {
+        if let Some(me) = self.me.upgrade() {
+            if let Some(p) = me.route(ty, to, from, stanza) {
+                glommio::spawn_local(p).detach();
+            }
         }
     }
 
-    /// Unavailable presence from `jid` to its account's available resources.
-    fn broadcast_unavailable(&self, jid: &Jid) {
-        let sessions = self.sessions.borrow();
-        if let Some(account) = sessions.account(jid.bare_str()) {
-            let mut buf = sessions::take_buffer();
-            write_unavailable(&mut buf, jid.as_str());
-            for r in account.available() {
-                r.handle.send(&buf);
-            }
-            sessions::give_buffer(buf);
+    fn fanout(&self, ty: StanzaType, tos: &[&str], from: &str, stanza: &[u8]) {
+        if let Some(me) = self.me.upgrade() {
+            me.fanout_stanza(ty, tos, from, stanza);
         }
+    }
+
+    fn bounce(&self, ty: StanzaType, id: Option<&str>, to: &str, from: &str, err: StanzaError) {
+        if let Some(me) = self.me.upgrade() {
+            me.bounce(ty, id, to, from, err);
+        }
+    }
+
+    fn account_exists(&self, bare: &str) -> bool {
+        Router::account_exists(self, bare)
+    }
+
+    fn deliver_to_sessions(&self, ty: StanzaType, to: &str, stanza: &[u8]) {
+        // Only presence and messages reach here from modules; IQ decisions are the router's.
+        let _ = Router::deliver_to_sessions(self, ty, to, stanza);
     }
 }
 
@@ -612,21 +611,6 @@ pub fn split_jid(jid: &str) -> (&str, Option<&str>) {
         Some((bare, res)) => (bare, Some(res)),
         None => (jid, None),
     }
-}
-
-/// RFC 6121 §4.7.2.3: a missing priority is 0; otherwise an integer from -128 to 127
-/// (None when it is not).
-pub fn priority_of(presence: &Element) -> Option<i8> {
-    match presence.child("priority", &presence.ns) {
-        None => Some(0),
-        Some(p) => p.text().trim().parse::<i8>().ok(),
-    }
-}
-
-fn write_unavailable(out: &mut Vec<u8>, from: &str) {
-    out.extend_from_slice(b"<presence type='unavailable' from='");
-    xml::escape_attr(from, out);
-    out.extend_from_slice(b"'/>");
 }
 
 /// Write `<iq type='result' id to from>payload</iq>`.
@@ -664,24 +648,4 @@ mod tests {
         assert_eq!(bare_of("d/r"), "d");
     }
 
-    #[test]
-    fn priority_rules_im_pres_12_13() {
-        let p = |xml: &str| {
-            let el = xml::parse_element(
-                xml.as_bytes(),
-                &StreamNs::new(ns::CLIENT),
-                &xml::Limits::default(),
-            )
-            .unwrap();
-            priority_of(&el)
-        };
-        assert_eq!(p("<presence/>"), Some(0));
-        assert_eq!(p("<presence><priority> 5 </priority></presence>"), Some(5));
-        assert_eq!(
-            p("<presence><priority>-128</priority></presence>"),
-            Some(-128)
-        );
-        assert_eq!(p("<presence><priority>128</priority></presence>"), None);
-        assert_eq!(p("<presence><priority>x</priority></presence>"), None);
-    }
 }

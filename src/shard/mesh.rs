@@ -194,6 +194,27 @@ impl Batch {
         });
     }
 
+    /// Append one stanza for several addressees, storing its bytes once.
+    pub fn push_many(&mut self, ty: StanzaType, tos: &[&str], from: &str, stanza: &[u8]) {
+        let pos = |d: &Vec<u8>| u32::try_from(d.len()).unwrap_or(u32::MAX);
+        let s0 = pos(&self.data);
+        self.data.extend_from_slice(stanza);
+        let s1 = pos(&self.data);
+        self.data.extend_from_slice(from.as_bytes());
+        let f1 = pos(&self.data);
+        for to in tos {
+            let t0 = pos(&self.data);
+            self.data.extend_from_slice(to.as_bytes());
+            let t1 = pos(&self.data);
+            self.items.push(BatchItem {
+                stanza: s0..s1,
+                to: t0..t1,
+                from: s1..f1,
+                ty: ty.to_u8(),
+            });
+        }
+    }
+
     /// The stanzas in order.
     pub fn iter(&self) -> impl Iterator<Item = BatchEntry<'_>> {
         self.items.iter().filter_map(move |it| {
@@ -258,6 +279,21 @@ impl Outbox {
             return;
         };
         batch.push(ty, to, from, write);
+        drop(pending);
+        if !self.dirty.replace(true) {
+            if let Some(w) = self.flusher.borrow().as_ref() {
+                w.wake_by_ref();
+            }
+        }
+    }
+
+    /// Queue one stanza for several addressees on shard `dst`; its bytes travel once.
+    pub fn push_many(&self, dst: usize, ty: StanzaType, tos: &[&str], from: &str, stanza: &[u8]) {
+        let mut pending = self.pending.borrow_mut();
+        let Some(batch) = pending.get_mut(dst) else {
+            return;
+        };
+        batch.push_many(ty, tos, from, stanza);
         drop(pending);
         if !self.dirty.replace(true) {
             if let Some(w) = self.flusher.borrow().as_ref() {

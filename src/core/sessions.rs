@@ -223,8 +223,17 @@ pub struct Resource {
     pub handle: Rc<ClientHandle>,
     /// Presence priority while available; None while not available (RFC 6121 §4.1).
     pub priority: Option<i8>,
-    /// The last available presence broadcast (stamped), replayed to the account's new resources.
+    /// The last available presence broadcast (stamped), replayed to the account's new resources
+    /// and to contacts' probes.
     pub last_presence: Option<Box<[u8]>>,
+    /// The resource requested the roster in this session, so it gets roster pushes
+    /// (RFC 6121 §2.1.6 "interested resource").
+    pub interested: bool,
+    /// The resource used roster versioning, so its pushes carry `ver`.
+    pub rosterver: bool,
+    /// Entities that got directed available presence from this resource and are not contacts
+    /// with a presence subscription: they get unavailable presence when it goes (RFC 6121 §4.6).
+    pub directed: Vec<Box<str>>,
 }
 
 /// All connected resources of one account.
@@ -355,6 +364,9 @@ impl Sessions {
             handle,
             priority: None,
             last_presence: None,
+            interested: false,
+            rosterver: false,
+            directed: Vec::new(),
         });
         Ok((jid, displaced))
     }

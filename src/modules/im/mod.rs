@@ -1,0 +1,267 @@
+//! RFC 6121: XMPP Instant Messaging and Presence — rosters (§2, with versioning per
+//! XEP-0237 and pre-approval per §3.4), presence subscriptions (§3), and presence (§4).
+//!
+//! All state of an account lives on its home shard: the roster is read from LMDB into a cache
+//! while the account has sessions here, every change is written through the group-committed
+//! writer and applied to the cache after it is durable, and changes to one account are
+//! serialized by a per-account lock so pushes leave in commit order.
+
+mod presence;
+mod roster;
+pub mod subscription;
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use ahash::AHashMap;
+use xmppd_storage::{RosterItem, StorageError, Subscription, WriteTxn};
+
+use crate::config::Config;
+use crate::core::{Ctx, Registry, Scope};
+use crate::xml::Element;
+use crate::xmpp::stanza::IqType;
+use subscription::SubState;
+
+/// Roster stream feature (XEP-0237 / RFC 6121 §2.6).
+pub const NS_ROSTERVER: &str = "urn:xmpp:features:rosterver";
+/// Pre-approval stream feature (RFC 6121 §3.4).
+pub const NS_PRE_APPROVAL: &str = "urn:xmpp:features:pre-approval";
+/// The roster namespace.
+pub const NS_ROSTER: &str = "jabber:iq:roster";
+
+/// Register rosters, subscriptions and presence.
+pub fn register(r: &mut Registry, config: &Config) {
+    r.module("rfc6121");
+    let im = Rc::new(Im::new(config));
+    r.stream_feature(Element::new("ver", NS_ROSTERVER));
+    r.stream_feature(Element::new("sub", NS_PRE_APPROVAL));
+    {
+        let im = im.clone();
+        r.iq(Scope::Account, IqType::Get, NS_ROSTER, "query", move |ctx, req| {
+            roster::get(&im, ctx, req)
+        });
+    }
+    {
+        let im = im.clone();
+        r.iq(Scope::Account, IqType::Set, NS_ROSTER, "query", move |ctx, req| {
+            roster::set(&im, ctx, req)
+        });
+    }
+    {
+        let im = im.clone();
+        r.on_presence_out(move |ctx, p| presence::from_client(&im, ctx, p));
+    }
+    {
+        let im = im.clone();
+        r.on_presence_in(move |ctx, p| presence::inbound(&im, ctx, p));
+    }
+    r.on_session_ended(move |ctx, resource| presence::session_ended(&im, ctx, resource));
+}
+
+/// Bounds on what one account may keep.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    items: usize,
+    groups: usize,
+    text: usize,
+    requests: usize,
+}
+
+/// One account's roster as cached on its home shard.
+#[derive(Debug, Default)]
+struct RosterState {
+    items: BTreeMap<String, RosterItem>,
+    pending_in: BTreeMap<String, Vec<u8>>,
+    version: u64,
+}
+
+impl RosterState {
+    fn state_of(&self, contact: &str) -> SubState {
+        sub_state(self.items.get(contact), self.pending_in.contains_key(contact))
+    }
+
+    /// Contacts that receive the user's presence (`from` or `both`).
+    fn presence_audience(&self) -> Vec<&str> {
+        self.items
+            .values()
+            .filter(|i| matches!(i.subscription, Subscription::From | Subscription::Both))
+            .map(|i| i.jid.as_str())
+            .collect()
+    }
+
+    /// Contacts whose presence the user receives (`to` or `both`).
+    fn presence_sources(&self) -> Vec<&str> {
+        self.items
+            .values()
+            .filter(|i| matches!(i.subscription, Subscription::To | Subscription::Both))
+            .map(|i| i.jid.as_str())
+            .collect()
+    }
+}
+
+/// What one write changed, to apply to the cache and push after it is durable.
+#[derive(Debug, Default)]
+struct Change {
+    contact: String,
+    /// The item's new state, if it changed (None inside: removed).
+    item: Option<Option<RosterItem>>,
+    /// The pending request's new state, if it changed.
+    pending_in: Option<Option<Vec<u8>>>,
+    /// The roster version after the change, if the item changed.
+    version: Option<u64>,
+}
+
+/// Per-shard state of the module.
+struct Im {
+    rosters: RefCell<AHashMap<Box<str>, Rc<RefCell<RosterState>>>>,
+    locks: RefCell<AHashMap<Box<str>, Rc<glommio::sync::Semaphore>>>,
+    limits: Limits,
+    push_id: Cell<u64>,
+}
+
+impl Im {
+    fn new(config: &Config) -> Im {
+        Im {
+            rosters: RefCell::new(AHashMap::new()),
+            locks: RefCell::new(AHashMap::new()),
+            limits: Limits {
+                items: config.max_roster_items,
+                groups: config.max_roster_groups,
+                text: config.max_roster_text,
+                requests: config.max_pending_subscriptions,
+            },
+            push_id: Cell::new(0),
+        }
+    }
+
+    /// The account's roster: from the cache while it has sessions here, else read now.
+    fn roster(&self, ctx: &Ctx, user: &str) -> Rc<RefCell<RosterState>> {
+        if let Some(r) = self.rosters.borrow().get(user) {
+            return r.clone();
+        }
+        let state = match ctx.storage().rosters().load(user) {
+            Ok(r) => RosterState {
+                items: r.items.into_iter().map(|i| (i.jid.clone(), i)).collect(),
+                pending_in: r.pending_in.into_iter().collect(),
+                version: r.version,
+            },
+            Err(e) => {
+                tracing::error!(user, error = %e, "loading roster failed");
+                RosterState::default()
+            }
+        };
+        let state = Rc::new(RefCell::new(state));
+        if ctx.sessions().borrow().account(user).is_some() {
+            self.rosters.borrow_mut().insert(user.into(), state.clone());
+        }
+        state
+    }
+
+    /// Forget the cached roster of an account that has no sessions left.
+    fn evict(&self, ctx: &Ctx, user: &str) {
+        if ctx.sessions().borrow().account(user).is_none() {
+            self.rosters.borrow_mut().remove(user);
+        }
+    }
+
+    /// Run `op` in one group-committed transaction while holding the account's lock, apply
+    /// what it changed to the cache, and push a changed item to interested resources; the lock
+    /// is held until `after` ran, so pushes and follow-up stanzas leave in commit order.
+    async fn mutate<T, Op, After>(
+        self: Rc<Self>,
+        ctx: Ctx,
+        user: String,
+        op: Op,
+        after: After,
+    ) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        Op: FnOnce(&mut WriteTxn<'_>) -> Result<(Change, T), StorageError> + Send + 'static,
+        After: FnOnce(&Ctx, &T),
+    {
+        let lock = self
+            .locks
+            .borrow_mut()
+            .entry(user.as_str().into())
+            .or_insert_with(|| Rc::new(glommio::sync::Semaphore::new(1)))
+            .clone();
+        let permit = lock.acquire_static_permit(1).await;
+        let result = ctx.storage().submit(op).await;
+        let out = match result {
+            Ok((change, value)) => {
+                self.apply(&ctx, &user, &change);
+                after(&ctx, &value);
+                Ok(value)
+            }
+            Err(e) => Err(e),
+        };
+        drop(permit);
+        drop(lock);
+        let mut locks = self.locks.borrow_mut();
+        if locks
+            .get(user.as_str())
+            .is_some_and(|l| Rc::strong_count(l) == 1)
+        {
+            locks.remove(user.as_str());
+        }
+        out
+    }
+
+    /// Apply a durable change to the cache and push the item (RFC 6121 §2.1.6).
+    fn apply(&self, ctx: &Ctx, user: &str, change: &Change) {
+        if let Some(cached) = self.rosters.borrow().get(user) {
+            let mut r = cached.borrow_mut();
+            match &change.item {
+                Some(Some(item)) => {
+                    r.items.insert(change.contact.clone(), item.clone());
+                }
+                Some(None) => {
+                    r.items.remove(&change.contact);
+                }
+                None => {}
+            }
+            match &change.pending_in {
+                Some(Some(stanza)) => {
+                    r.pending_in.insert(change.contact.clone(), stanza.clone());
+                }
+                Some(None) => {
+                    r.pending_in.remove(&change.contact);
+                }
+                None => {}
+            }
+            if let Some(v) = change.version {
+                r.version = v;
+            }
+        }
+        if let (Some(item), Some(version)) = (&change.item, change.version) {
+            roster::push(self, ctx, user, &change.contact, item.as_ref(), version);
+        }
+    }
+}
+
+/// The subscription state of one contact, from its item and pending request.
+fn sub_state(item: Option<&RosterItem>, pending_in: bool) -> SubState {
+    let (to, from) = match item.map(|i| i.subscription) {
+        Some(Subscription::To) => (true, false),
+        Some(Subscription::From) => (false, true),
+        Some(Subscription::Both) => (true, true),
+        Some(Subscription::None) | None => (false, false),
+    };
+    SubState {
+        to,
+        from,
+        pending_out: item.is_some_and(|i| i.ask),
+        pending_in,
+    }
+}
+
+/// The storage form of a subscription.
+fn subscription_of(s: SubState) -> Subscription {
+    match (s.to, s.from) {
+        (false, false) => Subscription::None,
+        (true, false) => Subscription::To,
+        (false, true) => Subscription::From,
+        (true, true) => Subscription::Both,
+    }
+}

@@ -1,0 +1,554 @@
+//! RFC 6121 §3 and §4: presence broadcast, probes, directed presence, and the processing of
+//! subscription stanzas on both sides.
+
+use std::rc::Rc;
+
+use super::roster::{item_after, send_subscription};
+use super::subscription::{self, InboundAction, SubKind, SubState};
+use super::{sub_state, Change, Im};
+use crate::core::sessions::Resource;
+use crate::core::{ClientPresence, Ctx, Inbound, Pending};
+use crate::router::bare_of;
+use crate::xml::{self, Element, StreamNs};
+use crate::xmpp::error::{StanzaCondition, StanzaError};
+use crate::xmpp::jid::Jid;
+use crate::xmpp::ns;
+use crate::xmpp::stanza::{PresenceType, StanzaType};
+
+/// Most entities one resource's directed presence is remembered for (RFC 6121 §4.6.3);
+/// beyond it presence is still routed but not withdrawn automatically.
+const MAX_DIRECTED: usize = 1000;
+
+fn kind_of(ty: PresenceType) -> Option<SubKind> {
+    match ty {
+        PresenceType::Subscribe => Some(SubKind::Subscribe),
+        PresenceType::Subscribed => Some(SubKind::Subscribed),
+        PresenceType::Unsubscribe => Some(SubKind::Unsubscribe),
+        PresenceType::Unsubscribed => Some(SubKind::Unsubscribed),
+        _ => None,
+    }
+}
+
+/// RFC 6121 §4.7.2.3: a missing priority is 0; otherwise an integer from -128 to 127
+/// (None when it is not).
+pub fn priority_of(presence: &Element) -> Option<i8> {
+    match presence.child("priority", &presence.ns) {
+        None => Some(0),
+        Some(p) => p.text().trim().parse::<i8>().ok(),
+    }
+}
+
+/// Presence from a bound client.
+pub(super) fn from_client(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>) -> Option<Pending> {
+    match (p.ty, p.to) {
+        (PresenceType::Available | PresenceType::Unavailable, None) => broadcast(im, ctx, p),
+        (PresenceType::Available | PresenceType::Unavailable, Some(to)) => {
+            directed(im, ctx, p, to);
+            None
+        }
+        (ty, Some(to)) if kind_of(ty).is_some() => outbound_subscription(im, ctx, p, to),
+        (PresenceType::Error, Some(to)) => {
+            ctx.route(StanzaType::Presence(p.ty), to.as_str(), p.from.as_str(), p.stanza);
+            None
+        }
+        // IM-PRES-16: probes from clients are ignored; subscription stanzas and errors without
+        // an addressee mean nothing.
+        _ => None,
+    }
+}
+
+/// Presence without `to` (§4.2, §4.4, §4.5): update the resource, send it to the account's
+/// available resources and to contacts with a `from`/`both` subscription; on initial presence
+/// also probe contacts, redeliver pending subscription requests and run the availability hooks.
+fn broadcast(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>) -> Option<Pending> {
+    let from = p.from;
+    let (user, resource) = (from.bare_str(), from.resource()?);
+    let priority = if p.ty == PresenceType::Available {
+        match xml::parse_element(p.stanza, &StreamNs::new(ns::CLIENT), &ctx.config().xml_limits())
+            .ok()
+            .and_then(|el| priority_of(&el))
+        {
+            Some(prio) => Some(prio),
+            None => {
+                // IM-PRES-12
+                ctx.bounce(
+                    StanzaType::Presence(p.ty),
+                    None,
+                    from.as_str(),
+                    user,
+                    StanzaError::with_text(
+                        StanzaCondition::BadRequest,
+                        "priority must be an integer from -128 to 127",
+                    ),
+                );
+                return None;
+            }
+        }
+    } else {
+        None
+    };
+
+    // Own resources first (IM-PRES-03/04/09).
+    let (was_available, directed) = {
+        let mut sessions = ctx.sessions().borrow_mut();
+        let account = sessions.account_mut(user)?;
+        let me = account.get_mut(resource)?;
+        let was_available = me.priority.is_some();
+        me.priority = priority;
+        me.last_presence = priority.map(|_| p.stanza.into());
+        let directed = if priority.is_none() {
+            std::mem::take(&mut me.directed)
+        } else {
+            Vec::new()
+        };
+        let me_handle = me.handle.clone();
+        for r in account.resources.iter() {
+            let to_self = Rc::ptr_eq(&r.handle, &me_handle);
+            if to_self || r.priority.is_some() {
+                r.handle.send(p.stanza);
+            }
+            if !to_self && !was_available && priority.is_some() {
+                if let Some(sibling) = &r.last_presence {
+                    me_handle.send(sibling);
+                }
+            }
+        }
+        (was_available, directed)
+    };
+    if !was_available && priority.is_none() {
+        // Unavailable from an unavailable resource: nothing changes for anyone else.
+        return None;
+    }
+
+    let roster = im.roster(ctx, user);
+    let roster = roster.borrow();
+    let ty = StanzaType::Presence(p.ty);
+    // IM-PRES-02/08/09: contacts that may see the user's presence.
+    ctx.fanout(ty, &roster.presence_audience(), from.as_str(), p.stanza);
+    // IM-PRES-09/11: withdraw directed presence.
+    let targets: Vec<&str> = directed.iter().map(|d| &**d).collect();
+    ctx.fanout(ty, &targets, from.as_str(), p.stanza);
+
+    let prio = priority?;
+    if was_available {
+        return None;
+    }
+    // IM-PRES-01: probes from the bare JID to contacts whose presence the user receives.
+    for contact in roster.presence_sources() {
+        let mut out = Vec::with_capacity(96);
+        out.extend_from_slice(b"<presence type='probe' from='");
+        xml::escape_attr(user, &mut out);
+        out.extend_from_slice(b"' to='");
+        xml::escape_attr(contact, &mut out);
+        out.extend_from_slice(b"'/>");
+        ctx.route(StanzaType::Presence(PresenceType::Probe), contact, user, &out);
+    }
+    // IM-SUB-06/07: pending subscription requests, again, until answered.
+    if let Some(handle) = ctx
+        .sessions()
+        .borrow()
+        .account(user)
+        .and_then(|a| a.get(resource))
+        .map(|r| r.handle.clone())
+    {
+        for stanza in roster.pending_in.values() {
+            handle.send(stanza);
+        }
+    }
+    drop(roster);
+    ctx.registry().available(ctx, from, prio)
+}
+
+/// Directed presence (§4.6): routed only to its addressee, and remembered so that the
+/// addressee learns when the resource goes away.
+fn directed(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>, to: &Jid) {
+    let from = p.from;
+    ctx.route(StanzaType::Presence(p.ty), to.as_str(), from.as_str(), p.stanza);
+    let Some(resource) = from.resource() else {
+        return;
+    };
+    let is_audience = {
+        let roster = im.roster(ctx, from.bare_str());
+        let roster = roster.borrow();
+        roster.state_of(to.bare_str()).from
+    };
+    let mut sessions = ctx.sessions().borrow_mut();
+    let Some(me) = sessions
+        .account_mut(from.bare_str())
+        .and_then(|a| a.get_mut(resource))
+    else {
+        return;
+    };
+    let pos = me.directed.iter().position(|d| &**d == to.as_str());
+    match (p.ty, pos) {
+        (PresenceType::Available, None) if !is_audience && me.directed.len() < MAX_DIRECTED => {
+            me.directed.push(to.as_str().into());
+        }
+        (PresenceType::Unavailable, Some(i)) => {
+            me.directed.swap_remove(i);
+        }
+        _ => {}
+    }
+}
+
+/// A resource went away (§4.5.2, IM-PRES-10): if it was available, everyone who could see it
+/// gets unavailable presence from it.
+pub(super) fn session_ended(im: &Rc<Im>, ctx: &Ctx, resource: &Resource) {
+    let jid = &resource.jid;
+    let user = jid.bare_str();
+    if resource.priority.is_some() {
+        let mut out = Vec::with_capacity(80);
+        out.extend_from_slice(b"<presence type='unavailable' from='");
+        xml::escape_attr(jid.as_str(), &mut out);
+        out.extend_from_slice(b"'/>");
+        if let Some(account) = ctx.sessions().borrow().account(user) {
+            for r in account.available() {
+                r.handle.send(&out);
+            }
+        }
+        let ty = StanzaType::Presence(PresenceType::Unavailable);
+        let roster = im.roster(ctx, user);
+        ctx.fanout(ty, &roster.borrow().presence_audience(), jid.as_str(), &out);
+        let targets: Vec<&str> = resource.directed.iter().map(|d| &**d).collect();
+        ctx.fanout(ty, &targets, jid.as_str(), &out);
+    }
+    im.evict(ctx, user);
+}
+
+/// Send unavailable presence from each of `user`'s available resources to `contact`
+/// (IM-SUB-13/14, IM-ROSTER-10).
+pub(super) fn withdraw(ctx: &Ctx, user: &str, contact: &str) {
+    let resources: Vec<String> = match ctx.sessions().borrow().account(user) {
+        Some(a) => a.available().map(|r| r.jid.as_str().to_string()).collect(),
+        None => return,
+    };
+    for full in resources {
+        let mut out = Vec::with_capacity(96);
+        out.extend_from_slice(b"<presence type='unavailable' from='");
+        xml::escape_attr(&full, &mut out);
+        out.extend_from_slice(b"' to='");
+        xml::escape_attr(contact, &mut out);
+        out.extend_from_slice(b"'/>");
+        ctx.route(
+            StanzaType::Presence(PresenceType::Unavailable),
+            contact,
+            &full,
+            &out,
+        );
+    }
+}
+
+/// Send the current presence of each of `user`'s available resources to `to`
+/// (IM-SUB-09, IM-PRES-06).
+fn share(ctx: &Ctx, user: &str, to: &str) {
+    let presences: Vec<(String, Box<[u8]>)> = match ctx.sessions().borrow().account(user) {
+        Some(a) => a
+            .available()
+            .filter_map(|r| Some((r.jid.as_str().to_string(), r.last_presence.clone()?)))
+            .collect(),
+        None => return,
+    };
+    for (full, stanza) in presences {
+        ctx.route(StanzaType::Presence(PresenceType::Available), to, &full, &stanza);
+    }
+}
+
+/// Rewrite a subscription stanza's addresses to bare JIDs (IM-SUB-01, IM-SUB-16).
+fn restamp(stanza: &[u8], from: &str, to: &str, limits: &xml::Limits) -> Option<Vec<u8>> {
+    let ns = StreamNs::new(ns::CLIENT);
+    let head = xml::scan_stanza(stanza, &ns, limits).ok()?;
+    let mut out = Vec::with_capacity(stanza.len() + 32);
+    xml::write_with_attrs(&head, &[("from", from), ("to", to)], &mut out);
+    Some(out)
+}
+
+/// What an outbound subscription stanza did.
+struct OutboundResult {
+    routed: bool,
+    before: SubState,
+    refused: bool,
+}
+
+/// Table A (§3, IM-SUBTAB-01): a subscription stanza from the user.
+fn outbound_subscription(
+    im: &Rc<Im>,
+    ctx: &Ctx,
+    p: &ClientPresence<'_>,
+    to: &Jid,
+) -> Option<Pending> {
+    let kind = kind_of(p.ty)?;
+    let user = p.from.bare_str().to_string();
+    let contact = to.bare_str().to_string();
+    let stanza = restamp(p.stanza, &user, &contact, &ctx.config().xml_limits())?;
+    let max_items = im.limits.items;
+    let op = {
+        let (user, contact) = (user.clone(), contact.clone());
+        move |txn: &mut xmppd_storage::WriteTxn<'_>| {
+            let existing = txn.roster_item(&user, &contact)?;
+            let pending_in = txn.sub_request(&user, &contact)?.is_some();
+            let before = sub_state(existing.as_ref(), pending_in);
+            let (routed, after) = subscription::outbound(before, kind);
+            let mut approved = existing.as_ref().is_some_and(|i| i.approved);
+            match kind {
+                // IM-SUB-15: subscribed with no request pending pre-approves.
+                SubKind::Subscribed if !routed && !before.from => approved = true,
+                // Unsubscribed withdraws a pre-approval (§3.4).
+                SubKind::Unsubscribed if !routed => approved = false,
+                _ => {}
+            }
+            if after.from {
+                approved = false;
+            }
+            let mut change = Change {
+                contact: contact.clone(),
+                ..Change::default()
+            };
+            let item = item_after(existing.clone(), &contact, after, approved);
+            if existing.is_none() && item.is_some() && txn.roster_len(&user)? >= max_items {
+                let r = OutboundResult {
+                    routed: false,
+                    before,
+                    refused: true,
+                };
+                return Ok((change, r));
+            }
+            if item != existing {
+                match &item {
+                    Some(i) => txn.put_roster_item(&user, i)?,
+                    None => {
+                        txn.delete_roster_item(&user, &contact)?;
+                    }
+                }
+                change.version = Some(txn.bump_roster_version(&user)?);
+                change.item = Some(item);
+            }
+            if pending_in && !after.pending_in {
+                txn.delete_sub_request(&user, &contact)?;
+                change.pending_in = Some(None);
+            }
+            Ok((
+                change,
+                OutboundResult {
+                    routed,
+                    before,
+                    refused: false,
+                },
+            ))
+        }
+    };
+    let im = im.clone();
+    let ctx = ctx.clone();
+    let full = p.from.as_str().to_string();
+    let ty = StanzaType::Presence(p.ty);
+    Some(Box::pin(async move {
+        let after = |ctx: &Ctx, r: &OutboundResult| {
+            if r.refused {
+                ctx.bounce(
+                    ty,
+                    None,
+                    &full,
+                    &contact,
+                    StanzaError::with_text(StanzaCondition::NotAllowed, "roster full"),
+                );
+                return;
+            }
+            if !r.routed {
+                return;
+            }
+            // IM-SUB-01/02/03: pushed (in apply) before it is routed.
+            ctx.route(ty, &contact, &user, &stanza);
+            match kind {
+                // IM-SUB-09: the contact now sees the user.
+                SubKind::Subscribed => share(ctx, &user, &contact),
+                // IM-SUB-14: the contact no longer sees the user.
+                SubKind::Unsubscribed if r.before.from => withdraw(ctx, &user, &contact),
+                _ => {}
+            }
+        };
+        if let Err(e) = im.mutate(ctx.clone(), user.clone(), op, after).await {
+            tracing::error!(error = %e, "subscription write failed");
+        }
+    }))
+}
+
+/// Presence for a local account on its home shard.
+pub(super) fn inbound(im: &Rc<Im>, ctx: &Ctx, p: &Inbound<'_>) -> Option<Pending> {
+    let StanzaType::Presence(ty) = p.ty else {
+        return None;
+    };
+    match ty {
+        PresenceType::Probe => {
+            probe(im, ctx, p);
+            None
+        }
+        t if kind_of(t).is_some() => inbound_subscription(im, ctx, p, t),
+        // Available, unavailable and errors follow the delivery rules (IM-PRES-14/15/18).
+        _ => {
+            ctx.deliver_to_sessions(p.ty, p.to, p.stanza);
+            None
+        }
+    }
+}
+
+/// A probe (§4.3.2): the latest presence of each available resource for an authorized
+/// prober, unavailable when there is none, and `unsubscribed` for anyone else (IM-PRES-05..07,
+/// 17).
+fn probe(im: &Rc<Im>, ctx: &Ctx, p: &Inbound<'_>) {
+    let user = bare_of(p.to);
+    let prober = p.from;
+    let authorized = ctx.account_exists(user) && {
+        let roster = im.roster(ctx, user);
+        let r = roster.borrow();
+        r.state_of(bare_of(prober)).from
+    };
+    if !authorized {
+        send_subscription(ctx, user, bare_of(prober), "unsubscribed");
+        return;
+    }
+    let online = ctx
+        .sessions()
+        .borrow()
+        .account(user)
+        .is_some_and(|a| a.available().next().is_some());
+    if online {
+        share(ctx, user, prober);
+    } else {
+        let mut out = Vec::with_capacity(96);
+        out.extend_from_slice(b"<presence type='unavailable' from='");
+        xml::escape_attr(user, &mut out);
+        out.extend_from_slice(b"' to='");
+        xml::escape_attr(prober, &mut out);
+        out.extend_from_slice(b"'/>");
+        ctx.route(
+            StanzaType::Presence(PresenceType::Unavailable),
+            prober,
+            user,
+            &out,
+        );
+    }
+}
+
+/// What an inbound subscription stanza did.
+struct InboundResult {
+    action: InboundAction,
+    before: SubState,
+    refused: bool,
+}
+
+/// Table B (§3, IM-SUBTAB-02): a subscription stanza from a contact arrives for the user.
+fn inbound_subscription(
+    im: &Rc<Im>,
+    ctx: &Ctx,
+    p: &Inbound<'_>,
+    ty: PresenceType,
+) -> Option<Pending> {
+    let kind = kind_of(ty)?;
+    let user = bare_of(p.to).to_string();
+    let contact = bare_of(p.from).to_string();
+    if !ctx.account_exists(&user) {
+        if kind == SubKind::Subscribe {
+            send_subscription(ctx, &user, &contact, "unsubscribed");
+        }
+        return None;
+    }
+    // IM-SUB-16: addressed to the bare JID whatever the sender used.
+    let stanza = restamp(p.stanza, &contact, &user, &ctx.config().xml_limits())?;
+    let max_requests = im.limits.requests;
+    let op = {
+        let (user, contact, stored) = (user.clone(), contact.clone(), stanza.clone());
+        move |txn: &mut xmppd_storage::WriteTxn<'_>| {
+            let existing = txn.roster_item(&user, &contact)?;
+            let pending_in = txn.sub_request(&user, &contact)?.is_some();
+            let before = sub_state(existing.as_ref(), pending_in);
+            let (mut action, mut after) = subscription::inbound(before, kind);
+            let mut approved = existing.as_ref().is_some_and(|i| i.approved);
+            let mut change = Change {
+                contact: contact.clone(),
+                ..Change::default()
+            };
+            if kind == SubKind::Subscribe && action == InboundAction::Deliver {
+                if approved {
+                    // IM-SUB-05: pre-approved.
+                    action = InboundAction::AutoReply;
+                    after.from = true;
+                    after.pending_in = false;
+                    approved = false;
+                } else if txn.sub_request_count(&user)? >= max_requests {
+                    let r = InboundResult {
+                        action: InboundAction::Drop,
+                        before,
+                        refused: true,
+                    };
+                    return Ok((change, r));
+                }
+            }
+            let item = item_after(existing.clone(), &contact, after, approved);
+            if item != existing {
+                match &item {
+                    Some(i) => txn.put_roster_item(&user, i)?,
+                    None => {
+                        txn.delete_roster_item(&user, &contact)?;
+                    }
+                }
+                change.version = Some(txn.bump_roster_version(&user)?);
+                change.item = Some(item);
+            }
+            if after.pending_in && !pending_in {
+                // IM-SUB-06: kept until answered, delivered again at each login.
+                txn.put_sub_request(&user, &contact, &stored)?;
+                change.pending_in = Some(Some(stored));
+            } else if !after.pending_in && pending_in {
+                txn.delete_sub_request(&user, &contact)?;
+                change.pending_in = Some(None);
+            }
+            Ok((
+                change,
+                InboundResult {
+                    action,
+                    before,
+                    refused: false,
+                },
+            ))
+        }
+    };
+    let im = im.clone();
+    let ctx = ctx.clone();
+    let pty = StanzaType::Presence(ty);
+    Some(Box::pin(async move {
+        let after = |ctx: &Ctx, r: &InboundResult| {
+            if r.refused {
+                ctx.bounce(
+                    pty,
+                    None,
+                    &contact,
+                    &user,
+                    StanzaError::with_text(
+                        StanzaCondition::ResourceConstraint,
+                        "too many pending subscription requests",
+                    ),
+                );
+                return;
+            }
+            match r.action {
+                InboundAction::Deliver => {
+                    ctx.deliver_to_sessions(pty, &user, &stanza);
+                    // IM-SUB-13: the contact no longer sees the user.
+                    if kind == SubKind::Unsubscribe && r.before.from {
+                        withdraw(ctx, &user, &contact);
+                    }
+                }
+                // IM-SUB-04/05: answered on the user's behalf, not delivered.
+                InboundAction::AutoReply => {
+                    send_subscription(ctx, &user, &contact, "subscribed");
+                    if !r.before.from {
+                        share(ctx, &user, &contact);
+                    }
+                }
+                InboundAction::Drop => {}
+            }
+        };
+        if let Err(e) = im.mutate(ctx.clone(), user.clone(), op, after).await {
+            tracing::error!(error = %e, "subscription write failed");
+        }
+    }))
+}
