@@ -3,6 +3,7 @@
 use crate::codec::{Decoder, Encoder};
 use crate::table::Table;
 use crate::txn::WriteTxn;
+use crate::{key, offline, roster, vcard};
 use crate::{Completion, Storage, StorageError};
 
 /// SCRAM credentials for one hash function (RFC 5802 §3): what the server needs to verify a
@@ -105,7 +106,9 @@ impl AccountStore {
     }
 
     /// Deletes the account, durably, before returning; [`StorageError::NotFound`] if
-    /// `bare_jid` has none.
+    /// `bare_jid` has none. In the same transaction it deletes the user's roster (items,
+    /// version, pending inbound requests), offline messages and their counters, and vCard;
+    /// other users' roster items that name the user stay.
     pub fn delete(&self, bare_jid: &str) -> Result<(), StorageError> {
         self.storage.write_sync(|txn| delete_in(txn, bare_jid))
     }
@@ -123,7 +126,8 @@ impl AccountStore {
         self.storage.submit(move |txn| set_in(txn, &jid, &account))
     }
 
-    /// Group-committed [`delete`](Self::delete), e.g. for in-band account removal.
+    /// Group-committed [`delete`](Self::delete) (with the same cascade), e.g. for in-band
+    /// account removal.
     pub fn delete_async(&self, bare_jid: &str) -> Completion<()> {
         let jid = bare_jid.to_owned();
         self.storage.submit(move |txn| delete_in(txn, &jid))
@@ -146,11 +150,16 @@ fn set_in(txn: &mut WriteTxn<'_>, bare_jid: &str, account: &Account) -> Result<(
 }
 
 fn delete_in(txn: &mut WriteTxn<'_>, bare_jid: &str) -> Result<(), StorageError> {
-    if txn.delete(Table::Accounts, bare_jid.as_bytes())? {
-        Ok(())
-    } else {
-        Err(StorageError::NotFound)
+    if !txn.delete(Table::Accounts, bare_jid.as_bytes())? {
+        return Err(StorageError::NotFound);
     }
+    if key::user(bare_jid).is_err() {
+        // A JID that cannot be a key part can have no per-user records to cascade to.
+        return Ok(());
+    }
+    roster::purge(txn, bare_jid)?;
+    offline::purge(txn, bare_jid)?;
+    vcard::purge(txn, bare_jid)
 }
 
 /// Account record format 1:
@@ -204,6 +213,7 @@ pub(crate) fn decode(buf: &[u8]) -> Result<Account, StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::testing;
 
     pub(crate) fn sample() -> Account {
         Account {
@@ -237,13 +247,7 @@ mod tests {
 
     #[test]
     fn every_truncation_is_corrupt() {
-        let buf = encode(&sample());
-        for cut in 0..buf.len() {
-            assert!(
-                matches!(decode(&buf[..cut]), Err(StorageError::Corrupt(_))),
-                "cut {cut}"
-            );
-        }
+        testing::every_truncation_is_corrupt(&encode(&sample()), decode);
     }
 
     #[test]
@@ -262,25 +266,6 @@ mod tests {
 
     #[test]
     fn garbage_never_panics() {
-        // Deterministic xorshift so failures reproduce.
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        let good = encode(&sample());
-        for _ in 0..20_000 {
-            let len = (next() % 160) as usize;
-            let mut buf: Vec<u8> = (0..len).map(|_| next() as u8).collect();
-            if next() % 2 == 0 {
-                // Mostly-valid records with one flipped byte reach deeper into the decoder.
-                buf = good.clone();
-                let i = (next() as usize) % buf.len();
-                buf[i] ^= (next() as u8) | 1;
-            }
-            let _ = decode(&buf);
-        }
+        testing::garbage_never_panics(&encode(&sample()), decode);
     }
 }

@@ -102,12 +102,67 @@ impl<'a> Decoder<'a> {
         self.take(len)
     }
 
+    /// A length-prefixed byte string that must be UTF-8.
+    pub(crate) fn str(&mut self) -> Result<&'a str, StorageError> {
+        let raw = self.bytes()?;
+        std::str::from_utf8(raw).map_err(|_| self.corrupt("string is not UTF-8"))
+    }
+
     /// Ends the record; bytes left over mean it is not what we think it is.
     pub(crate) fn finish(self) -> Result<(), StorageError> {
         if self.rest.is_empty() {
             Ok(())
         } else {
             Err(self.corrupt("trailing bytes"))
+        }
+    }
+}
+
+/// Checks shared by the record tests of every store.
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::StorageError;
+
+    /// Every proper prefix of `good` must decode to `Corrupt`, and so must `good` plus a
+    /// trailing byte.
+    pub(crate) fn every_truncation_is_corrupt<T: std::fmt::Debug>(
+        good: &[u8],
+        decode: impl Fn(&[u8]) -> Result<T, StorageError>,
+    ) {
+        for cut in 0..good.len() {
+            match decode(&good[..cut]) {
+                Err(StorageError::Corrupt(_)) => {}
+                other => panic!("cut at {cut}: {other:?}"),
+            }
+        }
+        let mut trailing = good.to_vec();
+        trailing.push(0);
+        assert!(matches!(decode(&trailing), Err(StorageError::Corrupt(_))));
+    }
+
+    /// Feeds `decode` random bytes and single-byte corruptions of `good`; it must return
+    /// (anything) rather than panic. Deterministic xorshift, so a failure reproduces.
+    pub(crate) fn garbage_never_panics<T>(
+        good: &[u8],
+        decode: impl Fn(&[u8]) -> Result<T, StorageError>,
+    ) {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 160) as usize;
+            let mut buf: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if next() % 2 == 0 && !good.is_empty() {
+                // Mostly-valid records with one flipped byte reach deeper into the decoder.
+                buf = good.to_vec();
+                let i = (next() as usize) % buf.len();
+                buf[i] ^= (next() as u8) | 1;
+            }
+            let _ = decode(&buf);
         }
     }
 }
@@ -154,6 +209,14 @@ mod tests {
         let mut buf = sample();
         buf.push(0);
         assert!(matches!(decode(&buf), Err(StorageError::Corrupt(_))));
+    }
+
+    #[test]
+    fn str_must_be_utf8() {
+        let buf = Encoder::new(1).bytes(b"ok").bytes(b"\xff").finish();
+        let (mut d, _) = Decoder::new(&buf, "x").unwrap();
+        assert_eq!(d.str().unwrap(), "ok");
+        assert!(matches!(d.str(), Err(StorageError::Corrupt(_))));
     }
 
     #[test]

@@ -14,6 +14,9 @@ pub enum StorageError {
     AlreadyExists,
     /// Stored bytes could not be decoded; the string says which record and why.
     Corrupt(String),
+    /// A JID given as (part of) a key is empty or contains a NUL byte, which composite keys
+    /// (`user \0 contact`) reserve as their separator; the string names the argument.
+    InvalidKey(String),
     /// The data directory was written by a newer xmppd; this build refuses to open it.
     SchemaTooNew {
         /// Schema version recorded in the data directory.
@@ -37,7 +40,8 @@ pub enum StorageError {
     AlreadyOpen(PathBuf),
     /// The write closure panicked; its changes were rolled back and the batch went on.
     Panicked(String),
-    /// A filesystem operation around the environment failed (creating the data directory).
+    /// An operating-system call around the environment failed: creating the data directory,
+    /// or reading the OS random source (for a user's first roster version).
     Io(std::io::Error),
 }
 
@@ -70,6 +74,9 @@ impl fmt::Display for StorageError {
             StorageError::NotFound => f.write_str("record not found"),
             StorageError::AlreadyExists => f.write_str("record already exists"),
             StorageError::Corrupt(what) => write!(f, "corrupt record: {what}"),
+            StorageError::InvalidKey(what) => {
+                write!(f, "invalid key: {what} is empty or contains a NUL byte")
+            }
             StorageError::SchemaTooNew { found, supported } => write!(
                 f,
                 "data directory written by a newer xmppd (schema version {found}, this build \

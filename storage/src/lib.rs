@@ -8,6 +8,13 @@
 //! synchronous writes ([`AccountStore::create`], [`Storage::write_sync`]); LMDB coordinates
 //! the processes and the server sees their writes on its next read.
 //!
+//! Stores: [`AccountStore`], [`RosterStore`], [`OfflineStore`], [`VcardStore`]. A store's
+//! reads are its methods; its writes that the server must make atomically with a read (a
+//! roster change, an offline push under a quota) are methods of [`WriteTxn`], called inside a
+//! [`Storage::submit`] (or [`Storage::write_sync`]) closure. Per-user records use composite
+//! keys `user \0 contact` and `user \0 u64-BE`, so one prefix scan lists a user's records in
+//! order.
+//!
 //! Records are versioned binary encodings (see `codec.rs`); the environment records a schema
 //! version and is migrated on open (see `schema.rs`).
 
@@ -17,16 +24,23 @@
 mod accounts;
 mod codec;
 mod error;
+mod key;
+mod offline;
+mod roster;
 mod schema;
 mod storage;
 mod table;
 mod txn;
+mod vcard;
 mod writer;
 
 pub use accounts::{Account, AccountStore, ScramKeys};
 pub use error::{LmdbError, StorageError};
+pub use offline::{OfflineMessage, OfflineStore};
+pub use roster::{Roster, RosterItem, RosterStore, Subscription};
 pub use schema::SCHEMA_VERSION;
 pub use storage::{Options, Storage};
 pub use table::Table;
 pub use txn::{Entries, WriteTxn};
+pub use vcard::VcardStore;
 pub use writer::{Completion, WriterStats};

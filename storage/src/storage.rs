@@ -8,9 +8,12 @@ use std::thread::{JoinHandle, ThreadId};
 use lmdb::{Environment, EnvironmentFlags, Transaction};
 
 use crate::accounts::AccountStore;
+use crate::offline::OfflineStore;
+use crate::roster::RosterStore;
 use crate::schema;
 use crate::table::{Dbs, TABLE_COUNT};
 use crate::txn::{ReadTxn, WriteTxn};
+use crate::vcard::VcardStore;
 use crate::writer::{self, Completion, Queue, WriterStats};
 use crate::StorageError;
 
@@ -150,6 +153,21 @@ impl Storage {
     /// The account store.
     pub fn accounts(&self) -> AccountStore {
         AccountStore::new(self.clone())
+    }
+
+    /// The roster store (reads; roster writes are [`WriteTxn`] methods).
+    pub fn rosters(&self) -> RosterStore {
+        RosterStore::new(self.clone())
+    }
+
+    /// The offline message store (reads; writes are [`WriteTxn`] methods).
+    pub fn offline(&self) -> OfflineStore {
+        OfflineStore::new(self.clone())
+    }
+
+    /// The vCard store (reads; writes are [`WriteTxn`] methods).
+    pub fn vcards(&self) -> VcardStore {
+        VcardStore::new(self.clone())
     }
 
     /// The schema version recorded in the environment.

@@ -33,6 +33,20 @@ tables! {
     Meta => "meta",
     /// Accounts keyed by normalized bare JID; values are versioned account records.
     Accounts => "accounts",
+    /// Roster items keyed by `user \0 contact` (bare JIDs); values are roster item records.
+    Roster => "roster",
+    /// Each user's current roster version, keyed by bare JID.
+    RosterVersion => "roster_version",
+    /// Pending inbound subscription requests keyed by `user \0 contact`; values hold the
+    /// stored subscribe stanza.
+    SubRequests => "sub_requests",
+    /// Offline messages keyed by `user \0 seq` (`seq` a big-endian `u64`, so a prefix scan
+    /// returns them oldest first).
+    Offline => "offline",
+    /// Each user's offline message count and next sequence number, keyed by bare JID.
+    OfflineMeta => "offline_meta",
+    /// vCards keyed by bare JID; values hold the opaque vCard bytes.
+    Vcards => "vcards",
 }
 
 /// The number of tables, sizing LMDB's `max_dbs` and the handle array.

@@ -72,6 +72,58 @@ impl<'a> WriteTxn<'a> {
     ) -> Result<Entries<'s>, StorageError> {
         entries_in(&self.txn, self.dbs.get(table), prefix)
     }
+
+    /// Removes every entry whose key starts with `prefix`; returns how many there were.
+    pub(crate) fn delete_prefix(
+        &mut self,
+        table: Table,
+        prefix: &[u8],
+    ) -> Result<usize, StorageError> {
+        let keys = self
+            .entries(table, prefix)?
+            .map(|entry| entry.map(|(key, _)| key.to_vec()))
+            .collect::<Result<Vec<_>, _>>()?;
+        for key in &keys {
+            self.delete(table, key)?;
+        }
+        Ok(keys.len())
+    }
+
+    /// The number of entries whose key starts with `prefix`: a cursor walk over the keys,
+    /// O(n) in the entries counted, without decoding any value.
+    pub(crate) fn count_prefix(&self, table: Table, prefix: &[u8]) -> Result<usize, StorageError> {
+        self.entries(table, prefix)?
+            .try_fold(0, |n, entry| entry.map(|_| n + 1))
+    }
+}
+
+/// What the typed stores need from a transaction to read, so one helper serves both the
+/// store's read snapshots and the write closures.
+pub(crate) trait Reader {
+    /// The value stored under `key`, if any.
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<&[u8]>, StorageError>;
+    /// The entries whose key starts with `prefix`, in key order.
+    fn entries<'s>(&'s self, table: Table, prefix: &'s [u8]) -> Result<Entries<'s>, StorageError>;
+}
+
+impl Reader for WriteTxn<'_> {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<&[u8]>, StorageError> {
+        WriteTxn::get(self, table, key)
+    }
+
+    fn entries<'s>(&'s self, table: Table, prefix: &'s [u8]) -> Result<Entries<'s>, StorageError> {
+        WriteTxn::entries(self, table, prefix)
+    }
+}
+
+impl Reader for ReadTxn<'_> {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<&[u8]>, StorageError> {
+        ReadTxn::get(self, table, key)
+    }
+
+    fn entries<'s>(&'s self, table: Table, prefix: &'s [u8]) -> Result<Entries<'s>, StorageError> {
+        ReadTxn::entries(self, table, prefix)
+    }
 }
 
 /// A read-only snapshot, taken on the calling thread.

@@ -2,8 +2,8 @@
 
 mod common;
 
-use common::{account, open, opts, TempDir};
-use xmppd_storage::{Storage, StorageError, Table, SCHEMA_VERSION};
+use common::{account, item, open, opts, write, TempDir};
+use xmppd_storage::{Account, Storage, StorageError, Table, SCHEMA_VERSION};
 
 #[test]
 fn create_get_exists_set_delete() {
@@ -170,6 +170,219 @@ fn schema_version_is_recorded() {
         .write_sync(|t| Ok(t.get(Table::Meta, b"schema_version")?.map(<[u8]>::to_vec)))
         .unwrap();
     assert_eq!(raw, Some(SCHEMA_VERSION.to_le_bytes().to_vec()));
+}
+
+/// Gives `user` something in every per-user table, naming `other` as a contact.
+fn fill_user(s: &Storage, user: &'static str, other: &'static str) {
+    write(s, move |t| {
+        t.put_roster_item(user, &item(other))?;
+        t.put_roster_item(user, &item("third@example.org"))?;
+        t.bump_roster_version(user)?;
+        t.put_sub_request(user, other, b"<presence type='subscribe'/>")?;
+        t.push_offline(user, 1, other, b"<message/>", 10)?;
+        t.push_offline(user, 2, other, b"<message/>", 10)?;
+        t.put_vcard(user, b"<vCard/>")
+    });
+}
+
+/// Every key of every table, so a test can see exactly what a deletion left behind.
+fn all_keys(s: &Storage) -> Vec<(Table, Vec<u8>)> {
+    s.write_sync(|t| {
+        let mut out = Vec::new();
+        for &table in Table::ALL {
+            for entry in t.entries(table, b"")? {
+                out.push((table, entry?.0.to_vec()));
+            }
+        }
+        Ok(out)
+    })
+    .unwrap()
+}
+
+#[test]
+fn deleting_an_account_deletes_its_user_data_and_nothing_else() {
+    let dir = TempDir::new("cascade");
+    let s = open(&dir);
+    let a = s.accounts();
+    // "bob@example.org" is a prefix of "bob@example.org.uk": their data must stay apart.
+    for (n, (user, other)) in [
+        ("alice@example.org", "bob@example.org"),
+        ("bob@example.org", "alice@example.org"),
+        ("bob@example.org.uk", "alice@example.org"),
+        ("carol@example.org", "alice@example.org"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        a.create(user, &account(n as u64)).unwrap();
+        fill_user(&s, user, other);
+    }
+    let survivors = |keys: Vec<(Table, Vec<u8>)>, gone: &[&str]| -> Vec<(Table, Vec<u8>)> {
+        keys.into_iter()
+            .filter(|(table, key)| {
+                !gone.iter().any(|user| {
+                    let mut prefix = user.as_bytes().to_vec();
+                    prefix.push(0);
+                    *table != Table::Meta && (key == user.as_bytes() || key.starts_with(&prefix))
+                })
+            })
+            .collect()
+    };
+    let before = all_keys(&s);
+
+    a.delete("alice@example.org").unwrap();
+    let after = all_keys(&s);
+    assert_eq!(after, survivors(before.clone(), &["alice@example.org"]));
+    assert!(after.len() < before.len());
+    let alice = s.rosters().load("alice@example.org").unwrap();
+    assert_eq!(alice, xmppd_storage::Roster::default());
+    assert!(s.offline().list("alice@example.org").unwrap().is_empty());
+    assert_eq!(s.offline().count("alice@example.org").unwrap(), 0);
+    assert_eq!(s.vcards().get("alice@example.org").unwrap(), None);
+    // Bob's roster still names Alice.
+    assert_eq!(
+        s.rosters()
+            .item("bob@example.org", "alice@example.org")
+            .unwrap(),
+        Some(item("alice@example.org"))
+    );
+
+    a.delete_async("bob@example.org").wait().unwrap();
+    assert_eq!(
+        all_keys(&s),
+        survivors(before, &["alice@example.org", "bob@example.org"])
+    );
+    let uk = s.rosters().load("bob@example.org.uk").unwrap();
+    assert_eq!(uk.items.len(), 2);
+    assert_ne!(uk.version, 0);
+    assert_eq!(uk.pending_in.len(), 1);
+    assert_eq!(s.offline().count("bob@example.org.uk").unwrap(), 2);
+    assert!(s.vcards().get("bob@example.org.uk").unwrap().is_some());
+
+    // A failed delete cascades nothing.
+    assert!(matches!(
+        a.delete("alice@example.org"),
+        Err(StorageError::NotFound)
+    ));
+    // A re-created account starts empty, with a fresh random roster version.
+    a.create("alice@example.org", &account(9)).unwrap();
+    assert_eq!(
+        s.rosters().load("alice@example.org").unwrap(),
+        xmppd_storage::Roster::default()
+    );
+    assert_eq!(
+        write(&s, |t| t.push_offline(
+            "alice@example.org",
+            1,
+            "x@y",
+            b"m",
+            10
+        )),
+        Some(1)
+    );
+}
+
+/// Account record format 1, written out by hand as a version 1 build stored it.
+fn v1_account_record(a: &Account) -> Vec<u8> {
+    let mut out = vec![1u8];
+    for keys in [&a.sha1, &a.sha256] {
+        for (i, field) in [&keys.salt, &keys.stored_key, &keys.server_key]
+            .into_iter()
+            .enumerate()
+        {
+            out.extend_from_slice(&(field.len() as u32).to_le_bytes());
+            out.extend_from_slice(field);
+            if i == 0 {
+                out.extend_from_slice(&keys.iterations.to_le_bytes());
+            }
+        }
+    }
+    out.extend_from_slice(&a.created_unix.to_le_bytes());
+    out.push(u8::from(a.disabled));
+    out
+}
+
+/// An environment exactly as schema version 1 left it: only the `meta` and `accounts`
+/// tables, version 1 recorded, one account.
+fn write_v1_environment(dir: &std::path::Path) {
+    use lmdb::{DatabaseFlags, Environment, Transaction, WriteFlags};
+    std::fs::create_dir_all(dir).unwrap();
+    let env = Environment::new()
+        .set_max_dbs(2)
+        .set_map_size(opts().map_size)
+        .open(dir)
+        .unwrap();
+    let meta = env.create_db(Some("meta"), DatabaseFlags::empty()).unwrap();
+    let accounts = env
+        .create_db(Some("accounts"), DatabaseFlags::empty())
+        .unwrap();
+    let mut txn = env.begin_rw_txn().unwrap();
+    txn.put(
+        meta,
+        b"schema_version",
+        &1u32.to_le_bytes(),
+        WriteFlags::empty(),
+    )
+    .unwrap();
+    txn.put(
+        accounts,
+        b"old@example.org",
+        &v1_account_record(&account(42)),
+        WriteFlags::empty(),
+    )
+    .unwrap();
+    txn.commit().unwrap();
+}
+
+#[test]
+fn a_version_1_environment_is_migrated_on_open() {
+    let dir = TempDir::new("migrate-v1");
+    let data = dir.path().join("data");
+    write_v1_environment(&data);
+
+    // A read-only handle cannot migrate, and says so.
+    match Storage::open_readonly(&data, &opts()) {
+        Err(StorageError::NeedsMigration { found, supported }) => {
+            assert_eq!((found, supported), (1, SCHEMA_VERSION));
+        }
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("read-only open accepted a version 1 environment"),
+    }
+
+    {
+        let s = Storage::open(&data, &opts()).unwrap();
+        assert_eq!(SCHEMA_VERSION, 2);
+        assert_eq!(s.schema_version().unwrap(), 2);
+        assert_eq!(
+            s.accounts().get("old@example.org").unwrap(),
+            Some(account(42))
+        );
+        // The new tables exist and start empty.
+        assert_eq!(
+            s.rosters().load("old@example.org").unwrap(),
+            xmppd_storage::Roster::default()
+        );
+        write(&s, |t| {
+            t.put_roster_item("old@example.org", &item("new@example.org"))?;
+            t.bump_roster_version("old@example.org")?;
+            t.push_offline("old@example.org", 1, "new@example.org", b"<message/>", 10)?;
+            t.put_vcard("old@example.org", b"<vCard/>")
+        });
+    }
+
+    // Reopened (read-write, then read-only) it is a plain version 2 environment.
+    type Open = fn(&std::path::Path, &xmppd_storage::Options) -> Result<Storage, StorageError>;
+    for open in [Storage::open as Open, Storage::open_readonly] {
+        let s = open(&data, &opts()).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 2);
+        assert_eq!(
+            s.rosters().load("old@example.org").unwrap().items,
+            [item("new@example.org")]
+        );
+        assert_eq!(s.offline().count("old@example.org").unwrap(), 1);
+        assert!(s.vcards().get("old@example.org").unwrap().is_some());
+        assert!(s.accounts().exists("old@example.org").unwrap());
+    }
 }
 
 #[test]

@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use xmppd_storage::{Account, Completion, Options, ScramKeys, Storage};
+use xmppd_storage::{
+    Account, Completion, Options, RosterItem, ScramKeys, Storage, StorageError, Subscription,
+    Table, WriteTxn,
+};
 
 /// A fresh directory under the system temp dir, removed on drop.
 pub struct TempDir(PathBuf);
@@ -93,4 +96,65 @@ pub fn wait_all<T: Send + 'static>(
     });
     rx.recv_timeout(Duration::from_secs(120))
         .expect("completions never resolved")
+}
+
+/// A roster item for `jid` with everything else at its default.
+pub fn item(jid: &str) -> RosterItem {
+    RosterItem {
+        jid: jid.to_owned(),
+        name: None,
+        groups: Vec::new(),
+        subscription: Subscription::None,
+        ask: false,
+        approved: false,
+    }
+}
+
+/// A group-committed write, waited for.
+pub fn write<T: Send + 'static>(
+    storage: &Storage,
+    f: impl FnOnce(&mut WriteTxn<'_>) -> Result<T, StorageError> + Send + 'static,
+) -> T {
+    storage.submit(f).wait().unwrap()
+}
+
+/// The raw value under `key` in `table`.
+pub fn raw(storage: &Storage, table: Table, key: &[u8]) -> Option<Vec<u8>> {
+    storage
+        .write_sync(|t| Ok(t.get(table, key)?.map(<[u8]>::to_vec)))
+        .unwrap()
+}
+
+/// Stores every proper prefix of the record at `table`/`key`, then a sample of random
+/// bytes, and checks that `read` reports each truncation as `Corrupt` and never panics on
+/// the garbage; finally puts the good record back.
+pub fn check_stored_record<T: std::fmt::Debug>(
+    storage: &Storage,
+    table: Table,
+    key: &[u8],
+    read: impl Fn() -> Result<T, StorageError>,
+) {
+    let good = raw(storage, table, key).expect("no record to damage");
+    let put = |value: Vec<u8>| storage.write_sync(|t| t.put(table, key, &value)).unwrap();
+    for cut in 0..good.len() {
+        put(good[..cut].to_vec());
+        match read() {
+            Err(StorageError::Corrupt(_)) => {}
+            other => panic!("{table:?} cut at {cut}: {other:?}"),
+        }
+    }
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for _ in 0..100 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let mut value = good.clone();
+        let i = (x as usize) % value.len();
+        value[i] ^= (x >> 32) as u8 | 1;
+        value.truncate(value.len() - (x >> 40) as usize % 2);
+        put(value);
+        let _ = read();
+    }
+    put(good);
+    read().unwrap();
 }
