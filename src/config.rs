@@ -205,7 +205,7 @@ pub struct ServeArgs {
     /// `resource-constraint` [default: 1000].
     #[arg(long)]
     pub max_offline_messages: Option<usize>,
-    /// Largest stored vCard in bytes [default: 131072].
+    /// Largest stored vCard in bytes [default: 131072, or less to fit --max-stanza-size].
     #[arg(long)]
     pub max_vcard_size: Option<usize>,
     /// Seconds to wait for clients to receive `system-shutdown` before exiting [default: 3].
@@ -422,6 +422,7 @@ impl Config {
                 vec![SocketAddr::from(([127, 0, 0, 1], 5223))],
             )
         };
+        let max_stanza_size = pick(serve.max_stanza_size, file.max_stanza_size, 262_144);
         let config = Config {
             domains,
             data_dir,
@@ -442,7 +443,7 @@ impl Config {
             pin: flag(serve.pin, file.pin),
             require_tls,
             plain_without_tls,
-            max_stanza_size: pick(serve.max_stanza_size, file.max_stanza_size, 262_144),
+            max_stanza_size,
             max_depth: pick(serve.max_depth, file.max_depth, 32),
             max_attrs: pick(serve.max_attrs, file.max_attrs, 64),
             auth_timeout: Duration::from_secs(pick(serve.auth_timeout, file.auth_timeout, 30)),
@@ -476,12 +477,12 @@ impl Config {
                 file.max_pending_subscriptions,
                 1000,
             ),
-            max_offline_messages: pick(
-                serve.max_offline_messages,
-                file.max_offline_messages,
-                1000,
+            max_offline_messages: pick(serve.max_offline_messages, file.max_offline_messages, 1000),
+            max_vcard_size: pick(
+                serve.max_vcard_size,
+                file.max_vcard_size,
+                (128 * 1024).min(max_stanza_size.saturating_sub(1024)),
             ),
-            max_vcard_size: pick(serve.max_vcard_size, file.max_vcard_size, 128 * 1024),
             shutdown_grace: Duration::from_secs(pick(serve.shutdown_grace, file.shutdown_grace, 3)),
             exit_on_stdin_eof: serve.exit_on_stdin_eof,
         };

@@ -257,17 +257,26 @@ impl Registry {
     }
 
     /// Take over presence from clients (one module: RFC 6121 presence).
-    pub fn on_presence_out(&mut self, hook: impl Fn(&Ctx, &ClientPresence<'_>) -> Option<Pending> + 'static) {
+    pub fn on_presence_out(
+        &mut self,
+        hook: impl Fn(&Ctx, &ClientPresence<'_>) -> Option<Pending> + 'static,
+    ) {
         self.presence_out = Some(Rc::new(hook));
     }
 
     /// Take over presence arriving for local accounts.
-    pub fn on_presence_in(&mut self, hook: impl Fn(&Ctx, &Inbound<'_>) -> Option<Pending> + 'static) {
+    pub fn on_presence_in(
+        &mut self,
+        hook: impl Fn(&Ctx, &Inbound<'_>) -> Option<Pending> + 'static,
+    ) {
         self.presence_in = Some(Rc::new(hook));
     }
 
     /// Take messages that no resource can receive (offline storage).
-    pub fn on_undeliverable(&mut self, hook: impl Fn(&Ctx, &Inbound<'_>) -> Undeliverable + 'static) {
+    pub fn on_undeliverable(
+        &mut self,
+        hook: impl Fn(&Ctx, &Inbound<'_>) -> Undeliverable + 'static,
+    ) {
         self.undeliverable = Some(Rc::new(hook));
     }
 

@@ -39,8 +39,8 @@ fn store(ctx: &Ctx, m: &Inbound<'_>, max: usize) -> Undeliverable {
     let Ok(el) = xml::parse_element(m.stanza, &StreamNs::new(ns::CLIENT), &limits) else {
         return Undeliverable::Refused;
     };
-    let only_chat_states = el.child("body", &el.ns).is_none()
-        && el.elements().all(|c| c.ns == NS_CHATSTATES);
+    let only_chat_states =
+        el.child("body", &el.ns).is_none() && el.elements().all(|c| c.ns == NS_CHATSTATES);
     if only_chat_states {
         // IM-MSG-11: ephemeral; dropping it is what the sender expects.
         return Undeliverable::Taken(None);
@@ -51,9 +51,9 @@ fn store(ctx: &Ctx, m: &Inbound<'_>, max: usize) -> Undeliverable {
     let stanza = m.stanza.to_vec();
     let id = el.attr("id").map(str::to_string);
     let stamp = crate::util::now_unix_ms();
-    let done = ctx.storage().submit(move |txn| {
-        txn.push_offline(&user, stamp, &from, &stanza, max)
-    });
+    let done = ctx
+        .storage()
+        .submit(move |txn| txn.push_offline(&user, stamp, &from, &stanza, max));
     let ctx = ctx.clone();
     let ty = m.ty;
     let sender = m.from.to_string();

@@ -16,57 +16,69 @@ pub fn register(r: &mut Registry, config: &Config) {
     r.server_feature(NS_VCARD);
     r.account_feature(NS_VCARD);
     let max = config.max_vcard_size;
-    r.iq(Scope::Account, IqType::Get, NS_VCARD, "vCard", |ctx, req| {
-        let user = req.to.bare_str();
-        let stored = match ctx.storage().vcards().get(user) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!(error = %e, "reading a vCard failed");
-                return IqReply::Error(StanzaError::new(StanzaCondition::InternalServerError));
-            }
-        };
-        let limits = ctx.config().xml_limits();
-        let card = stored.and_then(|bytes| {
-            xml::parse_element(&bytes, &StreamNs::new(ns::CLIENT), &limits).ok()
-        });
-        match card {
-            // VCARD-03/05/07: exactly what was stored.
-            Some(card) => IqReply::Result(Some(card)),
-            // VCARD-02: one's own missing vCard is empty.
-            None if req.own() => IqReply::Result(Some(Element::new("vCard", NS_VCARD))),
-            // VCARD-06: no vCard and no account look the same.
-            None => IqReply::Error(StanzaError::new(StanzaCondition::ServiceUnavailable)),
-        }
-    });
-    r.iq(Scope::Account, IqType::Set, NS_VCARD, "vCard", move |ctx, req| {
-        // VCARD-04
-        if !req.own() {
-            return IqReply::Error(StanzaError::with_text(
-                StanzaCondition::Forbidden,
-                "only the owner sets a vCard",
-            ));
-        }
-        let mut bytes = Vec::new();
-        req.payload.write_to(&mut bytes, "");
-        if bytes.len() > max {
-            return IqReply::Error(StanzaError::with_text(
-                StanzaCondition::NotAcceptable,
-                format!("vCard larger than {max} bytes"),
-            ));
-        }
-        let user = req.from.bare_str().to_string();
-        let done = ctx
-            .storage()
-            .submit(move |txn| txn.put_vcard(&user, &bytes));
-        IqReply::Later(Box::pin(async move {
-            match done.await {
-                // Durable before the result (issue: "nothing acknowledged is lost").
-                Ok(()) => IqReply::Result(None),
+    r.iq(
+        Scope::Account,
+        IqType::Get,
+        NS_VCARD,
+        "vCard",
+        |ctx, req| {
+            let user = req.to.bare_str();
+            let stored = match ctx.storage().vcards().get(user) {
+                Ok(v) => v,
                 Err(e) => {
-                    tracing::error!(error = %e, "storing a vCard failed");
-                    IqReply::Error(StanzaError::new(StanzaCondition::InternalServerError))
+                    tracing::error!(error = %e, "reading a vCard failed");
+                    return IqReply::Error(StanzaError::new(StanzaCondition::InternalServerError));
                 }
+            };
+            let limits = ctx.config().xml_limits();
+            let card = stored.and_then(|bytes| {
+                xml::parse_element(&bytes, &StreamNs::new(ns::CLIENT), &limits).ok()
+            });
+            match card {
+                // VCARD-03/05/07: exactly what was stored.
+                Some(card) => IqReply::Result(Some(card)),
+                // VCARD-02: one's own missing vCard is empty.
+                None if req.own() => IqReply::Result(Some(Element::new("vCard", NS_VCARD))),
+                // VCARD-06: no vCard and no account look the same.
+                None => IqReply::Error(StanzaError::new(StanzaCondition::ServiceUnavailable)),
             }
-        }))
-    });
+        },
+    );
+    r.iq(
+        Scope::Account,
+        IqType::Set,
+        NS_VCARD,
+        "vCard",
+        move |ctx, req| {
+            // VCARD-04
+            if !req.own() {
+                return IqReply::Error(StanzaError::with_text(
+                    StanzaCondition::Forbidden,
+                    "only the owner sets a vCard",
+                ));
+            }
+            let mut bytes = Vec::new();
+            req.payload.write_to(&mut bytes, "");
+            if bytes.len() > max {
+                return IqReply::Error(StanzaError::with_text(
+                    StanzaCondition::NotAcceptable,
+                    format!("vCard larger than {max} bytes"),
+                ));
+            }
+            let user = req.from.bare_str().to_string();
+            let done = ctx
+                .storage()
+                .submit(move |txn| txn.put_vcard(&user, &bytes));
+            IqReply::Later(Box::pin(async move {
+                match done.await {
+                    // Durable before the result (issue: "nothing acknowledged is lost").
+                    Ok(()) => IqReply::Result(None),
+                    Err(e) => {
+                        tracing::error!(error = %e, "storing a vCard failed");
+                        IqReply::Error(StanzaError::new(StanzaCondition::InternalServerError))
+                    }
+                }
+            }))
+        },
+    );
 }

@@ -188,7 +188,11 @@ impl Router {
         let mut remote: Vec<Vec<&str>> = vec![Vec::new(); self.shards];
         for to in tos {
             let bare = bare_of(to);
-            if bare.contains('@') && self.config.serves(bare.rsplit_once('@').map_or("", |(_, d)| d)) {
+            if bare.contains('@')
+                && self
+                    .config
+                    .serves(bare.rsplit_once('@').map_or("", |(_, d)| d))
+            {
                 let home = self.home_of(bare);
                 if home != self.shard() {
                     remote[home].push(to);
@@ -254,7 +258,14 @@ impl Router {
                     return None;
                 };
                 let id = self.id_of(stanza);
-                self.server_iq(it, Scope::Account, &from_jid, &to_jid, id.as_deref(), stanza)
+                self.server_iq(
+                    it,
+                    Scope::Account,
+                    &from_jid,
+                    &to_jid,
+                    id.as_deref(),
+                    stanza,
+                )
             }
         }
     }
@@ -647,5 +658,4 @@ mod tests {
         assert_eq!(split_jid("a@d"), ("a@d", None));
         assert_eq!(bare_of("d/r"), "d");
     }
-
 }

@@ -38,15 +38,23 @@ pub fn register(r: &mut Registry, config: &Config) {
     r.stream_feature(Element::new("sub", NS_PRE_APPROVAL));
     {
         let im = im.clone();
-        r.iq(Scope::Account, IqType::Get, NS_ROSTER, "query", move |ctx, req| {
-            roster::get(&im, ctx, req)
-        });
+        r.iq(
+            Scope::Account,
+            IqType::Get,
+            NS_ROSTER,
+            "query",
+            move |ctx, req| roster::get(&im, ctx, req),
+        );
     }
     {
         let im = im.clone();
-        r.iq(Scope::Account, IqType::Set, NS_ROSTER, "query", move |ctx, req| {
-            roster::set(&im, ctx, req)
-        });
+        r.iq(
+            Scope::Account,
+            IqType::Set,
+            NS_ROSTER,
+            "query",
+            move |ctx, req| roster::set(&im, ctx, req),
+        );
     }
     {
         let im = im.clone();
@@ -78,7 +86,10 @@ struct RosterState {
 
 impl RosterState {
     fn state_of(&self, contact: &str) -> SubState {
-        sub_state(self.items.get(contact), self.pending_in.contains_key(contact))
+        sub_state(
+            self.items.get(contact),
+            self.pending_in.contains_key(contact),
+        )
     }
 
     /// Contacts that receive the user's presence (`from` or `both`).

@@ -48,7 +48,12 @@ pub(super) fn from_client(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>) -> Opt
         }
         (ty, Some(to)) if kind_of(ty).is_some() => outbound_subscription(im, ctx, p, to),
         (PresenceType::Error, Some(to)) => {
-            ctx.route(StanzaType::Presence(p.ty), to.as_str(), p.from.as_str(), p.stanza);
+            ctx.route(
+                StanzaType::Presence(p.ty),
+                to.as_str(),
+                p.from.as_str(),
+                p.stanza,
+            );
             None
         }
         // IM-PRES-16: probes from clients are ignored; subscription stanzas and errors without
@@ -64,9 +69,13 @@ fn broadcast(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>) -> Option<Pending> 
     let from = p.from;
     let (user, resource) = (from.bare_str(), from.resource()?);
     let priority = if p.ty == PresenceType::Available {
-        match xml::parse_element(p.stanza, &StreamNs::new(ns::CLIENT), &ctx.config().xml_limits())
-            .ok()
-            .and_then(|el| priority_of(&el))
+        match xml::parse_element(
+            p.stanza,
+            &StreamNs::new(ns::CLIENT),
+            &ctx.config().xml_limits(),
+        )
+        .ok()
+        .and_then(|el| priority_of(&el))
         {
             Some(prio) => Some(prio),
             None => {
@@ -141,7 +150,12 @@ fn broadcast(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>) -> Option<Pending> 
         out.extend_from_slice(b"' to='");
         xml::escape_attr(contact, &mut out);
         out.extend_from_slice(b"'/>");
-        ctx.route(StanzaType::Presence(PresenceType::Probe), contact, user, &out);
+        ctx.route(
+            StanzaType::Presence(PresenceType::Probe),
+            contact,
+            user,
+            &out,
+        );
     }
     // IM-SUB-06/07: pending subscription requests, again, until answered.
     if let Some(handle) = ctx
@@ -163,7 +177,12 @@ fn broadcast(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>) -> Option<Pending> 
 /// addressee learns when the resource goes away.
 fn directed(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>, to: &Jid) {
     let from = p.from;
-    ctx.route(StanzaType::Presence(p.ty), to.as_str(), from.as_str(), p.stanza);
+    ctx.route(
+        StanzaType::Presence(p.ty),
+        to.as_str(),
+        from.as_str(),
+        p.stanza,
+    );
     let Some(resource) = from.resource() else {
         return;
     };
@@ -249,7 +268,12 @@ fn share(ctx: &Ctx, user: &str, to: &str) {
         None => return,
     };
     for (full, stanza) in presences {
-        ctx.route(StanzaType::Presence(PresenceType::Available), to, &full, &stanza);
+        ctx.route(
+            StanzaType::Presence(PresenceType::Available),
+            to,
+            &full,
+            &stanza,
+        );
     }
 }
 

@@ -84,13 +84,19 @@ struct SetRequest {
 /// RFC 6121 §2.3.3 / §2.5.3 validation: exactly one item, a bare JID, a known subscription
 /// value, bounded name and groups without duplicates.
 fn validate(im: &Im, payload: &Element) -> Result<SetRequest, IqReply> {
-    let mut items = payload.elements().filter(|e| e.is(&"item", NS_ROSTER));
+    let mut items = payload.elements().filter(|e| e.is("item", NS_ROSTER));
     let (Some(item), None) = (items.next(), items.next()) else {
         // IM-ROSTER-05
-        return Err(error(StanzaCondition::BadRequest, "a roster set carries exactly one item"));
+        return Err(error(
+            StanzaCondition::BadRequest,
+            "a roster set carries exactly one item",
+        ));
     };
     if payload.elements().count() != 1 {
-        return Err(error(StanzaCondition::BadRequest, "a roster set carries exactly one item"));
+        return Err(error(
+            StanzaCondition::BadRequest,
+            "a roster set carries exactly one item",
+        ));
     }
     // IM-ROSTER-12
     let jid = match item.attr("jid").map(Jid::parse) {
@@ -99,20 +105,31 @@ fn validate(im: &Im, payload: &Element) -> Result<SetRequest, IqReply> {
         None => return Err(error(StanzaCondition::BadRequest, "missing jid")),
     };
     if !jid.is_bare() {
-        return Err(error(StanzaCondition::BadRequest, "roster items are bare JIDs"));
+        return Err(error(
+            StanzaCondition::BadRequest,
+            "roster items are bare JIDs",
+        ));
     }
     // IM-ROSTER-07: values other than "remove" are ignored; undefined values are malformed.
     let remove = match item.attr("subscription") {
         None | Some("none" | "to" | "from" | "both") => false,
         Some("remove") => true,
-        Some(_) => return Err(error(StanzaCondition::BadRequest, "unknown subscription value")),
+        Some(_) => {
+            return Err(error(
+                StanzaCondition::BadRequest,
+                "unknown subscription value",
+            ))
+        }
     };
-    let name = item.attr("name").filter(|n| !n.is_empty()).map(str::to_string);
+    let name = item
+        .attr("name")
+        .filter(|n| !n.is_empty())
+        .map(str::to_string);
     if name.as_ref().is_some_and(|n| n.len() > im.limits.text) {
         return Err(error(StanzaCondition::NotAcceptable, "name too long"));
     }
     let mut groups: Vec<String> = Vec::new();
-    for g in item.elements().filter(|e| e.is(&"group", NS_ROSTER)) {
+    for g in item.elements().filter(|e| e.is("group", NS_ROSTER)) {
         let text = g.text();
         // IM-ROSTER-06
         if text.is_empty() {
@@ -169,7 +186,10 @@ pub(super) fn set(im: &Rc<Im>, ctx: &Ctx, req: &IqRequest<'_>) -> IqReply {
             if set.remove {
                 let Some(old) = existing else {
                     // IM-ROSTER-09
-                    return Ok((change, SetOutcome::Refused(StanzaCondition::ItemNotFound, "no such item")));
+                    return Ok((
+                        change,
+                        SetOutcome::Refused(StanzaCondition::ItemNotFound, "no such item"),
+                    ));
                 };
                 let pending_in = txn.delete_sub_request(&user, &contact)?;
                 txn.delete_roster_item(&user, &contact)?;
@@ -178,7 +198,10 @@ pub(super) fn set(im: &Rc<Im>, ctx: &Ctx, req: &IqRequest<'_>) -> IqReply {
                     change.pending_in = Some(None);
                 }
                 change.version = Some(txn.bump_roster_version(&user)?);
-                return Ok((change, SetOutcome::Removed(sub_state(Some(&old), pending_in))));
+                return Ok((
+                    change,
+                    SetOutcome::Removed(sub_state(Some(&old), pending_in)),
+                ));
             }
             let item = match existing {
                 Some(mut item) => {
@@ -188,7 +211,10 @@ pub(super) fn set(im: &Rc<Im>, ctx: &Ctx, req: &IqRequest<'_>) -> IqReply {
                 }
                 None => {
                     if txn.roster_len(&user)? >= max_items {
-                        return Ok((change, SetOutcome::Refused(StanzaCondition::NotAllowed, "roster full")));
+                        return Ok((
+                            change,
+                            SetOutcome::Refused(StanzaCondition::NotAllowed, "roster full"),
+                        ));
                     }
                     RosterItem {
                         jid: contact.clone(),
@@ -227,12 +253,7 @@ pub(super) fn set(im: &Rc<Im>, ctx: &Ctx, req: &IqRequest<'_>) -> IqReply {
 }
 
 /// IM-ROSTER-10: cancel both directions of a removed subscription and withdraw presence.
-fn removal_side_effects(
-    ctx: &Ctx,
-    from: &Jid,
-    contact: &str,
-    old: super::subscription::SubState,
-) {
+fn removal_side_effects(ctx: &Ctx, from: &Jid, contact: &str, old: super::subscription::SubState) {
     let user = from.bare_str();
     if old.to || old.pending_out {
         send_subscription(ctx, user, contact, "unsubscribe");

@@ -196,45 +196,101 @@ mod tests {
 
     #[test]
     fn im_subtab_01_none() {
-        row_a("N", [(true, "N+PO"), (true, "N"), (false, "N"), (false, "N")]);
+        row_a(
+            "N",
+            [(true, "N+PO"), (true, "N"), (false, "N"), (false, "N")],
+        );
     }
     #[test]
     fn im_subtab_01_none_pending_out() {
-        row_a("N+PO", [(true, "N+PO"), (true, "N"), (false, "N+PO"), (false, "N+PO")]);
+        row_a(
+            "N+PO",
+            [
+                (true, "N+PO"),
+                (true, "N"),
+                (false, "N+PO"),
+                (false, "N+PO"),
+            ],
+        );
     }
     #[test]
     fn im_subtab_01_none_pending_in() {
-        row_a("N+PI", [(true, "N+PO+PI"), (true, "N+PI"), (true, "From"), (true, "N")]);
+        row_a(
+            "N+PI",
+            [
+                (true, "N+PO+PI"),
+                (true, "N+PI"),
+                (true, "From"),
+                (true, "N"),
+            ],
+        );
     }
     #[test]
     fn im_subtab_01_none_pending_out_in() {
         row_a(
             "N+PO+PI",
-            [(true, "N+PO+PI"), (true, "N+PI"), (true, "From+PO"), (true, "N+PO")],
+            [
+                (true, "N+PO+PI"),
+                (true, "N+PI"),
+                (true, "From+PO"),
+                (true, "N+PO"),
+            ],
         );
     }
     #[test]
     fn im_subtab_01_to() {
-        row_a("To", [(true, "To"), (true, "N"), (false, "To"), (false, "To")]);
+        row_a(
+            "To",
+            [(true, "To"), (true, "N"), (false, "To"), (false, "To")],
+        );
     }
     #[test]
     fn im_subtab_01_to_pending_in() {
-        row_a("To+PI", [(true, "To+PI"), (true, "N+PI"), (true, "Both"), (true, "To")]);
+        row_a(
+            "To+PI",
+            [
+                (true, "To+PI"),
+                (true, "N+PI"),
+                (true, "Both"),
+                (true, "To"),
+            ],
+        );
     }
     #[test]
     fn im_subtab_01_from() {
-        row_a("From", [(true, "From+PO"), (true, "From"), (false, "From"), (true, "N")]);
+        row_a(
+            "From",
+            [
+                (true, "From+PO"),
+                (true, "From"),
+                (false, "From"),
+                (true, "N"),
+            ],
+        );
     }
     #[test]
     fn im_subtab_01_from_pending_out() {
         row_a(
             "From+PO",
-            [(true, "From+PO"), (true, "From"), (false, "From+PO"), (true, "N+PO")],
+            [
+                (true, "From+PO"),
+                (true, "From"),
+                (false, "From+PO"),
+                (true, "N+PO"),
+            ],
         );
     }
     #[test]
     fn im_subtab_01_both() {
-        row_a("Both", [(true, "Both"), (true, "From"), (false, "Both"), (true, "To")]);
+        row_a(
+            "Both",
+            [
+                (true, "Both"),
+                (true, "From"),
+                (false, "Both"),
+                (true, "To"),
+            ],
+        );
     }
 
     #[test]
@@ -251,7 +307,10 @@ mod tests {
     }
     #[test]
     fn im_subtab_02_none_pending_out_in() {
-        row_b("N+PO+PI", [(X, "N+PO+PI"), (D, "N+PO"), (D, "To+PI"), (D, "N+PI")]);
+        row_b(
+            "N+PO+PI",
+            [(X, "N+PO+PI"), (D, "N+PO"), (D, "To+PI"), (D, "N+PI")],
+        );
     }
     #[test]
     fn im_subtab_02_to() {
@@ -259,7 +318,10 @@ mod tests {
     }
     #[test]
     fn im_subtab_02_to_pending_in() {
-        row_b("To+PI", [(X, "To+PI"), (D, "To"), (X, "To+PI"), (D, "N+PI")]);
+        row_b(
+            "To+PI",
+            [(X, "To+PI"), (D, "To"), (X, "To+PI"), (D, "N+PI")],
+        );
     }
     #[test]
     fn im_subtab_02_from() {
@@ -267,7 +329,10 @@ mod tests {
     }
     #[test]
     fn im_subtab_02_from_pending_out() {
-        row_b("From+PO", [(AR, "From+PO"), (D, "N+PO"), (D, "Both"), (D, "From")]);
+        row_b(
+            "From+PO",
+            [(AR, "From+PO"), (D, "N+PO"), (D, "Both"), (D, "From")],
+        );
     }
     #[test]
     fn im_subtab_02_both() {
