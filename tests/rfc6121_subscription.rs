@@ -287,11 +287,8 @@ fn im_roster_10_removing_an_item_cancels_both_directions() {
     while kinds.len() < 3 {
         let e = b.recv_el();
         if e.name == "presence" && e.attr("from").is_some_and(|f| f.starts_with(&ja)) {
-            match e.attr("type") {
-                Some(t @ ("unsubscribe" | "unsubscribed" | "unavailable")) => {
-                    kinds.push(t.to_string())
-                }
-                _ => {}
+            if let Some(t @ ("unsubscribe" | "unsubscribed" | "unavailable")) = e.attr("type") {
+                kinds.push(t.to_string());
             }
         }
     }
