@@ -53,7 +53,7 @@ fn adduser_refuses_duplicates_and_foreign_domains() {
 #[test]
 fn password_file_is_read() {
     let s = Server::start(&[]);
-    let pw = s.dir.path().join("pw.txt");
+    let pw = s.data.join("pw.txt");
     std::fs::write(&pw, "from-a-file\n").unwrap();
     let out = s.admin(
         &[

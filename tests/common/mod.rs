@@ -27,7 +27,9 @@ pub struct Server {
     _stdin: Mutex<Option<ChildStdin>>,
     pub c2s: SocketAddr,
     pub c2s_tls: Option<SocketAddr>,
-    pub dir: tempfile::TempDir,
+    /// The data directory.
+    pub data: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
     pub log: Arc<Mutex<String>>,
     users: AtomicUsize,
     args: Vec<String>,
@@ -38,17 +40,19 @@ pub fn bin() -> &'static str {
 }
 
 impl Server {
-    /// Start a server with extra flags.
+    /// Start a server with extra flags on a fresh temporary data directory.
     pub fn start(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
-        Server::start_in(dir, extra)
+        let mut s = Server::start_on(dir.path(), extra);
+        s._tmp = Some(dir);
+        s
     }
 
-    /// Start a server on an existing data directory.
-    pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Server {
+    /// Start a server on a data directory the caller owns (it survives the server).
+    pub fn start_on(data: &Path, extra: &[&str]) -> Server {
         let mut args: Vec<String> = vec![
             "--data-dir".into(),
-            dir.path().to_str().unwrap().into(),
+            data.to_str().unwrap().into(),
             "--c2s-listen".into(),
             "127.0.0.1:0".into(),
             "--c2s-tls-listen".into(),
@@ -109,7 +113,8 @@ impl Server {
             c2s_tls: field("c2s_tls=").first().copied(),
             child: Mutex::new(child),
             _stdin: Mutex::new(stdin),
-            dir,
+            data: data.to_path_buf(),
+            _tmp: None,
             log,
             users: AtomicUsize::new(0),
             args,
@@ -123,7 +128,7 @@ impl Server {
     }
 
     pub fn cert_path(&self) -> PathBuf {
-        self.dir.path().join("tls").join("cert.pem")
+        self.data.join("tls").join("cert.pem")
     }
 
     /// Run an admin command against this server's data directory.
@@ -131,7 +136,7 @@ impl Server {
         let mut child = Command::new(bin())
             .args(args)
             .arg("--data-dir")
-            .arg(self.dir.path())
+            .arg(&self.data)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

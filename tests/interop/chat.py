@@ -20,7 +20,7 @@ class Client(slixmpp.ClientXMPP):
         self.ca_certs = cert
         self.register_plugin("xep_0199")
         self.register_plugin("xep_0030")
-        self["feature_mechanisms"].use_mech = "SCRAM-SHA-256"
+        self.plugin["feature_mechanisms"].use_mech = "SCRAM-SHA-256"
         self.online = asyncio.get_event_loop().create_future()
         self.inbox = asyncio.Queue()
         self.add_event_handler("session_start", self.on_start)
@@ -52,7 +52,7 @@ async def main(host, port, cert, alice, bob, password_a, password_b):
     b.start()
     await asyncio.wait_for(asyncio.gather(a.online, b.online), 20)
 
-    mech_a = a["feature_mechanisms"].mech.name if a["feature_mechanisms"].mech else None
+    mech_a = a.plugin["feature_mechanisms"].mech.name if a.plugin["feature_mechanisms"].mech else None
     assert mech_a == "SCRAM-SHA-256", f"mechanism used: {mech_a}"
     for c in (a, b):
         assert isinstance(c.socket, (ssl.SSLSocket, ssl.SSLObject)), "not over TLS"
@@ -68,10 +68,10 @@ async def main(host, port, cert, alice, bob, password_a, password_b):
     msg = await asyncio.wait_for(a.inbox.get(), 10)
     assert msg["body"] == "héllo back ☃", msg
 
-    rtt = await a["xep_0199"].ping(jid=a.boundjid.domain, timeout=10)
+    rtt = await a.plugin["xep_0199"].ping(jid=a.boundjid.domain, timeout=10)
     assert rtt is not None and rtt >= 0, rtt
 
-    info = await a["xep_0030"].get_info(jid=a.boundjid.domain, timeout=10)
+    info = await a.plugin["xep_0030"].get_info(jid=a.boundjid.domain, timeout=10)
     features = info["disco_info"]["features"]
     assert "urn:xmpp:ping" in features, features
 

@@ -1,0 +1,116 @@
+"""Interop check of the IM features with slixmpp (a client library nobody here wrote).
+
+Two clients log in over STARTTLS with SCRAM-SHA-256. Alice adds Bob to her roster and
+subscribes; Bob's client approves (slixmpp's auto-authorize) and subscribes back; both see each
+other's presence. Alice publishes a vCard that Bob reads. Bob goes offline, Alice sends him a
+message, and Bob's next session receives it with a delay stamp. Exit status 0 means every step
+was seen to work.
+"""
+
+import asyncio
+import logging
+import sys
+
+import slixmpp
+
+
+class Client(slixmpp.ClientXMPP):
+    def __init__(self, jid, password, host, port, cert):
+        super().__init__(jid, password)
+        self.target = (host, port)
+        self.ca_certs = cert
+        for p in ("xep_0030", "xep_0054", "xep_0199", "xep_0203"):
+            self.register_plugin(p)
+        self.plugin["feature_mechanisms"].use_mech = "SCRAM-SHA-256"
+        self.online = asyncio.get_event_loop().create_future()
+        self.inbox = asyncio.Queue()
+        self.available = asyncio.Queue()
+        self.unavailable = asyncio.Queue()
+        self.add_event_handler("session_start", self.on_start)
+        self.add_event_handler("message", lambda m: self.inbox.put_nowait(m))
+        self.add_event_handler("presence_available", lambda p: self.available.put_nowait(p))
+        self.add_event_handler("presence_unavailable", lambda p: self.unavailable.put_nowait(p))
+
+    async def on_start(self, _event):
+        await self.get_roster()
+        self.send_presence()
+        if not self.online.done():
+            self.online.set_result(True)
+
+    def start(self):
+        self.connect(self.target[0], self.target[1])
+
+
+async def wait_for(queue, pred, what, timeout=15):
+    async def loop():
+        while True:
+            item = await queue.get()
+            if pred(item):
+                return item
+    try:
+        return await asyncio.wait_for(loop(), timeout)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}")
+
+
+async def main(host, port, cert, alice, bob, pa, pb):
+    a = Client(alice, pa, host, port, cert)
+    b = Client(bob, pb, host, port, cert)
+    a.start()
+    b.start()
+    await asyncio.wait_for(asyncio.gather(a.online, b.online), 20)
+
+    # Roster add with a name and a group, then the subscription handshake.
+    await a.update_roster(bob, name="Bob", groups=["Friends"])
+    a.send_presence_subscription(pto=bob, ptype="subscribe")
+    # Bob's client approves and subscribes back: each sees the other available.
+    await wait_for(a.available, lambda p: p["from"].bare == bob, "Bob's presence at Alice")
+    await wait_for(b.available, lambda p: p["from"].bare == alice, "Alice's presence at Bob")
+
+    # A fresh roster fetch shows the stored item.
+    await a.get_roster()
+    item = a.client_roster[bob]
+    assert item["name"] == "Bob", item["name"]
+    assert list(item["groups"]) == ["Friends"], item["groups"]
+    for _ in range(50):
+        if a.client_roster[bob]["subscription"] == "both":
+            break
+        await asyncio.sleep(0.1)
+    assert a.client_roster[bob]["subscription"] == "both", a.client_roster[bob]["subscription"]
+
+    # vCard round trip through the server.
+    card = a.plugin["xep_0054"].make_vcard()
+    card["FN"] = "Alice Interop"
+    card["NICKNAME"] = "ali"
+    await a.plugin["xep_0054"].publish_vcard(card)
+    got = await b.plugin["xep_0054"].get_vcard(alice)
+    fields = {c.tag.split("}")[1]: c.text for c in got.xml.find("{vcard-temp}vCard")}
+    assert fields.get("FN") == "Alice Interop", got
+    assert fields.get("NICKNAME") == "ali", got
+
+    # Offline message delivered at Bob's next login, with a delay stamp.
+    b.disconnect()
+    await wait_for(a.unavailable, lambda p: p["from"].bare == bob, "Bob going offline")
+    a.send_message(mto=bob, mbody="while you were out", mtype="chat")
+    await a.plugin["xep_0199"].ping(jid=a.boundjid.domain, timeout=10)
+    b2 = Client(bob, pb, host, port, cert)
+    b2.start()
+    await asyncio.wait_for(b2.online, 20)
+    msg = await wait_for(b2.inbox, lambda m: m["body"] == "while you were out", "the offline message")
+    stamp = msg["delay"]["stamp"]
+    assert stamp is not None, msg
+
+    a.disconnect()
+    b2.disconnect()
+    await asyncio.sleep(0.2)
+    print("interop ok: roster, subscription handshake, presence, vCard, offline message with delay")
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING)
+    host, port, cert, alice, bob, pa, pb = sys.argv[1:8]
+    try:
+        asyncio.run(asyncio.wait_for(main(host, int(port), cert, alice, bob, pa, pb), 90))
+    except Exception as e:  # report and fail
+        print(f"interop FAILED: {e!r}", file=sys.stderr)
+        sys.exit(1)
