@@ -818,3 +818,169 @@ pub fn stanza_error(el: &Element) -> Option<(String, String, Option<String>)> {
         e.attr("code").map(str::to_string),
     ))
 }
+
+// ---------------------------------------------------------------------------------------------
+// RFC 6121 helpers: waiting on content rather than order, draining, rosters.
+
+/// The roster namespace.
+pub const NS_ROSTER: &str = "jabber:iq:roster";
+
+/// A named test on a received element, for [`Client::recv_all`].
+pub type Wanted<'a> = (&'a str, &'a dyn Fn(&Element) -> bool);
+
+/// How many stanzas a content-matching wait may skip before it gives up.
+const MAX_SKIPPED: usize = 200;
+
+impl Client {
+    /// The bare JID of the bound resource.
+    pub fn bare(&self) -> String {
+        let jid = self.jid.as_deref().expect("bound");
+        jid.split('/').next().unwrap_or(jid).to_string()
+    }
+
+    /// The full JID of the bound resource.
+    pub fn full(&self) -> String {
+        self.jid.clone().expect("bound")
+    }
+
+    /// Receive until an element matches `pred` (each read bounded by `TIMEOUT`); returns it
+    /// and the elements skipped on the way.
+    pub fn recv_until(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&Element) -> bool,
+    ) -> (Element, Vec<Element>) {
+        let mut skipped = Vec::new();
+        while skipped.len() < MAX_SKIPPED {
+            match self.try_recv(TIMEOUT) {
+                Some(Event::El(e, _)) if pred(&e) => return (e, skipped),
+                Some(Event::El(e, _)) => skipped.push(e),
+                other => panic!(
+                    "waiting for {what} on {:?}: got {other:?}; skipped {skipped:?}",
+                    self.jid
+                ),
+            }
+        }
+        panic!("never got {what} on {:?}; skipped {skipped:?}", self.jid);
+    }
+
+    /// Receive until every named predicate matched once, in any order; returns the matches
+    /// (in the order of `wanted`) and the other elements seen meanwhile.
+    pub fn recv_all(&mut self, wanted: &[Wanted<'_>]) -> (Vec<Element>, Vec<Element>) {
+        let mut found: Vec<Option<Element>> = vec![None; wanted.len()];
+        let mut others = Vec::new();
+        while found.iter().any(Option::is_none) {
+            let missing: Vec<&str> = wanted
+                .iter()
+                .zip(&found)
+                .filter(|(_, f)| f.is_none())
+                .map(|((w, _), _)| *w)
+                .collect();
+            assert!(
+                others.len() < MAX_SKIPPED,
+                "never got {missing:?} on {:?}; saw {others:?}",
+                self.jid
+            );
+            let e = match self.try_recv(TIMEOUT) {
+                Some(Event::El(e, _)) => e,
+                other => panic!(
+                    "waiting for {missing:?} on {:?}: got {other:?}; saw {others:?}",
+                    self.jid
+                ),
+            };
+            match wanted
+                .iter()
+                .zip(found.iter_mut())
+                .find(|((_, pred), f)| f.is_none() && pred(&e))
+            {
+                Some((_, slot)) => *slot = Some(e),
+                None => others.push(e),
+            }
+        }
+        (found.into_iter().map(Option::unwrap).collect(), others)
+    }
+
+    /// Every element that arrives within `d`.
+    pub fn collect_for(&mut self, d: Duration) -> Vec<Element> {
+        let deadline = Instant::now() + d;
+        let mut out = Vec::new();
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return out;
+            }
+            match self.try_recv(deadline - now) {
+                Some(Event::El(e, _)) => out.push(e),
+                None => return out,
+                Some(other) => panic!("collecting on {:?}: got {other:?}", self.jid),
+            }
+        }
+    }
+
+    /// Read until nothing arrives for `quiet`; returns what was read.
+    pub fn drain(&mut self, quiet: Duration) -> Vec<Element> {
+        let mut out = Vec::new();
+        loop {
+            match self.try_recv(quiet) {
+                Some(Event::El(e, _)) => out.push(e),
+                None => return out,
+                Some(other) => panic!("draining {:?}: got {other:?}", self.jid),
+            }
+        }
+    }
+
+    /// A ping round trip with the server: everything the client sent before has been read
+    /// and dispatched by it. Returns the elements that arrived before the answer.
+    pub fn sync(&mut self) -> Vec<Element> {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let id = format!("sync{}", N.fetch_add(1, Ordering::SeqCst));
+        self.send(&format!(
+            "<iq type='get' id='{id}' to='{DOMAIN}'><ping xmlns='urn:xmpp:ping'/></iq>"
+        ));
+        let (_, before) = self.recv_until("ping answer", |e| {
+            e.name == "iq" && e.attr("id") == Some(id.as_str())
+        });
+        before
+    }
+
+    /// A roster get: the items, and the other elements that arrived before the result.
+    pub fn roster_items(&mut self) -> (Vec<Element>, Vec<Element>) {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let id = format!("roster{}", N.fetch_add(1, Ordering::SeqCst));
+        self.send(&format!(
+            "<iq type='get' id='{id}'><query xmlns='{NS_ROSTER}'/></iq>"
+        ));
+        let (r, before) = self.recv_until("roster result", |e| {
+            e.name == "iq" && e.attr("id") == Some(id.as_str())
+        });
+        assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+        let items = r
+            .child("query", NS_ROSTER)
+            .map(|q| q.elements().cloned().collect())
+            .unwrap_or_default();
+        (items, before)
+    }
+}
+
+/// The single item of a roster push, if `e` is a roster push.
+pub fn roster_push_item(e: &Element) -> Option<&Element> {
+    if e.name != "iq" || e.attr("type") != Some("set") {
+        return None;
+    }
+    e.child("query", NS_ROSTER)?.elements().next()
+}
+
+/// True for a roster push about `contact`.
+pub fn is_push_for(e: &Element, contact: &str) -> bool {
+    roster_push_item(e).is_some_and(|i| i.attr("jid") == Some(contact))
+}
+
+/// True for a presence of type `ty` (None: available) whose `from` is `from` (None: any).
+pub fn is_presence(e: &Element, ty: Option<&str>, from: Option<&str>) -> bool {
+    e.name == "presence" && e.attr("type") == ty && (from.is_none() || e.attr("from") == from)
+}
+
+/// The text of a presence's `<status/>`, if any.
+pub fn status_of(e: &Element) -> Option<String> {
+    e.child("status", "jabber:client").map(|s| s.text())
+}
