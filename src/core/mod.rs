@@ -119,6 +119,8 @@ pub struct ClientPresence<'a> {
     pub ty: PresenceType,
     /// The parsed `to`, if any (a local or remote JID).
     pub to: Option<&'a Jid>,
+    /// The stanza id, if any.
+    pub id: Option<&'a str>,
     /// The stanza, stamped with `from`.
     pub stanza: &'a [u8],
 }

@@ -112,6 +112,7 @@ impl Router {
                         from,
                         ty: pt,
                         to,
+                        id: s.id,
                         stanza: s.stamped,
                     },
                 ),

@@ -105,6 +105,9 @@ pub struct Framer {
     stream_qname: String,
     ns: StreamNs,
     scan: Scan,
+    /// Name spans (offsets into the caller's buffer) of the elements open in the current
+    /// stanza, so a mismatched end tag is refused as soon as it arrives (CORE-XML-05).
+    open: Vec<(u32, u32)>,
     /// Bytes lexed since creation, to test that resumption does not rescan.
     #[cfg(test)]
     lexed: usize,
@@ -133,6 +136,8 @@ struct Scan {
     lex: Lex,
     /// Offset of the `<` of the tag being lexed.
     tag_start: usize,
+    /// Offset just after the name of the start tag being lexed.
+    name_end: usize,
     /// Open elements in the current stanza.
     depth: usize,
     utf8: Utf8,
@@ -181,6 +186,7 @@ impl Framer {
             stream_qname: String::new(),
             ns: StreamNs::default(),
             scan: Scan::default(),
+            open: Vec::new(),
             #[cfg(test)]
             lexed: 0,
         }
@@ -193,6 +199,7 @@ impl Framer {
         self.stream_qname.clear();
         self.ns = StreamNs::default();
         self.scan = Scan::default();
+        self.open.clear();
     }
 
     /// The limits this framer enforces.
@@ -229,6 +236,7 @@ impl Framer {
         if buf.len() < self.scan.pos {
             // The caller broke the contract; start the frame over rather than misread it.
             self.scan = Scan::default();
+            self.open.clear();
         }
         match self.phase {
             Phase::PendingClose => {
@@ -269,6 +277,7 @@ impl Framer {
         };
         let tag_start = self.scan.tag_start;
         self.scan = Scan::default();
+        self.open.clear();
         match done {
             Done::Header { end, empty } => {
                 let tag = buf.get(tag_start..=end).unwrap_or_default();
@@ -302,6 +311,7 @@ impl Framer {
         let start = self.scan.pos;
         let window = buf.get(start..limit).unwrap_or_default();
         let s = &mut self.scan;
+        let open = &mut self.open;
         let mut off = 0;
         while let Some(&b) = window.get(off) {
             // Fast path: runs of printable ASCII that cannot change the state (most of a
@@ -436,6 +446,9 @@ impl Framer {
                             ));
                         }
                     }
+                    if name_ends {
+                        s.name_end = i;
+                    }
                     let named = named || name_ends;
                     match b {
                         b'\'' | b'"' => s.lex = Lex::StartTag { quote: b, named },
@@ -447,6 +460,11 @@ impl Framer {
                             }
                             if !empty {
                                 s.depth += 1;
+                                let span = (s.tag_start + 1, s.name_end);
+                                open.push((
+                                    u32::try_from(span.0).unwrap_or(u32::MAX),
+                                    u32::try_from(span.1).unwrap_or(u32::MAX),
+                                ));
                             } else if s.depth == 0 {
                                 return Ok(Some(Done::Element { end: i }));
                             }
@@ -466,6 +484,13 @@ impl Framer {
                         return Ok(Some(Done::Close { end: i }));
                     }
                     b'>' => {
+                        let name = buf.get(s.tag_start + 2..i).map(<[u8]>::trim_ascii_end);
+                        let opened = open
+                            .pop()
+                            .and_then(|(a, z)| buf.get(a as usize..z as usize));
+                        if name.is_none() || name != opened {
+                            return Err(XmlError::NotWellFormed("end tag does not match"));
+                        }
                         s.depth -= 1;
                         if s.depth == 0 {
                             return Ok(Some(Done::Element { end: i }));
@@ -1262,6 +1287,20 @@ mod tests {
         let deep = in_stream("<a><b><c><d/></c></b></a>");
         let (_, err) = run_all_splits(limits, deep.as_bytes());
         assert!(matches!(err, Some(XmlError::PolicyViolation(_))));
+    }
+
+    /// CORE-XML-05: a mismatched end tag is refused when it arrives, not when (if ever) the
+    /// stanza completes.
+    #[test]
+    fn core_xml_05_mismatched_end_tag_detected_early() {
+        let input = in_stream("<message><body>oops</message>");
+        let (frames, err) = run_all_splits(Limits::default(), input.as_bytes());
+        assert_eq!(err, Some(XmlError::NotWellFormed("end tag does not match")));
+        assert_eq!(frames.len(), 1, "only the stream header: {frames:?}");
+        let ok = in_stream("<a:x xmlns:a='u'><b >t</b ><a:y/></a:x >");
+        let (frames, err) = run_all_splits(Limits::default(), ok.as_bytes());
+        assert_eq!(err, None);
+        assert_eq!(frames.len(), 2);
     }
 
     #[test]

@@ -179,13 +179,16 @@ impl Im {
     /// Run `op` in one group-committed transaction while holding the account's lock, apply
     /// what it changed to the cache, and push a changed item to interested resources; the lock
     /// is held until `after` ran, so pushes and follow-up stanzas leave in commit order.
-    async fn mutate<T, Op, After>(
+    ///
+    /// Call it (it takes the account's lock handle) in the same scheduler step that received
+    /// the stanza, so that stanzas for the account that arrive after it queue behind it.
+    fn mutate<T, Op, After>(
         self: Rc<Self>,
         ctx: Ctx,
         user: String,
         op: Op,
         after: After,
-    ) -> Result<T, StorageError>
+    ) -> impl std::future::Future<Output = Result<T, StorageError>>
     where
         T: Send + 'static,
         Op: FnOnce(&mut WriteTxn<'_>) -> Result<(Change, T), StorageError> + Send + 'static,
@@ -197,6 +200,22 @@ impl Im {
             .entry(user.as_str().into())
             .or_insert_with(|| Rc::new(glommio::sync::Semaphore::new(1)))
             .clone();
+        self.mutate_locked(ctx, user, lock, op, after)
+    }
+
+    async fn mutate_locked<T, Op, After>(
+        self: Rc<Self>,
+        ctx: Ctx,
+        user: String,
+        lock: Rc<glommio::sync::Semaphore>,
+        op: Op,
+        after: After,
+    ) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        Op: FnOnce(&mut WriteTxn<'_>) -> Result<(Change, T), StorageError> + Send + 'static,
+        After: FnOnce(&Ctx, &T),
+    {
         let permit = lock.acquire_static_permit(1).await;
         let result = ctx.storage().submit(op).await;
         let out = match result {
@@ -208,15 +227,23 @@ impl Im {
             Err(e) => Err(e),
         };
         drop(permit);
+        self.release_lock(&user, lock);
+        out
+    }
+
+    /// The account's lock if a change is being committed (or waits to be): stanzas that must
+    /// not overtake it queue on it.
+    fn pending_lock(&self, user: &str) -> Option<Rc<glommio::sync::Semaphore>> {
+        self.locks.borrow().get(user).cloned()
+    }
+
+    /// Drop a handle on an account's lock, forgetting the lock when nobody else holds one.
+    fn release_lock(&self, user: &str, lock: Rc<glommio::sync::Semaphore>) {
         drop(lock);
         let mut locks = self.locks.borrow_mut();
-        if locks
-            .get(user.as_str())
-            .is_some_and(|l| Rc::strong_count(l) == 1)
-        {
-            locks.remove(user.as_str());
+        if locks.get(user).is_some_and(|l| Rc::strong_count(l) == 1) {
+            locks.remove(user);
         }
-        out
     }
 
     /// Apply a durable change to the cache and push the item (RFC 6121 §2.1.6).

@@ -82,7 +82,7 @@ fn broadcast(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>) -> Option<Pending> 
                 // IM-PRES-12
                 ctx.bounce(
                     StanzaType::Presence(p.ty),
-                    None,
+                    p.id,
                     from.as_str(),
                     user,
                     StanzaError::with_text(
@@ -124,19 +124,20 @@ fn broadcast(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>) -> Option<Pending> 
         }
         (was_available, directed)
     };
+    let ty = StanzaType::Presence(p.ty);
+    // IM-PRES-09/11: withdraw directed presence, also from a resource that never sent initial
+    // presence (edge case 17: e.g. a room joined before going available).
+    let targets: Vec<&str> = directed.iter().map(|d| &**d).collect();
+    ctx.fanout(ty, &targets, from.as_str(), p.stanza);
     if !was_available && priority.is_none() {
-        // Unavailable from an unavailable resource: nothing changes for anyone else.
+        // Unavailable from an unavailable resource: nothing changes for contacts.
         return None;
     }
 
     let roster = im.roster(ctx, user);
     let roster = roster.borrow();
-    let ty = StanzaType::Presence(p.ty);
     // IM-PRES-02/08/09: contacts that may see the user's presence.
     ctx.fanout(ty, &roster.presence_audience(), from.as_str(), p.stanza);
-    // IM-PRES-09/11: withdraw directed presence.
-    let targets: Vec<&str> = directed.iter().map(|d| &**d).collect();
-    ctx.fanout(ty, &targets, from.as_str(), p.stanza);
 
     let prio = priority?;
     if was_available {
@@ -215,21 +216,25 @@ fn directed(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>, to: &Jid) {
 pub(super) fn session_ended(im: &Rc<Im>, ctx: &Ctx, resource: &Resource) {
     let jid = &resource.jid;
     let user = jid.bare_str();
-    if resource.priority.is_some() {
+    if resource.priority.is_some() || !resource.directed.is_empty() {
         let mut out = Vec::with_capacity(80);
         out.extend_from_slice(b"<presence type='unavailable' from='");
         xml::escape_attr(jid.as_str(), &mut out);
         out.extend_from_slice(b"'/>");
-        if let Some(account) = ctx.sessions().borrow().account(user) {
-            for r in account.available() {
-                r.handle.send(&out);
-            }
-        }
         let ty = StanzaType::Presence(PresenceType::Unavailable);
-        let roster = im.roster(ctx, user);
-        ctx.fanout(ty, &roster.borrow().presence_audience(), jid.as_str(), &out);
+        // Directed presence is withdrawn even from a resource that was never available
+        // (edge case 17).
         let targets: Vec<&str> = resource.directed.iter().map(|d| &**d).collect();
         ctx.fanout(ty, &targets, jid.as_str(), &out);
+        if resource.priority.is_some() {
+            if let Some(account) = ctx.sessions().borrow().account(user) {
+                for r in account.available() {
+                    r.handle.send(&out);
+                }
+            }
+            let roster = im.roster(ctx, user);
+            ctx.fanout(ty, &roster.borrow().presence_audience(), jid.as_str(), &out);
+        }
     }
     im.evict(ctx, user);
 }
@@ -360,36 +365,37 @@ fn outbound_subscription(
             ))
         }
     };
-    let im = im.clone();
-    let ctx = ctx.clone();
     let full = p.from.as_str().to_string();
     let ty = StanzaType::Presence(p.ty);
+    let owner = user.clone();
+    let after = move |ctx: &Ctx, r: &OutboundResult| {
+        if r.refused {
+            ctx.bounce(
+                ty,
+                None,
+                &full,
+                &contact,
+                StanzaError::with_text(StanzaCondition::NotAllowed, "roster full"),
+            );
+            return;
+        }
+        if !r.routed {
+            return;
+        }
+        // IM-SUB-01/02/03: pushed (in apply) before it is routed.
+        ctx.route(ty, &contact, &user, &stanza);
+        match kind {
+            // IM-SUB-09: the contact now sees the user.
+            SubKind::Subscribed => share(ctx, &user, &contact),
+            // IM-SUB-14: the contact no longer sees the user.
+            SubKind::Unsubscribed if r.before.from => withdraw(ctx, &user, &contact),
+            _ => {}
+        }
+    };
+    // Take the account's lock now, so that what arrives next for it waits behind this.
+    let done = im.clone().mutate(ctx.clone(), owner, op, after);
     Some(Box::pin(async move {
-        let after = |ctx: &Ctx, r: &OutboundResult| {
-            if r.refused {
-                ctx.bounce(
-                    ty,
-                    None,
-                    &full,
-                    &contact,
-                    StanzaError::with_text(StanzaCondition::NotAllowed, "roster full"),
-                );
-                return;
-            }
-            if !r.routed {
-                return;
-            }
-            // IM-SUB-01/02/03: pushed (in apply) before it is routed.
-            ctx.route(ty, &contact, &user, &stanza);
-            match kind {
-                // IM-SUB-09: the contact now sees the user.
-                SubKind::Subscribed => share(ctx, &user, &contact),
-                // IM-SUB-14: the contact no longer sees the user.
-                SubKind::Unsubscribed if r.before.from => withdraw(ctx, &user, &contact),
-                _ => {}
-            }
-        };
-        if let Err(e) = im.mutate(ctx.clone(), user.clone(), op, after).await {
+        if let Err(e) = done.await {
             tracing::error!(error = %e, "subscription write failed");
         }
     }))
@@ -406,11 +412,26 @@ pub(super) fn inbound(im: &Rc<Im>, ctx: &Ctx, p: &Inbound<'_>) -> Option<Pending
             None
         }
         t if kind_of(t).is_some() => inbound_subscription(im, ctx, p, t),
-        // Available, unavailable and errors follow the delivery rules (IM-PRES-14/15/18).
-        _ => {
-            ctx.deliver_to_sessions(p.ty, p.to, p.stanza);
-            None
-        }
+        // Available, unavailable and errors follow the delivery rules (IM-PRES-14/15/18), in
+        // order behind any subscription change still being committed for the account
+        // (RFC 6120 §10.1: a contact's `subscribed` must not be overtaken by its presence).
+        _ => match im.pending_lock(bare_of(p.to)) {
+            None => {
+                ctx.deliver_to_sessions(p.ty, p.to, p.stanza);
+                None
+            }
+            Some(lock) => {
+                let (ctx, ty, to, stanza) =
+                    (ctx.clone(), p.ty, p.to.to_string(), p.stanza.to_vec());
+                let im = im.clone();
+                Some(Box::pin(async move {
+                    let permit = lock.acquire_static_permit(1).await;
+                    ctx.deliver_to_sessions(ty, &to, &stanza);
+                    drop(permit);
+                    im.release_lock(bare_of(&to), lock);
+                }))
+            }
+        },
     }
 }
 
@@ -535,43 +556,44 @@ fn inbound_subscription(
             ))
         }
     };
-    let im = im.clone();
-    let ctx = ctx.clone();
     let pty = StanzaType::Presence(ty);
+    let owner = user.clone();
+    let after = move |ctx: &Ctx, r: &InboundResult| {
+        if r.refused {
+            ctx.bounce(
+                pty,
+                None,
+                &contact,
+                &user,
+                StanzaError::with_text(
+                    StanzaCondition::ResourceConstraint,
+                    "too many pending subscription requests",
+                ),
+            );
+            return;
+        }
+        match r.action {
+            InboundAction::Deliver => {
+                ctx.deliver_to_sessions(pty, &user, &stanza);
+                // IM-SUB-13: the contact no longer sees the user.
+                if kind == SubKind::Unsubscribe && r.before.from {
+                    withdraw(ctx, &user, &contact);
+                }
+            }
+            // IM-SUB-04/05: answered on the user's behalf, not delivered.
+            InboundAction::AutoReply => {
+                send_subscription(ctx, &user, &contact, "subscribed");
+                if !r.before.from {
+                    share(ctx, &user, &contact);
+                }
+            }
+            InboundAction::Drop => {}
+        }
+    };
+    // Take the account's lock now, so that what arrives next for it waits behind this.
+    let done = im.clone().mutate(ctx.clone(), owner, op, after);
     Some(Box::pin(async move {
-        let after = |ctx: &Ctx, r: &InboundResult| {
-            if r.refused {
-                ctx.bounce(
-                    pty,
-                    None,
-                    &contact,
-                    &user,
-                    StanzaError::with_text(
-                        StanzaCondition::ResourceConstraint,
-                        "too many pending subscription requests",
-                    ),
-                );
-                return;
-            }
-            match r.action {
-                InboundAction::Deliver => {
-                    ctx.deliver_to_sessions(pty, &user, &stanza);
-                    // IM-SUB-13: the contact no longer sees the user.
-                    if kind == SubKind::Unsubscribe && r.before.from {
-                        withdraw(ctx, &user, &contact);
-                    }
-                }
-                // IM-SUB-04/05: answered on the user's behalf, not delivered.
-                InboundAction::AutoReply => {
-                    send_subscription(ctx, &user, &contact, "subscribed");
-                    if !r.before.from {
-                        share(ctx, &user, &contact);
-                    }
-                }
-                InboundAction::Drop => {}
-            }
-        };
-        if let Err(e) = im.mutate(ctx.clone(), user.clone(), op, after).await {
+        if let Err(e) = done.await {
             tracing::error!(error = %e, "subscription write failed");
         }
     }))

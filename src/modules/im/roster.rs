@@ -232,16 +232,15 @@ pub(super) fn set(im: &Rc<Im>, ctx: &Ctx, req: &IqRequest<'_>) -> IqReply {
             Ok((change, SetOutcome::Updated))
         }
     };
-    let im = im.clone();
-    let ctx = ctx.clone();
     let from = req.from.clone();
+    let after = move |ctx: &Ctx, outcome: &SetOutcome| {
+        if let SetOutcome::Removed(old) = outcome {
+            removal_side_effects(ctx, &from, &contact, *old);
+        }
+    };
+    let done = im.clone().mutate(ctx.clone(), user, op, after);
     IqReply::Later(Box::pin(async move {
-        let after = |ctx: &Ctx, outcome: &SetOutcome| {
-            if let SetOutcome::Removed(old) = outcome {
-                removal_side_effects(ctx, &from, &contact, *old);
-            }
-        };
-        match im.mutate(ctx, user, op, after).await {
+        match done.await {
             Ok(SetOutcome::Refused(cond, text)) => error(cond, text),
             Ok(_) => IqReply::Result(None),
             Err(e) => {
