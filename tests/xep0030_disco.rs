@@ -106,3 +106,33 @@ fn disco_07_items_of_missing_account_are_empty() {
     let r = c.recv_el();
     assert_eq!(r.attr("type"), Some("result"));
 }
+
+#[test]
+fn disco_05_subscriber_may_query_account_info() {
+    let s = Server::shared();
+    let (u, p) = s.new_user("host");
+    let (f, fp) = s.new_user("fan");
+    let mut host = Client::online(s, &u, &p, None);
+    let mut fan = Client::online(s, &f, &fp, None);
+    // host pre-approves fan; fan subscribes: host's item for fan is `from`.
+    host.send(&format!("<presence to='{f}@localhost' type='subscribed'/>"));
+    host.send("<iq type='get' id='sync' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>");
+    while host.recv_el().attr("id") != Some("sync") {}
+    fan.send(&format!("<presence to='{u}@localhost' type='subscribe'/>"));
+    loop {
+        let e = fan.recv_el();
+        if e.name == "presence" && e.attr("type") == Some("subscribed") {
+            break;
+        }
+    }
+    fan.send(&format!(
+        "<iq type='get' id='d9' to='{u}@localhost'><query xmlns='{INFO}'/></iq>"
+    ));
+    loop {
+        let r = fan.recv_el();
+        if r.attr("id") == Some("d9") {
+            assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+            break;
+        }
+    }
+}

@@ -53,9 +53,10 @@ pub fn register(r: &mut Registry, _config: &Config) {
         ns::DISCO_INFO,
         "query",
         |ctx, req| {
-            // DISCO-06: only the owner (and, with rosters, subscribers) may look; everyone else,
-            // and every request about a missing account, gets the same answer.
-            if !req.own() {
+            // DISCO-05/06: the owner and contacts with a presence subscription
+            // (`from`/`both`) may look; everyone else, and every request about a missing
+            // account, gets the same answer.
+            if !req.own() && !subscribed(ctx, req.to.bare_str(), req.from.bare_str()) {
                 return IqReply::Error(StanzaError::new(StanzaCondition::ServiceUnavailable));
             }
             if req.payload.attr("node").is_some() {
@@ -83,6 +84,17 @@ pub fn register(r: &mut Registry, _config: &Config) {
             IqReply::Result(Some(Element::new("query", ns::DISCO_ITEMS)))
         },
     );
+}
+
+/// True if `user` shares its presence with `contact`.
+fn subscribed(ctx: &crate::core::Ctx, user: &str, contact: &str) -> bool {
+    matches!(
+        ctx.storage().rosters().item(user, contact),
+        Ok(Some(item)) if matches!(
+            item.subscription,
+            xmppd_storage::Subscription::From | xmppd_storage::Subscription::Both
+        )
+    )
 }
 
 fn item_not_found() -> IqReply {
