@@ -9,16 +9,22 @@ mod common;
 use common::*;
 use std::process::Command;
 
+/// The virtualenv's interpreter, set up once per test binary.
 fn python() -> String {
-    let setup = Command::new(interop_dir().join("setup.sh"))
-        .output()
-        .expect("run tests/interop/setup.sh");
-    assert!(
-        setup.status.success(),
-        "setting up slixmpp failed: {}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
-    String::from_utf8(setup.stdout).unwrap().trim().to_string()
+    static PYTHON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let setup = Command::new(interop_dir().join("setup.sh"))
+                .output()
+                .expect("run tests/interop/setup.sh");
+            assert!(
+                setup.status.success(),
+                "setting up slixmpp failed: {}",
+                String::from_utf8_lossy(&setup.stderr)
+            );
+            String::from_utf8(setup.stdout).unwrap().trim().to_string()
+        })
+        .clone()
 }
 
 fn interop_dir() -> std::path::PathBuf {

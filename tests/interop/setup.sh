@@ -4,6 +4,10 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 venv="${XMPPD_INTEROP_VENV:-$here/../../target/interop-venv}"
+mkdir -p "$(dirname "$venv")"
+# One setup at a time (test binaries may run in parallel).
+exec 9>"$venv.lock"
+flock 9
 if [ ! -x "$venv/bin/python" ] || ! cmp -s "$here/requirements.txt" "$venv/requirements.txt"; then
   rm -rf "$venv"
   python3 -m venv "$venv" >&2
