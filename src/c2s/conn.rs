@@ -96,13 +96,15 @@ pub struct Conn {
     framer: Framer,
     /// The namespace context of the current stream header (shared so that a stanza view can
     /// borrow it while the connection is mutated).
-    ns: Rc<StreamNs>,
+    ns: std::sync::Arc<StreamNs>,
     neg: Negotiator,
     handle: Rc<ClientHandle>,
     slot: usize,
     bound: Option<Jid>,
     peer: SocketAddr,
-    bindings: Option<ChannelBindings>,
+    /// Channel-binding data, once the TLS handshake is done (boxed: rare and post-login dead
+    /// weight in a long-lived connection).
+    bindings: Option<Box<ChannelBindings>>,
 }
 
 impl Conn {
@@ -144,7 +146,7 @@ impl Conn {
         let slot = c2s.register(handle.clone());
         Conn {
             framer: Framer::new(c2s.config.xml_limits()),
-            ns: Rc::new(StreamNs::new(ns::CLIENT)),
+            ns: std::sync::Arc::new(StreamNs::new(ns::CLIENT)),
             c2s,
             sock,
             tls,
@@ -163,9 +165,18 @@ impl Conn {
     }
 
     /// The connection's task.
-    pub async fn run(mut self) {
-        let end = self.serve().await;
-        self.finish(end).await;
+    ///
+    /// The task's future stays small for the connection's idle life: the rare, larger futures
+    /// (jobs at login, the farewell) are boxed only while they run.
+    ///
+    /// Written as an `async move` block over the connection (not an `async fn` taking `self`):
+    /// an async fn keeps its by-value argument twice in its state, an async block once.
+    pub fn run(self) -> impl std::future::Future<Output = ()> {
+        let mut conn = self;
+        async move {
+            let end = conn.serve().await;
+            Box::pin(conn.finish(end)).await;
+        }
     }
 
     async fn serve(&mut self) -> End {
@@ -175,7 +186,7 @@ impl Conn {
                 Ev::End(end) => return end,
                 Ev::Job(job) => job,
             };
-            if let Some(end) = self.run_job(job).await {
+            if let Some(end) = Box::pin(self.run_job(job)).await {
                 return end;
             }
             // Back-pressure from the cross-shard channels: stop reading until they drain.
@@ -214,7 +225,7 @@ impl Conn {
                     .spawn_blocking(move || sasl::verify_plain(&password, &keys))
                     .await;
                 let action = {
-                    let bindings = self.bindings.clone().unwrap_or_default();
+                    let bindings = self.bindings.as_deref().cloned().unwrap_or_default();
                     let accounts = self.c2s.router.storage.accounts();
                     let env = env(&self.c2s, &bindings, &accounts);
                     let mut out = self.handle.out();
@@ -363,14 +374,14 @@ impl Conn {
                 return Ok(None);
             };
             if self.bindings.is_none() && !tls.is_handshaking() {
-                self.bindings = Some(ChannelBindings {
+                self.bindings = Some(Box::new(ChannelBindings {
                     tls_server_end_point: c2s
                         .tls
                         .as_ref()
                         .and_then(|t| t.server_end_point.as_deref())
                         .map(<[u8]>::to_vec),
                     tls_exporter: crate::tls::tls_exporter(tls),
-                });
+                }));
             }
             match tls.reader().read(&mut plain) {
                 Ok(0) => return Err(End::Lost),
@@ -446,8 +457,8 @@ impl Conn {
             Frame::Whitespace => Ok(None),
             Frame::StreamClose => Err(End::ClientClosed),
             Frame::StreamOpen(hdr) => {
-                self.ns = Rc::new(self.framer.stream_ns().clone());
-                let bindings = self.bindings.clone().unwrap_or_default();
+                self.ns = self.framer.stream_ns_shared();
+                let bindings = self.bindings.as_deref().cloned().unwrap_or_default();
                 let accounts = self.c2s.router.storage.accounts();
                 let action = {
                     let env = env(&self.c2s, &bindings, &accounts);
@@ -479,7 +490,7 @@ impl Conn {
                 }
                 let el = xml::parse_element(raw, self.framer.stream_ns(), &limits)
                     .map_err(|e| End::Error(StreamError::from(&e)))?;
-                let bindings = self.bindings.clone().unwrap_or_default();
+                let bindings = self.bindings.as_deref().cloned().unwrap_or_default();
                 let accounts = self.c2s.router.storage.accounts();
                 let action = {
                     let env = env(&self.c2s, &bindings, &accounts);

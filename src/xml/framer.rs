@@ -103,7 +103,7 @@ pub struct Framer {
     phase: Phase,
     /// Qualified name of the stream element, e.g. `stream:stream`.
     stream_qname: String,
-    ns: StreamNs,
+    ns: std::sync::Arc<StreamNs>,
     scan: Scan,
     /// Name spans (offsets into the caller's buffer) of the elements open in the current
     /// stanza, so a mismatched end tag is refused as soon as it arrives (CORE-XML-05).
@@ -184,7 +184,7 @@ impl Framer {
             limits,
             phase: Phase::ExpectHeader,
             stream_qname: String::new(),
-            ns: StreamNs::default(),
+            ns: std::sync::Arc::default(),
             scan: Scan::default(),
             open: Vec::new(),
             #[cfg(test)]
@@ -197,7 +197,7 @@ impl Framer {
     pub fn reset(&mut self) {
         self.phase = Phase::ExpectHeader;
         self.stream_qname.clear();
-        self.ns = StreamNs::default();
+        self.ns = std::sync::Arc::default();
         self.scan = Scan::default();
         self.open.clear();
     }
@@ -211,6 +211,11 @@ impl Framer {
     /// [`Frame::StreamOpen`] was returned).
     pub fn stream_ns(&self) -> &StreamNs {
         &self.ns
+    }
+
+    /// The same, as a shared handle that outlives a borrow of the framer.
+    pub fn stream_ns_shared(&self) -> std::sync::Arc<StreamNs> {
+        self.ns.clone()
     }
 
     /// Returns the next frame and how many bytes of `buf` it consumed, or `Ok(None)` when more
@@ -284,7 +289,7 @@ impl Framer {
                 let tag = std::str::from_utf8(tag)
                     .map_err(|_| XmlError::NotWellFormed("invalid UTF-8"))?;
                 let (header, ns, qname) = parse_header(tag, &self.limits)?;
-                self.ns = ns;
+                self.ns = std::sync::Arc::new(ns);
                 self.stream_qname = qname;
                 self.phase = if empty {
                     Phase::PendingClose

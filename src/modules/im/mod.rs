@@ -162,8 +162,11 @@ impl Im {
                 RosterState::default()
             }
         };
+        let keep = !state.items.is_empty() || !state.pending_in.is_empty();
         let state = Rc::new(RefCell::new(state));
-        if ctx.sessions().borrow().account(user).is_some() {
+        // Empty rosters are not cached: reading one again costs a short LMDB lookup, keeping
+        // one costs memory in every idle session.
+        if keep && ctx.sessions().borrow().account(user).is_some() {
             self.rosters.borrow_mut().insert(user.into(), state.clone());
         }
         state
