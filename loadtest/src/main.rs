@@ -1,6 +1,807 @@
 //! xmppd-loadtest: a black-box load generator for any XMPP server.
 
-fn main() {
-    eprintln!("xmppd-loadtest: not built yet");
-    std::process::exit(2);
+mod framing;
+mod login;
+mod net;
+mod provision;
+mod scenarios;
+mod scram;
+mod stats;
+
+use std::io::{BufWriter, Write as _};
+use std::net::Ipv4Addr;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+
+use login::{LoginConfig, Mech};
+use net::Target;
+use scenarios::{phase, progress, sleep_bounded, wait_until, Launcher, Shared};
+use stats::{CpuMark, Latency, Report};
+
+const ABOUT: &str = "Black-box XMPP load generator: drives any XMPP server (xmppd, Prosody, \
+ejabberd) over loopback TCP with thread-per-core epoll workers.";
+
+const LONG_ABOUT: &str = "Black-box XMPP load generator: drives any XMPP server (xmppd, Prosody, \
+ejabberd) over loopback TCP with thread-per-core epoll workers (--threads).
+
+Every scenario logs accounts {prefix}{i} in (stream, optional STARTTLS, SASL PLAIN / SCRAM-SHA-1 / \
+SCRAM-SHA-256, bind, session if required), runs a bounded load and ends by itself (at the latest \
+after --timeout seconds).
+
+ops: the unit of work each scenario counts in its measured window: chat = messages delivered, \
+login = completed logins (connect..bound), idle = sessions held, presence = presence stanzas \
+received, muc = groupchat messages received.
+
+Server CPU per op: (utime+stime of --server-pid over the measured window) / ops, in µs: the cost \
+of one op on the server. Generator CPU per op is the same for this process (getrusage). If the \
+generator's figure approaches the server's, the generator may be the bottleneck. Server CPU % is \
+utilisation of one core over the window.
+
+Latency (µs, HdrHistogram): closed loop from the actual send time; open loop (--rate) from the \
+intended send time on a fixed timetable (coordinated-omission corrected).
+
+Output: a table on stdout; with --json also one line starting with '{' holding the results.
+
+Exit status: 0 run completed; 1 run failed (logins failed, timeout before completion, I/O error); \
+2 bad arguments; 3 feature not supported by the server (muc without a MUC service).";
+
+/// Command line.
+#[derive(Parser, Debug)]
+#[command(name = "xmppd-loadtest", version, about = ABOUT, long_about = LONG_ABOUT)]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+/// Options shared by every scenario.
+#[derive(Args, Debug, Clone)]
+struct Common {
+    /// Server address (IPv4).
+    #[arg(long, global = true, default_value = "127.0.0.1")]
+    host: Ipv4Addr,
+    /// Server c2s port.
+    #[arg(long, global = true, default_value_t = 5222)]
+    port: u16,
+    /// XMPP domain of the accounts (stream `to`).
+    #[arg(long, global = true, default_value = "localhost")]
+    domain: String,
+    /// Negotiate STARTTLS (any certificate is accepted). Default: plaintext.
+    #[arg(long, global = true)]
+    starttls: bool,
+    /// SASL mechanism.
+    #[arg(long, global = true, value_enum, default_value = "scram-sha-1")]
+    mech: Mech,
+    /// Account name prefix: accounts are {prefix}{i}, i = 1..=N.
+    #[arg(long, global = true, default_value = "user")]
+    user_prefix: String,
+    /// Password of every account.
+    #[arg(long, global = true, default_value = "pass")]
+    password: String,
+    /// Worker threads, each with its own connections and epoll loop.
+    #[arg(long, global = true, default_value_t = 1)]
+    threads: usize,
+    /// Server process id: its CPU (/proc/PID/stat) and RSS (/proc/PID/status) are reported.
+    #[arg(long, global = true)]
+    server_pid: Option<u32>,
+    /// Also print one JSON line (starting with '{') per run.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Server name put in the report.
+    #[arg(long, global = true, default_value = "server")]
+    label: String,
+    /// Spread source addresses over 127.0.0.1..127.0.0.N [default: 1 per 20000 connections].
+    #[arg(long, global = true)]
+    src_ips: Option<u32>,
+    /// Hard bound for the whole run in seconds.
+    #[arg(long, global = true, default_value_t = 120)]
+    timeout: u64,
+    /// Logins in flight at once (all scenarios' login phase; login storm mode).
+    #[arg(long, global = true, default_value_t = 100)]
+    concurrency: usize,
+}
+
+/// Scenarios.
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// One-to-one chat between pairs: users 1..P send to P+1..2P; ops = messages delivered.
+    Chat(ChatArgs),
+    /// Login storm or fixed login rate; ops = completed logins (latency = connect..bound).
+    Login(LoginArgs),
+    /// Idle sessions: server RSS per session.
+    Idle(IdleArgs),
+    /// Presence broadcast to rosters (needs provisioned rosters); ops = presence received.
+    Presence(PresenceArgs),
+    /// MUC groupchat; ops = groupchat messages received. Exit 3 if the server has no MUC.
+    Muc(MucArgs),
+    /// Write provisioning files (XEP-0227 and/or a plain list) with symmetric ring rosters.
+    Provision(ProvisionArgs),
+}
+
+/// `chat` options.
+#[derive(Args, Debug)]
+struct ChatArgs {
+    /// Sender→receiver pairs (2P sessions).
+    #[arg(long, default_value_t = 50)]
+    pairs: usize,
+    /// Closed loop: messages in flight per sender; each receipt releases the next.
+    #[arg(long, default_value_t = 16)]
+    window: u32,
+    /// Open loop: total messages/s over all senders on a fixed timetable (latency from intended time).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Warmup seconds (load runs, nothing counted).
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Body size in bytes.
+    #[arg(long, default_value_t = 64)]
+    body_bytes: usize,
+}
+
+/// `login` options.
+#[derive(Args, Debug)]
+struct LoginArgs {
+    /// Accounts to log in (each once).
+    #[arg(long, default_value_t = 1000)]
+    users: usize,
+    /// Fixed arrival rate (logins/s) instead of the storm; latency from the intended start.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Send initial presence after bind.
+    #[arg(long)]
+    presence: bool,
+    /// Keep sessions open until the end instead of closing each after bind.
+    #[arg(long)]
+    keep: bool,
+    /// Log everyone in once unmeasured first (fills the SCRAM SaltedPassword cache).
+    #[arg(long)]
+    prime: bool,
+}
+
+/// `idle` options.
+#[derive(Args, Debug)]
+struct IdleArgs {
+    /// Sessions to hold.
+    #[arg(long, default_value_t = 1000)]
+    users: usize,
+    /// Send initial presence.
+    #[arg(long)]
+    presence: bool,
+    /// Seconds to let the server settle before reading RSS.
+    #[arg(long, default_value_t = 3.0)]
+    settle: f64,
+    /// Seconds to hold the sessions after measuring.
+    #[arg(long, default_value_t = 0.0)]
+    hold: f64,
+}
+
+/// `presence` options.
+#[derive(Args, Debug)]
+struct PresenceArgs {
+    /// Users (must match provisioning).
+    #[arg(long, default_value_t = 200)]
+    users: usize,
+    /// Contacts per user (must match provisioning).
+    #[arg(long, default_value_t = 50)]
+    contacts: usize,
+    /// Presence broadcasts per user in the measured phase.
+    #[arg(long, default_value_t = 5)]
+    rounds: u32,
+}
+
+/// `muc` options.
+#[derive(Args, Debug)]
+struct MucArgs {
+    /// Rooms room1..roomM.
+    #[arg(long, default_value_t = 10)]
+    rooms: usize,
+    /// Occupants per room.
+    #[arg(long, default_value_t = 10)]
+    occupants: usize,
+    /// Groupchat messages per occupant.
+    #[arg(long, default_value_t = 5)]
+    rounds: u32,
+    /// MUC service [default: conference.{domain}].
+    #[arg(long)]
+    muc_service: Option<String>,
+}
+
+/// `provision` options.
+#[derive(Args, Debug)]
+struct ProvisionArgs {
+    /// Users.
+    #[arg(long, default_value_t = 1000)]
+    users: usize,
+    /// Roster size per user (R/2 before and R/2 after on a ring: symmetric for even R).
+    #[arg(long, default_value_t = 50)]
+    contacts: usize,
+    /// XEP-0227 output file (ejabberd import_piefxis format).
+    #[arg(long)]
+    out_xep0227: Option<std::path::PathBuf>,
+    /// Plain list output file: `user@domain password contact1,contact2`.
+    #[arg(long)]
+    out_list: Option<std::path::PathBuf>,
+}
+
+/// Exit statuses.
+const EXIT_FAILED: u8 = 1;
+const EXIT_UNSUPPORTED: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Cmd::Provision(a) = &cli.cmd {
+        return provision(&cli.common, a);
+    }
+    let limit = raise_nofile();
+    println!("RLIMIT_NOFILE: {limit}");
+    let c = &cli.common;
+    let threads = c.threads.max(1);
+    let res = match &cli.cmd {
+        Cmd::Chat(a) => chat(c, threads, a, limit),
+        Cmd::Login(a) => login(c, threads, a, limit),
+        Cmd::Idle(a) => idle(c, threads, a, limit),
+        Cmd::Presence(a) => presence(c, threads, a, limit),
+        Cmd::Muc(a) => muc(c, threads, a, limit),
+        Cmd::Provision(_) => Ok(ExitCode::SUCCESS),
+    };
+    match res {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xmppd-loadtest: {e}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+/// Raises the soft fd limit to the hard one; returns the resulting soft limit.
+fn raise_nofile() -> u64 {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: valid rlimit pointer.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
+        rl.rlim_cur = rl.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
+    }
+    rl.rlim_cur
+}
+
+/// Caps `n` sessions to what the fd limit allows, saying so.
+fn cap_sessions(n: usize, limit: u64, threads: usize) -> usize {
+    let reserve = 32 + 4 * threads as u64;
+    let max = limit.saturating_sub(reserve) as usize;
+    if n > max {
+        eprintln!(
+            "xmppd-loadtest: {n} sessions need more file descriptors than RLIMIT_NOFILE {limit} \
+             allows; capping to {max}"
+        );
+        max
+    } else {
+        n
+    }
+}
+
+fn target(c: &Common, conns: usize) -> Target {
+    Target {
+        host: c.host,
+        port: c.port,
+        src_ips: c
+            .src_ips
+            .unwrap_or(conns.div_ceil(20_000) as u32)
+            .clamp(1, 254),
+        login: LoginConfig {
+            domain: c.domain.clone(),
+            starttls: c.starttls,
+            mech: c.mech,
+        },
+        prefix: c.user_prefix.clone(),
+        password: c.password.clone(),
+        tls: net::tls_config(),
+    }
+}
+
+fn emit(c: &Common, r: &Report) {
+    print!("{}", r.table());
+    if c.json {
+        println!("{}", r.json_line());
+    }
+    let _ = std::io::stdout().flush();
+}
+
+fn first_error(sh: &Shared) -> String {
+    sh.first_error
+        .lock()
+        .ok()
+        .and_then(|e| e.clone())
+        .unwrap_or_default()
+}
+
+/// Users 1..=n dealt round-robin to `threads`.
+fn deal(users: impl Iterator<Item = usize>, t: usize, threads: usize) -> Vec<usize> {
+    users
+        .enumerate()
+        .filter(|(k, _)| k % threads == t)
+        .map(|(_, u)| u)
+        .collect()
+}
+
+/// Waits until all `n` sessions are established (or failed, or the deadline).
+fn wait_logged_in(sh: &Shared, n: u64, deadline: Instant) -> Result<(), String> {
+    let ok = wait_until(deadline, || {
+        sh.established.load(Relaxed) + sh.failed.load(Relaxed) >= n
+    });
+    let est = sh.established.load(Relaxed);
+    if !ok || est < n {
+        return Err(format!(
+            "only {est}/{n} sessions logged in ({} failed{}); first error: {}",
+            sh.failed.load(Relaxed),
+            if ok { "" } else { ", timeout" },
+            first_error(sh)
+        ));
+    }
+    Ok(())
+}
+
+fn stop_and_fail(
+    sh: &Shared,
+    h: Vec<std::thread::JoinHandle<scenarios::Out>>,
+    msg: String,
+) -> Result<ExitCode, String> {
+    sh.phase.store(phase::STOP, Relaxed);
+    scenarios::join(h);
+    Err(msg)
+}
+
+fn chat(c: &Common, threads: usize, a: &ChatArgs, limit: u64) -> Result<ExitCode, String> {
+    let pairs = cap_sessions(2 * a.pairs, limit, threads) / 2;
+    let deadline = Instant::now() + Duration::from_secs(c.timeout);
+    let epoch = Instant::now();
+    let sh = Arc::new(Shared::default());
+    let tgt = target(c, 2 * pairs);
+    let cfg = scenarios::ChatCfg {
+        pairs,
+        window: a.window.max(1),
+        rate: a.rate,
+        body_bytes: a.body_bytes,
+    };
+    let (sh2, dom, pre, conc) = (
+        sh.clone(),
+        c.domain.clone(),
+        c.user_prefix.clone(),
+        c.concurrency,
+    );
+    let threads = threads.min(pairs.max(1));
+    let h = scenarios::spawn(
+        threads,
+        &tgt,
+        epoch,
+        move |t| scenarios::Chat::new(sh2.clone(), cfg.clone(), t, threads, &dom, &pre, conc),
+        scenarios::Chat::out,
+    );
+    progress(&format!("chat: logging in {} sessions", 2 * pairs));
+    if let Err(e) = wait_logged_in(&sh, 2 * pairs as u64, deadline) {
+        return stop_and_fail(&sh, h, e);
+    }
+    // Let initial presence traffic drain before loading.
+    sleep_bounded(Duration::from_millis(300), deadline);
+    sh.phase.store(phase::RUN, Relaxed);
+    progress(&format!("chat: warmup {}s", a.warmup));
+    sleep_bounded(Duration::from_secs_f64(a.warmup), deadline);
+    let mark = CpuMark::now(c.server_pid);
+    let t0 = Instant::now();
+    sh.measuring.store(true, Relaxed);
+    progress(&format!("chat: measuring {}s", a.duration));
+    sleep_bounded(Duration::from_secs_f64(a.duration), deadline);
+    sh.measuring.store(false, Relaxed);
+    let window = t0.elapsed();
+    let cpu = mark.since(c.server_pid);
+    sh.phase.store(phase::STOP, Relaxed);
+    let out = scenarios::join(h);
+    let ops = sh.ops.load(Relaxed);
+    let mode = if a.rate.is_some() { "open" } else { "closed" };
+    let mut r = Report::new(
+        "chat",
+        mode,
+        &c.label,
+        ops,
+        window,
+        cpu,
+        Latency::of(&out.hist),
+        out.errors,
+    )
+    .param("pairs", pairs)
+    .param("window", a.window)
+    .param("body_bytes", a.body_bytes)
+    .param("threads", threads)
+    .param("mech", format!("{:?}", c.mech))
+    .param("starttls", c.starttls);
+    if let Some(rate) = a.rate {
+        r = r.param("rate", rate);
+    }
+    r.server_rss_kib = c.server_pid.and_then(stats::server_rss_kib);
+    emit(c, &r);
+    Ok(if ops > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
+}
+
+/// Runs one login pass over `users`; returns (report inputs) or an error.
+fn login_pass(
+    c: &Common,
+    threads: usize,
+    users: usize,
+    rate: Option<f64>,
+    presence: bool,
+    keep: bool,
+    deadline: Instant,
+) -> (
+    Arc<Shared>,
+    Vec<std::thread::JoinHandle<scenarios::Out>>,
+    bool,
+) {
+    let epoch = Instant::now();
+    let sh = Arc::new(Shared::default());
+    let tgt = target(c, users);
+    let sh2 = sh.clone();
+    let conc = c.concurrency.div_ceil(threads).max(1);
+    let iv = rate
+        .filter(|r| *r > 0.0)
+        .map(|r| (1e9 * threads as f64 / r) as u64);
+    let h = scenarios::spawn(
+        threads,
+        &tgt,
+        epoch,
+        move |t| {
+            let launch = Launcher::new(deal(1..=users, t, threads), conc, iv);
+            scenarios::LoginDrv::new(sh2.clone(), launch, presence, keep)
+        },
+        scenarios::LoginDrv::out,
+    );
+    let ok = wait_until(deadline, || {
+        sh.established.load(Relaxed) + sh.failed.load(Relaxed) >= users as u64
+    });
+    (sh, h, ok)
+}
+
+fn login(c: &Common, threads: usize, a: &LoginArgs, limit: u64) -> Result<ExitCode, String> {
+    let deadline = Instant::now() + Duration::from_secs(c.timeout);
+    let users = if a.keep {
+        cap_sessions(a.users, limit, threads)
+    } else {
+        a.users
+    };
+    if a.prime {
+        progress(&format!("login: priming {users} accounts (unmeasured)"));
+        let (sh, h, _) = login_pass(c, threads, users, None, false, false, deadline);
+        sh.phase.store(phase::STOP, Relaxed);
+        scenarios::join(h);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    progress(&format!("login: {users} accounts"));
+    let mark = CpuMark::now(c.server_pid);
+    let t0 = Instant::now();
+    let (sh, h, ok) = login_pass(c, threads, users, a.rate, a.presence, a.keep, deadline);
+    let window = t0.elapsed();
+    let cpu = mark.since(c.server_pid);
+    let rss = c.server_pid.and_then(stats::server_rss_kib);
+    sh.phase.store(phase::STOP, Relaxed);
+    let out = scenarios::join(h);
+    let ops = sh.ops.load(Relaxed);
+    let mode = if a.rate.is_some() { "rate" } else { "storm" };
+    let mut r = Report::new(
+        "login",
+        mode,
+        &c.label,
+        ops,
+        window,
+        cpu,
+        Latency::of(&out.hist),
+        out.errors,
+    )
+    .param("users", users)
+    .param("concurrency", c.concurrency)
+    .param("threads", threads)
+    .param("mech", format!("{:?}", c.mech))
+    .param("starttls", c.starttls)
+    .param("keep", a.keep)
+    .param("presence", a.presence);
+    if let Some(rate) = a.rate {
+        r = r.param("rate", rate);
+    }
+    r.server_rss_kib = rss;
+    emit(c, &r);
+    if !ok || ops < users as u64 {
+        eprintln!(
+            "xmppd-loadtest: {ops}/{users} logins completed; first error: {}",
+            first_error(&sh)
+        );
+        return Ok(ExitCode::from(EXIT_FAILED));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn idle(c: &Common, threads: usize, a: &IdleArgs, limit: u64) -> Result<ExitCode, String> {
+    let deadline = Instant::now() + Duration::from_secs(c.timeout);
+    let users = cap_sessions(a.users, limit, threads);
+    let before = c.server_pid.and_then(stats::server_rss_kib);
+    let mark = CpuMark::now(c.server_pid);
+    let t0 = Instant::now();
+    progress(&format!("idle: logging in {users} sessions"));
+    let (sh, h, ok) = login_pass(c, threads, users, None, a.presence, true, deadline);
+    let window = t0.elapsed();
+    let cpu = mark.since(c.server_pid);
+    if !ok || sh.established.load(Relaxed) < users as u64 {
+        let msg = format!(
+            "only {}/{users} sessions logged in; first error: {}",
+            sh.established.load(Relaxed),
+            first_error(&sh)
+        );
+        return stop_and_fail(&sh, h, msg);
+    }
+    progress(&format!("idle: settling {}s", a.settle));
+    sleep_bounded(Duration::from_secs_f64(a.settle), deadline);
+    let after = c.server_pid.and_then(stats::server_rss_kib);
+    let ops = sh.ops.load(Relaxed);
+    sleep_bounded(Duration::from_secs_f64(a.hold), deadline);
+    sh.phase.store(phase::STOP, Relaxed);
+    let out = scenarios::join(h);
+    let mut r = Report::new(
+        "idle",
+        "hold",
+        &c.label,
+        ops,
+        window,
+        cpu,
+        Latency::of(&out.hist),
+        out.errors,
+    )
+    .param("users", users)
+    .param("presence", a.presence)
+    .param("threads", threads)
+    .param("mech", format!("{:?}", c.mech))
+    .param("starttls", c.starttls);
+    if let (Some(b), Some(aft)) = (before, after) {
+        r.rss_kib_per_session =
+            Some(((aft as f64 - b as f64) / users.max(1) as f64 * 100.0).round() / 100.0);
+        r = r.param("rss_before_kib", b).param("rss_after_kib", aft);
+    }
+    r.server_rss_kib = after;
+    emit(c, &r);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn presence(c: &Common, threads: usize, a: &PresenceArgs, limit: u64) -> Result<ExitCode, String> {
+    let deadline = Instant::now() + Duration::from_secs(c.timeout);
+    let users = cap_sessions(a.users, limit, threads);
+    let epoch = Instant::now();
+    let sh = Arc::new(Shared::default());
+    let tgt = target(c, users);
+    let (sh2, conc, rounds) = (sh.clone(), c.concurrency.div_ceil(threads).max(1), a.rounds);
+    let prefix = c.user_prefix.clone();
+    let h = scenarios::spawn(
+        threads,
+        &tgt,
+        epoch,
+        move |t| {
+            scenarios::PresenceDrv::new(
+                sh2.clone(),
+                Launcher::new(deal(1..=users, t, threads), conc, None),
+                rounds,
+                prefix.clone(),
+            )
+        },
+        scenarios::PresenceDrv::out,
+    );
+    progress(&format!("presence: logging in {users} sessions"));
+    if let Err(e) = wait_logged_in(&sh, users as u64, deadline) {
+        return stop_and_fail(&sh, h, e);
+    }
+    // The initial presence storm has settled when nothing arrived for one second.
+    let mut last = u64::MAX;
+    let _ = wait_until(deadline, || {
+        let now = sh.progress.load(Relaxed);
+        let quiet = now == last;
+        last = now;
+        if !quiet {
+            std::thread::sleep(Duration::from_millis(990));
+        }
+        quiet
+    });
+    progress(&format!(
+        "presence: storm settled ({} initial presences); measuring",
+        sh.progress.load(Relaxed)
+    ));
+    let contacts = a.contacts.min(users.saturating_sub(1)) as u64;
+    let expected = users as u64 * contacts * u64::from(a.rounds);
+    let mark = CpuMark::now(c.server_pid);
+    let t0 = Instant::now();
+    sh.measuring.store(true, Relaxed);
+    sh.phase.store(phase::RUN, Relaxed);
+    let complete = wait_until(deadline, || sh.ops.load(Relaxed) >= expected);
+    let window = t0.elapsed();
+    let cpu = mark.since(c.server_pid);
+    sh.measuring.store(false, Relaxed);
+    sh.phase.store(phase::STOP, Relaxed);
+    let out = scenarios::join(h);
+    let ops = sh.ops.load(Relaxed);
+    let mut r = Report::new(
+        "presence",
+        "broadcast",
+        &c.label,
+        ops,
+        window,
+        cpu,
+        Latency::of(&out.hist),
+        out.errors,
+    )
+    .param("users", users)
+    .param("contacts", a.contacts)
+    .param("rounds", a.rounds)
+    .param("expected", expected)
+    .param("threads", threads);
+    r.server_rss_kib = c.server_pid.and_then(stats::server_rss_kib);
+    emit(c, &r);
+    if !complete {
+        eprintln!(
+            "xmppd-loadtest: timeout: {ops}/{expected} presence deliveries (rosters provisioned?)"
+        );
+        return Ok(ExitCode::from(EXIT_FAILED));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn muc(c: &Common, threads: usize, a: &MucArgs, limit: u64) -> Result<ExitCode, String> {
+    let deadline = Instant::now() + Duration::from_secs(c.timeout);
+    let service = a
+        .muc_service
+        .clone()
+        .unwrap_or_else(|| format!("conference.{}", c.domain));
+    let users = cap_sessions(a.rooms * a.occupants, limit, threads);
+    let occupants = a.occupants.max(1);
+    let rooms = users / occupants;
+    let users = rooms * occupants;
+    let epoch = Instant::now();
+    let sh = Arc::new(Shared::default());
+    let tgt = target(c, users);
+    let cfg = scenarios::MucCfg {
+        occupants,
+        rounds: a.rounds,
+        service: service.clone(),
+    };
+    let (sh2, conc) = (sh.clone(), c.concurrency.div_ceil(threads).max(1));
+    let h = scenarios::spawn(
+        threads,
+        &tgt,
+        epoch,
+        move |t| {
+            scenarios::MucDrv::new(
+                sh2.clone(),
+                cfg.clone(),
+                Launcher::new(deal(1..=users, t, threads), conc, None),
+            )
+        },
+        scenarios::MucDrv::out,
+    );
+    progress(&format!("muc: logging in {users} sessions"));
+    if let Err(e) = wait_logged_in(&sh, users as u64, deadline) {
+        return stop_and_fail(&sh, h, e);
+    }
+    let muc_err = || sh.muc_error.lock().ok().and_then(|e| e.clone());
+    sh.phase.store(phase::JOIN_FIRST, Relaxed);
+    let ok = wait_until(deadline, || {
+        sh.progress.load(Relaxed) >= rooms as u64 || muc_err().is_some()
+    });
+    if let Some(e) = muc_err() {
+        sh.phase.store(phase::STOP, Relaxed);
+        scenarios::join(h);
+        println!("muc: not supported by this server ({e})");
+        return Ok(ExitCode::from(EXIT_UNSUPPORTED));
+    }
+    if !ok {
+        return stop_and_fail(&sh, h, "muc: timeout waiting for room creation".into());
+    }
+    sleep_bounded(Duration::from_millis(200), deadline);
+    sh.phase.store(phase::JOIN_REST, Relaxed);
+    let ok = wait_until(deadline, || {
+        sh.progress.load(Relaxed) >= users as u64 || muc_err().is_some()
+    });
+    if !ok || muc_err().is_some() {
+        return stop_and_fail(&sh, h, format!("muc: joins incomplete ({:?})", muc_err()));
+    }
+    sleep_bounded(Duration::from_millis(500), deadline);
+    let expected = (rooms * occupants * occupants) as u64 * u64::from(a.rounds);
+    let mark = CpuMark::now(c.server_pid);
+    let t0 = Instant::now();
+    sh.measuring.store(true, Relaxed);
+    sh.phase.store(phase::RUN, Relaxed);
+    let complete = wait_until(deadline, || sh.ops.load(Relaxed) >= expected);
+    let window = t0.elapsed();
+    let cpu = mark.since(c.server_pid);
+    sh.measuring.store(false, Relaxed);
+    sh.phase.store(phase::STOP, Relaxed);
+    let out = scenarios::join(h);
+    let ops = sh.ops.load(Relaxed);
+    let mut r = Report::new(
+        "muc",
+        "groupchat",
+        &c.label,
+        ops,
+        window,
+        cpu,
+        Latency::of(&out.hist),
+        out.errors,
+    )
+    .param("rooms", rooms)
+    .param("occupants", occupants)
+    .param("rounds", a.rounds)
+    .param("expected", expected)
+    .param("service", service);
+    r.server_rss_kib = c.server_pid.and_then(stats::server_rss_kib);
+    emit(c, &r);
+    Ok(if complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
+}
+
+fn provision(c: &Common, a: &ProvisionArgs) -> ExitCode {
+    if a.out_xep0227.is_none() && a.out_list.is_none() {
+        eprintln!("provision: give --out-xep0227 FILE and/or --out-list FILE");
+        return ExitCode::from(2);
+    }
+    let write = |path: &std::path::Path, xep: bool| -> std::io::Result<()> {
+        let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+        if xep {
+            provision::write_xep0227(
+                &mut w,
+                &c.domain,
+                &c.user_prefix,
+                &c.password,
+                a.users,
+                a.contacts,
+            )?;
+        } else {
+            provision::write_list(
+                &mut w,
+                &c.domain,
+                &c.user_prefix,
+                &c.password,
+                a.users,
+                a.contacts,
+            )?;
+        }
+        w.flush()
+    };
+    for (path, xep) in [(&a.out_xep0227, true), (&a.out_list, false)] {
+        if let Some(p) = path {
+            if let Err(e) = write(p, xep) {
+                eprintln!("provision: {}: {e}", p.display());
+                return ExitCode::from(EXIT_FAILED);
+            }
+            println!(
+                "provision: wrote {} ({} users, {} contacts each)",
+                p.display(),
+                a.users,
+                a.contacts
+            );
+        }
+    }
+    if a.contacts % 2 == 1 {
+        eprintln!("provision: note: odd --contacts gives an asymmetric ring; use an even number");
+    }
+    ExitCode::SUCCESS
 }

@@ -1,0 +1,663 @@
+//! Per-thread socket loop: nonblocking TCP sockets under edge-triggered epoll, one timerfd for
+//! scheduled sends, optional rustls client TLS. Reads and writes are batched: one read drains
+//! the socket into the connection's buffer, every stanza in it is handled, and each touched
+//! connection is flushed once per loop turn.
+
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
+
+use crate::framing::{Frame, Splitter};
+use crate::login::{stream_header, Account, Action, Login, LoginConfig, LoginError};
+
+/// Connection handle: index into the worker's slab.
+pub type Id = usize;
+
+/// What the scenario does with connections; called by [`Net::run`].
+pub trait Driver {
+    /// Called once per loop turn; returns the next time (ns since epoch) it wants a tick, and
+    /// whether the run is over for this thread.
+    fn tick(&mut self, net: &mut Net, now_ns: u64) -> (Option<u64>, bool);
+    /// A connection finished login.
+    fn established(&mut self, net: &mut Net, id: Id, now_ns: u64);
+    /// A stanza arrived on an established connection.
+    fn stanza(&mut self, net: &mut Net, id: Id, stanza: &[u8], now_ns: u64);
+    /// A connection closed or failed (`err` is set for failures).
+    fn closed(&mut self, net: &mut Net, id: Id, err: Option<String>);
+}
+
+/// One client connection.
+pub struct Conn {
+    sock: TcpStream,
+    tls: Option<Box<ClientConnection>>,
+    rbuf: Vec<u8>,
+    split: Splitter,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    login: Option<Login>,
+    writable: bool,
+    dirty: bool,
+    close_after_flush: bool,
+    /// Account index (1-based user number).
+    pub user: usize,
+    /// Login start time (intended or actual), ns since epoch.
+    pub t_start_ns: u64,
+}
+
+/// Accepts any server certificate: loopback test servers use self-signed ones.
+#[derive(Debug)]
+struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A rustls client configuration that trusts any certificate.
+pub fn tls_config() -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|e| panic!("rustls: {e}"))
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+        .with_no_client_auth();
+    Arc::new(cfg)
+}
+
+/// Where and how to connect.
+#[derive(Clone)]
+pub struct Target {
+    /// Server address.
+    pub host: Ipv4Addr,
+    /// Server port.
+    pub port: u16,
+    /// Number of 127.0.0.x source addresses to spread over (1 = let the kernel choose).
+    pub src_ips: u32,
+    /// Login settings.
+    pub login: LoginConfig,
+    /// `{prefix}` of account names.
+    pub prefix: String,
+    /// Password of every account.
+    pub password: String,
+    /// TLS client config (used with STARTTLS).
+    pub tls: Arc<ClientConfig>,
+}
+
+/// The socket loop of one worker thread.
+pub struct Net {
+    epfd: i32,
+    timerfd: i32,
+    conns: Vec<Option<Conn>>,
+    free: Vec<Id>,
+    dirty: Vec<Id>,
+    scratch: Vec<u8>,
+    target: Target,
+    epoch: Instant,
+    nonce_seed: u64,
+    /// Connections currently logging in.
+    pub logging_in: usize,
+    /// Connections open.
+    pub open: usize,
+}
+
+const TIMER_TOKEN: u64 = u64::MAX;
+
+impl Net {
+    /// A new loop. `epoch` is the time base shared by all threads.
+    pub fn new(target: Target, epoch: Instant, seed: u64) -> io::Result<Self> {
+        // SAFETY: plain syscalls; results checked.
+        let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if epfd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: as above.
+        let timerfd = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if timerfd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: TIMER_TOKEN,
+        };
+        // SAFETY: valid fds and event pointer.
+        unsafe {
+            libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, timerfd, &mut ev);
+            // Scheduled sends want µs precision, not the default 50 µs timer slack.
+            libc::prctl(libc::PR_SET_TIMERSLACK, 1u64, 0u64, 0u64, 0u64);
+        }
+        Ok(Self {
+            epfd,
+            timerfd,
+            conns: Vec::new(),
+            free: Vec::new(),
+            dirty: Vec::new(),
+            scratch: vec![0u8; 256 * 1024],
+            target,
+            epoch,
+            nonce_seed: seed,
+            logging_in: 0,
+            open: 0,
+        })
+    }
+
+    /// ns since the shared epoch.
+    pub fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Starts connecting and logging in user `user` (1-based); `seq` picks the source address.
+    pub fn connect(&mut self, user: usize, seq: usize, t_start_ns: u64) -> io::Result<Id> {
+        let sock = self.open_socket(seq)?;
+        let mut wbuf = Vec::with_capacity(4096);
+        stream_header(&mut wbuf, &self.target.login.domain);
+        let conn = Conn {
+            sock,
+            tls: None,
+            rbuf: Vec::with_capacity(4096),
+            split: Splitter::new(),
+            wbuf,
+            wpos: 0,
+            login: Some(Login::start()),
+            writable: false,
+            dirty: false,
+            close_after_flush: false,
+            user,
+            t_start_ns,
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.conns[id] = Some(conn);
+                id
+            }
+            None => {
+                self.conns.push(Some(conn));
+                self.conns.len() - 1
+            }
+        };
+        let fd = self.conns[id].as_ref().map_or(-1, |c| c.sock.as_raw_fd());
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+            u64: id as u64,
+        };
+        // SAFETY: valid fds and event pointer.
+        if unsafe { libc::epoll_ctl(self.epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
+            let e = io::Error::last_os_error();
+            self.conns[id] = None;
+            self.free.push(id);
+            return Err(e);
+        }
+        self.logging_in += 1;
+        self.open += 1;
+        Ok(id)
+    }
+
+    fn open_socket(&self, seq: usize) -> io::Result<TcpStream> {
+        // SAFETY: socket/bind/connect on a fresh fd we own; errors checked.
+        unsafe {
+            let fd = libc::socket(
+                libc::AF_INET,
+                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            );
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let sock = TcpStream::from_raw_fd(fd);
+            let one: libc::c_int = 1;
+            let sz = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            let p = &one as *const libc::c_int as *const libc::c_void;
+            libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, p, sz);
+            if self.target.src_ips > 1 {
+                libc::setsockopt(fd, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, p, sz);
+                let ip = Ipv4Addr::new(127, 0, 0, 1 + (seq as u32 % self.target.src_ips) as u8);
+                let sa = sockaddr(ip, 0);
+                let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+                if libc::bind(fd, &sa as *const _ as *const libc::sockaddr, len) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            let sa = sockaddr(self.target.host, self.target.port);
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            if libc::connect(fd, &sa as *const _ as *const libc::sockaddr, len) < 0 {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EINPROGRESS) {
+                    return Err(e);
+                }
+            }
+            Ok(sock)
+        }
+    }
+
+    /// Queues `bytes` on connection `id` (flushed at the end of the loop turn).
+    pub fn send(&mut self, id: Id, bytes: &[u8]) {
+        if let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) {
+            c.wbuf.extend_from_slice(bytes);
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push(id);
+            }
+        }
+    }
+
+    /// Appends to the write buffer of `id` through a closure (no intermediate allocation).
+    pub fn send_with(&mut self, id: Id, f: impl FnOnce(&mut Vec<u8>)) {
+        if let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) {
+            f(&mut c.wbuf);
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push(id);
+            }
+        }
+    }
+
+    /// Sends `</stream:stream>` and closes once it is written.
+    pub fn close_gracefully(&mut self, id: Id) {
+        self.send(id, b"</stream:stream>");
+        if let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) {
+            c.close_after_flush = true;
+        }
+    }
+
+    /// The connection (if open).
+    pub fn conn(&self, id: Id) -> Option<&Conn> {
+        self.conns.get(id).and_then(Option::as_ref)
+    }
+
+    /// Closes every connection gracefully and flushes.
+    pub fn close_all(&mut self) {
+        for id in 0..self.conns.len() {
+            if self.conns[id].is_some() {
+                self.close_gracefully(id);
+            }
+        }
+        self.flush_dirty_silent();
+    }
+
+    fn flush_dirty_silent(&mut self) {
+        while let Some(id) = self.dirty.pop() {
+            let _ = self.flush(id);
+        }
+    }
+
+    /// Runs the loop until the driver says it is done.
+    pub fn run<D: Driver>(&mut self, d: &mut D) {
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
+        let mut armed: Option<u64> = None;
+        loop {
+            let now = self.now_ns();
+            let (next, done) = d.tick(self, now);
+            self.flush_all(d);
+            if done {
+                return;
+            }
+            if next != armed {
+                self.arm(next, now);
+                armed = next;
+            }
+            // Bounded wait so phase changes made by the main thread are seen promptly.
+            // SAFETY: valid epoll fd and buffer.
+            let n =
+                unsafe { libc::epoll_wait(self.epfd, events.as_mut_ptr(), events.len() as i32, 5) };
+            for ev in events.iter().take(n.max(0) as usize) {
+                let (token, flags) = (ev.u64, ev.events);
+                if token == TIMER_TOKEN {
+                    let mut b = [0u8; 8];
+                    // SAFETY: reading 8 bytes into an 8-byte buffer.
+                    unsafe { libc::read(self.timerfd, b.as_mut_ptr().cast(), 8) };
+                    armed = None;
+                    continue;
+                }
+                let id = token as usize;
+                if flags & libc::EPOLLOUT as u32 != 0 {
+                    if let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) {
+                        c.writable = true;
+                        if !c.dirty {
+                            c.dirty = true;
+                            self.dirty.push(id);
+                        }
+                    }
+                }
+                if flags
+                    & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32
+                    != 0
+                {
+                    self.readable(id, d);
+                }
+            }
+            self.flush_all(d);
+        }
+    }
+
+    fn arm(&self, at_ns: Option<u64>, now: u64) {
+        let mut spec: libc::itimerspec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+        };
+        if let Some(at) = at_ns {
+            let d = at.saturating_sub(now).max(1000);
+            spec.it_value.tv_sec = (d / 1_000_000_000) as libc::time_t;
+            spec.it_value.tv_nsec = (d % 1_000_000_000) as libc::c_long;
+        }
+        // SAFETY: valid timerfd and spec.
+        unsafe { libc::timerfd_settime(self.timerfd, 0, &spec, std::ptr::null_mut()) };
+    }
+
+    fn flush_all<D: Driver>(&mut self, d: &mut D) {
+        while let Some(id) = self.dirty.pop() {
+            if let Err(e) = self.flush(id) {
+                self.kill(id, d, Some(format!("write: {e}")));
+            }
+        }
+    }
+
+    /// Writes pending bytes of `id`; closes it if it asked to be closed and all is written.
+    fn flush(&mut self, id: Id) -> io::Result<()> {
+        let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) else {
+            return Ok(());
+        };
+        c.dirty = false;
+        if !c.writable {
+            return Ok(());
+        }
+        if let Some(tls) = c.tls.as_mut() {
+            if c.wbuf.len() > c.wpos {
+                tls.writer().write_all(&c.wbuf[c.wpos..])?;
+                c.wbuf.clear();
+                c.wpos = 0;
+            }
+            while tls.wants_write() {
+                match tls.write_tls(&mut c.sock) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        c.writable = false;
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        } else {
+            while c.wpos < c.wbuf.len() {
+                match c.sock.write(&c.wbuf[c.wpos..]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => c.wpos += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        c.writable = false;
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if c.wpos == c.wbuf.len() {
+                c.wbuf.clear();
+                c.wpos = 0;
+            }
+        }
+        let all_out = c.wbuf.is_empty() && c.tls.as_ref().is_none_or(|t| !t.wants_write());
+        if c.close_after_flush && all_out {
+            let _ = c.sock.shutdown(std::net::Shutdown::Write);
+            self.drop_conn(id);
+        }
+        Ok(())
+    }
+
+    fn drop_conn(&mut self, id: Id) {
+        if let Some(c) = self.conns.get_mut(id).and_then(Option::take) {
+            if c.login.is_some() {
+                self.logging_in -= 1;
+            }
+            self.open -= 1;
+            self.free.push(id);
+        }
+    }
+
+    fn kill<D: Driver>(&mut self, id: Id, d: &mut D, err: Option<String>) {
+        let closing = self
+            .conns
+            .get(id)
+            .and_then(Option::as_ref)
+            .is_some_and(|c| c.close_after_flush);
+        if self.conns.get(id).is_some_and(Option::is_some) {
+            self.drop_conn(id);
+            if !closing {
+                d.closed(self, id, err);
+            }
+        }
+    }
+
+    fn readable<D: Driver>(&mut self, id: Id, d: &mut D) {
+        let mut eof = false;
+        let mut err = None;
+        {
+            let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) else {
+                return;
+            };
+            loop {
+                if let Some(tls) = c.tls.as_mut() {
+                    match tls.read_tls(&mut c.sock) {
+                        Ok(0) => eof = true,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            err = Some(format!("read: {e}"));
+                            break;
+                        }
+                    }
+                    if let Err(e) = tls.process_new_packets() {
+                        err = Some(format!("tls: {e}"));
+                        break;
+                    }
+                    loop {
+                        match tls.reader().read(&mut self.scratch) {
+                            Ok(0) => {
+                                eof = true;
+                                break;
+                            }
+                            Ok(n) => c.rbuf.extend_from_slice(&self.scratch[..n]),
+                            Err(_) => break,
+                        }
+                    }
+                    if tls.wants_write() && !c.dirty {
+                        c.dirty = true;
+                        self.dirty.push(id);
+                    }
+                    if eof {
+                        break;
+                    }
+                } else {
+                    match c.sock.read(&mut self.scratch) {
+                        Ok(0) => {
+                            eof = true;
+                            break;
+                        }
+                        Ok(n) => c.rbuf.extend_from_slice(&self.scratch[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            err = Some(format!("read: {e}"));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        self.process(id, d);
+        if let Some(e) = err {
+            self.kill(id, d, Some(e));
+        } else if eof {
+            let during_login = self.conn(id).is_some_and(|c| c.login.is_some());
+            let e = during_login.then(|| "server closed during login".to_string());
+            self.kill(id, d, e);
+        }
+    }
+
+    /// Splits and handles every complete stanza buffered on `id`.
+    fn process<D: Driver>(&mut self, id: Id, d: &mut D) {
+        let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) else {
+            return;
+        };
+        let mut rbuf = std::mem::take(&mut c.rbuf);
+        let mut split = std::mem::take(&mut c.split);
+        let mut restart = false;
+        while let Some(frame) = split.next(&rbuf) {
+            match frame {
+                Frame::StreamOpen(_) => {}
+                Frame::StreamClose => {
+                    let during_login = self.conn(id).is_some_and(|c| c.login.is_some());
+                    let e = during_login.then(|| "stream closed during login".to_string());
+                    self.kill(id, d, e);
+                    return;
+                }
+                Frame::Stanza(r) => {
+                    let stanza = &rbuf[r];
+                    let in_login = self.conn(id).is_some_and(|c| c.login.is_some());
+                    if in_login {
+                        match self.login_step(id, stanza) {
+                            Ok(Action::None) => {}
+                            Ok(Action::Established) => {
+                                let now = self.now_ns();
+                                d.established(self, id, now);
+                            }
+                            Ok(Action::StartTls | Action::Restart) => {
+                                restart = true;
+                                break;
+                            }
+                            Err(e) => {
+                                self.kill(id, d, Some(format!("login: {e:?}")));
+                                return;
+                            }
+                        }
+                    } else {
+                        let now = self.now_ns();
+                        d.stanza(self, id, stanza, now);
+                    }
+                    if self.conn(id).is_none() {
+                        return;
+                    }
+                }
+            }
+        }
+        if restart {
+            rbuf.clear();
+            split = Splitter::new();
+        } else {
+            let n = split.consumable();
+            if n > 0 {
+                rbuf.drain(..n);
+                split.consume(n);
+            }
+        }
+        if let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) {
+            c.rbuf = rbuf;
+            c.split = split;
+        }
+    }
+
+    fn login_step(&mut self, id: Id, stanza: &[u8]) -> Result<Action, LoginError> {
+        self.nonce_seed = self
+            .nonce_seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let nonce = format!("{:016x}{:08x}", self.nonce_seed, id);
+        let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) else {
+            return Ok(Action::None);
+        };
+        let Some(state) = c.login.take() else {
+            return Ok(Action::None);
+        };
+        let acct = Account {
+            user: format!("{}{}", self.target.prefix, c.user),
+            password: self.target.password.clone(),
+        };
+        let (next, action) =
+            state.handle(stanza, &self.target.login, &acct, &nonce, &mut c.wbuf)?;
+        match action {
+            Action::StartTls => {
+                let name = ServerName::try_from(self.target.login.domain.clone())
+                    .unwrap_or_else(|_| ServerName::IpAddress(Ipv4Addr::LOCALHOST.into()));
+                let tls = ClientConnection::new(self.target.tls.clone(), name)
+                    .map_err(|e| LoginError::StreamError(format!("tls: {e}")))?;
+                c.tls = Some(Box::new(tls));
+                c.wbuf.clear();
+                c.wpos = 0;
+                stream_header(&mut c.wbuf, &self.target.login.domain);
+            }
+            Action::Restart => stream_header(&mut c.wbuf, &self.target.login.domain),
+            _ => {}
+        }
+        if action == Action::Established {
+            self.logging_in -= 1;
+        } else {
+            c.login = Some(next);
+        }
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push(id);
+        }
+        Ok(action)
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        // SAFETY: fds owned by this struct.
+        unsafe {
+            libc::close(self.epfd);
+            libc::close(self.timerfd);
+        }
+    }
+}
+
+fn sockaddr(ip: Ipv4Addr, port: u16) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}

@@ -1,0 +1,791 @@
+//! The scenarios' per-thread drivers and the main-thread orchestration that phases them,
+//! samples CPU and RSS and builds the report.
+
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::framing::{attr, child, child_text, find, name};
+use crate::net::{Driver, Id, Net, Target};
+use crate::stats::{new_histogram, record_ns};
+
+/// Phases the main thread moves all workers through.
+pub mod phase {
+    // 0: logging in (the default).
+    /// MUC: first occupant of each room joins.
+    pub const JOIN_FIRST: u8 = 1;
+    /// MUC: the other occupants join.
+    pub const JOIN_REST: u8 = 2;
+    /// Load phase (warmup, then measured).
+    pub const RUN: u8 = 3;
+    /// Close everything and return.
+    pub const STOP: u8 = 4;
+}
+
+/// State shared by the main thread and the workers.
+#[derive(Default)]
+pub struct Shared {
+    /// Current phase (see [`phase`]).
+    pub phase: AtomicU8,
+    /// Counting ops and latencies now.
+    pub measuring: AtomicBool,
+    /// Sessions established.
+    pub established: AtomicU64,
+    /// Login / connection failures.
+    pub failed: AtomicU64,
+    /// Scenario progress counter (presence seen, MUC joins, …).
+    pub progress: AtomicU64,
+    /// Ops counted in the measured window (all threads).
+    pub ops: AtomicU64,
+    /// First MUC join error condition.
+    pub muc_error: Mutex<Option<String>>,
+    /// First failure message, for the user.
+    pub first_error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn phase(&self) -> u8 {
+        self.phase.load(Relaxed)
+    }
+    fn fail(&self, msg: String) {
+        self.failed.fetch_add(1, Relaxed);
+        if let Ok(mut e) = self.first_error.lock() {
+            e.get_or_insert(msg);
+        }
+    }
+}
+
+/// What a worker hands back.
+pub struct Out {
+    /// Latencies recorded in the measured window.
+    pub hist: Histogram<u64>,
+    /// Error stanzas and failures seen by this worker.
+    pub errors: u64,
+}
+
+/// Starts logins, either `concurrency` at a time or on a fixed timetable.
+pub struct Launcher {
+    users: Vec<usize>,
+    next: usize,
+    concurrency: usize,
+    interval_ns: Option<u64>,
+    t0: Option<u64>,
+}
+
+impl Launcher {
+    /// Logs in `users`, at most `concurrency` at once, or one per `interval_ns` if given.
+    pub fn new(users: Vec<usize>, concurrency: usize, interval_ns: Option<u64>) -> Self {
+        Self {
+            users,
+            next: 0,
+            concurrency: concurrency.max(1),
+            interval_ns,
+            t0: None,
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.next >= self.users.len()
+    }
+
+    /// Starts due logins; returns when to be called again.
+    fn pump(&mut self, net: &mut Net, sh: &Shared, now: u64) -> Option<u64> {
+        while !self.finished() {
+            let intended = match self.interval_ns {
+                Some(iv) => {
+                    let t = *self.t0.get_or_insert(now) + self.next as u64 * iv;
+                    if t > now {
+                        return Some(t);
+                    }
+                    t
+                }
+                None => {
+                    if net.logging_in >= self.concurrency {
+                        return None;
+                    }
+                    now
+                }
+            };
+            let user = self.users[self.next];
+            if let Err(e) = net.connect(user, user, intended) {
+                sh.fail(format!("connect: {e}"));
+            }
+            self.next += 1;
+        }
+        None
+    }
+}
+
+fn parse_u64(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    s.iter().try_fold(0u64, |acc, &b| {
+        b.is_ascii_digit()
+            .then(|| acc.wrapping_mul(10).wrapping_add(u64::from(b - b'0')))
+    })
+}
+
+/// Parses `A.B` decimal pairs.
+fn parse_pair(s: &[u8]) -> Option<(u64, u64)> {
+    let dot = s.iter().position(|&b| b == b'.')?;
+    Some((parse_u64(&s[..dot])?, parse_u64(&s[dot + 1..])?))
+}
+
+/// Writes a u64 in decimal without allocating.
+fn put_u64(out: &mut Vec<u8>, mut v: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&tmp[i..]);
+}
+
+// ------------------------------------------------------------------------------------ chat
+
+/// Chat settings.
+#[derive(Clone)]
+pub struct ChatCfg {
+    /// Number of sender→receiver pairs.
+    pub pairs: usize,
+    /// Closed loop: messages in flight per sender.
+    pub window: u32,
+    /// Open loop: total messages/s.
+    pub rate: Option<f64>,
+    /// Body size in bytes.
+    pub body_bytes: usize,
+}
+
+struct PairSt {
+    sender: Option<Id>,
+    prefix: Vec<u8>,
+    inflight: u32,
+}
+
+/// Chat driver of one thread.
+pub struct Chat {
+    sh: Arc<Shared>,
+    cfg: ChatCfg,
+    threads: usize,
+    launch: Launcher,
+    pairs: Vec<PairSt>,
+    suffix: Vec<u8>,
+    started: bool,
+    t0: u64,
+    k: u64,
+    interval_ns: u64,
+    hist: Histogram<u64>,
+    errors: u64,
+}
+
+impl Chat {
+    /// Driver for thread `t` of `threads`.
+    pub fn new(
+        sh: Arc<Shared>,
+        cfg: ChatCfg,
+        t: usize,
+        threads: usize,
+        domain: &str,
+        prefix: &str,
+        conc: usize,
+    ) -> Self {
+        let p = cfg.pairs;
+        let mine: Vec<usize> = (t..p).step_by(threads).collect();
+        let users: Vec<usize> = mine.iter().flat_map(|&i| [i + 1, i + 1 + p]).collect();
+        let pairs = mine
+            .iter()
+            .map(|&i| PairSt {
+                sender: None,
+                prefix: format!(
+                    "<message to='{prefix}{}@{domain}/lt' type='chat' id='",
+                    i + 1 + p
+                )
+                .into_bytes(),
+                inflight: 0,
+            })
+            .collect();
+        let mut suffix = b"'><body>".to_vec();
+        suffix.extend(std::iter::repeat_n(b'x', cfg.body_bytes));
+        suffix.extend_from_slice(b"</body></message>");
+        let per_thread_rate = cfg.rate.map(|r| r / threads as f64).unwrap_or(0.0);
+        let interval_ns = if per_thread_rate > 0.0 {
+            (1e9 / per_thread_rate) as u64
+        } else {
+            0
+        };
+        Self {
+            sh,
+            cfg,
+            threads,
+            launch: Launcher::new(users, conc, None),
+            pairs,
+            suffix,
+            started: false,
+            t0: 0,
+            k: 0,
+            interval_ns: interval_ns.max(1),
+            hist: new_histogram(),
+            errors: 0,
+        }
+    }
+
+    fn local(&self, user: usize) -> usize {
+        ((user - 1) % self.cfg.pairs) / self.threads
+    }
+
+    fn send_msg(&mut self, net: &mut Net, li: usize, stamp_ns: u64) {
+        let Some(pair) = self.pairs.get_mut(li) else {
+            return;
+        };
+        let Some(id) = pair.sender else { return };
+        pair.inflight += 1;
+        let (prefix, suffix) = (&pair.prefix, &self.suffix);
+        net.send_with(id, |w| {
+            w.extend_from_slice(prefix);
+            put_u64(w, li as u64);
+            w.push(b'.');
+            put_u64(w, stamp_ns);
+            w.extend_from_slice(suffix);
+        });
+    }
+
+    /// Results.
+    pub fn out(self) -> Out {
+        Out {
+            hist: self.hist,
+            errors: self.errors,
+        }
+    }
+}
+
+impl Driver for Chat {
+    fn tick(&mut self, net: &mut Net, now: u64) -> (Option<u64>, bool) {
+        let wake = self.launch.pump(net, &self.sh, now);
+        match self.sh.phase() {
+            phase::STOP => {
+                net.close_all();
+                return (None, true);
+            }
+            phase::RUN => {}
+            _ => return (wake, false),
+        }
+        if !self.started {
+            self.started = true;
+            self.t0 = now;
+            if self.cfg.rate.is_none() {
+                for li in 0..self.pairs.len() {
+                    for _ in 0..self.cfg.window {
+                        self.send_msg(net, li, now);
+                    }
+                }
+            }
+        }
+        if self.cfg.rate.is_some() && !self.pairs.is_empty() {
+            let n = self.pairs.len() as u64;
+            loop {
+                let due = self.t0 + self.k * self.interval_ns;
+                if due > now {
+                    return (Some(due), false);
+                }
+                self.send_msg(net, (self.k % n) as usize, due);
+                self.k += 1;
+            }
+        }
+        (None, false)
+    }
+
+    fn established(&mut self, net: &mut Net, id: Id, _now: u64) {
+        self.sh.established.fetch_add(1, Relaxed);
+        net.send(id, b"<presence/>");
+        let Some(user) = net.conn(id).map(|c| c.user) else {
+            return;
+        };
+        if user <= self.cfg.pairs {
+            let li = self.local(user);
+            if let Some(p) = self.pairs.get_mut(li) {
+                p.sender = Some(id);
+            }
+        }
+    }
+
+    fn stanza(&mut self, net: &mut Net, _id: Id, s: &[u8], now: u64) {
+        if name(s) != b"message" {
+            return;
+        }
+        let Some((li, stamp)) = attr(s, b"id").and_then(parse_pair) else {
+            return;
+        };
+        let li = li as usize;
+        if attr(s, b"type") == Some(b"error") {
+            self.errors += 1;
+        } else if self.sh.measuring.load(Relaxed) {
+            self.sh.ops.fetch_add(1, Relaxed);
+            record_ns(&mut self.hist, now.saturating_sub(stamp));
+        }
+        if let Some(p) = self.pairs.get_mut(li) {
+            p.inflight = p.inflight.saturating_sub(1);
+        }
+        if self.cfg.rate.is_none() && self.sh.phase() == phase::RUN {
+            self.send_msg(net, li, now);
+        }
+    }
+
+    fn closed(&mut self, _net: &mut Net, _id: Id, err: Option<String>) {
+        self.sh
+            .fail(err.unwrap_or_else(|| "connection closed by server".into()));
+        self.errors += 1;
+    }
+}
+
+// ----------------------------------------------------------------------- login / idle
+
+/// Login / idle driver: logs users in; closes each at once unless `keep`.
+pub struct LoginDrv {
+    sh: Arc<Shared>,
+    launch: Launcher,
+    presence: bool,
+    keep: bool,
+    hist: Histogram<u64>,
+    errors: u64,
+}
+
+impl LoginDrv {
+    /// Driver logging in `users`.
+    pub fn new(sh: Arc<Shared>, launch: Launcher, presence: bool, keep: bool) -> Self {
+        Self {
+            sh,
+            launch,
+            presence,
+            keep,
+            hist: new_histogram(),
+            errors: 0,
+        }
+    }
+
+    /// Results.
+    pub fn out(self) -> Out {
+        Out {
+            hist: self.hist,
+            errors: self.errors,
+        }
+    }
+}
+
+impl Driver for LoginDrv {
+    fn tick(&mut self, net: &mut Net, now: u64) -> (Option<u64>, bool) {
+        if self.sh.phase() == phase::STOP {
+            net.close_all();
+            return (None, true);
+        }
+        (self.launch.pump(net, &self.sh, now), false)
+    }
+
+    fn established(&mut self, net: &mut Net, id: Id, now: u64) {
+        if let Some(c) = net.conn(id) {
+            record_ns(&mut self.hist, now.saturating_sub(c.t_start_ns));
+        }
+        self.sh.established.fetch_add(1, Relaxed);
+        self.sh.ops.fetch_add(1, Relaxed);
+        if self.presence {
+            net.send(id, b"<presence/>");
+        }
+        if !self.keep {
+            net.close_gracefully(id);
+        }
+    }
+
+    fn stanza(&mut self, _net: &mut Net, _id: Id, _s: &[u8], _now: u64) {}
+
+    fn closed(&mut self, _net: &mut Net, _id: Id, err: Option<String>) {
+        self.errors += 1;
+        self.sh
+            .fail(err.unwrap_or_else(|| "connection closed by server".into()));
+    }
+}
+
+// --------------------------------------------------------------------------- presence
+
+/// Presence driver: initial presence, then `rounds` broadcasts per user in the RUN phase.
+pub struct PresenceDrv {
+    sh: Arc<Shared>,
+    prefix: String,
+    launch: Launcher,
+    rounds: u32,
+    ids: Vec<Id>,
+    sent: bool,
+    hist: Histogram<u64>,
+    errors: u64,
+}
+
+impl PresenceDrv {
+    /// Driver logging in `launch`'s users.
+    pub fn new(sh: Arc<Shared>, launch: Launcher, rounds: u32, prefix: String) -> Self {
+        Self {
+            sh,
+            prefix,
+            launch,
+            rounds,
+            ids: Vec::new(),
+            sent: false,
+            hist: new_histogram(),
+            errors: 0,
+        }
+    }
+
+    /// Results.
+    pub fn out(self) -> Out {
+        Out {
+            hist: self.hist,
+            errors: self.errors,
+        }
+    }
+}
+
+impl Driver for PresenceDrv {
+    fn tick(&mut self, net: &mut Net, now: u64) -> (Option<u64>, bool) {
+        match self.sh.phase() {
+            phase::STOP => {
+                net.close_all();
+                return (None, true);
+            }
+            phase::RUN if !self.sent => {
+                self.sent = true;
+                for &id in &self.ids {
+                    for k in 0..self.rounds {
+                        net.send_with(id, |w| {
+                            w.extend_from_slice(b"<presence><status>r");
+                            put_u64(w, u64::from(k));
+                            w.push(b'.');
+                            put_u64(w, now);
+                            w.extend_from_slice(b"</status></presence>");
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+        (self.launch.pump(net, &self.sh, now), false)
+    }
+
+    fn established(&mut self, net: &mut Net, id: Id, _now: u64) {
+        self.sh.established.fetch_add(1, Relaxed);
+        self.ids.push(id);
+        net.send(id, b"<presence/>");
+    }
+
+    fn stanza(&mut self, net: &mut Net, id: Id, s: &[u8], now: u64) {
+        if name(s) != b"presence" {
+            return;
+        }
+        // A user's own presence reflected to its session is not a delivery to a contact.
+        let own = net.conn(id).map(|c| c.user as u64);
+        let from_user = attr(s, b"from")
+            .and_then(|f| f.strip_prefix(self.prefix.as_bytes()))
+            .and_then(|f| f.split(|&b| b == b'@').next())
+            .and_then(parse_u64);
+        if from_user.is_some() && from_user == own {
+            return;
+        }
+        if attr(s, b"type") == Some(b"error") {
+            self.errors += 1;
+            return;
+        }
+        self.sh.progress.fetch_add(1, Relaxed);
+        let Some(st) = child_text(s, b"status") else {
+            return;
+        };
+        let Some((_, stamp)) = st.strip_prefix(b"r").and_then(parse_pair) else {
+            return;
+        };
+        if self.sh.measuring.load(Relaxed) {
+            self.sh.ops.fetch_add(1, Relaxed);
+            record_ns(&mut self.hist, now.saturating_sub(stamp));
+        }
+    }
+
+    fn closed(&mut self, _net: &mut Net, _id: Id, err: Option<String>) {
+        self.errors += 1;
+        self.sh
+            .fail(err.unwrap_or_else(|| "connection closed by server".into()));
+    }
+}
+
+// -------------------------------------------------------------------------------- muc
+
+/// MUC settings.
+#[derive(Clone)]
+pub struct MucCfg {
+    /// Occupants per room.
+    pub occupants: usize,
+    /// Messages per occupant.
+    pub rounds: u32,
+    /// MUC service JID.
+    pub service: String,
+}
+
+/// MUC driver: joins rooms in two waves (creators first), then sends groupchat messages.
+pub struct MucDrv {
+    sh: Arc<Shared>,
+    cfg: MucCfg,
+    launch: Launcher,
+    /// (id, room, occupant) of established sessions.
+    sessions: Vec<(Id, usize, usize)>,
+    joined_wave: u8,
+    sent: bool,
+    hist: Histogram<u64>,
+    errors: u64,
+}
+
+impl MucDrv {
+    /// Driver logging in `launch`'s users (user = room*occupants + occupant + 1).
+    pub fn new(sh: Arc<Shared>, cfg: MucCfg, launch: Launcher) -> Self {
+        Self {
+            sh,
+            cfg,
+            launch,
+            sessions: Vec::new(),
+            joined_wave: 0,
+            sent: false,
+            hist: new_histogram(),
+            errors: 0,
+        }
+    }
+
+    /// Results.
+    pub fn out(self) -> Out {
+        Out {
+            hist: self.hist,
+            errors: self.errors,
+        }
+    }
+
+    fn join(&self, net: &mut Net, first: bool) {
+        for &(id, room, occ) in &self.sessions {
+            if (occ == 0) == first {
+                let j = format!(
+                    "<presence to='room{}@{}/nick{}'><x xmlns='http://jabber.org/protocol/muc'/></presence>",
+                    room + 1,
+                    self.cfg.service,
+                    occ + 1
+                );
+                net.send(id, j.as_bytes());
+            }
+        }
+    }
+}
+
+impl Driver for MucDrv {
+    fn tick(&mut self, net: &mut Net, now: u64) -> (Option<u64>, bool) {
+        let ph = self.sh.phase();
+        if ph == phase::STOP {
+            net.close_all();
+            return (None, true);
+        }
+        if ph >= phase::JOIN_FIRST && self.joined_wave < 1 {
+            self.joined_wave = 1;
+            self.join(net, true);
+        }
+        if ph >= phase::JOIN_REST && self.joined_wave < 2 {
+            self.joined_wave = 2;
+            self.join(net, false);
+        }
+        if ph == phase::RUN && !self.sent {
+            self.sent = true;
+            for &(id, room, _) in &self.sessions {
+                for _ in 0..self.cfg.rounds {
+                    let m = format!(
+                        "<message to='room{}@{}' type='groupchat'><body>t{}</body></message>",
+                        room + 1,
+                        self.cfg.service,
+                        now
+                    );
+                    net.send(id, m.as_bytes());
+                }
+            }
+        }
+        (self.launch.pump(net, &self.sh, now), false)
+    }
+
+    fn established(&mut self, net: &mut Net, id: Id, _now: u64) {
+        self.sh.established.fetch_add(1, Relaxed);
+        if let Some(u) = net.conn(id).map(|c| c.user) {
+            let (room, occ) = ((u - 1) / self.cfg.occupants, (u - 1) % self.cfg.occupants);
+            self.sessions.push((id, room, occ));
+        }
+    }
+
+    fn stanza(&mut self, net: &mut Net, id: Id, s: &[u8], now: u64) {
+        match name(s) {
+            b"presence" => {
+                let from = attr(s, b"from").unwrap_or_default();
+                if find(from, self.cfg.service.as_bytes()).is_none() {
+                    return;
+                }
+                if attr(s, b"type") == Some(b"error") {
+                    let cond = child(s, b"error")
+                        .and_then(|e| e.get(1..))
+                        .and_then(|e| e.split(|&b| b == b'<').nth(1))
+                        .map(|c| String::from_utf8_lossy(name(&[b"<", c].concat())).into_owned())
+                        .unwrap_or_else(|| "error".into());
+                    if let Ok(mut m) = self.sh.muc_error.lock() {
+                        m.get_or_insert(cond);
+                    }
+                    self.errors += 1;
+                    return;
+                }
+                if find(s, b"code='110'").is_some() || find(s, b"code=\"110\"").is_some() {
+                    self.sh.progress.fetch_add(1, Relaxed);
+                    if find(s, b"code='201'").is_some() || find(s, b"code=\"201\"").is_some() {
+                        let room = from.split(|&b| b == b'/').next().unwrap_or_default();
+                        let mut iq = b"<iq type='set' id='cfg' to='".to_vec();
+                        iq.extend_from_slice(room);
+                        iq.extend_from_slice(
+                            b"'><query xmlns='http://jabber.org/protocol/muc#owner'>\
+                              <x xmlns='jabber:x:data' type='submit'/></query></iq>",
+                        );
+                        net.send(id, &iq);
+                    }
+                }
+            }
+            b"message" if attr(s, b"type") == Some(b"groupchat") => {
+                let Some(stamp) = child_text(s, b"body")
+                    .and_then(|b| b.strip_prefix(b"t"))
+                    .and_then(parse_u64)
+                else {
+                    return;
+                };
+                if child(s, b"delay").is_some() {
+                    return;
+                }
+                if self.sh.measuring.load(Relaxed) {
+                    self.sh.ops.fetch_add(1, Relaxed);
+                    record_ns(&mut self.hist, now.saturating_sub(stamp));
+                }
+            }
+            b"message" if attr(s, b"type") == Some(b"error") => self.errors += 1,
+            _ => {}
+        }
+    }
+
+    fn closed(&mut self, _net: &mut Net, _id: Id, err: Option<String>) {
+        self.errors += 1;
+        self.sh
+            .fail(err.unwrap_or_else(|| "connection closed by server".into()));
+    }
+}
+
+// ---------------------------------------------------------------------- orchestration
+
+/// Spawns `threads` workers; `make(t)` builds thread `t`'s driver, `fin` extracts its results.
+pub fn spawn<D, F, G>(
+    threads: usize,
+    target: &Target,
+    epoch: Instant,
+    make: F,
+    fin: G,
+) -> Vec<std::thread::JoinHandle<Out>>
+where
+    D: Driver + 'static,
+    F: Fn(usize) -> D + Send + Sync + 'static,
+    G: Fn(D) -> Out + Send + Sync + Copy + 'static,
+{
+    let make = Arc::new(make);
+    (0..threads)
+        .map(|t| {
+            let target = target.clone();
+            let make = make.clone();
+            std::thread::Builder::new()
+                .name(format!("lt-{t}"))
+                .spawn(move || {
+                    let mut d = make(t);
+                    match Net::new(
+                        target,
+                        epoch,
+                        0x9e37_79b9_7f4a_7c15 ^ (t as u64) << 32 ^ seed(),
+                    ) {
+                        Ok(mut net) => net.run(&mut d),
+                        Err(e) => eprintln!("worker {t}: {e}"),
+                    }
+                    fin(d)
+                })
+                .unwrap_or_else(|e| panic!("spawn worker: {e}"))
+        })
+        .collect()
+}
+
+fn seed() -> u64 {
+    let mut b = [0u8; 8];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut b);
+    }
+    u64::from_le_bytes(b) ^ std::process::id() as u64
+}
+
+/// Joins the workers and merges their results.
+pub fn join(handles: Vec<std::thread::JoinHandle<Out>>) -> Out {
+    let mut all = Out {
+        hist: new_histogram(),
+        errors: 0,
+    };
+    for h in handles {
+        if let Ok(o) = h.join() {
+            let _ = all.hist.add(&o.hist);
+            all.errors += o.errors;
+        }
+    }
+    all
+}
+
+/// Polls `cond` every 10 ms until it holds or `deadline` passes; returns whether it held.
+pub fn wait_until(deadline: Instant, mut cond: impl FnMut() -> bool) -> bool {
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sleeps until `d` passed or `deadline`, whichever first.
+pub fn sleep_bounded(d: Duration, deadline: Instant) {
+    let until = (Instant::now() + d).min(deadline);
+    let now = Instant::now();
+    if until > now {
+        std::thread::sleep(until - now);
+    }
+}
+
+/// Prints a progress line on stderr.
+pub fn progress(msg: &str) {
+    let mut e = std::io::stderr().lock();
+    let _ = writeln!(e, "[xmppd-loadtest] {msg}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn number_codec_roundtrip() {
+        let mut v = Vec::new();
+        put_u64(&mut v, 0);
+        v.push(b'.');
+        put_u64(&mut v, u64::MAX);
+        assert_eq!(v, b"0.18446744073709551615");
+        assert_eq!(parse_pair(&v), Some((0, u64::MAX)));
+        assert_eq!(parse_pair(b"12.x"), None);
+        assert_eq!(parse_u64(b""), None);
+    }
+}

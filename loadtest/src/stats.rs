@@ -1,0 +1,403 @@
+//! Measurements: server and generator CPU, server RSS, latency histograms and the report
+//! (a table on stdout and, with `--json`, one JSON line per run).
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Microsecond latency histogram, 1 µs .. 1 hour, 3 significant figures.
+pub fn new_histogram() -> Histogram<u64> {
+    // Bounds are constants known to be valid.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap_or_else(|_| unreachable!())
+}
+
+/// Records a latency in nanoseconds (clamped into the histogram's range).
+pub fn record_ns(h: &mut Histogram<u64>, ns: u64) {
+    h.saturating_record((ns / 1000).max(1));
+}
+
+#[cfg(test)]
+/// Latency from the *intended* send time (open loop: coordinated-omission corrected) or from
+/// the actual send time (closed loop); whichever the caller stamped into the stanza.
+pub fn latency_ns(stamped_ns: u64, received_ns: u64) -> u64 {
+    received_ns.saturating_sub(stamped_ns)
+}
+
+/// Percentiles of a latency histogram, in µs.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Latency {
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest value.
+    pub max: u64,
+    /// Number of samples.
+    pub count: u64,
+}
+
+impl Latency {
+    /// Percentiles of `h`.
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        Self {
+            p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+            count: h.len(),
+        }
+    }
+}
+
+/// CPU time (µs) of the server process: utime + stime from `/proc/PID/stat`.
+pub fn server_cpu_us(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat_cpu_ticks(&stat).map(|ticks| ticks * 1_000_000 / clock_ticks())
+}
+
+/// utime + stime (fields 14 and 15) from a `/proc/PID/stat` line.
+fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
+    // The command name may contain spaces and parentheses: fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    // After ')' the first field is #3 (state); utime is #14.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
+}
+
+/// VmRSS of the server process in KiB.
+pub fn server_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
+/// CPU time (µs) of this process, all threads (getrusage RUSAGE_SELF).
+pub fn self_cpu_us() -> u64 {
+    // SAFETY: rusage is plain data, zero is a valid value; getrusage fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// CPU readings at the start of the measured window.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuMark {
+    server_us: Option<u64>,
+    gen_us: u64,
+}
+
+impl CpuMark {
+    /// Reads both sides now.
+    pub fn now(server_pid: Option<u32>) -> Self {
+        Self {
+            server_us: server_pid.and_then(server_cpu_us),
+            gen_us: self_cpu_us(),
+        }
+    }
+
+    /// CPU used since `self`: (server µs if known, generator µs).
+    pub fn since(&self, server_pid: Option<u32>) -> (Option<u64>, u64) {
+        let now = Self::now(server_pid);
+        let server = match (self.server_us, now.server_us) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+            _ => None,
+        };
+        (server, now.gen_us.saturating_sub(self.gen_us))
+    }
+}
+
+/// µs of CPU per operation (None when there were no operations or no reading).
+pub fn us_per_op(cpu_us: Option<u64>, ops: u64) -> Option<f64> {
+    match cpu_us {
+        Some(us) if ops > 0 => Some(us as f64 / ops as f64),
+        _ => None,
+    }
+}
+
+/// One run's results. Serialized as the `--json` line.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Scenario name (`chat`, `login`, …).
+    pub scenario: String,
+    /// `closed`, `open`, `storm`, `rate`, …
+    pub mode: String,
+    /// The `--label` of the server under test.
+    pub server: String,
+    /// Operations completed in the measured window (see `--help`).
+    pub ops: u64,
+    /// Length of the measured window in seconds.
+    pub duration_s: f64,
+    /// ops / duration_s.
+    pub throughput_per_s: f64,
+    /// Server CPU µs per op (needs `--server-pid`).
+    pub server_cpu_us_per_op: Option<f64>,
+    /// Generator CPU µs per op.
+    pub gen_cpu_us_per_op: Option<f64>,
+    /// Server CPU utilisation over the window, percent of one core.
+    pub server_cpu_pct: Option<f64>,
+    /// Generator CPU utilisation over the window, percent of one core.
+    pub gen_cpu_pct: f64,
+    /// Latency percentiles in µs.
+    pub latency_us: Latency,
+    /// Server RSS growth per idle session in KiB (idle scenario).
+    pub rss_kib_per_session: Option<f64>,
+    /// Server VmRSS at the end, KiB.
+    pub server_rss_kib: Option<u64>,
+    /// Errors (failed logins, stream errors, lost connections, …).
+    pub errors: u64,
+    /// Scenario parameters (flattened into the top-level object).
+    #[serde(flatten)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Report {
+    /// Fills the derived fields from the raw window measurements.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        scenario: &str,
+        mode: &str,
+        server: &str,
+        ops: u64,
+        window: Duration,
+        cpu: (Option<u64>, u64),
+        latency: Latency,
+        errors: u64,
+    ) -> Self {
+        let secs = window.as_secs_f64().max(1e-9);
+        Self {
+            scenario: scenario.into(),
+            mode: mode.into(),
+            server: server.into(),
+            ops,
+            duration_s: round3(window.as_secs_f64()),
+            throughput_per_s: round3(ops as f64 / secs),
+            server_cpu_us_per_op: us_per_op(cpu.0, ops).map(round3),
+            gen_cpu_us_per_op: us_per_op(Some(cpu.1), ops).map(round3),
+            server_cpu_pct: cpu.0.map(|us| round3(us as f64 / 1e6 / secs * 100.0)),
+            gen_cpu_pct: round3(cpu.1 as f64 / 1e6 / secs * 100.0),
+            latency_us: latency,
+            rss_kib_per_session: None,
+            server_rss_kib: None,
+            errors,
+            params: serde_json::Map::new(),
+        }
+    }
+
+    /// Adds a scenario parameter.
+    pub fn param(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.params.insert(key.into(), value.into());
+        self
+    }
+
+    /// The single-line JSON form.
+    pub fn json_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let opt = |v: Option<f64>, unit: &str| match v {
+            Some(v) => format!("{v:.3}{unit}"),
+            None => "n/a (no --server-pid)".into(),
+        };
+        let l = &self.latency_us;
+        let mut s = String::new();
+        let params: Vec<String> = self
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        s.push_str(&format!(
+            "== {} ({}) against {} [{}]\n",
+            self.scenario,
+            self.mode,
+            self.server,
+            params.join(" ")
+        ));
+        s.push_str(&format!("  ops                 {:>14}\n", self.ops));
+        s.push_str(&format!(
+            "  duration            {:>13.3}s\n",
+            self.duration_s
+        ));
+        s.push_str(&format!(
+            "  throughput          {:>12.1}/s\n",
+            self.throughput_per_s
+        ));
+        s.push_str(&format!(
+            "  server cpu/op       {:>14}\n",
+            opt(self.server_cpu_us_per_op, " us")
+        ));
+        s.push_str(&format!(
+            "  generator cpu/op    {:>14}\n",
+            opt(self.gen_cpu_us_per_op, " us")
+        ));
+        s.push_str(&format!(
+            "  server cpu          {:>14}\n",
+            opt(self.server_cpu_pct, " %")
+        ));
+        s.push_str(&format!(
+            "  generator cpu       {:>12.1} %\n",
+            self.gen_cpu_pct
+        ));
+        s.push_str(&format!(
+            "  latency us          p50 {} p90 {} p99 {} p99.9 {} max {} (n={})\n",
+            l.p50, l.p90, l.p99, l.p999, l.max, l.count
+        ));
+        if let Some(r) = self.rss_kib_per_session {
+            s.push_str(&format!("  rss/session         {r:>10.2} KiB\n"));
+        }
+        if let Some(r) = self.server_rss_kib {
+            s.push_str(&format!("  server rss          {r:>10} KiB\n"));
+        }
+        s.push_str(&format!("  errors              {:>14}\n", self.errors));
+        if let (Some(sv), Some(g)) = (self.server_cpu_us_per_op, self.gen_cpu_us_per_op) {
+            if g >= sv && self.gen_cpu_pct >= 70.0 {
+                s.push_str("  WARNING: generator CPU/op >= server CPU/op: the generator may be the bottleneck\n");
+            }
+        }
+        s
+    }
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_uniform_data() {
+        let mut h = new_histogram();
+        for us in 1..=10_000u64 {
+            record_ns(&mut h, us * 1000);
+        }
+        let l = Latency::of(&h);
+        assert_eq!(l.count, 10_000);
+        let near = |a: u64, b: u64| (a as f64 - b as f64).abs() <= b as f64 * 0.002;
+        assert!(near(l.p50, 5000), "{l:?}");
+        assert!(near(l.p90, 9000), "{l:?}");
+        assert!(near(l.p99, 9900), "{l:?}");
+        assert!(near(l.p999, 9990), "{l:?}");
+        assert!(near(l.max, 10_000), "{l:?}");
+    }
+
+    /// A 1 kHz open-loop schedule where the server stalls for 100 ms once: measured from the
+    /// actual send time only one message looks slow; from the intended time the backlog shows.
+    #[test]
+    fn coordinated_omission_correction_exposes_stall() {
+        let mut naive = new_histogram();
+        let mut corrected = new_histogram();
+        let service_ns = 100_000; // 100 µs normal service time
+        let mut server_free_at = 0u64;
+        for k in 0..10_000u64 {
+            let intended = k * 1_000_000;
+            // Closed-loop-ish sender: cannot send before the previous reply came back.
+            let actual_send = intended.max(server_free_at);
+            let stall = if k == 5000 { 100_000_000 } else { 0 };
+            let done = actual_send + service_ns + stall;
+            server_free_at = done;
+            record_ns(&mut naive, latency_ns(actual_send, done));
+            record_ns(&mut corrected, latency_ns(intended, done));
+        }
+        let n = Latency::of(&naive);
+        let c = Latency::of(&corrected);
+        assert!(n.p99 < 200, "naive p99 {n:?}");
+        // ~100 messages were delayed by 1..100 ms: the corrected p99 sees it.
+        assert!(c.p99 > 1000, "corrected p99 {c:?}");
+        assert!(c.max >= 100_000);
+    }
+
+    #[test]
+    fn us_per_op_and_report_fields() {
+        assert_eq!(us_per_op(Some(3_000_000), 1_000_000), Some(3.0));
+        assert_eq!(us_per_op(Some(5), 0), None);
+        assert_eq!(us_per_op(None, 10), None);
+        let r = Report::new(
+            "chat",
+            "closed",
+            "xmppd",
+            1000,
+            Duration::from_secs(2),
+            (Some(1_000_000), 250_000),
+            Latency::default(),
+            0,
+        );
+        assert_eq!(r.throughput_per_s, 500.0);
+        assert_eq!(r.server_cpu_us_per_op, Some(1000.0));
+        assert_eq!(r.gen_cpu_us_per_op, Some(250.0));
+        assert_eq!(r.server_cpu_pct, Some(50.0));
+    }
+
+    #[test]
+    fn json_line_is_one_parseable_line() {
+        let mut h = new_histogram();
+        record_ns(&mut h, 1_500_000);
+        let r = Report::new(
+            "chat",
+            "open",
+            "srv \"x\"\nnewline",
+            10,
+            Duration::from_millis(1500),
+            (None, 10),
+            Latency::of(&h),
+            1,
+        )
+        .param("pairs", 50)
+        .param("rate", 1000.0);
+        let line = r.json_line();
+        assert!(line.starts_with('{'));
+        assert!(!line.contains('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        for key in [
+            "scenario",
+            "mode",
+            "server",
+            "ops",
+            "duration_s",
+            "throughput_per_s",
+            "server_cpu_us_per_op",
+            "gen_cpu_us_per_op",
+            "server_cpu_pct",
+            "latency_us",
+            "rss_kib_per_session",
+            "errors",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(v["latency_us"]["p99"].as_u64(), Some(1500));
+        assert_eq!(v["pairs"].as_u64(), Some(50));
+        assert!(!r.table().is_empty());
+    }
+
+    #[test]
+    fn parses_proc_stat() {
+        let line = "1234 (my (odd) name) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0";
+        assert_eq!(parse_stat_cpu_ticks(line), Some(300));
+        assert!(self_cpu_us() < u64::MAX);
+    }
+}
