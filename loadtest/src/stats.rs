@@ -58,10 +58,52 @@ impl Latency {
     }
 }
 
-/// CPU time (µs) of the server process: utime + stime from `/proc/PID/stat`.
-pub fn server_cpu_us(pid: u32) -> Option<u64> {
+/// A reading of the server's CPU time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerCpu {
+    /// utime + stime from `/proc/PID/stat` in µs: counts threads that have exited, but only
+    /// in clock ticks (10 ms at the usual 100 Hz).
+    stat_us: u64,
+    /// Sum of the run time of every live thread from `/proc/PID/task/*/schedstat`, in ns,
+    /// with the thread ids it covers; None where the kernel has no schedstat.
+    sched: Option<(u64, Vec<u32>)>,
+}
+
+impl ServerCpu {
+    /// µs of CPU used between `self` and `later`: nanosecond-exact when the same threads
+    /// were alive at both readings, otherwise the tick-resolution total (a thread that exited
+    /// in between would be missing from the per-thread sum).
+    pub fn delta_us(&self, later: &ServerCpu) -> u64 {
+        match (&self.sched, &later.sched) {
+            (Some((a, ta)), Some((b, tb))) if ta == tb => b.saturating_sub(*a) / 1000,
+            _ => later.stat_us.saturating_sub(self.stat_us),
+        }
+    }
+}
+
+/// The server process's CPU time now (None if the pid is gone).
+pub fn server_cpu(pid: u32) -> Option<ServerCpu> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat_cpu_ticks(&stat).map(|ticks| ticks * 1_000_000 / clock_ticks())
+    let stat_us = parse_stat_cpu_ticks(&stat)? * 1_000_000 / clock_ticks();
+    Some(ServerCpu {
+        stat_us,
+        sched: thread_run_ns(pid),
+    })
+}
+
+/// Total run time (ns) of the live threads of `pid`, and their ids in ascending order.
+fn thread_run_ns(pid: u32) -> Option<(u64, Vec<u32>)> {
+    let mut tids: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    tids.sort_unstable();
+    let mut total = 0u64;
+    for tid in &tids {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).ok()?;
+        total += s.split_ascii_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some((total, tids))
 }
 
 /// utime + stime (fields 14 and 15) from a `/proc/PID/stat` line.
@@ -103,9 +145,9 @@ pub fn self_cpu_us() -> u64 {
 }
 
 /// CPU readings at the start of the measured window.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CpuMark {
-    server_us: Option<u64>,
+    server: Option<ServerCpu>,
     gen_us: u64,
 }
 
@@ -113,7 +155,7 @@ impl CpuMark {
     /// Reads both sides now.
     pub fn now(server_pid: Option<u32>) -> Self {
         Self {
-            server_us: server_pid.and_then(server_cpu_us),
+            server: server_pid.and_then(server_cpu),
             gen_us: self_cpu_us(),
         }
     }
@@ -121,8 +163,8 @@ impl CpuMark {
     /// CPU used since `self`: (server µs if known, generator µs).
     pub fn since(&self, server_pid: Option<u32>) -> (Option<u64>, u64) {
         let now = Self::now(server_pid);
-        let server = match (self.server_us, now.server_us) {
-            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        let server = match (&self.server, &now.server) {
+            (Some(a), Some(b)) => Some(a.delta_us(b)),
             _ => None,
         };
         (server, now.gen_us.saturating_sub(self.gen_us))
@@ -399,5 +441,29 @@ mod tests {
         let line = "1234 (my (odd) name) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0";
         assert_eq!(parse_stat_cpu_ticks(line), Some(300));
         assert!(self_cpu_us() < u64::MAX);
+    }
+
+    #[test]
+    fn server_cpu_of_own_process_is_exact_and_monotonic() {
+        let pid = std::process::id();
+        let a = server_cpu(pid).expect("own /proc entry");
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        let b = server_cpu(pid).unwrap();
+        // Spinning took CPU time; the reading must never go backwards.
+        assert!(b.stat_us >= a.stat_us);
+        let mut same_threads = b.clone();
+        same_threads.sched = a.sched.clone().map(|(ns, t)| (ns + 5_000_000, t));
+        if a.sched.is_some() {
+            assert_eq!(a.delta_us(&same_threads), 5_000);
+        }
+        let mut other_threads = same_threads.clone();
+        if let Some((_, t)) = other_threads.sched.as_mut() {
+            t.push(u32::MAX);
+        }
+        assert_eq!(a.delta_us(&other_threads), b.stat_us - a.stat_us);
     }
 }

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Summarize tuning/compare.sh results: one table, case x server, median and min-max of the
+headline figure of each case, and the ratio xmppd/peer (below 1 means xmppd is better, for
+every figure here is lower-is-better).
+
+usage: summarize.py RESULTS.jsonl        the table (Markdown)
+       summarize.py --one CASE < LINE     one run's headline, for progress output
+
+Each line of RESULTS.jsonl is {"case", "server", "run", "result": <xmppd-loadtest --json line>}.
+"""
+import json
+import statistics
+import sys
+
+# case -> (headline label, how to read it from a result, unit)
+HEADLINE = {
+    "chat-max": ("server CPU per delivered 1:1 message at saturation", "server_cpu_us_per_op", "µs"),
+    "chat-1000": ("p99 latency, 1:1 chat at a fixed 1,000 msg/s", "latency_us.p99", "ms"),
+    "login-plain": ("server CPU per login, SCRAM-SHA-1, plaintext", "server_cpu_us_per_op", "ms"),
+    "login-tls": ("server CPU per login, SCRAM-SHA-1, STARTTLS", "server_cpu_us_per_op", "ms"),
+    "idle-plain": ("RSS per idle authenticated session, plaintext", "rss_kib_per_session", "KiB"),
+    "idle-tls": ("RSS per idle authenticated session, STARTTLS", "rss_kib_per_session", "KiB"),
+    "presence": ("server CPU per presence delivery", "server_cpu_us_per_op", "µs"),
+}
+# Context figures shown beside the headline: (label, key, unit)
+CONTEXT = [
+    ("throughput", "throughput_per_s", "/s"),
+    ("generator CPU/op", "gen_cpu_us_per_op", "µs"),
+    ("server CPU", "server_cpu_pct", "%"),
+]
+SERVERS = ["xmppd", "prosody", "ejabberd"]
+
+
+def get(result, path):
+    v = result
+    for part in path.split("."):
+        if not isinstance(v, dict) or v.get(part) is None:
+            return None
+        v = v[part]
+    return float(v)
+
+
+def scale(value, unit):
+    # Results carry µs and KiB; milliseconds read better for slow figures.
+    return value / 1000.0 if unit == "ms" else value
+
+
+def fmt(v):
+    if v is None:
+        return "–"
+    if v >= 100:
+        return f"{v:,.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    if v >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3f}"
+
+
+def one(case):
+    result = json.loads(sys.stdin.read())
+    label, key, unit = HEADLINE.get(case, (case, "server_cpu_us_per_op", "µs"))
+    v = get(result, key)
+    extra = ", ".join(
+        f"{name} {fmt(get(result, k))}{u}" for name, k, u in CONTEXT if get(result, k) is not None
+    )
+    head = f"{fmt(scale(v, unit))} {unit}" if v is not None else "no figure"
+    errors = result.get("errors") or 0
+    print(f"{head} ({extra}{', errors ' + str(errors) if errors else ''})")
+
+
+def table(path):
+    runs = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            row = json.loads(line)
+            runs.setdefault((row["case"], row["server"]), []).append(row["result"])
+    cases = [c for c in HEADLINE if any(k[0] == c for k in runs)]
+    cases += sorted({c for c, _ in runs} - set(cases))
+    servers = [s for s in SERVERS if any(k[1] == s for k in runs)]
+    servers += sorted({s for _, s in runs} - set(servers))
+    peers = [s for s in servers if s != "xmppd"]
+
+    head = ["figure", "unit"] + [f"{s} median (min–max, n)" for s in servers]
+    if "xmppd" in servers:
+        head += [f"xmppd/{p}" for p in peers]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for case in cases:
+        label, key, unit = HEADLINE.get(case, (case, "server_cpu_us_per_op", "µs"))
+        medians = {}
+        cells = [label, unit]
+        for s in servers:
+            vals = [get(r, key) for r in runs.get((case, s), [])]
+            vals = [scale(v, unit) for v in vals if v is not None]
+            if not vals:
+                cells.append("–")
+                continue
+            medians[s] = statistics.median(vals)
+            cells.append(f"{fmt(medians[s])} ({fmt(min(vals))}–{fmt(max(vals))}, {len(vals)})")
+        if "xmppd" in servers:
+            for p in peers:
+                if "xmppd" in medians and medians.get(p):
+                    cells.append(f"{medians['xmppd'] / medians[p]:.3g}")
+                else:
+                    cells.append("–")
+        print("| " + " | ".join(cells) + " |")
+
+    print()
+    print("Context (medians): throughput, the generator's own CPU per operation (it must stay")
+    print("below the server's for the figure to be the server's), server CPU utilisation.")
+    print()
+    head = ["case"] + servers
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for case in cases:
+        cells = [case]
+        for s in servers:
+            rs = runs.get((case, s), [])
+            parts = []
+            for name, k, u in CONTEXT:
+                vals = [get(r, k) for r in rs]
+                vals = [v for v in vals if v is not None]
+                if vals:
+                    parts.append(f"{fmt(statistics.median(vals))}{u}")
+            errors = sum(int(r.get("errors") or 0) for r in rs)
+            if errors:
+                parts.append(f"errors {errors}")
+            cells.append(", ".join(parts) if parts else "–")
+        print("| " + " | ".join(cells) + " |")
+
+
+def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--one":
+        one(sys.argv[2])
+    elif len(sys.argv) == 2 and not sys.argv[1].startswith("-"):
+        table(sys.argv[1])
+    else:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
