@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command from the README: formatting, lints, unit + end-to-end + interop tests, and
-# a build of the fuzz target's library code.
+# a build of the fuzz target's library code and of the benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v python3 >/dev/null || { echo "python3 is required for the interop tests" >&2; exit 1; }
@@ -12,3 +12,4 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || {
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+cargo bench --workspace --no-run --locked
