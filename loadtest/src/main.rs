@@ -36,7 +36,7 @@ ops: the unit of work each scenario counts in its measured window: chat = messag
 login = completed logins (connect..bound), idle = sessions held, presence = presence stanzas \
 received, muc = groupchat messages received.
 
-Server CPU per op: (utime+stime of --server-pid over the measured window) / ops, in µs: the cost \
+Server CPU per op: (CPU time of --server-pid over the measured window: the run time of its threads from /proc/PID/task/*/schedstat, or utime+stime in clock ticks if threads came or went) / ops, in µs: the cost \
 of one op on the server. Generator CPU per op is the same for this process (getrusage). If the \
 generator's figure approaches the server's, the generator may be the bottleneck. Server CPU % is \
 utilisation of one core over the window.
@@ -86,7 +86,7 @@ struct Common {
     /// Worker threads, each with its own connections and epoll loop.
     #[arg(long, global = true, default_value_t = 1)]
     threads: usize,
-    /// Server process id: its CPU (/proc/PID/stat) and RSS (/proc/PID/status) are reported.
+    /// Server process id: its CPU (/proc/PID/task/*/schedstat, /proc/PID/stat) and RSS (/proc/PID/status) are reported.
     #[arg(long, global = true)]
     server_pid: Option<u32>,
     /// Also print one JSON line (starting with '{') per run.

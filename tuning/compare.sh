@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# Measure xmppd against Prosody and ejabberd on this machine with the bundled load generator.
+#
+#   tuning/compare.sh [--runs N] [--servers "xmppd prosody ejabberd"] [--cases "chat-max ..."]
+#                     [--quick] [--out DIR]
+#
+# What it does, end to end on a fresh Debian machine:
+#   1. installs Prosody and ejabberd from Debian's packages if missing (apt-get, root or sudo),
+#      and builds xmppd and xmppd-loadtest in release mode;
+#   2. writes the same accounts and rosters for every server (xmppd-loadtest provision):
+#      xmppd gets them with `xmppd import`, ejabberd with `ejabberdctl import_piefxis` (the
+#      XEP-0227 file), Prosody with tuning/peers/prosody_accounts.py (the list);
+#   3. starts one server at a time on loopback with the configs of tuning/peers/ (same module
+#      set, warnings-only logging, no shapers, backlog 4096), pinned to CPU 0, and runs every
+#      case N times (default 3) with the generator pinned to CPU 1;
+#   4. prints one table (medians, min-max, ratios xmppd/peer; tuning/summarize.py) and keeps
+#      the raw JSON lines in DIR/results.jsonl. Everything it started is stopped on exit.
+#
+# The headline figure of each case is server CPU time per operation, read from /proc of the
+# server process: it stays comparable when the machine is noisy. Throughput, latency and the
+# generator's own CPU are in the raw results.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+runs=3
+servers="xmppd prosody ejabberd"
+cases="chat-max chat-1000 login-plain login-tls idle-plain idle-tls presence"
+out=""
+quick=false
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runs) runs=$2; shift 2 ;;
+    --servers) servers=$2; shift 2 ;;
+    --cases) cases=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --quick) quick=true; shift ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "compare.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+# Sizes. --quick is for checking the script itself, not for figures.
+idle_users=10000 login_users=2000 pres_users=200 contacts=50 duration=10 warmup=2
+if $quick; then idle_users=1000 login_users=300 pres_users=60 contacts=10 duration=3 warmup=1; fi
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+need_pkgs=()
+case " $servers " in *" prosody "*) command -v prosody >/dev/null || need_pkgs+=(prosody) ;; esac
+case " $servers " in *" ejabberd "*) command -v ejabberdctl >/dev/null || [ -x /usr/sbin/ejabberdctl ] || need_pkgs+=(ejabberd) ;; esac
+command -v taskset >/dev/null || need_pkgs+=(util-linux)
+command -v openssl >/dev/null || need_pkgs+=(openssl)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "== installing ${need_pkgs[*]} (Debian packages)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+# The packages may start their system-wide instances; those listen on 5222 and eat CPU.
+for svc in prosody ejabberd; do
+  as_root systemctl stop "$svc" >/dev/null 2>&1 || as_root service "$svc" stop >/dev/null 2>&1 || true
+done
+
+echo "== building xmppd and xmppd-loadtest (release)"
+cargo build --release --locked --bin xmppd -p xmppd-loadtest 2>&1 | grep -v '^\s*\(Compiling\|Finished\)' || true
+xmppd=$root/target/release/xmppd
+lt=$root/target/release/xmppd-loadtest
+[ -x "$xmppd" ] && [ -x "$lt" ] || { echo "build failed" >&2; exit 1; }
+
+ncpu=$(nproc)
+if [ "$ncpu" -ge 2 ]; then server_cpu=0 gen_cpu=1; else server_cpu=0 gen_cpu=0; fi
+# The open-files limit is inherited by the servers and the generator.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+echo "== open files limit $(ulimit -n); server on CPU $server_cpu, generator on CPU $gen_cpu"
+
+work=${out:-$(mktemp -d /tmp/xmppd-compare.XXXXXX)}
+mkdir -p "$work"
+chmod 755 "$work"
+results=$work/results.jsonl
+: >"$results"
+server_pid=""
+stop_server=""
+
+cleanup() {
+  if [ -n "$stop_server" ]; then $stop_server || true; fi
+}
+trap cleanup EXIT INT TERM
+
+echo "== provisioning into $work"
+"$lt" provision --users "$idle_users" --contacts 0 --user-prefix user --password pass \
+  --domain localhost --out-xep0227 "$work/users.xml" --out-list "$work/users.txt" >/dev/null
+"$lt" provision --users "$pres_users" --contacts "$contacts" --user-prefix p --password pass \
+  --domain localhost --out-xep0227 "$work/pres.xml" --out-list "$work/pres.txt" >/dev/null
+openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=localhost \
+  -addext "subjectAltName=DNS:localhost" -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+
+wait_port() { # host port seconds
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    if (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "nothing listens on $1:$2 after $3 s" >&2
+  return 1
+}
+
+pin_all() { # pid: pin every thread of the process to the server CPU
+  taskset -a -cp "$server_cpu" "$1" >/dev/null
+}
+
+# ---- xmppd ---------------------------------------------------------------------------------
+start_xmppd() {
+  port=25222
+  local d=$work/xmppd
+  rm -rf "$d" && mkdir -p "$d"
+  "$xmppd" import --data-dir "$d/data" --shared-salt "$work/users.txt" >/dev/null
+  "$xmppd" import --data-dir "$d/data" --shared-salt "$work/pres.txt" >/dev/null
+  taskset -c "$server_cpu" "$xmppd" --data-dir "$d/data" --log warn --shards 1 \
+    --c2s-listen 127.0.0.1:$port --no-c2s-tls --cert "$work/cert.pem" --key "$work/key.pem" \
+    --allow-plain-without-tls --max-connections 30000 >"$d/log" 2>&1 &
+  server_pid=$!
+  stop_server=stop_xmppd
+  wait_port 127.0.0.1 $port 30
+  pin_all "$server_pid"
+}
+stop_xmppd() {
+  kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+  stop_server=""
+}
+
+# ---- Prosody -------------------------------------------------------------------------------
+start_prosody() {
+  port=25322
+  local d=$work/prosody
+  rm -rf "$d" && mkdir -p "$d/data" "$d/certs"
+  cp "$work/cert.pem" "$d/certs/localhost.crt"
+  cp "$work/key.pem" "$d/certs/localhost.key"
+  sed -e "s|@DIR@|$d|g" -e "s|@PORT@|$port|g" tuning/peers/prosody.cfg.lua.in >"$d/prosody.cfg.lua"
+  python3 tuning/peers/prosody_accounts.py "$d/data" localhost <"$work/users.txt"
+  python3 tuning/peers/prosody_accounts.py "$d/data" localhost <"$work/pres.txt"
+  taskset -c "$server_cpu" prosody --config "$d/prosody.cfg.lua" -F >"$d/stdout" 2>&1 &
+  server_pid=$!
+  stop_server=stop_prosody
+  wait_port 127.0.0.1 $port 30
+  pin_all "$server_pid"
+}
+stop_prosody() {
+  kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+  stop_server=""
+}
+
+# ---- ejabberd ------------------------------------------------------------------------------
+ejctl() {
+  local d=$work/ejabberd
+  EJABBERDCTL_CONFIG_PATH=$d/ejabberdctl.cfg ejabberdctl --config "$d/ejabberd.yml" \
+    --spool "$d/spool" --logs "$d/logs" --node bench@localhost "$@"
+}
+start_ejabberd() {
+  port=25422
+  local d=$work/ejabberd
+  rm -rf "$d" && mkdir -p "$d/spool" "$d/logs"
+  cat "$work/cert.pem" "$work/key.pem" >"$d/cert.pem"
+  sed -e "s|@DIR@|$d|g" -e "s|@PORT@|$port|g" tuning/peers/ejabberd.yml.in >"$d/ejabberd.yml"
+  # One scheduler for one core (the default is one per online CPU, which would thrash).
+  cat >"$d/ejabberdctl.cfg" <<'EOF'
+ERL_OPTIONS="+S 1:1 -env ERL_CRASH_DUMP_BYTES 0"
+ERL_MAX_PORTS=65536
+EOF
+  chown -R ejabberd:ejabberd "$d" 2>/dev/null || as_root chown -R ejabberd:ejabberd "$d"
+  chmod 644 "$work/users.xml" "$work/pres.xml"
+  stop_server=stop_ejabberd
+  taskset -c "$server_cpu" bash -c "$(declare -f ejctl); work=$work; ejctl start"
+  ejctl started >/dev/null
+  ejctl import_piefxis "$work/users.xml" >/dev/null
+  ejctl import_piefxis "$work/pres.xml" >/dev/null
+  wait_port 127.0.0.1 $port 60
+  server_pid=$(pgrep -f 'beam.*bench@localhost' | head -1)
+  pin_all "$server_pid"
+}
+stop_ejabberd() {
+  ejctl stop >/dev/null 2>&1 || true
+  ejctl stopped >/dev/null 2>&1 || true
+  pkill -f 'beam.*bench@localhost' 2>/dev/null || true
+  stop_server=""
+}
+
+# ---- cases ---------------------------------------------------------------------------------
+case_args() { # case -> generator arguments
+  case "$1" in
+    chat-max) echo "chat --pairs 50 --window 16 --warmup $warmup --duration $duration" ;;
+    chat-1000) echo "chat --pairs 50 --rate 1000 --warmup $warmup --duration $duration" ;;
+    login-plain) echo "login --users $login_users --concurrency 50" ;;
+    login-tls) echo "login --users $login_users --concurrency 50 --starttls" ;;
+    idle-plain) echo "idle --users $idle_users --settle 5" ;;
+    idle-tls) echo "idle --users $idle_users --settle 5 --starttls" ;;
+    presence) echo "presence --users $pres_users --contacts $contacts --rounds 5 --user-prefix p" ;;
+    *) echo "unknown case $1" >&2; return 1 ;;
+  esac
+}
+
+for server in $servers; do
+  echo "== $server"
+  for c in $cases; do
+    for ((r = 1; r <= runs; r++)); do
+      # A fresh server for every run: no state (caches, heap growth) carried between runs.
+      "start_$server"
+      # shellcheck disable=SC2046
+      line=$(taskset -c "$gen_cpu" "$lt" $(case_args "$c") --port "$port" --domain localhost \
+        --server-pid "$server_pid" --label "$server" --json --timeout 300 2>"$work/$server-$c-$r.err" |
+        tee "$work/$server-$c-$r.out" | grep '^{' | tail -1) || true
+      "$stop_server"
+      if [ -z "$line" ]; then
+        echo "   $c run $r: no result (see $work/$server-$c-$r.err)"
+        continue
+      fi
+      printf '{"case":"%s","server":"%s","run":%d,"result":%s}\n' "$c" "$server" "$r" "$line" >>"$results"
+      echo "   $c run $r: $(python3 tuning/summarize.py --one "$c" <<<"$line")"
+    done
+  done
+done
+
+echo
+echo "== $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+python3 tuning/summarize.py "$results"
+echo
+echo "raw results: $results"
