@@ -4,6 +4,8 @@
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 
+pub mod import;
+
 use crate::config::{Config, UserArgs};
 use crate::stream::sasl::{self, HashAlg};
 use crate::xmpp::jid::Jid;

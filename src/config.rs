@@ -69,6 +69,20 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Create accounts with their rosters (and vCards) in bulk from a file.
+    ///
+    /// Formats: XEP-0227 (`<server-data xmlns='urn:xmpp:pie:0'>`, users with a plaintext
+    /// `password`, `jabber:iq:roster` items with groups, a `vcard-temp` vCard; offline messages
+    /// and other elements are skipped and counted) or a list, one user per line:
+    /// `user@domain password [contact@domain,contact2@domain]` (the contacts get subscription
+    /// both; `#` comments and blank lines are ignored; a password cannot contain spaces).
+    ///
+    /// The whole file is validated before anything is written; an error names `file:line`.
+    /// An account that already exists is an error unless --skip-existing or --replace is given.
+    /// Writes are durable when the command returns. Works while the server runs; a user who
+    /// is online when the import replaces their roster sees it at their next login (after all
+    /// their sessions have ended).
+    Import(ImportArgs),
     /// Print the home shard of each bare JID for a given shard count.
     ShardOf {
         /// Shard count to compute for.
@@ -90,6 +104,40 @@ pub struct UserArgs {
     /// Read the password from the first line of standard input.
     #[arg(long)]
     pub password_stdin: bool,
+}
+
+/// The file format of `xmppd import`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportFormat {
+    /// XEP-0227 Portable Import/Export XML (`urn:xmpp:pie:0`).
+    Xep0227,
+    /// One user per line: `user@domain password [contact@domain,...]`.
+    List,
+}
+
+/// Arguments of `xmppd import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The file to import.
+    pub file: PathBuf,
+    /// The file format [default: xep0227 if the file starts with `<`, else list].
+    #[arg(long, value_enum)]
+    pub format: Option<ImportFormat>,
+    /// Leave accounts that already exist untouched (their roster and vCard too) and import
+    /// the others.
+    #[arg(long, conflicts_with = "replace")]
+    pub skip_existing: bool,
+    /// Replace accounts that already exist: new credentials, the file's roster items instead
+    /// of theirs, and the file's vCard if it has one.
+    #[arg(long)]
+    pub replace: bool,
+    /// Threads deriving SCRAM keys (PBKDF2) [default: available cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// FOR LOAD TESTS ONLY: users with equal passwords share one salt and the same stored
+    /// keys, so keys are derived once per distinct password. Weakens stored credentials.
+    #[arg(long)]
+    pub shared_salt: bool,
 }
 
 /// Options every command needs.

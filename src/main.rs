@@ -43,6 +43,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Check) => admin::check(&config).map_err(Into::into),
         Some(Command::GenCert { force }) => admin::gen_cert(&config, *force).map_err(Into::into),
+        Some(Command::Import(args)) => admin::import::import(&config, args).map_err(Into::into),
         Some(Command::ShardOf { shards, jids }) => {
             admin::shard_of(*shards, jids).map_err(Into::into)
         }

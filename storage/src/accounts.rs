@@ -134,6 +134,31 @@ impl AccountStore {
     }
 }
 
+/// Account reads and writes inside a write transaction (bulk imports that write accounts
+/// with their rosters atomically).
+impl WriteTxn<'_> {
+    /// The account of `bare_jid`, if it exists (including this transaction's own writes).
+    pub fn account(&self, bare_jid: &str) -> Result<Option<Account>, StorageError> {
+        self.get(Table::Accounts, bare_jid.as_bytes())?
+            .map(decode)
+            .transpose()
+    }
+
+    /// Creates the account; [`StorageError::AlreadyExists`] if `bare_jid` has one.
+    pub fn create_account(
+        &mut self,
+        bare_jid: &str,
+        account: &Account,
+    ) -> Result<(), StorageError> {
+        create_in(self, bare_jid, account)
+    }
+
+    /// Replaces the account; [`StorageError::NotFound`] if `bare_jid` has none.
+    pub fn set_account(&mut self, bare_jid: &str, account: &Account) -> Result<(), StorageError> {
+        set_in(self, bare_jid, account)
+    }
+}
+
 fn create_in(
     txn: &mut WriteTxn<'_>,
     bare_jid: &str,

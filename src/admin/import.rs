@@ -1,0 +1,1304 @@
+//! `xmppd import`: accounts with their rosters and vCards in bulk, from a XEP-0227 (Portable
+//! Import/Export) file or a plain list.
+//!
+//! Two passes over the file, which is held in memory as text (no DOM): the first parses and
+//! validates everything and keeps only each user's JID, line and password; the second parses
+//! again and writes, [`BATCH`] users with their rosters per durable write transaction, while
+//! worker threads derive the SCRAM keys (PBKDF2, the cost of an import) ahead of it in file
+//! order. A file with an error therefore writes nothing, and an import of 100k users with
+//! 50 contacts each keeps only the accounts, not the 5M roster items, in memory.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use xmlparser::{ElementEnd, Token, Tokenizer};
+use xmppd_storage::{Account, RosterItem, ScramKeys, Storage, StorageError, Subscription};
+
+use super::{err, now_unix, open, AdminError};
+use crate::config::{Config, ImportArgs, ImportFormat};
+use crate::modules::vcard::NS_VCARD;
+use crate::stream::sasl::{self, HashAlg};
+use crate::xml::{self, StreamNs};
+use crate::xmpp::jid::{self, Jid};
+use crate::xmpp::ns;
+
+/// XEP-0227's namespace.
+const NS_PIE: &str = "urn:xmpp:pie:0";
+/// The roster namespace (RFC 6121).
+const NS_ROSTER: &str = "jabber:iq:roster";
+/// Users per write transaction: large enough that the fsync per commit is negligible, small
+/// enough that a transaction stays a few MB.
+const BATCH: usize = 1000;
+/// Users per work unit of a key-derivation thread.
+const CHUNK: usize = 16;
+/// LMDB's largest key (MDB_MAXKEYSIZE in the default build); a roster key is
+/// `user \0 contact`, so the two JIDs together must fit.
+const MAX_KEY: usize = 511;
+
+/// `xmppd import FILE`.
+pub fn import(config: &Config, args: &ImportArgs) -> Result<(), AdminError> {
+    let started = Instant::now();
+    let name = args.file.display().to_string();
+    let text = read_file(&args.file)?;
+    let format = args.format.unwrap_or_else(|| detect(&text));
+    let checks = Checks { config };
+
+    // Pass 1: validate everything; keep what key derivation and the existence check need.
+    let mut users: Vec<Pending> = Vec::new();
+    let mut lines: HashMap<String, usize> = HashMap::new();
+    let mut source = Source::new(format, &text, &checks);
+    for rec in source.by_ref() {
+        let rec = rec.map_err(|e| e.in_file(&name))?;
+        if let Some(first) = lines.insert(rec.jid.clone(), rec.line) {
+            return Err(err(format!(
+                "{name}:{}: {} is listed twice (first at line {first})",
+                rec.line, rec.jid
+            )));
+        }
+        users.push(Pending {
+            jid: rec.jid,
+            line: rec.line,
+            password: rec.password,
+        });
+    }
+    let warnings = source.warnings();
+    drop(lines);
+
+    let mode = Mode::of(args);
+    let storage = open(config)?;
+    let skip = existing(&storage, &users, mode, &name)?;
+    let skipped = skip.iter().filter(|s| **s).count();
+    if !warnings.is_empty() {
+        eprintln!("xmppd: warning: {name}: {warnings}");
+    }
+
+    let threads = args
+        .threads
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1);
+    let plan = KeyPlan::new(&users, &skip, args.shared_salt);
+    let job = WriteJob {
+        storage: &storage,
+        text: &text,
+        format,
+        checks: &checks,
+        mode,
+        file: &name,
+    };
+    let totals = derive_and_write(&job, &users, &plan, threads, config.scram_iterations)?;
+    storage.shutdown();
+    println!(
+        "imported {} accounts ({} roster items, {} vCards), skipped {} existing, in {:.1} s",
+        totals.accounts,
+        totals.items,
+        totals.vcards,
+        skipped + totals.skipped_late,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// What to do with an account that already exists.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Refuse the import (the default).
+    Refuse,
+    /// Leave it and its data untouched.
+    Skip,
+    /// Replace its credentials, roster and (if the file has one) vCard.
+    Replace,
+}
+
+impl Mode {
+    fn of(args: &ImportArgs) -> Mode {
+        if args.replace {
+            Mode::Replace
+        } else if args.skip_existing {
+            Mode::Skip
+        } else {
+            Mode::Refuse
+        }
+    }
+}
+
+/// A validated user kept between the passes.
+struct Pending {
+    jid: String,
+    line: usize,
+    password: String,
+}
+
+/// One user as read from the file, validated.
+struct UserRecord {
+    /// Normalized bare JID.
+    jid: String,
+    /// Where the user starts in the file.
+    line: usize,
+    password: String,
+    /// Roster items, with distinct contacts.
+    items: Vec<RosterItem>,
+    /// The serialized `<vCard xmlns='vcard-temp'/>`, as the vCard module stores it.
+    vcard: Option<Vec<u8>>,
+}
+
+/// A problem at a line of the file.
+#[derive(Debug)]
+struct FileError {
+    line: usize,
+    msg: String,
+}
+
+impl FileError {
+    fn new(line: usize, msg: impl Into<String>) -> FileError {
+        FileError {
+            line,
+            msg: msg.into(),
+        }
+    }
+
+    fn in_file(self, name: &str) -> AdminError {
+        err(format!("{name}:{}: {}", self.line, self.msg))
+    }
+}
+
+fn read_file(path: &Path) -> Result<String, AdminError> {
+    let bytes = std::fs::read(path).map_err(|e| err(format!("reading {}: {e}", path.display())))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = 1 + good.iter().filter(|b| **b == b'\n').count();
+        err(format!("{}:{line}: not UTF-8", path.display()))
+    })
+}
+
+/// XEP-0227 if the file starts with `<` (after a byte order mark and whitespace), else list.
+fn detect(text: &str) -> ImportFormat {
+    if text
+        .trim_start_matches('\u{feff}')
+        .trim_start()
+        .starts_with('<')
+    {
+        ImportFormat::Xep0227
+    } else {
+        ImportFormat::List
+    }
+}
+
+/// Which users already have an account: an error in [`Mode::Refuse`] if any does.
+fn existing(
+    storage: &Storage,
+    users: &[Pending],
+    mode: Mode,
+    file: &str,
+) -> Result<Vec<bool>, AdminError> {
+    let accounts = storage.accounts();
+    let mut skip = vec![false; users.len()];
+    let mut first = None;
+    let mut count = 0;
+    for (u, s) in users.iter().zip(skip.iter_mut()) {
+        if accounts.exists(&u.jid).map_err(|e| err(e.to_string()))? {
+            count += 1;
+            first.get_or_insert(u);
+            *s = mode == Mode::Skip;
+        }
+    }
+    match first {
+        Some(u) if mode == Mode::Refuse => Err(err(format!(
+            "{file}:{}: {} already exists ({count} of the file's accounts do); nothing was \
+             imported; pass --skip-existing to leave existing accounts alone or --replace to \
+             overwrite them",
+            u.line, u.jid
+        ))),
+        _ => Ok(skip),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key derivation and writing.
+
+/// SCRAM-SHA-1 and SCRAM-SHA-256 keys of one account.
+type Credentials = (ScramKeys, ScramKeys);
+
+/// Which passwords the workers derive keys for, and which result each user takes.
+struct KeyPlan {
+    /// Indices (into the users) whose password is derived, in file order.
+    work: Vec<usize>,
+    /// Per user: the index into `work` of its keys (None: skipped).
+    slot: Vec<Option<usize>>,
+    /// Several users may take the same keys (`--shared-salt`).
+    shared: bool,
+}
+
+impl KeyPlan {
+    fn new(users: &[Pending], skip: &[bool], shared: bool) -> KeyPlan {
+        let mut work = Vec::new();
+        let mut slot = Vec::with_capacity(users.len());
+        let mut by_password: HashMap<&str, usize> = HashMap::new();
+        for (i, (u, skip)) in users.iter().zip(skip).enumerate() {
+            if *skip {
+                slot.push(None);
+                continue;
+            }
+            let s = if shared {
+                *by_password.entry(&u.password).or_insert_with(|| {
+                    work.push(i);
+                    work.len() - 1
+                })
+            } else {
+                work.push(i);
+                work.len() - 1
+            };
+            slot.push(Some(s));
+        }
+        KeyPlan { work, slot, shared }
+    }
+}
+
+/// What the write pass needs besides the keys.
+struct WriteJob<'a> {
+    storage: &'a Storage,
+    text: &'a str,
+    format: ImportFormat,
+    checks: &'a Checks<'a>,
+    mode: Mode,
+    file: &'a str,
+}
+
+/// What was written.
+#[derive(Default)]
+struct Totals {
+    accounts: usize,
+    items: usize,
+    vcards: usize,
+    /// Accounts created by someone else between the check and the write (`--skip-existing`).
+    skipped_late: usize,
+}
+
+/// Runs `threads` key-derivation workers and, on this thread, the write pass that consumes
+/// their results in file order.
+fn derive_and_write(
+    job: &WriteJob<'_>,
+    users: &[Pending],
+    plan: &KeyPlan,
+    threads: usize,
+    iterations: u32,
+) -> Result<Totals, AdminError> {
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel::<(usize, Vec<Credentials>)>();
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(plan.work.len().div_ceil(CHUNK)) {
+            let tx = tx.clone();
+            let (next, stop) = (&next, &stop);
+            s.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let start = next.fetch_add(CHUNK, Ordering::Relaxed);
+                    let Some(chunk) = plan.work.get(start..(start + CHUNK).min(plan.work.len()))
+                    else {
+                        break;
+                    };
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    let keys = chunk
+                        .iter()
+                        .map(|&u| credentials(&users[u].password, iterations))
+                        .collect();
+                    if tx.send((start, keys)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let result = write_all(job, plan, &rx);
+        // On an error, the workers stop after their current chunk.
+        stop.store(true, Ordering::Relaxed);
+        result
+    })
+}
+
+fn credentials(password: &str, iterations: u32) -> Credentials {
+    let conv = |k: sasl::ScramKeys| ScramKeys {
+        salt: k.salt,
+        iterations: k.iterations,
+        stored_key: k.stored_key,
+        server_key: k.server_key,
+    };
+    (
+        conv(sasl::new_keys(HashAlg::Sha1, password, iterations)),
+        conv(sasl::new_keys(HashAlg::Sha256, password, iterations)),
+    )
+}
+
+/// The second pass: parse again, pair each user with its keys, write in batches.
+fn write_all(
+    job: &WriteJob<'_>,
+    plan: &KeyPlan,
+    rx: &mpsc::Receiver<(usize, Vec<Credentials>)>,
+) -> Result<Totals, AdminError> {
+    let mut keys: Vec<Option<Credentials>> = vec![None; plan.work.len()];
+    let mut totals = Totals::default();
+    let mut batch: Vec<(UserRecord, Credentials)> = Vec::with_capacity(BATCH);
+    for (i, rec) in Source::new(job.format, job.text, job.checks).enumerate() {
+        // The first pass accepted the same text with the same checks.
+        let rec = rec.map_err(|e| e.in_file(job.file))?;
+        let Some(slot) = plan.slot.get(i).copied().flatten() else {
+            continue;
+        };
+        while keys[slot].is_none() {
+            let (start, derived) = rx
+                .recv()
+                .map_err(|_| err("a key derivation thread stopped"))?;
+            for (k, d) in derived.into_iter().enumerate() {
+                keys[start + k] = Some(d);
+            }
+        }
+        let creds = if plan.shared {
+            keys[slot].clone()
+        } else {
+            keys[slot].take()
+        };
+        batch.push((rec, creds.ok_or_else(|| err("missing keys"))?));
+        if batch.len() == BATCH {
+            write_batch(job, &mut batch, &mut totals)?;
+        }
+    }
+    if !batch.is_empty() {
+        write_batch(job, &mut batch, &mut totals)?;
+    }
+    Ok(totals)
+}
+
+/// Writes `batch` in one durable transaction and clears it.
+fn write_batch(
+    job: &WriteJob<'_>,
+    batch: &mut Vec<(UserRecord, Credentials)>,
+    totals: &mut Totals,
+) -> Result<(), AdminError> {
+    let mode = job.mode;
+    let now = now_unix();
+    let mut current: Option<(String, usize)> = None;
+    let mut conflict = false;
+    let result = job.storage.write_sync(|txn| {
+        let mut done = Totals::default();
+        for (rec, (sha1, sha256)) in batch.iter() {
+            current = Some((rec.jid.clone(), rec.line));
+            let account = |created_unix, disabled| Account {
+                sha1: sha1.clone(),
+                sha256: sha256.clone(),
+                created_unix,
+                disabled,
+            };
+            match (txn.account(&rec.jid)?, mode) {
+                (None, _) => txn.create_account(&rec.jid, &account(now, false))?,
+                (Some(old), Mode::Replace) => {
+                    txn.set_account(&rec.jid, &account(old.created_unix, old.disabled))?;
+                    let keep: HashSet<&str> = rec.items.iter().map(|i| i.jid.as_str()).collect();
+                    for old in txn.roster_items(&rec.jid)? {
+                        if !keep.contains(old.jid.as_str()) {
+                            txn.delete_roster_item(&rec.jid, &old.jid)?;
+                        }
+                    }
+                }
+                (Some(_), Mode::Skip) => {
+                    done.skipped_late += 1;
+                    continue;
+                }
+                (Some(_), Mode::Refuse) => {
+                    conflict = true;
+                    return Err(StorageError::AlreadyExists);
+                }
+            }
+            for item in &rec.items {
+                txn.put_roster_item(&rec.jid, item)?;
+            }
+            if !rec.items.is_empty() || mode == Mode::Replace {
+                txn.bump_roster_version(&rec.jid)?;
+            }
+            if let Some(vcard) = &rec.vcard {
+                txn.put_vcard(&rec.jid, vcard)?;
+                done.vcards += 1;
+            }
+            done.accounts += 1;
+            done.items += rec.items.len();
+        }
+        Ok(done)
+    });
+    match result {
+        Ok(done) => {
+            totals.accounts += done.accounts;
+            totals.items += done.items;
+            totals.vcards += done.vcards;
+            totals.skipped_late += done.skipped_late;
+            batch.clear();
+            Ok(())
+        }
+        Err(e) => {
+            let (jid, line) = current.unwrap_or_default();
+            let why = if conflict {
+                format!("{jid} was created by someone else during the import")
+            } else if e.is_full() {
+                format!("writing {jid}: {e} (a larger --lmdb-map-size-mib may help)")
+            } else {
+                format!("writing {jid}: {e}")
+            };
+            Err(err(format!(
+                "{}:{line}: {why}; {} accounts of the file were imported before this error, the \
+                 {} of this batch were not; rerun with --skip-existing to import the rest",
+                job.file,
+                totals.accounts,
+                batch.len()
+            )))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation shared by both formats.
+
+/// Checks against the configuration (served domains, roster limits).
+struct Checks<'c> {
+    config: &'c Config,
+}
+
+impl Checks<'_> {
+    /// A served domain, normalized.
+    fn host(&self, domain: &str) -> Result<String, String> {
+        let d = jid::nameprep_domain(domain)
+            .map_err(|e| format!("{domain:?} is not a valid domain: {e}"))?;
+        if !self.config.serves(&d) {
+            return Err(format!(
+                "host {d} is not served here (served: {}); pass --domain {d}",
+                self.config.domains.join(", ")
+            ));
+        }
+        Ok(d.into_owned())
+    }
+
+    /// An account's normalized bare JID from its parts.
+    fn user(&self, local: &str, domain: &str) -> Result<String, String> {
+        let domain = self.host(domain)?;
+        let j = Jid::new(Some(local), &domain, None)
+            .map_err(|e| format!("{local:?} is not a valid user name: {e}"))?;
+        Ok(j.as_str().to_owned())
+    }
+
+    /// An account's normalized bare JID from `user@domain`.
+    fn user_jid(&self, s: &str) -> Result<String, String> {
+        let j = Jid::parse(s).map_err(|e| format!("{s:?} is not a valid JID: {e}"))?;
+        match (j.local(), j.resource()) {
+            (Some(local), None) => self.user(local, j.domain()),
+            _ => Err(format!("{s:?} must be a bare JID like user@domain")),
+        }
+    }
+
+    fn password(&self, user: &str, pw: &str) -> Result<(), String> {
+        if pw.is_empty() {
+            return Err(format!("{user} has an empty password"));
+        }
+        if pw.len() > 1024 {
+            return Err(format!("{user}'s password is longer than 1024 bytes"));
+        }
+        Ok(())
+    }
+
+    /// A roster item's normalized bare JID.
+    fn contact(&self, user: &str, s: &str) -> Result<String, String> {
+        let j = Jid::parse(s).map_err(|e| format!("contact {s:?} is not a valid JID: {e}"))?;
+        if !j.is_bare() {
+            return Err(format!("contact {s:?} must be a bare JID"));
+        }
+        if user.len() + 1 + j.as_str().len() > MAX_KEY {
+            return Err(format!(
+                "contact {s:?} and {user} are together longer than the {MAX_KEY} bytes storage \
+                 allows"
+            ));
+        }
+        Ok(j.as_str().to_owned())
+    }
+
+    fn text(&self, what: &str, s: &str) -> Result<(), String> {
+        let max = self.config.max_roster_text;
+        if s.len() > max {
+            return Err(format!(
+                "{what} longer than {max} bytes (--max-roster-text)"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The user's finished item list: distinct contacts, within --max-roster-items.
+    fn items(&self, rec: &UserRecord) -> Result<(), String> {
+        let max = self.config.max_roster_items;
+        if rec.items.len() > max {
+            return Err(format!(
+                "{} has {} roster items, more than {max} (--max-roster-items)",
+                rec.jid,
+                rec.items.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A user's roster being read: items in file order, with a duplicate check.
+#[derive(Default)]
+struct ItemSet {
+    items: Vec<RosterItem>,
+    contacts: HashSet<String>,
+}
+
+impl ItemSet {
+    fn push(&mut self, item: RosterItem) -> Result<(), String> {
+        if !self.contacts.insert(item.jid.clone()) {
+            return Err(format!("{} is in the roster twice", item.jid));
+        }
+        self.items.push(item);
+        Ok(())
+    }
+}
+
+/// Users from either format, in file order.
+enum Source<'a> {
+    Pie(Box<PieReader<'a>>),
+    List(ListReader<'a>),
+}
+
+impl<'a> Source<'a> {
+    fn new(format: ImportFormat, text: &'a str, checks: &'a Checks<'a>) -> Source<'a> {
+        match format {
+            ImportFormat::Xep0227 => Source::Pie(Box::new(PieReader::new(text, checks))),
+            ImportFormat::List => Source::List(ListReader::new(text, checks)),
+        }
+    }
+
+    /// What was skipped, for the warning line (empty if nothing).
+    fn warnings(&self) -> String {
+        match self {
+            Source::Pie(p) => p.warnings(),
+            Source::List(_) => String::new(),
+        }
+    }
+}
+
+impl Iterator for Source<'_> {
+    type Item = Result<UserRecord, FileError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Source::Pie(p) => p.next(),
+            Source::List(l) => l.next(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The list format.
+
+/// `user@domain password [contact@domain,...]`, one user per line.
+struct ListReader<'a> {
+    lines: std::iter::Enumerate<std::str::Lines<'a>>,
+    checks: &'a Checks<'a>,
+}
+
+impl<'a> ListReader<'a> {
+    fn new(text: &'a str, checks: &'a Checks<'a>) -> ListReader<'a> {
+        ListReader {
+            lines: text.lines().enumerate(),
+            checks,
+        }
+    }
+
+    fn parse(&self, line: usize, text: &str) -> Result<UserRecord, FileError> {
+        let at = |msg: String| FileError::new(line, msg);
+        let mut fields = text.split_whitespace();
+        let (Some(jid), Some(password), contacts, None) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return Err(at(
+                "expected `user@domain password [contact@domain,...]`".to_string()
+            ));
+        };
+        let jid = self.checks.user_jid(jid).map_err(at)?;
+        self.checks.password(&jid, password).map_err(at)?;
+        let mut items = ItemSet::default();
+        for contact in contacts.unwrap_or("").split(',').filter(|c| !c.is_empty()) {
+            let contact = self.checks.contact(&jid, contact).map_err(at)?;
+            items
+                .push(RosterItem {
+                    jid: contact,
+                    name: None,
+                    groups: Vec::new(),
+                    subscription: Subscription::Both,
+                    ask: false,
+                    approved: false,
+                })
+                .map_err(at)?;
+        }
+        let rec = UserRecord {
+            jid,
+            line,
+            password: password.to_owned(),
+            items: items.items,
+            vcard: None,
+        };
+        self.checks.items(&rec).map_err(at)?;
+        Ok(rec)
+    }
+}
+
+impl Iterator for ListReader<'_> {
+    type Item = Result<UserRecord, FileError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let (i, raw) = self.lines.next()?;
+            let text = raw.trim();
+            if text.is_empty() || text.starts_with('#') {
+                continue;
+            }
+            return Some(self.parse(i + 1, text));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// XEP-0227.
+
+/// Where an open element sits in the XEP-0227 structure.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// `<server-data/>`.
+    ServerData,
+    /// `<host jid=''/>`.
+    Host,
+    /// `<user name='' password=''/>`.
+    User,
+    /// The user's `<query xmlns='jabber:iq:roster'/>`.
+    Roster,
+    /// A roster `<item/>`.
+    Item,
+    /// An item's `<group/>`.
+    Group,
+    /// The user's vCard, starting at this byte offset.
+    Vcard(usize),
+    /// `<offline-messages/>`: each child is a skipped message.
+    Offline,
+    /// Inside something skipped or copied whole.
+    Opaque,
+}
+
+/// An element whose end tag has not been seen.
+struct Open<'a> {
+    prefix: &'a str,
+    local: &'a str,
+    place: Place,
+    /// How many namespace bindings were in scope before this element.
+    bindings: usize,
+}
+
+/// A start tag being read (its attributes come as separate tokens).
+struct StartTag<'a> {
+    prefix: &'a str,
+    local: &'a str,
+    start: usize,
+    attrs: Vec<(&'a str, &'a str, &'a str)>,
+}
+
+/// Streaming reader of XEP-0227 over xmlparser tokens: yields a user at each `</user>`.
+struct PieReader<'a> {
+    text: &'a str,
+    tokens: Tokenizer<'a>,
+    checks: &'a Checks<'a>,
+    lines: LineCounter<'a>,
+    stack: Vec<Open<'a>>,
+    /// In-scope namespace bindings, innermost last; the prefix "" is the default namespace.
+    bindings: Vec<(&'a str, String)>,
+    tag: Option<StartTag<'a>>,
+    seen_root: bool,
+    host: Option<String>,
+    user: Option<(UserRecord, ItemSet)>,
+    item: Option<RosterItem>,
+    group: String,
+    /// Skipped elements by `{ns}name`, and skipped offline messages.
+    skipped: BTreeMap<String, usize>,
+    offline: usize,
+    /// vCards that are not simple enough to store (by the server's own element parser).
+    bad_vcards: usize,
+    done: bool,
+}
+
+impl<'a> PieReader<'a> {
+    fn new(text: &'a str, checks: &'a Checks<'a>) -> PieReader<'a> {
+        let body = text.strip_prefix('\u{feff}').unwrap_or(text);
+        PieReader {
+            text: body,
+            tokens: Tokenizer::from(body),
+            checks,
+            lines: LineCounter::new(body),
+            stack: Vec::new(),
+            bindings: Vec::new(),
+            tag: None,
+            seen_root: false,
+            host: None,
+            user: None,
+            item: None,
+            group: String::new(),
+            skipped: BTreeMap::new(),
+            offline: 0,
+            bad_vcards: 0,
+            done: false,
+        }
+    }
+
+    fn warnings(&self) -> String {
+        let mut parts = Vec::new();
+        if self.offline > 0 {
+            parts.push(format!("skipped {} offline messages", self.offline));
+        }
+        if self.bad_vcards > 0 {
+            parts.push(format!(
+                "skipped {} vCards the server could not serve back",
+                self.bad_vcards
+            ));
+        }
+        if !self.skipped.is_empty() {
+            let total: usize = self.skipped.values().sum();
+            let kinds: Vec<String> = self
+                .skipped
+                .iter()
+                .map(|(k, n)| format!("{k} x{n}"))
+                .collect();
+            parts.push(format!(
+                "skipped {total} unsupported elements ({})",
+                kinds.join(", ")
+            ));
+        }
+        parts.join("; ")
+    }
+
+    /// Reads tokens until a user is complete, an error, or the end.
+    fn step(&mut self) -> Result<Option<UserRecord>, FileError> {
+        loop {
+            let token = match self.tokens.next() {
+                None => return self.at_end().map(|()| None),
+                Some(Ok(t)) => t,
+                Some(Err(e)) => {
+                    return Err(FileError::new(
+                        e.pos().row as usize,
+                        format!("malformed XML: {e}"),
+                    ))
+                }
+            };
+            match token {
+                Token::ElementStart {
+                    prefix,
+                    local,
+                    span,
+                } => {
+                    if self.seen_root && self.stack.is_empty() {
+                        let line = self.lines.at(span.start());
+                        return Err(FileError::new(line, "a second root element"));
+                    }
+                    self.tag = Some(StartTag {
+                        prefix: prefix.as_str(),
+                        local: local.as_str(),
+                        start: span.start(),
+                        attrs: Vec::new(),
+                    });
+                }
+                Token::Attribute {
+                    prefix,
+                    local,
+                    value,
+                    span,
+                } => {
+                    let tag = self.tag.as_mut().ok_or_else(|| {
+                        FileError::new(self.lines.at(span.start()), "attribute outside a tag")
+                    })?;
+                    let (p, l) = (prefix.as_str(), local.as_str());
+                    if tag.attrs.iter().any(|(ap, al, _)| *ap == p && *al == l) {
+                        let line = self.lines.at(span.start());
+                        return Err(FileError::new(line, format!("duplicate attribute {l:?}")));
+                    }
+                    tag.attrs.push((p, l, value.as_str()));
+                }
+                Token::ElementEnd { end, span } => match end {
+                    ElementEnd::Open => self.open()?,
+                    ElementEnd::Empty => {
+                        self.open()?;
+                        if let Some(user) = self.close(span.end())? {
+                            return Ok(Some(user));
+                        }
+                    }
+                    ElementEnd::Close(prefix, local) => {
+                        let line = self.lines.at(span.start());
+                        match self.stack.last() {
+                            Some(o) if o.prefix == prefix.as_str() && o.local == local.as_str() => {
+                            }
+                            Some(o) => {
+                                return Err(FileError::new(
+                                    line,
+                                    format!(
+                                        "</{}> does not close <{}>",
+                                        qname(prefix.as_str(), local.as_str()),
+                                        qname(o.prefix, o.local)
+                                    ),
+                                ))
+                            }
+                            None => return Err(FileError::new(line, "end tag without start")),
+                        }
+                        if let Some(user) = self.close(span.end())? {
+                            return Ok(Some(user));
+                        }
+                    }
+                },
+                Token::Text { text } => self.text(text.as_str(), text.start())?,
+                Token::Cdata { text, .. } => {
+                    if self.stack.last().map(|o| o.place) == Some(Place::Group) {
+                        self.group.push_str(text.as_str());
+                    }
+                }
+                Token::DtdStart { span, .. }
+                | Token::EmptyDtd { span, .. }
+                | Token::EntityDeclaration { span, .. } => {
+                    let line = self.lines.at(span.start());
+                    return Err(FileError::new(
+                        line,
+                        "document type declarations are refused",
+                    ));
+                }
+                Token::Declaration { .. }
+                | Token::ProcessingInstruction { .. }
+                | Token::Comment { .. }
+                | Token::DtdEnd { .. } => {}
+            }
+        }
+    }
+
+    fn at_end(&mut self) -> Result<(), FileError> {
+        let line = self.lines.at(self.text.len());
+        if let Some(o) = self.stack.last() {
+            return Err(FileError::new(
+                line,
+                format!("the file ends inside <{}>", qname(o.prefix, o.local)),
+            ));
+        }
+        if !self.seen_root {
+            return Err(FileError::new(line, "no <server-data/> element"));
+        }
+        Ok(())
+    }
+
+    /// A complete start tag: bind its namespaces, then act on where it sits.
+    fn open(&mut self) -> Result<(), FileError> {
+        let Some(tag) = self.tag.take() else {
+            return Ok(());
+        };
+        let line = self.lines.at(tag.start);
+        let at = |msg: String| FileError::new(line, msg);
+        let outer = self.bindings.len();
+        for (prefix, local, value) in &tag.attrs {
+            let bound = match (*prefix, *local) {
+                ("", "xmlns") => "",
+                ("xmlns", p) => p,
+                _ => continue,
+            };
+            let uri = xml::unescape(value).map_err(|e| at(format!("xmlns: {e}")))?;
+            self.bindings.push((bound, uri.into_owned()));
+        }
+        let ns = self.resolve(tag.prefix).ok_or_else(|| {
+            at(format!(
+                "undeclared namespace prefix {:?}",
+                tag.prefix.to_string()
+            ))
+        })?;
+        let attr = |name: &str| -> Result<Option<std::borrow::Cow<'a, str>>, FileError> {
+            match tag
+                .attrs
+                .iter()
+                .find(|(p, l, _)| p.is_empty() && *l == name)
+            {
+                Some((_, _, v)) => xml::unescape(v)
+                    .map(Some)
+                    .map_err(|e| FileError::new(line, format!("attribute {name}: {e}"))),
+                None => Ok(None),
+            }
+        };
+        let parent = self.stack.last().map(|o| o.place);
+        let name = (ns.as_str(), tag.local);
+        let place = match (parent, name) {
+            (None, (NS_PIE, "server-data")) => {
+                self.seen_root = true;
+                Place::ServerData
+            }
+            (None, _) => {
+                return Err(at(format!(
+                    "the root element is <{}> in {ns:?}, not <server-data xmlns='{NS_PIE}'>",
+                    tag.local
+                )))
+            }
+            (Some(Place::ServerData), (NS_PIE, "host")) => {
+                let jid = attr("jid")?.ok_or_else(|| at("<host/> without jid".into()))?;
+                self.host = Some(self.checks.host(&jid).map_err(at)?);
+                Place::Host
+            }
+            (Some(Place::Host), (NS_PIE, "user")) => {
+                let host = self.host.as_deref().unwrap_or_default();
+                let name = attr("name")?.ok_or_else(|| at("<user/> without name".into()))?;
+                let jid = self.checks.user(&name, host).map_err(at)?;
+                let password = attr("password")?
+                    .ok_or_else(|| at(format!("{jid} has no password attribute")))?;
+                self.checks.password(&jid, &password).map_err(at)?;
+                let rec = UserRecord {
+                    jid,
+                    line,
+                    password: password.into_owned(),
+                    items: Vec::new(),
+                    vcard: None,
+                };
+                self.user = Some((rec, ItemSet::default()));
+                Place::User
+            }
+            (Some(Place::User), (NS_ROSTER, "query")) => Place::Roster,
+            (Some(Place::User), (NS_VCARD, "vCard")) => Place::Vcard(tag.start),
+            (Some(Place::User), (NS_PIE, "offline-messages")) => Place::Offline,
+            (Some(Place::Roster), (NS_ROSTER, "item")) => {
+                let user = self.user.as_ref().map(|u| u.0.jid.as_str());
+                let contact = attr("jid")?.ok_or_else(|| at("<item/> without jid".into()))?;
+                let contact = self
+                    .checks
+                    .contact(user.unwrap_or_default(), &contact)
+                    .map_err(at)?;
+                let subscription = match attr("subscription")?.as_deref() {
+                    None | Some("none") => Subscription::None,
+                    Some("to") => Subscription::To,
+                    Some("from") => Subscription::From,
+                    Some("both") => Subscription::Both,
+                    Some(other) => return Err(at(format!("unknown subscription {other:?}"))),
+                };
+                let ask = match attr("ask")?.as_deref() {
+                    None => false,
+                    Some("subscribe") => true,
+                    Some(other) => return Err(at(format!("unknown ask {other:?}"))),
+                };
+                let approved = matches!(attr("approved")?.as_deref(), Some("true" | "1"));
+                let name = attr("name")?
+                    .filter(|n| !n.is_empty())
+                    .map(|n| n.into_owned());
+                if let Some(n) = &name {
+                    self.checks.text("item name", n).map_err(at)?;
+                }
+                self.item = Some(RosterItem {
+                    jid: contact,
+                    name,
+                    groups: Vec::new(),
+                    subscription,
+                    ask,
+                    approved,
+                });
+                Place::Item
+            }
+            (Some(Place::Item), (NS_ROSTER, "group")) => {
+                self.group.clear();
+                Place::Group
+            }
+            (Some(Place::Offline), _) => {
+                self.offline += 1;
+                Place::Opaque
+            }
+            (Some(Place::Vcard(_) | Place::Opaque), _) => Place::Opaque,
+            (Some(_), (ns, local)) => {
+                *self.skipped.entry(format!("{{{ns}}}{local}")).or_default() += 1;
+                Place::Opaque
+            }
+        };
+        self.stack.push(Open {
+            prefix: tag.prefix,
+            local: tag.local,
+            place,
+            bindings: outer,
+        });
+        Ok(())
+    }
+
+    /// The end of the innermost element, whose end tag ends at byte `end`.
+    fn close(&mut self, end: usize) -> Result<Option<UserRecord>, FileError> {
+        let Some(open) = self.stack.pop() else {
+            return Ok(None);
+        };
+        self.bindings.truncate(open.bindings);
+        let line = self.lines.last();
+        let at = |msg: String| FileError::new(line, msg);
+        match open.place {
+            Place::Group => {
+                let group = std::mem::take(&mut self.group);
+                if let Some(item) = self.item.as_mut() {
+                    if group.is_empty() {
+                        return Err(at("empty <group/>".into()));
+                    }
+                    self.checks.text("group name", &group).map_err(at)?;
+                    if item.groups.contains(&group) {
+                        return Err(at(format!("group {group:?} twice on {}", item.jid)));
+                    }
+                    item.groups.push(group);
+                    let max = self.checks.config.max_roster_groups;
+                    if item.groups.len() > max {
+                        return Err(at(format!(
+                            "{} is in more than {max} groups (--max-roster-groups)",
+                            item.jid
+                        )));
+                    }
+                }
+            }
+            Place::Item => {
+                if let (Some(item), Some((_, items))) = (self.item.take(), self.user.as_mut()) {
+                    items.push(item).map_err(at)?;
+                }
+            }
+            Place::Vcard(start) => {
+                let raw = self.text.get(start..end).unwrap_or_default();
+                match self.vcard(raw) {
+                    Some(bytes) => {
+                        if let Some((rec, _)) = self.user.as_mut() {
+                            rec.vcard = Some(bytes);
+                        }
+                    }
+                    None => self.bad_vcards += 1,
+                }
+            }
+            Place::User => {
+                if let Some((mut rec, items)) = self.user.take() {
+                    rec.items = items.items;
+                    self.checks
+                        .items(&rec)
+                        .map_err(|m| FileError::new(rec.line, m))?;
+                    return Ok(Some(rec));
+                }
+            }
+            Place::Host => self.host = None,
+            Place::ServerData | Place::Roster | Place::Offline | Place::Opaque => {}
+        }
+        Ok(None)
+    }
+
+    /// The vCard as the vCard module stores it, if the server's element parser accepts it on
+    /// its own (no prefixes declared outside it) and it fits --max-vcard-size.
+    fn vcard(&self, raw: &str) -> Option<Vec<u8>> {
+        let config = self.checks.config;
+        let el = xml::parse_element(
+            raw.as_bytes(),
+            &StreamNs::new(ns::CLIENT),
+            &config.xml_limits(),
+        )
+        .ok()?;
+        if !el.is("vCard", NS_VCARD) {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        el.write_to(&mut bytes, "");
+        (bytes.len() <= config.max_vcard_size).then_some(bytes)
+    }
+
+    fn text(&mut self, text: &str, start: usize) -> Result<(), FileError> {
+        if self.stack.last().map(|o| o.place) == Some(Place::Group) {
+            let t = xml::unescape(text)
+                .map_err(|e| FileError::new(self.lines.at(start), format!("{e}")))?;
+            self.group.push_str(&t);
+        }
+        Ok(())
+    }
+
+    /// The namespace bound to `prefix` (the default namespace for "").
+    fn resolve(&self, prefix: &str) -> Option<String> {
+        if prefix == "xml" {
+            return Some(xml::NS_XML.to_owned());
+        }
+        match self.bindings.iter().rev().find(|(p, _)| *p == prefix) {
+            Some((_, uri)) => Some(uri.clone()),
+            None if prefix.is_empty() => Some(String::new()),
+            None => None,
+        }
+    }
+}
+
+impl Iterator for PieReader<'_> {
+    type Item = Result<UserRecord, FileError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let out = self.step().transpose();
+        if !matches!(out, Some(Ok(_))) {
+            self.done = true;
+        }
+        out
+    }
+}
+
+fn qname(prefix: &str, local: &str) -> String {
+    if prefix.is_empty() {
+        local.to_owned()
+    } else {
+        format!("{prefix}:{local}")
+    }
+}
+
+/// Line numbers of byte offsets that only move forward, counted incrementally.
+struct LineCounter<'a> {
+    text: &'a str,
+    pos: usize,
+    line: usize,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(text: &'a str) -> LineCounter<'a> {
+        LineCounter {
+            text,
+            pos: 0,
+            line: 1,
+        }
+    }
+
+    /// The line of byte offset `pos` (not before the last one asked).
+    fn at(&mut self, pos: usize) -> usize {
+        if pos > self.pos {
+            let seen = self.text.as_bytes().get(self.pos..pos).unwrap_or_default();
+            self.line += seen.iter().filter(|b| **b == b'\n').count();
+            self.pos = pos;
+        }
+        self.line
+    }
+
+    /// The line of the last offset asked.
+    fn last(&self) -> usize {
+        self.line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        let cli = <crate::config::Cli as clap::Parser>::try_parse_from(["xmppd"]).unwrap();
+        Config::resolve(&cli.common, &cli.serve).unwrap()
+    }
+
+    fn read(format: ImportFormat, text: &str) -> Result<Vec<UserRecord>, FileError> {
+        let config = config();
+        let checks = Checks { config: &config };
+        Source::new(format, text, &checks).collect()
+    }
+
+    const PIE: &str = "<?xml version='1.0'?>\n\
+        <server-data xmlns='urn:xmpp:pie:0'>\n\
+          <host jid='LocalHost'>\n\
+            <user name='Alice' password='a&amp;b'>\n\
+              <query xmlns='jabber:iq:roster'>\n\
+                <item jid='bob@localhost' name='Bob' subscription='both'>\
+                  <group>Friends</group><group><![CDATA[W&rk]]></group></item>\n\
+                <item jid='carol@example.org' subscription='to' ask='subscribe'/>\n\
+              </query>\n\
+              <vCard xmlns='vcard-temp'><FN>Alice</FN></vCard>\n\
+              <offline-messages><message xmlns='jabber:client'><body>x</body></message>\
+              </offline-messages>\n\
+              <private xmlns='urn:xmpp:private:0'/>\n\
+            </user>\n\
+            <user name='bob' password='pw'/>\n\
+          </host>\n\
+        </server-data>\n";
+
+    #[test]
+    fn pie_users_rosters_vcards_and_skips() {
+        let config = config();
+        let checks = Checks { config: &config };
+        let mut src = Source::new(ImportFormat::Xep0227, PIE, &checks);
+        let users: Vec<UserRecord> = src.by_ref().map(Result::unwrap).collect();
+        assert_eq!(users.len(), 2);
+        let a = &users[0];
+        assert_eq!(
+            (a.jid.as_str(), a.line, a.password.as_str()),
+            ("alice@localhost", 4, "a&b")
+        );
+        assert_eq!(a.items.len(), 2);
+        assert_eq!(a.items[0].name.as_deref(), Some("Bob"));
+        assert_eq!(a.items[0].groups, ["Friends", "W&rk"]);
+        assert_eq!(a.items[0].subscription, Subscription::Both);
+        assert!(a.items[1].ask && a.items[1].subscription == Subscription::To);
+        let card = String::from_utf8(a.vcard.clone().unwrap()).unwrap();
+        assert!(card.contains("<FN>Alice</FN>"), "{card}");
+        assert_eq!(users[1].jid, "bob@localhost");
+        let w = src.warnings();
+        assert!(w.contains("1 offline messages"), "{w}");
+        assert!(w.contains("{urn:xmpp:private:0}private x1"), "{w}");
+    }
+
+    #[test]
+    fn pie_errors_name_their_line() {
+        let cases = [
+            (PIE.replace("</user>\n", "</usr>\n"), 12, "does not close"),
+            (
+                PIE.replace("LocalHost", "example.org"),
+                3,
+                "host example.org is not served",
+            ),
+            (PIE.replace("bob@localhost", "bob@@x"), 6, "not a valid JID"),
+            (
+                PIE.replace("subscription='to'", "subscription='x'"),
+                7,
+                "unknown subscription",
+            ),
+            (
+                PIE.replace("name='bob' password='pw'", "name='bob'"),
+                13,
+                "no password",
+            ),
+            (PIE.replace("</server-data>\n", ""), 15, "ends inside"),
+            (
+                PIE.replace("<group>Friends</group>", "<group/>"),
+                6,
+                "empty <group/>",
+            ),
+        ];
+        for (text, line, msg) in cases {
+            let e = read(ImportFormat::Xep0227, &text).err().expect(msg);
+            assert_eq!(e.line, line, "{}", e.msg);
+            assert!(e.msg.contains(msg), "{}", e.msg);
+        }
+    }
+
+    #[test]
+    fn list_lines() {
+        let text = "# comment\n\nA@localhost pw1 b@localhost,c@localhost\nb@localhost pw2\n";
+        let users = read(ImportFormat::List, text).unwrap();
+        assert_eq!(users.len(), 2);
+        assert_eq!((users[0].jid.as_str(), users[0].line), ("a@localhost", 3));
+        assert_eq!(users[0].items.len(), 2);
+        assert_eq!(users[0].items[1].subscription, Subscription::Both);
+        let e = read(ImportFormat::List, "a@localhost pw\nx@localhost/r pw\n")
+            .err()
+            .unwrap();
+        assert_eq!(e.line, 2);
+        let e = read(ImportFormat::List, "a@localhost pw b@x,b@x\n")
+            .err()
+            .unwrap();
+        assert!(e.msg.contains("twice"), "{}", e.msg);
+        let e = read(ImportFormat::List, "a@localhost\n").err().unwrap();
+        assert!(e.msg.contains("expected"), "{}", e.msg);
+    }
+
+    #[test]
+    fn format_is_detected() {
+        assert_eq!(detect("\u{feff}  \n<server-data/>"), ImportFormat::Xep0227);
+        assert_eq!(detect("# users\na@b pw"), ImportFormat::List);
+    }
+}
