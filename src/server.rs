@@ -68,7 +68,12 @@ pub fn serve(config: Config, modules: &'static [RegisterFn]) -> Result<(), Start
         let config = config.clone();
         let storage = storage.clone();
         let links = links.clone();
-        shard::spawn(config.shards, config.pin, move |i| {
+        let exec = shard::ExecutorOptions {
+            pin: config.pin,
+            spin_before_park: config.spin_before_park,
+            ring_depth: config.io_uring_depth,
+        };
+        shard::spawn(config.shards, exec, move |i| {
             let config = config.clone();
             let storage = storage.clone();
             let links = links.clone();

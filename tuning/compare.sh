@@ -62,7 +62,7 @@ for svc in prosody ejabberd; do
 done
 
 echo "== building xmppd and xmppd-loadtest (release)"
-cargo build --release --locked --bin xmppd -p xmppd-loadtest 2>&1 | grep -v '^\s*\(Compiling\|Finished\)' || true
+cargo build --release --locked -p xmppd -p xmppd-loadtest --bins 2>&1 | grep -v '^\s*\(Compiling\|Finished\)' || true
 xmppd=$root/target/release/xmppd
 lt=$root/target/release/xmppd-loadtest
 [ -x "$xmppd" ] && [ -x "$lt" ] || { echo "build failed" >&2; exit 1; }
@@ -152,7 +152,10 @@ stop_prosody() {
 # ---- ejabberd ------------------------------------------------------------------------------
 ejctl() {
   local d=$work/ejabberd
-  EJABBERDCTL_CONFIG_PATH=$d/ejabberdctl.cfg ejabberdctl --config "$d/ejabberd.yml" \
+  # As the ejabberd user directly: ejabberdctl would otherwise switch with su, whose PAM
+  # session resets the open-files limit to Debian's 1024.
+  as_root setpriv --reuid=ejabberd --regid=ejabberd --init-groups \
+    env HOME=/var/lib/ejabberd EJABBERDCTL_CONFIG_PATH="$d/ejabberdctl.cfg" ejabberdctl --config "$d/ejabberd.yml" \
     --spool "$d/spool" --logs "$d/logs" --node bench@localhost "$@"
 }
 start_ejabberd() {
@@ -169,12 +172,12 @@ EOF
   chown -R ejabberd:ejabberd "$d" 2>/dev/null || as_root chown -R ejabberd:ejabberd "$d"
   chmod 644 "$work/users.xml" "$work/pres.xml"
   stop_server=stop_ejabberd
-  taskset -c "$server_cpu" bash -c "$(declare -f ejctl); work=$work; ejctl start"
+  taskset -c "$server_cpu" bash -c "$(declare -f ejctl as_root); work=$work; ejctl start"
   ejctl started >/dev/null
+  server_pid=$(pgrep -f 'beam.*bench@localhost' | head -1)
   ejctl import_piefxis "$work/users.xml" >/dev/null
   ejctl import_piefxis "$work/pres.xml" >/dev/null
   wait_port 127.0.0.1 $port 60
-  server_pid=$(pgrep -f 'beam.*bench@localhost' | head -1)
   pin_all "$server_pid"
 }
 stop_ejabberd() {

@@ -41,11 +41,21 @@ pub fn shard_of(bare: &str, shards: usize) -> usize {
     (h % shards as u64) as usize
 }
 
+/// How shard executors are built.
+#[derive(Clone, Copy, Debug)]
+pub struct ExecutorOptions {
+    /// Pin shard `i` to CPU `i` (modulo the CPU count).
+    pub pin: bool,
+    /// Poll this long before sleeping in the kernel when idle (None: sleep at once).
+    pub spin_before_park: Option<std::time::Duration>,
+    /// io_uring queue depth.
+    pub ring_depth: usize,
+}
+
 /// Start `shards` executors; shard `i` runs `body(i)` and the thread ends when it returns.
-/// With `pin`, shard `i` is pinned to CPU `i` (modulo the CPU count).
 pub fn spawn<F, Fut>(
     shards: usize,
-    pin: bool,
+    opts: ExecutorOptions,
     body: F,
 ) -> std::io::Result<Vec<glommio::ExecutorJoinHandle<()>>>
 where
@@ -57,14 +67,19 @@ where
         .unwrap_or(1);
     (0..shards)
         .map(|i| {
-            let placement = if pin {
+            let placement = if opts.pin {
                 Placement::Fixed(i % cpus)
             } else {
                 Placement::Unbound
             };
             let body = body.clone();
-            LocalExecutorBuilder::new(placement)
+            let mut builder = LocalExecutorBuilder::new(placement)
                 .name(&format!("xmppd-shard-{i}"))
+                .ring_depth(opts.ring_depth);
+            if let Some(spin) = opts.spin_before_park {
+                builder = builder.spin_before_park(spin);
+            }
+            builder
                 .spawn(move || body(i))
                 .map_err(|e| std::io::Error::other(e.to_string()))
         })
