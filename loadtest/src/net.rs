@@ -135,6 +135,10 @@ pub struct Net {
 }
 
 const TIMER_TOKEN: u64 = u64::MAX;
+/// Bytes read from one connection before they are handed to the stanza handlers.
+const READ_BATCH: usize = 1 << 20;
+/// The most unconsumed bytes (one incomplete stanza) a connection may hold.
+const MAX_PENDING: usize = 4 << 20;
 
 impl Net {
     /// A new loop. `epoch` is the time base shared by all threads.
@@ -470,13 +474,39 @@ impl Net {
     }
 
     fn readable<D: Driver>(&mut self, id: Id, d: &mut D) {
+        // Edge-triggered: read until the socket is drained, but hand what was read to the
+        // stanza handlers every READ_BATCH bytes, so a fast server cannot grow the buffer
+        // without bound; a single stanza larger than MAX_PENDING is an error.
+        loop {
+            let (more, pending) = self.read_some(id, d);
+            if !more {
+                return;
+            }
+            if pending > MAX_PENDING {
+                self.kill(
+                    id,
+                    d,
+                    Some(format!("server stanza over {MAX_PENDING} bytes")),
+                );
+                return;
+            }
+        }
+    }
+
+    /// One bounded round of `readable`: (the socket may hold more, unconsumed bytes left).
+    fn read_some<D: Driver>(&mut self, id: Id, d: &mut D) -> (bool, usize) {
         let mut eof = false;
         let mut err = None;
+        let mut more = false;
         {
             let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) else {
-                return;
+                return (false, 0);
             };
             loop {
+                if c.rbuf.len() >= READ_BATCH {
+                    more = true;
+                    break;
+                }
                 if let Some(tls) = c.tls.as_mut() {
                     match tls.read_tls(&mut c.sock) {
                         Ok(0) => eof = true,
@@ -531,7 +561,12 @@ impl Net {
             let during_login = self.conn(id).is_some_and(|c| c.login.is_some());
             let e = during_login.then(|| "server closed during login".to_string());
             self.kill(id, d, e);
+        } else if more {
+            if let Some(c) = self.conn(id) {
+                return (true, c.rbuf.len());
+            }
         }
+        (false, 0)
     }
 
     /// Splits and handles every complete stanza buffered on `id`.
