@@ -673,6 +673,27 @@ mod tests {
     }
 
     #[test]
+    fn executor_options_defaults_and_bounds() {
+        let cli = parse(&[]);
+        let c = Config::resolve(&cli.common, &cli.serve).unwrap();
+        assert_eq!(c.spin_before_park, None);
+        assert_eq!(c.io_uring_depth, 128);
+        let cli = parse(&["--spin-before-park-us", "250", "--io-uring-depth", "512"]);
+        let c = Config::resolve(&cli.common, &cli.serve).unwrap();
+        assert_eq!(c.spin_before_park, Some(Duration::from_micros(250)));
+        assert_eq!(c.io_uring_depth, 512);
+        for bad in [
+            &["--spin-before-park-us", "10001"][..],
+            &["--io-uring-depth", "4"][..],
+            &["--io-uring-depth", "65536"][..],
+        ] {
+            let cli = parse(bad);
+            let e = Config::resolve(&cli.common, &cli.serve).unwrap_err();
+            assert!(e.to_string().contains(bad[0]), "{e}");
+        }
+    }
+
+    #[test]
     fn flags_win_over_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.toml");
