@@ -353,6 +353,41 @@ fn wait_logged_in(sh: &Shared, n: u64, deadline: Instant) -> Result<(), String> 
     Ok(())
 }
 
+/// The measured phase of the count-driven scenarios (presence, muc): run until `expected`
+/// operations were seen or the deadline, then stop the workers and report the window.
+/// Returns the report and whether the count was reached.
+fn measure_until(
+    c: &Common,
+    sh: &Shared,
+    h: Vec<std::thread::JoinHandle<scenarios::Out>>,
+    deadline: Instant,
+    expected: u64,
+    scenario: &str,
+    mode: &str,
+) -> (Report, bool) {
+    let mark = CpuMark::now(c.server_pid);
+    let t0 = Instant::now();
+    sh.measuring.store(true, Relaxed);
+    sh.phase.store(phase::RUN, Relaxed);
+    let complete = wait_until(deadline, || sh.ops.load(Relaxed) >= expected);
+    let window = t0.elapsed();
+    let cpu = mark.since(c.server_pid);
+    sh.measuring.store(false, Relaxed);
+    sh.phase.store(phase::STOP, Relaxed);
+    let out = scenarios::join(h);
+    let r = Report::new(
+        scenario,
+        mode,
+        &c.label,
+        sh.ops.load(Relaxed),
+        window,
+        cpu,
+        Latency::of(&out.hist),
+        out.errors,
+    );
+    (r, complete)
+}
+
 fn stop_and_fail(
     sh: &Shared,
     h: Vec<std::thread::JoinHandle<scenarios::Out>>,
@@ -626,32 +661,14 @@ fn presence(c: &Common, threads: usize, a: &PresenceArgs, limit: u64) -> Result<
     ));
     let contacts = a.contacts.min(users.saturating_sub(1)) as u64;
     let expected = users as u64 * contacts * u64::from(a.rounds);
-    let mark = CpuMark::now(c.server_pid);
-    let t0 = Instant::now();
-    sh.measuring.store(true, Relaxed);
-    sh.phase.store(phase::RUN, Relaxed);
-    let complete = wait_until(deadline, || sh.ops.load(Relaxed) >= expected);
-    let window = t0.elapsed();
-    let cpu = mark.since(c.server_pid);
-    sh.measuring.store(false, Relaxed);
-    sh.phase.store(phase::STOP, Relaxed);
-    let out = scenarios::join(h);
-    let ops = sh.ops.load(Relaxed);
-    let mut r = Report::new(
-        "presence",
-        "broadcast",
-        &c.label,
-        ops,
-        window,
-        cpu,
-        Latency::of(&out.hist),
-        out.errors,
-    )
-    .param("users", users)
-    .param("contacts", a.contacts)
-    .param("rounds", a.rounds)
-    .param("expected", expected)
-    .param("threads", threads);
+    let (r, complete) = measure_until(c, &sh, h, deadline, expected, "presence", "broadcast");
+    let ops = r.ops;
+    let mut r = r
+        .param("users", users)
+        .param("contacts", a.contacts)
+        .param("rounds", a.rounds)
+        .param("expected", expected)
+        .param("threads", threads);
     r.server_rss_kib = c.server_pid.and_then(stats::server_rss_kib);
     emit(c, &r);
     if !complete {
@@ -723,32 +740,13 @@ fn muc(c: &Common, threads: usize, a: &MucArgs, limit: u64) -> Result<ExitCode, 
     }
     sleep_bounded(Duration::from_millis(500), deadline);
     let expected = (rooms * occupants * occupants) as u64 * u64::from(a.rounds);
-    let mark = CpuMark::now(c.server_pid);
-    let t0 = Instant::now();
-    sh.measuring.store(true, Relaxed);
-    sh.phase.store(phase::RUN, Relaxed);
-    let complete = wait_until(deadline, || sh.ops.load(Relaxed) >= expected);
-    let window = t0.elapsed();
-    let cpu = mark.since(c.server_pid);
-    sh.measuring.store(false, Relaxed);
-    sh.phase.store(phase::STOP, Relaxed);
-    let out = scenarios::join(h);
-    let ops = sh.ops.load(Relaxed);
-    let mut r = Report::new(
-        "muc",
-        "groupchat",
-        &c.label,
-        ops,
-        window,
-        cpu,
-        Latency::of(&out.hist),
-        out.errors,
-    )
-    .param("rooms", rooms)
-    .param("occupants", occupants)
-    .param("rounds", a.rounds)
-    .param("expected", expected)
-    .param("service", service);
+    let (r, complete) = measure_until(c, &sh, h, deadline, expected, "muc", "groupchat");
+    let mut r = r
+        .param("rooms", rooms)
+        .param("occupants", occupants)
+        .param("rounds", a.rounds)
+        .param("expected", expected)
+        .param("service", service);
     r.server_rss_kib = c.server_pid.and_then(stats::server_rss_kib);
     emit(c, &r);
     Ok(if complete {
