@@ -373,9 +373,25 @@ fn measure_until(
     let window = t0.elapsed();
     let cpu = mark.since(c.server_pid);
     sh.measuring.store(false, Relaxed);
+    (
+        stop_and_report(c, sh, h, scenario, mode, window, cpu),
+        complete,
+    )
+}
+
+/// Stop the workers, collect their results and build the report of a measured window.
+fn stop_and_report(
+    c: &Common,
+    sh: &Shared,
+    h: Vec<std::thread::JoinHandle<scenarios::Out>>,
+    scenario: &str,
+    mode: &str,
+    window: Duration,
+    cpu: (Option<u64>, u64),
+) -> Report {
     sh.phase.store(phase::STOP, Relaxed);
     let out = scenarios::join(h);
-    let r = Report::new(
+    Report::new(
         scenario,
         mode,
         &c.label,
@@ -384,8 +400,7 @@ fn measure_until(
         cpu,
         Latency::of(&out.hist),
         out.errors,
-    );
-    (r, complete)
+    )
 }
 
 fn stop_and_fail(
@@ -441,26 +456,16 @@ fn chat(c: &Common, threads: usize, a: &ChatArgs, limit: u64) -> Result<ExitCode
     sh.measuring.store(false, Relaxed);
     let window = t0.elapsed();
     let cpu = mark.since(c.server_pid);
-    sh.phase.store(phase::STOP, Relaxed);
-    let out = scenarios::join(h);
-    let ops = sh.ops.load(Relaxed);
     let mode = if a.rate.is_some() { "open" } else { "closed" };
-    let mut r = Report::new(
-        "chat",
-        mode,
-        &c.label,
-        ops,
-        window,
-        cpu,
-        Latency::of(&out.hist),
-        out.errors,
-    )
-    .param("pairs", pairs)
-    .param("window", a.window)
-    .param("body_bytes", a.body_bytes)
-    .param("threads", threads)
-    .param("mech", format!("{:?}", c.mech))
-    .param("starttls", c.starttls);
+    let r = stop_and_report(c, &sh, h, "chat", mode, window, cpu);
+    let ops = r.ops;
+    let mut r = r
+        .param("pairs", pairs)
+        .param("window", a.window)
+        .param("body_bytes", a.body_bytes)
+        .param("threads", threads)
+        .param("mech", format!("{:?}", c.mech))
+        .param("starttls", c.starttls);
     if let Some(rate) = a.rate {
         r = r.param("rate", rate);
     }
@@ -532,27 +537,17 @@ fn login(c: &Common, threads: usize, a: &LoginArgs, limit: u64) -> Result<ExitCo
     let window = t0.elapsed();
     let cpu = mark.since(c.server_pid);
     let rss = c.server_pid.and_then(stats::server_rss_kib);
-    sh.phase.store(phase::STOP, Relaxed);
-    let out = scenarios::join(h);
-    let ops = sh.ops.load(Relaxed);
     let mode = if a.rate.is_some() { "rate" } else { "storm" };
-    let mut r = Report::new(
-        "login",
-        mode,
-        &c.label,
-        ops,
-        window,
-        cpu,
-        Latency::of(&out.hist),
-        out.errors,
-    )
-    .param("users", users)
-    .param("concurrency", c.concurrency)
-    .param("threads", threads)
-    .param("mech", format!("{:?}", c.mech))
-    .param("starttls", c.starttls)
-    .param("keep", a.keep)
-    .param("presence", a.presence);
+    let r = stop_and_report(c, &sh, h, "login", mode, window, cpu);
+    let ops = r.ops;
+    let mut r = r
+        .param("users", users)
+        .param("concurrency", c.concurrency)
+        .param("threads", threads)
+        .param("mech", format!("{:?}", c.mech))
+        .param("starttls", c.starttls)
+        .param("keep", a.keep)
+        .param("presence", a.presence);
     if let Some(rate) = a.rate {
         r = r.param("rate", rate);
     }
