@@ -7,6 +7,7 @@ use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::c2s::{C2s, Handoff};
 use crate::config::Config;
@@ -29,6 +30,11 @@ impl std::error::Error for StartError {}
 
 /// Bytes a destination may have pending before the sending shard stops reading sockets.
 const CROSS_SHARD_HIGH_WATER: usize = 4 << 20;
+
+/// After a stop request, how much longer than `--shutdown-grace` the shards get before the
+/// process exits without them (a connection's farewell is bounded by the grace; this covers
+/// the executor's own teardown).
+const STOP_MARGIN: Duration = Duration::from_millis(1500);
 
 /// One listening socket per shard for each address (SO_REUSEPORT).
 struct Listeners {
@@ -63,6 +69,8 @@ pub fn serve(config: Config, modules: &'static [RegisterFn]) -> Result<(), Start
     let per_shard = Arc::new(listeners.per_shard);
 
     install_stop_triggers(&links, config.exit_on_stdin_eof)?;
+    install_panic_hook(&links);
+    let (exited_tx, exited_rx) = crossbeam_channel::unbounded::<(usize, bool)>();
 
     let handles = {
         let config = config.clone();
@@ -81,7 +89,13 @@ pub fn serve(config: Config, modules: &'static [RegisterFn]) -> Result<(), Start
             let fds = per_shard.get(i).cloned().unwrap_or_default();
             let tls = tls.clone();
             let secret = secret.clone();
+            let exited = ShardExit {
+                index: i,
+                tx: exited_tx.clone(),
+                links: links.clone(),
+            };
             async move {
+                let _exited = exited;
                 shard_main(ShardInit {
                     index: i,
                     config,
@@ -125,14 +139,119 @@ pub fn serve(config: Config, modules: &'static [RegisterFn]) -> Result<(), Start
     let _ = stdout.flush();
     drop(stdout);
 
-    for h in handles {
-        if let Err(e) = h.join() {
-            tracing::error!(error = %e, "shard failed");
+    let outcome = wait_for_shards(
+        &links,
+        &exited_rx,
+        config.shards,
+        config.shutdown_grace + STOP_MARGIN,
+    );
+    for (i, h) in handles.into_iter().enumerate() {
+        // A shard that did not stop is left behind: the process exits without it.
+        if outcome.ended.get(i).copied().unwrap_or(false) {
+            let _ = h.join();
         }
     }
     storage.shutdown();
+    if !outcome.failed.is_empty() || !outcome.stuck.is_empty() {
+        tracing::error!(failed = ?outcome.failed, stuck = ?outcome.stuck, "stopped after a shard failure");
+        return Err(StartError(format!(
+            "shard(s) failed: {:?}, did not stop: {:?}",
+            outcome.failed, outcome.stuck
+        )));
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Tells the main thread that a shard thread ended, and how. Dropped when the shard's future
+/// completes or is dropped by the unwinding of a panic.
+struct ShardExit {
+    index: usize,
+    tx: crossbeam_channel::Sender<(usize, bool)>,
+    links: Arc<Links>,
+}
+
+impl Drop for ShardExit {
+    fn drop(&mut self) {
+        let panicked = std::thread::panicking();
+        if panicked {
+            // The other shards keep queueing to this one otherwise: stop them all.
+            self.links.request_stop();
+        }
+        let _ = self.tx.send((self.index, panicked));
+    }
+}
+
+/// How the shards ended.
+#[derive(Debug, Default)]
+struct ShardsOutcome {
+    /// `ended[i]`: shard `i`'s thread is done.
+    ended: Vec<bool>,
+    /// Shards that panicked or returned without being asked to stop.
+    failed: Vec<usize>,
+    /// Shards still running when the stop deadline passed.
+    stuck: Vec<usize>,
+}
+
+/// Wait for every shard to end. The wait is unbounded while the server runs; once a stop is
+/// requested (signal, end of stdin, a shard's death) the shards get `limit` to finish, and
+/// the ones still running are reported as stuck.
+fn wait_for_shards(
+    links: &Links,
+    exited: &crossbeam_channel::Receiver<(usize, bool)>,
+    shards: usize,
+    limit: Duration,
+) -> ShardsOutcome {
+    let mut out = ShardsOutcome {
+        ended: vec![false; shards],
+        ..ShardsOutcome::default()
+    };
+    let mut stop_seen: Option<Instant> = None;
+    let mut left = shards;
+    while left > 0 {
+        match exited.recv_timeout(Duration::from_millis(50)) {
+            Ok((i, panicked)) => {
+                if let Some(e) = out.ended.get_mut(i).filter(|e| !**e) {
+                    *e = true;
+                    left -= 1;
+                }
+                if panicked || !links.stopping() {
+                    tracing::error!(shard = i, panicked, "shard ended unexpectedly: stopping");
+                    out.failed.push(i);
+                    links.request_stop();
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+        if links.stopping() {
+            let since = *stop_seen.get_or_insert_with(Instant::now);
+            if since.elapsed() >= limit {
+                break;
+            }
+        }
+    }
+    out.stuck = (0..shards).filter(|&i| !out.ended[i]).collect();
+    out
+}
+
+/// A panic on a shard thread stops the whole server (the guard in [`ShardExit`] reports it),
+/// rather than leaving a half-server whose other shards queue to a dead one. The default hook
+/// still prints the message and backtrace first.
+fn install_panic_hook(links: &Arc<Links>) {
+    let links = Arc::downgrade(links);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        previous(info);
+        let on_shard = std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("xmppd-shard"));
+        if on_shard {
+            if let Some(l) = links.upgrade() {
+                l.request_stop();
+            }
+        }
+    }));
 }
 
 struct ShardInit {
@@ -173,33 +292,67 @@ async fn shard_main(init: ShardInit) {
     }
     tracing::debug!(shard = i, "shard started");
 
-    let bell = init.links.clone();
-    loop {
-        bell.inbox_bell(i).wait().await;
-        let mut handled = 0usize;
-        while let Ok(msg) = init.rx.try_recv() {
-            handled += 1;
-            match msg {
-                ShardMsg::Stanzas(batch) => {
-                    for e in batch.iter() {
-                        router.deliver_entry(&e);
+    #[cfg(debug_assertions)]
+    freeze_for_tests(i);
+
+    // The inbox loop runs in a latency-sensitive task queue: glommio then always notifies the
+    // sleeping executor of a wake-up from another thread (it may skip the notification for
+    // other queues), and the periodic poll bounds the damage of any that is still lost.
+    let mesh_tq = glommio::executor().create_task_queue(
+        glommio::Shares::default(),
+        glommio::Latency::Matters(Duration::from_millis(10)),
+        "mesh",
+    );
+    let links = init.links.clone();
+    let inbox = async move {
+        loop {
+            futures_lite::future::or(links.inbox_bell(i).wait(), async {
+                glommio::timer::sleep(shard::mesh::MESH_POLL).await;
+            })
+            .await;
+            if links.stopping() {
+                c2s.shutdown().await;
+                tracing::debug!(shard = i, "shard stopped");
+                return;
+            }
+            let mut handled = 0usize;
+            while let Ok(msg) = init.rx.try_recv() {
+                handled += 1;
+                match msg {
+                    ShardMsg::Stanzas(batch) => {
+                        for e in batch.iter() {
+                            router.deliver_entry(&e);
+                        }
                     }
+                    ShardMsg::Adopt(any) => match any.downcast::<Handoff>() {
+                        Ok(h) => c2s.adopt(*h),
+                        Err(_) => tracing::error!("unknown hand-off type"),
+                    },
+                    // Kept for callers that stop one shard by message: same as a stop request.
+                    ShardMsg::Shutdown => links.request_stop(),
                 }
-                ShardMsg::Adopt(any) => match any.downcast::<Handoff>() {
-                    Ok(h) => c2s.adopt(*h),
-                    Err(_) => tracing::error!("unknown hand-off type"),
-                },
-                ShardMsg::Shutdown => {
-                    c2s.shutdown().await;
-                    tracing::debug!(shard = i, "shard stopped");
-                    return;
+                if handled.is_multiple_of(64) {
+                    futures_lite::future::yield_now().await;
                 }
             }
-            if handled.is_multiple_of(64) {
-                futures_lite::future::yield_now().await;
-            }
+            links.announce_space();
         }
-        bell.announce_space();
+    };
+    match glommio::spawn_local_into(inbox, mesh_tq) {
+        Ok(task) => task.await,
+        Err(e) => tracing::error!(shard = i, error = %e, "starting the inbox loop failed"),
+    }
+}
+
+/// Test builds only: `XMPPD_TEST_FREEZE_SHARD=i` blocks shard `i`'s thread for good, to test
+/// that the process still stops on SIGTERM with a frozen shard.
+#[cfg(debug_assertions)]
+fn freeze_for_tests(i: usize) {
+    if std::env::var("XMPPD_TEST_FREEZE_SHARD").ok() == Some(i.to_string()) {
+        tracing::warn!(shard = i, "XMPPD_TEST_FREEZE_SHARD: freezing this shard");
+        loop {
+            std::thread::park();
+        }
     }
 }
 
@@ -245,7 +398,8 @@ fn listen_socket(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
     Ok(s)
 }
 
-/// SIGTERM and SIGINT (and optionally the end of stdin) ask every shard to shut down.
+/// SIGTERM and SIGINT (and optionally the end of stdin) ask every shard to shut down. The stop
+/// request comes first and cannot block ([`Links::request_stop`]); logging comes after.
 fn install_stop_triggers(links: &Arc<Links>, stdin_eof: bool) -> Result<(), StartError> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
@@ -254,9 +408,10 @@ fn install_stop_triggers(links: &Arc<Links>, stdin_eof: bool) -> Result<(), Star
     std::thread::Builder::new()
         .name("xmppd-signals".into())
         .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
+            // Every signal (re)requests the stop: harmless, and robust to a lost wake-up.
+            for sig in signals.forever() {
+                l.request_stop();
                 tracing::info!(signal = sig, "shutting down");
-                stop_all(&l);
             }
         })
         .map_err(|e| StartError(format!("signal thread: {e}")))?;
@@ -267,19 +422,20 @@ fn install_stop_triggers(links: &Arc<Links>, stdin_eof: bool) -> Result<(), Star
             .spawn(move || {
                 let mut buf = [0u8; 256];
                 let mut stdin = std::io::stdin();
-                while matches!(std::io::Read::read(&mut stdin, &mut buf), Ok(n) if n > 0) {}
+                loop {
+                    match std::io::Read::read(&mut stdin, &mut buf) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(_) => break,
+                    }
+                }
+                l.request_stop();
                 tracing::info!("stdin closed: shutting down");
-                stop_all(&l);
             })
             .map_err(|e| StartError(format!("stdin thread: {e}")))?;
     }
     Ok(())
-}
-
-fn stop_all(links: &Links) {
-    for i in 0..links.shards() {
-        links.send_blocking(i, ShardMsg::Shutdown);
-    }
 }
 
 /// Raise the open-files soft limit to the hard limit; return the resulting limit.

@@ -200,3 +200,72 @@ impl TlsAlertEof for Client {
         panic!("connection not closed");
     }
 }
+
+/// Issue 8 (critical): SASL succeeding on a shard that is not the account's home, with a TLS
+/// `close_notify` and more than 4 KiB of further bytes in the same burst, made the hand-off
+/// loop spin for good (rustls consumes nothing after close_notify), freezing the shard. Every
+/// combination of accepting shard and home shard is tried; afterwards both shards must still
+/// serve logins.
+#[test]
+fn tls_close_notify_in_auth_burst_does_not_freeze_a_shard() {
+    let s = Server::start(&["--shards", "2"]);
+    let users: Vec<(String, String)> = (0..2)
+        .map(|shard| s.new_user_on_shard("cn", shard, 2))
+        .collect();
+    let cfg = tls_config(&s.cert_path(), None);
+    // The kernel spreads connections over the shards' listeners: several tries per account
+    // make a cross-shard case (almost) certain.
+    for (user, pw) in users.iter().cycle().take(12) {
+        let mut tcp = std::net::TcpStream::connect(s.c2s_tls.unwrap()).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut tls =
+            rustls::ClientConnection::new(cfg.clone(), DOMAIN.try_into().unwrap()).unwrap();
+        while tls.is_handshaking() {
+            tls.complete_io(&mut tcp).unwrap();
+        }
+        let mut stream = rustls::Stream::new(&mut tls, &mut tcp);
+        stream
+            .write_all(
+                format!(
+                    "<?xml version='1.0'?><stream:stream to='{DOMAIN}' xmlns='jabber:client' \
+                     xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).contains("</stream:features>") {
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0, "closed before features");
+            got.extend_from_slice(&buf[..n]);
+        }
+        // One burst: the auth, close_notify, then more than 4 KiB of further bytes.
+        let payload = b64(format!("\0{user}\0{pw}").as_bytes());
+        tls.writer()
+            .write_all(
+                format!(
+                    "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{payload}</auth>"
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+        tls.send_close_notify();
+        let mut burst = Vec::new();
+        while tls.wants_write() {
+            tls.write_tls(&mut burst).unwrap();
+        }
+        burst.extend(std::iter::repeat_n(0x17u8, 6000));
+        let _ = tcp.write_all(&burst);
+        drop(tcp);
+    }
+    // Both shards still serve: a login homed on each, several times.
+    for (user, pw) in users.iter().cycle().take(6) {
+        let mut c = Client::login(&s, user, pw, None);
+        c.close();
+    }
+    let status = s
+        .signal_and_wait(libc::SIGTERM)
+        .expect("exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
+}

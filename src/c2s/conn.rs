@@ -257,24 +257,26 @@ impl Conn {
         }
         // Whatever was received travels with the connection, decrypted.
         if let Some(tls) = self.tls.as_mut() {
-            let mut cipher = std::mem::take(&mut self.tls_in);
+            let cipher = std::mem::take(&mut self.tls_in);
             let mut rest: &[u8] = &cipher;
             let mut buf = [0u8; 4096];
             loop {
-                while let Ok(n) = tls.reader().read(&mut buf) {
-                    if n == 0 {
-                        break;
+                loop {
+                    match tls.reader().read(&mut buf) {
+                        // The peer sent close_notify: nothing more will come, no hand-off.
+                        Ok(0) => return Some(End::Lost),
+                        Ok(n) => self.inbuf.extend_from_slice(&buf[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(_) => return Some(End::Lost),
                     }
-                    self.inbuf.extend_from_slice(&buf[..n]);
                 }
                 if rest.is_empty() {
                     break;
                 }
-                if tls.read_tls(&mut rest).is_err() || tls.process_new_packets().is_err() {
-                    return Some(End::Lost);
+                if let Err(end) = feed_tls(tls, &mut rest, self.peer) {
+                    return Some(end);
                 }
             }
-            cipher.clear();
         }
         // SAFETY: dup of a descriptor we own; the result is a new descriptor owned by the OwnedFd.
         let raw = unsafe { libc::dup(self.sock.as_raw_fd()) };
@@ -297,11 +299,14 @@ impl Conn {
             peer: self.peer,
             created: self.handle.created,
         };
-        self.c2s
+        let sent = self
+            .c2s
             .links
             .send(home, crate::shard::ShardMsg::Adopt(Box::new(h)))
             .await;
-        Some(End::HandedOff)
+        // Not sent: the server is stopping and the hand-off (socket dup, TLS state) was
+        // dropped; the connection just closes.
+        Some(if sent { End::HandedOff } else { End::Lost })
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Ev> {
@@ -398,15 +403,7 @@ impl Conn {
             if data.is_empty() {
                 return Ok(None);
             }
-            if tls.read_tls(&mut data).is_err() {
-                return Err(End::Lost);
-            }
-            if let Err(e) = tls.process_new_packets() {
-                // CORE-TLS-12: no XMPP data in the clear after a failed handshake; rustls
-                // queued an alert, which the final flush sends.
-                tracing::debug!(peer = %self.peer, error = %e, "TLS error");
-                return Err(End::Written);
-            }
+            feed_tls(tls, &mut data, self.peer)?;
         }
     }
 
@@ -858,6 +855,31 @@ impl Conn {
         self.c2s.unregister(self.slot);
         self.handle.discard();
     }
+}
+
+/// Feed ciphertext from the front of `data` to rustls and process it: the one place where
+/// bytes from the peer enter TLS, so every loop over it terminates.
+///
+/// rustls consumes nothing once it has received the peer's `close_notify` (`read_tls` returns
+/// `Ok(0)`), and refuses input while its buffers are full; a caller that retried would spin
+/// for good. No progress on non-empty input therefore ends the connection (`Lost`): the peer
+/// closed TLS, so nothing after it can be processed. A TLS error ends it with the alert rustls
+/// queued (`Written`; CORE-TLS-12: no XMPP data in the clear after a failed handshake).
+fn feed_tls(
+    tls: &mut rustls::ServerConnection,
+    data: &mut &[u8],
+    peer: SocketAddr,
+) -> Result<(), End> {
+    debug_assert!(!data.is_empty());
+    match tls.read_tls(data) {
+        Ok(0) | Err(_) => return Err(End::Lost),
+        Ok(_) => {}
+    }
+    if let Err(e) = tls.process_new_packets() {
+        tracing::debug!(%peer, error = %e, "TLS error");
+        return Err(End::Written);
+    }
+    Ok(())
 }
 
 fn env<'a>(

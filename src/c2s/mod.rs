@@ -133,13 +133,16 @@ impl C2s {
             let stream = match listener.accept().await {
                 Ok(s) => s,
                 Err(e) => {
+                    if self.shutting_down.get() || self.links.stopping() {
+                        return;
+                    }
                     // EMFILE and friends: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
                     glommio::timer::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             };
-            if self.shutting_down.get() {
+            if self.shutting_down.get() || self.links.stopping() {
                 return;
             }
             let peer = stream

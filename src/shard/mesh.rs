@@ -51,7 +51,19 @@ impl Doorbell {
     pub async fn wait(&self) {
         poll_fn(|cx| self.poll(cx)).await
     }
+
+    /// Ring and wake the waiting task even if the bell is already rung (for stop requests: a
+    /// bell whose earlier wake-up went unnoticed must not swallow this one).
+    pub fn ring_hard(&self) {
+        self.rung.store(true, Ordering::Release);
+        self.waker.wake();
+    }
 }
+
+/// How often a waiting mesh task looks at its inbox and the stop flag even without a wake-up.
+/// Foreign wake-ups are delivered through glommio's eventfd; this bounds the cost of one that
+/// is lost (a missed notification then delays, never stalls).
+pub const MESH_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The shared side of the mesh: every shard's inbox sender and doorbells. Send + Sync; one
 /// `Arc` is shared by all shards and by the signal-handling thread.
@@ -60,6 +72,7 @@ pub struct Links {
     inbox_bells: Vec<Doorbell>,
     space_bells: Vec<Doorbell>,
     wants_space: Vec<AtomicBool>,
+    stopping: AtomicBool,
 }
 
 impl Links {
@@ -74,6 +87,7 @@ impl Links {
             inbox_bells: (0..shards).map(|_| Doorbell::default()).collect(),
             space_bells: (0..shards).map(|_| Doorbell::default()).collect(),
             wants_space: (0..shards).map(|_| AtomicBool::new(false)).collect(),
+            stopping: AtomicBool::new(false),
         };
         (Arc::new(links), receivers)
     }
@@ -97,22 +111,32 @@ impl Links {
         }
     }
 
-    /// Blocking send for threads that are not shards (the signal thread).
-    pub fn send_blocking(&self, dst: usize, msg: ShardMsg) {
-        if let Some(tx) = self.senders.get(dst) {
-            if tx.send(msg).is_ok() {
-                self.inbox_bells[dst].ring();
-            }
+    /// Ask every shard to stop: set the shared flag and ring every doorbell. Never blocks and
+    /// allocates nothing, so any thread (the signal thread, a panic hook) may call it at any
+    /// time, any number of times.
+    pub fn request_stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        for bell in self.inbox_bells.iter().chain(&self.space_bells) {
+            bell.ring_hard();
         }
     }
 
+    /// True once [`Links::request_stop`] was called.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
     /// Send from a shard, retrying (asynchronously) while `dst`'s inbox is full. For the rare
-    /// control messages; stanzas go through the [`Outbox`].
-    pub async fn send(&self, dst: usize, mut msg: ShardMsg) {
+    /// control messages; stanzas go through the [`Outbox`]. Gives up (false) once the server
+    /// is stopping: a destination that stopped reading must not hold the sender forever.
+    pub async fn send(&self, dst: usize, mut msg: ShardMsg) -> bool {
         loop {
             match self.try_send(dst, msg) {
-                Ok(()) => return,
+                Ok(()) => return true,
                 Err(m) => msg = m,
+            }
+            if self.stopping() || dst >= self.shards() {
+                return false;
             }
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
         }
@@ -345,7 +369,13 @@ impl Outbox {
                 if !self.flush_once() {
                     break;
                 }
-                self.links.space_bells[self.me].wait().await;
+                if self.links.stopping() {
+                    break;
+                }
+                futures_lite::future::or(self.links.space_bells[self.me].wait(), async {
+                    glommio::timer::sleep(MESH_POLL).await;
+                })
+                .await;
             }
             if !self.congested() {
                 for w in self.uncongested.borrow_mut().drain(..) {

@@ -50,6 +50,19 @@ impl Server {
 
     /// Start a server on a data directory the caller owns (it survives the server).
     pub fn start_on(data: &Path, extra: &[&str]) -> Server {
+        Server::start_full(data, extra, &[])
+    }
+
+    /// Start a server with extra flags and environment variables on a fresh temporary data
+    /// directory.
+    pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Server::start_full(dir.path(), extra, env);
+        s._tmp = Some(dir);
+        s
+    }
+
+    fn start_full(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut args: Vec<String> = vec![
             "--data-dir".into(),
             data.to_str().unwrap().into(),
@@ -65,6 +78,7 @@ impl Server {
             .arg("serve")
             .args(&args)
             .arg("--exit-on-stdin-eof")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -180,6 +194,11 @@ impl Server {
                 return (local, pw);
             }
         }
+    }
+
+    /// Close the server's standard input (with `--exit-on-stdin-eof`, a stop request).
+    pub fn close_stdin(&self) {
+        drop(self._stdin.lock().unwrap().take());
     }
 
     pub fn pid(&self) -> u32 {
