@@ -377,3 +377,55 @@ fn core_serr_17_connection_limit_is_resource_constraint() {
     d.negotiate();
     b.close();
 }
+
+/// Issue 8: a stream error must reach a client that is still sending when it is raised. The
+/// server used to close the socket at once, with the rest of the client's oversized stanza
+/// unread: Linux answers that (and every later segment) with a RST, so a client that is still
+/// writing gets a connection reset, and clients that stop at the first socket error never
+/// process the error that was in flight. The server must write the error and
+/// `</stream:stream>`, shut down its write side, and keep reading (discarding) for a while:
+/// the client's writes keep succeeding, and it sees the error, then a clean end of stream.
+#[test]
+fn core_serr_policy_violation_reaches_client_still_sending_oversized_stanza() {
+    use std::io::{Read, Write};
+    let s = Server::shared();
+    for run in 0..10 {
+        let mut tcp = std::net::TcpStream::connect(s.c2s).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        tcp.write_all(
+            format!(
+                "<?xml version='1.0'?><stream:stream to='{DOMAIN}' xmlns='jabber:client' \
+                 xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        // More than the stanza limit.
+        tcp.write_all(b"<message><body>").unwrap();
+        let chunk = vec![b'a'; 16 * 1024];
+        for _ in 0..20 {
+            tcp.write_all(&chunk).unwrap();
+        }
+        let mut got = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match tcp.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("run {run}: read failed ({e}) after {got:?}"),
+            }
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.contains("<policy-violation") && text.ends_with("</stream:stream>"),
+            "run {run}: received {text}"
+        );
+        // The client is still sending the rest of its stanza: not reset.
+        for i in 0..3 {
+            if let Err(e) = tcp.write_all(&chunk) {
+                panic!("run {run}: write {i} after the stream error was reset: {e}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}

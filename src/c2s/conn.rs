@@ -33,6 +33,9 @@ use crate::xmpp::stanza::{IqType, Kind, MessageType, StanzaType};
 const READS_PER_POLL: usize = 16;
 /// How long closing a stream may take to flush its last words.
 const CLOSE_FLUSH: Duration = Duration::from_secs(2);
+/// How long a closed stream keeps reading (and discarding) the peer's input so that the peer
+/// is not reset while our last words are in flight (see [`linger_close`]).
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
 /// A connection moving to its home shard after authentication.
 pub struct Handoff {
@@ -847,13 +850,17 @@ impl Conn {
                     glommio::timer::sleep(CLOSE_FLUSH).await;
                 })
                 .await;
-            let _ = self.sock.shutdown(Shutdown::Both).await;
         }
         if let Some(jid) = self.bound.take() {
             self.c2s.router.session_ended(&jid, &self.handle);
         }
         self.c2s.unregister(self.slot);
         self.handle.discard();
+        if farewell {
+            // The session and its slot are gone already; only the descriptor lingers, for a
+            // bounded time.
+            linger_close(&mut self.sock).await;
+        }
     }
 }
 
@@ -914,7 +921,29 @@ pub(super) async fn refuse(mut sock: TcpStream, domains: Vec<String>, err: Strea
             glommio::timer::sleep(CLOSE_FLUSH).await;
         })
         .await;
-    let _ = sock.shutdown(Shutdown::Both).await;
+    linger_close(&mut sock).await;
+}
+
+/// Close after our last words the way that lets them arrive: shut down the write side (a FIN
+/// after the error), then read and discard whatever the peer is still sending until it closes
+/// too or [`CLOSE_LINGER`] passes. Closing with unread input makes Linux send a RST, which
+/// discards data still in flight and resets a peer that is still writing, so that it may never
+/// process the stream error. The caller drops the socket afterwards.
+async fn linger_close(sock: &mut TcpStream) {
+    let _ = sock.shutdown(Shutdown::Write).await;
+    let drain = async {
+        let mut buf = [0u8; 2048];
+        while let Ok(n) = futures_lite::AsyncReadExt::read(sock, &mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    drain
+        .or(async {
+            glommio::timer::sleep(CLOSE_LINGER).await;
+        })
+        .await;
 }
 
 #[allow(dead_code)]
