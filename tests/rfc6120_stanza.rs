@@ -389,3 +389,38 @@ fn slow_reader_is_disconnected_not_buffered_forever() {
     assert!(s.log().contains("send queue overflow"), "{}", s.log());
     drop(sink.try_recv(Duration::from_millis(10)));
 }
+
+/// Issue 8 (aioxmpp's e2e suite waited forever): a reply on behalf of an account comes from
+/// the addressed bare JID (RFC 6120 §8.1.2.1, §10.3.3), including `service-unavailable` for
+/// an unhandled request with no `to` or to one's own bare JID; for one's own account, no
+/// `from` is allowed too. Requests to the domain are answered by the domain. The addressee is
+/// on the same shard and on the other one.
+#[test]
+fn reply_on_behalf_of_account_comes_from_bare_jid() {
+    let (mut a, _b, a_bare, b_bare) = pair();
+    let cases = [
+        (String::new(), Some(a_bare.as_str())),
+        (format!("to='{a_bare}'"), Some(a_bare.as_str())),
+        (format!("to='{b_bare}'"), Some(b_bare.as_str())),
+        ("to='localhost'".to_string(), Some("localhost")),
+    ];
+    for (i, (to, want_from)) in cases.iter().enumerate() {
+        for payload in [
+            "<query xmlns='urn:example:nope'/>",
+            // Private XML storage (XEP-0049), which no module handles yet.
+            "<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'/></query>",
+        ] {
+            let id = format!("ob{i}");
+            a.send(&format!("<iq type='get' id='{id}' {to}>{payload}</iq>"));
+            let e = a.recv_el();
+            assert_eq!(e.attr("id"), Some(id.as_str()), "{e:?}");
+            assert_eq!(e.attr("type"), Some("error"), "{e:?}");
+            let from = e.attr("from");
+            let ok = from == *want_from || (to.is_empty() && from.is_none());
+            assert!(
+                ok,
+                "reply to {to:?} came from {from:?}, want {want_from:?}: {e:?}"
+            );
+        }
+    }
+}

@@ -404,6 +404,13 @@ impl Router {
         let mut handler = self
             .registry
             .iq_handler(scope, it, &payload.ns, &payload.name);
+        // RFC 6120 §8.1.2.1, §10.3.3: a reply on behalf of an account comes from the addressed
+        // bare JID, also when a server-scope handler (or none) takes the request; clients
+        // match replies by sender and id.
+        let reply_from = match scope {
+            Scope::Server => to.domain().to_string(),
+            Scope::Account => to.bare_str().to_string(),
+        };
         let mut scope = scope;
         if handler.is_none() && scope == Scope::Account && from.bare_str() == to.bare_str() {
             // A request with no `to` (or to one's own bare JID) that no account module handles
@@ -413,10 +420,6 @@ impl Router {
                 .iq_handler(Scope::Server, it, &payload.ns, &payload.name);
             scope = Scope::Server;
         }
-        let reply_from = match scope {
-            Scope::Server => to.domain().to_string(),
-            Scope::Account => to.bare_str().to_string(),
-        };
         let reply = match handler {
             None => IqReply::Error(StanzaError::new(StanzaCondition::ServiceUnavailable)),
             Some(h) => {
