@@ -984,3 +984,28 @@ fn im_pres_18_error_presence_is_never_broadcast() {
         assert_no_presence_from(&seen, &a.jid, name);
     }
 }
+
+/// Issue 8 (RFC 6121 §4.3): a probe that a client sends to a contact it is subscribed to is
+/// processed on its behalf and answered, to the probing resource, with the contact's current
+/// presence (it used to be silently ignored); a probe to a contact it is not subscribed to is
+/// still ignored (IM-PRES-16).
+#[test]
+fn client_probe_to_subscribed_contact_is_answered_with_contacts_presence() {
+    let s = Server::shared();
+    let (a, b, c) = (user(s, "cprA", 0), user(s, "cprB", 1), user(s, "cprC", 0));
+    let mut a1 = a.online(s, "one");
+    let mut b1 = b.available(s, "b1", "<presence><status>here</status></presence>");
+    let _c1 = c.online(s, "c1");
+    subscribe_to(&mut a1, &mut b1);
+    drain_all(&mut [&mut a1, &mut b1]);
+    a1.send(&format!("<presence to='{}' type='probe'/>", b.jid));
+    let b1_full = b1.full();
+    let (p, _) = a1.recv_until("b's presence for the probe", |e| {
+        is_presence(e, None, Some(&b1_full))
+    });
+    assert_eq!(status_of(&p).as_deref(), Some("here"));
+    // Not subscribed to c: nothing comes back.
+    a1.send(&format!("<presence to='{}' type='probe'/>", c.jid));
+    let seen = settle(&mut a1);
+    assert_no_presence_from(&seen, &c.jid, "probe to an unsubscribed contact");
+}

@@ -56,9 +56,36 @@ pub(super) fn from_client(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>) -> Opt
             );
             None
         }
-        // IM-PRES-16: probes from clients are ignored; subscription stanzas and errors without
-        // an addressee mean nothing.
+        (PresenceType::Probe, Some(to)) => {
+            client_probe(im, ctx, p, to);
+            None
+        }
+        // Subscription stanzas and errors without an addressee mean nothing.
         _ => None,
+    }
+}
+
+/// A probe sent by a client (RFC 6121 §4.3): processed on the client's behalf when the user
+/// is subscribed to the contact's presence (`to`/`both`), so that the contact's server answers
+/// the probing resource with the contact's current presence, as Prosody and ejabberd do.
+/// Otherwise ignored (IM-PRES-16): the answer could only be `unsubscribed`, which the user's
+/// own client must not be able to trigger.
+fn client_probe(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>, to: &Jid) {
+    if to.resource().is_some() {
+        return;
+    }
+    let subscribed = {
+        let roster = im.roster(ctx, p.from.bare_str());
+        let roster = roster.borrow();
+        roster.state_of(to.bare_str()).to
+    };
+    if subscribed {
+        ctx.route(
+            StanzaType::Presence(PresenceType::Probe),
+            to.bare_str(),
+            p.from.as_str(),
+            p.stanza,
+        );
     }
 }
 
