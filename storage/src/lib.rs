@@ -26,6 +26,7 @@ mod codec;
 mod error;
 mod key;
 mod offline;
+mod quota;
 mod roster;
 mod schema;
 mod storage;
@@ -36,7 +37,8 @@ mod writer;
 
 pub use accounts::{Account, AccountStore, ScramKeys};
 pub use error::{LmdbError, StorageError};
-pub use offline::{OfflineMessage, OfflineStore};
+pub use offline::{OfflineFull, OfflineMessage, OfflinePush, OfflineQuota, OfflineStore};
+pub use quota::{MapGauge, MapUsage, FILL_WARNINGS};
 pub use roster::{Roster, RosterItem, RosterStore, Subscription};
 pub use schema::SCHEMA_VERSION;
 pub use storage::{Options, Storage};

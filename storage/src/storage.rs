@@ -9,6 +9,7 @@ use lmdb::{Environment, EnvironmentFlags, Transaction};
 
 use crate::accounts::AccountStore;
 use crate::offline::OfflineStore;
+use crate::quota::{FillAlarm, MapGauge, MapUsage};
 use crate::roster::RosterStore;
 use crate::schema;
 use crate::table::{Dbs, TABLE_COUNT};
@@ -66,6 +67,8 @@ pub(crate) struct Shared {
     env: Environment,
     dbs: Dbs,
     read_only: bool,
+    /// Map-fill thresholds already reported (see [`MapGauge::observe`]).
+    fill: FillAlarm,
     dir: OpenDir,
 }
 
@@ -92,6 +95,7 @@ impl Storage {
             env,
             dbs,
             read_only: false,
+            fill: FillAlarm::default(),
             dir: claim,
         });
         let (queue, rx) = Queue::new(opts.queue_capacity.max(1));
@@ -137,6 +141,7 @@ impl Storage {
             env,
             dbs,
             read_only: true,
+            fill: FillAlarm::default(),
             dir: claim,
         });
         shared.read(schema::check_readonly)?;
@@ -178,6 +183,16 @@ impl Storage {
     /// The data directory.
     pub fn path(&self) -> &Path {
         &self.inner.shared.dir.0
+    }
+
+    /// A gauge of the map's fill, for quotas that keep a reserve and for warnings.
+    pub fn map_gauge(&self) -> MapGauge {
+        MapGauge::new(Arc::clone(&self.inner.shared))
+    }
+
+    /// How much of the map the data uses now.
+    pub fn map_usage(&self) -> Result<MapUsage, StorageError> {
+        self.map_gauge().usage()
     }
 
     /// Counters of the group-commit writer.
@@ -270,6 +285,10 @@ impl Shared {
 
     pub(crate) fn dbs(&self) -> &Dbs {
         &self.dbs
+    }
+
+    pub(crate) fn fill(&self) -> &FillAlarm {
+        &self.fill
     }
 
     fn read<T>(
