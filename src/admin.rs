@@ -218,12 +218,20 @@ pub fn check(config: &Config) -> Result<(), AdminError> {
     let storage = open(config)?;
     let version = storage.schema_version().map_err(|e| err(e.to_string()))?;
     let users = storage.accounts().list().map_err(|e| err(e.to_string()))?;
+    let usage = storage.map_usage().map_err(|e| err(e.to_string()))?;
     storage.shutdown();
     println!(
         "data: {} (schema {version}, {} accounts)",
         config.data_dir.display(),
         users.len()
     );
+    for line in map_report(
+        &usage,
+        config.lmdb_reserve_bytes(),
+        config.lmdb_reserve_percent,
+    ) {
+        println!("{line}");
+    }
     if config.generate_cert && !config.cert.exists() && !config.key.exists() {
         println!(
             "certificate: none yet; a self-signed one is generated at {} on first start",
@@ -244,6 +252,42 @@ pub fn check(config: &Config) -> Result<(), AdminError> {
     }
     println!("ok");
     Ok(())
+}
+
+/// The `map:` line of `xmppd check` and its warnings: the LMDB map's fill (issue 8), against
+/// the thresholds at which the server warns and the reserve under which it refuses offline
+/// messages.
+fn map_report(usage: &xmppd_storage::MapUsage, reserve: u64, reserve_percent: u8) -> Vec<String> {
+    let mib = |b: u64| format!("{:.1} MiB", b as f64 / f64::from(1u32 << 20));
+    let mut lines = vec![format!(
+        "map: {} of {} used ({}%), high-water mark {} ({}%); offline messages are refused \
+         under {reserve_percent}% free",
+        mib(usage.used_bytes),
+        mib(usage.map_bytes),
+        usage.percent_used(),
+        mib(usage.high_water_bytes),
+        usage.percent_high_water(),
+    )];
+    if usage.free_bytes() < reserve {
+        lines.push(format!(
+            "warning: the LMDB map is {}% full, down to its reserve: offline messages are being \
+             refused; raise --lmdb-map-size-mib",
+            usage.percent_used()
+        ));
+    } else if usage.warning_level().is_some() {
+        lines.push(format!(
+            "warning: the LMDB map is {}% full; raise --lmdb-map-size-mib before it reaches \
+             its reserve",
+            usage.percent_used()
+        ));
+    } else if usage.percent_high_water() >= xmppd_storage::FILL_WARNINGS[2] {
+        lines.push(format!(
+            "warning: the LMDB file reached {}% of the map (pages are free, but large values \
+             need contiguous ones); raise --lmdb-map-size-mib",
+            usage.percent_high_water()
+        ));
+    }
+    lines
 }
 
 fn check_dir(dir: &Path) -> Result<(), AdminError> {
@@ -268,4 +312,39 @@ pub fn shard_of(shards: usize, jids: &[String]) -> Result<(), AdminError> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_report_warns_as_the_map_fills_issue_8b() {
+        let usage = |used: u64, high_water: u64| xmppd_storage::MapUsage {
+            used_bytes: used << 20,
+            high_water_bytes: high_water << 20,
+            map_bytes: 100 << 20,
+        };
+        let reserve = 10 << 20;
+        let calm = map_report(&usage(50, 60), reserve, 10);
+        assert_eq!(
+            calm,
+            [
+                "map: 50.0 MiB of 100.0 MiB used (50%), high-water mark 60.0 MiB (60%); offline \
+              messages are refused under 10% free"
+            ]
+        );
+        let filling = map_report(&usage(85, 85), reserve, 10);
+        assert!(
+            filling[1].starts_with("warning: the LMDB map is 85% full;"),
+            "{filling:?}"
+        );
+        let reserve_hit = map_report(&usage(95, 95), reserve, 10);
+        assert!(reserve_hit[1].contains("offline messages are being refused"));
+        let fragmented = map_report(&usage(40, 97), reserve, 10);
+        assert!(
+            fragmented[1].contains("reached 97% of the map"),
+            "{fragmented:?}"
+        );
+    }
 }

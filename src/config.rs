@@ -159,6 +159,11 @@ pub struct CommonArgs {
     /// LMDB map size in MiB (the most the data can grow to) [default: 1024].
     #[arg(long, global = true)]
     pub lmdb_map_size_mib: Option<usize>,
+    /// Percent of the LMDB map kept for essential writes (accounts, rosters): offline
+    /// messages are refused with `resource-constraint` once less than this is free
+    /// (1 to 50) [default: 10].
+    #[arg(long, global = true)]
+    pub lmdb_reserve_percent: Option<u8>,
     /// PBKDF2 iteration count for newly stored SCRAM credentials (min 4096) [default: 4096].
     #[arg(long, global = true)]
     pub scram_iterations: Option<u32>,
@@ -261,6 +266,15 @@ pub struct ServeArgs {
     /// `resource-constraint` [default: 1000].
     #[arg(long)]
     pub max_offline_messages: Option<usize>,
+    /// Most bytes of offline messages kept for one account; beyond it senders get
+    /// `resource-constraint` [default: 4194304].
+    #[arg(long)]
+    pub max_offline_bytes: Option<u64>,
+    /// Largest stanza kept as an offline message, in bytes; larger ones get
+    /// `policy-violation` (at most --max-stanza-size) [default: 65536, or --max-stanza-size
+    /// if smaller].
+    #[arg(long)]
+    pub max_offline_stanza_size: Option<usize>,
     /// Largest stored vCard in bytes [default: 131072, or less to fit --max-stanza-size].
     #[arg(long)]
     pub max_vcard_size: Option<usize>,
@@ -280,6 +294,7 @@ struct FileConfig {
     domains: Option<Vec<String>>,
     log: Option<String>,
     lmdb_map_size_mib: Option<usize>,
+    lmdb_reserve_percent: Option<u8>,
     scram_iterations: Option<u32>,
     c2s_listen: Option<Vec<SocketAddr>>,
     c2s_tls_listen: Option<Vec<SocketAddr>>,
@@ -311,6 +326,8 @@ struct FileConfig {
     max_roster_text: Option<usize>,
     max_pending_subscriptions: Option<usize>,
     max_offline_messages: Option<usize>,
+    max_offline_bytes: Option<u64>,
+    max_offline_stanza_size: Option<usize>,
     max_vcard_size: Option<usize>,
     shutdown_grace: Option<u64>,
 }
@@ -326,6 +343,8 @@ pub struct Config {
     pub log: String,
     /// LMDB map size in bytes.
     pub lmdb_map_size: usize,
+    /// Percent of the map kept free for essential writes.
+    pub lmdb_reserve_percent: u8,
     /// PBKDF2 iterations for new credentials.
     pub scram_iterations: u32,
     /// STARTTLS client listeners.
@@ -388,6 +407,10 @@ pub struct Config {
     pub max_pending_subscriptions: usize,
     /// Most offline messages per account.
     pub max_offline_messages: usize,
+    /// Most bytes of offline messages per account.
+    pub max_offline_bytes: u64,
+    /// Largest stanza stored offline.
+    pub max_offline_stanza_size: usize,
     /// Largest vCard in bytes.
     pub max_vcard_size: usize,
     /// Shutdown grace period.
@@ -491,6 +514,7 @@ impl Config {
             log: pick(common.log.clone(), file.log.clone(), "info".to_string()),
             lmdb_map_size: pick(common.lmdb_map_size_mib, file.lmdb_map_size_mib, 1024)
                 .saturating_mul(1 << 20),
+            lmdb_reserve_percent: pick(common.lmdb_reserve_percent, file.lmdb_reserve_percent, 10),
             scram_iterations: pick(common.scram_iterations, file.scram_iterations, 4096),
             c2s_listen: pick_vec(
                 serve.c2s_listen.clone(),
@@ -545,6 +569,12 @@ impl Config {
                 1000,
             ),
             max_offline_messages: pick(serve.max_offline_messages, file.max_offline_messages, 1000),
+            max_offline_bytes: pick(serve.max_offline_bytes, file.max_offline_bytes, 4 << 20),
+            max_offline_stanza_size: pick(
+                serve.max_offline_stanza_size,
+                file.max_offline_stanza_size,
+                (64 * 1024).min(max_stanza_size),
+            ),
             max_vcard_size: pick(
                 serve.max_vcard_size,
                 file.max_vcard_size,
@@ -613,6 +643,17 @@ impl Config {
         if self.max_roster_text < 16 {
             return bad("--max-roster-text must be at least 16");
         }
+        if !(1..=50).contains(&self.lmdb_reserve_percent) {
+            return bad("--lmdb-reserve-percent must be between 1 and 50");
+        }
+        if self.max_offline_stanza_size < 1024
+            || self.max_offline_stanza_size > self.max_stanza_size
+        {
+            return bad("--max-offline-stanza-size must be between 1024 and --max-stanza-size");
+        }
+        if self.max_offline_bytes < self.max_offline_stanza_size as u64 {
+            return bad("--max-offline-bytes must be at least --max-offline-stanza-size");
+        }
         if self.max_vcard_size + 1024 > self.max_stanza_size {
             return bad("--max-vcard-size must leave 1024 bytes under --max-stanza-size");
         }
@@ -634,6 +675,11 @@ impl Config {
             max_depth: self.max_depth,
             max_attrs: self.max_attrs,
         }
+    }
+
+    /// Bytes of the LMDB map kept for essential writes (see `--lmdb-reserve-percent`).
+    pub fn lmdb_reserve_bytes(&self) -> u64 {
+        self.lmdb_map_size as u64 / 100 * u64::from(self.lmdb_reserve_percent)
     }
 
     /// Storage options derived from the configuration.
@@ -690,6 +736,38 @@ mod tests {
             let cli = parse(bad);
             let e = Config::resolve(&cli.common, &cli.serve).unwrap_err();
             assert!(e.to_string().contains(bad[0]), "{e}");
+        }
+    }
+
+    #[test]
+    fn offline_quota_defaults_and_bounds_issue_8b() {
+        let cli = parse(&[]);
+        let c = Config::resolve(&cli.common, &cli.serve).unwrap();
+        assert_eq!(c.max_offline_bytes, 4 << 20);
+        assert_eq!(c.max_offline_stanza_size, 64 * 1024);
+        assert_eq!(c.lmdb_reserve_percent, 10);
+        assert_eq!(c.lmdb_reserve_bytes(), (1u64 << 30) / 100 * 10);
+        let cli = parse(&["--max-stanza-size", "20000"]);
+        let c = Config::resolve(&cli.common, &cli.serve).unwrap();
+        assert_eq!(c.max_offline_stanza_size, 20000);
+        for (bad, flag) in [
+            (
+                &["--lmdb-reserve-percent", "0"][..],
+                "--lmdb-reserve-percent",
+            ),
+            (
+                &["--lmdb-reserve-percent", "51"][..],
+                "--lmdb-reserve-percent",
+            ),
+            (
+                &["--max-offline-stanza-size", "300000"][..],
+                "--max-offline-stanza-size",
+            ),
+            (&["--max-offline-bytes", "1000"][..], "--max-offline-bytes"),
+        ] {
+            let cli = parse(bad);
+            let e = Config::resolve(&cli.common, &cli.serve).unwrap_err();
+            assert!(e.to_string().contains(flag), "{e}");
         }
     }
 

@@ -3,10 +3,38 @@
 //!
 //! Accounts live on their home shard, so this table is the whole truth about an account's
 //! resources and needs no lock.
+//!
+//! # Send-queue policy
+//!
+//! Everything for a client goes through its [`ClientHandle`], a queue of unsent bytes with a
+//! soft bound (`--max-send-queue`). Who pays when a client's link drains slower than stanzas
+//! arrive depends on who sent them:
+//!
+//! * **Other entities' stanzas** (routed with [`ClientHandle::offer`]) are queued only while
+//!   they fit under the soft bound (a stanza larger than the bound still goes into an empty
+//!   queue). Otherwise they are refused and the router bounces them to their sender with
+//!   `<resource-constraint/>` (type `wait`): a flood costs the flooder errors, not the
+//!   recipient its connection, and never grows the queue past the bound.
+//! * **The client's own traffic** (answers to its requests, its roster pushes, stanzas from
+//!   its own account, server output through [`ClientHandle::send_with`]) is always queued,
+//!   up to a hard bound of [`HARD_LIMIT_FACTOR`] times the soft one; past it the client is
+//!   disconnected at once with `policy-violation` (it asked for more than it reads).
+//! * **A client that stops reading** is disconnected (by the c2s sweeper, `policy-violation`)
+//!   once its queue has been over the soft bound, or has refused a stanza, for
+//!   `--slow-client-grace` without a single byte written to its socket. Any progress restarts
+//!   the clock, so a slow but live reader is never disconnected for being slow; a dead one is,
+//!   and its bounded queue is freed.
+//!
+//! Long server-initiated output (the offline backlog) is flow-controlled instead of queued at
+//! once: [`ClientHandle::space_for`] waits for room, and [`ClientHandle::request_ack`] sends
+//! an IQ request after a chunk and resolves when the client answers it, which proves that the
+//! client read everything before it.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
-use std::task::Waker;
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use ahash::AHashMap;
@@ -51,6 +79,15 @@ pub fn give_buffer(mut buf: Vec<u8>) {
     });
 }
 
+/// A stanza was refused because the recipient's send queue is full (see the module
+/// documentation): the sender should get `<resource-constraint/>` (type `wait`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Congested;
+
+/// The connection went away (or is closing) before the awaited event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gone;
+
 /// The shared end of one client connection: its send queue and control flags. The connection
 /// task owns the socket; everything else on the shard writes through this handle.
 pub struct ClientHandle {
@@ -60,8 +97,14 @@ pub struct ClientHandle {
     waker: RefCell<Option<Waker>>,
     close: RefCell<Option<StreamError>>,
     max_queue: usize,
-    /// Since when the unsent queue has been over `max_queue` (a slow reader's grace period).
+    /// Since when the client has written nothing while its queue was over `max_queue` or
+    /// refusing stanzas (a slow reader's grace period).
     over_since: Cell<Option<Instant>>,
+    /// The connection task released the handle: nothing queued will be sent.
+    gone: Cell<bool>,
+    /// Flow-control waiters and acknowledgement requests; allocated on first use (offline
+    /// delivery), so most sessions never pay for it.
+    flow: RefCell<Option<Box<Flow>>>,
     /// When the connection was accepted (or adopted).
     pub created: Instant,
     /// Last time any bytes arrived.
@@ -73,8 +116,9 @@ pub struct ClientHandle {
 }
 
 impl ClientHandle {
-    /// A handle whose send queue may exceed `max_queue` unsent bytes only for a grace period
-    /// (see [`ClientHandle::slow_since`]) and never exceed `HARD_LIMIT_FACTOR` times it.
+    /// A handle whose send queue may exceed `max_queue` unsent bytes only with the client's
+    /// own traffic, only while the client makes progress (see [`ClientHandle::slow_since`]),
+    /// and never `HARD_LIMIT_FACTOR` times it (except by one stanza into an empty queue).
     pub fn new(max_queue: usize, created: Instant) -> ClientHandle {
         ClientHandle {
             out: RefCell::new(Vec::new()),
@@ -83,6 +127,8 @@ impl ClientHandle {
             close: RefCell::new(None),
             max_queue,
             over_since: Cell::new(None),
+            gone: Cell::new(false),
+            flow: RefCell::new(None),
             created,
             last_rx: Cell::new(created),
             ping_sent: Cell::new(None),
@@ -90,9 +136,11 @@ impl ClientHandle {
         }
     }
 
-    /// Queue bytes written by `f` for sending. A client that does not read is disconnected:
-    /// at once when its queue passes the hard limit, otherwise when the sweeper finds it over
-    /// the soft limit for longer than the grace period. Never buffered without end.
+    /// Queue bytes written by `f` for sending: the client's own traffic, which is not
+    /// subject to the soft limit (see the module documentation). A client that does not read
+    /// is disconnected: at once when its queue passes the hard limit, otherwise when the
+    /// sweeper finds it over the soft limit with no progress for the grace period. Never
+    /// buffered without end.
     pub fn send_with(&self, f: impl FnOnce(&mut Vec<u8>)) {
         if self.close.borrow().is_some() {
             return;
@@ -106,7 +154,9 @@ impl ClientHandle {
         let unsent = out.len() - self.sent.get();
         drop(out);
         if unsent > self.max_queue {
-            if unsent > self.max_queue.saturating_mul(HARD_LIMIT_FACTOR) {
+            // An empty queue takes one stanza of any size (the stanza limit is checked on
+            // input); only a backlog past the hard limit means the client does not read.
+            if !was_empty && unsent > self.max_queue.saturating_mul(HARD_LIMIT_FACTOR) {
                 self.request_close(StreamError::with_text(
                     StreamCondition::PolicyViolation,
                     "send queue overflow: the client does not read",
@@ -122,14 +172,117 @@ impl ClientHandle {
         }
     }
 
-    /// Since when the queue has been over the soft limit without draining below it.
+    /// Since when the client has written nothing to its socket while its queue was over the
+    /// soft limit or refusing stanzas; the sweeper disconnects it after the grace period.
     pub fn slow_since(&self) -> Option<Instant> {
         self.over_since.get()
     }
 
-    /// Queue bytes for sending.
+    /// Queue bytes for sending (the client's own traffic: see [`ClientHandle::send_with`]).
     pub fn send(&self, bytes: &[u8]) {
         self.send_with(|o| o.extend_from_slice(bytes));
+    }
+
+    /// Queue a stanza routed to this client from `from` (normalized, as routed; empty when
+    /// unknown) under the send-queue policy: queued if it fits under the soft limit (or the
+    /// queue is empty), refused with [`Congested`] otherwise, and then the caller bounces it
+    /// to the sender. Stanzas from the client's own account or its server are the client's
+    /// own traffic and are always queued, as by [`ClientHandle::send`].
+    pub fn offer(&self, from: &str, stanza: &[u8]) -> Result<(), Congested> {
+        let unsent = self.unsent();
+        let fits = unsent == 0 || unsent.saturating_add(stanza.len()) <= self.max_queue;
+        if fits || self.closing() || self.is_own(from) {
+            self.send(stanza);
+            return Ok(());
+        }
+        if self.over_since.get().is_none() {
+            self.over_since.set(Some(Instant::now()));
+        }
+        Err(Congested)
+    }
+
+    /// True if `from` is this client's own account or its server.
+    fn is_own(&self, from: &str) -> bool {
+        let jid = self.jid.borrow();
+        let Some(jid) = jid.as_ref() else {
+            // Not bound: nothing is routed to it.
+            return true;
+        };
+        let bare = from.split_once('/').map_or(from, |(b, _)| b);
+        !bare.is_empty() && (bare == jid.bare_str() || bare == jid.domain())
+    }
+
+    /// Wait until `len` more bytes fit in the queue without taking its unsent bytes over
+    /// `limit` (or the queue is empty): flow control for long output the server generates.
+    /// Resolves with [`Gone`] once the connection is closing or closed.
+    pub fn space_for(self: &Rc<Self>, len: usize, limit: usize) -> SpaceFor {
+        SpaceFor {
+            handle: self.clone(),
+            len,
+            limit,
+        }
+    }
+
+    /// Queue an IQ request to the bound client (a XEP-0199 ping from its server) and return a
+    /// future that resolves when the client answers it (result or error: RFC 6120 §8.2.3
+    /// obliges it to answer), which proves that it has read everything queued before the
+    /// request. None if no resource is bound or the connection is closing.
+    ///
+    /// The router reports answers with [`ClientHandle::answered`].
+    pub fn request_ack(self: &Rc<Self>) -> Option<AckWait> {
+        if self.gone.get() || self.closing() {
+            return None;
+        }
+        let to = self.jid.borrow().clone()?;
+        let n = {
+            let mut flow = self.flow.borrow_mut();
+            let flow = flow.get_or_insert_with(Box::default);
+            flow.next_ack += 1;
+            flow.acks.push(AckSlot {
+                n: flow.next_ack,
+                answered: false,
+                waker: None,
+            });
+            flow.next_ack
+        };
+        self.send_with(|out| {
+            out.extend_from_slice(b"<iq type='get' id='");
+            out.extend_from_slice(ACK_PREFIX.as_bytes());
+            out.extend_from_slice(n.to_string().as_bytes());
+            out.extend_from_slice(b"' from='");
+            crate::xml::escape_attr(to.domain(), out);
+            out.extend_from_slice(b"' to='");
+            crate::xml::escape_attr(to.as_str(), out);
+            out.extend_from_slice(b"'><ping xmlns='urn:xmpp:ping'/></iq>");
+        });
+        Some(AckWait {
+            handle: self.clone(),
+            n,
+        })
+    }
+
+    /// The client answered (result or error) an IQ request of the server with this `id`: if
+    /// it is one [`ClientHandle::request_ack`] sent, its waiter resolves. Returns whether it
+    /// was. Answers nobody waits for are ignored.
+    pub fn answered(&self, id: &str) -> bool {
+        let Some(n) = id
+            .strip_prefix(ACK_PREFIX)
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            return false;
+        };
+        let mut flow = self.flow.borrow_mut();
+        let Some(slot) = flow
+            .as_mut()
+            .and_then(|f| f.acks.iter_mut().find(|s| s.n == n))
+        else {
+            return false;
+        };
+        slot.answered = true;
+        if let Some(w) = slot.waker.take() {
+            w.wake();
+        }
+        true
     }
 
     /// Ask the connection to close with a stream error (the first request wins).
@@ -139,6 +292,7 @@ impl ClientHandle {
             *c = Some(err);
             drop(c);
             self.wake();
+            self.wake_flow();
         }
     }
 
@@ -192,8 +346,11 @@ impl ClientHandle {
         let r = write(unsent);
         if let std::task::Poll::Ready(Ok(n)) = &r {
             let sent = sent + n;
-            if out.len() - sent <= self.max_queue {
-                self.over_since.set(None);
+            if *n > 0 {
+                // Progress restarts the grace period; below the soft limit it ends it.
+                let over = out.len() - sent > self.max_queue;
+                self.over_since.set(over.then(Instant::now));
+                self.wake_space_waiters();
             }
             if sent >= out.len() {
                 self.sent.set(0);
@@ -208,10 +365,148 @@ impl ClientHandle {
         r
     }
 
-    /// Drop everything queued (the connection is gone).
+    /// Drop everything queued (the connection is gone); waiters resolve with [`Gone`].
     pub fn discard(&self) {
+        self.gone.set(true);
         self.sent.set(0);
         give_buffer(std::mem::take(&mut *self.out.borrow_mut()));
+        self.wake_flow();
+    }
+
+    /// True once the connection is closing or closed: nothing queued now will be sent.
+    pub fn is_gone(&self) -> bool {
+        self.gone.get() || self.closing()
+    }
+
+    fn wake_space_waiters(&self) {
+        let waiters = match self.flow.borrow_mut().as_mut() {
+            Some(flow) if !flow.space.is_empty() => std::mem::take(&mut flow.space),
+            _ => return,
+        };
+        for w in waiters {
+            w.wake();
+        }
+    }
+
+    /// Wake every flow-control and acknowledgement waiter (the connection is going).
+    fn wake_flow(&self) {
+        let (space, acks) = match self.flow.borrow_mut().as_mut() {
+            Some(flow) => (
+                std::mem::take(&mut flow.space),
+                flow.acks
+                    .iter_mut()
+                    .filter_map(|s| s.waker.take())
+                    .collect::<SmallVec<[Waker; 4]>>(),
+            ),
+            None => return,
+        };
+        for w in space.into_iter().chain(acks) {
+            w.wake();
+        }
+    }
+}
+
+/// The id prefix of acknowledgement requests (`ack-1`, `ack-2`, ... per connection).
+const ACK_PREFIX: &str = "ack-";
+
+/// Flow-control state of a handle.
+#[derive(Default)]
+struct Flow {
+    /// Tasks waiting for queue space ([`ClientHandle::space_for`]).
+    space: SmallVec<[Waker; 1]>,
+    /// Outstanding acknowledgement requests, oldest first; each removed when its
+    /// [`AckWait`] is dropped, so bounded by the waits the caller keeps.
+    acks: SmallVec<[AckSlot; 4]>,
+    /// The number of the last acknowledgement request.
+    next_ack: u64,
+}
+
+struct AckSlot {
+    n: u64,
+    answered: bool,
+    waker: Option<Waker>,
+}
+
+/// Resolves when the queue has room (see [`ClientHandle::space_for`]).
+pub struct SpaceFor {
+    handle: Rc<ClientHandle>,
+    len: usize,
+    limit: usize,
+}
+
+impl Future for SpaceFor {
+    type Output = Result<(), Gone>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let h = &self.handle;
+        if h.is_gone() {
+            return Poll::Ready(Err(Gone));
+        }
+        let unsent = h.unsent();
+        if unsent == 0 || unsent.saturating_add(self.len) <= self.limit {
+            return Poll::Ready(Ok(()));
+        }
+        let mut flow = h.flow.borrow_mut();
+        let space = &mut flow.get_or_insert_with(Box::default).space;
+        if !space.iter().any(|w| w.will_wake(cx.waker())) {
+            space.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+/// Resolves when the client answered an acknowledgement request (see
+/// [`ClientHandle::request_ack`]). Dropping it forgets the request.
+pub struct AckWait {
+    handle: Rc<ClientHandle>,
+    n: u64,
+}
+
+impl AckWait {
+    /// True if the client has answered already (the future would resolve at once).
+    pub fn is_answered(&self) -> bool {
+        self.handle
+            .flow
+            .borrow()
+            .as_ref()
+            .and_then(|f| f.acks.iter().find(|s| s.n == self.n))
+            .is_some_and(|s| s.answered)
+    }
+}
+
+impl Future for AckWait {
+    type Output = Result<(), Gone>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let h = &self.handle;
+        let mut flow = h.flow.borrow_mut();
+        let Some(slot) = flow
+            .as_mut()
+            .and_then(|f| f.acks.iter_mut().find(|s| s.n == self.n))
+        else {
+            return Poll::Ready(Err(Gone));
+        };
+        if slot.answered {
+            return Poll::Ready(Ok(()));
+        }
+        if h.gone.get() || h.close.borrow().is_some() {
+            return Poll::Ready(Err(Gone));
+        }
+        match &slot.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => slot.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for AckWait {
+    fn drop(&mut self) {
+        if let Ok(mut flow) = self.handle.flow.try_borrow_mut() {
+            if let Some(f) = flow.as_mut() {
+                f.acks.retain(|s| s.n != self.n);
+            }
+        }
     }
 }
 
@@ -509,5 +804,96 @@ mod tests {
         assert!(h.slow_since().is_none());
         h.send(&[b'x'; 400]);
         assert!(h.closing(), "over the hard limit: at once");
+    }
+
+    fn bound(max_queue: usize) -> Rc<ClientHandle> {
+        let h = Rc::new(ClientHandle::new(max_queue, Instant::now()));
+        *h.jid.borrow_mut() = Some(Jid::parse("me@d/r").unwrap());
+        h
+    }
+
+    fn drain(h: &ClientHandle, n: usize) {
+        let _ = h.drain_with(|u| std::task::Poll::Ready(Ok::<_, ()>(n.min(u.len()))));
+    }
+
+    #[test]
+    fn others_stanzas_are_refused_when_they_do_not_fit_issue_8c() {
+        let h = bound(100);
+        // An empty queue takes a stanza larger than the soft limit.
+        assert_eq!(h.offer("x@d/r", &[b'x'; 150]), Ok(()));
+        assert_eq!(h.offer("x@d/r", &[b'x'; 10]), Err(Congested));
+        assert!(!h.closing(), "refusing is not disconnecting");
+        assert!(h.slow_since().is_some(), "a refusing queue is on the clock");
+        drain(&h, 100);
+        assert!(h.slow_since().is_none(), "progress below the limit ends it");
+        assert_eq!(h.offer("x@d/r", &[b'x'; 50]), Ok(()));
+        assert_eq!(h.offer("x@d", &[b'x'; 50]), Err(Congested));
+        assert_eq!(h.offer("", &[b'x'; 50]), Err(Congested), "unknown sender");
+        // The client's own account and server are its own traffic.
+        assert_eq!(h.offer("me@d/other", &[b'x'; 50]), Ok(()));
+        assert_eq!(h.offer("d", &[b'x'; 50]), Ok(()));
+        assert_eq!(h.unsent(), 200);
+        // Never past the hard limit by others' stanzas, however many.
+        for _ in 0..100 {
+            let _ = h.offer("x@d/r", &[b'x'; 50]);
+        }
+        assert_eq!(h.unsent(), 200);
+        assert!(!h.closing());
+    }
+
+    #[test]
+    fn progress_restarts_the_grace_period_issue_8c() {
+        let h = bound(100);
+        h.send(&[b'x'; 300]);
+        let first = h.slow_since().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        drain(&h, 10);
+        let second = h.slow_since().unwrap();
+        assert!(second > first, "some bytes written: the clock restarts");
+        drain(&h, 0);
+        assert_eq!(h.slow_since(), Some(second), "nothing written: it runs on");
+    }
+
+    #[test]
+    fn space_for_waits_for_room_and_ends_with_the_connection_issue_8a() {
+        use futures_lite::future::{block_on, poll_once};
+        let h = bound(100);
+        assert_eq!(block_on(h.space_for(500, 50)), Ok(()), "empty: always room");
+        h.send(&[b'x'; 40]);
+        assert_eq!(block_on(h.space_for(10, 50)), Ok(()));
+        let mut wait = h.space_for(20, 50);
+        assert_eq!(block_on(poll_once(&mut wait)), None);
+        drain(&h, 15);
+        assert_eq!(block_on(poll_once(&mut wait)), Some(Ok(())));
+        let mut wait = h.space_for(40, 50);
+        assert_eq!(block_on(poll_once(&mut wait)), None);
+        h.discard();
+        assert_eq!(block_on(poll_once(&mut wait)), Some(Err(Gone)));
+    }
+
+    #[test]
+    fn acknowledgements_resolve_on_the_answer_issue_8a() {
+        use futures_lite::future::{block_on, poll_once};
+        let unbound = Rc::new(ClientHandle::new(100, Instant::now()));
+        assert!(unbound.request_ack().is_none());
+        let h = bound(1 << 20);
+        let mut first = h.request_ack().unwrap();
+        let mut second = h.request_ack().unwrap();
+        let out = String::from_utf8(h.out().clone()).unwrap();
+        assert_eq!(
+            out,
+            "<iq type='get' id='ack-1' from='d' to='me@d/r'><ping xmlns='urn:xmpp:ping'/></iq>\
+             <iq type='get' id='ack-2' from='d' to='me@d/r'><ping xmlns='urn:xmpp:ping'/></iq>"
+        );
+        assert_eq!(block_on(poll_once(&mut first)), None);
+        assert!(!h.answered("ka1") && !h.answered("ack-x") && !h.answered("ack-9"));
+        assert!(h.answered("ack-2"));
+        assert!(second.is_answered() && !first.is_answered());
+        assert_eq!(block_on(poll_once(&mut second)), Some(Ok(())));
+        drop(second);
+        assert!(!h.answered("ack-2"), "forgotten once its waiter is dropped");
+        h.request_close(StreamError::new(StreamCondition::PolicyViolation));
+        assert_eq!(block_on(poll_once(&mut first)), Some(Err(Gone)));
+        assert!(h.request_ack().is_none());
     }
 }
