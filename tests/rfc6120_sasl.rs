@@ -2,6 +2,7 @@
 
 mod common;
 
+use base64::Engine as _;
 use common::*;
 
 const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
@@ -10,6 +11,86 @@ fn failure_condition(el: &xmppd::xml::Element) -> String {
     assert_eq!(el.name, "failure", "{el:?}");
     assert_eq!(el.ns, SASL);
     el.elements().next().expect("condition").name.clone()
+}
+
+/// The `<text/>` of a SASL failure.
+fn failure_text(el: &xmppd::xml::Element) -> Option<String> {
+    el.child("text", SASL).map(|t| t.text())
+}
+
+/// One SCRAM exchange with any GS2 header and channel-binding data, as sent by a client that
+/// may know channel-binding types the server does not (the harness's client binds only to
+/// tls-exporter). Returns the server's last element: its answer to client-first when that is
+/// not a challenge, else its answer to client-final.
+fn scram_exchange(
+    c: &mut Client,
+    mech: &str,
+    user: &str,
+    password: &str,
+    gs2: &str,
+    cb_data: &[u8],
+) -> xmppd::xml::Element {
+    use hmac::{KeyInit, Mac};
+    use sha2::Digest;
+    let sha256 = mech.starts_with("SCRAM-SHA-256");
+    let hmac = |key: &[u8], data: &[u8]| -> Vec<u8> {
+        if sha256 {
+            let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+            m.update(data);
+            m.finalize().into_bytes().to_vec()
+        } else {
+            let mut m = hmac::Hmac::<sha1::Sha1>::new_from_slice(key).unwrap();
+            m.update(data);
+            m.finalize().into_bytes().to_vec()
+        }
+    };
+    let bare = format!("n={user},r=fallbackclientnonce");
+    c.send(&format!(
+        "<auth xmlns='{SASL}' mechanism='{mech}'>{}</auth>",
+        b64(format!("{gs2}{bare}").as_bytes())
+    ));
+    let challenge = c.recv_el();
+    if challenge.name != "challenge" {
+        return challenge;
+    }
+    let server_first = unb64(&challenge.text());
+    let attr = |name: &str| {
+        server_first
+            .split(',')
+            .find_map(|a| a.strip_prefix(name))
+            .expect("server-first attribute")
+            .to_string()
+    };
+    let salt = base64::engine::general_purpose::STANDARD
+        .decode(attr("s="))
+        .unwrap();
+    let iterations: u32 = attr("i=").parse().unwrap();
+    let mut salted = vec![0u8; if sha256 { 32 } else { 20 }];
+    if sha256 {
+        pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), &salt, iterations, &mut salted);
+    } else {
+        pbkdf2::pbkdf2_hmac::<sha1::Sha1>(password.as_bytes(), &salt, iterations, &mut salted);
+    }
+    let client_key = hmac(&salted, b"Client Key");
+    let stored_key = if sha256 {
+        sha2::Sha256::digest(&client_key).to_vec()
+    } else {
+        sha1::Sha1::digest(&client_key).to_vec()
+    };
+    let cbind = [gs2.as_bytes(), cb_data].concat();
+    let without_proof = format!("c={},r={}", b64(&cbind), attr("r="));
+    let auth_message = format!("{bare},{server_first},{without_proof}");
+    let signature = hmac(&stored_key, auth_message.as_bytes());
+    let proof: Vec<u8> = client_key
+        .iter()
+        .zip(signature)
+        .map(|(k, s)| k ^ s)
+        .collect();
+    c.send(&format!(
+        "<response xmlns='{SASL}'>{}</response>",
+        b64(format!("{without_proof},p={}", b64(&proof)).as_bytes())
+    ));
+    c.recv_el()
 }
 
 #[test]
@@ -210,19 +291,129 @@ fn core_sasl_19_downgrade_detected() {
         "<auth xmlns='{SASL}' mechanism='SCRAM-SHA-256'>{}</auth>",
         b64(format!("y,,n={user},r=abcdefgh").as_bytes())
     ));
-    assert_eq!(failure_condition(&c.recv_el()), "not-authorized");
+    let r = c.recv_el();
+    assert_eq!(failure_condition(&r), "not-authorized");
+    // RFC 5802 §7's server-error, in <text> (RFC 6120 has no additional data on failure).
+    assert_eq!(
+        failure_text(&r).as_deref(),
+        Some("e=server-does-support-channel-binding")
+    );
 }
 
+/// Issue 8: a client that knows only `tls-unique` (slixmpp 1.8.3, Debian 12) tries
+/// SCRAM-SHA-256-PLUS and SCRAM-SHA-1-PLUS with `p=tls-unique`, then SCRAM-SHA-256 with `y`.
+/// The -PLUS attempts fail with `e=unsupported-channel-binding-type` once the client proved
+/// its password; the `y` that follows on the same stream is its fallback, not a downgrade.
 #[test]
-fn core_sasl_20_unsupported_channel_binding_type() {
+fn core_sasl_20_tls_unique_client_falls_back_to_y_on_the_same_stream() {
     let s = Server::shared();
-    let (user, _) = s.new_user("cbt");
+    let (user, pw) = s.new_user("unique");
     let mut c = Client::secured(s);
-    c.send(&format!(
-        "<auth xmlns='{SASL}' mechanism='SCRAM-SHA-256-PLUS'>{}</auth>",
-        b64(format!("p=tls-unique,,n={user},r=abcdefgh").as_bytes())
-    ));
-    assert_eq!(failure_condition(&c.recv_el()), "not-authorized");
+    let plus: Vec<_> = ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS"]
+        .into_iter()
+        .map(|mech| scram_exchange(&mut c, mech, &user, &pw, "p=tls-unique,,", b"finished"))
+        .collect();
+    // The third attempt on the stream (default --max-auth-failures 3) succeeds.
+    let r = scram_exchange(&mut c, "SCRAM-SHA-256", &user, &pw, "y,,", b"");
+    assert_eq!(r.name, "success", "{r:?} after {plus:?}");
+    for r in &plus {
+        assert_eq!(failure_condition(r), "not-authorized", "{r:?}");
+        assert_eq!(
+            failure_text(r).as_deref(),
+            Some("e=unsupported-channel-binding-type"),
+            "{r:?}"
+        );
+    }
+    let (_, f) = c.negotiate();
+    assert!(f
+        .child("bind", "urn:ietf:params:xml:ns:xmpp-bind")
+        .is_some());
+}
+
+/// Issue 8: an unsupported channel-binding type after a proven password is not an
+/// authentication failure: it does not count toward --max-auth-failures.
+#[test]
+fn core_sasl_20_unsupported_channel_binding_type_does_not_count_as_a_failure() {
+    let s = Server::start(&["--max-auth-failures", "1"]);
+    s.adduser("uniq", "uniq-pw");
+    let mut c = Client::secured(&s);
+    for mech in ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS"] {
+        let r = scram_exchange(&mut c, mech, "uniq", "uniq-pw", "p=tls-unique,,", b"x");
+        assert_eq!(
+            failure_text(&r).as_deref(),
+            Some("e=unsupported-channel-binding-type"),
+            "{mech}: {r:?}"
+        );
+    }
+    let r = scram_exchange(&mut c, "SCRAM-SHA-1", "uniq", "uniq-pw", "y,,", b"");
+    assert_eq!(r.name, "success", "{r:?}");
+    // A wrong password in a -PLUS attempt is an ordinary failure, and counts.
+    let mut c = Client::secured(&s);
+    let r = scram_exchange(
+        &mut c,
+        "SCRAM-SHA-256-PLUS",
+        "uniq",
+        "nope",
+        "p=tls-unique,,",
+        b"x",
+    );
+    assert_eq!(failure_condition(&r), "not-authorized");
+    assert_eq!(failure_text(&r), None);
+    c.expect_stream_error("policy-violation");
+}
+
+/// The fallback is bound to a proven password: anyone can send a -PLUS attempt, so `y` stays
+/// a downgrade after an unproven one, and after one proven for another account.
+#[test]
+fn core_sasl_19_y_stays_a_downgrade_without_a_proven_plus_attempt() {
+    let s = Server::shared();
+    let (user, pw) = s.new_user("mitm");
+    let (other, other_pw) = s.new_user("mitm");
+    let mut c = Client::secured(s);
+    let r = scram_exchange(
+        &mut c,
+        "SCRAM-SHA-256-PLUS",
+        &user,
+        "guess",
+        "p=tls-unique,,",
+        b"x",
+    );
+    assert_eq!(failure_condition(&r), "not-authorized");
+    let r = scram_exchange(&mut c, "SCRAM-SHA-256", &user, &pw, "y,,", b"");
+    assert_eq!(
+        failure_text(&r).as_deref(),
+        Some("e=server-does-support-channel-binding"),
+        "{r:?}"
+    );
+
+    let mut c = Client::secured(s);
+    let r = scram_exchange(
+        &mut c,
+        "SCRAM-SHA-256-PLUS",
+        &other,
+        &other_pw,
+        "p=tls-unique,,",
+        b"x",
+    );
+    assert_eq!(
+        failure_text(&r).as_deref(),
+        Some("e=unsupported-channel-binding-type"),
+        "{r:?}"
+    );
+    let r = scram_exchange(&mut c, "SCRAM-SHA-256", &user, &pw, "y,,", b"");
+    assert_eq!(
+        failure_text(&r).as_deref(),
+        Some("e=server-does-support-channel-binding"),
+        "{r:?}"
+    );
+    // A -PLUS attempt with a supported type and `y` afterwards: still refused.
+    let mut c = Client::secured(s);
+    assert_eq!(
+        c.auth_scram("SCRAM-SHA-256-PLUS", &user, "guess").name,
+        "failure"
+    );
+    let r = scram_exchange(&mut c, "SCRAM-SHA-256", &user, &pw, "y,,", b"");
+    assert_eq!(failure_condition(&r), "not-authorized");
 }
 
 #[test]

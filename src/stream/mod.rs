@@ -12,8 +12,8 @@ use crate::xmpp::error::{StreamCondition, StreamError};
 use crate::xmpp::jid::{nameprep_domain, Jid};
 use crate::xmpp::ns;
 use sasl::{
-    ChannelBindings, CredentialSource, Lookup, Mechanism, SaslConfig, SaslExchange, SaslFailure,
-    ScramKeys, Step,
+    BindingFallback, ChannelBindings, CredentialSource, Lookup, Mechanism, SaslConfig,
+    SaslExchange, SaslFailure, ScramError, ScramKeys, Step,
 };
 
 /// Account lookup by normalized bare JID, as the negotiator needs it.
@@ -93,6 +93,9 @@ pub struct Negotiator {
     lang: Option<String>,
     header_sent: bool,
     failures: u32,
+    /// An account that proved its password in a `-PLUS` exchange refused only for its
+    /// channel-binding type: its `y` is a fallback on this stream (issue 8).
+    binding_fallback: Option<BindingFallback>,
     stream_id: String,
 }
 
@@ -107,6 +110,7 @@ impl Negotiator {
             lang: None,
             header_sent: false,
             failures: 0,
+            binding_fallback: None,
             stream_id: String::new(),
         }
     }
@@ -121,6 +125,7 @@ impl Negotiator {
             lang,
             header_sent: false,
             failures: 0,
+            binding_fallback: None,
             stream_id: String::new(),
         }
     }
@@ -298,7 +303,7 @@ impl Negotiator {
             ("abort", State::ExpectAuth | State::Sasl(_)) => {
                 // CORE-SASL-09: the stream stays usable.
                 self.state = State::ExpectAuth;
-                write_sasl_failure(out, SaslFailure::Aborted);
+                write_sasl_failure(out, SaslFailure::Aborted, None);
                 Ok(Action::Continue)
             }
             // CORE-SASL-14: no second authentication on an authenticated stream.
@@ -315,7 +320,7 @@ impl Negotiator {
         self.state = State::ExpectAuth;
         // CORE-TLS-07: no authentication in the clear when TLS is required.
         if !self.secured && env.require_tls {
-            write_sasl_failure(out, SaslFailure::EncryptionRequired);
+            write_sasl_failure(out, SaslFailure::EncryptionRequired, None);
             return Ok(Action::Continue);
         }
         // CORE-SASL-05: unknown, missing or not offered mechanism.
@@ -324,7 +329,7 @@ impl Negotiator {
             .and_then(Mechanism::from_name)
             .filter(|m| self.offered(env).contains(m));
         let Some(mech) = mech else {
-            write_sasl_failure(out, SaslFailure::InvalidMechanism);
+            write_sasl_failure(out, SaslFailure::InvalidMechanism, None);
             return Ok(Action::Continue);
         };
         // CORE-SASL-06/10: strict base64; "=" is an empty initial response.
@@ -334,7 +339,13 @@ impl Negotiator {
         };
         let domain = self.domain.clone().unwrap_or_default();
         let (cfg, creds) = self.sasl_context(env, &domain);
-        let (exchange, step) = SaslExchange::start(mech, initial.as_deref(), &cfg, &creds);
+        let (exchange, step) = SaslExchange::start_with_fallback(
+            mech,
+            initial.as_deref(),
+            &cfg,
+            &creds,
+            self.binding_fallback.as_ref(),
+        );
         self.state = State::Sasl(Box::new(exchange));
         self.on_step(step, env, out)
     }
@@ -382,7 +393,18 @@ impl Negotiator {
                 self.state = State::ExpectRestart(user.clone());
                 Ok(Action::Authenticated(user))
             }
-            Step::Failure(f) => self.fail(f, env, out),
+            Step::Failure(f) => {
+                let error = match &self.state {
+                    State::Sasl(exchange) => {
+                        if let Some(fallback) = exchange.binding_fallback() {
+                            self.binding_fallback = Some(fallback.clone());
+                        }
+                        exchange.scram_error()
+                    }
+                    _ => None,
+                };
+                self.fail_with(f, error, env, out)
+            }
             Step::VerifyPlain { password, keys, .. } => {
                 if let State::Sasl(exchange) = std::mem::replace(&mut self.state, State::ExpectAuth)
                 {
@@ -400,9 +422,26 @@ impl Negotiator {
         env: &Env<'_>,
         out: &mut Vec<u8>,
     ) -> Result<Action, StreamError> {
+        self.fail_with(f, None, env, out)
+    }
+
+    /// [`Negotiator::fail`] with the RFC 5802 `e=` value of a SCRAM failure, if any.
+    ///
+    /// Not counted toward `--max-auth-failures`: `aborted` (the client gave up) and an
+    /// unsupported channel-binding type, which comes only after the client proved its
+    /// password: it tested no guess, and a client going through its -PLUS mechanisms before
+    /// falling back (slixmpp 1.8: SCRAM-SHA-256-PLUS, SCRAM-SHA-1-PLUS, then SCRAM-SHA-256
+    /// with `y`) must not run out of attempts, whatever the limit.
+    fn fail_with(
+        &mut self,
+        f: SaslFailure,
+        error: Option<ScramError>,
+        env: &Env<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<Action, StreamError> {
         self.state = State::ExpectAuth;
-        write_sasl_failure(out, f);
-        if f != SaslFailure::Aborted {
+        write_sasl_failure(out, f, error);
+        if f != SaslFailure::Aborted && error != Some(ScramError::UnsupportedChannelBindingType) {
             self.failures += 1;
             if self.failures >= env.max_auth_failures {
                 return Err(StreamError::with_text(
@@ -600,12 +639,20 @@ fn write_sasl(out: &mut Vec<u8>, name: &str, data: Option<&[u8]>) {
     }
 }
 
-fn write_sasl_failure(out: &mut Vec<u8>, f: SaslFailure) {
+/// `<failure>` with the condition; a SCRAM `e=` value goes in `<text>` (RFC 6120 §6.4.5 has
+/// no additional data on failure; see the `sasl` module documentation).
+fn write_sasl_failure(out: &mut Vec<u8>, f: SaslFailure, error: Option<ScramError>) {
     out.extend_from_slice(b"<failure xmlns='");
     out.extend_from_slice(ns::SASL.as_bytes());
     out.extend_from_slice(b"'><");
     out.extend_from_slice(f.condition().as_bytes());
-    out.extend_from_slice(b"/></failure>");
+    out.extend_from_slice(b"/>");
+    if let Some(error) = error {
+        out.extend_from_slice(b"<text xml:lang='en'>e=");
+        out.extend_from_slice(error.value().as_bytes());
+        out.extend_from_slice(b"</text>");
+    }
+    out.extend_from_slice(b"</failure>");
 }
 
 #[cfg(test)]

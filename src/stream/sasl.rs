@@ -14,6 +14,23 @@
 //!   keys (same PBKDF2 cost) and then `not-authorized`, whatever the verification says.
 //! - `account-disabled` is only reported after the password was proven, so it does not reveal
 //!   a disabled account to someone without the password.
+//! - A failure that RFC 5802 §7 gives a `server-error-value` (see [`ScramError`]) is
+//!   `not-authorized` with `e=<value>` as the `<text>` of the `<failure>`: RFC 6120 §6.4.5
+//!   allows additional data only on `<success>`, and `<text>` is the one place a `<failure>`
+//!   can carry the SCRAM server-final-message. Prosody answers an unsupported channel-binding
+//!   type alike (a `<text>` on the failure), with `malformed-request`; the request is
+//!   well-formed, so here it is `not-authorized`, the generic condition of §6.5.10.
+//! - Channel-binding fallback (issue 8): a client that knows only channel-binding types this
+//!   server does not support (slixmpp 1.8 binds to `tls-unique`, which TLS 1.3 does not
+//!   define) tries `-PLUS`, fails, and falls back to plain SCRAM with the GS2 flag `y`, which
+//!   is refused as a downgrade while `-PLUS` is advertised. So a `-PLUS` exchange with an
+//!   unsupported type is carried to the end: when the client proves its password it fails
+//!   with `e=unsupported-channel-binding-type` and yields a [`BindingFallback`] for that
+//!   account, and a later `y` on the same stream for the same account is accepted. The proof
+//!   is what makes this safe: anyone, a man in the middle included, can send a `-PLUS`
+//!   attempt, but only the account's owner can prove the password in one, and a client that
+//!   tried `-PLUS` saw it advertised, so nothing was stripped. Every other `y` while `-PLUS`
+//!   is advertised stays a downgrade (`e=server-does-support-channel-binding`).
 
 mod crypto;
 mod plain;
@@ -168,6 +185,38 @@ impl ChannelBindings {
     }
 }
 
+/// The RFC 5802 §7 `server-error-value`s this server reports, sent as `e=<value>` in the
+/// `<text>` of a `not-authorized` failure (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScramError {
+    /// The client sent the GS2 flag `y` (it supports channel binding but thinks the server
+    /// does not) although `-PLUS` was advertised: a downgrade.
+    ServerDoesSupportChannelBinding,
+    /// A `-PLUS` exchange named a channel-binding type this connection cannot provide; the
+    /// client proved its password, which is what a [`BindingFallback`] records.
+    UnsupportedChannelBindingType,
+}
+
+impl ScramError {
+    /// The `server-error-value`, e.g. `unsupported-channel-binding-type`.
+    pub fn value(self) -> &'static str {
+        match self {
+            ScramError::ServerDoesSupportChannelBinding => "server-does-support-channel-binding",
+            ScramError::UnsupportedChannelBindingType => "unsupported-channel-binding-type",
+        }
+    }
+}
+
+/// An account that proved its password in a `-PLUS` exchange that failed only because this
+/// server does not support the client's channel-binding type. Passed to the next exchange on
+/// the same stream ([`SaslExchange::start_with_fallback`]): that account's GS2 flag `y` is a
+/// fallback, not a downgrade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingFallback {
+    /// The nodeprep'd localpart.
+    username: String,
+}
+
 /// RFC 6120 §6.5 conditions, in spec order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SaslFailure {
@@ -246,7 +295,8 @@ pub struct SaslConfig<'a> {
     pub domain: &'a str,
     /// TLS is on (PLAIN is refused otherwise).
     pub secure: bool,
-    /// Some `-PLUS` mechanism was advertised (GS2 flag `y` is then a downgrade).
+    /// Some `-PLUS` mechanism was advertised (GS2 flag `y` is then a downgrade, except for
+    /// the account of a [`BindingFallback`]).
     pub plus_offered: bool,
     /// Channel-binding data of this connection.
     pub bindings: &'a ChannelBindings,
@@ -316,6 +366,8 @@ impl fmt::Debug for Step {
 /// One server-side SASL exchange, from `<auth>` to `<success>` or `<failure>`.
 pub struct SaslExchange {
     state: State,
+    /// The account whose `y` is not a downgrade on this stream.
+    fallback: Option<BindingFallback>,
 }
 
 /// What the exchange waits for.
@@ -330,6 +382,9 @@ enum State {
     ExpectPlainVerified(plain::ExpectVerified),
     /// Over (success or failure): nothing more is accepted.
     Done,
+    /// Over with a failure that has an RFC 5802 `e=` value (and, for an unsupported
+    /// channel-binding type, the account that proved its password).
+    Refused(ScramError, Option<BindingFallback>),
 }
 
 impl SaslExchange {
@@ -345,7 +400,20 @@ impl SaslExchange {
         cfg: &SaslConfig,
         creds: &dyn CredentialSource,
     ) -> (SaslExchange, Step) {
-        SaslExchange::start_inner(mech, initial, cfg, creds, None)
+        SaslExchange::start_inner(mech, initial, cfg, creds, None, None)
+    }
+
+    /// [`SaslExchange::start`] on a stream where an earlier exchange ended with `fallback`
+    /// ([`SaslExchange::binding_fallback`]): the GS2 flag `y` of that account is accepted
+    /// although `-PLUS` is advertised.
+    pub fn start_with_fallback(
+        mech: Mechanism,
+        initial: Option<&[u8]>,
+        cfg: &SaslConfig,
+        creds: &dyn CredentialSource,
+        fallback: Option<&BindingFallback>,
+    ) -> (SaslExchange, Step) {
+        SaslExchange::start_inner(mech, initial, cfg, creds, fallback.cloned(), None)
     }
 
     /// [`SaslExchange::start`] with a fixed server nonce, for the RFC test vectors.
@@ -357,7 +425,7 @@ impl SaslExchange {
         creds: &dyn CredentialSource,
         server_nonce: &str,
     ) -> (SaslExchange, Step) {
-        SaslExchange::start_inner(mech, initial, cfg, creds, Some(server_nonce))
+        SaslExchange::start_inner(mech, initial, cfg, creds, None, Some(server_nonce))
     }
 
     fn start_inner(
@@ -365,6 +433,7 @@ impl SaslExchange {
         initial: Option<&[u8]>,
         cfg: &SaslConfig,
         creds: &dyn CredentialSource,
+        fallback: Option<BindingFallback>,
         server_nonce: Option<&str>,
     ) -> (SaslExchange, Step) {
         let (state, step) = match (mech.hash_alg(), initial) {
@@ -381,11 +450,17 @@ impl SaslExchange {
                 },
                 Step::Challenge(Vec::new()),
             ),
-            (Some(alg), Some(message)) => {
-                scram::handle_client_first(alg, mech.is_plus(), message, cfg, creds, server_nonce)
-            }
+            (Some(alg), Some(message)) => scram::handle_client_first(
+                alg,
+                mech.is_plus(),
+                message,
+                cfg,
+                creds,
+                fallback.as_ref(),
+                server_nonce,
+            ),
         };
-        (SaslExchange { state }, step)
+        (SaslExchange { state, fallback }, step)
     }
 
     /// Handles a `<response>` (its decoded data). Anything after the exchange is over, or while
@@ -397,12 +472,20 @@ impl SaslExchange {
         creds: &dyn CredentialSource,
     ) -> Step {
         let (state, step) = match std::mem::replace(&mut self.state, State::Done) {
-            State::ExpectClientFirst { alg, plus } => {
-                scram::handle_client_first(alg, plus, response, cfg, creds, None)
-            }
+            State::ExpectClientFirst { alg, plus } => scram::handle_client_first(
+                alg,
+                plus,
+                response,
+                cfg,
+                creds,
+                self.fallback.as_ref(),
+                None,
+            ),
             State::ExpectClientFinal(expect) => expect.handle(response),
             State::ExpectPlainMessage => plain::handle(response, cfg, creds),
-            State::ExpectPlainVerified(_) | State::Done => fail(SaslFailure::MalformedRequest),
+            State::ExpectPlainVerified(_) | State::Done | State::Refused(..) => {
+                fail(SaslFailure::MalformedRequest)
+            }
         };
         self.state = state;
         step
@@ -425,7 +508,24 @@ impl SaslExchange {
 
     /// Whether the exchange is over (a `Success` or `Failure` was returned).
     pub fn is_done(&self) -> bool {
-        matches!(self.state, State::Done)
+        matches!(self.state, State::Done | State::Refused(..))
+    }
+
+    /// The RFC 5802 `e=` value of the failure the exchange just ended with, if it has one.
+    pub fn scram_error(&self) -> Option<ScramError> {
+        match self.state {
+            State::Refused(error, _) => Some(error),
+            _ => None,
+        }
+    }
+
+    /// After a failure with [`ScramError::UnsupportedChannelBindingType`]: the account that
+    /// proved its password, for [`SaslExchange::start_with_fallback`] on the same stream.
+    pub fn binding_fallback(&self) -> Option<&BindingFallback> {
+        match &self.state {
+            State::Refused(_, fallback) => fallback.as_ref(),
+            _ => None,
+        }
     }
 }
 
@@ -437,6 +537,7 @@ impl fmt::Debug for SaslExchange {
             State::ExpectPlainMessage => "ExpectPlainMessage",
             State::ExpectPlainVerified(_) => "ExpectPlainVerified",
             State::Done => "Done",
+            State::Refused(..) => "Refused",
         };
         f.debug_struct("SaslExchange")
             .field("state", &state)

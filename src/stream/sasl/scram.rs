@@ -4,7 +4,14 @@
 //! escape, undecodable base64 inside the message, `m=`, a cb-name on a non-PLUS mechanism, no
 //! cb-name on a PLUS mechanism) are `malformed-request`; everything about the credentials or
 //! the binding itself (downgrade `y`, unsupported cb type, `c=` or `r=` mismatch, wrong proof,
-//! unknown user) is `not-authorized`.
+//! unknown user) is `not-authorized`. The downgrade `y` and an unsupported cb type also carry
+//! their RFC 5802 `e=` value ([`ScramError`]).
+//!
+//! An unsupported cb type (one this connection has no data for: unknown, like `tls-unique`,
+//! or not available on this TLS version) does not end the exchange at client-first: it goes on
+//! so that the client can prove its password, and only then fails with
+//! `e=unsupported-channel-binding-type` and a [`BindingFallback`]. Before the proof it fails
+//! like any wrong password, with no `e=`.
 
 use std::borrow::Cow;
 
@@ -13,8 +20,8 @@ use base64::Engine as _;
 
 use super::crypto::{ct_eq, hash, hmac, random};
 use super::{
-    check_authzid, fail, prep_username, Account, CredentialSource, HashAlg, SaslConfig,
-    SaslFailure, ScramKeys, State, Step,
+    check_authzid, fail, prep_username, Account, BindingFallback, CredentialSource, HashAlg,
+    SaslConfig, SaslFailure, ScramError, ScramKeys, State, Step,
 };
 
 /// Random bytes in the server nonce (base64-encoded: 24 printable characters).
@@ -23,8 +30,12 @@ const SERVER_NONCE_BYTES: usize = 18;
 /// State after server-first: everything needed to check client-final.
 pub(super) struct ExpectClientFinal {
     alg: HashAlg,
-    /// The GS2 header followed by the channel-binding data: what `c=` must decode to.
+    /// The GS2 header followed by the channel-binding data: what `c=` must decode to. Just
+    /// the GS2 header when the binding type is unsupported.
     cbind_input: Vec<u8>,
+    /// The client binds to a type this connection cannot provide: `c=` can only be checked
+    /// up to the GS2 header, and a proven password ends in `e=unsupported-channel-binding-type`.
+    binding_unsupported: bool,
     /// `client-first-message-bare "," server-first-message ","`: the AuthMessage prefix.
     auth_prefix: String,
     /// Client nonce followed by server nonce.
@@ -44,6 +55,35 @@ enum CbFlag<'a> {
     ClientOnly,
     /// `p=<cb-name>`: the client binds to this type.
     Bind(&'a str),
+}
+
+/// How client-first or client-final failed.
+#[derive(Debug)]
+enum Failed {
+    /// An RFC 6120 condition and nothing more.
+    Condition(SaslFailure),
+    /// `not-authorized` with an RFC 5802 `e=` value, and for an unsupported channel-binding
+    /// type the account that proved its password.
+    Scram(ScramError, Option<BindingFallback>),
+}
+
+impl From<SaslFailure> for Failed {
+    fn from(failure: SaslFailure) -> Failed {
+        Failed::Condition(failure)
+    }
+}
+
+impl Failed {
+    /// The exchange's end.
+    fn end(self) -> (State, Step) {
+        match self {
+            Failed::Condition(failure) => fail(failure),
+            Failed::Scram(error, fallback) => (
+                State::Refused(error, fallback),
+                Step::Failure(SaslFailure::NotAuthorized),
+            ),
+        }
+    }
 }
 
 /// A syntactically valid client-first message.
@@ -68,14 +108,15 @@ pub(super) fn handle_client_first(
     message: &[u8],
     cfg: &SaslConfig,
     creds: &dyn CredentialSource,
+    fallback: Option<&BindingFallback>,
     server_nonce: Option<&str>,
 ) -> (State, Step) {
-    match client_first(alg, plus, message, cfg, creds, server_nonce) {
+    match client_first(alg, plus, message, cfg, creds, fallback, server_nonce) {
         Ok((expect, server_first)) => (
             State::ExpectClientFinal(Box::new(expect)),
             Step::Challenge(server_first.into_bytes()),
         ),
-        Err(failure) => fail(failure),
+        Err(failed) => failed.end(),
     }
 }
 
@@ -85,23 +126,31 @@ fn client_first(
     message: &[u8],
     cfg: &SaslConfig,
     creds: &dyn CredentialSource,
+    fallback: Option<&BindingFallback>,
     server_nonce: Option<&str>,
-) -> Result<(ExpectClientFinal, String), SaslFailure> {
+) -> Result<(ExpectClientFinal, String), Failed> {
     let message = std::str::from_utf8(message).map_err(|_| SaslFailure::MalformedRequest)?;
     let first = parse_client_first(message)?;
 
-    // RFC 5802 §6 (CORE-SASL-19, -20).
-    let cb_data: &[u8] = match (first.cb, plus) {
-        (CbFlag::None, false) => &[],
-        (CbFlag::ClientOnly, false) if cfg.plus_offered => return Err(SaslFailure::NotAuthorized),
-        (CbFlag::ClientOnly, false) => &[],
+    // RFC 5802 §6 (CORE-SASL-19, -20). `None` data: a type this connection cannot provide.
+    let cb_data: Option<&[u8]> = match (first.cb, plus) {
+        (CbFlag::None | CbFlag::ClientOnly, false) => Some(&[]),
         (CbFlag::Bind(_), false) | (CbFlag::None | CbFlag::ClientOnly, true) => {
-            return Err(SaslFailure::MalformedRequest)
+            return Err(SaslFailure::MalformedRequest.into())
         }
-        (CbFlag::Bind(name), true) => cfg.bindings.data(name).ok_or(SaslFailure::NotAuthorized)?,
+        (CbFlag::Bind(name), true) => cfg.bindings.data(name),
     };
 
     let username = prep_username(&first.username)?;
+    // A `y` while -PLUS is advertised is a downgrade, unless this account proved its password
+    // in a -PLUS exchange on this stream that failed only for its channel-binding type.
+    let fallback_account = fallback.is_some_and(|f| f.username == username);
+    if first.cb == CbFlag::ClientOnly && cfg.plus_offered && !fallback_account {
+        return Err(Failed::Scram(
+            ScramError::ServerDoesSupportChannelBinding,
+            None,
+        ));
+    }
     check_authzid(first.authzid.as_deref(), &username, cfg)?;
     let account = Account::lookup(alg, &username, cfg, creds)?;
 
@@ -115,12 +164,15 @@ fn client_first(
         STANDARD.encode(&account.keys.salt),
         account.keys.iterations
     );
+    let cb_data_missing = cb_data.is_none();
+    let cb_data = cb_data.unwrap_or_default();
     let mut cbind_input = Vec::with_capacity(first.gs2_header.len() + cb_data.len());
     cbind_input.extend_from_slice(first.gs2_header.as_bytes());
     cbind_input.extend_from_slice(cb_data);
     let expect = ExpectClientFinal {
         alg,
         cbind_input,
+        binding_unsupported: cb_data_missing,
         auth_prefix: format!("{},{server_first},", first.bare),
         nonce,
         username,
@@ -186,11 +238,11 @@ impl ExpectClientFinal {
     pub(super) fn handle(self, message: &[u8]) -> (State, Step) {
         match self.client_final(message) {
             Ok(step) => (State::Done, step),
-            Err(failure) => fail(failure),
+            Err(failed) => failed.end(),
         }
     }
 
-    fn client_final(self, message: &[u8]) -> Result<Step, SaslFailure> {
+    fn client_final(self, message: &[u8]) -> Result<Step, Failed> {
         const MALFORMED: SaslFailure = SaslFailure::MalformedRequest;
         let message = std::str::from_utf8(message).map_err(|_| MALFORMED)?;
         // client-final-message = client-final-message-without-proof "," proof
@@ -212,9 +264,16 @@ impl ExpectClientFinal {
         let proof = STANDARD.decode(proof).map_err(|_| MALFORMED)?;
 
         // CORE-SASL-17, -20: the GS2 header and binding data must be exactly those of
-        // client-first and this connection; the nonce exactly the combined one.
-        if !ct_eq(&cbind, &self.cbind_input) || nonce != self.nonce {
-            return Err(SaslFailure::NotAuthorized);
+        // client-first and this connection; the nonce exactly the combined one. Data for an
+        // unsupported type describes a channel this server cannot see: only the header counts
+        // (the proof covers the `c=` as sent all the same).
+        let cbind_ok = if self.binding_unsupported {
+            cbind.starts_with(&self.cbind_input)
+        } else {
+            ct_eq(&cbind, &self.cbind_input)
+        };
+        if !cbind_ok || nonce != self.nonce {
+            return Err(SaslFailure::NotAuthorized.into());
         }
 
         // CORE-SASL-18: ClientKey = proof XOR HMAC(StoredKey, AuthMessage); H(ClientKey) must
@@ -222,15 +281,25 @@ impl ExpectClientFinal {
         let auth_message = [self.auth_prefix.as_bytes(), without_proof.as_bytes()];
         let signature = hmac(self.alg, &self.keys.stored_key, &auth_message);
         if proof.len() != signature.len() {
-            return Err(SaslFailure::NotAuthorized);
+            return Err(SaslFailure::NotAuthorized.into());
         }
         let client_key: Vec<u8> = proof.iter().zip(&signature).map(|(p, s)| p ^ s).collect();
         let proven = ct_eq(&hash(self.alg, &client_key), &self.keys.stored_key);
         if !proven || !self.exists {
-            return Err(SaslFailure::NotAuthorized);
+            return Err(SaslFailure::NotAuthorized.into());
         }
         if self.disabled {
-            return Err(SaslFailure::AccountDisabled);
+            return Err(SaslFailure::AccountDisabled.into());
+        }
+        // RFC 5802 §6: "p" with a type the server does not support MUST fail, proof or not.
+        if self.binding_unsupported {
+            let fallback = BindingFallback {
+                username: self.username,
+            };
+            return Err(Failed::Scram(
+                ScramError::UnsupportedChannelBindingType,
+                Some(fallback),
+            ));
         }
 
         // CORE-SASL-13: v=ServerSignature as <success> additional data.

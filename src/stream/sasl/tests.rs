@@ -605,6 +605,178 @@ fn core_sasl_20_channel_binding_rules() {
     }
 }
 
+/// Runs a full exchange like [`run`], optionally after a fallback, and returns the exchange
+/// too, for its `scram_error` and `binding_fallback`.
+fn run_on_stream(
+    mech: Mechanism,
+    client: &Client,
+    cfg: &SaslConfig,
+    creds: &Creds,
+    fallback: Option<&BindingFallback>,
+) -> (SaslExchange, Step) {
+    let (mut exchange, step) =
+        SaslExchange::start_with_fallback(mech, Some(&client.first()), cfg, creds, fallback);
+    let Step::Challenge(server_first) = step else {
+        return (exchange, step);
+    };
+    let (final_message, _) = client.finish(&server_first, None, None, "");
+    let step = exchange.step(&final_message, cfg, creds);
+    assert!(exchange.is_done());
+    (exchange, step)
+}
+
+/// The fallback a client that knows only `tls-unique` earns by proving its password in a
+/// -PLUS exchange.
+fn tls_unique_fallback(
+    user: &str,
+    password: &str,
+    cfg: &SaslConfig,
+    creds: &Creds,
+) -> BindingFallback {
+    let mech = Mechanism::ScramSha256Plus;
+    let client = Client::new(mech, user, password, "p=tls-unique,,", b"tls-unique data");
+    let (exchange, _) = run_on_stream(mech, &client, cfg, creds, None);
+    exchange.binding_fallback().expect("a fallback").clone()
+}
+
+/// Issue 8: a -PLUS exchange with a channel-binding type this connection cannot provide goes on
+/// to the proof; a proven password then fails with `e=unsupported-channel-binding-type` and
+/// a fallback for that account.
+#[test]
+fn core_sasl_20_unsupported_channel_binding_type_is_e_unsupported_channel_binding_type() {
+    let creds = Creds::standard();
+    let both = both_bindings();
+    let only_end_point = ChannelBindings {
+        tls_server_end_point: Some(END_POINT.to_vec()),
+        tls_exporter: None,
+    };
+    let cases: [(&ChannelBindings, &str); 3] = [
+        (&both, "p=tls-unique,,"),
+        (&both, "p=x-made-up.1,,"),
+        (&only_end_point, "p=tls-exporter,,"),
+    ];
+    for (bindings, gs2) in cases {
+        let cfg = config(bindings);
+        for mech in PLUS {
+            let client = Client::new(mech, "user", "pencil", gs2, b"some channel");
+            let (exchange, step) = run_on_stream(mech, &client, &cfg, &creds, None);
+            assert_eq!(step, Step::Failure(SaslFailure::NotAuthorized), "{gs2}");
+            assert_eq!(
+                exchange.scram_error(),
+                Some(ScramError::UnsupportedChannelBindingType),
+                "{gs2}"
+            );
+            assert_eq!(
+                exchange.binding_fallback(),
+                Some(&BindingFallback {
+                    username: "user".into()
+                }),
+                "{gs2}"
+            );
+            assert_eq!(
+                format!("{exchange:?}"),
+                "SaslExchange { state: \"Refused\" }"
+            );
+            // Without binding data at all, too.
+            let client = Client::new(mech, "user", "pencil", gs2, b"");
+            let (exchange, _) = run_on_stream(mech, &client, &cfg, &creds, None);
+            assert!(exchange.binding_fallback().is_some(), "{gs2}");
+        }
+    }
+    assert_eq!(
+        ScramError::UnsupportedChannelBindingType.value(),
+        "unsupported-channel-binding-type"
+    );
+}
+
+/// Before the password is proven, an unsupported type fails like any wrong password: no `e=`,
+/// no fallback (nothing tells a guesser the type is the problem).
+#[test]
+fn core_sasl_20_unsupported_channel_binding_type_without_proof_is_plain_not_authorized() {
+    let creds = Creds::standard();
+    let bindings = both_bindings();
+    let cfg = config(&bindings);
+    for mech in PLUS {
+        for (user, password, failure) in [
+            ("user", "wrong", SaslFailure::NotAuthorized),
+            ("nobody", "pencil", SaslFailure::NotAuthorized),
+            ("locked", "pencil", SaslFailure::AccountDisabled),
+        ] {
+            let client = Client::new(mech, user, password, "p=tls-unique,,", b"data");
+            let (exchange, step) = run_on_stream(mech, &client, &cfg, &creds, None);
+            assert_eq!(step, Step::Failure(failure), "{user}");
+            assert_eq!(exchange.scram_error(), None, "{user}");
+            assert_eq!(exchange.binding_fallback(), None, "{user}");
+        }
+        // The GS2 header in c= must still be client-first's, even with a valid proof.
+        let client = Client::new(mech, "user", "pencil", "p=tls-unique,,", b"data");
+        for c in [&b"p=tls-exporter,,data"[..], b"p=tls-uniq", b"n,,", b""] {
+            let (mut exchange, step) =
+                SaslExchange::start(mech, Some(&client.first()), &cfg, &creds);
+            let (message, _) = client.finish(&challenge(step), Some(c), None, "");
+            assert_eq!(
+                exchange.step(&message, &cfg, &creds),
+                Step::Failure(SaslFailure::NotAuthorized)
+            );
+            assert_eq!(exchange.binding_fallback(), None);
+        }
+    }
+}
+
+/// Issue 8: after a proven -PLUS attempt with an unsupported type, `y` from the same account
+/// on the same stream is accepted; every other `y` while -PLUS is advertised is a downgrade.
+#[test]
+fn core_sasl_19_y_after_unsupported_channel_binding_type_is_a_fallback() {
+    let creds = Creds::standard();
+    let bindings = both_bindings();
+    let cfg = config(&bindings);
+    let fallback = tls_unique_fallback("user", "pencil", &cfg, &creds);
+    for mech in SCRAM {
+        let client = Client::new(mech, "user", "pencil", "y,,", b"");
+        let (_, step) = run_on_stream(mech, &client, &cfg, &creds, Some(&fallback));
+        assert!(success("user")(&step), "{mech:?}: {step:?}");
+        // Also when client-first comes in a <response> after an empty challenge.
+        let (mut exchange, step) =
+            SaslExchange::start_with_fallback(mech, None, &cfg, &creds, Some(&fallback));
+        assert_eq!(step, Step::Challenge(Vec::new()));
+        let server_first = challenge(exchange.step(&client.first(), &cfg, &creds));
+        let (final_message, _) = client.finish(&server_first, None, None, "");
+        assert!(success("user")(&exchange.step(
+            &final_message,
+            &cfg,
+            &creds
+        )));
+
+        // Another account, no fallback, or a fallback from another account: a downgrade.
+        for (user, password, fallback) in
+            [("ix", "secret", Some(&fallback)), ("user", "pencil", None)]
+        {
+            let client = Client::new(mech, user, password, "y,,", b"");
+            let (exchange, step) = run_on_stream(mech, &client, &cfg, &creds, fallback);
+            assert_eq!(step, Step::Failure(SaslFailure::NotAuthorized), "{user}");
+            assert_eq!(
+                exchange.scram_error(),
+                Some(ScramError::ServerDoesSupportChannelBinding),
+                "{user}"
+            );
+            assert_eq!(exchange.binding_fallback(), None);
+        }
+        // The fallback is only about `y`: the proof still has to be right.
+        let client = Client::new(mech, "user", "wrong", "y,,", b"");
+        let (_, step) = run_on_stream(mech, &client, &cfg, &creds, Some(&fallback));
+        assert_eq!(step, Step::Failure(SaslFailure::NotAuthorized));
+    }
+    // A fallback for the account earned by someone who could not prove the password: none.
+    let mech = Mechanism::ScramSha1Plus;
+    let client = Client::new(mech, "ix", "guess", "p=tls-unique,,", b"x");
+    let (exchange, _) = run_on_stream(mech, &client, &cfg, &creds, None);
+    assert_eq!(exchange.binding_fallback(), None);
+    assert_eq!(
+        ScramError::ServerDoesSupportChannelBinding.value(),
+        "server-does-support-channel-binding"
+    );
+}
+
 #[test]
 fn core_sasl_17_nonce_and_gs2_header_must_match() {
     let creds = Creds::standard();
