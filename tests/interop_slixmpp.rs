@@ -1,40 +1,77 @@
-//! Interop with a real client library nobody here wrote: slixmpp (PyPI), set up by
-//! `tests/interop/setup.sh`. Two clients homed on different shards log in with SCRAM-SHA-256
+//! Interop with a real client library nobody here wrote: slixmpp, in two versions, set up by
+//! `tests/interop/setup.sh`: the pinned PyPI release in a virtualenv, and Debian 12's
+//! python3-slixmpp (1.8.3) for the system Python. Two clients homed on different shards log in
 //! over STARTTLS; `chat.py` chats both ways and pings the server, `im.py` adds a roster item,
 //! completes a subscription handshake, sees presence, round-trips a vCard and receives an
 //! offline message after reconnecting.
+//!
+//! The PyPI client is told to use SCRAM-SHA-256. Debian's runs with its defaults: it knows
+//! only the `tls-unique` channel binding, so it tries SCRAM-SHA-256-PLUS and SCRAM-SHA-1-PLUS
+//! first, gets `e=unsupported-channel-binding-type`, and logs in with SCRAM-SHA-256 and the
+//! GS2 flag `y` (issue 8).
 
 mod common;
 
 use common::*;
 use std::process::Command;
 
-/// The virtualenv's interpreter, set up once per test binary.
-fn python() -> String {
-    static PYTHON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    PYTHON
-        .get_or_init(|| {
-            let setup = Command::new(interop_dir().join("setup.sh"))
-                .output()
-                .expect("run tests/interop/setup.sh");
-            assert!(
-                setup.status.success(),
-                "setting up slixmpp failed: {}",
-                String::from_utf8_lossy(&setup.stderr)
-            );
-            String::from_utf8(setup.stdout).unwrap().trim().to_string()
-        })
-        .clone()
+/// Which slixmpp a test runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Slixmpp {
+    /// The pinned release from PyPI (tests/interop/requirements.txt) in a virtualenv.
+    Pypi,
+    /// Debian's python3-slixmpp with /usr/bin/python3 (installed by setup.sh when missing).
+    Debian,
+}
+
+impl Slixmpp {
+    fn name(self) -> &'static str {
+        match self {
+            Slixmpp::Pypi => "pypi",
+            Slixmpp::Debian => "debian",
+        }
+    }
+
+    /// The interpreter that has this slixmpp, set up once per test binary.
+    fn python(self) -> String {
+        static PYTHON: [std::sync::OnceLock<String>; 2] =
+            [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+        PYTHON[self as usize]
+            .get_or_init(|| {
+                let setup = Command::new(interop_dir().join("setup.sh"))
+                    .arg(self.name())
+                    .output()
+                    .expect("run tests/interop/setup.sh");
+                assert!(
+                    setup.status.success(),
+                    "setting up slixmpp ({}) failed: {}",
+                    self.name(),
+                    String::from_utf8_lossy(&setup.stderr)
+                );
+                String::from_utf8(setup.stdout).unwrap().trim().to_string()
+            })
+            .clone()
+    }
+
+    /// The library's version, for failure messages.
+    fn version(self) -> String {
+        let out = Command::new(self.python())
+            .args(["-c", "import slixmpp; print(slixmpp.__version__)"])
+            .output()
+            .expect("ask slixmpp for its version");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
 }
 
 fn interop_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
 }
 
-/// Run one interop script against a fresh two-shard server with two accounts on different
-/// shards; it must print `interop ok`.
-fn run(script: &str) {
-    let python = python();
+/// Run one interop script with `slixmpp` against a fresh two-shard server with two accounts on
+/// different shards, forcing SASL mechanism `mech` (or `default`); it must print
+/// `interop ok`. Returns its standard output.
+fn run(slixmpp: Slixmpp, script: &str, mech: &str) -> String {
+    let python = slixmpp.python();
     let s = Server::start(&["--shards", "2"]);
     let (a, pa) = s.new_user_on_shard("ia", 0, 2);
     let (b, pb) = s.new_user_on_shard("ib", 1, 2);
@@ -48,24 +85,58 @@ fn run(script: &str) {
             &format!("{b}@localhost"),
             &pa,
             &pb,
+            mech,
         ])
         .output()
         .expect("run the interop script");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success() && stdout.contains("interop ok"),
-        "slixmpp interop ({script}) failed\nstdout: {stdout}\nstderr: {}\nserver log:\n{}",
+        "slixmpp {} ({}) interop ({script}, {mech}) failed\nstdout: {stdout}\nstderr: {}\n\
+         server log:\n{}",
+        slixmpp.version(),
+        slixmpp.name(),
         String::from_utf8_lossy(&out.stderr),
         s.log()
     );
+    stdout
+}
+
+/// Debian's slixmpp with its defaults logs in only through the `tls-unique` fallback; make
+/// sure that is the path the test took, so it keeps testing issue 8.
+fn assert_tls_unique_fallback(stdout: &str) {
+    let logins: Vec<&str> = stdout.lines().filter(|l| l.starts_with("login ")).collect();
+    assert!(logins.len() >= 2, "no login reports in {stdout:?}");
+    for line in logins {
+        assert!(
+            line.contains(
+                "with SCRAM-SHA-256 after [SCRAM-SHA-256-PLUS: not-authorized \
+                 (e=unsupported-channel-binding-type), SCRAM-SHA-1-PLUS: not-authorized \
+                 (e=unsupported-channel-binding-type)]"
+            ),
+            "not the tls-unique fallback: {line}"
+        );
+    }
 }
 
 #[test]
 fn interop_slixmpp_scram_sha256_starttls_two_shards() {
-    run("chat.py");
+    run(Slixmpp::Pypi, "chat.py", "SCRAM-SHA-256");
 }
 
 #[test]
 fn interop_slixmpp_roster_subscription_presence_vcard_offline() {
-    run("im.py");
+    run(Slixmpp::Pypi, "im.py", "SCRAM-SHA-256");
+}
+
+#[test]
+fn interop_debian_slixmpp_defaults_tls_unique_fallback_chat() {
+    let stdout = run(Slixmpp::Debian, "chat.py", "default");
+    assert_tls_unique_fallback(&stdout);
+}
+
+#[test]
+fn interop_debian_slixmpp_defaults_tls_unique_fallback_im() {
+    let stdout = run(Slixmpp::Debian, "im.py", "default");
+    assert_tls_unique_fallback(&stdout);
 }

@@ -1,44 +1,33 @@
 """Interop check of the IM features with slixmpp (a client library nobody here wrote).
 
-Two clients log in over STARTTLS with SCRAM-SHA-256. Alice adds Bob to her roster and
-subscribes; Bob's client approves (slixmpp's auto-authorize) and subscribes back; both see each
-other's presence. Alice publishes a vCard that Bob reads. Bob goes offline, Alice sends him a
-message, and Bob's next session receives it with a delay stamp. Exit status 0 means every step
-was seen to work.
+Two clients log in over STARTTLS (with SCRAM-SHA-256, or the library's default choice; see
+common.py). Alice adds Bob to her roster and subscribes; Bob's client approves (slixmpp's
+auto-authorize) and subscribes back; both see each other's presence. Alice publishes a vCard
+that Bob reads. Bob goes offline, Alice sends him a message, and Bob's next session receives it
+with a delay stamp. Exit status 0 means every step was seen to work.
 """
 
 import asyncio
 import logging
 import sys
 
-import slixmpp
+import common
 
 
-class Client(slixmpp.ClientXMPP):
-    def __init__(self, jid, password, host, port, cert):
-        super().__init__(jid, password)
-        self.target = (host, port)
-        self.ca_certs = cert
-        for p in ("xep_0030", "xep_0054", "xep_0199", "xep_0203"):
-            self.register_plugin(p)
-        self.plugin["feature_mechanisms"].use_mech = "SCRAM-SHA-256"
-        self.online = asyncio.get_event_loop().create_future()
+class Client(common.Client):
+    def __init__(self, jid, password, host, port, cert, mech):
+        plugins = ("xep_0030", "xep_0054", "xep_0199", "xep_0203")
+        super().__init__(jid, password, host, port, cert, mech, plugins)
         self.inbox = asyncio.Queue()
         self.available = asyncio.Queue()
         self.unavailable = asyncio.Queue()
-        self.add_event_handler("session_start", self.on_start)
         self.add_event_handler("message", lambda m: self.inbox.put_nowait(m))
         self.add_event_handler("presence_available", lambda p: self.available.put_nowait(p))
         self.add_event_handler("presence_unavailable", lambda p: self.unavailable.put_nowait(p))
 
-    async def on_start(self, _event):
+    async def on_online(self):
         await self.get_roster()
         self.send_presence()
-        if not self.online.done():
-            self.online.set_result(True)
-
-    def start(self):
-        self.connect(self.target[0], self.target[1])
 
 
 async def wait_for(queue, pred, what, timeout=15):
@@ -53,12 +42,15 @@ async def wait_for(queue, pred, what, timeout=15):
         raise AssertionError(f"timed out waiting for {what}")
 
 
-async def main(host, port, cert, alice, bob, pa, pb):
-    a = Client(alice, pa, host, port, cert)
-    b = Client(bob, pb, host, port, cert)
+async def main(host, port, cert, alice, bob, pa, pb, mech):
+    a = Client(alice, pa, host, port, cert, mech)
+    b = Client(bob, pb, host, port, cert, mech)
     a.start()
     b.start()
-    await asyncio.wait_for(asyncio.gather(a.online, b.online), 20)
+    await common.wait_online(a, b)
+    for c in (a, b):
+        common.check_mechanism(c, mech)
+        print(c.login_report())
 
     # Roster add with a name and a group, then the subscription handshake.
     await a.update_roster(bob, name="Bob", groups=["Friends"])
@@ -93,9 +85,11 @@ async def main(host, port, cert, alice, bob, pa, pb):
     await wait_for(a.unavailable, lambda p: p["from"].bare == bob, "Bob going offline")
     a.send_message(mto=bob, mbody="while you were out", mtype="chat")
     await a.plugin["xep_0199"].ping(jid=a.boundjid.domain, timeout=10)
-    b2 = Client(bob, pb, host, port, cert)
+    b2 = Client(bob, pb, host, port, cert, mech)
     b2.start()
-    await asyncio.wait_for(b2.online, 20)
+    await common.wait_online(b2)
+    common.check_mechanism(b2, mech)
+    print(b2.login_report())
     msg = await wait_for(b2.inbox, lambda m: m["body"] == "while you were out", "the offline message")
     stamp = msg["delay"]["stamp"]
     assert stamp is not None, msg
@@ -108,9 +102,8 @@ async def main(host, port, cert, alice, bob, pa, pb):
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
-    host, port, cert, alice, bob, pa, pb = sys.argv[1:8]
     try:
-        asyncio.run(asyncio.wait_for(main(host, int(port), cert, alice, bob, pa, pb), 90))
+        asyncio.run(asyncio.wait_for(main(*common.parse_args()), 90))
     except Exception as e:  # report and fail
         print(f"interop FAILED: {e!r}", file=sys.stderr)
         sys.exit(1)
