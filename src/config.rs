@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
 /// What happens when a client binds a resource another session of the same account holds
@@ -22,23 +24,99 @@ pub enum ConflictPolicy {
 }
 
 /// Command line.
-#[derive(Debug, Parser)]
-#[command(
-    name = "xmppd",
-    version,
-    about = "A thread-per-core XMPP server",
-    args_conflicts_with_subcommands = true
-)]
+///
+/// The options of every command ([`CommonArgs`]) are global: they may come before or after the
+/// subcommand (`xmppd --data-dir D adduser JID`, `xmppd adduser JID --data-dir D`). The
+/// server's own options ([`ServeArgs`]) come without a subcommand (`xmppd --shards 2` runs the
+/// server) or after `serve`; before a subcommand they are refused rather than ignored. clap's
+/// `args_conflicts_with_subcommands` cannot say this (it refuses global options too), so
+/// [`RawCli`] is parsed and checked by hand.
+#[derive(Debug)]
 pub struct Cli {
     /// What to do (default: serve).
-    #[command(subcommand)]
     pub command: Option<Command>,
     /// Options shared by every command.
-    #[command(flatten)]
     pub common: CommonArgs,
     /// Server options (also accepted without the `serve` subcommand).
-    #[command(flatten)]
     pub serve: ServeArgs,
+}
+
+/// What clap parses into a [`Cli`].
+#[derive(Debug, Parser)]
+#[command(name = "xmppd", version, about = "A thread-per-core XMPP server")]
+struct RawCli {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Options shared by every command.
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Server options (also accepted without the `serve` subcommand).
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+impl Parser for Cli {}
+
+impl CommandFactory for Cli {
+    fn command() -> clap::Command {
+        RawCli::command()
+    }
+
+    fn command_for_update() -> clap::Command {
+        RawCli::command_for_update()
+    }
+}
+
+impl FromArgMatches for Cli {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Cli, clap::Error> {
+        Cli::from_arg_matches_mut(&mut matches.clone())
+    }
+
+    fn from_arg_matches_mut(matches: &mut ArgMatches) -> Result<Cli, clap::Error> {
+        check_serve_flags(matches)?;
+        let raw = RawCli::from_arg_matches_mut(matches)?;
+        Ok(Cli {
+            command: raw.command,
+            common: raw.common,
+            serve: raw.serve,
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        check_serve_flags(matches)?;
+        let mut raw = RawCli {
+            command: self.command.take(),
+            common: std::mem::take(&mut self.common),
+            serve: std::mem::take(&mut self.serve),
+        };
+        let result = raw.update_from_arg_matches(matches);
+        (self.command, self.common, self.serve) = (raw.command, raw.common, raw.serve);
+        result
+    }
+}
+
+/// Refuses a server option given on the command line before a subcommand (where it would be
+/// ignored: a subcommand other than `serve` does not run the server, and `serve` has its own).
+fn check_serve_flags(matches: &ArgMatches) -> Result<(), clap::Error> {
+    let Some((subcommand, _)) = matches.subcommand() else {
+        return Ok(());
+    };
+    let serve = ServeArgs::augment_args(clap::Command::new("serve"));
+    let given = serve
+        .get_arguments()
+        .find(|arg| matches.value_source(arg.get_id().as_str()) == Some(ValueSource::CommandLine));
+    match given {
+        Some(arg) => Err(clap::Error::raw(
+            ErrorKind::ArgumentConflict,
+            format!(
+                "the server option '--{}' cannot come before the subcommand '{subcommand}': \
+                 give it after 'serve', or give no subcommand",
+                arg.get_long().unwrap_or_default()
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The subcommands.
@@ -802,5 +880,58 @@ mod tests {
         assert!(Config::resolve(&cli.common, &cli.serve).is_err());
         let cli = parse(&["--cert", "/x.pem"]);
         assert!(Config::resolve(&cli.common, &cli.serve).is_err());
+    }
+
+    #[test]
+    fn common_options_before_or_after_the_subcommand_issue_8() {
+        Cli::command().debug_assert();
+        for args in [
+            &[
+                "--data-dir",
+                "/d",
+                "--domain",
+                "x.org",
+                "adduser",
+                "a@x.org",
+            ][..],
+            &[
+                "adduser",
+                "a@x.org",
+                "--data-dir",
+                "/d",
+                "--domain",
+                "x.org",
+            ][..],
+            &[
+                "--data-dir",
+                "/d",
+                "adduser",
+                "--domain",
+                "x.org",
+                "a@x.org",
+            ][..],
+        ] {
+            let cli = parse(args);
+            assert!(matches!(cli.command, Some(Command::Adduser(_))), "{args:?}");
+            assert_eq!(cli.common.data_dir, Some(PathBuf::from("/d")), "{args:?}");
+            assert_eq!(cli.common.domains, vec!["x.org"], "{args:?}");
+        }
+        // Server options without a subcommand run the server; after `serve` too.
+        let cli = parse(&["--data-dir", "/d", "--shards", "3"]);
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.shards, Some(3));
+        let cli = parse(&["--log", "warn", "serve", "--shards", "3"]);
+        let Some(Command::Serve(serve)) = cli.command else {
+            panic!("not serve");
+        };
+        assert_eq!(serve.shards, Some(3));
+        assert_eq!(cli.common.log.as_deref(), Some("warn"));
+        // Before a subcommand they would be ignored, so they are refused.
+        for args in [&["--shards", "3", "users"][..], &["--pin", "serve"][..]] {
+            let it = std::iter::once("xmppd").chain(args.iter().copied());
+            let err = Cli::try_parse_from(it).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::ArgumentConflict, "{args:?}");
+            assert!(err.to_string().contains(args[0]), "{err}");
+        }
     }
 }

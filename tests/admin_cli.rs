@@ -103,3 +103,98 @@ fn shard_of_is_printed() {
     let expected = xmppd::shard::shard_of("alice@localhost", 2);
     assert_eq!(text.trim(), format!("alice@localhost {expected}"));
 }
+
+/// Issue 8: the options of every command (`--data-dir`, `--config`, `--domain`, `--log`, ...)
+/// are accepted before the subcommand as well as after it.
+#[test]
+fn global_options_before_or_after_the_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = std::process::Command::new(bin())
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "xmppd {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(
+        &[
+            "--data-dir",
+            data,
+            "adduser",
+            "before@localhost",
+            "--password-stdin",
+        ],
+        "pw-before\n",
+    );
+    run(
+        &[
+            "adduser",
+            "after@localhost",
+            "--password-stdin",
+            "--data-dir",
+            data,
+        ],
+        "pw-after\n",
+    );
+    run(
+        &[
+            "--data-dir",
+            data,
+            "--domain",
+            "example.org",
+            "--log",
+            "warn",
+            "adduser",
+            "other@example.org",
+            "--password-stdin",
+        ],
+        "pw-other\n",
+    );
+    let users = run(&["--data-dir", data, "users"], "");
+    for jid in ["before@localhost", "after@localhost", "other@example.org"] {
+        assert!(users.contains(jid), "{jid} missing from {users:?}");
+    }
+}
+
+/// Server-run flags stay options of running the server: given before a subcommand, they are
+/// refused rather than silently ignored.
+#[test]
+fn server_flags_before_a_subcommand_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["--shards", "2", "users"][..],
+        // Were it accepted, the server would start and exit at once (stdin is empty).
+        &[
+            "--shards",
+            "2",
+            "serve",
+            "--c2s-listen",
+            "127.0.0.1:0",
+            "--no-c2s-tls",
+            "--exit-on-stdin-eof",
+        ][..],
+    ] {
+        let out = std::process::Command::new(bin())
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "xmppd {args:?} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--shards"), "{err}");
+    }
+}
