@@ -8,6 +8,8 @@ pub mod admin;
 pub mod c2s;
 pub mod config;
 pub mod core;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod modules;
 pub mod router;
 pub mod server;

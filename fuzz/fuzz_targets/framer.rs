@@ -1,4 +1,5 @@
-//! Arbitrary bytes through Framer, scan_stanza and parse_element (see `xmppd::xml::fuzz`).
+//! Fuzz target `framer`: a one-line call; the harness and its invariants are
+//! `xmppd::fuzzing::framer` (replayed on stable by `tests/fuzz_corpus.rs`).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| xmppd::xml::fuzz::framer(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| xmppd::fuzzing::framer(data));

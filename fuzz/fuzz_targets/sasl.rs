@@ -1,0 +1,5 @@
+//! Fuzz target `sasl`: a one-line call; the harness and its invariants are
+//! `xmppd::fuzzing::sasl` (replayed on stable by `tests/fuzz_corpus.rs`).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| xmppd::fuzzing::sasl(data));

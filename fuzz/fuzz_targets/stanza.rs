@@ -1,0 +1,5 @@
+//! Fuzz target `stanza`: a one-line call; the harness and its invariants are
+//! `xmppd::fuzzing::stanza` (replayed on stable by `tests/fuzz_corpus.rs`).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| xmppd::fuzzing::stanza(data));
