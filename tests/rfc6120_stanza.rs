@@ -364,7 +364,14 @@ fn im_pres_12_bad_priority_is_bad_request() {
 
 #[test]
 fn slow_reader_is_disconnected_not_buffered_forever() {
-    let s = Server::start(&["--max-send-queue", "65536", "--shards", "1"]);
+    let s = Server::start(&[
+        "--max-send-queue",
+        "65536",
+        "--shards",
+        "1",
+        "--slow-client-grace",
+        "1",
+    ]);
     s.adduser("flood", "floodpw");
     s.adduser("sink", "sinkpw");
     let mut sink = Client::login_on(Client::plain_small_rcvbuf(&s), "sink", "sinkpw", Some("r"));
@@ -374,7 +381,7 @@ fn slow_reader_is_disconnected_not_buffered_forever() {
     // The sink stops reading; the flood must not grow the server's memory without bound.
     let body = "z".repeat(4000);
     let mut sent = 0;
-    for i in 0..4000 {
+    for i in 0..100_000 {
         src.send_bytes(format!("<message to='sink@localhost/r' type='chat' id='f{i}'><body>{body}</body></message>").as_bytes());
         sent += 1;
         if s.log().contains("send queue overflow") {

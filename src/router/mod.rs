@@ -31,6 +31,9 @@ enum Delivery {
     NoResource,
     /// An IQ request for the account itself: the server answers.
     ForAccount(IqType),
+    /// The recipient's send queue is full (`core::sessions`, send-queue policy): the sender
+    /// gets `resource-constraint` (wait) instead of the recipient being disconnected.
+    Congested,
 }
 
 /// One shard's router and the state it routes with.
@@ -235,8 +238,15 @@ impl Router {
         if let (StanzaType::Presence(_), Some(hook)) = (ty, self.registry.presence_in()) {
             return hook(&self.ctx(), &inbound);
         }
-        match self.deliver_to_sessions(ty, to, stanza) {
+        match self.deliver_to_sessions(ty, to, from, stanza) {
             Delivery::Done => None,
+            Delivery::Congested => {
+                // Never an error answering an IQ response (bounce_stanza skips errors).
+                if !matches!(ty, StanzaType::Iq(IqType::Result)) {
+                    self.bounce_stanza(ty, stanza, from, to, StanzaCondition::ResourceConstraint);
+                }
+                None
+            }
             Delivery::Unavailable => {
                 self.bounce_stanza(ty, stanza, from, to, StanzaCondition::ServiceUnavailable);
                 None
@@ -272,17 +282,19 @@ impl Router {
     }
 
     /// The RFC 6121 §8.5 decision for a local addressee, delivering to connected resources.
-    fn deliver_to_sessions(&self, ty: StanzaType, to: &str, stanza: &[u8]) -> Delivery {
+    /// Stanzas go through [`ClientHandle::offer`]: a recipient whose queue is full refuses
+    /// them (`Congested`) instead of being disconnected. `from` is the sender ("" if unknown).
+    fn deliver_to_sessions(&self, ty: StanzaType, to: &str, from: &str, stanza: &[u8]) -> Delivery {
         let (bare, resource) = split_jid(to);
         let sessions = self.sessions.borrow();
         let account = sessions.account(bare);
         let full = resource.and_then(|r| account.and_then(|a| a.get(r)));
         match ty {
             StanzaType::Iq(it) => match (full, resource) {
-                (Some(r), _) => {
-                    r.handle.send(stanza);
-                    Delivery::Done
-                }
+                (Some(r), _) => match r.handle.offer(from, stanza) {
+                    Ok(()) => Delivery::Done,
+                    Err(_) => Delivery::Congested,
+                },
                 // §8.5.3.2.3 / CORE-STANZA-18: no such resource.
                 (None, Some(_)) if ty.is_request() => Delivery::Unavailable,
                 (None, Some(_)) => Delivery::Done,
@@ -292,8 +304,10 @@ impl Router {
             StanzaType::Message(mt) => {
                 if let Some(r) = full {
                     // §8.5.3.1 / IM-MSG-01: whatever its priority or availability.
-                    r.handle.send(stanza);
-                    return Delivery::Done;
+                    return match r.handle.offer(from, stanza) {
+                        Ok(()) => Delivery::Done,
+                        Err(_) => Delivery::Congested,
+                    };
                 }
                 match mt {
                     MessageType::Error => Delivery::Done,
@@ -304,22 +318,25 @@ impl Router {
                     // IM-MSG-04: every non-negative resource, else dropped.
                     MessageType::Headline => {
                         for r in account.into_iter().flat_map(|a| a.non_negative()) {
-                            r.handle.send(stanza);
+                            // Headlines are fire-and-forget: a full queue drops its copy.
+                            let _ = r.handle.offer(from, stanza);
                         }
                         Delivery::Done
                     }
                     // IM-MSG-02/08: chat (and, as RFC 3921 did, normal) to a missing resource
                     // is handled as if sent to the bare JID.
                     MessageType::Normal | MessageType::Chat => {
-                        let mut delivered = false;
+                        let (mut delivered, mut congested) = (false, false);
                         for r in account.into_iter().flat_map(|a| a.best()) {
-                            r.handle.send(stanza);
-                            delivered = true;
+                            match r.handle.offer(from, stanza) {
+                                Ok(()) => delivered = true,
+                                Err(_) => congested = true,
+                            }
                         }
-                        if delivered {
-                            Delivery::Done
-                        } else {
-                            Delivery::NoResource
+                        match (delivered, congested) {
+                            (true, _) => Delivery::Done,
+                            (false, true) => Delivery::Congested,
+                            (false, false) => Delivery::NoResource,
                         }
                     }
                 }
@@ -332,7 +349,8 @@ impl Router {
                         Some(_),
                     ) => {
                         if let Some(r) = full {
-                            r.handle.send(stanza);
+                            // Presence is state, not bounced: a full queue drops it.
+                            let _ = r.handle.offer(from, stanza);
                         }
                     }
                     // IM-PRES-18: error presence is never broadcast.
@@ -340,7 +358,7 @@ impl Router {
                     // IM-PRES-14/15 and IM-SUB-16: every available resource, else dropped.
                     _ => {
                         for r in account.into_iter().flat_map(|a| a.available()) {
-                            r.handle.send(stanza);
+                            let _ = r.handle.offer(from, stanza);
                         }
                     }
                 }
@@ -386,6 +404,17 @@ impl Router {
         stanza: &[u8],
     ) -> Option<Pending> {
         if !matches!(it, IqType::Get | IqType::Set) {
+            // A client's answer to a request the server sent it (offline delivery
+            // acknowledgements, core::sessions): it has read everything before that request.
+            if let Some(id) = id {
+                let sessions = self.sessions.borrow();
+                let sender = from
+                    .resource()
+                    .and_then(|r| sessions.account(from.bare_str())?.get(r));
+                if let Some(r) = sender {
+                    r.handle.answered(id);
+                }
+            }
             return None;
         }
         let ty = StanzaType::Iq(it);
@@ -611,7 +640,9 @@ impl Services for Router {
 
     fn deliver_to_sessions(&self, ty: StanzaType, to: &str, stanza: &[u8]) {
         // Only presence and messages reach here from modules; IQ decisions are the router's.
-        let _ = Router::deliver_to_sessions(self, ty, to, stanza);
+        // The sender is not passed here (only inbound presence from contacts comes this way):
+        // "" counts as another entity under the send-queue policy.
+        let _ = Router::deliver_to_sessions(self, ty, to, "", stanza);
     }
 }
 
