@@ -49,16 +49,14 @@ fn sasl() {
     replay("sasl", xmppd::fuzzing::sasl);
 }
 
-/// Found by the `jid` target (issue 8), reported, not fixed here: a code point unassigned in
+/// Found by the `jid` target (issue 8), fixed in `xmpp::jid` (refused): a code point unassigned in
 /// Unicode 3.2 (stringprep's version) passes Nodeprep/Nameprep as whatever current NFKC makes
 /// of it, after case folding, so the result is not prepared. U+03F9 GREEK CAPITAL LUNATE SIGMA
 /// SYMBOL becomes U+03A3 (uppercase Σ): `Jid::parse("sϹ2")` is `sΣ2`, which parses to `sσ2`,
 /// another JID. The `stringprep` crate checks for unassigned code points after normalizing
 /// instead of before. A JID must be refused or re-parse to itself. The fuzzer's input is
-/// `fuzz/artifacts/jid/unassigned-u03f9`; `xmppd::fuzzing::jid` exempts such input from its
-/// re-parse checks until this is fixed (`has_unassigned`).
+/// `fuzz/artifacts/jid/unassigned-u03f9`.
 #[test]
-#[ignore = "known bug in xmpp::jid (issue 8); run with --ignored"]
 fn jid_unassigned_code_points() {
     for input in ["s\u{3F9}2", "\u{3F9}@example.com", "u@\u{3F9}.example"] {
         if let Ok(j) = xmppd::xmpp::jid::Jid::parse(input) {

@@ -204,6 +204,14 @@ impl AsRef<str> for Jid {
     }
 }
 
+/// True if `s` has a code point unassigned in Unicode 3.2. JIDs are stored strings, for which
+/// RFC 3454 §7 prohibits unassigned code points; the `stringprep` crate checks for them only
+/// after normalization, so e.g. U+03F9 (assigned later) was case-folded and normalized into
+/// a JID that prepared differently the second time (found by the `jid` fuzz target).
+fn has_unassigned(s: &str) -> bool {
+    s.chars().any(stringprep::tables::unassigned_code_point)
+}
+
 /// Prepares a localpart with RFC 6122 Nodeprep: case-folds, forbids `"&'/:<>@`, spaces
 /// and controls; 1..=1023 bytes after preparation.
 pub fn nodeprep(s: &str) -> Result<Cow<'_, str>, JidError> {
@@ -231,6 +239,9 @@ pub fn nodeprep(s: &str) -> Result<Cow<'_, str>, JidError> {
             Cow::Borrowed(s)
         }
     } else {
+        if has_unassigned(s) {
+            return Err(JidError::BadLocal);
+        }
         stringprep::nodeprep(s).map_err(|_| JidError::BadLocal)?
     };
     check_len(out, JidError::EmptyLocal, JidError::LocalTooLong)
@@ -261,6 +272,9 @@ pub fn nameprep_domain(s: &str) -> Result<Cow<'_, str>, JidError> {
             Ok(Cow::Borrowed(d))
         }
     } else {
+        if has_unassigned(s) {
+            return Err(JidError::BadDomain);
+        }
         let prepped = stringprep::nameprep(s).map_err(|_| JidError::BadDomain)?;
         // U+3002 IDEOGRAPHIC FULL STOP is a label separator (RFC 3490 §3.1); Nameprep's NFKC
         // has already folded U+FF0E and U+FF61 into '.' and U+3002.
@@ -294,6 +308,9 @@ pub fn resourceprep(s: &str) -> Result<Cow<'_, str>, JidError> {
         }
         Cow::Borrowed(s)
     } else {
+        if has_unassigned(s) {
+            return Err(JidError::BadResource);
+        }
         stringprep::resourceprep(s).map_err(|_| JidError::BadResource)?
     };
     check_len(out, JidError::EmptyResource, JidError::ResourceTooLong)
