@@ -307,11 +307,12 @@ pub struct ServeArgs {
     /// Do not add XEP-0086 legacy `code` attributes to stanza errors.
     #[arg(long)]
     pub no_legacy_error_codes: bool,
-    /// Unsent bytes one client may have queued for longer than --slow-client-grace (and 4x
-    /// this at any time) before it is disconnected [default: 1048576].
+    /// Unsent bytes queued for one client: stanzas from other users beyond it are bounced
+    /// with `resource-constraint` (its own traffic may reach 4x this) [default: 1048576].
     #[arg(long)]
     pub max_send_queue: Option<usize>,
-    /// Seconds a client may stay over --max-send-queue before it is disconnected [default: 10].
+    /// Seconds a client may stay over --max-send-queue writing nothing before it is
+    /// disconnected [default: 10].
     #[arg(long)]
     pub slow_client_grace: Option<u64>,
     /// Cross-shard channel capacity in batches per shard [default: 1024].
