@@ -30,20 +30,9 @@ fn scram_exchange(
     gs2: &str,
     cb_data: &[u8],
 ) -> xmppd::xml::Element {
-    use hmac::{KeyInit, Mac};
     use sha2::Digest;
     let sha256 = mech.starts_with("SCRAM-SHA-256");
-    let hmac = |key: &[u8], data: &[u8]| -> Vec<u8> {
-        if sha256 {
-            let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
-            m.update(data);
-            m.finalize().into_bytes().to_vec()
-        } else {
-            let mut m = hmac::Hmac::<sha1::Sha1>::new_from_slice(key).unwrap();
-            m.update(data);
-            m.finalize().into_bytes().to_vec()
-        }
-    };
+    let hmac = |key: &[u8], data: &[u8]| scram_hmac(sha256, key, data);
     let bare = format!("n={user},r=fallbackclientnonce");
     c.send(&format!(
         "<auth xmlns='{SASL}' mechanism='{mech}'>{}</auth>",

@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use hmac::{KeyInit, Mac};
 use sha2::Digest;
 use xmppd::xml::{self, Element, Frame, Framer, StreamHeader, StreamNs};
 
@@ -710,6 +709,20 @@ impl Client {
     }
 }
 
+/// HMAC-SHA-256 (or HMAC-SHA-1) as SCRAM uses it.
+pub fn scram_hmac(sha256: bool, key: &[u8], data: &[u8]) -> Vec<u8> {
+    use hmac::{KeyInit, Mac};
+    if sha256 {
+        let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+        m.update(data);
+        m.finalize().into_bytes().to_vec()
+    } else {
+        let mut m = hmac::Hmac::<sha1::Sha1>::new_from_slice(key).unwrap();
+        m.update(data);
+        m.finalize().into_bytes().to_vec()
+    }
+}
+
 pub fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
@@ -761,15 +774,7 @@ impl Scram {
     }
 
     fn hmac(&self, key: &[u8], data: &[u8]) -> Vec<u8> {
-        if self.sha256 {
-            let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
-            m.update(data);
-            m.finalize().into_bytes().to_vec()
-        } else {
-            let mut m = hmac::Hmac::<sha1::Sha1>::new_from_slice(key).unwrap();
-            m.update(data);
-            m.finalize().into_bytes().to_vec()
-        }
+        scram_hmac(self.sha256, key, data)
     }
 
     fn h(&self, data: &[u8]) -> Vec<u8> {
