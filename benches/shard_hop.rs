@@ -47,7 +47,7 @@ const CAPACITY: usize = 1024;
 fn batch(n: usize) -> Batch {
     let mut b = Batch::default();
     for _ in 0..n {
-        b.push(CHAT, TO, FROM, |out| out.extend_from_slice(STANZA));
+        assert!(b.push(CHAT, TO, FROM, |out| out.extend_from_slice(STANZA)));
     }
     b
 }

@@ -318,6 +318,11 @@ pub struct ServeArgs {
     /// Cross-shard channel capacity in batches per shard [default: 1024].
     #[arg(long)]
     pub shard_queue: Option<usize>,
+    /// Cross-shard bound per destination shard, in bytes [default: 4194304]: a shard sends
+    /// to another at most this much not yet delivered, and connections whose stanzas wait
+    /// beyond it for that shard stop being read. Between 65536 and 1073741824.
+    #[arg(long)]
+    pub shard_queue_bytes: Option<usize>,
     /// Microseconds an idle shard keeps polling before it sleeps in the kernel [default: 0].
     /// Spinning trades CPU for latency at low load: a sleeping CPU (above all a virtual one)
     /// can take a millisecond to wake. 0 sleeps at once; at most 10000.
@@ -397,6 +402,7 @@ struct FileConfig {
     max_send_queue: Option<usize>,
     slow_client_grace: Option<u64>,
     shard_queue: Option<usize>,
+    shard_queue_bytes: Option<usize>,
     spin_before_park_us: Option<u64>,
     io_uring_depth: Option<usize>,
     max_connections: Option<usize>,
@@ -470,6 +476,8 @@ pub struct Config {
     pub slow_client_grace: Duration,
     /// Cross-shard channel capacity.
     pub shard_queue: usize,
+    /// Cross-shard byte bound per destination.
+    pub shard_queue_bytes: usize,
     /// How long an idle shard polls before sleeping (None: sleep at once).
     pub spin_before_park: Option<Duration>,
     /// io_uring queue depth of each shard.
@@ -633,6 +641,7 @@ impl Config {
                 10,
             )),
             shard_queue: pick(serve.shard_queue, file.shard_queue, 1024),
+            shard_queue_bytes: pick(serve.shard_queue_bytes, file.shard_queue_bytes, 4 << 20),
             spin_before_park: match pick(serve.spin_before_park_us, file.spin_before_park_us, 0) {
                 0 => None,
                 us => Some(Duration::from_micros(us)),
@@ -697,6 +706,9 @@ impl Config {
         }
         if self.max_send_queue < 64 * 1024 {
             return bad("--max-send-queue must be at least 65536");
+        }
+        if !(65_536..=1 << 30).contains(&self.shard_queue_bytes) {
+            return bad("--shard-queue-bytes must be between 65536 and 1073741824");
         }
         if self.shard_queue < 16 {
             return bad("--shard-queue must be at least 16");

@@ -28,9 +28,6 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// Bytes a destination may have pending before the sending shard stops reading sockets.
-const CROSS_SHARD_HIGH_WATER: usize = 4 << 20;
-
 /// After a stop request, how much longer than `--shutdown-grace` the shards get before the
 /// process exits without them (a connection's farewell is bounded by the grace; this covers
 /// the executor's own teardown).
@@ -272,7 +269,7 @@ async fn shard_main(init: ShardInit) {
     let outbox = Rc::new(shard::Outbox::new(
         i,
         init.links.clone(),
-        CROSS_SHARD_HIGH_WATER,
+        init.config.shard_queue_bytes,
     ));
     let registry = Registry::build(init.modules, &init.config);
     let router = Router::new(init.config.clone(), init.storage, registry, outbox.clone());
@@ -323,6 +320,7 @@ async fn shard_main(init: ShardInit) {
                         for e in batch.iter() {
                             router.deliver_entry(&e);
                         }
+                        links.delivered(i, batch.bytes());
                     }
                     ShardMsg::Adopt(any) => match any.downcast::<Handoff>() {
                         Ok(h) => c2s.adopt(*h),
@@ -332,6 +330,7 @@ async fn shard_main(init: ShardInit) {
                     ShardMsg::Shutdown => links.request_stop(),
                 }
                 if handled.is_multiple_of(64) {
+                    links.announce_space();
                     futures_lite::future::yield_now().await;
                 }
             }

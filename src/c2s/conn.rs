@@ -108,6 +108,10 @@ pub struct Conn {
     /// Channel-binding data, once the TLS handshake is done (boxed: rare and post-login dead
     /// weight in a long-lived connection).
     bindings: Option<Box<ChannelBindings>>,
+    /// Shards (bits, see `Outbox::take_touched`) that the last read queued stanzas for.
+    sent_to: u64,
+    /// This task's registration round with the outbox's congestion waiters.
+    mesh_ticket: u32,
 }
 
 impl Conn {
@@ -164,6 +168,8 @@ impl Conn {
             bound: None,
             peer,
             bindings: None,
+            sent_to: 0,
+            mesh_ticket: 0,
         }
     }
 
@@ -192,10 +198,8 @@ impl Conn {
             if let Some(end) = Box::pin(self.run_job(job)).await {
                 return end;
             }
-            // Back-pressure from the cross-shard channels: stop reading until they drain.
-            if self.c2s.router.outbox.congested() {
-                self.c2s.router.outbox.wait_uncongested().await;
-            }
+            // What the job queued for other shards counts like what a read queued (see poll).
+            self.sent_to |= self.c2s.router.outbox.take_touched();
         }
     }
 
@@ -323,10 +327,29 @@ impl Conn {
             }
             if self.reprocess {
                 self.reprocess = false;
-                match self.on_input(&[]) {
+                c2s.router.outbox.take_touched();
+                let r = self.on_input(&[]);
+                self.sent_to |= c2s.router.outbox.take_touched();
+                match r {
                     Ok(None) => continue,
                     Ok(Some(job)) => return Poll::Ready(Ev::Job(job)),
                     Err(end) => return Poll::Ready(Ev::End(end)),
+                }
+            }
+            // Cross-shard back-pressure: while a shard that the last read sent stanzas to is
+            // congested, read nothing more (TCP pushes back on the client). Traffic to
+            // other shards, and this connection's output, go on.
+            if self.sent_to != 0 {
+                match c2s
+                    .router
+                    .outbox
+                    .poll_clear(self.sent_to, cx, &mut self.mesh_ticket)
+                {
+                    Poll::Pending => {
+                        self.handle.set_waker(cx.waker());
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(()) => self.sent_to = 0,
                 }
             }
             let mut buf = c2s.read_buf.borrow_mut();
@@ -340,7 +363,9 @@ impl Conn {
             };
             self.handle.last_rx.set(Instant::now());
             self.handle.ping_sent.set(None);
+            c2s.router.outbox.take_touched();
             let r = self.on_input(&buf[..n]);
+            self.sent_to = c2s.router.outbox.take_touched();
             match r {
                 Ok(None) => {}
                 Ok(Some(job)) => return Poll::Ready(Ev::Job(job)),

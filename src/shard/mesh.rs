@@ -2,16 +2,27 @@
 //! that wakes the receiving executor, and a per-shard outbox that batches stanzas per
 //! destination and flushes them once per scheduler tick.
 //!
-//! Back-pressure: a full inbox is neither a drop nor a block. The flusher keeps the batch,
-//! marks itself as waiting and sleeps until the receiver rings its space doorbell; while a
-//! destination's pending batch is above the high-water mark, [`Outbox::congested`] is true and
-//! connection tasks stop reading their sockets (see `Outbox::wait_uncongested`), which pushes
-//! the pressure back to TCP.
+//! Back-pressure, per destination and in bytes, that drops nothing:
+//! - **In flight.** Every shard counts the bytes sent to it and not yet delivered
+//!   ([`Links::in_flight`]); a flusher sends to a destination only while that count is under
+//!   the bound, so a stuck shard's inbox holds at most about one bound of stanzas (plus one
+//!   batch per sender). A full inbox (in messages) is the same: the flusher keeps the batch.
+//! - **Pending.** What a flusher could not send stays in its outbox, in batches of at most
+//!   [`BATCH_BYTES`]. A destination with more than the bound pending is *congested*.
+//! - **Readers.** A connection remembers which destinations its last read sent to
+//!   ([`Outbox::take_touched`]) and, before reading its socket again, waits while any of them
+//!   is congested ([`Outbox::blocked`]), which pushes the pressure back to TCP. Connections
+//!   that send elsewhere keep reading, and the flusher keeps serving other destinations, so
+//!   one slow shard stalls only the traffic meant for it.
+//!
+//! Memory for one destination is therefore bounded by about two bounds plus one read's worth
+//! of stanzas per connection that was sending to it.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 
@@ -72,6 +83,7 @@ pub struct Links {
     inbox_bells: Vec<Doorbell>,
     space_bells: Vec<Doorbell>,
     wants_space: Vec<AtomicBool>,
+    in_flight: Vec<AtomicUsize>,
     stopping: AtomicBool,
 }
 
@@ -87,6 +99,7 @@ impl Links {
             inbox_bells: (0..shards).map(|_| Doorbell::default()).collect(),
             space_bells: (0..shards).map(|_| Doorbell::default()).collect(),
             wants_space: (0..shards).map(|_| AtomicBool::new(false)).collect(),
+            in_flight: (0..shards).map(|_| AtomicUsize::new(0)).collect(),
             stopping: AtomicBool::new(false),
         };
         (Arc::new(links), receivers)
@@ -108,6 +121,43 @@ impl Links {
                 Ok(())
             }
             Err(TrySendError::Full(m) | TrySendError::Disconnected(m)) => Err(m),
+        }
+    }
+
+    /// Send a batch of stanzas to `dst`, counting its bytes as in flight until the receiver
+    /// reports them delivered ([`Links::delivered`]). Gives the batch back when full.
+    pub fn send_batch(&self, dst: usize, batch: Batch) -> Result<(), Batch> {
+        let Some(count) = self.in_flight.get(dst) else {
+            return Err(batch);
+        };
+        let bytes = batch.bytes();
+        // Count before sending: the receiver may subtract as soon as the batch is in the inbox.
+        count.fetch_add(bytes, Ordering::AcqRel);
+        match self.try_send(dst, ShardMsg::Stanzas(batch)) {
+            Ok(()) => Ok(()),
+            Err(msg) => {
+                count.fetch_sub(bytes, Ordering::AcqRel);
+                match msg {
+                    ShardMsg::Stanzas(batch) => Err(batch),
+                    // try_send gives back the very message it was given.
+                    _ => Err(Batch::default()),
+                }
+            }
+        }
+    }
+
+    /// Bytes sent to shard `dst` that it has not delivered yet.
+    pub fn in_flight(&self, dst: usize) -> usize {
+        self.in_flight
+            .get(dst)
+            .map_or(0, |c| c.load(Ordering::Acquire))
+    }
+
+    /// The receiving shard `me` delivered a batch of `bytes`: they no longer count as in
+    /// flight. Call [`Links::announce_space`] after a drain to wake the waiting senders.
+    pub fn delivered(&self, me: usize, bytes: usize) {
+        if let Some(c) = self.in_flight.get(me) {
+            c.fetch_sub(bytes, Ordering::AcqRel);
         }
     }
 
@@ -201,26 +251,53 @@ impl Batch {
     }
 
     /// Append one stanza; `write` appends the stanza bytes to the buffer it is given.
-    pub fn push(&mut self, ty: StanzaType, to: &str, from: &str, write: impl FnOnce(&mut Vec<u8>)) {
-        let pos = |d: &Vec<u8>| u32::try_from(d.len()).unwrap_or(u32::MAX);
-        let a = pos(&self.data);
+    ///
+    /// Offsets are u32: the outbox cuts batches at [`BATCH_BYTES`] and a stanza is at most
+    /// 64 MiB (`--max-stanza-size`), so a batch stays far below 4 GiB. Should an append cross
+    /// that line anyway, it is undone and refused (false) rather than stored with wrong
+    /// offsets.
+    #[must_use]
+    pub fn push(
+        &mut self,
+        ty: StanzaType,
+        to: &str,
+        from: &str,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> bool {
+        let start = self.data.len();
         self.data.extend_from_slice(to.as_bytes());
-        let b = pos(&self.data);
         self.data.extend_from_slice(from.as_bytes());
-        let c = pos(&self.data);
+        let c = self.data.len();
         write(&mut self.data);
-        let d = pos(&self.data);
+        let offsets = (
+            u32::try_from(start),
+            u32::try_from(start + to.len()),
+            u32::try_from(c),
+            u32::try_from(self.data.len()),
+        );
+        let (Ok(a), Ok(b), Ok(c), Ok(d)) = offsets else {
+            self.data.truncate(start);
+            return false;
+        };
         self.items.push(BatchItem {
             stanza: c..d,
             to: a..b,
             from: b..c,
             ty: ty.to_u8(),
         });
+        true
     }
 
-    /// Append one stanza for several addressees, storing its bytes once.
-    pub fn push_many(&mut self, ty: StanzaType, tos: &[&str], from: &str, stanza: &[u8]) {
-        let pos = |d: &Vec<u8>| u32::try_from(d.len()).unwrap_or(u32::MAX);
+    /// Append one stanza for several addressees, storing its bytes once. Refused (false, and
+    /// nothing appended) past the u32 offset range, like [`Batch::push`].
+    #[must_use]
+    pub fn push_many(&mut self, ty: StanzaType, tos: &[&str], from: &str, stanza: &[u8]) -> bool {
+        let start = self.data.len();
+        let total = stanza.len() + from.len() + tos.iter().map(|t| t.len()).sum::<usize>();
+        if u32::try_from(start + total).is_err() {
+            return false;
+        }
+        let pos = |d: &Vec<u8>| d.len() as u32;
         let s0 = pos(&self.data);
         self.data.extend_from_slice(stanza);
         let s1 = pos(&self.data);
@@ -237,6 +314,7 @@ impl Batch {
                 ty: ty.to_u8(),
             });
         }
+        true
     }
 
     /// The stanzas in order.
@@ -253,29 +331,52 @@ impl Batch {
     }
 }
 
+/// A new batch is started once the last one holds this many bytes, so that one inbox message
+/// stays moderate and batch offsets stay in range.
+pub const BATCH_BYTES: usize = 1 << 20;
+
+/// The congestion bit of destination `dst` (shards beyond 64 share bits: a shared bit only
+/// makes a reader wait a little more often, never lose anything).
+fn bit(dst: usize) -> u64 {
+    1u64 << (dst % 64)
+}
+
 /// A shard's outgoing side: pending batches per destination and the flusher that sends them.
 pub struct Outbox {
     me: usize,
     links: Arc<Links>,
-    pending: RefCell<Vec<Batch>>,
+    pending: RefCell<Vec<VecDeque<Batch>>>,
+    pending_bytes: RefCell<Vec<usize>>,
     dirty: Cell<bool>,
     flusher: RefCell<Option<Waker>>,
-    uncongested: RefCell<Vec<Waker>>,
-    high_water: usize,
+    /// Destinations (bits) written to since the last `take_touched`.
+    touched: Cell<u64>,
+    /// Destinations (bits) with more than `bound` bytes pending.
+    congested: Cell<u64>,
+    /// Readers waiting for congestion to ease, and the round they registered in.
+    waiters: RefCell<Vec<Waker>>,
+    round: Cell<u32>,
+    bound: usize,
 }
 
 impl Outbox {
-    /// The outbox of shard `me`; a destination is congested above `high_water` pending bytes.
-    pub fn new(me: usize, links: Arc<Links>, high_water: usize) -> Outbox {
+    /// The outbox of shard `me`. `bound` is the per-destination byte bound: the flusher sends
+    /// to a destination only while less than `bound` bytes are in flight to it, and the
+    /// destination is congested while more than `bound` bytes wait here.
+    pub fn new(me: usize, links: Arc<Links>, bound: usize) -> Outbox {
         let n = links.shards();
         Outbox {
             me,
             links,
-            pending: RefCell::new((0..n).map(|_| Batch::default()).collect()),
+            pending: RefCell::new((0..n).map(|_| VecDeque::new()).collect()),
+            pending_bytes: RefCell::new(vec![0; n]),
             dirty: Cell::new(false),
             flusher: RefCell::new(None),
-            uncongested: RefCell::new(Vec::new()),
-            high_water,
+            touched: Cell::new(0),
+            congested: Cell::new(0),
+            waiters: RefCell::new(Vec::new()),
+            round: Cell::new(1),
+            bound,
         }
     }
 
@@ -289,6 +390,39 @@ impl Outbox {
         &self.links
     }
 
+    /// Append to `dst`'s last batch (or a new one) with `append`, then account for it.
+    fn queue(&self, dst: usize, append: impl FnOnce(&mut Batch) -> bool) {
+        let mut pending = self.pending.borrow_mut();
+        let Some(queue) = pending.get_mut(dst) else {
+            return;
+        };
+        if queue.back().is_none_or(|b| b.bytes() >= BATCH_BYTES) {
+            queue.push_back(Batch::default());
+        }
+        let Some(batch) = queue.back_mut() else {
+            return;
+        };
+        let before = batch.bytes();
+        if !append(batch) {
+            tracing::error!(dst, "stanza does not fit a cross-shard batch; dropped");
+            return;
+        }
+        let added = batch.bytes() - before;
+        drop(pending);
+        let mut bytes = self.pending_bytes.borrow_mut();
+        bytes[dst] += added;
+        if bytes[dst] > self.bound {
+            self.congested.set(self.congested.get() | bit(dst));
+        }
+        drop(bytes);
+        self.touched.set(self.touched.get() | bit(dst));
+        if !self.dirty.replace(true) {
+            if let Some(w) = self.flusher.borrow().as_ref() {
+                w.wake_by_ref();
+            }
+        }
+    }
+
     /// Queue a stanza for shard `dst` (never this shard); it leaves with the next flush.
     pub fn push(
         &self,
@@ -298,50 +432,60 @@ impl Outbox {
         from: &str,
         write: impl FnOnce(&mut Vec<u8>),
     ) {
-        let mut pending = self.pending.borrow_mut();
-        let Some(batch) = pending.get_mut(dst) else {
-            return;
-        };
-        batch.push(ty, to, from, write);
-        drop(pending);
-        if !self.dirty.replace(true) {
-            if let Some(w) = self.flusher.borrow().as_ref() {
-                w.wake_by_ref();
-            }
-        }
+        self.queue(dst, |b| b.push(ty, to, from, write));
     }
 
     /// Queue one stanza for several addressees on shard `dst`; its bytes travel once.
     pub fn push_many(&self, dst: usize, ty: StanzaType, tos: &[&str], from: &str, stanza: &[u8]) {
-        let mut pending = self.pending.borrow_mut();
-        let Some(batch) = pending.get_mut(dst) else {
-            return;
-        };
-        batch.push_many(ty, tos, from, stanza);
-        drop(pending);
-        if !self.dirty.replace(true) {
-            if let Some(w) = self.flusher.borrow().as_ref() {
-                w.wake_by_ref();
-            }
-        }
+        self.queue(dst, |b| b.push_many(ty, tos, from, stanza));
     }
 
-    /// True while some destination has more than the high-water mark pending.
+    /// The destinations (a bit mask) that stanzas were queued for since the last call. A
+    /// connection takes it around the processing of what it read, to learn where its stanzas
+    /// went (processing is synchronous, so nothing else queues meanwhile).
+    pub fn take_touched(&self) -> u64 {
+        self.touched.replace(0)
+    }
+
+    /// True while some destination has more than the bound pending.
     pub fn congested(&self) -> bool {
-        self.pending
-            .borrow()
-            .iter()
-            .any(|b| b.bytes() > self.high_water)
+        self.congested.get() != 0
+    }
+
+    /// Ready when no destination in `mask` is congested. Otherwise the task is woken when
+    /// congestion eases; `ticket` (start at 0, one per task) avoids registering the same
+    /// task twice in one round.
+    pub fn poll_clear(
+        &self,
+        mask: u64,
+        cx: &mut std::task::Context<'_>,
+        ticket: &mut u32,
+    ) -> Poll<()> {
+        if self.congested.get() & mask == 0 {
+            return Poll::Ready(());
+        }
+        let round = self.round.get();
+        if *ticket != round {
+            self.waiters.borrow_mut().push(cx.waker().clone());
+            *ticket = round;
+        }
+        Poll::Pending
     }
 
     /// Wait until no destination is congested.
     pub async fn wait_uncongested(&self) {
+        let mut ticket = 0;
+        poll_fn(|cx| self.poll_clear(u64::MAX, cx, &mut ticket)).await
+    }
+
+    /// Wait until something is queued.
+    async fn wait_dirty(&self) {
         poll_fn(|cx| {
-            if self.congested() {
-                self.uncongested.borrow_mut().push(cx.waker().clone());
-                Poll::Pending
-            } else {
+            if self.dirty.get() {
                 Poll::Ready(())
+            } else {
+                *self.flusher.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
             }
         })
         .await
@@ -349,60 +493,83 @@ impl Outbox {
 
     /// The flusher task: runs for the shard's lifetime.
     pub async fn run_flusher(self: Rc<Self>) {
+        let mut blocked = false;
         loop {
-            poll_fn(|cx| {
-                if self.dirty.get() {
-                    Poll::Ready(())
-                } else {
-                    *self.flusher.borrow_mut() = Some(cx.waker().clone());
-                    Poll::Pending
-                }
-            })
-            .await;
-            // Let the tasks that are already runnable add to the batches first.
-            futures_lite::future::yield_now().await;
+            if blocked {
+                // Some destination could not take more: retry when a receiver drains, when
+                // new stanzas come (they may be for another destination), or after a while.
+                futures_lite::future::or(
+                    self.wait_dirty(),
+                    futures_lite::future::or(self.links.space_bells[self.me].wait(), async {
+                        glommio::timer::sleep(MESH_POLL).await;
+                    }),
+                )
+                .await;
+            } else {
+                self.wait_dirty().await;
+                // Let the tasks that are already runnable add to the batches first.
+                futures_lite::future::yield_now().await;
+            }
             self.dirty.set(false);
-            while self.flush_once() {
+            blocked = self.flush_once();
+            if blocked {
                 // Announce the wait, then try again: a drain between the failed send and the
                 // announcement would not ring the bell.
                 self.links.wants_space[self.me].store(true, Ordering::Release);
-                if !self.flush_once() {
-                    break;
-                }
-                if self.links.stopping() {
-                    break;
-                }
-                futures_lite::future::or(self.links.space_bells[self.me].wait(), async {
-                    glommio::timer::sleep(MESH_POLL).await;
-                })
-                .await;
+                blocked = self.flush_once();
             }
-            if !self.congested() {
-                for w in self.uncongested.borrow_mut().drain(..) {
-                    w.wake();
-                }
+            self.update_congestion();
+        }
+    }
+
+    /// Recompute the congested destinations after a flush; wake the waiting readers when
+    /// some destination eased.
+    fn update_congestion(&self) {
+        let mask = self
+            .pending_bytes
+            .borrow()
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b > self.bound)
+            .fold(0u64, |m, (dst, _)| m | bit(dst));
+        let was = self.congested.replace(mask);
+        if was & !mask != 0 || (mask == 0 && !self.waiters.borrow().is_empty()) {
+            self.round.set(self.round.get().wrapping_add(1).max(1));
+            for w in self.waiters.borrow_mut().drain(..) {
+                w.wake();
             }
         }
     }
 
-    /// Send every pending batch that fits; true if some destination's inbox was full.
+    /// Send pending batches, in order, to every destination that has room; true if some
+    /// destination could not take all of its batches.
     fn flush_once(&self) -> bool {
         let mut blocked = false;
         for dst in 0..self.links.shards() {
-            let batch = {
-                let mut pending = self.pending.borrow_mut();
-                match pending.get_mut(dst) {
-                    Some(b) if !b.is_empty() => std::mem::take(b),
-                    _ => continue,
-                }
-            };
-            if let Err(ShardMsg::Stanzas(batch)) =
-                self.links.try_send(dst, ShardMsg::Stanzas(batch))
-            {
-                blocked = true;
-                // Nothing was queued meanwhile (no await since the take): put it back as is.
-                if let Some(slot) = self.pending.borrow_mut().get_mut(dst) {
-                    *slot = batch;
+            loop {
+                let batch = match self.pending.borrow_mut().get_mut(dst) {
+                    Some(q) => match q.pop_front() {
+                        Some(b) => b,
+                        None => break,
+                    },
+                    None => break,
+                };
+                let bytes = batch.bytes();
+                let sent = if self.links.in_flight(dst) >= self.bound {
+                    Err(batch)
+                } else {
+                    self.links.send_batch(dst, batch)
+                };
+                match sent {
+                    Ok(()) => self.pending_bytes.borrow_mut()[dst] -= bytes,
+                    Err(batch) => {
+                        blocked = true;
+                        // Nothing was queued meanwhile (no await since the pop): put it back.
+                        if let Some(q) = self.pending.borrow_mut().get_mut(dst) {
+                            q.push_front(batch);
+                        }
+                        break;
+                    }
                 }
             }
         }
@@ -418,18 +585,18 @@ mod tests {
     #[test]
     fn batch_round_trip() {
         let mut b = Batch::default();
-        b.push(
+        assert!(b.push(
             StanzaType::Message(MessageType::Chat),
             "b@d/r",
             "a@d/x",
             |o| o.extend_from_slice(b"<message/>"),
-        );
-        b.push(
+        ));
+        assert!(b.push(
             StanzaType::Presence(PresenceType::Unavailable),
             "c@d",
             "a@d/x",
             |o| o.extend_from_slice(b"<presence type='unavailable'/>"),
-        );
+        ));
         let v: Vec<_> = b.iter().map(|e| (e.ty, e.to, e.from, e.stanza)).collect();
         assert_eq!(v.len(), 2);
         assert_eq!(v[0].1, "b@d/r");
@@ -493,6 +660,7 @@ mod tests {
                     for e in b.iter() {
                         got.push(String::from_utf8(e.stanza.to_vec()).unwrap());
                     }
+                    links.delivered(1, b.bytes());
                     links.announce_space();
                 }
                 Ok(_) => panic!("unexpected message"),
@@ -502,6 +670,68 @@ mod tests {
         ex.join().unwrap();
         let want: Vec<String> = (0..50).map(|i| format!("<m{i}/>")).collect();
         assert_eq!(got, want);
+    }
+
+    /// Issue 8: a destination that never drains holds at most about one bound in flight plus
+    /// one bound pending, however much is queued for it; it shows as congested for readers
+    /// that sent to it and only for them; and stanzas for another shard keep flowing.
+    #[test]
+    fn stuck_destination_is_bounded_in_bytes_and_does_not_stall_others() {
+        const BOUND: usize = 16 * 1024;
+        // Room for many messages: the byte bound, not the inbox length, must hold.
+        let (links, rx) = Links::new(3, 1024);
+        let l2 = links.clone();
+        let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .spawn(move || async move {
+                let outbox = Rc::new(Outbox::new(0, l2.clone(), BOUND));
+                glommio::spawn_local(outbox.clone().run_flusher()).detach();
+                let ty = StanzaType::Message(MessageType::Chat);
+                let body = vec![b'x'; 1000];
+                let mut stalled_at = None;
+                for i in 0..2000usize {
+                    outbox.take_touched();
+                    outbox.push(1, ty, "b@d/r", "a@d/r", |o| o.extend_from_slice(&body));
+                    let touched = outbox.take_touched();
+                    assert_eq!(touched, bit(1));
+                    // A reader that sent to shard 1 waits once it is congested.
+                    let mut ticket = 0;
+                    let waker = futures_lite::future::poll_fn(|cx| {
+                        std::task::Poll::Ready(cx.waker().clone())
+                    })
+                    .await;
+                    let mut cx = std::task::Context::from_waker(&waker);
+                    if outbox
+                        .poll_clear(touched, &mut cx, &mut ticket)
+                        .is_pending()
+                    {
+                        stalled_at = Some(i);
+                        // A reader that sent only to shard 2 does not.
+                        assert!(outbox.poll_clear(bit(2), &mut cx, &mut ticket).is_ready());
+                        break;
+                    }
+                    futures_lite::future::yield_now().await;
+                }
+                let stalled_at = stalled_at.expect("a stuck destination must congest");
+                // In flight (~1 bound) plus pending (~1 bound) plus one stanza.
+                assert!(stalled_at * 1000 <= 2 * BOUND + 2 * 1000, "{stalled_at}");
+                assert!(l2.in_flight(1) <= BOUND + 2 * 1000, "{}", l2.in_flight(1));
+                // Shard 2 still gets its stanzas while shard 1 is stuck.
+                outbox.push(2, ty, "c@d/r", "a@d/r", |o| o.extend_from_slice(b"<m/>"));
+                glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+                assert_eq!(l2.in_flight(2), 4 + "c@d/r".len() + "a@d/r".len());
+            })
+            .unwrap();
+        ex.join().unwrap();
+        let mut other = 0;
+        while let Ok(ShardMsg::Stanzas(b)) = rx[2].try_recv() {
+            other += b.len();
+        }
+        assert_eq!(other, 1);
+        let mut stuck = 0;
+        while let Ok(ShardMsg::Stanzas(b)) = rx[1].try_recv() {
+            stuck += b.bytes();
+        }
+        assert!(stuck <= BOUND + 2 * 1000, "{stuck}");
     }
 
     #[test]

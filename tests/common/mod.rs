@@ -409,6 +409,17 @@ impl Client {
         }
     }
 
+    /// Send, giving up after `d` (the peer stopped reading): true if everything was written.
+    pub fn send_within(&mut self, b: &[u8], d: Duration) -> bool {
+        let Some(io) = self.io.as_mut() else {
+            return false;
+        };
+        io.tcp().set_write_timeout(Some(d)).unwrap();
+        let ok = io.write_all(b).and_then(|()| io.flush()).is_ok();
+        let _ = io.tcp().set_write_timeout(None);
+        ok
+    }
+
     pub fn open_stream(&mut self) {
         // Every stream (including a restart) is a new XML document.
         self.framer.reset();
