@@ -16,6 +16,9 @@
 #   4. prints one table (medians, min-max, ratios xmppd/peer; tuning/summarize.py) and keeps
 #      the raw JSON lines in DIR/results.jsonl. Everything it started is stopped on exit.
 #
+# XMPPD_BIN=PATH measures that xmppd binary instead of building this tree (for before/after
+# comparisons: keep the release binary of the old commit and point at it).
+#
 # The headline figure of each case is server CPU time per operation, read from /proc of the
 # server process: it stays comparable when the machine is noisy. Throughput, latency and the
 # generator's own CPU are in the raw results.
@@ -63,7 +66,7 @@ done
 
 echo "== building xmppd and xmppd-loadtest (release)"
 cargo build --release --locked -p xmppd -p xmppd-loadtest --bins 2>&1 | grep -v '^\s*\(Compiling\|Finished\)' || true
-xmppd=$root/target/release/xmppd
+xmppd=${XMPPD_BIN:-$root/target/release/xmppd}
 lt=$root/target/release/xmppd-loadtest
 [ -x "$xmppd" ] && [ -x "$lt" ] || { echo "build failed" >&2; exit 1; }
 
