@@ -17,7 +17,7 @@ use std::rc::Rc;
 
 use crate::config::Config;
 use crate::xml::Element;
-use crate::xmpp::error::StanzaError;
+use crate::xmpp::error::{StanzaCondition, StanzaError};
 use crate::xmpp::jid::Jid;
 use crate::xmpp::stanza::{IqType, PresenceType, StanzaType};
 
@@ -47,11 +47,30 @@ pub trait Services {
     /// Send a stanza error about a stanza of type `ty` with `id` back to `to`, from `from`
     /// (never for an error stanza).
     fn bounce(&self, ty: StanzaType, id: Option<&str>, to: &str, from: &str, err: StanzaError);
-    /// True if the local account exists.
-    fn account_exists(&self, bare: &str) -> bool;
+    /// Whether the local account exists. A storage failure is an `Err`, never "no": callers
+    /// must not turn it into a statement about the account (`service-unavailable`,
+    /// `unsubscribed`); see [`storage_failure`].
+    fn account_exists(&self, bare: &str) -> Result<bool, xmppd_storage::StorageError>;
     /// Deliver a message or presence to the connected resources of a local account by the
     /// RFC 6121 §8.5 rules, without the hooks (what a module does after its own checks).
     fn deliver_to_sessions(&self, ty: StanzaType, to: &str, stanza: &[u8]);
+}
+
+/// The stanza error that reports a storage failure to whoever's stanza it stopped, logged
+/// here at warn with its cause and `what` was being done (issue 8: a failure is never
+/// answered as if the data were absent). A capacity limit (LMDB map or reader table full)
+/// is `resource-constraint` (wait), as offline storage answers it; anything else is
+/// `internal-server-error`.
+pub fn storage_failure(what: &str, user: &str, e: &xmppd_storage::StorageError) -> StanzaError {
+    tracing::warn!(user, error = %e, "{what} failed: storage error");
+    if e.is_full() {
+        StanzaError::with_text(
+            StanzaCondition::ResourceConstraint,
+            "the server's storage is out of resources",
+        )
+    } else {
+        StanzaError::with_text(StanzaCondition::InternalServerError, "storage failure")
+    }
 }
 
 /// A handle to the shard's services.

@@ -2,7 +2,7 @@
 //! the registered modules declare.
 
 use crate::config::Config;
-use crate::core::{Identity, IqReply, Registry, Scope};
+use crate::core::{storage_failure, Identity, IqReply, Registry, Scope};
 use crate::xml::Element;
 use crate::xmpp::error::{StanzaCondition, StanzaError};
 use crate::xmpp::ns;
@@ -56,8 +56,20 @@ pub fn register(r: &mut Registry, _config: &Config) {
             // DISCO-05/06: the owner and contacts with a presence subscription
             // (`from`/`both`) may look; everyone else, and every request about a missing
             // account, gets the same answer.
-            if !req.own() && !subscribed(ctx, req.to.bare_str(), req.from.bare_str()) {
-                return IqReply::Error(StanzaError::new(StanzaCondition::ServiceUnavailable));
+            if !req.own() {
+                match subscribed(ctx, req.to.bare_str(), req.from.bare_str()) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return IqReply::Error(StanzaError::new(
+                            StanzaCondition::ServiceUnavailable,
+                        ))
+                    }
+                    // Issue 8: a failure is not "no such account".
+                    Err(e) => {
+                        let user = req.to.bare_str();
+                        return IqReply::Error(storage_failure("disco#info", user, &e));
+                    }
+                }
             }
             if req.payload.attr("node").is_some() {
                 return item_not_found();
@@ -86,15 +98,19 @@ pub fn register(r: &mut Registry, _config: &Config) {
     );
 }
 
-/// True if `user` shares its presence with `contact`.
-fn subscribed(ctx: &crate::core::Ctx, user: &str, contact: &str) -> bool {
-    matches!(
-        ctx.storage().rosters().item(user, contact),
-        Ok(Some(item)) if matches!(
-            item.subscription,
+/// Whether `user` shares its presence with `contact`.
+fn subscribed(
+    ctx: &crate::core::Ctx,
+    user: &str,
+    contact: &str,
+) -> Result<bool, xmppd_storage::StorageError> {
+    let item = ctx.storage().rosters().item(user, contact)?;
+    Ok(item.is_some_and(|i| {
+        matches!(
+            i.subscription,
             xmppd_storage::Subscription::From | xmppd_storage::Subscription::Both
         )
-    )
+    }))
 }
 
 fn item_not_found() -> IqReply {

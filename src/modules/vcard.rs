@@ -1,7 +1,7 @@
 //! XEP-0054: vcard-temp — an account's vCard, stored whole as opaque bytes.
 
 use crate::config::Config;
-use crate::core::{IqReply, Registry, Scope};
+use crate::core::{storage_failure, IqReply, Registry, Scope};
 use crate::xml::{self, Element, StreamNs};
 use crate::xmpp::error::{StanzaCondition, StanzaError};
 use crate::xmpp::ns;
@@ -25,10 +25,7 @@ pub fn register(r: &mut Registry, config: &Config) {
             let user = req.to.bare_str();
             let stored = match ctx.storage().vcards().get(user) {
                 Ok(v) => v,
-                Err(e) => {
-                    tracing::error!(error = %e, "reading a vCard failed");
-                    return IqReply::Error(StanzaError::new(StanzaCondition::InternalServerError));
-                }
+                Err(e) => return IqReply::Error(storage_failure("reading a vCard", user, &e)),
             };
             let limits = ctx.config().xml_limits();
             let card = stored.and_then(|bytes| {
@@ -66,6 +63,7 @@ pub fn register(r: &mut Registry, config: &Config) {
                 ));
             }
             let user = req.from.bare_str().to_string();
+            let owner = user.clone();
             let done = ctx
                 .storage()
                 .submit(move |txn| txn.put_vcard(&user, &bytes));
@@ -73,10 +71,7 @@ pub fn register(r: &mut Registry, config: &Config) {
                 match done.await {
                     // Durable before the result (issue: "nothing acknowledged is lost").
                     Ok(()) => IqReply::Result(None),
-                    Err(e) => {
-                        tracing::error!(error = %e, "storing a vCard failed");
-                        IqReply::Error(StanzaError::new(StanzaCondition::InternalServerError))
-                    }
+                    Err(e) => IqReply::Error(storage_failure("storing a vCard", &owner, &e)),
                 }
             }))
         },

@@ -254,11 +254,22 @@ impl Router {
             Delivery::NoResource => {
                 // IM-MSG-07: offline storage if a module takes it, else the sender learns that
                 // it was not delivered. Never stored for a missing account (CORE-STANZA-19).
-                if self.account_exists(bare_of(to)) {
-                    if let Some(hook) = self.registry.undeliverable() {
-                        if let Undeliverable::Taken(p) = hook(&self.ctx(), &inbound) {
-                            return p;
+                match self.account_exists(bare_of(to)) {
+                    Ok(true) => {
+                        if let Some(hook) = self.registry.undeliverable() {
+                            if let Undeliverable::Taken(p) = hook(&self.ctx(), &inbound) {
+                                return p;
+                            }
                         }
+                    }
+                    Ok(false) => {}
+                    // Not known to be missing: the sender learns the server failed, not that
+                    // the account does not exist (issue 8).
+                    Err(e) => {
+                        let err = crate::core::storage_failure("account lookup", bare_of(to), &e);
+                        let id = self.id_of(stanza);
+                        self.bounce(ty, id.as_deref(), from, to, err);
+                        return None;
                     }
                 }
                 self.bounce_stanza(ty, stanza, from, to, StanzaCondition::ServiceUnavailable);
@@ -549,16 +560,10 @@ impl Router {
         head.attr("id").map(|c| c.into_owned())
     }
 
-    /// True if the account exists (a storage failure counts as "no": the caller answers
-    /// `service-unavailable` either way, and the failure is logged).
-    pub fn account_exists(&self, bare: &str) -> bool {
-        match self.storage.accounts().exists(bare) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(error = %e, "account lookup failed");
-                false
-            }
-        }
+    /// Whether the account exists; a storage failure is an `Err` for the caller to answer
+    /// as one (never as "no such account").
+    pub fn account_exists(&self, bare: &str) -> Result<bool, xmppd_storage::StorageError> {
+        self.storage.accounts().exists(bare)
     }
 
     /// Bind a resource for a connection (RFC 6120 §7) under the configured conflict policy;
@@ -634,7 +639,7 @@ impl Services for Router {
         }
     }
 
-    fn account_exists(&self, bare: &str) -> bool {
+    fn account_exists(&self, bare: &str) -> Result<bool, xmppd_storage::StorageError> {
         Router::account_exists(self, bare)
     }
 

@@ -59,6 +59,7 @@ impl AccountStore {
 
     /// Whether `bare_jid` has an account.
     pub fn exists(&self, bare_jid: &str) -> Result<bool, StorageError> {
+        crate::fault::read(bare_jid)?;
         self.storage
             .read(|txn| Ok(txn.get(Table::Accounts, bare_jid.as_bytes())?.is_some()))
     }

@@ -24,6 +24,7 @@
 mod accounts;
 mod codec;
 mod error;
+mod fault;
 mod key;
 mod offline;
 mod quota;

@@ -80,6 +80,7 @@ impl OfflineStore {
 
     /// The user's messages, oldest first.
     pub fn list(&self, user: &str) -> Result<Vec<OfflineMessage>, StorageError> {
+        crate::fault::read(user)?;
         self.storage.read(|txn| {
             let prefix = key::prefix(user)?;
             let mut out = Vec::new();
@@ -101,6 +102,7 @@ impl OfflineStore {
         max_count: usize,
         max_bytes: usize,
     ) -> Result<Vec<OfflineMessage>, StorageError> {
+        crate::fault::read(user)?;
         self.storage.read(|txn| {
             let prefix = key::prefix(user)?;
             let mut out: Vec<OfflineMessage> = Vec::new();
@@ -124,12 +126,14 @@ impl OfflineStore {
 
     /// How many messages the user has: O(1), read from a counter.
     pub fn count(&self, user: &str) -> Result<usize, StorageError> {
+        crate::fault::read(user)?;
         self.storage
             .read(|txn| Ok(meta_in(txn, user)?.count_usize()))
     }
 
     /// How many bytes the user's messages take for the byte quota (keys and records).
     pub fn bytes(&self, user: &str) -> Result<u64, StorageError> {
+        crate::fault::read(user)?;
         self.storage.read(|txn| Ok(meta_in(txn, user)?.bytes))
     }
 }
@@ -174,6 +178,7 @@ impl WriteTxn<'_> {
         stanza: &[u8],
         quota: &OfflineQuota,
     ) -> Result<OfflinePush, StorageError> {
+        crate::fault::write(user)?;
         let mut meta = meta_in(self, user)?;
         if meta.count_usize() >= quota.max_messages {
             return Ok(OfflinePush::Full(OfflineFull::Messages));
@@ -209,6 +214,7 @@ impl WriteTxn<'_> {
     /// Deletes the listed messages of the user (those delivered); returns how many of them
     /// existed. Unknown and repeated sequence numbers are ignored.
     pub fn delete_offline(&mut self, user: &str, seqs: &[u64]) -> Result<usize, StorageError> {
+        crate::fault::write(user)?;
         // The counters first: format-1 counters learn their byte total from the messages.
         let mut meta = meta_in(self, user)?;
         let mut deleted = 0;

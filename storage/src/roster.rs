@@ -70,6 +70,7 @@ impl RosterStore {
 
     /// The user's items, version and pending inbound requests, from one snapshot.
     pub fn load(&self, user: &str) -> Result<Roster, StorageError> {
+        crate::fault::read(user)?;
         self.storage.read(|txn| {
             Ok(Roster {
                 items: items_in(txn, user)?,
@@ -81,11 +82,13 @@ impl RosterStore {
 
     /// The user's item for `contact`, if any.
     pub fn item(&self, user: &str, contact: &str) -> Result<Option<RosterItem>, StorageError> {
+        crate::fault::read(user)?;
         self.storage.read(|txn| item_in(txn, user, contact))
     }
 
     /// The user's roster version; 0 if it was never bumped.
     pub fn version(&self, user: &str) -> Result<u64, StorageError> {
+        crate::fault::read(user)?;
         self.storage.read(|txn| version_in(txn, user))
     }
 }
@@ -98,12 +101,14 @@ impl WriteTxn<'_> {
         user: &str,
         contact: &str,
     ) -> Result<Option<RosterItem>, StorageError> {
+        crate::fault::read(user)?;
         item_in(self, user, contact)
     }
 
     /// Stores `item` in the user's roster under `item.jid`, replacing any item there.
     /// Does not bump the roster version; call [`bump_roster_version`](Self::bump_roster_version).
     pub fn put_roster_item(&mut self, user: &str, item: &RosterItem) -> Result<(), StorageError> {
+        crate::fault::write(user)?;
         let key = key::contact(user, &item.jid)?;
         self.put(Table::Roster, &key, &encode_item(item))
     }
@@ -111,6 +116,7 @@ impl WriteTxn<'_> {
     /// Removes the user's item for `contact`; returns whether it existed. Does not bump the
     /// roster version.
     pub fn delete_roster_item(&mut self, user: &str, contact: &str) -> Result<bool, StorageError> {
+        crate::fault::write(user)?;
         let key = key::contact(user, contact)?;
         self.delete(Table::Roster, &key)
     }
@@ -120,11 +126,13 @@ impl WriteTxn<'_> {
     /// hundreds of items a roster typically has, so cheap enough to enforce a size limit on
     /// every roster set.
     pub fn roster_len(&self, user: &str) -> Result<usize, StorageError> {
+        crate::fault::read(user)?;
         self.count_prefix(Table::Roster, &key::prefix(user)?)
     }
 
     /// The user's items, sorted by contact JID.
     pub fn roster_items(&self, user: &str) -> Result<Vec<RosterItem>, StorageError> {
+        crate::fault::read(user)?;
         items_in(self, user)
     }
 
@@ -132,6 +140,7 @@ impl WriteTxn<'_> {
     /// random 64-bit starting point in the upper half of the range (so that a stale client
     /// version from a deleted and re-created account never matches), then +1 per call.
     pub fn bump_roster_version(&mut self, user: &str) -> Result<u64, StorageError> {
+        crate::fault::write(user)?;
         let next = match version_in(self, user)? {
             0 => first_version()?,
             v => v.checked_add(1).ok_or_else(|| {
@@ -148,11 +157,13 @@ impl WriteTxn<'_> {
 
     /// The user's roster version; 0 if it was never bumped.
     pub fn roster_version(&self, user: &str) -> Result<u64, StorageError> {
+        crate::fault::read(user)?;
         version_in(self, user)
     }
 
     /// The stored subscribe stanza of `contact`'s pending request to the user, if any.
     pub fn sub_request(&self, user: &str, contact: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        crate::fault::read(user)?;
         self.get(Table::SubRequests, &key::contact(user, contact)?)?
             .map(decode_request)
             .transpose()
@@ -166,12 +177,14 @@ impl WriteTxn<'_> {
         contact: &str,
         stanza: &[u8],
     ) -> Result<(), StorageError> {
+        crate::fault::write(user)?;
         let key = key::contact(user, contact)?;
         self.put(Table::SubRequests, &key, &encode_request(stanza))
     }
 
     /// Removes `contact`'s pending request to the user; returns whether it existed.
     pub fn delete_sub_request(&mut self, user: &str, contact: &str) -> Result<bool, StorageError> {
+        crate::fault::write(user)?;
         let key = key::contact(user, contact)?;
         self.delete(Table::SubRequests, &key)
     }
@@ -179,6 +192,7 @@ impl WriteTxn<'_> {
     /// The number of pending inbound requests of the user; like
     /// [`roster_len`](Self::roster_len), O(requests) by walking the keys.
     pub fn sub_request_count(&self, user: &str) -> Result<usize, StorageError> {
+        crate::fault::read(user)?;
         self.count_prefix(Table::SubRequests, &key::prefix(user)?)
     }
 }

@@ -76,6 +76,7 @@ impl Storage {
     /// Opens (creating if needed, with owner-only permissions) the environment in `dir`,
     /// brings its schema to this build's version and starts the writer thread.
     pub fn open(dir: &Path, opts: &Options) -> Result<Storage, StorageError> {
+        crate::fault::init();
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)

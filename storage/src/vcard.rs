@@ -20,6 +20,7 @@ impl VcardStore {
 
     /// The user's vCard bytes, if one is stored.
     pub fn get(&self, user: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        crate::fault::read(user)?;
         self.storage.read(|txn| {
             txn.get(Table::Vcards, key::user(user)?)?
                 .map(decode)
@@ -32,11 +33,13 @@ impl VcardStore {
 impl WriteTxn<'_> {
     /// Stores `vcard` as the user's vCard, replacing any previous one.
     pub fn put_vcard(&mut self, user: &str, vcard: &[u8]) -> Result<(), StorageError> {
+        crate::fault::write(user)?;
         self.put(Table::Vcards, key::user(user)?, &encode(vcard))
     }
 
     /// Removes the user's vCard; returns whether there was one.
     pub fn delete_vcard(&mut self, user: &str) -> Result<bool, StorageError> {
+        crate::fault::write(user)?;
         self.delete(Table::Vcards, key::user(user)?)
     }
 }

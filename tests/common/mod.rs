@@ -52,6 +52,13 @@ impl Server {
         Server::start_full(data, extra, &[])
     }
 
+    /// Start a server with extra flags and environment variables on a data directory the
+    /// caller owns: to restart on the state of an earlier run (stop that one first, e.g. with
+    /// `signal_and_wait(libc::SIGTERM)`), with or without test hooks.
+    pub fn start_on_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_full(data, extra, env)
+    }
+
     /// Start a server with extra flags and environment variables on a fresh temporary data
     /// directory.
     pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Server {

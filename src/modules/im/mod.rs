@@ -146,21 +146,18 @@ impl Im {
         }
     }
 
-    /// The account's roster: from the cache while it has sessions here, else read now.
-    fn roster(&self, ctx: &Ctx, user: &str) -> Rc<RefCell<RosterState>> {
+    /// The account's roster: from the cache while it has sessions here, else read now. A
+    /// failed read is an error for the caller to answer as one, and is not cached: the next
+    /// call reads again (issue 8: a storage failure is never an empty roster).
+    fn roster(&self, ctx: &Ctx, user: &str) -> Result<Rc<RefCell<RosterState>>, StorageError> {
         if let Some(r) = self.rosters.borrow().get(user) {
-            return r.clone();
+            return Ok(r.clone());
         }
-        let state = match ctx.storage().rosters().load(user) {
-            Ok(r) => RosterState {
-                items: r.items.into_iter().map(|i| (i.jid.clone(), i)).collect(),
-                pending_in: r.pending_in.into_iter().collect(),
-                version: r.version,
-            },
-            Err(e) => {
-                tracing::error!(user, error = %e, "loading roster failed");
-                RosterState::default()
-            }
+        let r = ctx.storage().rosters().load(user)?;
+        let state = RosterState {
+            items: r.items.into_iter().map(|i| (i.jid.clone(), i)).collect(),
+            pending_in: r.pending_in.into_iter().collect(),
+            version: r.version,
         };
         let keep = !state.items.is_empty() || !state.pending_in.is_empty();
         let state = Rc::new(RefCell::new(state));
@@ -169,7 +166,7 @@ impl Im {
         if keep && ctx.sessions().borrow().account(user).is_some() {
             self.rosters.borrow_mut().insert(user.into(), state.clone());
         }
-        state
+        Ok(state)
     }
 
     /// Forget the cached roster of an account that has no sessions left.

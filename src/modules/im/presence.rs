@@ -7,7 +7,7 @@ use super::roster::{item_after, send_subscription};
 use super::subscription::{self, InboundAction, SubKind, SubState};
 use super::{sub_state, Change, Im};
 use crate::core::sessions::Resource;
-use crate::core::{ClientPresence, Ctx, Inbound, Pending};
+use crate::core::{storage_failure, ClientPresence, Ctx, Inbound, Pending};
 use crate::router::bare_of;
 use crate::xml::{self, Element, StreamNs};
 use crate::xmpp::error::{StanzaCondition, StanzaError};
@@ -74,10 +74,13 @@ fn client_probe(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>, to: &Jid) {
     if to.resource().is_some() {
         return;
     }
-    let subscribed = {
-        let roster = im.roster(ctx, p.from.bare_str());
-        let roster = roster.borrow();
-        roster.state_of(to.bare_str()).to
+    let subscribed = match im.roster(ctx, p.from.bare_str()) {
+        Ok(roster) => roster.borrow().state_of(to.bare_str()).to,
+        Err(e) => {
+            tracing::warn!(user = p.from.bare_str(), error = %e,
+                "probe from a client dropped: reading its roster failed");
+            return;
+        }
     };
     if subscribed {
         ctx.route(
@@ -161,7 +164,19 @@ fn broadcast(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>) -> Option<Pending> 
         return None;
     }
 
-    let roster = im.roster(ctx, user);
+    let roster = match im.roster(ctx, user) {
+        Ok(r) => r,
+        Err(e) => {
+            // Issue 8: contacts cannot be found, so the client learns its presence did not
+            // reach them; its own resources have it, and what waits for it still comes.
+            let err = storage_failure("presence broadcast: reading the roster", user, &e);
+            ctx.bounce(StanzaType::Presence(p.ty), p.id, from.as_str(), user, err);
+            return match (priority, was_available) {
+                (Some(prio), false) => ctx.registry().available(ctx, from, prio),
+                _ => None,
+            };
+        }
+    };
     let roster = roster.borrow();
     // IM-PRES-02/08/09: contacts that may see the user's presence.
     ctx.fanout(ty, &roster.presence_audience(), from.as_str(), p.stanza);
@@ -214,10 +229,15 @@ fn directed(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>, to: &Jid) {
     let Some(resource) = from.resource() else {
         return;
     };
-    let is_audience = {
-        let roster = im.roster(ctx, from.bare_str());
-        let roster = roster.borrow();
-        roster.state_of(to.bare_str()).from
+    // When the roster cannot be read, the presence is remembered as directed: the addressee
+    // then gets unavailable when the resource goes (at worst twice), never a stale presence.
+    let is_audience = match im.roster(ctx, from.bare_str()) {
+        Ok(roster) => roster.borrow().state_of(to.bare_str()).from,
+        Err(e) => {
+            tracing::warn!(user = from.bare_str(), error = %e,
+                "directed presence: reading the roster failed");
+            false
+        }
     };
     let mut sessions = ctx.sessions().borrow_mut();
     let Some(me) = sessions
@@ -259,8 +279,13 @@ pub(super) fn session_ended(im: &Rc<Im>, ctx: &Ctx, resource: &Resource) {
                     r.handle.send(&out);
                 }
             }
-            let roster = im.roster(ctx, user);
-            ctx.fanout(ty, &roster.borrow().presence_audience(), jid.as_str(), &out);
+            match im.roster(ctx, user) {
+                Ok(roster) => {
+                    ctx.fanout(ty, &roster.borrow().presence_audience(), jid.as_str(), &out)
+                }
+                Err(e) => tracing::warn!(user, error = %e,
+                    "contacts not told of a resource going away: reading the roster failed"),
+            }
         }
     }
     im.evict(ctx, user);
@@ -395,11 +420,13 @@ fn outbound_subscription(
     let full = p.from.as_str().to_string();
     let ty = StanzaType::Presence(p.ty);
     let owner = user.clone();
+    let id = p.id.map(str::to_string);
+    let failed = (full.clone(), contact.clone(), id.clone());
     let after = move |ctx: &Ctx, r: &OutboundResult| {
         if r.refused {
             ctx.bounce(
                 ty,
-                None,
+                id.as_deref(),
                 &full,
                 &contact,
                 StanzaError::with_text(StanzaCondition::NotAllowed, "roster full"),
@@ -420,10 +447,14 @@ fn outbound_subscription(
         }
     };
     // Take the account's lock now, so that what arrives next for it waits behind this.
-    let done = im.clone().mutate(ctx.clone(), owner, op, after);
+    let done = im.clone().mutate(ctx.clone(), owner.clone(), op, after);
+    let ctx = ctx.clone();
     Some(Box::pin(async move {
         if let Err(e) = done.await {
-            tracing::error!(error = %e, "subscription write failed");
+            // Issue 8: nothing was recorded or routed; the client learns it, never silence.
+            let (full, contact, id) = failed;
+            let err = storage_failure("an outbound subscription change", &owner, &e);
+            ctx.bounce(ty, id.as_deref(), &full, &contact, err);
         }
     }))
 }
@@ -465,13 +496,26 @@ pub(super) fn inbound(im: &Rc<Im>, ctx: &Ctx, p: &Inbound<'_>) -> Option<Pending
 /// A probe (§4.3.2): the latest presence of each available resource for an authorized
 /// prober, unavailable when there is none, and `unsubscribed` for anyone else (IM-PRES-05..07,
 /// 17).
+///
+/// When storage fails the probe is dropped (and logged): an answer could only be a guess, and
+/// `unsubscribed` would cancel a subscription the prober really has (issue 8).
 fn probe(im: &Rc<Im>, ctx: &Ctx, p: &Inbound<'_>) {
     let user = bare_of(p.to);
     let prober = p.from;
-    let authorized = ctx.account_exists(user) && {
-        let roster = im.roster(ctx, user);
-        let r = roster.borrow();
-        r.state_of(bare_of(prober)).from
+    let authorized = match ctx.account_exists(user) {
+        Ok(false) => false,
+        Ok(true) => match im.roster(ctx, user) {
+            Ok(roster) => roster.borrow().state_of(bare_of(prober)).from,
+            Err(e) => {
+                tracing::warn!(user, prober, error = %e,
+                    "probe dropped: reading the roster failed");
+                return;
+            }
+        },
+        Err(e) => {
+            tracing::warn!(user, prober, error = %e, "probe dropped: account lookup failed");
+            return;
+        }
     };
     if !authorized {
         send_subscription(ctx, user, bare_of(prober), "unsubscribed");
@@ -517,11 +561,21 @@ fn inbound_subscription(
     let kind = kind_of(ty)?;
     let user = bare_of(p.to).to_string();
     let contact = bare_of(p.from).to_string();
-    if !ctx.account_exists(&user) {
-        if kind == SubKind::Subscribe {
-            send_subscription(ctx, &user, &contact, "unsubscribed");
+    match ctx.account_exists(&user) {
+        Ok(true) => {}
+        Ok(false) => {
+            if kind == SubKind::Subscribe {
+                send_subscription(ctx, &user, &contact, "unsubscribed");
+            }
+            return None;
         }
-        return None;
+        // Issue 8: not known to be missing, so never `unsubscribed` (it would cancel the
+        // contact's real subscription); the sender gets an error that changes no state.
+        Err(e) => {
+            let err = storage_failure("an inbound subscription: account lookup", &user, &e);
+            ctx.bounce(p.ty, None, &contact, &user, err);
+            return None;
+        }
     }
     // IM-SUB-16: addressed to the bare JID whatever the sender used.
     let stanza = restamp(p.stanza, &contact, &user, &ctx.config().xml_limits())?;
@@ -585,6 +639,7 @@ fn inbound_subscription(
     };
     let pty = StanzaType::Presence(ty);
     let owner = user.clone();
+    let failed = contact.clone();
     let after = move |ctx: &Ctx, r: &InboundResult| {
         if r.refused {
             ctx.bounce(
@@ -618,10 +673,13 @@ fn inbound_subscription(
         }
     };
     // Take the account's lock now, so that what arrives next for it waits behind this.
-    let done = im.clone().mutate(ctx.clone(), owner, op, after);
+    let done = im.clone().mutate(ctx.clone(), owner.clone(), op, after);
+    let ctx = ctx.clone();
     Some(Box::pin(async move {
         if let Err(e) = done.await {
-            tracing::error!(error = %e, "subscription write failed");
+            // Issue 8: nothing changed here; the sender learns it, never silence.
+            let err = storage_failure("an inbound subscription change", &owner, &e);
+            ctx.bounce(pty, None, &failed, &owner, err);
         }
     }))
 }

@@ -5,7 +5,7 @@ use std::rc::Rc;
 use xmppd_storage::{RosterItem, Subscription};
 
 use super::{sub_state, subscription_of, Change, Im, NS_ROSTER};
-use crate::core::{Ctx, IqReply, IqRequest};
+use crate::core::{storage_failure, Ctx, IqReply, IqRequest};
 use crate::xml::{self, Element};
 use crate::xmpp::error::{StanzaCondition, StanzaError};
 use crate::xmpp::jid::Jid;
@@ -58,7 +58,12 @@ pub(super) fn get(im: &Rc<Im>, ctx: &Ctx, req: &IqRequest<'_>) -> IqReply {
             r.rosterver = client_ver.is_some();
         }
     }
-    let roster = im.roster(ctx, user);
+    // Issue 8: a roster that cannot be read is an error, never an empty roster (a client
+    // would take it as the truth and, with versioning, keep it).
+    let roster = match im.roster(ctx, user) {
+        Ok(r) => r,
+        Err(e) => return IqReply::Error(storage_failure("reading the roster", user, &e)),
+    };
     let roster = roster.borrow();
     let ver = roster.version.to_string();
     // IM-RVER-03: nothing changed since the client's version.
@@ -238,15 +243,13 @@ pub(super) fn set(im: &Rc<Im>, ctx: &Ctx, req: &IqRequest<'_>) -> IqReply {
             removal_side_effects(ctx, &from, &contact, *old);
         }
     };
+    let owner = user.clone();
     let done = im.clone().mutate(ctx.clone(), user, op, after);
     IqReply::Later(Box::pin(async move {
         match done.await {
             Ok(SetOutcome::Refused(cond, text)) => error(cond, text),
             Ok(_) => IqReply::Result(None),
-            Err(e) => {
-                tracing::error!(error = %e, "roster write failed");
-                error(StanzaCondition::InternalServerError, "storage failure")
-            }
+            Err(e) => IqReply::Error(storage_failure("a roster set", &owner, &e)),
         }
     }))
 }
