@@ -3,6 +3,7 @@
 use crate::codec::{Decoder, Encoder};
 use crate::table::Table;
 use crate::txn::WriteTxn;
+use crate::revocations::{self, RevocationsAfter, RevokeReason};
 use crate::{key, offline, roster, vcard};
 use crate::{Completion, Storage, StorageError};
 
@@ -57,6 +58,35 @@ impl AccountStore {
         })
     }
 
+    /// The account of `bare_jid`, if it exists, and the last revocation sequence number, both
+    /// from one snapshot: a login checked against this account is invalidated exactly by the
+    /// revocations after that number (see [`revocations_after`](Self::revocations_after)).
+    pub fn get_with_revocation_seq(
+        &self,
+        bare_jid: &str,
+    ) -> Result<(Option<Account>, u64), StorageError> {
+        self.storage.read(|txn| {
+            let account = txn
+                .get(Table::Accounts, bare_jid.as_bytes())?
+                .map(decode)
+                .transpose()?;
+            Ok((account, revocations::last_seq(txn)?))
+        })
+    }
+
+    /// The last revocation sequence number (0 if there was none): one lookup, so a server can
+    /// poll it cheaply.
+    pub fn revocation_seq(&self) -> Result<u64, StorageError> {
+        self.storage.read(|txn| revocations::last_seq(txn))
+    }
+
+    /// The revocations after sequence number `after` that are still kept (at most
+    /// [`REVOCATIONS_KEEP_MAX`](crate::REVOCATIONS_KEEP_MAX)), and whether any were already
+    /// dropped.
+    pub fn revocations_after(&self, after: u64) -> Result<RevocationsAfter, StorageError> {
+        self.storage.read(|txn| revocations::after(txn, after))
+    }
+
     /// Whether `bare_jid` has an account.
     pub fn exists(&self, bare_jid: &str) -> Result<bool, StorageError> {
         crate::fault::read(bare_jid)?;
@@ -99,8 +129,39 @@ impl AccountStore {
             .write_sync(|txn| create_in(txn, bare_jid, account))
     }
 
+    /// Replaces the account's credentials, durably, before returning, keeping everything else
+    /// (read and written in one transaction, so a concurrent disable is not undone);
+    /// [`StorageError::NotFound`] if `bare_jid` has none. Records a revocation.
+    pub fn set_password(
+        &self,
+        bare_jid: &str,
+        sha1: ScramKeys,
+        sha256: ScramKeys,
+    ) -> Result<(), StorageError> {
+        self.storage.write_sync(|txn| {
+            let mut account = txn.account(bare_jid)?.ok_or(StorageError::NotFound)?;
+            account.sha1 = sha1;
+            account.sha256 = sha256;
+            set_in(txn, bare_jid, &account)
+        })
+    }
+
+    /// Disables or enables the account, durably, before returning; returns whether it changed.
+    /// [`StorageError::NotFound`] if `bare_jid` has none. Disabling records a revocation.
+    pub fn set_disabled(&self, bare_jid: &str, disabled: bool) -> Result<bool, StorageError> {
+        self.storage.write_sync(|txn| {
+            let mut account = txn.account(bare_jid)?.ok_or(StorageError::NotFound)?;
+            if account.disabled == disabled {
+                return Ok(false);
+            }
+            account.disabled = disabled;
+            set_in(txn, bare_jid, &account)?;
+            Ok(true)
+        })
+    }
+
     /// Replaces the account, durably, before returning; [`StorageError::NotFound`] if
-    /// `bare_jid` has none.
+    /// `bare_jid` has none. New credentials or disabling record a revocation.
     pub fn set(&self, bare_jid: &str, account: &Account) -> Result<(), StorageError> {
         self.storage
             .write_sync(|txn| set_in(txn, bare_jid, account))
@@ -109,7 +170,7 @@ impl AccountStore {
     /// Deletes the account, durably, before returning; [`StorageError::NotFound`] if
     /// `bare_jid` has none. In the same transaction it deletes the user's roster (items,
     /// version, pending inbound requests), offline messages and their counters, and vCard;
-    /// other users' roster items that name the user stay.
+    /// other users' roster items that name the user stay. Records a revocation.
     pub fn delete(&self, bare_jid: &str) -> Result<(), StorageError> {
         self.storage.write_sync(|txn| delete_in(txn, bare_jid))
     }
@@ -138,6 +199,16 @@ impl AccountStore {
 /// Account reads and writes inside a write transaction (bulk imports that write accounts
 /// with their rosters atomically).
 impl WriteTxn<'_> {
+    /// [`StorageError::NoSuchAccount`] unless `user` has an account (including this
+    /// transaction's own writes). Every write that creates or changes a user's records calls
+    /// it first, so a write racing the account's deletion fails instead of recreating them.
+    pub fn require_account(&self, user: &str) -> Result<(), StorageError> {
+        match self.get(Table::Accounts, user.as_bytes())? {
+            Some(_) => Ok(()),
+            None => Err(StorageError::NoSuchAccount),
+        }
+    }
+
     /// The account of `bare_jid`, if it exists (including this transaction's own writes).
     pub fn account(&self, bare_jid: &str) -> Result<Option<Account>, StorageError> {
         self.get(Table::Accounts, bare_jid.as_bytes())?
@@ -168,17 +239,29 @@ fn create_in(
     txn.insert(Table::Accounts, bare_jid.as_bytes(), &encode(account))
 }
 
+/// Replaces the account; a change that invalidates logins made with the old record (other
+/// credentials, or disabling) records a revocation in the same transaction.
 fn set_in(txn: &mut WriteTxn<'_>, bare_jid: &str, account: &Account) -> Result<(), StorageError> {
-    if txn.get(Table::Accounts, bare_jid.as_bytes())?.is_none() {
-        return Err(StorageError::NotFound);
+    let old = txn.account(bare_jid)?.ok_or(StorageError::NotFound)?;
+    txn.put(Table::Accounts, bare_jid.as_bytes(), &encode(account))?;
+    let reason = if account.disabled && !old.disabled {
+        Some(RevokeReason::Disabled)
+    } else if account.sha1 != old.sha1 || account.sha256 != old.sha256 {
+        Some(RevokeReason::PasswordChanged)
+    } else {
+        None
+    };
+    if let Some(reason) = reason {
+        revocations::append(txn, bare_jid, reason)?;
     }
-    txn.put(Table::Accounts, bare_jid.as_bytes(), &encode(account))
+    Ok(())
 }
 
 fn delete_in(txn: &mut WriteTxn<'_>, bare_jid: &str) -> Result<(), StorageError> {
     if !txn.delete(Table::Accounts, bare_jid.as_bytes())? {
         return Err(StorageError::NotFound);
     }
+    revocations::append(txn, bare_jid, RevokeReason::Deleted)?;
     if key::user(bare_jid).is_err() {
         // A JID that cannot be a key part can have no per-user records to cascade to.
         return Ok(());

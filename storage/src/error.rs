@@ -12,6 +12,11 @@ pub enum StorageError {
     NotFound,
     /// The record to create already exists.
     AlreadyExists,
+    /// A write for a user's records (roster, subscription requests, offline messages, vCard)
+    /// found no account for the user: it was deleted (or never existed), and the write would
+    /// recreate records that a later account with the same JID would inherit. Nothing was
+    /// written.
+    NoSuchAccount,
     /// Stored bytes could not be decoded; the string says which record and why.
     Corrupt(String),
     /// A JID given as (part of) a key is empty or contains a NUL byte, which composite keys
@@ -73,6 +78,7 @@ impl fmt::Display for StorageError {
             StorageError::Lmdb(e) => write!(f, "LMDB: {e}"),
             StorageError::NotFound => f.write_str("record not found"),
             StorageError::AlreadyExists => f.write_str("record already exists"),
+            StorageError::NoSuchAccount => f.write_str("the account does not exist"),
             StorageError::Corrupt(what) => write!(f, "corrupt record: {what}"),
             StorageError::InvalidKey(what) => {
                 write!(f, "invalid key: {what} is empty or contains a NUL byte")

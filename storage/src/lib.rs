@@ -13,7 +13,13 @@
 //! roster change, an offline push under a quota) are methods of [`WriteTxn`], called inside a
 //! [`Storage::submit`] (or [`Storage::write_sync`]) closure. Per-user records use composite
 //! keys `user \0 contact` and `user \0 u64-BE`, so one prefix scan lists a user's records in
-//! order.
+//! order. A write of a user's records checks, in its transaction, that the user's account
+//! exists ([`StorageError::NoSuchAccount`] otherwise), so a session racing its account's
+//! deletion cannot leave records that a later account with the same JID would inherit.
+//!
+//! Account changes that invalidate logins (new credentials, deletion, disabling) append to a
+//! revocation log in the same transaction ([`AccountStore::revocations_after`]), which is
+//! how a running server learns of changes made by the admin CLI in another process.
 //!
 //! Records are versioned binary encodings (see `codec.rs`); the environment records a schema
 //! version and is migrated on open (see `schema.rs`).
@@ -28,6 +34,7 @@ mod fault;
 mod key;
 mod offline;
 mod quota;
+mod revocations;
 mod roster;
 mod schema;
 mod storage;
@@ -40,6 +47,10 @@ pub use accounts::{Account, AccountStore, ScramKeys};
 pub use error::{LmdbError, StorageError};
 pub use offline::{OfflineFull, OfflineMessage, OfflinePush, OfflineQuota, OfflineStore};
 pub use quota::{MapGauge, MapUsage, FILL_WARNINGS};
+pub use revocations::{
+    Revocation, RevocationsAfter, RevokeReason, KEEP_MAX as REVOCATIONS_KEEP_MAX,
+    KEEP_SECS as REVOCATIONS_KEEP_SECS,
+};
 pub use roster::{Roster, RosterItem, RosterStore, Subscription};
 pub use schema::SCHEMA_VERSION;
 pub use storage::{Options, Storage};

@@ -166,6 +166,7 @@ impl WriteTxn<'_> {
 
     /// Appends a message to the user's queue unless a limit of `quota` refuses it (then
     /// nothing is stored). The limits are checked in this order: messages, bytes, map reserve.
+    /// [`StorageError::NoSuchAccount`] if the user has no account.
     ///
     /// The map reserve is measured on the last committed state (see [`MapGauge`]): the other
     /// writes of the same group-committed batch are not counted, so a batch can use at most
@@ -179,6 +180,8 @@ impl WriteTxn<'_> {
         quota: &OfflineQuota,
     ) -> Result<OfflinePush, StorageError> {
         crate::fault::write(user)?;
+        key::user(user)?;
+        self.require_account(user)?;
         let mut meta = meta_in(self, user)?;
         if meta.count_usize() >= quota.max_messages {
             return Ok(OfflinePush::Full(OfflineFull::Messages));

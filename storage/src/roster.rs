@@ -107,9 +107,11 @@ impl WriteTxn<'_> {
 
     /// Stores `item` in the user's roster under `item.jid`, replacing any item there.
     /// Does not bump the roster version; call [`bump_roster_version`](Self::bump_roster_version).
+    /// [`StorageError::NoSuchAccount`] if the user has no account.
     pub fn put_roster_item(&mut self, user: &str, item: &RosterItem) -> Result<(), StorageError> {
         crate::fault::write(user)?;
         let key = key::contact(user, &item.jid)?;
+        self.require_account(user)?;
         self.put(Table::Roster, &key, &encode_item(item))
     }
 
@@ -139,8 +141,11 @@ impl WriteTxn<'_> {
     /// Increments and returns the user's roster version. The first version of a user is a
     /// random 64-bit starting point in the upper half of the range (so that a stale client
     /// version from a deleted and re-created account never matches), then +1 per call.
+    /// [`StorageError::NoSuchAccount`] if the user has no account.
     pub fn bump_roster_version(&mut self, user: &str) -> Result<u64, StorageError> {
         crate::fault::write(user)?;
+        key::user(user)?;
+        self.require_account(user)?;
         let next = match version_in(self, user)? {
             0 => first_version()?,
             v => v.checked_add(1).ok_or_else(|| {
@@ -171,6 +176,7 @@ impl WriteTxn<'_> {
 
     /// Records `contact`'s pending subscription request to the user, keeping `stanza` (the
     /// subscribe stanza to redeliver at the user's next login); replaces an earlier one.
+    /// [`StorageError::NoSuchAccount`] if the user has no account.
     pub fn put_sub_request(
         &mut self,
         user: &str,
@@ -179,6 +185,7 @@ impl WriteTxn<'_> {
     ) -> Result<(), StorageError> {
         crate::fault::write(user)?;
         let key = key::contact(user, contact)?;
+        self.require_account(user)?;
         self.put(Table::SubRequests, &key, &encode_request(stanza))
     }
 

@@ -47,6 +47,9 @@ tables! {
     OfflineMeta => "offline_meta",
     /// vCards keyed by bare JID; values hold the opaque vCard bytes.
     Vcards => "vcards",
+    /// Revocations keyed by sequence number (`u64` big-endian): accounts whose sessions must
+    /// end (see `revocations.rs`); the last sequence number is in [`Table::Meta`].
+    Revocations => "revocations",
 }
 
 /// The number of tables, sizing LMDB's `max_dbs` and the handle array.

@@ -148,6 +148,15 @@ impl<'a> ReadTxn<'a> {
     ) -> Result<Entries<'s>, StorageError> {
         entries_in(&self.txn, self.dbs.get(table), prefix)
     }
+
+    /// Every entry from the first key at or after `start` to the end of the table.
+    pub(crate) fn entries_from<'s>(
+        &'s self,
+        table: Table,
+        start: &[u8],
+    ) -> Result<Entries<'s>, StorageError> {
+        entries_from_in(&self.txn, self.dbs.get(table), start)
+    }
 }
 
 fn get_in<'t>(
@@ -180,6 +189,25 @@ fn entries_in<'t>(
     Ok(Entries {
         scan: Some((iter, cursor)),
         prefix,
+    })
+}
+
+fn entries_from_in<'t>(
+    txn: &'t impl Transaction,
+    db: Option<Database>,
+    start: &[u8],
+) -> Result<Entries<'t>, StorageError> {
+    let Some(db) = db else {
+        return Ok(Entries {
+            scan: None,
+            prefix: b"",
+        });
+    };
+    let mut cursor = txn.open_ro_cursor(db)?;
+    let iter = cursor.iter_from(start);
+    Ok(Entries {
+        scan: Some((iter, cursor)),
+        prefix: b"",
     })
 }
 

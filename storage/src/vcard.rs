@@ -31,10 +31,13 @@ impl VcardStore {
 
 /// vCard writes inside a write transaction.
 impl WriteTxn<'_> {
-    /// Stores `vcard` as the user's vCard, replacing any previous one.
+    /// Stores `vcard` as the user's vCard, replacing any previous one;
+    /// [`StorageError::NoSuchAccount`] if the user has no account.
     pub fn put_vcard(&mut self, user: &str, vcard: &[u8]) -> Result<(), StorageError> {
         crate::fault::write(user)?;
-        self.put(Table::Vcards, key::user(user)?, &encode(vcard))
+        let key = key::user(user)?;
+        self.require_account(user)?;
+        self.put(Table::Vcards, key, &encode(vcard))
     }
 
     /// Removes the user's vCard; returns whether there was one.

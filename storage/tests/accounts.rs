@@ -3,7 +3,7 @@
 mod common;
 
 use common::{account, item, open, opts, write, TempDir};
-use xmppd_storage::{Account, Storage, StorageError, Table, SCHEMA_VERSION};
+use xmppd_storage::{Account, RevokeReason, Storage, StorageError, Table, SCHEMA_VERSION};
 
 #[test]
 fn create_get_exists_set_delete() {
@@ -223,16 +223,29 @@ fn deleting_an_account_deletes_its_user_data_and_nothing_else() {
                 !gone.iter().any(|user| {
                     let mut prefix = user.as_bytes().to_vec();
                     prefix.push(0);
-                    *table != Table::Meta && (key == user.as_bytes() || key.starts_with(&prefix))
+                    *table != Table::Meta
+                        && *table != Table::Revocations
+                        && (key == user.as_bytes() || key.starts_with(&prefix))
                 })
             })
             .collect()
     };
     let before = all_keys(&s);
+    let not_revocations = |keys: Vec<(Table, Vec<u8>)>| -> Vec<(Table, Vec<u8>)> {
+        keys.into_iter()
+            .filter(|(table, key)| {
+                *table != Table::Revocations
+                    && !(*table == Table::Meta && key == b"revocation_seq")
+            })
+            .collect()
+    };
 
     a.delete("alice@example.org").unwrap();
     let after = all_keys(&s);
-    assert_eq!(after, survivors(before.clone(), &["alice@example.org"]));
+    assert_eq!(
+        not_revocations(after.clone()),
+        survivors(before.clone(), &["alice@example.org"])
+    );
     assert!(after.len() < before.len());
     let alice = s.rosters().load("alice@example.org").unwrap();
     assert_eq!(alice, xmppd_storage::Roster::default());
@@ -249,9 +262,45 @@ fn deleting_an_account_deletes_its_user_data_and_nothing_else() {
 
     a.delete_async("bob@example.org").wait().unwrap();
     assert_eq!(
-        all_keys(&s),
+        not_revocations(all_keys(&s)),
         survivors(before, &["alice@example.org", "bob@example.org"])
     );
+    let revoked = a.revocations_after(0).unwrap();
+    assert!(revoked.complete);
+    assert_eq!(
+        revoked
+            .entries
+            .iter()
+            .map(|r| (r.jid.as_str(), r.reason))
+            .collect::<Vec<_>>(),
+        [
+            ("alice@example.org", RevokeReason::Deleted),
+            ("bob@example.org", RevokeReason::Deleted)
+        ]
+    );
+
+    // issue 8: a write racing the deletion recreates nothing.
+    let quiet = all_keys(&s);
+    let racing = s
+        .submit(|t| {
+            t.put_roster_item("alice@example.org", &item("bob@example.org"))?;
+            t.put_vcard("alice@example.org", b"<vCard/>")
+        })
+        .wait();
+    assert!(matches!(racing, Err(StorageError::NoSuchAccount)), "{racing:?}");
+    for write_one in [
+        |t: &mut xmppd_storage::WriteTxn<'_>| t.bump_roster_version("alice@example.org").map(drop),
+        |t: &mut xmppd_storage::WriteTxn<'_>| {
+            t.put_sub_request("alice@example.org", "bob@example.org", b"<presence/>")
+        },
+        |t: &mut xmppd_storage::WriteTxn<'_>| {
+            t.push_offline("alice@example.org", 1, "x@y", b"m", 10).map(drop)
+        },
+    ] {
+        let r = s.submit(write_one).wait();
+        assert!(matches!(r, Err(StorageError::NoSuchAccount)), "{r:?}");
+    }
+    assert_eq!(all_keys(&s), quiet);
     let uk = s.rosters().load("bob@example.org.uk").unwrap();
     assert_eq!(uk.items.len(), 2);
     assert_ne!(uk.version, 0);
@@ -488,4 +537,85 @@ fn data_directory_is_private() {
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(s.path()), 0o700);
     assert_eq!(mode(&s.path().join("data.mdb")) & 0o077, 0);
+}
+
+#[test]
+fn credential_changes_and_disabling_are_revoked_in_the_same_transaction() {
+    let dir = TempDir::new("revoke");
+    let s = open(&dir);
+    let a = s.accounts();
+    assert_eq!(a.revocation_seq().unwrap(), 0);
+    a.create("alice@example.org", &account(1)).unwrap();
+    // Creating revokes nothing; neither does a set that changes nothing that matters.
+    let mut same = account(1);
+    same.created_unix = 99;
+    a.set("alice@example.org", &same).unwrap();
+    assert_eq!(a.revocation_seq().unwrap(), 0);
+    let (found, seq) = a.get_with_revocation_seq("alice@example.org").unwrap();
+    assert_eq!((found, seq), (Some(same), 0));
+
+    let new = account(2);
+    a.set_password("alice@example.org", new.sha1.clone(), new.sha256.clone())
+        .unwrap();
+    assert!(a.set_disabled("alice@example.org", true).unwrap());
+    assert!(!a.set_disabled("alice@example.org", true).unwrap());
+    // A password change keeps the disabled flag (one read-modify-write transaction).
+    let new = account(3);
+    a.set_password("alice@example.org", new.sha1.clone(), new.sha256.clone())
+        .unwrap();
+    let stored = a.get("alice@example.org").unwrap().unwrap();
+    assert!(stored.disabled);
+    assert_eq!(stored.sha256, new.sha256);
+    // Enabling revokes nothing.
+    assert!(a.set_disabled("alice@example.org", false).unwrap());
+    assert!(matches!(
+        a.set_disabled("nobody@example.org", true),
+        Err(StorageError::NotFound)
+    ));
+    assert!(matches!(
+        a.set_password("nobody@example.org", new.sha1, new.sha256),
+        Err(StorageError::NotFound)
+    ));
+
+    let all = a.revocations_after(0).unwrap();
+    let reasons: Vec<_> = all.entries.iter().map(|r| (r.seq, r.reason)).collect();
+    assert_eq!(
+        reasons,
+        [
+            (1, RevokeReason::PasswordChanged),
+            (2, RevokeReason::Disabled),
+            (3, RevokeReason::PasswordChanged)
+        ]
+    );
+    assert_eq!((all.last, all.complete), (3, true));
+    let tail = a.revocations_after(2).unwrap();
+    assert_eq!((tail.entries.len(), tail.last, tail.complete), (1, 3, true));
+    let none = a.revocations_after(3).unwrap();
+    assert_eq!((none.entries.len(), none.last, none.complete), (0, 3, true));
+}
+
+#[test]
+fn the_revocation_log_is_bounded_and_reports_what_it_dropped() {
+    let dir = TempDir::new("revoke-trim");
+    let s = open(&dir);
+    let n = xmppd_storage::REVOCATIONS_KEEP_MAX + 5;
+    s.write_sync(|t| {
+        for i in 0..n {
+            let jid = format!("u{i}@example.org");
+            t.create_account(&jid, &account(i))?;
+            let mut changed = account(i);
+            changed.disabled = true;
+            t.set_account(&jid, &changed)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let a = s.accounts();
+    assert_eq!(a.revocation_seq().unwrap(), n);
+    let kept = a.revocations_after(0).unwrap();
+    assert_eq!(kept.entries.len() as u64, xmppd_storage::REVOCATIONS_KEEP_MAX);
+    assert!(!kept.complete, "records 1..=5 were dropped");
+    assert_eq!(kept.entries[0].seq, 6);
+    assert!(a.revocations_after(5).unwrap().complete);
+    assert!(!a.revocations_after(4).unwrap().complete);
 }

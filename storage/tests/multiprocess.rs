@@ -232,6 +232,7 @@ fn ack_user_data(dir: &Path) {
                     pending.push((
                         "roster",
                         s.submit(move |txn| {
+                            txn.create_account(&u, &account(n))?;
                             let mut contact = item("contact@example.net");
                             contact.subscription = Subscription::To;
                             txn.put_roster_item(&u, &contact)?;

@@ -2,10 +2,20 @@
 
 mod common;
 
-use common::{check_stored_record, open, write, TempDir};
+use common::{check_stored_record, users, write, TempDir};
 use xmppd_storage::{OfflineMessage, StorageError, Table};
 
 const ME: &str = "juliet@example.com";
+
+/// The environment, with accounts for every user the tests write for.
+fn open(dir: &TempDir) -> xmppd_storage::Storage {
+    let s = common::open(dir);
+    users(
+        &s,
+        &[ME, "juliet@example.com.evil", "romeo@example.net"],
+    );
+    s
+}
 
 fn push(s: &xmppd_storage::Storage, user: &str, stamp: u64, body: &str, max: usize) -> Option<u64> {
     let (user, body) = (user.to_owned(), body.to_owned());

@@ -16,7 +16,9 @@ fn open_small(dir: &TempDir, map_size: usize) -> Storage {
         map_size,
         ..Options::default()
     };
-    Storage::open(&dir.path().join("data"), &opts).unwrap()
+    let s = Storage::open(&dir.path().join("data"), &opts).unwrap();
+    common::users(&s, &[ME, OTHER]);
+    s
 }
 
 fn push(s: &Storage, user: &str, len: usize, quota: &OfflineQuota) -> OfflinePush {

@@ -2,10 +2,20 @@
 
 mod common;
 
-use common::{check_stored_record, item, open, write, TempDir};
+use common::{check_stored_record, item, users, write, TempDir};
 use xmppd_storage::{Roster, RosterItem, StorageError, Subscription, Table};
 
 const ME: &str = "juliet@example.com";
+
+/// The environment, with accounts for every user the tests write for.
+fn open(dir: &TempDir) -> xmppd_storage::Storage {
+    let s = common::open(dir);
+    users(&s, &[ME, "al@x", "al@x.org", "ak@x", "nurse@example.com"]);
+    for i in 0..8 {
+        users(&s, &[&format!("u{i}@example.com")]);
+    }
+    s
+}
 
 fn full_item(jid: &str) -> RosterItem {
     RosterItem {

@@ -158,3 +158,14 @@ pub fn check_stored_record<T: std::fmt::Debug>(
     put(good);
     read().unwrap();
 }
+
+/// Creates an account for each of `jids` that has none (writes of a user's records need
+/// one).
+pub fn users(storage: &Storage, jids: &[&str]) {
+    for (n, jid) in jids.iter().enumerate() {
+        match storage.accounts().create(jid, &account(n as u64)) {
+            Ok(()) | Err(StorageError::AlreadyExists) => {}
+            Err(e) => panic!("creating {jid}: {e}"),
+        }
+    }
+}
