@@ -1,5 +1,8 @@
 //! Administrative commands: accounts, certificate generation, configuration checks. They open
-//! the same LMDB environment as the server, so they work while it runs.
+//! the same LMDB environment as the server, so they work while it runs: `passwd`, `deluser`
+//! and `disable` record a revocation in the transaction that changes the account, and every
+//! shard of a running server ends the account's sessions at its next sweep (about a second;
+//! issue 8).
 
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
@@ -144,21 +147,26 @@ pub fn adduser(config: &Config, args: &UserArgs) -> Result<(), AdminError> {
 pub fn passwd(config: &Config, args: &UserArgs) -> Result<(), AdminError> {
     let jid = account_jid(config, &args.jid)?;
     let storage = open(config)?;
-    let mut account = storage
+    if !storage
         .accounts()
-        .get(jid.as_str())
+        .exists(jid.as_str())
         .map_err(|e| err(e.to_string()))?
-        .ok_or_else(|| err(format!("{jid} does not exist")))?;
+    {
+        return Err(err(format!("{jid} does not exist")));
+    }
     let password = read_password(args, true)?;
     let (sha1, sha256) = credentials(config, &password);
-    account.sha1 = sha1;
-    account.sha256 = sha256;
+    // One transaction reads and writes the account (a concurrent disable is kept) and records
+    // the revocation that ends the account's sessions on a running server.
     storage
         .accounts()
-        .set(jid.as_str(), &account)
-        .map_err(|e| err(format!("updating {jid}: {e}")))?;
+        .set_password(jid.as_str(), sha1, sha256)
+        .map_err(|e| match e {
+            xmppd_storage::StorageError::NotFound => err(format!("{jid} does not exist")),
+            e => err(format!("updating {jid}: {e}")),
+        })?;
     storage.shutdown();
-    println!("password of {jid} changed");
+    println!("password of {jid} changed; its sessions end");
     Ok(())
 }
 
@@ -169,9 +177,35 @@ pub fn deluser(config: &Config, jid: &str) -> Result<(), AdminError> {
     storage
         .accounts()
         .delete(jid.as_str())
-        .map_err(|e| err(format!("deleting {jid}: {e}")))?;
+        .map_err(|e| match e {
+            xmppd_storage::StorageError::NotFound => err(format!("{jid} does not exist")),
+            e => err(format!("deleting {jid}: {e}")),
+        })?;
     storage.shutdown();
-    println!("deleted {jid}");
+    println!("deleted {jid}; its sessions end");
+    Ok(())
+}
+
+/// `xmppd disable JID` / `xmppd enable JID`. Disabling records a revocation in the same
+/// transaction, which ends the account's sessions on a running server; later logins fail with
+/// SASL `account-disabled` (after the password was proven).
+pub fn set_disabled(config: &Config, jid: &str, disabled: bool) -> Result<(), AdminError> {
+    let jid = account_jid(config, jid)?;
+    let storage = open(config)?;
+    let changed = storage
+        .accounts()
+        .set_disabled(jid.as_str(), disabled)
+        .map_err(|e| match e {
+            xmppd_storage::StorageError::NotFound => err(format!("{jid} does not exist")),
+            e => err(format!("updating {jid}: {e}")),
+        })?;
+    storage.shutdown();
+    match (changed, disabled) {
+        (true, true) => println!("disabled {jid}; its sessions end"),
+        (true, false) => println!("enabled {jid}"),
+        (false, true) => println!("{jid} was already disabled"),
+        (false, false) => println!("{jid} was not disabled"),
+    }
     Ok(())
 }
 

@@ -126,10 +126,23 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Create an account. The password comes from a prompt, `--password-file` or `--password-stdin`.
     Adduser(UserArgs),
-    /// Change an account's password.
+    /// Change an account's password. A running server ends the account's sessions within
+    /// about a second (`not-authorized`).
     Passwd(UserArgs),
-    /// Delete an account.
+    /// Delete an account with its roster, offline messages and vCard. A running server ends
+    /// its sessions within about a second (`not-authorized`).
     Deluser {
+        /// The account's bare JID, e.g. alice@localhost.
+        jid: String,
+    },
+    /// Disable an account: it keeps its data but cannot log in (SASL `account-disabled`). A
+    /// running server ends its sessions within about a second (`not-authorized`).
+    Disable {
+        /// The account's bare JID, e.g. alice@localhost.
+        jid: String,
+    },
+    /// Enable a disabled account.
+    Enable {
         /// The account's bare JID, e.g. alice@localhost.
         jid: String,
     },
@@ -157,9 +170,9 @@ pub enum Command {
     ///
     /// The whole file is validated before anything is written; an error names `file:line`.
     /// An account that already exists is an error unless --skip-existing or --replace is given.
-    /// Writes are durable when the command returns. Works while the server runs; a user who
-    /// is online when the import replaces their roster sees it at their next login (after all
-    /// their sessions have ended).
+    /// Writes are durable when the command returns. Works while the server runs; --replace
+    /// gives an existing account new credentials, which ends its sessions on a running server
+    /// (`not-authorized`), and the user sees the replaced roster at the next login.
     Import(ImportArgs),
     /// Print the home shard of each bare JID for a given shard count.
     ShardOf {

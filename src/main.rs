@@ -38,6 +38,12 @@ fn main() -> ExitCode {
         Some(Command::Adduser(args)) => admin::adduser(&config, args).map_err(Into::into),
         Some(Command::Passwd(args)) => admin::passwd(&config, args).map_err(Into::into),
         Some(Command::Deluser { jid }) => admin::deluser(&config, jid).map_err(Into::into),
+        Some(Command::Disable { jid }) => {
+            admin::set_disabled(&config, jid, true).map_err(Into::into)
+        }
+        Some(Command::Enable { jid }) => {
+            admin::set_disabled(&config, jid, false).map_err(Into::into)
+        }
         Some(Command::Users { only_domain }) => {
             admin::users(&config, only_domain.as_deref()).map_err(Into::into)
         }

@@ -57,6 +57,8 @@ pub struct Handoff {
     pub peer: SocketAddr,
     /// When the connection was accepted (the authentication deadline counts from here).
     pub created: Instant,
+    /// The account revocation sequence number the credentials were checked at.
+    pub auth_seq: u64,
 }
 
 /// Why a connection ends.
@@ -137,7 +139,9 @@ impl Conn {
         // SAFETY: the descriptor was dup'ed for this hand-off and is owned by nobody else.
         let sock = unsafe { TcpStream::from_raw_fd(h.fd.into_raw_fd()) };
         let neg = Negotiator::resume(h.user, h.secured, h.direct_tls, h.lang);
-        Conn::build(c2s, sock, h.peer, h.tls, neg, h.created, h.unread)
+        let conn = Conn::build(c2s, sock, h.peer, h.tls, neg, h.created, h.unread);
+        conn.handle.auth_seq.set(h.auth_seq);
+        conn
     }
 
     fn build(
@@ -233,10 +237,13 @@ impl Conn {
                     .await;
                 let action = {
                     let bindings = self.bindings.as_deref().cloned().unwrap_or_default();
-                    let accounts = self.c2s.router.storage.accounts();
+                    let store = self.c2s.router.storage.accounts();
+                    let accounts = super::Lookups::new(&store);
                     let env = env(&self.c2s, &bindings, &accounts);
                     let mut out = self.handle.out();
-                    self.neg.plain_verified(ok, &env, &mut out)
+                    let action = self.neg.plain_verified(ok, &env, &mut out);
+                    self.note_lookup(&accounts);
+                    action
                 };
                 self.reprocess = true;
                 match action {
@@ -305,6 +312,7 @@ impl Conn {
             lang: self.neg.lang().map(str::to_string),
             peer: self.peer,
             created: self.handle.created,
+            auth_seq: self.handle.auth_seq.get(),
         };
         let sent = self
             .c2s
@@ -484,12 +492,14 @@ impl Conn {
             Frame::StreamOpen(hdr) => {
                 self.ns = self.framer.stream_ns_shared();
                 let bindings = self.bindings.as_deref().cloned().unwrap_or_default();
-                let accounts = self.c2s.router.storage.accounts();
+                let store = self.c2s.router.storage.accounts();
+                let accounts = super::Lookups::new(&store);
                 let action = {
                     let env = env(&self.c2s, &bindings, &accounts);
                     let mut out = self.handle.out();
                     self.neg.on_header(&hdr, &env, &mut out)
                 };
+                self.note_lookup(&accounts);
                 self.action(action)
             }
             Frame::Element(raw) => {
@@ -516,12 +526,14 @@ impl Conn {
                 let el = xml::parse_element(raw, self.framer.stream_ns(), &limits)
                     .map_err(|e| End::Error(StreamError::from(&e)))?;
                 let bindings = self.bindings.as_deref().cloned().unwrap_or_default();
-                let accounts = self.c2s.router.storage.accounts();
+                let store = self.c2s.router.storage.accounts();
+                let accounts = super::Lookups::new(&store);
                 let action = {
                     let env = env(&self.c2s, &bindings, &accounts);
                     let mut out = self.handle.out();
                     self.neg.on_nonza(&el, &env, &mut out)
                 };
+                self.note_lookup(&accounts);
                 self.action(action)
             }
         }
@@ -581,6 +593,10 @@ impl Conn {
             // Only resource binding is allowed before a resource is bound (CORE-STREAM-15).
             if ty == Ok(StanzaType::Iq(IqType::Set)) && head.first_child == Some((ns::BIND, "bind"))
             {
+                // Issue 8: an account change since the credentials were checked ends the stream.
+                if let Some(user) = self.neg.authenticated() {
+                    self.c2s.check_login(user, self.handle.auth_seq.get())?;
+                }
                 return Ok(self.bind(head, id.as_deref()));
             }
             return Err(StreamError::with_text(
@@ -762,6 +778,13 @@ impl Conn {
             }
         }
         None
+    }
+
+    /// Remember the revocation sequence number of SASL's last account lookup (issue 8).
+    fn note_lookup(&self, accounts: &super::Lookups<'_>) {
+        if let Some(seq) = accounts.seq() {
+            self.handle.auth_seq.set(seq);
+        }
     }
 
     /// Answer the client's own stanza with an error (never an error to an error).

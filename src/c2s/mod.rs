@@ -39,6 +39,8 @@ pub struct C2s {
     plain_buf: RefCell<Box<[u8]>>,
     max_conns: usize,
     shutting_down: Cell<bool>,
+    /// The last account revocation this shard acted on (see [`C2s::end_revoked_sessions`]).
+    revocations_seen: Cell<u64>,
 }
 
 /// A minimal slab of connection handles: stable indices, O(1) insert and remove.
@@ -95,6 +97,64 @@ impl Accounts for xmppd_storage::AccountStore {
     }
 }
 
+/// SASL's account lookups that remember the revocation sequence number read in the same
+/// snapshot as the account (issue 8): a login is invalidated exactly by the revocations after
+/// it, whichever process records them.
+pub(crate) struct Lookups<'a> {
+    store: &'a xmppd_storage::AccountStore,
+    seq: Cell<Option<u64>>,
+}
+
+impl<'a> Lookups<'a> {
+    fn new(store: &'a xmppd_storage::AccountStore) -> Lookups<'a> {
+        Lookups {
+            store,
+            seq: Cell::new(None),
+        }
+    }
+
+    /// The sequence number of the last lookup, if one was made.
+    fn seq(&self) -> Option<u64> {
+        self.seq.get()
+    }
+}
+
+impl Accounts for Lookups<'_> {
+    fn lookup(&self, bare: &str) -> Lookup {
+        match self.store.get_with_revocation_seq(bare) {
+            Ok((account, seq)) => {
+                self.seq.set(Some(seq));
+                match account {
+                    Some(a) => Lookup::Found {
+                        sha1: scram_keys(a.sha1),
+                        sha256: scram_keys(a.sha256),
+                        disabled: a.disabled,
+                    },
+                    None => Lookup::NotFound,
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "account lookup failed");
+                Lookup::Unavailable
+            }
+        }
+    }
+}
+
+/// The stream error that ends a session whose login was revoked (issue 8). RFC 6120 has no
+/// `account-disabled` stream condition (it is a SASL failure, §6.5.2, which a later login
+/// gets), so every reason is `not-authorized` (§4.9.3.12: the entity is no longer authorized
+/// on this stream) with a text that says why.
+fn revoked_error(reason: xmppd_storage::RevokeReason) -> StreamError {
+    use xmppd_storage::RevokeReason;
+    let text = match reason {
+        RevokeReason::PasswordChanged => "the account's password was changed",
+        RevokeReason::Deleted => "the account was deleted",
+        RevokeReason::Disabled => "the account was disabled",
+    };
+    StreamError::with_text(StreamCondition::NotAuthorized, text)
+}
+
 fn scram_keys(k: xmppd_storage::ScramKeys) -> crate::stream::sasl::ScramKeys {
     crate::stream::sasl::ScramKeys {
         salt: k.salt,
@@ -113,7 +173,17 @@ impl C2s {
         secret: Arc<[u8]>,
         max_conns: usize,
     ) -> C2s {
+        // Revocations recorded before this shard started end no session of it.
+        let revocations_seen = router
+            .storage
+            .accounts()
+            .revocation_seq()
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "reading the account revocation log failed");
+                0
+            });
         C2s {
+            revocations_seen: Cell::new(revocations_seen),
             config: router.config.clone(),
             router,
             tls,
@@ -220,6 +290,7 @@ impl C2s {
             if self.shutting_down.get() {
                 return;
             }
+            self.end_revoked_sessions();
             let now = Instant::now();
             let conns = self.conns.borrow();
             for h in conns.iter() {
@@ -261,6 +332,98 @@ impl C2s {
                     _ => {}
                 }
             }
+        }
+    }
+
+    /// End the sessions on this shard whose login an account change revoked (issue 8): new
+    /// credentials, deletion or disabling, recorded in storage by this or another process (the
+    /// admin CLI). One lookup when nothing changed. An account's sessions all live on its home
+    /// shard; a session that logged in after the change (its `auth_seq` is not older) stays.
+    /// Connections authenticated but not bound yet are checked at bind
+    /// ([`C2s::check_login`]).
+    fn end_revoked_sessions(&self) {
+        let accounts = self.router.storage.accounts();
+        let seen = self.revocations_seen.get();
+        let found = match accounts.revocation_seq() {
+            Ok(last) if last <= seen => return,
+            Ok(_) => accounts.revocations_after(seen),
+            Err(e) => Err(e),
+        };
+        let found = match found {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the account revocation log failed");
+                return;
+            }
+        };
+        self.revocations_seen.set(found.last);
+        let mut ending: Vec<(Jid, Rc<ClientHandle>, StreamError)> = Vec::new();
+        if found.complete {
+            let sessions = self.router.sessions.borrow();
+            for r in &found.entries {
+                let Some(account) = sessions.account(&r.jid) else {
+                    continue;
+                };
+                for res in &account.resources {
+                    if res.handle.auth_seq.get() < r.seq {
+                        let err = revoked_error(r.reason);
+                        ending.push((res.jid.clone(), res.handle.clone(), err));
+                    }
+                }
+            }
+        } else {
+            // Revocations were dropped from the bounded log before this shard read them (it
+            // stalled, or a bulk change outran the log): which accounts they named is
+            // unknown, so every session that logged in before them ends.
+            tracing::warn!(
+                seen,
+                last = found.last,
+                "account revocations were missed; ending every session that logged in before them"
+            );
+            for h in self.conns.borrow().iter() {
+                let Some(jid) = h.jid.borrow().clone() else {
+                    continue;
+                };
+                if h.auth_seq.get() < found.last {
+                    let err = StreamError::with_text(
+                        StreamCondition::NotAuthorized,
+                        "account changes were missed; log in again",
+                    );
+                    ending.push((jid, h.clone(), err));
+                }
+            }
+        }
+        for (jid, h, err) in ending {
+            h.request_close(err);
+            // The session ends here and now, as a displaced one does: nothing more is routed
+            // to it, contacts learn it is gone, and the account's cached state goes with its
+            // last session, so a new account with the same JID starts from storage.
+            self.router.session_ended(&jid, &h);
+        }
+    }
+
+    /// At bind: refuse a login that an account change revoked after its credentials were
+    /// checked (`auth_seq`), e.g. while the connection moved to this shard or waited to bind,
+    /// before the sweeper could see it bound.
+    fn check_login(&self, user: &Jid, auth_seq: u64) -> Result<(), StreamError> {
+        let found = self
+            .router
+            .storage
+            .accounts()
+            .revocations_after(auth_seq)
+            .map_err(|e| {
+                tracing::error!(error = %e, "reading the account revocation log failed");
+                StreamError::new(StreamCondition::InternalServerError)
+            })?;
+        if !found.complete {
+            return Err(StreamError::with_text(
+                StreamCondition::NotAuthorized,
+                "account changes were missed; log in again",
+            ));
+        }
+        match found.reason_for(user.bare_str()) {
+            Some(reason) => Err(revoked_error(reason)),
+            None => Ok(()),
         }
     }
 

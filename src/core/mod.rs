@@ -59,9 +59,15 @@ pub trait Services {
 /// The stanza error that reports a storage failure to whoever's stanza it stopped, logged
 /// here at warn with its cause and `what` was being done (issue 8: a failure is never
 /// answered as if the data were absent). A capacity limit (LMDB map or reader table full)
-/// is `resource-constraint` (wait), as offline storage answers it; anything else is
-/// `internal-server-error`.
+/// is `resource-constraint` (wait), as offline storage answers it; a write for an account
+/// deleted meanwhile is `forbidden`; anything else is `internal-server-error`.
 pub fn storage_failure(what: &str, user: &str, e: &xmppd_storage::StorageError) -> StanzaError {
+    if matches!(e, xmppd_storage::StorageError::NoSuchAccount) {
+        // The account was deleted meanwhile (its sessions are being ended); nothing was
+        // stored (issue 8: a deleted account's session must not recreate its records).
+        tracing::info!(user, "{what} refused: the account no longer exists");
+        return StanzaError::with_text(StanzaCondition::Forbidden, "the account no longer exists");
+    }
     tracing::warn!(user, error = %e, "{what} failed: storage error");
     if e.is_full() {
         StanzaError::with_text(

@@ -113,6 +113,9 @@ pub struct ClientHandle {
     pub ping_sent: Cell<Option<Instant>>,
     /// The bound full JID, once bound.
     pub jid: RefCell<Option<Jid>>,
+    /// The account revocation sequence number as of the snapshot the credentials were checked
+    /// in (issue 8): revocations after it end this session.
+    pub auth_seq: Cell<u64>,
 }
 
 impl ClientHandle {
@@ -133,6 +136,7 @@ impl ClientHandle {
             last_rx: Cell::new(created),
             ping_sent: Cell::new(None),
             jid: RefCell::new(None),
+            auth_seq: Cell::new(0),
         }
     }
 

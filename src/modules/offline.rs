@@ -175,6 +175,10 @@ impl Offline {
                     }
                     server_full()
                 }
+                // Issue 8: the recipient's account was deleted meanwhile; nothing was stored.
+                Err(xmppd_storage::StorageError::NoSuchAccount) => {
+                    StanzaError::new(StanzaCondition::ServiceUnavailable)
+                }
                 Err(e) if e.is_full() => {
                     tracing::error!(error = %e, "storing an offline message failed: LMDB map full");
                     server_full()

@@ -1,9 +1,9 @@
 //! Accounts: SCRAM credentials per bare JID, never a plaintext password.
 
 use crate::codec::{Decoder, Encoder};
+use crate::revocations::{self, RevocationsAfter, RevokeReason};
 use crate::table::Table;
 use crate::txn::WriteTxn;
-use crate::revocations::{self, RevocationsAfter, RevokeReason};
 use crate::{key, offline, roster, vcard};
 use crate::{Completion, Storage, StorageError};
 

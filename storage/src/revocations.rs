@@ -17,7 +17,7 @@
 
 use crate::codec::{Decoder, Encoder};
 use crate::table::Table;
-use crate::txn::{Reader, ReadTxn, WriteTxn};
+use crate::txn::{ReadTxn, Reader, WriteTxn};
 use crate::StorageError;
 
 /// Records older than this many seconds are dropped at the next append.
@@ -231,9 +231,7 @@ mod tests {
             );
             every_truncation_is_corrupt(&buf, |b| decode(7, b));
         }
-        garbage_never_panics(&encode("a@b", RevokeReason::Deleted, 1), |b| {
-            decode(1, b)
-        });
+        garbage_never_panics(&encode("a@b", RevokeReason::Deleted, 1), |b| decode(1, b));
         let mut bad_reason = encode("a@b", RevokeReason::Deleted, 1);
         bad_reason[9] = 9;
         assert!(matches!(

@@ -234,8 +234,7 @@ fn deleting_an_account_deletes_its_user_data_and_nothing_else() {
     let not_revocations = |keys: Vec<(Table, Vec<u8>)>| -> Vec<(Table, Vec<u8>)> {
         keys.into_iter()
             .filter(|(table, key)| {
-                *table != Table::Revocations
-                    && !(*table == Table::Meta && key == b"revocation_seq")
+                *table != Table::Revocations && !(*table == Table::Meta && key == b"revocation_seq")
             })
             .collect()
     };
@@ -287,14 +286,18 @@ fn deleting_an_account_deletes_its_user_data_and_nothing_else() {
             t.put_vcard("alice@example.org", b"<vCard/>")
         })
         .wait();
-    assert!(matches!(racing, Err(StorageError::NoSuchAccount)), "{racing:?}");
+    assert!(
+        matches!(racing, Err(StorageError::NoSuchAccount)),
+        "{racing:?}"
+    );
     for write_one in [
         |t: &mut xmppd_storage::WriteTxn<'_>| t.bump_roster_version("alice@example.org").map(drop),
         |t: &mut xmppd_storage::WriteTxn<'_>| {
             t.put_sub_request("alice@example.org", "bob@example.org", b"<presence/>")
         },
         |t: &mut xmppd_storage::WriteTxn<'_>| {
-            t.push_offline("alice@example.org", 1, "x@y", b"m", 10).map(drop)
+            t.push_offline("alice@example.org", 1, "x@y", b"m", 10)
+                .map(drop)
         },
     ] {
         let r = s.submit(write_one).wait();
@@ -613,7 +616,10 @@ fn the_revocation_log_is_bounded_and_reports_what_it_dropped() {
     let a = s.accounts();
     assert_eq!(a.revocation_seq().unwrap(), n);
     let kept = a.revocations_after(0).unwrap();
-    assert_eq!(kept.entries.len() as u64, xmppd_storage::REVOCATIONS_KEEP_MAX);
+    assert_eq!(
+        kept.entries.len() as u64,
+        xmppd_storage::REVOCATIONS_KEEP_MAX
+    );
     assert!(!kept.complete, "records 1..=5 were dropped");
     assert_eq!(kept.entries[0].seq, 6);
     assert!(a.revocations_after(5).unwrap().complete);

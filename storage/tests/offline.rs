@@ -10,10 +10,7 @@ const ME: &str = "juliet@example.com";
 /// The environment, with accounts for every user the tests write for.
 fn open(dir: &TempDir) -> xmppd_storage::Storage {
     let s = common::open(dir);
-    users(
-        &s,
-        &[ME, "juliet@example.com.evil", "romeo@example.net"],
-    );
+    users(&s, &[ME, "juliet@example.com.evil", "romeo@example.net"]);
     s
 }
 
