@@ -311,6 +311,34 @@ pub struct ServeArgs {
     /// SASL failures allowed on one stream before it is closed [default: 3].
     #[arg(long)]
     pub max_auth_failures: Option<u32>,
+    /// Largest element before authentication, in bytes (SASL needs a few KiB)
+    /// [default: 8192].
+    #[arg(long)]
+    pub max_preauth_stanza_size: Option<usize>,
+    /// Connections from one address (IPv4, or IPv6 /64) that may be authenticating at once
+    /// (0 = unlimited) [default: 16].
+    #[arg(long)]
+    pub max_unauth_per_ip: Option<u32>,
+    /// New connections per second from one address, sustained (0 = unlimited) [default: 10].
+    #[arg(long)]
+    pub conn_rate_per_ip: Option<u32>,
+    /// New connections from one address in a burst [default: 20].
+    #[arg(long)]
+    pub conn_burst_per_ip: Option<u32>,
+    /// Failed logins from one address before each further attempt must wait (1 s, doubling)
+    /// [default: 5].
+    #[arg(long)]
+    pub auth_failures_per_ip: Option<u32>,
+    /// Seconds after which an address's failed logins are forgotten [default: 600].
+    #[arg(long)]
+    pub auth_failure_window: Option<u64>,
+    /// Longest wait, in seconds, between login attempts from an address under backoff
+    /// [default: 30].
+    #[arg(long)]
+    pub auth_backoff_max: Option<u64>,
+    /// Do not apply the per-address limits to loopback addresses (for local load tests).
+    #[arg(long)]
+    pub exempt_loopback: bool,
     /// Resources one account may bind at once [default: 16].
     #[arg(long)]
     pub max_resources: Option<usize>,
@@ -409,6 +437,14 @@ struct FileConfig {
     keepalive_interval: Option<u64>,
     keepalive_timeout: Option<u64>,
     max_auth_failures: Option<u32>,
+    max_preauth_stanza_size: Option<usize>,
+    max_unauth_per_ip: Option<u32>,
+    conn_rate_per_ip: Option<u32>,
+    conn_burst_per_ip: Option<u32>,
+    auth_failures_per_ip: Option<u32>,
+    auth_failure_window: Option<u64>,
+    auth_backoff_max: Option<u64>,
+    exempt_loopback: Option<bool>,
     max_resources: Option<usize>,
     resource_conflict: Option<ConflictPolicy>,
     no_legacy_error_codes: Option<bool>,
@@ -477,6 +513,22 @@ pub struct Config {
     pub keepalive_timeout: Duration,
     /// SASL failures per stream.
     pub max_auth_failures: u32,
+    /// Largest element before authentication.
+    pub max_preauth_stanza_size: usize,
+    /// Unauthenticated connections per address (0: unlimited).
+    pub max_unauth_per_ip: u32,
+    /// New connections per second per address (0: unlimited).
+    pub conn_rate_per_ip: u32,
+    /// Connection burst per address.
+    pub conn_burst_per_ip: u32,
+    /// Failed logins per address before backoff.
+    pub auth_failures_per_ip: u32,
+    /// How long failed logins are remembered.
+    pub auth_failure_window: Duration,
+    /// Longest backoff between login attempts.
+    pub auth_backoff_max: Duration,
+    /// Loopback addresses are exempt from the per-address limits.
+    pub exempt_loopback: bool,
     /// Resources per account.
     pub max_resources: usize,
     /// Resource conflict policy.
@@ -640,6 +692,26 @@ impl Config {
                 60,
             )),
             max_auth_failures: pick(serve.max_auth_failures, file.max_auth_failures, 3),
+            max_preauth_stanza_size: pick(
+                serve.max_preauth_stanza_size,
+                file.max_preauth_stanza_size,
+                8192,
+            ),
+            max_unauth_per_ip: pick(serve.max_unauth_per_ip, file.max_unauth_per_ip, 16),
+            conn_rate_per_ip: pick(serve.conn_rate_per_ip, file.conn_rate_per_ip, 10),
+            conn_burst_per_ip: pick(serve.conn_burst_per_ip, file.conn_burst_per_ip, 20),
+            auth_failures_per_ip: pick(serve.auth_failures_per_ip, file.auth_failures_per_ip, 5),
+            auth_failure_window: Duration::from_secs(pick(
+                serve.auth_failure_window,
+                file.auth_failure_window,
+                600,
+            )),
+            auth_backoff_max: Duration::from_secs(pick(
+                serve.auth_backoff_max,
+                file.auth_backoff_max,
+                30,
+            )),
+            exempt_loopback: flag(serve.exempt_loopback, file.exempt_loopback),
             max_resources: pick(serve.max_resources, file.max_resources, 16),
             resource_conflict: pick(
                 serve.resource_conflict,
@@ -711,6 +783,23 @@ impl Config {
         if !(1..=100).contains(&self.max_auth_failures) {
             return bad("--max-auth-failures must be between 1 and 100");
         }
+        if self.max_preauth_stanza_size < 2048
+            || self.max_preauth_stanza_size > self.max_stanza_size
+        {
+            return bad("--max-preauth-stanza-size must be between 2048 and --max-stanza-size");
+        }
+        if self.conn_rate_per_ip > 0 && self.conn_burst_per_ip == 0 {
+            return bad("--conn-burst-per-ip must be at least 1");
+        }
+        if self.auth_failures_per_ip == 0 {
+            return bad("--auth-failures-per-ip must be at least 1");
+        }
+        if self.auth_backoff_max.is_zero() || self.auth_backoff_max > Duration::from_secs(3600) {
+            return bad("--auth-backoff-max must be between 1 and 3600 seconds");
+        }
+        if self.auth_failure_window.is_zero() {
+            return bad("--auth-failure-window must be positive");
+        }
         if self.max_resources == 0 {
             return bad("--max-resources must be at least 1");
         }
@@ -770,6 +859,15 @@ impl Config {
     /// True if `domain` (already normalized) is served here.
     pub fn serves(&self, domain: &str) -> bool {
         self.domains.iter().any(|d| d == domain)
+    }
+
+    /// The XML limits for client streams before authentication: the same, with the smaller
+    /// `--max-preauth-stanza-size`.
+    pub fn preauth_xml_limits(&self) -> crate::xml::Limits {
+        crate::xml::Limits {
+            max_stanza_bytes: self.max_preauth_stanza_size,
+            ..self.xml_limits()
+        }
     }
 
     /// The XML limits for client streams.

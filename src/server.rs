@@ -9,6 +9,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::c2s::limits::{IpLimits, Policy};
 use crate::c2s::{C2s, Handoff};
 use crate::config::Config;
 use crate::core::{RegisterFn, Registry};
@@ -48,6 +49,9 @@ pub fn serve(config: Config, modules: &'static [RegisterFn]) -> Result<(), Start
     let storage = xmppd_storage::Storage::open(&config.data_dir, &config.storage_options())
         .map_err(|e| StartError(format!("opening {}: {e}", config.data_dir.display())))?;
     let secret: Arc<[u8]> = load_secret(&config.data_dir)?.into();
+    // One per-address table for all shards (issue 8): an address's connections land on every
+    // shard, so per-shard tables would multiply the limits by the shard count.
+    let ip_limits = Arc::new(IpLimits::new(Policy::from_config(&config)));
     let tls = TlsSetup::load(
         &config.cert,
         &config.key,
@@ -86,6 +90,7 @@ pub fn serve(config: Config, modules: &'static [RegisterFn]) -> Result<(), Start
             let fds = per_shard.get(i).cloned().unwrap_or_default();
             let tls = tls.clone();
             let secret = secret.clone();
+            let ip_limits = ip_limits.clone();
             let exited = ShardExit {
                 index: i,
                 tx: exited_tx.clone(),
@@ -102,6 +107,7 @@ pub fn serve(config: Config, modules: &'static [RegisterFn]) -> Result<(), Start
                     fds,
                     tls,
                     secret,
+                    ip_limits,
                     modules,
                     max_conns: per_shard_conns,
                 })
@@ -260,6 +266,7 @@ struct ShardInit {
     fds: Vec<(RawFd, bool)>,
     tls: TlsSetup,
     secret: Arc<[u8]>,
+    ip_limits: Arc<IpLimits>,
     modules: &'static [RegisterFn],
     max_conns: usize,
 }
@@ -278,6 +285,7 @@ async fn shard_main(init: ShardInit) {
         Some(init.tls),
         init.links.clone(),
         init.secret,
+        init.ip_limits,
         init.max_conns,
     ));
     glommio::spawn_local(outbox.run_flusher()).detach();

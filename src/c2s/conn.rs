@@ -114,6 +114,9 @@ pub struct Conn {
     sent_to: u64,
     /// This task's registration round with the outbox's congestion waiters.
     mesh_ticket: u32,
+    /// The connection's place among its address's unauthenticated connections, until it
+    /// authenticates or closes (`None` once authenticated, or for an exempt address).
+    preauth: Option<super::limits::Preauth>,
 }
 
 impl Conn {
@@ -123,8 +126,9 @@ impl Conn {
         peer: SocketAddr,
         tls: Option<Box<rustls::ServerConnection>>,
         direct_tls: bool,
+        preauth: Option<super::limits::Preauth>,
     ) -> Conn {
-        Conn::build(
+        let mut conn = Conn::build(
             c2s,
             sock,
             peer,
@@ -132,7 +136,11 @@ impl Conn {
             Negotiator::new(direct_tls),
             Instant::now(),
             Vec::new(),
-        )
+        );
+        // Issue 8: before authentication, elements are held to the smaller pre-auth limit.
+        conn.framer.set_limits(conn.c2s.config.preauth_xml_limits());
+        conn.preauth = preauth;
+        conn
     }
 
     pub(super) fn adopted(c2s: Rc<C2s>, h: Handoff) -> Conn {
@@ -174,6 +182,7 @@ impl Conn {
             bindings: None,
             sent_to: 0,
             mesh_ticket: 0,
+            preauth: None,
         }
     }
 
@@ -241,7 +250,9 @@ impl Conn {
                     let accounts = super::Lookups::new(&store);
                     let env = env(&self.c2s, &bindings, &accounts);
                     let mut out = self.handle.out();
+                    let failed = self.neg.attempts_failed();
                     let action = self.neg.plain_verified(ok, &env, &mut out);
+                    self.note_attempts(failed);
                     self.note_lookup(&accounts);
                     action
                 };
@@ -262,6 +273,9 @@ impl Conn {
     /// SASL succeeded: the next header restarts the stream, possibly on another shard.
     async fn authenticated(&mut self, user: Jid) -> Option<End> {
         self.framer.reset();
+        self.framer.set_limits(self.c2s.config.xml_limits());
+        // No longer one of its address's unauthenticated connections.
+        self.preauth = None;
         if let Err(end) = self.flush_all().await {
             return Some(end);
         }
@@ -503,7 +517,7 @@ impl Conn {
                 self.action(action)
             }
             Frame::Element(raw) => {
-                let limits = self.c2s.config.xml_limits();
+                let limits = *self.framer.limits();
                 let stream_ns = self.ns.clone();
                 let head = xml::scan_stanza(raw, &stream_ns, &limits)
                     .map_err(|e| End::Error(StreamError::from(&e)))?;
@@ -528,11 +542,20 @@ impl Conn {
                 let bindings = self.bindings.as_deref().cloned().unwrap_or_default();
                 let store = self.c2s.router.storage.accounts();
                 let accounts = super::Lookups::new(&store);
+                // Issue 8: an address backing off after failed logins may not try now.
+                let backoff = if el.name == "auth" && el.ns == ns::SASL {
+                    self.c2s.ip_limits.auth_wait(self.peer.ip(), Instant::now())
+                } else {
+                    None
+                };
+                let failed = self.neg.attempts_failed();
                 let action = {
-                    let env = env(&self.c2s, &bindings, &accounts);
+                    let mut env = env(&self.c2s, &bindings, &accounts);
+                    env.auth_backoff = backoff;
                     let mut out = self.handle.out();
                     self.neg.on_nonza(&el, &env, &mut out)
                 };
+                self.note_attempts(failed);
                 self.note_lookup(&accounts);
                 self.action(action)
             }
@@ -781,6 +804,17 @@ impl Conn {
     }
 
     /// Remember the revocation sequence number of SASL's last account lookup (issue 8).
+    /// Count the failed authentication attempts since the negotiator had `before` of them
+    /// against the peer's address.
+    fn note_attempts(&self, before: u32) {
+        let n = self.neg.attempts_failed().saturating_sub(before);
+        if n > 0 {
+            self.c2s
+                .ip_limits
+                .auth_failed(self.peer.ip(), n, Instant::now());
+        }
+    }
+
     fn note_lookup(&self, accounts: &super::Lookups<'_>) {
         if let Some(seq) = accounts.seq() {
             self.handle.auth_seq.set(seq);
@@ -954,6 +988,7 @@ fn env<'a>(
         accounts,
         fake_salt_secret: &c2s.secret,
         scram_iterations: config.scram_iterations,
+        auth_backoff: None,
     }
 }
 

@@ -3,6 +3,7 @@
 //! moved here after authentication. One task per connection (`conn.rs`) owns the socket.
 
 mod conn;
+pub mod limits;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -34,6 +35,8 @@ pub struct C2s {
     tls: Option<TlsSetup>,
     links: Arc<Links>,
     secret: Arc<[u8]>,
+    /// The process-wide per-address limits before authentication.
+    ip_limits: Arc<limits::IpLimits>,
     conns: RefCell<Slab>,
     read_buf: RefCell<Box<[u8]>>,
     plain_buf: RefCell<Box<[u8]>>,
@@ -171,6 +174,7 @@ impl C2s {
         tls: Option<TlsSetup>,
         links: Arc<Links>,
         secret: Arc<[u8]>,
+        ip_limits: Arc<limits::IpLimits>,
         max_conns: usize,
     ) -> C2s {
         // Revocations recorded before this shard started end no session of it.
@@ -189,6 +193,7 @@ impl C2s {
             tls,
             links,
             secret,
+            ip_limits,
             conns: RefCell::new(Slab::default()),
             read_buf: RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice()),
             plain_buf: RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice()),
@@ -236,6 +241,34 @@ impl C2s {
                 .detach();
                 continue;
             }
+            // Issue 8: per-address limits. Over the rate, the connection is closed without a
+            // word (a flood must not cost a task and a lingering socket each); over the
+            // unauthenticated count, it learns why (that path is itself rate-limited).
+            let preauth = match self.ip_limits.admit(peer.ip(), Instant::now()) {
+                Ok(p) => p,
+                Err(limits::Refusal::Rate) => {
+                    tracing::debug!(%peer, "connection rate limit");
+                    drop(stream);
+                    continue;
+                }
+                Err(why) => {
+                    tracing::info!(%peer, ?why, "per-address connection limit");
+                    if direct_tls {
+                        drop(stream);
+                        continue;
+                    }
+                    glommio::spawn_local(conn::refuse(
+                        stream,
+                        self.config.domains.clone(),
+                        StreamError::with_text(
+                            StreamCondition::PolicyViolation,
+                            "too many connections authenticating from your address",
+                        ),
+                    ))
+                    .detach();
+                    continue;
+                }
+            };
             let _ = stream.set_nodelay(true);
             let tls = if direct_tls {
                 match self.new_tls(true) {
@@ -245,7 +278,7 @@ impl C2s {
             } else {
                 None
             };
-            let c = conn::Conn::accepted(self.clone(), stream, peer, tls, direct_tls);
+            let c = conn::Conn::accepted(self.clone(), stream, peer, tls, direct_tls, preauth);
             glommio::spawn_local(c.run()).detach();
         }
     }

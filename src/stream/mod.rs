@@ -44,6 +44,10 @@ pub struct Env<'a> {
     pub fake_salt_secret: &'a [u8],
     /// Iteration count reported for unknown users.
     pub scram_iterations: u32,
+    /// The peer's address failed too many logins lately and must wait this long before its
+    /// next attempt (issue 8): an `<auth/>` now gets `temporary-auth-failure` and no password
+    /// is checked.
+    pub auth_backoff: Option<std::time::Duration>,
 }
 
 /// What the connection must do next.
@@ -93,6 +97,9 @@ pub struct Negotiator {
     lang: Option<String>,
     header_sent: bool,
     failures: u32,
+    /// Failed attempts that tested a credential or probed the server (what per-address
+    /// limits count): see [`Negotiator::attempts_failed`].
+    attempts_failed: u32,
     /// An account that proved its password in a `-PLUS` exchange refused only for its
     /// channel-binding type: its `y` is a fallback on this stream (issue 8).
     binding_fallback: Option<BindingFallback>,
@@ -110,6 +117,7 @@ impl Negotiator {
             lang: None,
             header_sent: false,
             failures: 0,
+            attempts_failed: 0,
             binding_fallback: None,
             stream_id: String::new(),
         }
@@ -125,6 +133,7 @@ impl Negotiator {
             lang,
             header_sent: false,
             failures: 0,
+            attempts_failed: 0,
             binding_fallback: None,
             stream_id: String::new(),
         }
@@ -166,6 +175,13 @@ impl Negotiator {
     /// True for a pre-1.0 stream.
     pub fn is_legacy(&self) -> bool {
         matches!(self.state, State::Legacy)
+    }
+
+    /// Failed authentication attempts on this stream that per-address limits count (every
+    /// failure counted toward `--max-auth-failures` except `temporary-auth-failure`, which
+    /// tested no credential).
+    pub fn attempts_failed(&self) -> u32 {
+        self.attempts_failed
     }
 
     /// True while SASL has not succeeded yet.
@@ -318,20 +334,24 @@ impl Negotiator {
         out: &mut Vec<u8>,
     ) -> Result<Action, StreamError> {
         self.state = State::ExpectAuth;
-        // CORE-TLS-07: no authentication in the clear when TLS is required.
+        // CORE-TLS-07: no authentication in the clear when TLS is required. Counted as a
+        // failure (issue 8): it probes the server and costs a round trip like any other.
         if !self.secured && env.require_tls {
-            write_sasl_failure(out, SaslFailure::EncryptionRequired, None);
-            return Ok(Action::Continue);
+            return self.fail(SaslFailure::EncryptionRequired, env, out);
         }
-        // CORE-SASL-05: unknown, missing or not offered mechanism.
+        // CORE-SASL-05: unknown, missing or not offered mechanism (counted too).
         let mech = el
             .attr("mechanism")
             .and_then(Mechanism::from_name)
             .filter(|m| self.offered(env).contains(m));
         let Some(mech) = mech else {
-            write_sasl_failure(out, SaslFailure::InvalidMechanism, None);
-            return Ok(Action::Continue);
+            return self.fail(SaslFailure::InvalidMechanism, env, out);
         };
+        // Issue 8: the address is backing off after failed logins; the attempt is refused
+        // before any credential is looked at.
+        if env.auth_backoff.is_some() {
+            return self.fail(SaslFailure::TemporaryAuthFailure, env, out);
+        }
         // CORE-SASL-06/10: strict base64; "=" is an empty initial response.
         let initial = match sasl::decode_payload(&el.text()) {
             Ok(d) => d,
@@ -442,6 +462,9 @@ impl Negotiator {
         self.state = State::ExpectAuth;
         write_sasl_failure(out, f, error);
         if f != SaslFailure::Aborted && error != Some(ScramError::UnsupportedChannelBindingType) {
+            if f != SaslFailure::TemporaryAuthFailure {
+                self.attempts_failed += 1;
+            }
             self.failures += 1;
             if self.failures >= env.max_auth_failures {
                 return Err(StreamError::with_text(

@@ -66,6 +66,7 @@ impl Fixture {
             accounts: &NoAccounts,
             fake_salt_secret: b"0123456789abcdef0123456789abcdef",
             scram_iterations: 4096,
+            auth_backoff: None,
         }
     }
 }
@@ -265,9 +266,11 @@ fn core_sasl_05_07_08_failures_are_counted() {
     let f = Fixture::new();
     let mut n = secured(&f);
     let mut out = Vec::new();
+    // Issue 8: an invalid mechanism counts like a wrong password.
     let nope = Element::new("auth", ns::SASL).with_attr("mechanism", "NOPE");
     n.on_nonza(&nope, &f.env(), &mut out).unwrap();
     assert!(text(&out).contains("<invalid-mechanism/>"));
+    assert_eq!(n.attempts_failed(), 1);
     out.clear();
     let Action::VerifyPlain { .. } = n
         .on_nonza(&plain_auth("alice", "wrong"), &f.env(), &mut out)
@@ -275,15 +278,46 @@ fn core_sasl_05_07_08_failures_are_counted() {
     else {
         panic!()
     };
-    n.plain_verified(false, &f.env(), &mut out).unwrap();
-    assert!(text(&out).contains("<not-authorized/>"));
-    let Action::VerifyPlain { .. } = n
-        .on_nonza(&plain_auth("alice", "wrong"), &f.env(), &mut out)
-        .unwrap()
-    else {
-        panic!()
-    };
     let e = n.plain_verified(false, &f.env(), &mut out).unwrap_err();
+    assert!(text(&out).contains("<not-authorized/>"));
+    assert_eq!(e.condition, StreamCondition::PolicyViolation);
+    assert_eq!(n.attempts_failed(), 2);
+}
+
+#[test]
+fn encryption_required_counts_as_a_failure() {
+    let f = Fixture::new();
+    let mut n = Negotiator::new(false);
+    let mut out = Vec::new();
+    n.on_header(&client_header(), &f.env(), &mut out).unwrap();
+    n.on_nonza(&plain_auth("alice", "secret"), &f.env(), &mut out)
+        .unwrap();
+    assert_eq!(n.attempts_failed(), 1);
+    let e = n
+        .on_nonza(&plain_auth("alice", "secret"), &f.env(), &mut out)
+        .unwrap_err();
+    assert_eq!(e.condition, StreamCondition::PolicyViolation);
+}
+
+#[test]
+fn auth_during_per_address_backoff_is_temporary_auth_failure_and_checks_nothing() {
+    let f = Fixture::new();
+    let mut n = secured(&f);
+    let mut out = Vec::new();
+    let mut env = f.env();
+    env.auth_backoff = Some(std::time::Duration::from_secs(4));
+    // PLAIN would ask for a PBKDF2 verification; under backoff it gets none.
+    let a = n
+        .on_nonza(&plain_auth("alice", "secret"), &env, &mut out)
+        .unwrap();
+    assert!(matches!(a, Action::Continue), "{a:?}");
+    assert!(text(&out).contains("<temporary-auth-failure/>"));
+    // Not a failed attempt for the address (that would extend its own backoff), but it
+    // counts on the stream.
+    assert_eq!(n.attempts_failed(), 0);
+    let e = n
+        .on_nonza(&plain_auth("alice", "secret"), &env, &mut out)
+        .unwrap_err();
     assert_eq!(e.condition, StreamCondition::PolicyViolation);
 }
 

@@ -202,6 +202,12 @@ impl Framer {
         self.open.clear();
     }
 
+    /// Enforce `limits` from the next frame on (e.g. the larger stanza limit after
+    /// authentication).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     /// The limits this framer enforces.
     pub fn limits(&self) -> &Limits {
         &self.limits

@@ -52,6 +52,16 @@ impl Server {
         Server::start_full(data, extra, &[])
     }
 
+    /// Start a server on a fresh temporary data directory with the per-address limits
+    /// applied to loopback too (every other start exempts loopback, since the tests connect
+    /// from it, often and with failures on purpose).
+    pub fn start_strict(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Server::start_inner(dir.path(), extra, &[], true);
+        s._tmp = Some(dir);
+        s
+    }
+
     /// Start a server with extra flags and environment variables on a data directory the
     /// caller owns: to restart on the state of an earlier run (stop that one first, e.g. with
     /// `signal_and_wait(libc::SIGTERM)`), with or without test hooks.
@@ -69,6 +79,10 @@ impl Server {
     }
 
     fn start_full(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_inner(data, extra, env, false)
+    }
+
+    fn start_inner(data: &Path, extra: &[&str], env: &[(&str, &str)], strict: bool) -> Server {
         let mut args: Vec<String> = vec![
             "--data-dir".into(),
             data.to_str().unwrap().into(),
@@ -79,6 +93,9 @@ impl Server {
             "--log".into(),
             "xmppd=debug,warn".into(),
         ];
+        if !strict {
+            args.push("--exempt-loopback".into());
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut child = Command::new(bin())
             .arg("serve")
@@ -353,6 +370,20 @@ impl Client {
         let mut c = Client::connect_stream(s);
         c.cert = Some(server.cert_path());
         c
+    }
+
+    /// Connect to the plain port of `server` from the loopback address `src` (e.g.
+    /// 127.0.0.2: another address for the per-address limits).
+    pub fn plain_from(server: &Server, src: std::net::Ipv4Addr) -> std::io::Result<Client> {
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        sock.bind(&SocketAddr::from((src, 0)).into())?;
+        sock.connect(&server.c2s.into())?;
+        let s: TcpStream = sock.into();
+        s.set_read_timeout(Some(TIMEOUT))?;
+        s.set_nodelay(true)?;
+        let mut c = Client::connect_stream(s);
+        c.cert = Some(server.cert_path());
+        Ok(c)
     }
 
     /// Connect to the plain port of `server`.
