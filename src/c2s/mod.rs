@@ -225,20 +225,12 @@ impl C2s {
                 .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
             if self.conns.borrow().len >= self.max_conns {
                 tracing::warn!(%peer, "connection limit reached");
-                if direct_tls {
-                    // No XML in the clear on a TLS port: just close.
-                    drop(stream);
-                    continue;
-                }
-                glommio::spawn_local(conn::refuse(
+                self.refuse(
                     stream,
-                    self.config.domains.clone(),
-                    StreamError::with_text(
-                        StreamCondition::ResourceConstraint,
-                        "too many connections",
-                    ),
-                ))
-                .detach();
+                    direct_tls,
+                    StreamCondition::ResourceConstraint,
+                    "too many connections",
+                );
                 continue;
             }
             // Issue 8: per-address limits. Over the rate, the connection is closed without a
@@ -253,19 +245,12 @@ impl C2s {
                 }
                 Err(why) => {
                     tracing::info!(%peer, ?why, "per-address connection limit");
-                    if direct_tls {
-                        drop(stream);
-                        continue;
-                    }
-                    glommio::spawn_local(conn::refuse(
+                    self.refuse(
                         stream,
-                        self.config.domains.clone(),
-                        StreamError::with_text(
-                            StreamCondition::PolicyViolation,
-                            "too many connections authenticating from your address",
-                        ),
-                    ))
-                    .detach();
+                        direct_tls,
+                        StreamCondition::PolicyViolation,
+                        "too many connections authenticating from your address",
+                    );
                     continue;
                 }
             };
@@ -281,6 +266,22 @@ impl C2s {
             let c = conn::Conn::accepted(self.clone(), stream, peer, tls, direct_tls, preauth);
             glommio::spawn_local(c.run()).detach();
         }
+    }
+
+    /// Refuse a new connection: with a stream error on a plain port, by closing it on a
+    /// direct-TLS port (no XML in the clear there).
+    fn refuse(
+        &self,
+        stream: glommio::net::TcpStream,
+        direct_tls: bool,
+        cond: StreamCondition,
+        text: &str,
+    ) {
+        if direct_tls {
+            return;
+        }
+        let err = StreamError::with_text(cond, text);
+        glommio::spawn_local(conn::refuse(stream, self.config.domains.clone(), err)).detach();
     }
 
     /// A fresh rustls server connection (direct TLS or after STARTTLS).
