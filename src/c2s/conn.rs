@@ -938,6 +938,9 @@ impl Conn {
         }
         self.c2s.unregister(self.slot);
         self.handle.discard();
+        // Its address's place among connections authenticating is free now, not after the
+        // linger.
+        self.preauth = None;
         if farewell {
             // The session and its slot are gone already; only the descriptor lingers, for a
             // bounded time.
