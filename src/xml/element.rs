@@ -32,6 +32,11 @@ pub enum Node {
 
 /// Parses one complete stanza into an owned tree, with the same validation as
 /// [`scan_stanza`](super::scan_stanza). `ns` is the stream's namespace context.
+///
+/// The tree owns at most a fixed multiple (32) of `limits.max_stanza_bytes`, capacity slack
+/// aside: namespaces are copied into every element and attribute key that uses them, so a
+/// stanza that would need more is refused with [`XmlError::PolicyViolation`] (issue 8; the
+/// walk charges the tree as it goes, so `scan_stanza` refuses the same stanzas).
 pub fn parse_element(raw: &[u8], ns: &StreamNs, limits: &Limits) -> Result<Element, XmlError> {
     let mut sink = TreeSink {
         stack: Vec::new(),
@@ -138,17 +143,24 @@ impl Element {
 
     /// Serializes the element. `parent_ns` is the default namespace in scope where it is written
     /// (e.g. `jabber:client` on a c2s stream): `xmlns` is written only where an element's
-    /// namespace differs from its parent's. Clark-notation attributes get generated prefixes
-    /// declared on their element. Text and values are escaped (CORE-XML-10).
+    /// namespace differs from its parent's. Clark-notation attributes get generated prefixes,
+    /// each declared on the first element that needs it and reused below it, so a parsed tree
+    /// writes no more prefixes in scope than its stanza had (see `MAX_PREFIXES_IN_SCOPE`).
+    /// Text and values are escaped (CORE-XML-10).
     pub fn write_to(&self, out: &mut Vec<u8>, parent_ns: &str) {
+        self.write_scoped(out, parent_ns, &mut Vec::new());
+    }
+
+    /// [`Element::write_to`] with the namespaces of the prefixes `ns0`, `ns1`… declared by the
+    /// ancestors.
+    fn write_scoped<'e>(&'e self, out: &mut Vec<u8>, parent_ns: &str, declared: &mut Vec<&'e str>) {
+        let inherited = declared.len();
         out.push(b'<');
         out.extend_from_slice(self.name.as_bytes());
         if self.ns != parent_ns {
             out.extend_from_slice(b" xmlns=");
             write_ns_value(&self.ns, out);
         }
-        // Namespaces of Clark-notation attributes; the prefix is `ns` + index.
-        let mut declared: Vec<&str> = Vec::new();
         for (key, value) in &self.attrs {
             out.push(b' ');
             match clark(key) {
@@ -179,18 +191,19 @@ impl Element {
         }
         if self.children.is_empty() {
             out.extend_from_slice(b"/>");
-            return;
-        }
-        out.push(b'>');
-        for child in &self.children {
-            match child {
-                Node::Element(e) => e.write_to(out, &self.ns),
-                Node::Text(t) => escape_text(t, out),
+        } else {
+            out.push(b'>');
+            for child in &self.children {
+                match child {
+                    Node::Element(e) => e.write_scoped(out, &self.ns, declared),
+                    Node::Text(t) => escape_text(t, out),
+                }
             }
+            out.extend_from_slice(b"</");
+            out.extend_from_slice(self.name.as_bytes());
+            out.push(b'>');
         }
-        out.extend_from_slice(b"</");
-        out.extend_from_slice(self.name.as_bytes());
-        out.push(b'>');
+        declared.truncate(inherited);
     }
 
     /// [`Element::write_to`] into a new string.
@@ -252,7 +265,15 @@ impl<'a> Sink<'a> for TreeSink {
             let key = match a.ns {
                 None => a.local.to_owned(),
                 Some(NS_XML) => format!("xml:{}", a.local),
-                Some(uri) => format!("{{{uri}}}{}", a.local),
+                Some(uri) => {
+                    // Exactly sized: the namespace may be long and is copied into every key.
+                    let mut key = String::with_capacity(uri.len() + a.local.len() + 2);
+                    key.push('{');
+                    key.push_str(uri);
+                    key.push('}');
+                    key.push_str(a.local);
+                    key
+                }
             };
             e.attrs
                 .push((key, decode(a.value, Normalize::Attr)?.into_owned()));
@@ -470,5 +491,147 @@ mod tests {
             again.child("x", "urn:x").and_then(|x| x.attr("a")),
             Some("\n")
         );
+    }
+
+    const TOO_LARGE: XmlError = XmlError::PolicyViolation("element tree too large");
+
+    /// Parses with `limits`, checking that scan agrees.
+    fn parse_with(raw: &str, limits: &Limits) -> Result<Element, XmlError> {
+        let ns = client();
+        let parsed = parse_element(raw.as_bytes(), &ns, limits);
+        let scanned = scan_stanza(raw.as_bytes(), &ns, limits);
+        assert_eq!(
+            scanned.err().as_ref(),
+            parsed.as_ref().err(),
+            "scan and parse disagree"
+        );
+        parsed
+    }
+
+    // Issue 8: a namespace declared once was copied into every element and attribute key below
+    // it, so one 256 KiB stanza could make the tree allocate 4.3 GB.
+    #[test]
+    fn parsed_tree_memory_is_bounded() {
+        let l = Limits::default();
+        // The worst cases for the old code, just under the stanza limit: all refused.
+        let long = "n".repeat(l.max_stanza_bytes / 2);
+        let room = l.max_stanza_bytes / 2 - 64;
+        let children = "<y/>".repeat(room / 4);
+        let inherited = format!("<m><x xmlns='urn:{long}'>{children}</x></m>");
+        assert_eq!(parse_with(&inherited, &l).err(), Some(TOO_LARGE));
+        let prefixed = format!("<m xmlns:p='urn:{long}'>{}</m>", "<p:y/>".repeat(room / 6));
+        assert_eq!(parse_with(&prefixed, &l).err(), Some(TOO_LARGE));
+        let attrs: String = (0..64).map(|i| format!(" p:a{i}=''")).collect();
+        let keys = format!(
+            "<m xmlns:p='urn:{long}'>{}</m>",
+            format!("<y{attrs}/>").repeat(room / (attrs.len() + 4))
+        );
+        assert_eq!(parse_with(&keys, &l).err(), Some(TOO_LARGE));
+
+        // The boundary: 32 × max_stanza_bytes. An element is charged its Node, name and
+        // namespace; a text node its Node and bytes.
+        let small = Limits {
+            max_stanza_bytes: 4096,
+            ..l
+        };
+        let budget = 32 * 4096;
+        let node = std::mem::size_of::<Node>();
+        let uri = format!("urn:{}", "u".repeat(196));
+        let element = node + 1 + uri.len();
+        let k = (budget - element - node - 1) / element;
+        let text = budget - element - k * element - node;
+        let stanza = |text: usize| {
+            format!(
+                "<m xmlns='{uri}'>{}{}</m>",
+                "<y/>".repeat(k),
+                "t".repeat(text)
+            )
+        };
+        assert!(stanza(text + 1).len() <= small.max_stanza_bytes);
+        assert!(parse_with(&stanza(text), &small).is_ok());
+        assert_eq!(parse_with(&stanza(text + 1), &small).err(), Some(TOO_LARGE));
+        // Attributes: a (String, String), the key (`{ns}local`) and the raw value.
+        let attr = std::mem::size_of::<(String, String)>() + (uri.len() + 2 + 1) + 1;
+        let base = element + attr; // <m xmlns='…' xmlns:p='…' p:a='v'>
+        let k = (budget - base - node - 1) / element;
+        let text = budget - base - k * element - node;
+        let stanza = |text: usize| {
+            format!(
+                "<m xmlns='{uri}' xmlns:p='{uri}' p:a='v'>{}{}</m>",
+                "<y/>".repeat(k),
+                "t".repeat(text)
+            )
+        };
+        assert!(parse_with(&stanza(text), &small).is_ok());
+        assert_eq!(parse_with(&stanza(text + 1), &small).err(), Some(TOO_LARGE));
+
+        // Legitimate large stanzas are far from it.
+        let mut roster = String::from("<iq type='set' id='p'><query xmlns='jabber:iq:roster'>");
+        for i in 0..1000 {
+            roster.push_str(&format!(
+                "<item jid='contact{i}@example.org' name='Contact {i}' subscription='both'>\
+                 <group>Friends</group><group>Work</group></item>"
+            ));
+        }
+        roster.push_str("</query></iq>");
+        let e = parse_with(&roster, &l).expect("roster push");
+        assert_eq!(e.elements().flat_map(Element::elements).count(), 1000);
+        let body = format!("<message><body>{}</body></message>", "b".repeat(200_000));
+        assert!(parse_with(&body, &l).is_ok());
+        let mut form =
+            String::from("<iq type='set' id='f'><x xmlns='jabber:x:data' type='submit'>");
+        let mut i = 0;
+        while form.len() < 250_000 {
+            form.push_str(&format!("<field var='f{i}'><value>{i}</value></field>"));
+            i += 1;
+        }
+        form.push_str("</x></iq>");
+        assert!(parse_with(&form, &l).is_ok());
+        let mut xhtml = String::from(
+            "<message><html xmlns='http://jabber.org/protocol/xhtml-im'>\
+             <body xmlns='http://www.w3.org/1999/xhtml'>",
+        );
+        while xhtml.len() < 60_000 {
+            xhtml.push_str("<span style='color:red'>word</span> <b>x</b> ");
+        }
+        xhtml.push_str("</body></html></message>");
+        assert!(parse_with(&xhtml, &l).is_ok());
+        // Even a stanza of nothing but empty elements.
+        let tiny = format!("<m>{}</m>", "<a/>".repeat((l.max_stanza_bytes - 16) / 4));
+        assert!(parse_with(&tiny, &l).is_ok());
+    }
+
+    // A tree parsed from a stanza writes no more prefixes in scope than the stanza had, so it
+    // parses back under `MAX_PREFIXES_IN_SCOPE`.
+    #[test]
+    fn writer_declares_each_attribute_namespace_once_per_scope() {
+        let depth = 40;
+        let src = format!(
+            "<m xmlns:p='urn:p'>{}{}</m>",
+            "<x p:a='1'>".repeat(depth),
+            "</x>".repeat(depth)
+        );
+        let e = parse(&src).expect("valid");
+        let written = e.to_string_in("jabber:client");
+        assert_eq!(written.matches("xmlns:").count(), 1, "{written}");
+        assert_eq!(parse(&written), Ok(e));
+        let e = parse(
+            "<m xmlns:p='urn:p' xmlns:q='urn:q'><x p:a='1'><y q:b='2' p:c='3'/></x>\
+             <z q:d='4' p:e='5'/></m>",
+        )
+        .expect("valid");
+        assert_eq!(
+            e.to_string_in("jabber:client"),
+            "<m><x xmlns:ns0='urn:p' ns0:a='1'><y xmlns:ns1='urn:q' ns1:b='2' ns0:c='3'/></x>\
+             <z xmlns:ns0='urn:q' ns0:d='4' xmlns:ns1='urn:p' ns1:e='5'/></m>"
+        );
+        // The most a stanza may have: 32 namespaces, one more on each nested element.
+        let n = 32;
+        let open: String = (0..n)
+            .map(|i| format!("<x xmlns:p{i}='urn:{i}' p{i}:a='{i}'>"))
+            .collect();
+        let src = format!("<m>{open}{}</m>", "</x>".repeat(n));
+        let e = parse(&src).expect("valid");
+        assert_eq!(parse(&e.to_string_in("jabber:client")), Ok(e));
     }
 }

@@ -28,6 +28,12 @@ pub const NS_XML: &str = "http://www.w3.org/XML/1998/namespace";
 pub const NS_STREAMS: &str = "http://etherx.jabber.org/streams";
 
 /// Bounds on what a peer may make us buffer or walk (RFC 6120 §13.12, CORE-XML-09/11).
+///
+/// Stanzas also have fixed bounds on what their namespaces may cost (issue 8): at most 32
+/// prefix bindings in scope at once, a parsed tree owning at most 32 × `max_stanza_bytes`
+/// (namespaces are copied into every element and key that uses them), and at most as many
+/// bytes of the stream header's namespace names compared as the stanza has. Scan and parse
+/// enforce all of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Largest stanza (or stream header, XML declaration included) in bytes.
@@ -63,7 +69,8 @@ pub enum XmlError {
     BadNamespacePrefix,
     /// `<invalid-namespace/>`: the stream element is not `stream` in the streams namespace.
     InvalidNamespace,
-    /// `<policy-violation/>`: a [`Limits`] bound was exceeded.
+    /// `<policy-violation/>`: a [`Limits`] bound, or one of the fixed namespace bounds described
+    /// there, was exceeded.
     PolicyViolation(&'static str),
     /// `<bad-format/>`: well-formed but unacceptable, such as text directly inside the stream.
     BadFormat(&'static str),

@@ -3,6 +3,14 @@
 //! [`walk`] is the single validator behind both [`scan_stanza`] and
 //! [`parse_element`](super::parse_element): well-formedness, restricted XML, references,
 //! namespaces and limits. What each caller keeps is decided by its [`Sink`].
+//!
+//! Besides [`Limits`], the walk bounds what namespaces may cost (issue 8): at most
+//! [`MAX_PREFIXES_IN_SCOPE`] prefix bindings in scope, so resolving a prefix reads a bounded
+//! list; namespace names compared by address, not content, when checking for duplicate
+//! attributes; and the tree [`parse_element`](super::parse_element) would build charged against
+//! [`TREE_BYTES_PER_STANZA_BYTE`] × `max_stanza_bytes`, so a namespace declared once cannot be
+//! copied into thousands of elements. Each is enforced here, for both callers, so that scan and
+//! parse keep accepting and refusing the same stanzas.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -12,9 +20,38 @@ use xmlparser::{ElementEnd, StrSpan, Token, Tokenizer};
 
 use super::escape::{check_refs, decode, escape_attr, Normalize};
 use super::{
-    check_default_decl, check_prefix_decl, classify_parse_error, Limits, StreamNs, XmlError,
+    check_default_decl, check_prefix_decl, classify_parse_error, Limits, Node, StreamNs, XmlError,
     NS_STREAMS, NS_XML,
 };
+
+/// Most namespace prefix bindings a stanza may have in scope at once: its declarations on the
+/// open elements (shadowed ones included) plus the stream header's prefixes it has used there.
+/// Every prefixed name is resolved by reading this list, so the bound caps the cost of a name
+/// (it was `max_depth` × `max_attrs`, about 4000, before issue 8). XMPP stanzas use a handful.
+/// One more is [`XmlError::PolicyViolation`]`("too many namespace prefixes in scope")`.
+///
+/// No bound on the total number of declarations in a stanza is needed: each one costs a check
+/// of its own bytes, a push and a pop, and a search for an equal name among the at most
+/// `MAX_PREFIXES_IN_SCOPE` bindings in scope and the stream header's (reading at most its own
+/// length from each), so their cost is linear in the stanza's size.
+pub(crate) const MAX_PREFIXES_IN_SCOPE: usize = 32;
+
+/// The tree [`parse_element`](super::parse_element) builds from one stanza may own at most
+/// this many times [`Limits::max_stanza_bytes`] (8 MiB by default). Each element is charged
+/// its [`Node`] plus its name, namespace and attributes (a `(String, String)` each, key and
+/// raw value bytes), each text or CDATA section a `Node` plus its raw bytes; capacity slack is
+/// not counted. One byte more is [`XmlError::PolicyViolation`]`("element tree too large")`.
+///
+/// What this stops is a namespace declared once and copied into every element and attribute
+/// key below it (a 256 KiB stanza could allocate 4 GiB). Legitimate stanzas stay far below:
+/// a roster push charges about 6 bytes per byte of XML, a message body about 1, and even a
+/// stanza of nothing but tiny elements about 27.
+pub(crate) const TREE_BYTES_PER_STANZA_BYTE: usize = 32;
+
+/// What the tree is charged per element (its place in the parent's children) or text node.
+const NODE_BYTES: usize = std::mem::size_of::<Node>();
+/// What the tree is charged per attribute, besides its bytes.
+const ATTR_BYTES: usize = std::mem::size_of::<(String, String)>();
 
 /// What routing needs from one stanza or nonza, borrowed from its bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,8 +97,9 @@ impl StanzaHead<'_> {
 
 /// Validates one complete stanza or nonza without building a tree and returns what routing
 /// needs. `ns` is the stream's namespace context ([`Framer::stream_ns`](super::Framer::stream_ns)).
-/// Does not allocate unless the stanza has more than 8 prefix declarations in scope at once,
-/// more than 8 attributes on one element, or elements nested more than 16 deep.
+/// Does not allocate unless the stanza has more than 8 prefix bindings in scope at once
+/// (see [`MAX_PREFIXES_IN_SCOPE`]), more than 8 attributes on one element, or elements nested
+/// more than 16 deep.
 ///
 /// `ns` shares the stanza's lifetime because a name resolved through a prefix declared on the
 /// stream header (e.g. `db:` on s2s) borrows its namespace from there.
@@ -220,14 +258,21 @@ pub(crate) fn walk<'a, S: Sink<'a>>(
     let text = std::str::from_utf8(raw).map_err(|_| XmlError::NotWellFormed("invalid UTF-8"))?;
     let mut w = Walker {
         text,
-        sns,
         limits,
-        bindings: SmallVec::new(),
+        scope: Scope {
+            text,
+            sns,
+            bindings: SmallVec::new(),
+            self_contained: true,
+            compare_left: text.len(),
+        },
         open: SmallVec::new(),
         attrs: SmallVec::new(),
         pending: None,
         done: false,
-        self_contained: true,
+        tree_left: limits
+            .max_stanza_bytes
+            .saturating_mul(TREE_BYTES_PER_STANZA_BYTE),
     };
     let mut last_end = 0;
     for token in Tokenizer::from_fragment(text, 0..text.len()) {
@@ -239,7 +284,7 @@ pub(crate) fn walk<'a, S: Sink<'a>>(
     }
     Ok(Walked {
         text,
-        self_contained: w.self_contained,
+        self_contained: w.scope.self_contained,
     })
 }
 
@@ -248,7 +293,7 @@ struct Open<'a> {
     qname: &'a str,
     /// Default namespace in scope inside it.
     default_ns: &'a str,
-    /// Length of `Walker::bindings` before its declarations.
+    /// Length of `Scope::bindings` before its declarations.
     bindings_len: usize,
 }
 
@@ -262,16 +307,109 @@ struct Pending<'a> {
 
 struct Walker<'a, 'l> {
     text: &'a str,
-    sns: &'a StreamNs,
     limits: &'l Limits,
-    /// Prefix declarations in scope, innermost last.
-    bindings: SmallVec<[(&'a str, &'a str); 8]>,
+    scope: Scope<'a>,
     open: SmallVec<[Open<'a>; 16]>,
     attrs: SmallVec<[Attr<'a>; 8]>,
     pending: Option<Pending<'a>>,
     /// The stanza element has been closed.
     done: bool,
+    /// Bytes the tree may still be charged (see [`TREE_BYTES_PER_STANZA_BYTE`]).
+    tree_left: usize,
+}
+
+/// The prefix bindings in scope, and what resolving through them found out.
+///
+/// Namespace names are kept canonical: a declared name equal to one already in scope, or to
+/// one the stream header binds, is stored as that earlier slice. So two names of which one is
+/// a slice of the stanza are equal exactly when they are the same slice, and comparing them
+/// costs nothing however long they are; only two names both from the stream header need their
+/// bytes compared (see [`Scope::same_ns`]).
+struct Scope<'a> {
+    /// The stanza.
+    text: &'a str,
+    sns: &'a StreamNs,
+    /// (prefix, namespace) in scope, innermost last; at most [`MAX_PREFIXES_IN_SCOPE`].
+    bindings: SmallVec<[(&'a str, &'a str); 8]>,
+    /// No name was resolved through the stream header's prefixes.
     self_contained: bool,
+    /// Bytes of stream-header namespace names the stanza may still make us compare.
+    compare_left: usize,
+}
+
+impl<'a> Scope<'a> {
+    fn push(&mut self, prefix: &'a str, uri: &'a str) -> Result<(), XmlError> {
+        if self.bindings.len() >= MAX_PREFIXES_IN_SCOPE {
+            return Err(XmlError::PolicyViolation(
+                "too many namespace prefixes in scope",
+            ));
+        }
+        self.bindings.push((prefix, uri));
+        Ok(())
+    }
+
+    /// Binds `prefix` (already checked with `check_prefix_decl`) until `truncate`.
+    fn declare(&mut self, prefix: &'a str, uri: &'a str) -> Result<(), XmlError> {
+        // Reads at most `uri.len()` bytes per candidate: linear in the declaration's size.
+        let sns = self.sns;
+        let canonical = self
+            .bindings
+            .iter()
+            .map(|&(_, u)| u)
+            .chain(sns.prefixes().map(|(_, u)| u))
+            .find(|u| *u == uri)
+            .unwrap_or(uri);
+        self.push(prefix, canonical)
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.bindings.truncate(len);
+    }
+
+    /// Resolves a non-empty prefix: innermost declaration in the stanza, then the stream header
+    /// (which makes the stanza not self-contained, and stays in scope like a declaration so that
+    /// it counts toward [`MAX_PREFIXES_IN_SCOPE`]). Undeclared is not well-formed
+    /// (CORE-XML-06).
+    fn resolve(&mut self, prefix: &'a str) -> Result<&'a str, XmlError> {
+        match prefix {
+            "xml" => return Ok(NS_XML),
+            "xmlns" => return Err(XmlError::NotWellFormed("the xmlns prefix on an element")),
+            _ => {}
+        }
+        if let Some(&(_, uri)) = self.bindings.iter().rev().find(|(p, _)| *p == prefix) {
+            return Ok(uri);
+        }
+        let sns = self.sns;
+        let uri = sns
+            .resolve(prefix)
+            .ok_or(XmlError::NotWellFormed("undeclared namespace prefix"))?;
+        self.self_contained = false;
+        self.push(prefix, uri)?;
+        Ok(uri)
+    }
+
+    /// Whether two resolved namespace names are equal. Canonical names (see [`Scope`]) are
+    /// compared by address; two from the stream header by content, at most as many bytes in
+    /// all as the stanza has (legitimate stanzas never need it), else policy-violation.
+    fn same_ns(&mut self, a: &str, b: &str) -> Result<bool, XmlError> {
+        if a.len() != b.len() {
+            return Ok(false);
+        }
+        if a.as_ptr() == b.as_ptr() {
+            return Ok(true);
+        }
+        let stanza = self.text.as_bytes().as_ptr_range();
+        if stanza.contains(&a.as_ptr()) || stanza.contains(&b.as_ptr()) {
+            return Ok(false);
+        }
+        self.compare_left =
+            self.compare_left
+                .checked_sub(a.len())
+                .ok_or(XmlError::PolicyViolation(
+                    "namespace names too costly to compare",
+                ))?;
+        Ok(a == b)
+    }
 }
 
 impl<'a> Walker<'a, '_> {
@@ -356,7 +494,7 @@ impl<'a> Walker<'a, '_> {
                 if open.qname != qname {
                     return Err(XmlError::NotWellFormed("mismatched close tag"));
                 }
-                self.bindings.truncate(open.bindings_len);
+                self.scope.truncate(open.bindings_len);
                 sink.end();
                 self.done = self.open.is_empty();
                 Ok(span.end())
@@ -364,11 +502,13 @@ impl<'a> Walker<'a, '_> {
             Token::Text { text } => {
                 self.check_inside()?;
                 check_refs(text.as_str())?;
+                self.charge(NODE_BYTES.saturating_add(text.len()))?;
                 sink.text(text.as_str(), false)?;
                 Ok(text.end())
             }
             Token::Cdata { text, span } => {
                 self.check_inside()?;
+                self.charge(NODE_BYTES.saturating_add(text.len()))?;
                 sink.text(text.as_str(), true)?;
                 Ok(span.end())
             }
@@ -381,6 +521,15 @@ impl<'a> Walker<'a, '_> {
             | Token::EntityDeclaration { .. }
             | Token::DtdEnd { .. } => Err(XmlError::RestrictedXml("document type declaration")),
         }
+    }
+
+    /// Charges the tree `bytes` (see [`TREE_BYTES_PER_STANZA_BYTE`]).
+    fn charge(&mut self, bytes: usize) -> Result<(), XmlError> {
+        self.tree_left = self
+            .tree_left
+            .checked_sub(bytes)
+            .ok_or(XmlError::PolicyViolation("element tree too large"))?;
+        Ok(())
     }
 
     fn check_inside(&self) -> Result<(), XmlError> {
@@ -396,49 +545,57 @@ impl<'a> Walker<'a, '_> {
             .pending
             .take()
             .ok_or(XmlError::NotWellFormed("malformed tag"))?;
-        let bindings_len = self.bindings.len();
+        let bindings_len = self.scope.bindings.len();
         let mut default_ns = self
             .open
             .last()
-            .map_or(self.sns.default_ns(), |o| o.default_ns);
+            .map_or(self.scope.sns.default_ns(), |o| o.default_ns);
         for a in self.attrs.iter().filter(|a| a.is_decl) {
             if a.prefix.is_empty() {
                 check_default_decl(a.value)?;
                 default_ns = a.value;
             } else {
                 check_prefix_decl(a.local, a.value)?;
-                self.bindings.push((a.local, a.value));
+                self.scope.declare(a.local, a.value)?;
             }
         }
         let ns = match p.prefix {
             "" => default_ns,
             // Legal in theory, never used, and no default declaration could reproduce it.
             "xml" => return Err(XmlError::NotWellFormed("the xml prefix on an element")),
-            prefix => resolve(prefix, &self.bindings, self.sns, &mut self.self_contained)?,
+            prefix => self.scope.resolve(prefix)?,
         };
         for a in self
             .attrs
             .iter_mut()
             .filter(|a| !a.is_decl && !a.prefix.is_empty())
         {
-            a.ns = Some(resolve(
-                a.prefix,
-                &self.bindings,
-                self.sns,
-                &mut self.self_contained,
-            )?);
+            a.ns = Some(self.scope.resolve(a.prefix)?);
         }
+        // Local names first: cheap, and namespace names are only compared (by address, see
+        // `Scope`) for attributes that share one.
         for (i, a) in self.attrs.iter().enumerate() {
-            if a.ns.is_some()
-                && self
-                    .attrs
-                    .iter()
-                    .take(i)
-                    .any(|b| b.ns == a.ns && b.local == a.local)
-            {
-                return Err(XmlError::NotWellFormed("duplicate attribute"));
+            let Some(a_ns) = a.ns else { continue };
+            for b in self.attrs.iter().take(i) {
+                let Some(b_ns) = b.ns else { continue };
+                if b.local == a.local && self.scope.same_ns(a_ns, b_ns)? {
+                    return Err(XmlError::NotWellFormed("duplicate attribute"));
+                }
             }
         }
+        let mut tree = NODE_BYTES
+            .saturating_add(p.local.len())
+            .saturating_add(ns.len());
+        for a in self.attrs.iter().filter(|a| !a.is_decl) {
+            // The key is `local`, `xml:local` or `{ns}local`; the value at most its raw bytes.
+            let key = a.ns.map_or(0, |uri| uri.len().saturating_add(2));
+            tree = tree
+                .saturating_add(ATTR_BYTES)
+                .saturating_add(key)
+                .saturating_add(a.local.len())
+                .saturating_add(a.value.len());
+        }
+        self.charge(tree)?;
         let depth = self.open.len() + 1;
         if depth == 1 && ns == NS_STREAMS && p.local == "stream" {
             // CORE-STREAM-24, however the stream prefix is spelled.
@@ -454,7 +611,7 @@ impl<'a> Walker<'a, '_> {
             attrs: &self.attrs,
         })?;
         if empty {
-            self.bindings.truncate(bindings_len);
+            self.scope.truncate(bindings_len);
             sink.end();
             self.done = self.open.is_empty();
         } else {
@@ -474,29 +631,6 @@ fn check_qname(prefix: StrSpan<'_>, qname: &str) -> Result<(), XmlError> {
         return Err(XmlError::NotWellFormed("malformed qualified name"));
     }
     Ok(())
-}
-
-/// Resolves a non-empty prefix: innermost declaration in the stanza, then the stream header
-/// (which makes the stanza not self-contained). Undeclared is not well-formed (CORE-XML-06).
-fn resolve<'a>(
-    prefix: &str,
-    bindings: &[(&'a str, &'a str)],
-    sns: &'a StreamNs,
-    self_contained: &mut bool,
-) -> Result<&'a str, XmlError> {
-    match prefix {
-        "xml" => return Ok(NS_XML),
-        "xmlns" => return Err(XmlError::NotWellFormed("the xmlns prefix on an element")),
-        _ => {}
-    }
-    if let Some((_, uri)) = bindings.iter().rev().find(|(p, _)| *p == prefix) {
-        return Ok(uri);
-    }
-    let uri = sns
-        .resolve(prefix)
-        .ok_or(XmlError::NotWellFormed("undeclared namespace prefix"))?;
-    *self_contained = false;
-    Ok(uri)
 }
 
 #[cfg(test)]
@@ -805,5 +939,133 @@ mod tests {
         // 488 bytes on 64-bit targets, most of it the eight inline attributes.
         let size = std::mem::size_of::<StanzaHead<'_>>();
         assert!(size <= 576, "StanzaHead grew to {size} bytes");
+    }
+
+    /// Scan and parse agree on `raw`; returns their verdict.
+    fn walk_both(raw: &str, ns: &StreamNs) -> Result<(), XmlError> {
+        let l = Limits::default();
+        let scanned = scan_stanza(raw.as_bytes(), ns, &l).map(|_| ());
+        let parsed = super::super::parse_element(raw.as_bytes(), ns, &l).map(|_| ());
+        assert_eq!(scanned, parsed, "scan and parse disagree on {raw}");
+        scanned
+    }
+
+    /// A message with a chain of `n` nested elements declaring `p0`… (one each); the innermost
+    /// uses `p0`, the outermost, so all `n` are in scope at once.
+    fn nested_prefixes(n: usize) -> String {
+        let mut s = String::from("<message>");
+        for i in 0..n {
+            s.push_str(&format!("<p{i}:x xmlns:p{i}='urn:n:{i}'>"));
+        }
+        s.push_str("<p0:y p0:a='1'/>");
+        for i in (0..n).rev() {
+            s.push_str(&format!("</p{i}:x>"));
+        }
+        s.push_str("</message>");
+        s
+    }
+
+    /// `n` prefix declarations on one element.
+    fn flat_prefixes(n: usize, extra: &str) -> String {
+        let decls: String = (0..n).map(|i| format!(" xmlns:p{i}='urn:f:{i}'")).collect();
+        format!("<message{decls}{extra}><p0:x/></message>")
+    }
+
+    const TOO_MANY: XmlError = XmlError::PolicyViolation("too many namespace prefixes in scope");
+
+    // Issue 8: a stanza nested deep with 64 declarations per level used to have about 4000
+    // bindings in scope, read for every prefixed name (84 ms for one 256 KiB stanza).
+    #[test]
+    fn namespace_declarations_in_scope_are_bounded() {
+        assert_eq!(MAX_PREFIXES_IN_SCOPE, 32);
+        let ns = client();
+        // Nested, one per level: 32 accepted, 33 refused.
+        assert_eq!(walk_both(&nested_prefixes(32), &ns), Ok(()));
+        assert_eq!(walk_both(&nested_prefixes(33), &ns), Err(TOO_MANY));
+        // On one element.
+        assert_eq!(walk_both(&flat_prefixes(32, ""), &ns), Ok(()));
+        assert_eq!(walk_both(&flat_prefixes(33, ""), &ns), Err(TOO_MANY));
+        // Shadowed declarations are still in scope (and still read).
+        let shadowed = format!(
+            "<message>{}<p:y/>{}</message>",
+            "<x xmlns:p='urn:p'>".repeat(33),
+            "</x>".repeat(33)
+        );
+        assert_eq!(walk_both(&shadowed, &ns), Err(TOO_MANY));
+        // A binding leaves scope with its element, self-closing or not: siblings do not add up.
+        let siblings = format!(
+            "<message>{}{}</message>",
+            flat_prefixes(32, "").replace("message", "a"),
+            "<b xmlns:q='urn:q'><q:c/></b><d xmlns:q='urn:q'/>".repeat(40)
+        );
+        assert_eq!(walk_both(&siblings, &ns), Ok(()));
+        // A stream-header prefix the stanza uses is in scope too.
+        let s2s = server();
+        assert_eq!(walk_both(&flat_prefixes(31, " db:a='1'"), &s2s), Ok(()));
+        assert_eq!(
+            walk_both(&flat_prefixes(32, " db:a='1'"), &s2s),
+            Err(TOO_MANY)
+        );
+        let nested_db = format!("<message><db:x>{}</db:x></message>", flat_prefixes(32, ""));
+        assert_eq!(walk_both(&nested_db, &s2s), Err(TOO_MANY));
+        // Unused header prefixes are not counted.
+        assert_eq!(walk_both(&flat_prefixes(32, ""), &s2s), Ok(()));
+        // The stream error is policy-violation.
+        assert!(matches!(TOO_MANY, XmlError::PolicyViolation(_)));
+    }
+
+    // Issue 8: attribute namespaces used to be compared byte by byte, pair by pair: 64
+    // attributes in one 128 KiB namespace cost 2016 comparisons of 128 KiB per element.
+    #[test]
+    fn duplicate_attribute_check_does_not_read_namespace_names() {
+        let long = "n".repeat(100_000);
+        let ns = client();
+        let attrs: String = (0..64).map(|i| format!(" p:a{i}=''")).collect();
+        let raw = format!("<m xmlns:p='urn:{long}'><y{attrs}/></m>");
+        assert_eq!(walk_both(&raw, &ns), Ok(()));
+        // Two names of equal length are still told apart, and equal ones are duplicates however
+        // they were bound: in the stanza, on the stream header, or one of each.
+        let pairs = format!(
+            "<m xmlns:p='urn:{long}1' xmlns:q='urn:{long}2'><y p:a='' q:a='' p:b='' q:b=''/></m>"
+        );
+        assert_eq!(walk_both(&pairs, &ns), Ok(()));
+        let dup = XmlError::NotWellFormed("duplicate attribute");
+        let same = format!("<m xmlns:p='urn:{long}' xmlns:q='urn:{long}' p:a='' q:a=''/>");
+        assert_eq!(walk_both(&same, &ns), Err(dup));
+        let nested = format!("<m xmlns:p='urn:{long}'><y xmlns:q='urn:{long}' q:a='' p:a=''/></m>");
+        assert_eq!(walk_both(&nested, &ns), Err(dup));
+        let s2s = server();
+        for raw in [
+            "<m xmlns:d='jabber:server:dialback' d:a='1' db:a='2'/>",
+            "<m xmlns:d='jabber:server:dialback' db:a='1' d:a='2'/>",
+            "<m db:a='1'><y xmlns:d='jabber:server:dialback' d:a='1' db:a='2'/></m>",
+        ] {
+            assert_eq!(walk_both(raw, &s2s), Err(dup), "{raw}");
+        }
+        assert_eq!(
+            walk_both(
+                "<m xmlns:d='jabber:server:dialbacK' d:a='1' db:a='2'/>",
+                &s2s
+            ),
+            Ok(())
+        );
+        // Two stream-header prefixes for one namespace: compared by content, which a stanza
+        // may make us do for at most as many bytes as it has.
+        let twins = StreamNs::new("jabber:client")
+            .with_prefix("x", "urn:twin")
+            .with_prefix("y", "urn:twin")
+            .with_prefix("z", "urn:twiN");
+        assert_eq!(walk_both("<m x:a='' y:a=''/>", &twins), Err(dup));
+        assert_eq!(walk_both("<m x:a='' z:a=''/>", &twins), Ok(()));
+        let long_twins = StreamNs::new("jabber:client")
+            .with_prefix("x", &format!("urn:{long}1"))
+            .with_prefix("y", &format!("urn:{long}2"));
+        assert_eq!(
+            walk_both("<m x:a='' y:a=''/>", &long_twins),
+            Err(XmlError::PolicyViolation(
+                "namespace names too costly to compare"
+            ))
+        );
+        assert_eq!(walk_both("<m x:a='' y:b=''/>", &long_twins), Ok(()));
     }
 }
