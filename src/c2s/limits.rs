@@ -140,12 +140,21 @@ impl Entry {
         }
     }
 
+    /// Connection tokens (thousandths) at `now`: what is left, refilled at the rate since the
+    /// last refill, capped at the burst.
+    fn tokens(&self, policy: &Policy, now: Instant) -> u64 {
+        let burst = u64::from(policy.conn_burst.max(1)) * 1000;
+        let elapsed =
+            u64::try_from(now.duration_since(self.refilled).as_millis()).unwrap_or(u64::MAX);
+        self.tokens_milli
+            .saturating_add(elapsed.saturating_mul(u64::from(policy.conn_rate)))
+            .min(burst)
+    }
+
     /// Nothing would change if the entry were forgotten now.
     fn idle(&self, policy: &Policy, now: Instant) -> bool {
         let bucket_full = policy.conn_rate == 0
-            || now.duration_since(self.refilled).as_millis() * u128::from(policy.conn_rate)
-                + u128::from(self.tokens_milli)
-                >= u128::from(policy.conn_burst.max(1)) * 1000;
+            || self.tokens(policy, now) == u64::from(policy.conn_burst.max(1)) * 1000;
         self.unauth == 0 && self.failures == 0 && bucket_full
     }
 }
@@ -255,10 +264,7 @@ impl IpLimits {
         let mut stripe = self.stripe(key);
         let e = stripe.entry(key, &p, now, true).ok_or(Refusal::Full)?;
         if p.conn_rate > 0 {
-            let burst = u64::from(p.conn_burst.max(1)) * 1000;
-            let elapsed = now.duration_since(e.refilled).as_millis() as u64;
-            e.tokens_milli =
-                (e.tokens_milli + elapsed.saturating_mul(u64::from(p.conn_rate))).min(burst);
+            e.tokens_milli = e.tokens(&p, now);
             e.refilled = now;
             if e.tokens_milli < 1000 {
                 return Err(Refusal::Rate);
