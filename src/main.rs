@@ -17,6 +17,7 @@ const MODULES: &[RegisterFn] = &[
     modules::ping::register,
     modules::version::register,
     modules::session::register,
+    modules::csi::register,
 ];
 
 fn main() -> ExitCode {

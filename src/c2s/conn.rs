@@ -19,8 +19,7 @@ use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
 use glommio::net::TcpStream;
 
 use super::C2s;
-use crate::core::{sessions, ClientHandle, Pending};
-use crate::router::FromClient;
+use crate::core::{sessions, ClientHandle, FromClient, Nonza, Pending};
 use crate::stream::sasl::{self, ChannelBindings, ScramKeys};
 use crate::stream::{Action, Env, Negotiator};
 use crate::xml::{self, Frame, Framer, StanzaHead, StreamNs};
@@ -527,11 +526,7 @@ impl Conn {
                 if self.neg.authenticated().is_some() {
                     return match kind {
                         Some(kind) => self.on_stanza(kind, &head).map_err(End::Error),
-                        // CORE-STREAM-20, CORE-SASL-14.
-                        None => Err(End::Error(StreamError::with_text(
-                            StreamCondition::UnsupportedStanzaType,
-                            format!("unexpected <{}/>", head.name),
-                        ))),
+                        None => self.on_nonza(raw, head.ns, head.name).map_err(End::Error),
                     };
                 }
                 if let Some(kind) = kind {
@@ -560,6 +555,32 @@ impl Conn {
                 self.action(action)
             }
         }
+    }
+
+    /// A post-authentication element that is not a stanza: the module that registered its
+    /// namespace handles it; without one the stream closes (CORE-STREAM-20, CORE-SASL-14).
+    fn on_nonza(&mut self, raw: &[u8], ns: &str, name: &str) -> Result<Option<Job>, StreamError> {
+        let router = self.c2s.router.clone();
+        let (Some(handler), Some(user)) = (
+            router.registry.nonza_handler(ns),
+            self.neg.authenticated().cloned(),
+        ) else {
+            return Err(StreamError::with_text(
+                StreamCondition::UnsupportedStanzaType,
+                format!("unexpected <{name}/>"),
+            ));
+        };
+        let limits = *self.framer.limits();
+        let element = xml::parse_element(raw, self.framer.stream_ns(), &limits)
+            .map_err(|e| StreamError::from(&e))?;
+        let nonza = Nonza {
+            user: &user,
+            bound: self.bound.as_ref(),
+            handle: &self.handle,
+            element: &element,
+        };
+        let ctx = crate::core::Ctx(router.clone());
+        Ok(handler(&ctx, &nonza)?.map(Job::Pending))
     }
 
     fn action(&mut self, action: Result<Action, StreamError>) -> Result<Option<Job>, End> {
@@ -780,7 +801,7 @@ impl Conn {
             .router
             .bind(&user, requested.as_deref(), self.handle.clone())
         {
-            Ok(jid) => {
+            Ok((jid, pending)) => {
                 *self.handle.jid.borrow_mut() = Some(jid.clone());
                 self.handle.send_with(|out| {
                     out.extend_from_slice(b"<iq type='result' id='");
@@ -793,6 +814,7 @@ impl Conn {
                 });
                 tracing::debug!(jid = %jid, peer = %self.peer, "bound");
                 self.bound = Some(jid);
+                return pending.map(Job::Pending);
             }
             Err(e) => {
                 let legacy = self.c2s.config.legacy_error_codes;

@@ -1,6 +1,7 @@
 //! What modules build on: the per-shard registry (IQ handlers keyed by addressee, type and
-//! payload; disco identities and features; stream features; hook points for presence and
-//! undeliverable messages), the session table, and [`Services`], the router's capabilities
+//! payload; disco identities and features; stream features; ordered event chains
+//! ([`events`]); handlers of non-stanza elements by namespace; in-process services for the
+//! host table ([`hosts`])), the session table, and [`Services`], the router's capabilities
 //! as modules may use them.
 //!
 //! Modules register themselves (`modules/*.rs`, each with a `register` function); `core` never
@@ -8,6 +9,8 @@
 //! registry. Every shard builds its own registry from the same list of register functions, so
 //! handlers hold shard-local (`Rc`) state.
 
+pub mod events;
+pub mod hosts;
 pub mod sessions;
 
 use std::cell::RefCell;
@@ -17,18 +20,65 @@ use std::rc::Rc;
 
 use crate::config::Config;
 use crate::xml::Element;
-use crate::xmpp::error::{StanzaCondition, StanzaError};
-use crate::xmpp::jid::Jid;
-use crate::xmpp::stanza::{IqType, PresenceType, StanzaType};
+use crate::xmpp::error::{StanzaCondition, StanzaError, StreamError};
+use crate::xmpp::jid::{Jid, JidStr};
+use crate::xmpp::stanza::{IqType, StanzaType};
 
+pub use events::{Event, Filter, Flow, FromClient, Inbound, Notice};
+pub use hosts::{Host, HostTable, Service, ServiceHost};
 pub use sessions::{ClientHandle, Sessions};
 
 /// Asynchronous work a stanza started (storage, mostly); the connection that sent it awaits
 /// it before reading on, which keeps order and bounds the work one client can start.
 pub type Pending = Pin<Box<dyn Future<Output = ()>>>;
 
-/// The router's capabilities as modules see them. Implemented by the shard's router; a
-/// handle is cheap to clone into futures.
+/// A stanza's addresses as routing sees them: who it is for and who sent it (normalized).
+/// Named fields, so that the two can never trade places.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route<'a> {
+    /// The addressee.
+    pub to: JidStr<'a>,
+    /// The sender.
+    pub from: JidStr<'a>,
+}
+
+impl<'a> Route<'a> {
+    /// From `from` to `to`.
+    pub fn new(from: impl Into<JidStr<'a>>, to: impl Into<JidStr<'a>>) -> Route<'a> {
+        Route {
+            to: to.into(),
+            from: from.into(),
+        }
+    }
+
+    /// The way back: an answer goes from this stanza's addressee to its sender.
+    pub fn reply(self) -> Route<'a> {
+        Route {
+            to: self.from,
+            from: self.to,
+        }
+    }
+}
+
+/// A stanza being refused, described as it was sent: its error goes back from `route.to`
+/// to `route.from` (never for an error stanza: CORE-STANZA-09).
+#[derive(Debug, Clone, Copy)]
+pub struct Refused<'a> {
+    /// Its kind and type.
+    pub ty: StanzaType,
+    /// Its id.
+    pub id: Option<&'a str>,
+    /// Its addresses, as sent.
+    pub route: Route<'a>,
+}
+
+/// The router's capabilities as modules and services see them. Implemented by the shard's
+/// router; a handle is cheap to clone into futures.
+///
+/// Sending never re-enters the caller: a stanza routed to a local addressee is queued and
+/// delivered after the caller returns (inside a handler: when the handler returns; in a
+/// future: by the shard's next delivery turn). So a module may hold its own borrows while
+/// it sends (see `router`, "Re-entrance").
 pub trait Services {
     /// The configuration.
     fn config(&self) -> &Config;
@@ -38,22 +88,27 @@ pub trait Services {
     fn registry(&self) -> &Registry;
     /// The shard's session table.
     fn sessions(&self) -> &RefCell<Sessions>;
-    /// Route a stanza to a JID (`to`, normalized), from `from`: delivered here, handed to the
-    /// home shard, or bounced for an unreachable domain. The stanza's own `from`/`to`
-    /// attributes are what the recipient sees.
-    fn route(&self, ty: StanzaType, to: &str, from: &str, stanza: &[u8]);
-    /// Route the same stanza to many JIDs: one copy of the bytes per destination shard.
-    fn fanout(&self, ty: StanzaType, tos: &[&str], from: &str, stanza: &[u8]);
-    /// Send a stanza error about a stanza of type `ty` with `id` back to `to`, from `from`
-    /// (never for an error stanza).
-    fn bounce(&self, ty: StanzaType, id: Option<&str>, to: &str, from: &str, err: StanzaError);
+    /// This shard's index.
+    fn shard(&self) -> usize;
+    /// The home shard of a bare JID.
+    fn home_of(&self, bare: &str) -> usize;
+    /// Route a stanza: delivered on its addressee's home shard, or bounced for an
+    /// unreachable domain. The stanza's own `from`/`to` attributes are what the recipient
+    /// sees.
+    fn route(&self, ty: StanzaType, route: Route<'_>, stanza: &[u8]);
+    /// Route the same stanza from `from` to many JIDs: one copy of the bytes per destination
+    /// shard.
+    fn fanout(&self, ty: StanzaType, from: JidStr<'_>, tos: &[&str], stanza: &[u8]);
+    /// Answer a stanza with an error (nothing for an error stanza).
+    fn bounce(&self, refused: Refused<'_>, err: StanzaError);
     /// Whether the local account exists. A storage failure is an `Err`, never "no": callers
     /// must not turn it into a statement about the account (`service-unavailable`,
     /// `unsubscribed`); see [`storage_failure`].
     fn account_exists(&self, bare: &str) -> Result<bool, xmppd_storage::StorageError>;
-    /// Deliver a message or presence to the connected resources of a local account by the
-    /// RFC 6121 §8.5 rules, without the hooks (what a module does after its own checks).
-    fn deliver_to_sessions(&self, ty: StanzaType, to: &str, stanza: &[u8]);
+    /// Deliver a message or presence to the connected resources of a local account (homed
+    /// here) by the RFC 6121 §8.5 rules, without the delivery chains (what a module does
+    /// after its own checks). Queued like [`Services::route`].
+    fn deliver_to_sessions(&self, ty: StanzaType, route: Route<'_>, stanza: &[u8]);
 }
 
 /// The stanza error that reports a storage failure to whoever's stanza it stopped, logged
@@ -136,50 +191,21 @@ pub enum IqReply {
 /// An IQ handler.
 pub type IqHandler = Rc<dyn Fn(&Ctx, &IqRequest<'_>) -> IqReply>;
 
-/// Presence a bound client sent (stamped with its full JID).
-pub struct ClientPresence<'a> {
-    /// The sender's full JID.
-    pub from: &'a Jid,
-    /// The presence type.
-    pub ty: PresenceType,
-    /// The parsed `to`, if any (a local or remote JID).
-    pub to: Option<&'a Jid>,
-    /// The stanza id, if any.
-    pub id: Option<&'a str>,
-    /// The stanza, stamped with `from`.
-    pub stanza: &'a [u8],
+/// A post-authentication element that is not a stanza (XEP-0198 `<enable/>`, `<r/>`, `<a/>`;
+/// XEP-0352 `<active/>`, `<inactive/>`), for the module that registered its namespace.
+pub struct Nonza<'a> {
+    /// The authenticated account (bare).
+    pub user: &'a Jid,
+    /// The bound resource, if one is bound yet.
+    pub bound: Option<&'a Jid>,
+    /// The connection (answers go into its queue).
+    pub handle: &'a Rc<ClientHandle>,
+    /// The element.
+    pub element: &'a Element,
 }
 
-/// A stanza arriving for a local account on its home shard.
-pub struct Inbound<'a> {
-    /// Kind and type.
-    pub ty: StanzaType,
-    /// The addressee (normalized, bare or full).
-    pub to: &'a str,
-    /// The sender (normalized).
-    pub from: &'a str,
-    /// The stanza as routed.
-    pub stanza: &'a [u8],
-}
-
-/// What the undeliverable-message hook did.
-pub enum Undeliverable {
-    /// Kept (or deliberately dropped); the future completes once it is durable.
-    Taken(Option<Pending>),
-    /// Not taken: the router bounces `service-unavailable`.
-    Refused,
-}
-
-/// Handles presence from a bound client.
-pub type PresenceOutHook = Rc<dyn Fn(&Ctx, &ClientPresence<'_>) -> Option<Pending>>;
-/// Handles presence for a local account on its home shard.
-pub type PresenceInHook = Rc<dyn Fn(&Ctx, &Inbound<'_>) -> Option<Pending>>;
-/// Takes a normal or chat message for an account with no resource to deliver it to.
-pub type UndeliverableHook = Rc<dyn Fn(&Ctx, &Inbound<'_>) -> Undeliverable>;
-/// A resource became available (initial presence with this priority).
-pub type AvailableHook = Rc<dyn Fn(&Ctx, &Jid, i8) -> Option<Pending>>;
-/// A bound resource went away (it is no longer in the session table).
-pub type SessionEndedHook = Rc<dyn Fn(&Ctx, &sessions::Resource)>;
+/// Handles non-stanza elements of one namespace. An `Err` closes the stream with that error.
+pub type NonzaHandler = Rc<dyn Fn(&Ctx, &Nonza<'_>) -> Result<Option<Pending>, StreamError>>;
 
 /// A disco identity (XEP-0030 §3.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,11 +235,9 @@ pub struct Registry {
     server_identities: Vec<Identity>,
     stream_features: Vec<Element>,
     modules: Vec<&'static str>,
-    presence_out: Option<PresenceOutHook>,
-    presence_in: Option<PresenceInHook>,
-    undeliverable: Option<UndeliverableHook>,
-    available: Vec<AvailableHook>,
-    session_ended: Vec<SessionEndedHook>,
+    hooks: events::Hooks,
+    nonzas: Vec<(&'static str, NonzaHandler)>,
+    services: Vec<ServiceHost>,
 }
 
 /// A module's registration function.
@@ -229,7 +253,8 @@ impl Registry {
         r
     }
 
-    /// Record a module's name (for logs and `check`).
+    /// Record a module's name (for logs and `check`); the handlers it adds next are
+    /// listed under it.
     pub fn module(&mut self, name: &'static str) {
         self.modules.push(name);
     }
@@ -237,6 +262,10 @@ impl Registry {
     /// Names of the registered modules.
     pub fn modules(&self) -> &[&'static str] {
         &self.modules
+    }
+
+    fn current(&self) -> &'static str {
+        self.modules.last().copied().unwrap_or("core")
     }
 
     /// Handle IQ `ty` requests in `scope` whose payload is `<name xmlns=ns>`.
@@ -255,6 +284,62 @@ impl Registry {
             name,
             handler: Rc::new(handler),
         });
+    }
+
+    /// Add a handler to event `E`'s chain: it runs after the handlers of higher or equal
+    /// priority (see [`events`]). Priorities in use are listed in `docs/DESIGN.md`.
+    pub fn hook<E: Event>(
+        &mut self,
+        priority: i32,
+        handler: impl for<'a> Fn(&Ctx, &E::Arg<'a>) -> E::Out + 'static,
+    ) {
+        let module = self.current();
+        E::chain_mut(&mut self.hooks).add(priority, module, Rc::new(handler));
+    }
+
+    /// Event `E`'s chain.
+    pub fn chain<E: Event>(&self) -> &events::Chain<E> {
+        E::chain(&self.hooks)
+    }
+
+    /// Every event's chain order: `(event, [(module, priority)])`.
+    pub fn chains(&self) -> Vec<(&'static str, Vec<(&'static str, i32)>)> {
+        self.hooks.table()
+    }
+
+    /// Handle post-authentication elements (not stanzas) in namespace `ns`. Without a
+    /// handler such an element closes the stream with `unsupported-stanza-type`. One module
+    /// per namespace: a second registration is a programming error.
+    pub fn nonza(
+        &mut self,
+        ns: &'static str,
+        handler: impl Fn(&Ctx, &Nonza<'_>) -> Result<Option<Pending>, StreamError> + 'static,
+    ) {
+        assert!(
+            self.nonza_handler(ns).is_none(),
+            "two modules handle {ns} elements"
+        );
+        self.nonzas.push((ns, Rc::new(handler)));
+    }
+
+    /// The handler of a namespace's non-stanza elements.
+    pub fn nonza_handler(&self, ns: &str) -> Option<&NonzaHandler> {
+        self.nonzas.iter().find(|(n, _)| *n == ns).map(|(_, h)| h)
+    }
+
+    /// Host an in-process service on its own domain (see [`hosts`]).
+    pub fn service(&mut self, host: ServiceHost) {
+        assert!(
+            !self.services.iter().any(|s| s.domain == host.domain),
+            "two services on {}",
+            host.domain
+        );
+        self.services.push(host);
+    }
+
+    /// The in-process services.
+    pub fn services(&self) -> &[ServiceHost] {
+        &self.services
     }
 
     /// Advertise a disco feature of the server (XEP-0030 §3.1).
@@ -283,78 +368,12 @@ impl Registry {
         self.stream_features.push(feature);
     }
 
-    /// Take over presence from clients (one module: RFC 6121 presence).
-    pub fn on_presence_out(
-        &mut self,
-        hook: impl Fn(&Ctx, &ClientPresence<'_>) -> Option<Pending> + 'static,
-    ) {
-        self.presence_out = Some(Rc::new(hook));
-    }
-
-    /// Take over presence arriving for local accounts.
-    pub fn on_presence_in(
-        &mut self,
-        hook: impl Fn(&Ctx, &Inbound<'_>) -> Option<Pending> + 'static,
-    ) {
-        self.presence_in = Some(Rc::new(hook));
-    }
-
-    /// Take messages that no resource can receive (offline storage).
-    pub fn on_undeliverable(
-        &mut self,
-        hook: impl Fn(&Ctx, &Inbound<'_>) -> Undeliverable + 'static,
-    ) {
-        self.undeliverable = Some(Rc::new(hook));
-    }
-
-    /// Be told when a resource becomes available.
-    pub fn on_available(&mut self, hook: impl Fn(&Ctx, &Jid, i8) -> Option<Pending> + 'static) {
-        self.available.push(Rc::new(hook));
-    }
-
-    /// Be told when a bound resource goes away.
-    pub fn on_session_ended(&mut self, hook: impl Fn(&Ctx, &sessions::Resource) + 'static) {
-        self.session_ended.push(Rc::new(hook));
-    }
-
     /// The handler for a request, if any module handles it.
     pub fn iq_handler(&self, scope: Scope, ty: IqType, ns: &str, name: &str) -> Option<&IqHandler> {
         self.iq
             .iter()
             .find(|e| e.scope == scope && e.ty == ty && e.ns == ns && e.name == name)
             .map(|e| &e.handler)
-    }
-
-    /// The client-presence hook.
-    pub fn presence_out(&self) -> Option<&PresenceOutHook> {
-        self.presence_out.as_ref()
-    }
-
-    /// The inbound-presence hook.
-    pub fn presence_in(&self) -> Option<&PresenceInHook> {
-        self.presence_in.as_ref()
-    }
-
-    /// The undeliverable-message hook.
-    pub fn undeliverable(&self) -> Option<&UndeliverableHook> {
-        self.undeliverable.as_ref()
-    }
-
-    /// Run the availability hooks; the returned futures all complete before this one does.
-    pub fn available(&self, ctx: &Ctx, jid: &Jid, priority: i8) -> Option<Pending> {
-        let pending: Vec<Pending> = self
-            .available
-            .iter()
-            .filter_map(|h| h(ctx, jid, priority))
-            .collect();
-        join(pending)
-    }
-
-    /// Run the session-ended hooks.
-    pub fn session_ended(&self, ctx: &Ctx, resource: &sessions::Resource) {
-        for h in &self.session_ended {
-            h(ctx, resource);
-        }
     }
 
     /// Server disco features, sorted.

@@ -514,25 +514,52 @@ impl Drop for AckWait {
     }
 }
 
-/// One connected resource.
+/// One connected resource: what routing needs (its JID, connection and priority), plus each
+/// module's own per-resource state in [`Resource::ext`].
 pub struct Resource {
     /// The full JID.
     pub jid: Jid,
     /// Its connection.
     pub handle: Rc<ClientHandle>,
-    /// Presence priority while available; None while not available (RFC 6121 §4.1).
+    /// Presence priority while available; None while not available (RFC 6121 §4.1). Set by
+    /// the presence module; the router's delivery rules (§8.5) read it.
     pub priority: Option<i8>,
-    /// The last available presence broadcast (stamped), replayed to the account's new resources
-    /// and to contacts' probes.
-    pub last_presence: Option<Box<[u8]>>,
-    /// The resource requested the roster in this session, so it gets roster pushes
-    /// (RFC 6121 §2.1.6 "interested resource").
-    pub interested: bool,
-    /// The resource used roster versioning, so its pushes carry `ver`.
-    pub rosterver: bool,
-    /// Entities that got directed available presence from this resource and are not contacts
-    /// with a presence subscription: they get unavailable presence when it goes (RFC 6121 §4.6).
-    pub directed: Vec<Box<str>>,
+    /// Per-module state (e.g. RFC 6121's interested flag, last presence, directed presence),
+    /// freed with the resource and handed to the session-ended chain with it.
+    pub ext: Extensions,
+}
+
+/// Per-resource state of modules, one value per type. A module keeps its state in a private
+/// type, so no other module can name, read or change it.
+#[derive(Default)]
+pub struct Extensions {
+    slots: Vec<Box<dyn std::any::Any>>,
+}
+
+impl Extensions {
+    /// The value of type `T`, if set.
+    pub fn get<T: 'static>(&self) -> Option<&T> {
+        self.slots.iter().find_map(|b| b.downcast_ref::<T>())
+    }
+
+    /// The value of type `T`, if set, mutably.
+    pub fn get_mut<T: 'static>(&mut self) -> Option<&mut T> {
+        self.slots.iter_mut().find_map(|b| b.downcast_mut::<T>())
+    }
+
+    /// The value of type `T`, set to its default first if missing.
+    pub fn get_or_default<T: Default + 'static>(&mut self) -> &mut T {
+        let pos = match self.slots.iter().position(|b| b.is::<T>()) {
+            Some(pos) => pos,
+            None => {
+                self.slots.push(Box::<T>::default());
+                self.slots.len() - 1
+            }
+        };
+        self.slots[pos]
+            .downcast_mut::<T>()
+            .expect("slot holds the type it was found by")
+    }
 }
 
 /// All connected resources of one account.
@@ -662,10 +689,7 @@ impl Sessions {
             jid: jid.clone(),
             handle,
             priority: None,
-            last_presence: None,
-            interested: false,
-            rosterver: false,
-            directed: Vec::new(),
+            ext: Extensions::default(),
         });
         Ok((jid, displaced))
     }
@@ -713,6 +737,24 @@ mod tests {
 
     fn handle() -> Rc<ClientHandle> {
         Rc::new(ClientHandle::new(1 << 20, Instant::now()))
+    }
+
+    #[test]
+    fn extensions_hold_one_value_per_type_and_modules_see_only_their_own() {
+        #[derive(Default, Debug, PartialEq)]
+        struct A(u32);
+        #[derive(Default, Debug, PartialEq)]
+        struct B(&'static str);
+        let mut e = Extensions::default();
+        assert_eq!(e.get::<A>(), None);
+        e.get_or_default::<A>().0 = 7;
+        e.get_or_default::<B>().0 = "x";
+        e.get_or_default::<A>().0 += 1;
+        assert_eq!(e.get::<A>(), Some(&A(8)));
+        assert_eq!(e.get::<B>(), Some(&B("x")));
+        e.get_mut::<B>().unwrap().0 = "y";
+        assert_eq!(e.get::<B>(), Some(&B("y")));
+        assert_eq!(e.slots.len(), 2);
     }
 
     #[test]

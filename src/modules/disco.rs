@@ -39,12 +39,24 @@ pub fn register(r: &mut Registry, _config: &Config) {
         IqType::Get,
         ns::DISCO_ITEMS,
         "query",
-        |_, req| {
+        |ctx, req| {
             if req.payload.attr("node").is_some() {
                 return item_not_found();
             }
-            // DISCO-03: an empty list, never an error, while no services are hosted.
-            IqReply::Result(Some(Element::new("query", ns::DISCO_ITEMS)))
+            // DISCO-03: the in-process services hosted under this domain (an empty list,
+            // never an error, when there are none).
+            let mut q = Element::new("query", ns::DISCO_ITEMS);
+            for s in ctx.registry().services() {
+                if s.parent == req.to.domain() {
+                    let mut item =
+                        Element::new("item", ns::DISCO_ITEMS).with_attr("jid", s.domain.as_str());
+                    if let Some(name) = s.identity.name {
+                        item.set_attr("name", name);
+                    }
+                    q.push_child(item);
+                }
+            }
+            IqReply::Result(Some(q))
         },
     );
     r.iq(

@@ -37,12 +37,12 @@ use std::time::{Duration, Instant};
 use ahash::AHashMap;
 
 use crate::config::Config;
+use crate::core::events::{priority, ResourceAvailable, Undeliverable};
 use crate::core::sessions::AckWait;
-use crate::core::{ClientHandle, Ctx, Inbound, Registry, Undeliverable};
-use crate::router::bare_of;
+use crate::core::{ClientHandle, Ctx, Flow, Inbound, Refused, Registry, Route};
 use crate::xml::{self, Element, StreamNs};
 use crate::xmpp::error::{StanzaCondition, StanzaError};
-use crate::xmpp::jid::Jid;
+use crate::xmpp::jid::{Jid, JidStr};
 use crate::xmpp::ns;
 use xmppd_storage::{OfflineFull, OfflineMessage, OfflinePush, OfflineQuota};
 
@@ -66,9 +66,9 @@ pub fn register(r: &mut Registry, config: &Config) {
     r.server_feature("msgoffline");
     let offline = Rc::new(Offline::new(config));
     let o = offline.clone();
-    r.on_undeliverable(move |ctx, m| o.store(ctx, m));
-    r.on_available(move |ctx, jid, priority| {
-        offline.available(ctx, jid, priority);
+    r.hook::<Undeliverable>(priority::PROTOCOL, move |ctx, m| o.store(ctx, m));
+    r.hook::<ResourceAvailable>(priority::PROTOCOL, move |ctx, a| {
+        offline.available(ctx, a.jid, a.priority);
         None
     });
 }
@@ -109,7 +109,7 @@ impl Offline {
     }
 
     /// Store a message (IM-MSG-07/11/13).
-    fn store(self: &Rc<Self>, ctx: &Ctx, m: &Inbound<'_>) -> Undeliverable {
+    fn store(self: &Rc<Self>, ctx: &Ctx, m: &Inbound<'_>) -> Flow {
         let limits = ctx.config().xml_limits();
         if m.stanza.len() > self.max_stanza {
             let id = xml::scan_stanza(m.stanza, &StreamNs::new(ns::CLIENT), &limits)
@@ -122,21 +122,26 @@ impl Offline {
                     self.max_stanza
                 ),
             );
-            ctx.bounce(m.ty, id.as_deref(), m.from, m.to, err);
-            return Undeliverable::Taken(None);
+            let refused = Refused {
+                ty: m.ty,
+                id: id.as_deref(),
+                route: m.route,
+            };
+            ctx.bounce(refused, err);
+            return Flow::Handled(None);
         }
         let Ok(el) = xml::parse_element(m.stanza, &StreamNs::new(ns::CLIENT), &limits) else {
-            return Undeliverable::Refused;
+            return Flow::Continue;
         };
         let only_chat_states =
             el.child("body", &el.ns).is_none() && el.elements().all(|c| c.ns == NS_CHATSTATES);
         if only_chat_states {
             // IM-MSG-11: ephemeral; dropping it is what the sender expects.
-            return Undeliverable::Taken(None);
+            return Flow::Handled(None);
         }
-        let user = bare_of(m.to).to_string();
-        let from = m.from.to_string();
-        let to = m.to.to_string();
+        let user = m.route.to.bare().to_string();
+        let from = m.route.from.to_string();
+        let to = m.route.to.to_string();
         let stanza = m.stanza.to_vec();
         let id = el.attr("id").map(str::to_string);
         let stamp = crate::util::now_unix_ms();
@@ -151,8 +156,8 @@ impl Offline {
         let ctx = ctx.clone();
         let this = self.clone();
         let ty = m.ty;
-        let sender = m.from.to_string();
-        Undeliverable::Taken(Some(Box::pin(async move {
+        let sender = m.route.from.to_string();
+        Flow::Handled(Some(Box::pin(async move {
             let result = done.await;
             this.check_fill(&ctx);
             let err = match result {
@@ -188,7 +193,9 @@ impl Offline {
                     StanzaError::new(StanzaCondition::InternalServerError)
                 }
             };
-            ctx.bounce(ty, id.as_deref(), &sender, &to, err);
+            let route = Route::new(JidStr::trusted(&sender), JidStr::trusted(&to));
+            let id = id.as_deref();
+            ctx.bounce(Refused { ty, id, route }, err);
         })))
     }
 

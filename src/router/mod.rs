@@ -1,27 +1,130 @@
-//! Where a stanza goes (RFC 6120 §10, RFC 6121 §8.5): the server itself, an account homed on
-//! this shard, an account homed on another shard (one hop over the mesh), or a remote domain.
+//! Where a stanza goes (RFC 6120 §10, RFC 6121 §8.5): the server itself, an account or a
+//! service entity homed on this shard, one homed on another shard (one hop over the mesh), a
+//! component, or a remote domain — by the host table (`core::hosts`).
 //!
 //! Routed stanzas travel as the bytes they arrived in, stamped with the sender's full JID; only
 //! stanzas the server answers itself are parsed into an element tree.
+//!
+//! # Order of events
+//!
+//! A stanza from a client: the `ClientStanza` chain, then (not handled) the addressee's host.
+//! On the addressee's home shard: an in-process service gets it whole; for an account the
+//! `DeliverBare` or `DeliverFull` chain runs, then the RFC 6121 §8.5 [`decide`] table, then
+//! `BeforeWrite` for each resource it is queued for, and `Undeliverable` for a normal or chat
+//! message no resource took.
+//!
+//! # Re-entrance
+//!
+//! Handlers run inside a *delivery scope* (`Router::scoped`). While a scope is open, every
+//! stanza routed to a local addressee (by a handler, a service, or the router's own bounces)
+//! is appended to the shard's local queue instead of being delivered on the spot, and the
+//! queue is delivered, in order, when the outermost scope closes. Modules send through
+//! [`Services`], which always queues, so a module is never re-entered by its own send: it
+//! may hold its own `RefCell` borrows (and the session table's) while it routes. The router
+//! itself never holds a borrow of the session table while a handler runs. Stanzas for other
+//! shards go to the outbox at once (nothing runs there on this thread).
+//!
+//! A queue drain handles at most [`DRAIN_BUDGET`] stanzas before it yields to other tasks
+//! and continues in a task of its own, so handlers that keep generating stanzas cannot
+//! starve the shard.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::ops::Range;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use crate::config::Config;
-use crate::core::sessions;
+use crate::core::events::{self, Bound, ToClient};
+use crate::core::hosts::{self, Dest};
+use crate::core::sessions::{self, Congested};
 use crate::core::{
-    ClientHandle, ClientPresence, Ctx, Inbound, IqReply, IqRequest, Pending, Registry, Scope,
-    Services, Sessions, Undeliverable,
+    ClientHandle, Ctx, Flow, FromClient, Host, HostTable, Inbound, IqReply, IqRequest, Pending,
+    Refused, Registry, Route, Scope, Services, Sessions,
 };
-use crate::shard::{shard_of, BatchEntry, Outbox};
+use crate::shard::{BatchEntry, Outbox};
 use crate::xml::{self, Element, StreamNs};
 use crate::xmpp::error::{StanzaCondition, StanzaError, StreamCondition, StreamError};
-use crate::xmpp::jid::Jid;
+use crate::xmpp::jid::{Jid, JidStr};
 use crate::xmpp::ns;
 use crate::xmpp::stanza::{IqType, Kind, MessageType, PresenceType, StanzaType};
 
-/// What delivery to a local addressee decided.
+/// Most queued stanzas one drain delivers before it yields (see "Re-entrance").
+pub const DRAIN_BUDGET: usize = 4096;
+
+/// What RFC 6121 §8.5 says to do with a stanza for a local account, by its type, whether it
+/// names a resource and whether that resource is connected. A pure table: see the tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Dropped without an answer.
+    Drop,
+    /// Answered with `service-unavailable`.
+    Unavailable,
+    /// An IQ request for the account itself: the server answers on its behalf (§8.5.2.1.3,
+    /// IM-IQ-01).
+    ForAccount(IqType),
+    /// To the addressed resource; a full send queue is answered with `resource-constraint`
+    /// when `bounce` (presence is state and is not).
+    Resource {
+        /// Bounce when the recipient's queue refuses it.
+        bounce: bool,
+    },
+    /// To the available resources of non-negative priority that share the highest priority;
+    /// none: the `Undeliverable` chain (offline storage), else `service-unavailable`
+    /// (§8.5.2.1.1, IM-MSG-02/07/08).
+    Best,
+    /// To every available resource of non-negative priority, else dropped (IM-MSG-04).
+    NonNegative,
+    /// To every available resource, else dropped (IM-PRES-14/15, IM-SUB-16).
+    Available,
+}
+
+/// The §8.5 table. `resource` is whether the addressee is a full JID; `connected` whether
+/// that resource is bound on this shard.
+pub fn decide(ty: StanzaType, resource: bool, connected: bool) -> Decision {
+    match ty {
+        StanzaType::Iq(it) => match (resource, connected) {
+            (true, true) => Decision::Resource { bounce: true },
+            // §8.5.3.2.3 / CORE-STANZA-18: no such resource.
+            (true, false) if ty.is_request() => Decision::Unavailable,
+            (true, false) => Decision::Drop,
+            // §8.5.2.1.3 / IM-IQ-01: the server answers for the account.
+            (false, _) => Decision::ForAccount(it),
+        },
+        // §8.5.3.1 / IM-MSG-01: to a connected resource whatever its priority or
+        // availability.
+        StanzaType::Message(_) if connected => Decision::Resource { bounce: true },
+        StanzaType::Message(mt) => match mt {
+            MessageType::Error => Decision::Drop,
+            // IM-MSG-05
+            MessageType::Groupchat => Decision::Unavailable,
+            // §8.5.3.2.1: a headline to a missing resource is dropped.
+            MessageType::Headline if resource => Decision::Drop,
+            MessageType::Headline => Decision::NonNegative,
+            // IM-MSG-02/08: chat (and, as RFC 3921 did, normal) to a missing resource is
+            // handled as if sent to the bare JID.
+            MessageType::Normal | MessageType::Chat => Decision::Best,
+        },
+        StanzaType::Presence(pt) => match (pt, resource) {
+            // IM-PRES-14: to a full JID, that resource only (if connected).
+            (PresenceType::Available | PresenceType::Unavailable | PresenceType::Error, true)
+                if connected =>
+            {
+                Decision::Resource { bounce: false }
+            }
+            (PresenceType::Available | PresenceType::Unavailable | PresenceType::Error, true) => {
+                Decision::Drop
+            }
+            // IM-PRES-18: error presence is never broadcast.
+            (PresenceType::Error, false) | (PresenceType::Probe, _) => Decision::Drop,
+            // IM-PRES-14/15 and IM-SUB-16: every available resource.
+            _ => Decision::Available,
+        },
+    }
+}
+
+/// What delivery to a local addressee did.
 enum Delivery {
     /// Delivered, or dropped as the rules say.
     Done,
@@ -36,6 +139,94 @@ enum Delivery {
     Congested,
 }
 
+/// How a queued stanza is to be delivered.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// Routed (chains, host table, §8.5).
+    Route,
+    /// To the sessions of a local account by §8.5, without the delivery chains.
+    Sessions,
+}
+
+/// One stanza in the local queue: ranges into the queue's buffer.
+struct Queued {
+    ty: StanzaType,
+    mode: Mode,
+    to: Range<usize>,
+    from: Range<usize>,
+    stanza: Range<usize>,
+}
+
+/// Stanzas for local addressees routed while a delivery scope was open, back to back in one
+/// buffer (kept and reused, so a busy shard does not allocate per queued stanza).
+#[derive(Default)]
+struct LocalQueue {
+    data: Vec<u8>,
+    items: Vec<Queued>,
+}
+
+impl LocalQueue {
+    fn push(&mut self, ty: StanzaType, mode: Mode, route: Route<'_>, stanza: &[u8]) {
+        let to = self.append(route.to.as_str().as_bytes());
+        let from = self.append(route.from.as_str().as_bytes());
+        let stanza = self.append(stanza);
+        self.items.push(Queued {
+            ty,
+            mode,
+            to,
+            from,
+            stanza,
+        });
+    }
+
+    fn push_many(&mut self, ty: StanzaType, from: JidStr<'_>, tos: &[&str], stanza: &[u8]) {
+        let stanza = self.append(stanza);
+        let from = self.append(from.as_str().as_bytes());
+        for to in tos {
+            let to = self.append(to.as_bytes());
+            self.items.push(Queued {
+                ty,
+                mode: Mode::Route,
+                to,
+                from: from.clone(),
+                stanza: stanza.clone(),
+            });
+        }
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> Range<usize> {
+        let start = self.data.len();
+        self.data.extend_from_slice(bytes);
+        start..self.data.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Empty it, keeping a moderate buffer for the next round.
+    fn clear(&mut self) {
+        self.items.clear();
+        self.data.clear();
+        if self.data.capacity() > 1 << 20 {
+            self.data = Vec::new();
+            self.items = Vec::new();
+        }
+    }
+
+    /// The stanza at `i`: type, mode, route and bytes. Everything in the queue was written
+    /// from `&str` JIDs, so the ranges hold UTF-8.
+    fn get(&self, i: usize) -> Option<(StanzaType, Mode, Route<'_>, &[u8])> {
+        let q = self.items.get(i)?;
+        let text = |r: &Range<usize>| std::str::from_utf8(self.data.get(r.clone())?).ok();
+        let route = Route {
+            to: JidStr::trusted(text(&q.to)?),
+            from: JidStr::trusted(text(&q.from)?),
+        };
+        Some((q.ty, q.mode, route, self.data.get(q.stanza.clone())?))
+    }
+}
+
 /// One shard's router and the state it routes with.
 pub struct Router {
     /// The configuration.
@@ -48,23 +239,18 @@ pub struct Router {
     pub sessions: RefCell<Sessions>,
     /// Stanzas for other shards.
     pub outbox: Rc<Outbox>,
+    hosts: HostTable,
     shards: usize,
     client_ns: StreamNs,
     me: std::rc::Weak<Router>,
-}
-
-/// A validated stanza from a bound local client, ready to route.
-pub struct FromClient<'a> {
-    /// The sender's bound full JID.
-    pub from: &'a Jid,
-    /// Kind and type.
-    pub ty: StanzaType,
-    /// The parsed `to`, if any.
-    pub to: Option<&'a Jid>,
-    /// The stanza id.
-    pub id: Option<&'a str>,
-    /// The stanza stamped with `from` (and `to`/`xml:lang` where added).
-    pub stamped: &'a [u8],
+    /// Delivery scopes open on this shard (see "Re-entrance").
+    active: Cell<u32>,
+    /// Local stanzas routed while a scope was open.
+    queue: RefCell<LocalQueue>,
+    /// The queue being delivered (swapped with `queue`, so both keep their buffers).
+    draining: RefCell<LocalQueue>,
+    /// A task will drain the queue.
+    drain_scheduled: Cell<bool>,
 }
 
 impl Router {
@@ -76,15 +262,21 @@ impl Router {
         outbox: Rc<Outbox>,
     ) -> Rc<Router> {
         let shards = outbox.links().shards();
+        let hosts = host_table(&config, &registry);
         Rc::new_cyclic(|me| Router {
             config,
             storage,
             registry,
             sessions: RefCell::new(Sessions::default()),
             outbox,
+            hosts,
             shards,
             client_ns: StreamNs::new(ns::CLIENT),
             me: me.clone(),
+            active: Cell::new(0),
+            queue: RefCell::default(),
+            draining: RefCell::default(),
+            drain_scheduled: Cell::new(false),
         })
     }
 
@@ -95,32 +287,114 @@ impl Router {
 
     /// The home shard of a bare JID.
     pub fn home_of(&self, bare: &str) -> usize {
-        shard_of(bare, self.shards)
+        crate::shard::shard_of(bare, self.shards)
+    }
+
+    /// The host table.
+    pub fn hosts(&self) -> &HostTable {
+        &self.hosts
     }
 
     fn ctx(self: &Rc<Self>) -> Ctx {
         Ctx(self.clone())
     }
 
+    /// Run `f` in a delivery scope: local stanzas routed meanwhile are queued, and delivered
+    /// when the outermost scope closes.
+    fn scoped<R>(self: &Rc<Self>, f: impl FnOnce() -> R) -> R {
+        self.active.set(self.active.get() + 1);
+        let r = f();
+        self.active.set(self.active.get() - 1);
+        if self.active.get() == 0 {
+            self.drain();
+        }
+        r
+    }
+
+    /// Run `f` (router code on a module's behalf) with everything it routes locally queued,
+    /// even outside a scope: then a task delivers it, so the module is not re-entered.
+    fn queued<R>(self: &Rc<Self>, f: impl FnOnce() -> R) -> R {
+        self.active.set(self.active.get() + 1);
+        let r = f();
+        self.active.set(self.active.get() - 1);
+        if self.active.get() == 0 && !self.queue.borrow().is_empty() {
+            self.schedule_drain();
+        }
+        r
+    }
+
+    /// Queue a local stanza; outside any scope, a task delivers it soon.
+    fn enqueue(self: &Rc<Self>, ty: StanzaType, mode: Mode, route: Route<'_>, stanza: &[u8]) {
+        self.queue.borrow_mut().push(ty, mode, route, stanza);
+        if self.active.get() == 0 {
+            self.schedule_drain();
+        }
+    }
+
+    fn schedule_drain(self: &Rc<Self>) {
+        if self.drain_scheduled.replace(true) {
+            return;
+        }
+        let me = self.clone();
+        glommio::spawn_local(async move {
+            me.drain_scheduled.set(false);
+            if me.active.get() == 0 {
+                me.drain();
+            }
+        })
+        .detach();
+    }
+
+    /// Deliver the local queue, oldest first, including what the deliveries queue, up to
+    /// [`DRAIN_BUDGET`] stanzas; the rest is left to a task.
+    fn drain(self: &Rc<Self>) {
+        let mut budget = DRAIN_BUDGET;
+        while !self.queue.borrow().is_empty() {
+            if budget == 0 {
+                self.schedule_drain();
+                return;
+            }
+            std::mem::swap(
+                &mut *self.queue.borrow_mut(),
+                &mut *self.draining.borrow_mut(),
+            );
+            self.active.set(self.active.get() + 1);
+            {
+                let batch = self.draining.borrow();
+                let mut i = 0;
+                while let Some((ty, mode, route, stanza)) = batch.get(i) {
+                    i += 1;
+                    let pending = match mode {
+                        Mode::Route => self.route_now(ty, route, stanza),
+                        Mode::Sessions => {
+                            self.to_sessions(ty, route, stanza);
+                            None
+                        }
+                    };
+                    if let Some(p) = pending {
+                        glommio::spawn_local(p).detach();
+                    }
+                }
+                budget = budget.saturating_sub(i);
+            }
+            self.active.set(self.active.get() - 1);
+            self.draining.borrow_mut().clear();
+        }
+    }
+
     /// Route a stanza from a bound client homed on this shard (RFC 6120 §10.3–10.5).
     pub fn from_client(self: &Rc<Self>, s: FromClient<'_>) -> Option<Pending> {
+        let chain = self.registry.chain::<events::ClientStanza>();
+        if !chain.is_empty() {
+            let ctx = self.ctx();
+            if let Flow::Handled(p) = self.scoped(|| chain.run(&ctx, &s)) {
+                return p;
+            }
+        }
         let from = s.from;
         match (s.ty, s.to) {
-            // RFC 6121 §4: presence is the presence module's (broadcast, directed,
-            // subscriptions); without one, directed presence is routed and broadcasts dropped.
-            (StanzaType::Presence(pt), to) => match self.registry.presence_out() {
-                Some(hook) => hook(
-                    &self.ctx(),
-                    &ClientPresence {
-                        from,
-                        ty: pt,
-                        to,
-                        id: s.id,
-                        stanza: s.stamped,
-                    },
-                ),
-                None => to.and_then(|to| self.route(s.ty, to.as_str(), from.as_str(), s.stamped)),
-            },
+            // Presence without an addressee is a broadcast: the presence module's, if any.
+            (StanzaType::Presence(_), None) => None,
             // §10.3.3: an IQ with no `to` is handled on behalf of the sender's account.
             (StanzaType::Iq(it), None) => {
                 let bare = from.to_bare();
@@ -129,45 +403,76 @@ impl Router {
             // §10.3.1: a message with no `to` goes to the sender's bare JID (the c2s layer has
             // stamped that `to`).
             (ty, None) => {
-                let bare = from.to_bare();
-                self.route(ty, bare.as_str(), from.as_str(), s.stamped)
+                let to = JidStr::trusted(from.bare_str());
+                self.route(ty, Route::new(from, to), s.stamped)
             }
             (ty, Some(to)) => {
-                if to.local().is_none() && self.config.serves(to.domain()) {
+                if to.local().is_none() && self.hosts.is_local(to.domain()) {
                     return self.to_server(ty, from, to, s.id, s.stamped);
                 }
-                self.route(ty, to.as_str(), from.as_str(), s.stamped)
+                self.route(ty, Route::new(from, to), s.stamped)
             }
         }
     }
 
-    /// Route a stanza to a JID (`to` normalized): deliver here, hand it to the home shard,
-    /// or bounce it for a domain this server cannot reach.
+    /// Route a stanza: delivered here, handed to the addressee's home shard, or bounced for
+    /// a domain this server cannot reach. Inside a delivery scope a local stanza is queued
+    /// (None); outside, it is delivered now and its future returned.
     pub fn route(
         self: &Rc<Self>,
         ty: StanzaType,
-        to: &str,
-        from: &str,
+        route: Route<'_>,
         stanza: &[u8],
     ) -> Option<Pending> {
-        let bare = bare_of(to);
-        let domain = bare.rsplit_once('@').map_or(bare, |(_, d)| d);
-        if !self.config.serves(domain) {
-            // No server-to-server yet: every remote domain is unreachable (§10.4.3).
-            self.bounce_stanza(ty, stanza, from, to, StanzaCondition::RemoteServerNotFound);
+        if self.active.get() > 0 {
+            self.send(ty, Mode::Route, route, stanza);
             return None;
         }
-        if !bare.contains('@') {
+        self.scoped(|| self.route_now(ty, route, stanza))
+    }
+
+    /// What modules' sends do: to another shard's outbox at once, otherwise queued.
+    fn send(self: &Rc<Self>, ty: StanzaType, mode: Mode, route: Route<'_>, stanza: &[u8]) {
+        match hosts::decide(&self.hosts, route.to, self.shards) {
+            Dest::Account(home) | Dest::Service(home) if home != self.shard() => {
+                self.outbox
+                    .push(home, ty, route.to.as_str(), route.from.as_str(), |o| {
+                        o.extend_from_slice(stanza)
+                    });
+            }
+            _ => self.enqueue(ty, mode, route, stanza),
+        }
+    }
+
+    fn route_now(
+        self: &Rc<Self>,
+        ty: StanzaType,
+        route: Route<'_>,
+        stanza: &[u8],
+    ) -> Option<Pending> {
+        match hosts::decide(&self.hosts, route.to, self.shards) {
+            Dest::Remote => {
+                // No server-to-server yet: every remote domain is unreachable (§10.4.3).
+                self.bounce_stanza(ty, stanza, route, StanzaCondition::RemoteServerNotFound);
+                None
+            }
+            Dest::Component => {
+                // No component link yet.
+                self.bounce_stanza(ty, stanza, route, StanzaCondition::ServiceUnavailable);
+                None
+            }
             // The server itself, as the addressee of a generated stanza: nothing to deliver.
-            return None;
-        }
-        let home = self.home_of(bare);
-        if home == self.shard() {
-            self.deliver(ty, to, from, stanza)
-        } else {
-            self.outbox
-                .push(home, ty, to, from, |o| o.extend_from_slice(stanza));
-            None
+            Dest::Server => None,
+            Dest::Account(home) | Dest::Service(home) if home == self.shard() => {
+                self.deliver(ty, route, stanza)
+            }
+            Dest::Account(home) | Dest::Service(home) => {
+                self.outbox
+                    .push(home, ty, route.to.as_str(), route.from.as_str(), |o| {
+                        o.extend_from_slice(stanza)
+                    });
+                None
+            }
         }
     }
 
@@ -175,108 +480,132 @@ impl Router {
     pub fn route_generated(
         self: &Rc<Self>,
         ty: StanzaType,
-        to: &str,
-        from: &str,
+        route: Route<'_>,
         write: impl FnOnce(&mut Vec<u8>),
     ) {
         let mut buf = sessions::take_buffer();
         write(&mut buf);
-        if let Some(p) = self.route(ty, to, from, &buf) {
+        if let Some(p) = self.route(ty, route, &buf) {
             glommio::spawn_local(p).detach();
         }
         sessions::give_buffer(buf);
     }
 
-    /// Route one stanza to many JIDs, writing its bytes once per destination shard.
-    pub fn fanout_stanza(self: &Rc<Self>, ty: StanzaType, tos: &[&str], from: &str, stanza: &[u8]) {
-        let mut remote: Vec<Vec<&str>> = vec![Vec::new(); self.shards];
+    /// Route one stanza to many JIDs, writing its bytes once per destination shard; local
+    /// addressees are queued.
+    pub fn fanout_stanza(
+        self: &Rc<Self>,
+        ty: StanzaType,
+        from: JidStr<'_>,
+        tos: &[&str],
+        stanza: &[u8],
+    ) {
+        let mut remote: SmallVec<[SmallVec<[&str; 8]>; 4]> =
+            (0..self.shards).map(|_| SmallVec::new()).collect();
+        let mut local: SmallVec<[&str; 8]> = SmallVec::new();
         for to in tos {
-            let bare = bare_of(to);
-            if bare.contains('@')
-                && self
-                    .config
-                    .serves(bare.rsplit_once('@').map_or("", |(_, d)| d))
-            {
-                let home = self.home_of(bare);
-                if home != self.shard() {
-                    remote[home].push(to);
-                    continue;
+            match hosts::decide(&self.hosts, JidStr::trusted(to), self.shards) {
+                Dest::Account(home) | Dest::Service(home) if home != self.shard() => {
+                    remote[home].push(to)
                 }
-            }
-            if let Some(p) = self.route(ty, to, from, stanza) {
-                glommio::spawn_local(p).detach();
+                _ => local.push(to),
             }
         }
-        for (dst, tos) in remote.into_iter().enumerate() {
+        if !local.is_empty() {
+            self.queue.borrow_mut().push_many(ty, from, &local, stanza);
+            if self.active.get() == 0 {
+                self.schedule_drain();
+            }
+        }
+        for (dst, tos) in remote.iter().enumerate() {
             if !tos.is_empty() {
-                self.outbox.push_many(dst, ty, &tos, from, stanza);
+                self.outbox.push_many(dst, ty, tos, from.as_str(), stanza);
             }
         }
     }
 
-    /// Deliver a batch that arrived from another shard.
+    /// Deliver a stanza that arrived from another shard.
     pub fn deliver_entry(self: &Rc<Self>, e: &BatchEntry<'_>) {
-        if let Some(p) = self.deliver(e.ty, e.to, e.from, e.stanza) {
+        let route = Route {
+            to: JidStr::trusted(e.to),
+            from: JidStr::trusted(e.from),
+        };
+        if let Some(p) = self.scoped(|| self.deliver(e.ty, route, e.stanza)) {
             glommio::spawn_local(p).detach();
         }
     }
 
-    /// Deliver a stanza to a JID homed on this shard (RFC 6121 §8.5).
-    pub fn deliver(
+    /// Deliver a stanza to a JID homed on this shard: a service's, or an account's by the
+    /// delivery chains and RFC 6121 §8.5.
+    fn deliver(
         self: &Rc<Self>,
         ty: StanzaType,
-        to: &str,
-        from: &str,
+        route: Route<'_>,
         stanza: &[u8],
     ) -> Option<Pending> {
-        let inbound = Inbound {
-            ty,
-            to,
-            from,
-            stanza,
-        };
-        if let (StanzaType::Presence(_), Some(hook)) = (ty, self.registry.presence_in()) {
-            return hook(&self.ctx(), &inbound);
+        let inbound = Inbound { ty, route, stanza };
+        match self.hosts.get(route.to.domain()) {
+            Some(Host::Local) => {}
+            Some(Host::Service(service)) => {
+                let ctx = self.ctx();
+                return self.scoped(|| service.stanza(&ctx, &inbound));
+            }
+            // Not hosted here (the table is the same on every shard, so only a stanza for
+            // the domain itself, or one routed by mistake).
+            _ => return None,
         }
-        match self.deliver_to_sessions(ty, to, from, stanza) {
+        let (bare, full) = (
+            self.registry.chain::<events::DeliverBare>(),
+            self.registry.chain::<events::DeliverFull>(),
+        );
+        let taken = match route.to.is_bare() {
+            true if !bare.is_empty() => Some(self.scoped(|| bare.run(&self.ctx(), &inbound))),
+            false if !full.is_empty() => Some(self.scoped(|| full.run(&self.ctx(), &inbound))),
+            _ => None,
+        };
+        if let Some(Flow::Handled(p)) = taken {
+            return p;
+        }
+        match self.to_sessions(ty, route, stanza) {
             Delivery::Done => None,
             Delivery::Congested => {
                 // Never an error answering an IQ response (bounce_stanza skips errors).
                 if !matches!(ty, StanzaType::Iq(IqType::Result)) {
-                    self.bounce_stanza(ty, stanza, from, to, StanzaCondition::ResourceConstraint);
+                    self.bounce_stanza(ty, stanza, route, StanzaCondition::ResourceConstraint);
                 }
                 None
             }
             Delivery::Unavailable => {
-                self.bounce_stanza(ty, stanza, from, to, StanzaCondition::ServiceUnavailable);
+                self.bounce_stanza(ty, stanza, route, StanzaCondition::ServiceUnavailable);
                 None
             }
             Delivery::NoResource => {
                 // IM-MSG-07: offline storage if a module takes it, else the sender learns that
                 // it was not delivered. Never stored for a missing account (CORE-STANZA-19).
-                match self.account_exists(bare_of(to)) {
+                match self.account_exists(route.to.bare().as_str()) {
                     Ok(true) => {
-                        if let Some(hook) = self.registry.undeliverable() {
-                            if let Undeliverable::Taken(p) = hook(&self.ctx(), &inbound) {
-                                return p;
-                            }
+                        let chain = self.registry.chain::<events::Undeliverable>();
+                        let ctx = self.ctx();
+                        if let Flow::Handled(p) = self.scoped(|| chain.run(&ctx, &inbound)) {
+                            return p;
                         }
                     }
                     Ok(false) => {}
                     // Not known to be missing: the sender learns the server failed, not that
                     // the account does not exist (issue 8).
                     Err(e) => {
-                        let err = crate::core::storage_failure("account lookup", bare_of(to), &e);
+                        let to = route.to.bare().as_str();
+                        let err = crate::core::storage_failure("account lookup", to, &e);
                         let id = self.id_of(stanza);
-                        self.bounce(ty, id.as_deref(), from, to, err);
+                        self.bounce(refused(ty, id.as_deref(), route), err);
                         return None;
                     }
                 }
-                self.bounce_stanza(ty, stanza, from, to, StanzaCondition::ServiceUnavailable);
+                self.bounce_stanza(ty, stanza, route, StanzaCondition::ServiceUnavailable);
                 None
             }
             Delivery::ForAccount(it) => {
-                let (Ok(from_jid), Ok(to_jid)) = (Jid::parse(from), Jid::parse(to)) else {
+                let (Ok(from_jid), Ok(to_jid)) = (route.from.to_jid(), route.to.to_jid()) else {
                     return None;
                 };
                 let id = self.id_of(stanza);
@@ -292,90 +621,105 @@ impl Router {
         }
     }
 
-    /// The RFC 6121 §8.5 decision for a local addressee, delivering to connected resources.
-    /// Stanzas go through [`ClientHandle::offer`]: a recipient whose queue is full refuses
-    /// them (`Congested`) instead of being disconnected. `from` is the sender ("" if unknown).
-    fn deliver_to_sessions(&self, ty: StanzaType, to: &str, from: &str, stanza: &[u8]) -> Delivery {
-        let (bare, resource) = split_jid(to);
-        let sessions = self.sessions.borrow();
-        let account = sessions.account(bare);
-        let full = resource.and_then(|r| account.and_then(|a| a.get(r)));
-        match ty {
-            StanzaType::Iq(it) => match (full, resource) {
-                (Some(r), _) => match r.handle.offer(from, stanza) {
-                    Ok(()) => Delivery::Done,
-                    Err(_) => Delivery::Congested,
-                },
-                // §8.5.3.2.3 / CORE-STANZA-18: no such resource.
-                (None, Some(_)) if ty.is_request() => Delivery::Unavailable,
-                (None, Some(_)) => Delivery::Done,
-                // §8.5.2.1.3 / IM-IQ-01: the server answers for the account.
-                (None, None) => Delivery::ForAccount(it),
-            },
-            StanzaType::Message(mt) => {
-                if let Some(r) = full {
-                    // §8.5.3.1 / IM-MSG-01: whatever its priority or availability.
-                    return match r.handle.offer(from, stanza) {
-                        Ok(()) => Delivery::Done,
-                        Err(_) => Delivery::Congested,
-                    };
+    /// Deliver to a local account's connected resources by the §8.5 table. The handles are
+    /// collected first and the session table released before anything is offered, so the
+    /// `BeforeWrite` handlers may use it.
+    fn to_sessions(self: &Rc<Self>, ty: StanzaType, route: Route<'_>, stanza: &[u8]) -> Delivery {
+        let (bare, resource) = (route.to.bare().as_str(), route.to.resource());
+        let (decision, targets) = {
+            let sessions = self.sessions.borrow();
+            let account = sessions.account(bare);
+            let full = resource.and_then(|r| account?.get(r));
+            let decision = decide(ty, resource.is_some(), full.is_some());
+            let mut targets: SmallVec<[Rc<ClientHandle>; 2]> = SmallVec::new();
+            match decision {
+                Decision::Resource { .. } => targets.extend(full.map(|r| r.handle.clone())),
+                Decision::Best => targets.extend(
+                    account
+                        .into_iter()
+                        .flat_map(|a| a.best())
+                        .map(|r| r.handle.clone()),
+                ),
+                Decision::NonNegative => targets.extend(
+                    account
+                        .into_iter()
+                        .flat_map(|a| a.non_negative())
+                        .map(|r| r.handle.clone()),
+                ),
+                Decision::Available => targets.extend(
+                    account
+                        .into_iter()
+                        .flat_map(|a| a.available())
+                        .map(|r| r.handle.clone()),
+                ),
+                Decision::Drop | Decision::Unavailable | Decision::ForAccount(_) => {}
+            }
+            (decision, targets)
+        };
+        match decision {
+            Decision::Drop => Delivery::Done,
+            Decision::Unavailable => Delivery::Unavailable,
+            Decision::ForAccount(it) => Delivery::ForAccount(it),
+            Decision::Resource { bounce } => match targets.first() {
+                Some(h) if self.offer(h, ty, route, stanza).is_err() && bounce => {
+                    Delivery::Congested
                 }
-                match mt {
-                    MessageType::Error => Delivery::Done,
-                    // IM-MSG-05
-                    MessageType::Groupchat => Delivery::Unavailable,
-                    // §8.5.3.2.1: a headline to a missing resource is dropped.
-                    MessageType::Headline if resource.is_some() => Delivery::Done,
-                    // IM-MSG-04: every non-negative resource, else dropped.
-                    MessageType::Headline => {
-                        for r in account.into_iter().flat_map(|a| a.non_negative()) {
-                            // Headlines are fire-and-forget: a full queue drops its copy.
-                            let _ = r.handle.offer(from, stanza);
-                        }
-                        Delivery::Done
+                _ => Delivery::Done,
+            },
+            Decision::Best => {
+                let (mut delivered, mut congested) = (false, false);
+                for h in &targets {
+                    match self.offer(h, ty, route, stanza) {
+                        Ok(()) => delivered = true,
+                        Err(Congested) => congested = true,
                     }
-                    // IM-MSG-02/08: chat (and, as RFC 3921 did, normal) to a missing resource
-                    // is handled as if sent to the bare JID.
-                    MessageType::Normal | MessageType::Chat => {
-                        let (mut delivered, mut congested) = (false, false);
-                        for r in account.into_iter().flat_map(|a| a.best()) {
-                            match r.handle.offer(from, stanza) {
-                                Ok(()) => delivered = true,
-                                Err(_) => congested = true,
-                            }
-                        }
-                        match (delivered, congested) {
-                            (true, _) => Delivery::Done,
-                            (false, true) => Delivery::Congested,
-                            (false, false) => Delivery::NoResource,
-                        }
-                    }
+                }
+                match (delivered, congested) {
+                    (true, _) => Delivery::Done,
+                    (false, true) => Delivery::Congested,
+                    (false, false) => Delivery::NoResource,
                 }
             }
-            StanzaType::Presence(pt) => {
-                match (pt, resource) {
-                    // IM-PRES-14: to a full JID, that resource only (if connected).
-                    (
-                        PresenceType::Available | PresenceType::Unavailable | PresenceType::Error,
-                        Some(_),
-                    ) => {
-                        if let Some(r) = full {
-                            // Presence is state, not bounced: a full queue drops it.
-                            let _ = r.handle.offer(from, stanza);
-                        }
-                    }
-                    // IM-PRES-18: error presence is never broadcast.
-                    (PresenceType::Error, None) | (PresenceType::Probe, _) => {}
-                    // IM-PRES-14/15 and IM-SUB-16: every available resource, else dropped.
-                    _ => {
-                        for r in account.into_iter().flat_map(|a| a.available()) {
-                            let _ = r.handle.offer(from, stanza);
-                        }
-                    }
+            Decision::NonNegative | Decision::Available => {
+                // Headlines and presence are fire-and-forget: a full queue drops its copy.
+                for h in &targets {
+                    let _ = self.offer(h, ty, route, stanza);
                 }
                 Delivery::Done
             }
         }
+    }
+
+    /// Queue a stanza for one resource under the send-queue policy, after the `BeforeWrite`
+    /// chain (a handler that takes it counts as delivered).
+    fn offer(
+        self: &Rc<Self>,
+        handle: &Rc<ClientHandle>,
+        ty: StanzaType,
+        route: Route<'_>,
+        stanza: &[u8],
+    ) -> Result<(), Congested> {
+        let chain = self.registry.chain::<events::BeforeWrite>();
+        if !chain.is_empty() {
+            let jid = handle.jid.borrow().clone();
+            if let Some(resource) = jid.as_ref() {
+                let ctx = self.ctx();
+                let arg = ToClient {
+                    resource,
+                    handle,
+                    ty,
+                    route,
+                    stanza,
+                };
+                if let Flow::Handled(p) = self.scoped(|| chain.run(&ctx, &arg)) {
+                    if let Some(p) = p {
+                        glommio::spawn_local(p).detach();
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        handle.offer(route.from.as_str(), stanza)
     }
 
     /// A stanza addressed to the server's domain (§10.5.1, CORE-STANZA-15).
@@ -391,10 +735,7 @@ impl Router {
             StanzaType::Iq(it) => self.server_iq(it, Scope::Server, from, to, id, stamped),
             StanzaType::Message(MessageType::Normal | MessageType::Chat) => {
                 self.bounce(
-                    ty,
-                    id,
-                    from.as_str(),
-                    to.as_str(),
+                    refused(ty, id, Route::new(from, to)),
                     StanzaError::new(StanzaCondition::ServiceUnavailable),
                 );
                 None
@@ -418,12 +759,14 @@ impl Router {
             // A client's answer to a request the server sent it (offline delivery
             // acknowledgements, core::sessions): it has read everything before that request.
             if let Some(id) = id {
-                let sessions = self.sessions.borrow();
-                let sender = from
-                    .resource()
-                    .and_then(|r| sessions.account(from.bare_str())?.get(r));
-                if let Some(r) = sender {
-                    r.handle.answered(id);
+                let handle = {
+                    let sessions = self.sessions.borrow();
+                    from.resource()
+                        .and_then(|r| sessions.account(from.bare_str())?.get(r))
+                        .map(|r| r.handle.clone())
+                };
+                if let Some(h) = handle {
+                    h.answered(id);
                 }
             }
             return None;
@@ -433,10 +776,7 @@ impl Router {
         let el = xml::parse_element(stanza, &self.client_ns, &self.config.xml_limits()).ok();
         let Some(payload) = el.as_ref().and_then(|el| el.elements().next()) else {
             self.bounce(
-                ty,
-                Some(id),
-                from.as_str(),
-                to.as_str(),
+                refused(ty, Some(id), Route::new(from, to)),
                 StanzaError::new(StanzaCondition::BadRequest),
             );
             return None;
@@ -471,7 +811,8 @@ impl Router {
                     id,
                     payload,
                 };
-                h(&self.ctx(), &req)
+                let ctx = self.ctx();
+                self.scoped(|| h(&ctx, &req))
             }
         };
         match reply {
@@ -485,61 +826,66 @@ impl Router {
                     while let IqReply::Later(next) = reply {
                         reply = next.await;
                     }
-                    router.send_iq_reply(reply, &id, &from, &reply_from);
+                    let back = Route::new(JidStr::trusted(&reply_from), JidStr::trusted(&from));
+                    router.send_iq_reply(reply, &id, back);
                 }))
             }
             reply => {
-                self.send_iq_reply(reply, id, from.as_str(), &reply_from);
+                let back = Route::new(JidStr::trusted(&reply_from), from);
+                self.send_iq_reply(reply, id, back);
                 None
             }
         }
     }
 
-    fn send_iq_reply(self: &Rc<Self>, reply: IqReply, id: &str, to: &str, from: &str) {
+    /// Send a handler's reply along `back` (from the addressee to the requester).
+    fn send_iq_reply(self: &Rc<Self>, reply: IqReply, id: &str, back: Route<'_>) {
         match reply {
             IqReply::Result(payload) => {
-                self.route_generated(StanzaType::Iq(IqType::Result), to, from, |out| {
-                    write_iq_result(out, id, to, from, payload.as_ref());
+                self.route_generated(StanzaType::Iq(IqType::Result), back, |out| {
+                    write_iq_result(out, id, back, payload.as_ref());
                 });
             }
             IqReply::Error(err) => {
-                self.bounce(StanzaType::Iq(IqType::Set), Some(id), to, from, err);
+                let ty = StanzaType::Iq(IqType::Set);
+                self.bounce(refused(ty, Some(id), back.reply()), err);
             }
             IqReply::Later(_) => {}
         }
     }
 
-    /// Send `err` to `to` about a stanza of type `ty` that `to` sent to `from`
-    /// (never for an error stanza: CORE-STANZA-09).
-    pub fn bounce(
-        self: &Rc<Self>,
-        ty: StanzaType,
-        id: Option<&str>,
-        to: &str,
-        from: &str,
-        err: StanzaError,
-    ) {
-        if ty.is_error() {
+    /// Answer a stanza with `err`, from its addressee to its sender (never for an error
+    /// stanza: CORE-STANZA-09).
+    pub fn bounce(self: &Rc<Self>, r: Refused<'_>, err: StanzaError) {
+        if r.ty.is_error() {
             return;
         }
-        let kind = ty.kind();
+        let kind = r.ty.kind();
         let err_ty = match kind {
             Kind::Message => StanzaType::Message(MessageType::Error),
             Kind::Presence => StanzaType::Presence(PresenceType::Error),
             Kind::Iq => StanzaType::Iq(IqType::Error),
         };
         let legacy = self.config.legacy_error_codes;
-        self.route_generated(err_ty, to, from, |out| {
-            err.write_reply(kind.name(), id, Some(to), Some(from), legacy, out);
+        let back = r.route.reply();
+        self.route_generated(err_ty, back, |out| {
+            err.write_reply(
+                kind.name(),
+                r.id,
+                Some(back.to.as_str()),
+                Some(back.from.as_str()),
+                legacy,
+                out,
+            );
         });
     }
 
+    /// Answer a stanza with an error condition, reading its id from its bytes.
     fn bounce_stanza(
         self: &Rc<Self>,
         ty: StanzaType,
         stanza: &[u8],
-        sender: &str,
-        addressee: &str,
+        route: Route<'_>,
         condition: StanzaCondition,
     ) {
         if ty.is_error() {
@@ -547,10 +893,7 @@ impl Router {
         }
         let id = self.id_of(stanza);
         self.bounce(
-            ty,
-            id.as_deref(),
-            sender,
-            addressee,
+            refused(ty, id.as_deref(), route),
             StanzaError::new(condition),
         );
     }
@@ -568,28 +911,49 @@ impl Router {
 
     /// Bind a resource for a connection (RFC 6120 §7) under the configured conflict policy;
     /// a displaced session is closed with `<conflict/>` (CORE-BIND-06c) and ends as a session
-    /// here and now, so its contacts learn it is gone.
+    /// here and now, so its contacts learn it is gone. The future is the `SessionBound`
+    /// chain's.
     pub fn bind(
         self: &Rc<Self>,
         user: &Jid,
         requested: Option<&str>,
         handle: Rc<ClientHandle>,
-    ) -> Result<Jid, StanzaError> {
+    ) -> Result<(Jid, Option<Pending>), StanzaError> {
         let (jid, displaced) = self.sessions.borrow_mut().bind(
             user,
             requested,
-            handle,
+            handle.clone(),
             self.config.resource_conflict,
             self.config.max_resources,
         )?;
-        if let Some(old) = displaced {
-            old.handle.request_close(StreamError::with_text(
-                StreamCondition::Conflict,
-                "replaced by a new session",
-            ));
-            self.registry.session_ended(&self.ctx(), &old);
+        let ctx = self.ctx();
+        let pending = self.scoped(|| {
+            if let Some(old) = displaced {
+                old.handle.request_close(StreamError::with_text(
+                    StreamCondition::Conflict,
+                    "replaced by a new session",
+                ));
+                self.session_ended_chain(&ctx, &old);
+            }
+            self.registry.chain::<events::SessionBound>().notify(
+                &ctx,
+                &Bound {
+                    jid: &jid,
+                    handle: &handle,
+                },
+            )
+        });
+        Ok((jid, pending))
+    }
+
+    fn session_ended_chain(&self, ctx: &Ctx, old: &sessions::Resource) {
+        if let Some(p) = self
+            .registry
+            .chain::<events::SessionEnded>()
+            .notify(ctx, old)
+        {
+            glommio::spawn_local(p).detach();
         }
-        Ok(jid)
     }
 
     /// A resource went away (stream closed or connection lost): modules learn it (RFC 6121
@@ -597,9 +961,29 @@ impl Router {
     pub fn session_ended(self: &Rc<Self>, jid: &Jid, handle: &Rc<ClientHandle>) {
         let removed = self.sessions.borrow_mut().unbind(jid, handle);
         if let Some(removed) = removed {
-            self.registry.session_ended(&self.ctx(), &removed);
+            let ctx = self.ctx();
+            self.scoped(|| self.session_ended_chain(&ctx, &removed));
         }
     }
+}
+
+/// The host table from the configuration and the registry: served domains, then services.
+fn host_table(config: &Config, registry: &Registry) -> HostTable {
+    let mut t = HostTable::default();
+    for d in &config.domains {
+        t.insert(d, Host::Local);
+    }
+    for s in registry.services() {
+        if t.get(&s.domain).is_some() {
+            tracing::warn!(domain = %s.domain, "a service's domain is also served: the service wins");
+        }
+        t.insert(&s.domain, Host::Service(s.service.clone()));
+    }
+    t
+}
+
+fn refused<'a>(ty: StanzaType, id: Option<&'a str>, route: Route<'a>) -> Refused<'a> {
+    Refused { ty, id, route }
 }
 
 impl Services for Router {
@@ -619,23 +1003,29 @@ impl Services for Router {
         &self.sessions
     }
 
-    fn route(&self, ty: StanzaType, to: &str, from: &str, stanza: &[u8]) {
+    fn shard(&self) -> usize {
+        Router::shard(self)
+    }
+
+    fn home_of(&self, bare: &str) -> usize {
+        Router::home_of(self, bare)
+    }
+
+    fn route(&self, ty: StanzaType, route: Route<'_>, stanza: &[u8]) {
         if let Some(me) = self.me.upgrade() {
-            if let Some(p) = me.route(ty, to, from, stanza) {
-                glommio::spawn_local(p).detach();
-            }
+            me.send(ty, Mode::Route, route, stanza);
         }
     }
 
-    fn fanout(&self, ty: StanzaType, tos: &[&str], from: &str, stanza: &[u8]) {
+    fn fanout(&self, ty: StanzaType, from: JidStr<'_>, tos: &[&str], stanza: &[u8]) {
         if let Some(me) = self.me.upgrade() {
-            me.fanout_stanza(ty, tos, from, stanza);
+            me.fanout_stanza(ty, from, tos, stanza);
         }
     }
 
-    fn bounce(&self, ty: StanzaType, id: Option<&str>, to: &str, from: &str, err: StanzaError) {
+    fn bounce(&self, refused: Refused<'_>, err: StanzaError) {
         if let Some(me) = self.me.upgrade() {
-            me.bounce(ty, id, to, from, err);
+            me.queued(|| Router::bounce(&me, refused, err));
         }
     }
 
@@ -643,41 +1033,21 @@ impl Services for Router {
         Router::account_exists(self, bare)
     }
 
-    fn deliver_to_sessions(&self, ty: StanzaType, to: &str, stanza: &[u8]) {
-        // Only presence and messages reach here from modules; IQ decisions are the router's.
-        // The sender is not passed here (only inbound presence from contacts comes this way):
-        // "" counts as another entity under the send-queue policy.
-        let _ = Router::deliver_to_sessions(self, ty, to, "", stanza);
+    fn deliver_to_sessions(&self, ty: StanzaType, route: Route<'_>, stanza: &[u8]) {
+        if let Some(me) = self.me.upgrade() {
+            me.enqueue(ty, Mode::Sessions, route, stanza);
+        }
     }
 }
 
-/// The bare part of a normalized JID string.
-pub fn bare_of(jid: &str) -> &str {
-    split_jid(jid).0
-}
-
-/// Split a normalized JID string into bare part and resource.
-pub fn split_jid(jid: &str) -> (&str, Option<&str>) {
-    match jid.split_once('/') {
-        Some((bare, res)) => (bare, Some(res)),
-        None => (jid, None),
-    }
-}
-
-/// Write `<iq type='result' id to from>payload</iq>`.
-pub fn write_iq_result(
-    out: &mut Vec<u8>,
-    id: &str,
-    to: &str,
-    from: &str,
-    payload: Option<&Element>,
-) {
+/// Write `<iq type='result' id to from>payload</iq>` along `route`.
+pub fn write_iq_result(out: &mut Vec<u8>, id: &str, route: Route<'_>, payload: Option<&Element>) {
     out.extend_from_slice(b"<iq type='result' id='");
     xml::escape_attr(id, out);
     out.extend_from_slice(b"' to='");
-    xml::escape_attr(to, out);
+    xml::escape_attr(route.to.as_str(), out);
     out.extend_from_slice(b"' from='");
-    xml::escape_attr(from, out);
+    xml::escape_attr(route.from.as_str(), out);
     match payload {
         None => out.extend_from_slice(b"'/>"),
         Some(p) => {
@@ -689,13 +1059,4 @@ pub fn write_iq_result(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn split_normalized_jids() {
-        assert_eq!(split_jid("a@d/r/x"), ("a@d", Some("r/x")));
-        assert_eq!(split_jid("a@d"), ("a@d", None));
-        assert_eq!(bare_of("d/r"), "d");
-    }
-}
+mod tests;

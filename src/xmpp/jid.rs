@@ -204,6 +204,103 @@ impl AsRef<str> for Jid {
     }
 }
 
+/// A normalized JID as a borrowed string: what routing passes around (a [`Jid`]'s text, or
+/// a routing key the router wrote from one). It is never parsed again: the bare part,
+/// domain and resource are found by the separators, which normalization leaves unambiguous
+/// (the resource starts at the first `/`, the localpart ends at the first `@` before it).
+///
+/// Only text that came from a [`Jid`] (directly, from storage that stored one, or through
+/// the shard mesh) may be wrapped: see [`JidStr::trusted`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct JidStr<'a>(&'a str);
+
+impl<'a> JidStr<'a> {
+    /// Wrap text known to be a normalized JID (the form [`Jid::as_str`] returns).
+    pub fn trusted(s: &'a str) -> JidStr<'a> {
+        debug_assert!(!s.is_empty(), "an empty JID");
+        JidStr(s)
+    }
+
+    /// The text.
+    pub fn as_str(self) -> &'a str {
+        self.0
+    }
+
+    /// The bare JID (`local@domain` or `domain`).
+    pub fn bare(self) -> JidStr<'a> {
+        JidStr(bare_of(self.0))
+    }
+
+    /// The resourcepart, if any.
+    pub fn resource(self) -> Option<&'a str> {
+        split_jid(self.0).1
+    }
+
+    /// True without a resourcepart.
+    pub fn is_bare(self) -> bool {
+        !self.0.contains('/')
+    }
+
+    /// The localpart, if any.
+    pub fn local(self) -> Option<&'a str> {
+        bare_of(self.0).split_once('@').map(|(l, _)| l)
+    }
+
+    /// The domainpart.
+    pub fn domain(self) -> &'a str {
+        let bare = bare_of(self.0);
+        bare.split_once('@').map_or(bare, |(_, d)| d)
+    }
+
+    /// An owned, parsed copy (rarely needed: parsing costs what routing avoids).
+    pub fn to_jid(self) -> Result<Jid, JidError> {
+        Jid::parse(self.0)
+    }
+}
+
+impl<'a> From<&'a Jid> for JidStr<'a> {
+    fn from(j: &'a Jid) -> JidStr<'a> {
+        JidStr(j.as_str())
+    }
+}
+
+impl fmt::Display for JidStr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl fmt::Debug for JidStr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("JidStr").field(&self.0).finish()
+    }
+}
+
+impl PartialEq<str> for JidStr<'_> {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for JidStr<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+/// The bare part of a normalized JID string.
+pub fn bare_of(jid: &str) -> &str {
+    split_jid(jid).0
+}
+
+/// Split a normalized JID string into bare part and resource.
+pub fn split_jid(jid: &str) -> (&str, Option<&str>) {
+    match jid.split_once('/') {
+        Some((bare, res)) => (bare, Some(res)),
+        None => (jid, None),
+    }
+}
+
 /// True if `s` has a code point unassigned in Unicode 3.2. JIDs are stored strings, for which
 /// RFC 3454 §7 prohibits unassigned code points; the `stringprep` crate checks for them only
 /// after normalization, so e.g. U+03F9 (assigned later) was case-folded and normalized into
@@ -362,6 +459,21 @@ fn ip6_literal<'a>(s: &'a str, inner: &str) -> Result<Cow<'a, str>, JidError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jid_str_parts_match_the_parsed_jid() {
+        for text in ["a@d/r/x@y", "a@d", "d/r@x", "d", "a@d/r"] {
+            let jid = Jid::parse(text).unwrap();
+            let s = JidStr::from(&jid);
+            assert_eq!(s.bare().as_str(), jid.bare_str(), "{text}");
+            assert_eq!(s.resource(), jid.resource(), "{text}");
+            assert_eq!(s.local(), jid.local(), "{text}");
+            assert_eq!(s.domain(), jid.domain(), "{text}");
+            assert_eq!(s.is_bare(), jid.is_bare(), "{text}");
+        }
+        assert_eq!(split_jid("a@d/r/x"), ("a@d", Some("r/x")));
+        assert_eq!(bare_of("d/r"), "d");
+    }
 
     /// (input, normalized, local, domain, resource)
     type Case = (

@@ -68,6 +68,40 @@ pub enum PresenceType {
     Error,
 }
 
+impl PresenceType {
+    /// The `type` attribute's value (None for available presence, which has none).
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            PresenceType::Available => None,
+            PresenceType::Unavailable => Some("unavailable"),
+            PresenceType::Subscribe => Some("subscribe"),
+            PresenceType::Subscribed => Some("subscribed"),
+            PresenceType::Unsubscribe => Some("unsubscribe"),
+            PresenceType::Unsubscribed => Some("unsubscribed"),
+            PresenceType::Probe => Some("probe"),
+            PresenceType::Error => Some("error"),
+        }
+    }
+}
+
+/// Write a presence stanza the server generates: `<presence type from to/>` with no
+/// payload (the one place that writes these: subscriptions, probes, unavailable).
+pub fn write_presence(out: &mut Vec<u8>, ty: PresenceType, from: &str, to: Option<&str>) {
+    out.extend_from_slice(b"<presence");
+    if let Some(name) = ty.name() {
+        out.extend_from_slice(b" type='");
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'\'');
+    }
+    out.extend_from_slice(b" from='");
+    crate::xml::escape_attr(from, out);
+    if let Some(to) = to {
+        out.extend_from_slice(b"' to='");
+        crate::xml::escape_attr(to, out);
+    }
+    out.extend_from_slice(b"'/>");
+}
+
 /// RFC 6120 §8.2.3 IQ types; `type` is required.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IqType {
@@ -193,6 +227,26 @@ impl StanzaType {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn presence_is_written_with_its_type_and_escaped_addresses() {
+        let mut out = Vec::new();
+        write_presence(&mut out, PresenceType::Unavailable, "a@d/r'", Some("b@d"));
+        assert_eq!(
+            out,
+            b"<presence type='unavailable' from='a@d/r&apos;' to='b@d'/>"
+        );
+        out.clear();
+        write_presence(&mut out, PresenceType::Available, "a@d", None);
+        assert_eq!(out, b"<presence from='a@d'/>");
+        for t in [None, Some("probe"), Some("subscribed"), Some("error")] {
+            let ty = StanzaType::parse(Kind::Presence, t).unwrap();
+            let StanzaType::Presence(pt) = ty else {
+                panic!()
+            };
+            assert_eq!(pt.name(), t);
+        }
+    }
 
     #[test]
     fn types_round_trip_through_u8() {

@@ -18,9 +18,10 @@ use ahash::AHashMap;
 use xmppd_storage::{RosterItem, StorageError, Subscription, WriteTxn};
 
 use crate::config::Config;
-use crate::core::{Ctx, Registry, Scope};
+use crate::core::events::{self, priority, ClientStanza, DeliverBare, DeliverFull, SessionEnded};
+use crate::core::{Ctx, Flow, Registry, Scope};
 use crate::xml::Element;
-use crate::xmpp::stanza::IqType;
+use crate::xmpp::stanza::{IqType, StanzaType};
 use subscription::SubState;
 
 /// Roster stream feature (XEP-0237 / RFC 6121 §2.6).
@@ -58,13 +59,55 @@ pub fn register(r: &mut Registry, config: &Config) {
     }
     {
         let im = im.clone();
-        r.on_presence_out(move |ctx, p| presence::from_client(&im, ctx, p));
+        r.hook::<ClientStanza>(priority::PROTOCOL, move |ctx, s| match s.ty {
+            StanzaType::Presence(ty) => Flow::Handled(presence::from_client(&im, ctx, s, ty)),
+            _ => Flow::Continue,
+        });
+    }
+    // Presence for the account, to its bare or a full JID: subscriptions, probes, and
+    // delivery in order behind a subscription change being committed.
+    {
+        let im = im.clone();
+        r.hook::<DeliverBare>(priority::PROTOCOL, move |ctx, p| inbound(&im, ctx, p));
     }
     {
         let im = im.clone();
-        r.on_presence_in(move |ctx, p| presence::inbound(&im, ctx, p));
+        r.hook::<DeliverFull>(priority::PROTOCOL, move |ctx, p| inbound(&im, ctx, p));
     }
-    r.on_session_ended(move |ctx, resource| presence::session_ended(&im, ctx, resource));
+    r.hook::<SessionEnded>(priority::PROTOCOL, move |ctx, resource| {
+        presence::session_ended(&im, ctx, resource);
+        None
+    });
+}
+
+fn inbound(im: &Rc<Im>, ctx: &Ctx, p: &events::Inbound<'_>) -> Flow {
+    match p.ty {
+        StanzaType::Presence(_) => Flow::Handled(presence::inbound(im, ctx, p)),
+        _ => Flow::Continue,
+    }
+}
+
+/// RFC 6121 state of one resource, kept in its `Resource::ext` slot (private to this module).
+#[derive(Default)]
+struct ImResource {
+    /// The last available presence broadcast (stamped), replayed to the account's new
+    /// resources and to contacts' probes.
+    last_presence: Option<Box<[u8]>>,
+    /// The resource requested the roster in this session, so it gets roster pushes
+    /// (RFC 6121 §2.1.6 "interested resource").
+    interested: bool,
+    /// The resource used roster versioning, so its pushes carry `ver`.
+    rosterver: bool,
+    /// Entities that got directed available presence from this resource and are not contacts
+    /// with a presence subscription: they get unavailable presence when it goes (RFC 6121 §4.6).
+    directed: Vec<Box<str>>,
+}
+
+impl ImResource {
+    /// The state of a resource (None: nothing recorded yet).
+    fn of(r: &crate::core::sessions::Resource) -> Option<&ImResource> {
+        r.ext.get::<ImResource>()
+    }
 }
 
 /// Bounds on what one account may keep.

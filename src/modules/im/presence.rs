@@ -5,15 +5,15 @@ use std::rc::Rc;
 
 use super::roster::{item_after, send_subscription};
 use super::subscription::{self, InboundAction, SubKind, SubState};
-use super::{sub_state, Change, Im};
+use super::{sub_state, Change, Im, ImResource};
+use crate::core::events::{Available, ResourceAvailable};
 use crate::core::sessions::Resource;
-use crate::core::{storage_failure, ClientPresence, Ctx, Inbound, Pending};
-use crate::router::bare_of;
+use crate::core::{storage_failure, Ctx, FromClient, Inbound, Pending, Refused, Route};
 use crate::xml::{self, Element, StreamNs};
 use crate::xmpp::error::{StanzaCondition, StanzaError};
-use crate::xmpp::jid::Jid;
+use crate::xmpp::jid::{bare_of, Jid, JidStr};
 use crate::xmpp::ns;
-use crate::xmpp::stanza::{PresenceType, StanzaType};
+use crate::xmpp::stanza::{write_presence, PresenceType, StanzaType};
 
 /// Most entities one resource's directed presence is remembered for (RFC 6121 §4.6.3);
 /// beyond it presence is still routed but not withdrawn automatically.
@@ -38,8 +38,29 @@ pub fn priority_of(presence: &Element) -> Option<i8> {
     }
 }
 
+/// Presence a bound client sent (stamped with its full JID).
+struct ClientPresence<'a> {
+    from: &'a Jid,
+    ty: PresenceType,
+    to: Option<&'a Jid>,
+    id: Option<&'a str>,
+    stanza: &'a [u8],
+}
+
 /// Presence from a bound client.
-pub(super) fn from_client(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>) -> Option<Pending> {
+pub(super) fn from_client(
+    im: &Rc<Im>,
+    ctx: &Ctx,
+    s: &FromClient<'_>,
+    ty: PresenceType,
+) -> Option<Pending> {
+    let p = &ClientPresence {
+        from: s.from,
+        ty,
+        to: s.to,
+        id: s.id,
+        stanza: s.stamped,
+    };
     match (p.ty, p.to) {
         (PresenceType::Available | PresenceType::Unavailable, None) => broadcast(im, ctx, p),
         (PresenceType::Available | PresenceType::Unavailable, Some(to)) => {
@@ -48,12 +69,7 @@ pub(super) fn from_client(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>) -> Opt
         }
         (ty, Some(to)) if kind_of(ty).is_some() => outbound_subscription(im, ctx, p, to),
         (PresenceType::Error, Some(to)) => {
-            ctx.route(
-                StanzaType::Presence(p.ty),
-                to.as_str(),
-                p.from.as_str(),
-                p.stanza,
-            );
+            ctx.route(StanzaType::Presence(p.ty), Route::new(p.from, to), p.stanza);
             None
         }
         (PresenceType::Probe, Some(to)) => {
@@ -83,12 +99,8 @@ fn client_probe(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>, to: &Jid) {
         }
     };
     if subscribed {
-        ctx.route(
-            StanzaType::Presence(PresenceType::Probe),
-            to.bare_str(),
-            p.from.as_str(),
-            p.stanza,
-        );
+        let route = Route::new(p.from, JidStr::trusted(to.bare_str()));
+        ctx.route(StanzaType::Presence(PresenceType::Probe), route, p.stanza);
     }
 }
 
@@ -111,10 +123,11 @@ fn broadcast(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>) -> Option<Pending> 
             None => {
                 // IM-PRES-12
                 ctx.bounce(
-                    StanzaType::Presence(p.ty),
-                    p.id,
-                    from.as_str(),
-                    user,
+                    Refused {
+                        ty: StanzaType::Presence(p.ty),
+                        id: p.id,
+                        route: Route::new(from, JidStr::trusted(user)),
+                    },
                     StanzaError::with_text(
                         StanzaCondition::BadRequest,
                         "priority must be an integer from -128 to 127",
@@ -134,9 +147,10 @@ fn broadcast(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>) -> Option<Pending> 
         let me = account.get_mut(resource)?;
         let was_available = me.priority.is_some();
         me.priority = priority;
-        me.last_presence = priority.map(|_| p.stanza.into());
+        let st = me.ext.get_or_default::<ImResource>();
+        st.last_presence = priority.map(|_| p.stanza.into());
         let directed = if priority.is_none() {
-            std::mem::take(&mut me.directed)
+            std::mem::take(&mut st.directed)
         } else {
             Vec::new()
         };
@@ -147,7 +161,7 @@ fn broadcast(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>) -> Option<Pending> 
                 r.handle.send(p.stanza);
             }
             if !to_self && !was_available && priority.is_some() {
-                if let Some(sibling) = &r.last_presence {
+                if let Some(sibling) = ImResource::of(r).and_then(|s| s.last_presence.as_ref()) {
                     me_handle.send(sibling);
                 }
             }
@@ -158,7 +172,7 @@ fn broadcast(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>) -> Option<Pending> 
     // IM-PRES-09/11: withdraw directed presence, also from a resource that never sent initial
     // presence (edge case 17: e.g. a room joined before going available).
     let targets: Vec<&str> = directed.iter().map(|d| &**d).collect();
-    ctx.fanout(ty, &targets, from.as_str(), p.stanza);
+    ctx.fanout(ty, from.into(), &targets, p.stanza);
     if !was_available && priority.is_none() {
         // Unavailable from an unavailable resource: nothing changes for contacts.
         return None;
@@ -170,16 +184,24 @@ fn broadcast(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>) -> Option<Pending> 
             // Issue 8: contacts cannot be found, so the client learns its presence did not
             // reach them; its own resources have it, and what waits for it still comes.
             let err = storage_failure("presence broadcast: reading the roster", user, &e);
-            ctx.bounce(StanzaType::Presence(p.ty), p.id, from.as_str(), user, err);
+            let route = Route::new(from, JidStr::trusted(user));
+            ctx.bounce(
+                Refused {
+                    ty,
+                    id: p.id,
+                    route,
+                },
+                err,
+            );
             return match (priority, was_available) {
-                (Some(prio), false) => ctx.registry().available(ctx, from, prio),
+                (Some(prio), false) => available(ctx, from, prio),
                 _ => None,
             };
         }
     };
     let roster = roster.borrow();
     // IM-PRES-02/08/09: contacts that may see the user's presence.
-    ctx.fanout(ty, &roster.presence_audience(), from.as_str(), p.stanza);
+    ctx.fanout(ty, from.into(), &roster.presence_audience(), p.stanza);
 
     let prio = priority?;
     if was_available {
@@ -188,17 +210,9 @@ fn broadcast(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>) -> Option<Pending> 
     // IM-PRES-01: probes from the bare JID to contacts whose presence the user receives.
     for contact in roster.presence_sources() {
         let mut out = Vec::with_capacity(96);
-        out.extend_from_slice(b"<presence type='probe' from='");
-        xml::escape_attr(user, &mut out);
-        out.extend_from_slice(b"' to='");
-        xml::escape_attr(contact, &mut out);
-        out.extend_from_slice(b"'/>");
-        ctx.route(
-            StanzaType::Presence(PresenceType::Probe),
-            contact,
-            user,
-            &out,
-        );
+        write_presence(&mut out, PresenceType::Probe, user, Some(contact));
+        let route = Route::new(JidStr::trusted(user), JidStr::trusted(contact));
+        ctx.route(StanzaType::Presence(PresenceType::Probe), route, &out);
     }
     // IM-SUB-06/07: pending subscription requests, again, until answered.
     if let Some(handle) = ctx
@@ -213,19 +227,21 @@ fn broadcast(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>) -> Option<Pending> 
         }
     }
     drop(roster);
-    ctx.registry().available(ctx, from, prio)
+    available(ctx, from, prio)
+}
+
+/// Raise `ResourceAvailable` (offline delivery waits for it).
+fn available(ctx: &Ctx, jid: &Jid, priority: i8) -> Option<Pending> {
+    ctx.registry()
+        .chain::<ResourceAvailable>()
+        .notify(ctx, &Available { jid, priority })
 }
 
 /// Directed presence (§4.6): routed only to its addressee, and remembered so that the
 /// addressee learns when the resource goes away.
 fn directed(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>, to: &Jid) {
     let from = p.from;
-    ctx.route(
-        StanzaType::Presence(p.ty),
-        to.as_str(),
-        from.as_str(),
-        p.stanza,
-    );
+    ctx.route(StanzaType::Presence(p.ty), Route::new(from, to), p.stanza);
     let Some(resource) = from.resource() else {
         return;
     };
@@ -246,13 +262,14 @@ fn directed(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>, to: &Jid) {
     else {
         return;
     };
-    let pos = me.directed.iter().position(|d| &**d == to.as_str());
+    let directed = &mut me.ext.get_or_default::<ImResource>().directed;
+    let pos = directed.iter().position(|d| &**d == to.as_str());
     match (p.ty, pos) {
-        (PresenceType::Available, None) if !is_audience && me.directed.len() < MAX_DIRECTED => {
-            me.directed.push(to.as_str().into());
+        (PresenceType::Available, None) if !is_audience && directed.len() < MAX_DIRECTED => {
+            directed.push(to.as_str().into());
         }
         (PresenceType::Unavailable, Some(i)) => {
-            me.directed.swap_remove(i);
+            directed.swap_remove(i);
         }
         _ => {}
     }
@@ -263,16 +280,15 @@ fn directed(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>, to: &Jid) {
 pub(super) fn session_ended(im: &Rc<Im>, ctx: &Ctx, resource: &Resource) {
     let jid = &resource.jid;
     let user = jid.bare_str();
-    if resource.priority.is_some() || !resource.directed.is_empty() {
+    let directed = ImResource::of(resource).map_or(&[][..], |s| &s.directed[..]);
+    if resource.priority.is_some() || !directed.is_empty() {
         let mut out = Vec::with_capacity(80);
-        out.extend_from_slice(b"<presence type='unavailable' from='");
-        xml::escape_attr(jid.as_str(), &mut out);
-        out.extend_from_slice(b"'/>");
+        write_presence(&mut out, PresenceType::Unavailable, jid.as_str(), None);
         let ty = StanzaType::Presence(PresenceType::Unavailable);
         // Directed presence is withdrawn even from a resource that was never available
         // (edge case 17).
-        let targets: Vec<&str> = resource.directed.iter().map(|d| &**d).collect();
-        ctx.fanout(ty, &targets, jid.as_str(), &out);
+        let targets: Vec<&str> = directed.iter().map(|d| &**d).collect();
+        ctx.fanout(ty, jid.into(), &targets, &out);
         if resource.priority.is_some() {
             if let Some(account) = ctx.sessions().borrow().account(user) {
                 for r in account.available() {
@@ -281,7 +297,7 @@ pub(super) fn session_ended(im: &Rc<Im>, ctx: &Ctx, resource: &Resource) {
             }
             match im.roster(ctx, user) {
                 Ok(roster) => {
-                    ctx.fanout(ty, &roster.borrow().presence_audience(), jid.as_str(), &out)
+                    ctx.fanout(ty, jid.into(), &roster.borrow().presence_audience(), &out)
                 }
                 Err(e) => tracing::warn!(user, error = %e,
                     "contacts not told of a resource going away: reading the roster failed"),
@@ -300,17 +316,9 @@ pub(super) fn withdraw(ctx: &Ctx, user: &str, contact: &str) {
     };
     for full in resources {
         let mut out = Vec::with_capacity(96);
-        out.extend_from_slice(b"<presence type='unavailable' from='");
-        xml::escape_attr(&full, &mut out);
-        out.extend_from_slice(b"' to='");
-        xml::escape_attr(contact, &mut out);
-        out.extend_from_slice(b"'/>");
-        ctx.route(
-            StanzaType::Presence(PresenceType::Unavailable),
-            contact,
-            &full,
-            &out,
-        );
+        write_presence(&mut out, PresenceType::Unavailable, &full, Some(contact));
+        let route = Route::new(JidStr::trusted(&full), JidStr::trusted(contact));
+        ctx.route(StanzaType::Presence(PresenceType::Unavailable), route, &out);
     }
 }
 
@@ -320,15 +328,18 @@ fn share(ctx: &Ctx, user: &str, to: &str) {
     let presences: Vec<(String, Box<[u8]>)> = match ctx.sessions().borrow().account(user) {
         Some(a) => a
             .available()
-            .filter_map(|r| Some((r.jid.as_str().to_string(), r.last_presence.clone()?)))
+            .filter_map(|r| {
+                let last = ImResource::of(r)?.last_presence.clone()?;
+                Some((r.jid.as_str().to_string(), last))
+            })
             .collect(),
         None => return,
     };
     for (full, stanza) in presences {
+        let route = Route::new(JidStr::trusted(&full), JidStr::trusted(to));
         ctx.route(
             StanzaType::Presence(PresenceType::Available),
-            to,
-            &full,
+            route,
             &stanza,
         );
     }
@@ -424,11 +435,10 @@ fn outbound_subscription(
     let failed = (full.clone(), contact.clone(), id.clone());
     let after = move |ctx: &Ctx, r: &OutboundResult| {
         if r.refused {
+            let route = Route::new(JidStr::trusted(&full), JidStr::trusted(&contact));
+            let id = id.as_deref();
             ctx.bounce(
-                ty,
-                id.as_deref(),
-                &full,
-                &contact,
+                Refused { ty, id, route },
                 StanzaError::with_text(StanzaCondition::NotAllowed, "roster full"),
             );
             return;
@@ -437,7 +447,8 @@ fn outbound_subscription(
             return;
         }
         // IM-SUB-01/02/03: pushed (in apply) before it is routed.
-        ctx.route(ty, &contact, &user, &stanza);
+        let route = Route::new(JidStr::trusted(&user), JidStr::trusted(&contact));
+        ctx.route(ty, route, &stanza);
         match kind {
             // IM-SUB-09: the contact now sees the user.
             SubKind::Subscribed => share(ctx, &user, &contact),
@@ -454,7 +465,9 @@ fn outbound_subscription(
             // Issue 8: nothing was recorded or routed; the client learns it, never silence.
             let (full, contact, id) = failed;
             let err = storage_failure("an outbound subscription change", &owner, &e);
-            ctx.bounce(ty, id.as_deref(), &full, &contact, err);
+            let route = Route::new(JidStr::trusted(&full), JidStr::trusted(&contact));
+            let id = id.as_deref();
+            ctx.bounce(Refused { ty, id, route }, err);
         }
     }))
 }
@@ -473,18 +486,19 @@ pub(super) fn inbound(im: &Rc<Im>, ctx: &Ctx, p: &Inbound<'_>) -> Option<Pending
         // Available, unavailable and errors follow the delivery rules (IM-PRES-14/15/18), in
         // order behind any subscription change still being committed for the account
         // (RFC 6120 §10.1: a contact's `subscribed` must not be overtaken by its presence).
-        _ => match im.pending_lock(bare_of(p.to)) {
+        _ => match im.pending_lock(p.route.to.bare().as_str()) {
             None => {
-                ctx.deliver_to_sessions(p.ty, p.to, p.stanza);
+                ctx.deliver_to_sessions(p.ty, p.route, p.stanza);
                 None
             }
             Some(lock) => {
-                let (ctx, ty, to, stanza) =
-                    (ctx.clone(), p.ty, p.to.to_string(), p.stanza.to_vec());
+                let (ctx, ty, stanza) = (ctx.clone(), p.ty, p.stanza.to_vec());
+                let (to, from) = (p.route.to.to_string(), p.route.from.to_string());
                 let im = im.clone();
                 Some(Box::pin(async move {
                     let permit = lock.acquire_static_permit(1).await;
-                    ctx.deliver_to_sessions(ty, &to, &stanza);
+                    let route = Route::new(JidStr::trusted(&from), JidStr::trusted(&to));
+                    ctx.deliver_to_sessions(ty, route, &stanza);
                     drop(permit);
                     im.release_lock(bare_of(&to), lock);
                 }))
@@ -500,8 +514,8 @@ pub(super) fn inbound(im: &Rc<Im>, ctx: &Ctx, p: &Inbound<'_>) -> Option<Pending
 /// When storage fails the probe is dropped (and logged): an answer could only be a guess, and
 /// `unsubscribed` would cancel a subscription the prober really has (issue 8).
 fn probe(im: &Rc<Im>, ctx: &Ctx, p: &Inbound<'_>) {
-    let user = bare_of(p.to);
-    let prober = p.from;
+    let user = p.route.to.bare().as_str();
+    let prober = p.route.from.as_str();
     let authorized = match ctx.account_exists(user) {
         Ok(false) => false,
         Ok(true) => match im.roster(ctx, user) {
@@ -518,7 +532,7 @@ fn probe(im: &Rc<Im>, ctx: &Ctx, p: &Inbound<'_>) {
         }
     };
     if !authorized {
-        send_subscription(ctx, user, bare_of(prober), "unsubscribed");
+        send_subscription(ctx, user, bare_of(prober), PresenceType::Unsubscribed);
         return;
     }
     let online = ctx
@@ -530,17 +544,9 @@ fn probe(im: &Rc<Im>, ctx: &Ctx, p: &Inbound<'_>) {
         share(ctx, user, prober);
     } else {
         let mut out = Vec::with_capacity(96);
-        out.extend_from_slice(b"<presence type='unavailable' from='");
-        xml::escape_attr(user, &mut out);
-        out.extend_from_slice(b"' to='");
-        xml::escape_attr(prober, &mut out);
-        out.extend_from_slice(b"'/>");
-        ctx.route(
-            StanzaType::Presence(PresenceType::Unavailable),
-            prober,
-            user,
-            &out,
-        );
+        write_presence(&mut out, PresenceType::Unavailable, user, Some(prober));
+        let route = Route::new(JidStr::trusted(user), p.route.from);
+        ctx.route(StanzaType::Presence(PresenceType::Unavailable), route, &out);
     }
 }
 
@@ -559,13 +565,13 @@ fn inbound_subscription(
     ty: PresenceType,
 ) -> Option<Pending> {
     let kind = kind_of(ty)?;
-    let user = bare_of(p.to).to_string();
-    let contact = bare_of(p.from).to_string();
+    let user = p.route.to.bare().as_str().to_string();
+    let contact = p.route.from.bare().as_str().to_string();
     match ctx.account_exists(&user) {
         Ok(true) => {}
         Ok(false) => {
             if kind == SubKind::Subscribe {
-                send_subscription(ctx, &user, &contact, "unsubscribed");
+                send_subscription(ctx, &user, &contact, PresenceType::Unsubscribed);
             }
             return None;
         }
@@ -573,7 +579,15 @@ fn inbound_subscription(
         // contact's real subscription); the sender gets an error that changes no state.
         Err(e) => {
             let err = storage_failure("an inbound subscription: account lookup", &user, &e);
-            ctx.bounce(p.ty, None, &contact, &user, err);
+            let route = Route::new(JidStr::trusted(&contact), JidStr::trusted(&user));
+            ctx.bounce(
+                Refused {
+                    ty: p.ty,
+                    id: None,
+                    route,
+                },
+                err,
+            );
             return None;
         }
     }
@@ -641,12 +655,14 @@ fn inbound_subscription(
     let owner = user.clone();
     let failed = contact.clone();
     let after = move |ctx: &Ctx, r: &InboundResult| {
+        let route = Route::new(JidStr::trusted(&contact), JidStr::trusted(&user));
         if r.refused {
             ctx.bounce(
-                pty,
-                None,
-                &contact,
-                &user,
+                Refused {
+                    ty: pty,
+                    id: None,
+                    route,
+                },
                 StanzaError::with_text(
                     StanzaCondition::ResourceConstraint,
                     "too many pending subscription requests",
@@ -656,7 +672,7 @@ fn inbound_subscription(
         }
         match r.action {
             InboundAction::Deliver => {
-                ctx.deliver_to_sessions(pty, &user, &stanza);
+                ctx.deliver_to_sessions(pty, route, &stanza);
                 // IM-SUB-13: the contact no longer sees the user.
                 if kind == SubKind::Unsubscribe && r.before.from {
                     withdraw(ctx, &user, &contact);
@@ -664,7 +680,7 @@ fn inbound_subscription(
             }
             // IM-SUB-04/05: answered on the user's behalf, not delivered.
             InboundAction::AutoReply => {
-                send_subscription(ctx, &user, &contact, "subscribed");
+                send_subscription(ctx, &user, &contact, PresenceType::Subscribed);
                 if !r.before.from {
                     share(ctx, &user, &contact);
                 }
@@ -679,7 +695,15 @@ fn inbound_subscription(
         if let Err(e) = done.await {
             // Issue 8: nothing changed here; the sender learns it, never silence.
             let err = storage_failure("an inbound subscription change", &owner, &e);
-            ctx.bounce(pty, None, &failed, &owner, err);
+            let route = Route::new(JidStr::trusted(&failed), JidStr::trusted(&owner));
+            ctx.bounce(
+                Refused {
+                    ty: pty,
+                    id: None,
+                    route,
+                },
+                err,
+            );
         }
     }))
 }

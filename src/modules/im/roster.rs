@@ -4,13 +4,13 @@ use std::rc::Rc;
 
 use xmppd_storage::{RosterItem, Subscription};
 
-use super::{sub_state, subscription_of, Change, Im, NS_ROSTER};
-use crate::core::{storage_failure, Ctx, IqReply, IqRequest};
+use super::{sub_state, subscription_of, Change, Im, ImResource, NS_ROSTER};
+use crate::core::{storage_failure, Ctx, IqReply, IqRequest, Route};
 use crate::xml::{self, Element};
 use crate::xmpp::error::{StanzaCondition, StanzaError};
-use crate::xmpp::jid::Jid;
+use crate::xmpp::jid::{Jid, JidStr};
 use crate::xmpp::ns;
-use crate::xmpp::stanza::{PresenceType, StanzaType};
+use crate::xmpp::stanza::{write_presence, PresenceType, StanzaType};
 
 /// `<item/>` for a roster result or push.
 pub(super) fn item_element(item: &RosterItem) -> Element {
@@ -54,8 +54,9 @@ pub(super) fn get(im: &Rc<Im>, ctx: &Ctx, req: &IqRequest<'_>) -> IqReply {
     if let Some(resource) = req.from.resource() {
         let mut sessions = ctx.sessions().borrow_mut();
         if let Some(r) = sessions.account_mut(user).and_then(|a| a.get_mut(resource)) {
-            r.interested = true;
-            r.rosterver = client_ver.is_some();
+            let st = r.ext.get_or_default::<ImResource>();
+            st.interested = true;
+            st.rosterver = client_ver.is_some();
         }
     }
     // Issue 8: a roster that cannot be read is an error, never an empty roster (a client
@@ -258,33 +259,23 @@ pub(super) fn set(im: &Rc<Im>, ctx: &Ctx, req: &IqRequest<'_>) -> IqReply {
 fn removal_side_effects(ctx: &Ctx, from: &Jid, contact: &str, old: super::subscription::SubState) {
     let user = from.bare_str();
     if old.to || old.pending_out {
-        send_subscription(ctx, user, contact, "unsubscribe");
+        send_subscription(ctx, user, contact, PresenceType::Unsubscribe);
     }
     if old.from || old.pending_in {
-        send_subscription(ctx, user, contact, "unsubscribed");
+        send_subscription(ctx, user, contact, PresenceType::Unsubscribed);
     }
     if old.from {
         super::presence::withdraw(ctx, user, contact);
     }
 }
 
-/// Route `<presence type=kind from=user to=contact/>`.
-pub(super) fn send_subscription(ctx: &Ctx, user: &str, contact: &str, kind: &str) {
-    let ty = match kind {
-        "subscribe" => PresenceType::Subscribe,
-        "subscribed" => PresenceType::Subscribed,
-        "unsubscribe" => PresenceType::Unsubscribe,
-        _ => PresenceType::Unsubscribed,
-    };
+/// Route `<presence type=ty from=user to=contact/>` (a subscription stanza the server sends
+/// on the user's behalf).
+pub(super) fn send_subscription(ctx: &Ctx, user: &str, contact: &str, ty: PresenceType) {
     let mut out = Vec::with_capacity(96);
-    out.extend_from_slice(b"<presence type='");
-    out.extend_from_slice(kind.as_bytes());
-    out.extend_from_slice(b"' from='");
-    xml::escape_attr(user, &mut out);
-    out.extend_from_slice(b"' to='");
-    xml::escape_attr(contact, &mut out);
-    out.extend_from_slice(b"'/>");
-    ctx.route(StanzaType::Presence(ty), contact, user, &out);
+    write_presence(&mut out, ty, user, Some(contact));
+    let route = Route::new(JidStr::trusted(user), JidStr::trusted(contact));
+    ctx.route(StanzaType::Presence(ty), route, &out);
 }
 
 /// Push one item (or its removal) to every interested resource of `user` (IM-ROSTER-02/03/04,
@@ -308,11 +299,16 @@ pub(super) fn push(
     let Some(account) = sessions.account(user) else {
         return;
     };
-    for r in account.resources.iter().filter(|r| r.interested) {
+    for (r, st) in account
+        .resources
+        .iter()
+        .filter_map(|r| Some((r, ImResource::of(r)?)))
+        .filter(|(_, st)| st.interested)
+    {
         let id = im.push_id.get().wrapping_add(1);
         im.push_id.set(id);
         let mut q = Element::new("query", NS_ROSTER).with_child(element.clone());
-        if r.rosterver {
+        if st.rosterver {
             q.set_attr("ver", ver.as_str());
         }
         r.handle.send_with(|out| {

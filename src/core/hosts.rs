@@ -1,0 +1,162 @@
+//! The host table: where a domain's stanzas go.
+//!
+//! Every domain the router may see maps to one [`Host`]:
+//!
+//! | host | what it is | stanzas for it |
+//! |---|---|---|
+//! | `Local` | a served domain (`--domain`) | accounts: delivered on the account's home shard; the bare domain: the server itself |
+//! | `Service` | an in-process service (MUC is the first) | the service, on the home shard of the addressed entity |
+//! | `Component` | an XEP-0114 component's domain | its link (the transport comes with the federation issue: until then `service-unavailable`) |
+//! | (absent) | any other domain: remote | server-to-server (until then `remote-server-not-found`) |
+//!
+//! Each entity has a home shard, `shard_of(bare JID)`, for accounts, service entities (a
+//! room) and service domains alike, so everything about one entity happens on one thread.
+//! [`decide`] is the whole decision, as a pure function tested as a table.
+
+use std::rc::Rc;
+
+use ahash::AHashMap;
+
+use super::events::Inbound;
+use super::{Ctx, Identity, Pending};
+use crate::shard::shard_of;
+use crate::xmpp::jid::JidStr;
+
+/// An in-process service: gets every stanza for its domain and the entities under it (e.g.
+/// `room@conference.example.org/nick`), on the home shard of the addressed bare JID, and
+/// sends through the same [`Services`](super::Services) as modules do. State per entity
+/// lives on that entity's home shard.
+pub trait Service {
+    /// A stanza for the service's domain or one of its entities, on that JID's home shard.
+    /// The future, if any, is awaited by a local sender's connection (as for modules).
+    fn stanza(&self, ctx: &Ctx, s: &Inbound<'_>) -> Option<Pending>;
+}
+
+/// A registered in-process service.
+#[derive(Clone)]
+pub struct ServiceHost {
+    /// Its domain (normalized), e.g. `conference.example.org`.
+    pub domain: String,
+    /// The served domain it belongs to: listed in that domain's disco items (XEP-0030).
+    pub parent: String,
+    /// Its disco identity.
+    pub identity: Identity,
+    /// The service.
+    pub service: Rc<dyn Service>,
+}
+
+/// Where a domain's stanzas go.
+#[derive(Clone)]
+pub enum Host {
+    /// A served domain with local accounts.
+    Local,
+    /// An in-process service.
+    Service(Rc<dyn Service>),
+    /// An external component (XEP-0114); the link is not built yet.
+    Component,
+}
+
+/// The host table of one shard (every shard builds the same one; read-only after start).
+#[derive(Default, Clone)]
+pub struct HostTable {
+    hosts: AHashMap<Box<str>, Host>,
+}
+
+/// Where a stanza goes, by its addressee (RFC 6120 §10.4, §10.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dest {
+    /// A served domain itself (no localpart): the server answers.
+    Server,
+    /// A local account's JID, on this home shard.
+    Account(usize),
+    /// An in-process service's domain or entity, on this home shard.
+    Service(usize),
+    /// A component's domain: no link yet (`service-unavailable`).
+    Component,
+    /// A domain this server does not host: no federation yet (`remote-server-not-found`).
+    Remote,
+}
+
+impl HostTable {
+    /// Add (or replace) a domain.
+    pub fn insert(&mut self, domain: &str, host: Host) {
+        self.hosts.insert(domain.into(), host);
+    }
+
+    /// The host of a domain, if this server knows it.
+    pub fn get(&self, domain: &str) -> Option<&Host> {
+        self.hosts.get(domain)
+    }
+
+    /// True for a served domain with local accounts.
+    pub fn is_local(&self, domain: &str) -> bool {
+        matches!(self.hosts.get(domain), Some(Host::Local))
+    }
+}
+
+/// Where a stanza for `to` goes on a server with `shards` shards.
+pub fn decide(hosts: &HostTable, to: JidStr<'_>, shards: usize) -> Dest {
+    let bare = to.bare();
+    match hosts.get(to.domain()) {
+        None => Dest::Remote,
+        Some(Host::Component) => Dest::Component,
+        Some(Host::Service(_)) => Dest::Service(shard_of(bare.as_str(), shards)),
+        Some(Host::Local) if to.local().is_none() => Dest::Server,
+        Some(Host::Local) => Dest::Account(shard_of(bare.as_str(), shards)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Nothing;
+    impl Service for Nothing {
+        fn stanza(&self, _: &Ctx, _: &Inbound<'_>) -> Option<Pending> {
+            None
+        }
+    }
+
+    #[test]
+    fn every_domain_kind_routes_by_the_table() {
+        let mut t = HostTable::default();
+        t.insert("example.org", Host::Local);
+        t.insert("conference.example.org", Host::Service(Rc::new(Nothing)));
+        t.insert("irc.example.org", Host::Component);
+        let home = |s: &str| shard_of(s, 4);
+        let cases: &[(&str, Dest)] = &[
+            ("example.org", Dest::Server),
+            ("example.org/res", Dest::Server),
+            (
+                "alice@example.org",
+                Dest::Account(home("alice@example.org")),
+            ),
+            (
+                "alice@example.org/phone",
+                Dest::Account(home("alice@example.org")),
+            ),
+            (
+                "conference.example.org",
+                Dest::Service(home("conference.example.org")),
+            ),
+            (
+                "room@conference.example.org/nick",
+                Dest::Service(home("room@conference.example.org")),
+            ),
+            ("irc.example.org", Dest::Component),
+            ("#chan@irc.example.org/nick", Dest::Component),
+            ("bob@elsewhere.net", Dest::Remote),
+            ("elsewhere.net", Dest::Remote),
+            // A subdomain of a served domain is a different domain.
+            ("carol@sub.example.org", Dest::Remote),
+        ];
+        for (to, want) in cases {
+            assert_eq!(decide(&t, JidStr::trusted(to), 4), *want, "{to}");
+        }
+        // Every resource of one entity has the same home.
+        assert_eq!(
+            decide(&t, JidStr::trusted("room@conference.example.org/a"), 4),
+            decide(&t, JidStr::trusted("room@conference.example.org/b"), 4)
+        );
+    }
+}
