@@ -375,34 +375,9 @@ pub struct ServeArgs {
     /// Most simultaneous client connections per process (0 = derived from the open-files limit).
     #[arg(long)]
     pub max_connections: Option<usize>,
-    /// Most items in one roster [default: 1000].
-    #[arg(long)]
-    pub max_roster_items: Option<usize>,
-    /// Most groups on one roster item [default: 32].
-    #[arg(long)]
-    pub max_roster_groups: Option<usize>,
-    /// Longest roster item name or group name, in bytes [default: 1024].
-    #[arg(long)]
-    pub max_roster_text: Option<usize>,
-    /// Most unanswered subscription requests kept for one account [default: 1000].
-    #[arg(long)]
-    pub max_pending_subscriptions: Option<usize>,
-    /// Most offline messages kept for one account; beyond it senders get
-    /// `resource-constraint` [default: 1000].
-    #[arg(long)]
-    pub max_offline_messages: Option<usize>,
-    /// Most bytes of offline messages kept for one account; beyond it senders get
-    /// `resource-constraint` [default: 4194304].
-    #[arg(long)]
-    pub max_offline_bytes: Option<u64>,
-    /// Largest stanza kept as an offline message, in bytes; larger ones get
-    /// `policy-violation` (at most --max-stanza-size) [default: 65536, or --max-stanza-size
-    /// if smaller].
-    #[arg(long)]
-    pub max_offline_stanza_size: Option<usize>,
-    /// Largest stored vCard in bytes [default: 131072, or less to fit --max-stanza-size].
-    #[arg(long)]
-    pub max_vcard_size: Option<usize>,
+    /// Every protocol module's own flags (`modules::ModuleArgs`).
+    #[command(flatten)]
+    pub modules: crate::modules::ModuleArgs,
     /// Seconds to wait for clients to receive `system-shutdown` before exiting [default: 3].
     #[arg(long)]
     pub shutdown_grace: Option<u64>,
@@ -455,15 +430,10 @@ struct FileConfig {
     spin_before_park_us: Option<u64>,
     io_uring_depth: Option<usize>,
     max_connections: Option<usize>,
-    max_roster_items: Option<usize>,
-    max_roster_groups: Option<usize>,
-    max_roster_text: Option<usize>,
-    max_pending_subscriptions: Option<usize>,
-    max_offline_messages: Option<usize>,
-    max_offline_bytes: Option<u64>,
-    max_offline_stanza_size: Option<usize>,
-    max_vcard_size: Option<usize>,
     shutdown_grace: Option<u64>,
+    /// The modules' tables: `[modules.roster]`, `[modules.offline]`, ...
+    #[serde(default)]
+    modules: crate::modules::ModuleArgs,
 }
 
 /// The resolved configuration.
@@ -549,22 +519,8 @@ pub struct Config {
     pub io_uring_depth: usize,
     /// Connection limit per process.
     pub max_connections: usize,
-    /// Most items in one roster.
-    pub max_roster_items: usize,
-    /// Most groups per roster item.
-    pub max_roster_groups: usize,
-    /// Longest roster name or group, in bytes.
-    pub max_roster_text: usize,
-    /// Most pending inbound subscription requests per account.
-    pub max_pending_subscriptions: usize,
-    /// Most offline messages per account.
-    pub max_offline_messages: usize,
-    /// Most bytes of offline messages per account.
-    pub max_offline_bytes: u64,
-    /// Largest stanza stored offline.
-    pub max_offline_stanza_size: usize,
-    /// Largest vCard in bytes.
-    pub max_vcard_size: usize,
+    /// Every module's resolved settings.
+    pub modules: crate::modules::ModuleConfig,
     /// Shutdown grace period.
     pub shutdown_grace: Duration,
     /// Exit when stdin closes.
@@ -583,7 +539,8 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-fn pick<T>(flag: Option<T>, file: Option<T>, default: T) -> T {
+/// A flag, else the file's value, else the default.
+pub(crate) fn pick<T>(flag: Option<T>, file: Option<T>, default: T) -> T {
     flag.or(file).unwrap_or(default)
 }
 
@@ -733,26 +690,7 @@ impl Config {
             },
             io_uring_depth: pick(serve.io_uring_depth, file.io_uring_depth, 128),
             max_connections: pick(serve.max_connections, file.max_connections, 0),
-            max_roster_items: pick(serve.max_roster_items, file.max_roster_items, 1000),
-            max_roster_groups: pick(serve.max_roster_groups, file.max_roster_groups, 32),
-            max_roster_text: pick(serve.max_roster_text, file.max_roster_text, 1024),
-            max_pending_subscriptions: pick(
-                serve.max_pending_subscriptions,
-                file.max_pending_subscriptions,
-                1000,
-            ),
-            max_offline_messages: pick(serve.max_offline_messages, file.max_offline_messages, 1000),
-            max_offline_bytes: pick(serve.max_offline_bytes, file.max_offline_bytes, 4 << 20),
-            max_offline_stanza_size: pick(
-                serve.max_offline_stanza_size,
-                file.max_offline_stanza_size,
-                (64 * 1024).min(max_stanza_size),
-            ),
-            max_vcard_size: pick(
-                serve.max_vcard_size,
-                file.max_vcard_size,
-                (128 * 1024).min(max_stanza_size.saturating_sub(1024)),
-            ),
+            modules: serve.modules.resolve(&file.modules, max_stanza_size)?,
             shutdown_grace: Duration::from_secs(pick(serve.shutdown_grace, file.shutdown_grace, 3)),
             exit_on_stdin_eof: serve.exit_on_stdin_eof,
         };
@@ -830,25 +768,8 @@ impl Config {
         if self.auth_timeout.is_zero() || self.keepalive_timeout.is_zero() {
             return bad("--auth-timeout and --keepalive-timeout must be positive");
         }
-        if self.max_roster_items == 0 || self.max_pending_subscriptions == 0 {
-            return bad("--max-roster-items and --max-pending-subscriptions must be at least 1");
-        }
-        if self.max_roster_text < 16 {
-            return bad("--max-roster-text must be at least 16");
-        }
         if !(1..=50).contains(&self.lmdb_reserve_percent) {
             return bad("--lmdb-reserve-percent must be between 1 and 50");
-        }
-        if self.max_offline_stanza_size < 1024
-            || self.max_offline_stanza_size > self.max_stanza_size
-        {
-            return bad("--max-offline-stanza-size must be between 1024 and --max-stanza-size");
-        }
-        if self.max_offline_bytes < self.max_offline_stanza_size as u64 {
-            return bad("--max-offline-bytes must be at least --max-offline-stanza-size");
-        }
-        if self.max_vcard_size + 1024 > self.max_stanza_size {
-            return bad("--max-vcard-size must leave 1024 bytes under --max-stanza-size");
         }
         if self.c2s_listen.is_empty() && self.c2s_tls_listen.is_empty() {
             return bad("no client listener configured");
@@ -945,13 +866,13 @@ mod tests {
     fn offline_quota_defaults_and_bounds_issue_8b() {
         let cli = parse(&[]);
         let c = Config::resolve(&cli.common, &cli.serve).unwrap();
-        assert_eq!(c.max_offline_bytes, 4 << 20);
-        assert_eq!(c.max_offline_stanza_size, 64 * 1024);
+        assert_eq!(c.modules.offline.max_offline_bytes, 4 << 20);
+        assert_eq!(c.modules.offline.max_offline_stanza_size, 64 * 1024);
         assert_eq!(c.lmdb_reserve_percent, 10);
         assert_eq!(c.lmdb_reserve_bytes(), (1u64 << 30) / 100 * 10);
         let cli = parse(&["--max-stanza-size", "20000"]);
         let c = Config::resolve(&cli.common, &cli.serve).unwrap();
-        assert_eq!(c.max_offline_stanza_size, 20000);
+        assert_eq!(c.modules.offline.max_offline_stanza_size, 20000);
         for (bad, flag) in [
             (
                 &["--lmdb-reserve-percent", "0"][..],
@@ -987,6 +908,39 @@ mod tests {
         assert_eq!(c.domains, vec!["example.org"]);
         assert_eq!(c.max_auth_failures, 5);
         assert_eq!(c.shards, 2);
+    }
+
+    #[test]
+    fn module_settings_come_from_their_own_flags_and_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.toml");
+        std::fs::write(
+            &path,
+            "[modules.offline]\nmax_offline_messages = 7\nmax_offline_bytes = 100000\n\
+             [modules.roster]\nmax_roster_items = 50\n",
+        )
+        .unwrap();
+        let cli = parse(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--max-offline-messages",
+            "9",
+        ]);
+        let c = Config::resolve(&cli.common, &cli.serve).unwrap();
+        assert_eq!(c.modules.offline.max_offline_messages, 9);
+        assert_eq!(c.modules.offline.max_offline_bytes, 100_000);
+        assert_eq!(c.modules.roster.max_roster_items, 50);
+        assert_eq!(c.modules.roster.max_roster_groups, 32);
+        // A module's key outside its table, or an unknown one inside it, is refused.
+        for text in [
+            "max_offline_messages = 7\n",
+            "[modules.offline]\nmax_messages = 7\n",
+            "[modules.nosuch]\nx = 1\n",
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let cli = parse(&["--config", path.to_str().unwrap()]);
+            assert!(Config::resolve(&cli.common, &cli.serve).is_err(), "{text}");
+        }
     }
 
     #[test]

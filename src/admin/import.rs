@@ -525,7 +525,7 @@ impl Checks<'_> {
     }
 
     fn text(&self, what: &str, s: &str) -> Result<(), String> {
-        let max = self.config.max_roster_text;
+        let max = self.config.modules.roster.max_roster_text;
         if s.len() > max {
             return Err(format!(
                 "{what} longer than {max} bytes (--max-roster-text)"
@@ -536,7 +536,7 @@ impl Checks<'_> {
 
     /// The user's finished item list: distinct contacts, within --max-roster-items.
     fn items(&self, rec: &UserRecord) -> Result<(), String> {
-        let max = self.config.max_roster_items;
+        let max = self.config.modules.roster.max_roster_items;
         if rec.items.len() > max {
             return Err(format!(
                 "{} has {} roster items, more than {max} (--max-roster-items)",
@@ -1049,7 +1049,7 @@ impl<'a> PieReader<'a> {
                         return Err(at(format!("group {group:?} twice on {}", item.jid)));
                     }
                     item.groups.push(group);
-                    let max = self.checks.config.max_roster_groups;
+                    let max = self.checks.config.modules.roster.max_roster_groups;
                     if item.groups.len() > max {
                         return Err(at(format!(
                             "{} is in more than {max} groups (--max-roster-groups)",
@@ -1104,7 +1104,7 @@ impl<'a> PieReader<'a> {
         }
         let mut bytes = Vec::new();
         el.write_to(&mut bytes, "");
-        (bytes.len() <= config.max_vcard_size).then_some(bytes)
+        (bytes.len() <= config.modules.vcard.max_vcard_size).then_some(bytes)
     }
 
     fn text(&mut self, text: &str, start: usize) -> Result<(), FileError> {

@@ -9,3 +9,54 @@ pub mod ping;
 pub mod session;
 pub mod vcard;
 pub mod version;
+
+use serde::Deserialize;
+
+use crate::config::ConfigError;
+
+/// Every module's flags: each module owns a clap group (flattened into the server's flags)
+/// and a table in the configuration file (`[modules.<name>]`, keys named like the flags).
+/// Adding a module with settings is one field here.
+#[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleArgs {
+    /// RFC 6121 rosters and subscriptions.
+    #[command(flatten)]
+    #[serde(default)]
+    pub roster: im::RosterArgs,
+    /// XEP-0160 offline storage.
+    #[command(flatten)]
+    #[serde(default)]
+    pub offline: offline::OfflineArgs,
+    /// XEP-0054 vCards.
+    #[command(flatten)]
+    #[serde(default)]
+    pub vcard: vcard::VcardArgs,
+}
+
+/// Every module's resolved settings.
+#[derive(Debug, Clone)]
+pub struct ModuleConfig {
+    /// RFC 6121.
+    pub roster: im::RosterConfig,
+    /// XEP-0160.
+    pub offline: offline::OfflineConfig,
+    /// XEP-0054.
+    pub vcard: vcard::VcardConfig,
+}
+
+impl ModuleArgs {
+    /// Flags over the file's tables over defaults, with each module's bounds checked.
+    /// `max_stanza_size` is the server's routed stanza limit.
+    pub fn resolve(
+        &self,
+        file: &ModuleArgs,
+        max_stanza_size: usize,
+    ) -> Result<ModuleConfig, ConfigError> {
+        Ok(ModuleConfig {
+            roster: self.roster.resolve(&file.roster)?,
+            offline: self.offline.resolve(&file.offline, max_stanza_size)?,
+            vcard: self.vcard.resolve(&file.vcard, max_stanza_size)?,
+        })
+    }
+}

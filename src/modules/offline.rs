@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
 
-use crate::config::Config;
+use crate::config::{pick, Config, ConfigError};
 use crate::core::events::{priority, ResourceAvailable, Undeliverable};
 use crate::core::sessions::AckWait;
 use crate::core::{ClientHandle, Ctx, Flow, Inbound, Refused, Registry, Route};
@@ -59,6 +59,66 @@ const MAX_UNACKED: usize = 4;
 const FILL_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// Least time between two log lines about refusals for lack of space, per shard.
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// XEP-0160's flags (`[modules.offline]` in the configuration file).
+#[derive(Debug, Default, Clone, clap::Args, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfflineArgs {
+    /// Most offline messages kept for one account; beyond it senders get
+    /// `resource-constraint` [default: 1000].
+    #[arg(long)]
+    pub max_offline_messages: Option<usize>,
+    /// Most bytes of offline messages kept for one account; beyond it senders get
+    /// `resource-constraint` [default: 4194304].
+    #[arg(long)]
+    pub max_offline_bytes: Option<u64>,
+    /// Largest stanza kept as an offline message, in bytes; larger ones get
+    /// `policy-violation` (at most --max-stanza-size) [default: 65536, or --max-stanza-size
+    /// if smaller].
+    #[arg(long)]
+    pub max_offline_stanza_size: Option<usize>,
+}
+
+/// XEP-0160's resolved settings.
+#[derive(Debug, Clone)]
+pub struct OfflineConfig {
+    /// Most offline messages per account.
+    pub max_offline_messages: usize,
+    /// Most bytes of offline messages per account.
+    pub max_offline_bytes: u64,
+    /// Largest stanza stored offline.
+    pub max_offline_stanza_size: usize,
+}
+
+impl OfflineArgs {
+    /// Flags over the file over defaults, with bounds (`max_stanza_size`: the routed limit).
+    pub fn resolve(
+        &self,
+        file: &OfflineArgs,
+        max_stanza_size: usize,
+    ) -> Result<OfflineConfig, ConfigError> {
+        let c = OfflineConfig {
+            max_offline_messages: pick(self.max_offline_messages, file.max_offline_messages, 1000),
+            max_offline_bytes: pick(self.max_offline_bytes, file.max_offline_bytes, 4 << 20),
+            max_offline_stanza_size: pick(
+                self.max_offline_stanza_size,
+                file.max_offline_stanza_size,
+                (64 * 1024).min(max_stanza_size),
+            ),
+        };
+        if c.max_offline_stanza_size < 1024 || c.max_offline_stanza_size > max_stanza_size {
+            return Err(ConfigError(
+                "--max-offline-stanza-size must be between 1024 and --max-stanza-size".into(),
+            ));
+        }
+        if c.max_offline_bytes < c.max_offline_stanza_size as u64 {
+            return Err(ConfigError(
+                "--max-offline-bytes must be at least --max-offline-stanza-size".into(),
+            ));
+        }
+        Ok(c)
+    }
+}
 
 /// Register offline storage and delivery.
 pub fn register(r: &mut Registry, config: &Config) {
@@ -98,9 +158,9 @@ enum Outcome {
 impl Offline {
     fn new(config: &Config) -> Offline {
         Offline {
-            max_messages: config.max_offline_messages,
-            max_bytes: config.max_offline_bytes,
-            max_stanza: config.max_offline_stanza_size,
+            max_messages: config.modules.offline.max_offline_messages,
+            max_bytes: config.modules.offline.max_offline_bytes,
+            max_stanza: config.modules.offline.max_offline_stanza_size,
             reserve_bytes: config.lmdb_reserve_bytes(),
             delivering: RefCell::default(),
             fill_checked: Cell::new(None),

@@ -1,6 +1,6 @@
 //! XEP-0054: vcard-temp — an account's vCard, stored whole as opaque bytes.
 
-use crate::config::Config;
+use crate::config::{pick, Config, ConfigError};
 use crate::core::{storage_failure, IqReply, Registry, Scope};
 use crate::xml::{self, Element, StreamNs};
 use crate::xmpp::error::{StanzaCondition, StanzaError};
@@ -10,12 +10,51 @@ use crate::xmpp::stanza::IqType;
 /// The vcard-temp namespace.
 pub const NS_VCARD: &str = "vcard-temp";
 
+/// XEP-0054's flags (`[modules.vcard]` in the configuration file).
+#[derive(Debug, Default, Clone, clap::Args, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VcardArgs {
+    /// Largest stored vCard in bytes [default: 131072, or less to fit --max-stanza-size].
+    #[arg(long)]
+    pub max_vcard_size: Option<usize>,
+}
+
+/// XEP-0054's resolved settings.
+#[derive(Debug, Clone)]
+pub struct VcardConfig {
+    /// Largest vCard in bytes.
+    pub max_vcard_size: usize,
+}
+
+impl VcardArgs {
+    /// Flag over the file over the default, with bounds (`max_stanza_size`: the routed limit).
+    pub fn resolve(
+        &self,
+        file: &VcardArgs,
+        max_stanza_size: usize,
+    ) -> Result<VcardConfig, ConfigError> {
+        let c = VcardConfig {
+            max_vcard_size: pick(
+                self.max_vcard_size,
+                file.max_vcard_size,
+                (128 * 1024).min(max_stanza_size.saturating_sub(1024)),
+            ),
+        };
+        if c.max_vcard_size + 1024 > max_stanza_size {
+            return Err(ConfigError(
+                "--max-vcard-size must leave 1024 bytes under --max-stanza-size".into(),
+            ));
+        }
+        Ok(c)
+    }
+}
+
 /// Register vCard get and set.
 pub fn register(r: &mut Registry, config: &Config) {
     r.module("vcard-temp");
     r.server_feature(NS_VCARD);
     r.account_feature(NS_VCARD);
-    let max = config.max_vcard_size;
+    let max = config.modules.vcard.max_vcard_size;
     r.iq(
         Scope::Account,
         IqType::Get,

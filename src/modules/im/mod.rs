@@ -17,7 +17,7 @@ use std::rc::Rc;
 use ahash::AHashMap;
 use xmppd_storage::{RosterItem, StorageError, Subscription, WriteTxn};
 
-use crate::config::Config;
+use crate::config::{pick, Config, ConfigError};
 use crate::core::events::{self, priority, ClientStanza, DeliverBare, DeliverFull, SessionEnded};
 use crate::core::{Ctx, Flow, Registry, Scope};
 use crate::xml::Element;
@@ -110,6 +110,62 @@ impl ImResource {
     }
 }
 
+/// RFC 6121's flags (`[modules.roster]` in the configuration file).
+#[derive(Debug, Default, Clone, clap::Args, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RosterArgs {
+    /// Most items in one roster [default: 1000].
+    #[arg(long)]
+    pub max_roster_items: Option<usize>,
+    /// Most groups on one roster item [default: 32].
+    #[arg(long)]
+    pub max_roster_groups: Option<usize>,
+    /// Longest roster item name or group name, in bytes [default: 1024].
+    #[arg(long)]
+    pub max_roster_text: Option<usize>,
+    /// Most unanswered subscription requests kept for one account [default: 1000].
+    #[arg(long)]
+    pub max_pending_subscriptions: Option<usize>,
+}
+
+/// RFC 6121's resolved settings.
+#[derive(Debug, Clone)]
+pub struct RosterConfig {
+    /// Most items in one roster.
+    pub max_roster_items: usize,
+    /// Most groups per roster item.
+    pub max_roster_groups: usize,
+    /// Longest roster name or group, in bytes.
+    pub max_roster_text: usize,
+    /// Most pending inbound subscription requests per account.
+    pub max_pending_subscriptions: usize,
+}
+
+impl RosterArgs {
+    /// Flags over the file over defaults, with bounds.
+    pub fn resolve(&self, file: &RosterArgs) -> Result<RosterConfig, ConfigError> {
+        let c = RosterConfig {
+            max_roster_items: pick(self.max_roster_items, file.max_roster_items, 1000),
+            max_roster_groups: pick(self.max_roster_groups, file.max_roster_groups, 32),
+            max_roster_text: pick(self.max_roster_text, file.max_roster_text, 1024),
+            max_pending_subscriptions: pick(
+                self.max_pending_subscriptions,
+                file.max_pending_subscriptions,
+                1000,
+            ),
+        };
+        if c.max_roster_items == 0 || c.max_pending_subscriptions == 0 {
+            return Err(ConfigError(
+                "--max-roster-items and --max-pending-subscriptions must be at least 1".into(),
+            ));
+        }
+        if c.max_roster_text < 16 {
+            return Err(ConfigError("--max-roster-text must be at least 16".into()));
+        }
+        Ok(c)
+    }
+}
+
 /// Bounds on what one account may keep.
 #[derive(Debug, Clone, Copy)]
 struct Limits {
@@ -180,10 +236,10 @@ impl Im {
             rosters: RefCell::new(AHashMap::new()),
             locks: RefCell::new(AHashMap::new()),
             limits: Limits {
-                items: config.max_roster_items,
-                groups: config.max_roster_groups,
-                text: config.max_roster_text,
-                requests: config.max_pending_subscriptions,
+                items: config.modules.roster.max_roster_items,
+                groups: config.modules.roster.max_roster_groups,
+                text: config.modules.roster.max_roster_text,
+                requests: config.modules.roster.max_pending_subscriptions,
             },
             push_id: Cell::new(0),
         }
