@@ -19,10 +19,11 @@ use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
 use glommio::net::TcpStream;
 
 use super::C2s;
+use crate::config::IqAuthMode;
 use crate::core::{sessions, ClientHandle, Pending};
 use crate::router::FromClient;
 use crate::stream::sasl::{self, ChannelBindings, ScramKeys};
-use crate::stream::{Action, Env, Negotiator};
+use crate::stream::{iqauth, Action, Env, Negotiator};
 use crate::xml::{self, Frame, Framer, StanzaHead, StreamNs};
 use crate::xmpp::error::{StanzaCondition, StanzaError, StreamCondition, StreamError};
 use crate::xmpp::jid::{resourceprep, Jid};
@@ -59,6 +60,18 @@ pub struct Handoff {
     pub created: Instant,
     /// The account revocation sequence number the credentials were checked at.
     pub auth_seq: u64,
+    /// A XEP-0078 login: its stream continues as it is (no restart) and binds on arrival.
+    pub iq_auth: Option<Box<IqAuthHandoff>>,
+}
+
+/// What a XEP-0078 login carries to the home shard besides the SASL hand-off's data.
+pub struct IqAuthHandoff {
+    /// Waiting to bind ([`Negotiator::iq_auth_pending`]).
+    neg: Negotiator,
+    /// Inside the open stream, at a frame boundary.
+    framer: Framer,
+    /// The login is not complete until its bind succeeds.
+    preauth: Option<super::limits::Preauth>,
 }
 
 /// Why a connection ends.
@@ -146,9 +159,26 @@ impl Conn {
     pub(super) fn adopted(c2s: Rc<C2s>, h: Handoff) -> Conn {
         // SAFETY: the descriptor was dup'ed for this hand-off and is owned by nobody else.
         let sock = unsafe { TcpStream::from_raw_fd(h.fd.into_raw_fd()) };
-        let neg = Negotiator::resume(h.user, h.secured, h.direct_tls, h.lang);
-        let conn = Conn::build(c2s, sock, h.peer, h.tls, neg, h.created, h.unread);
+        let (neg, iq_auth) = match h.iq_auth {
+            Some(x) => {
+                tracing::debug!(jid = %h.user, peer = %h.peer, "XEP-0078 login moved here");
+                (x.neg, Some((x.framer, x.preauth)))
+            }
+            None => (
+                Negotiator::resume(h.user, h.secured, h.direct_tls, h.lang),
+                None,
+            ),
+        };
+        let mut conn = Conn::build(c2s, sock, h.peer, h.tls, neg, h.created, h.unread);
         conn.handle.auth_seq.set(h.auth_seq);
+        if let Some((framer, preauth)) = iq_auth {
+            conn.framer = framer;
+            conn.ns = conn.framer.stream_ns_shared();
+            conn.preauth = preauth;
+            if let Err(e) = conn.iq_auth_bind() {
+                conn.handle.request_close(e);
+            }
+        }
         conn
     }
 
@@ -270,18 +300,23 @@ impl Conn {
         }
     }
 
-    /// SASL succeeded: the next header restarts the stream, possibly on another shard.
+    /// SASL succeeded: the next header restarts the stream, possibly on another shard. Or a
+    /// XEP-0078 login succeeded: its resource is bound on the home shard, and the stream goes
+    /// on there.
     async fn authenticated(&mut self, user: Jid) -> Option<End> {
-        self.framer.reset();
-        self.framer.set_limits(self.c2s.config.xml_limits());
-        // No longer one of its address's unauthenticated connections.
-        self.preauth = None;
+        let iq_auth = self.neg.iq_auth_pending().is_some();
+        if !iq_auth {
+            self.framer.reset();
+            self.framer.set_limits(self.c2s.config.xml_limits());
+            // No longer one of its address's unauthenticated connections.
+            self.preauth = None;
+        }
         if let Err(end) = self.flush_all().await {
             return Some(end);
         }
         let home = self.c2s.router.home_of(user.bare_str());
         if home == self.c2s.router.shard() {
-            return None;
+            return self.iq_auth_bind().err().map(End::Error);
         }
         // Whatever was received travels with the connection, decrypted.
         if let Some(tls) = self.tls.as_mut() {
@@ -316,7 +351,7 @@ impl Conn {
         }
         // SAFETY: `raw` is a fresh descriptor returned by dup and owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let h = Handoff {
+        let mut h = Handoff {
             fd,
             tls: self.tls.take(),
             unread: std::mem::take(&mut self.inbuf),
@@ -327,7 +362,16 @@ impl Conn {
             peer: self.peer,
             created: self.handle.created,
             auth_seq: self.handle.auth_seq.get(),
+            iq_auth: None,
         };
+        if iq_auth {
+            let limits = self.c2s.config.preauth_xml_limits();
+            h.iq_auth = Some(Box::new(IqAuthHandoff {
+                neg: std::mem::replace(&mut self.neg, Negotiator::new(false)),
+                framer: std::mem::replace(&mut self.framer, Framer::new(limits)),
+                preauth: self.preauth.take(),
+            }));
+        }
         let sent = self
             .c2s
             .links
@@ -534,8 +578,13 @@ impl Conn {
                         ))),
                     };
                 }
-                if let Some(kind) = kind {
-                    return self.before_auth_stanza(kind, &head).map_err(End::Error);
+                // CORE-STREAM-15: no stanza before authentication, except XEP-0078's, which
+                // the negotiator answers.
+                if kind.is_some() && !iqauth::is_request(&head) {
+                    return Err(End::Error(StreamError::with_text(
+                        StreamCondition::NotAuthorized,
+                        "authenticate first",
+                    )));
                 }
                 let el = xml::parse_element(raw, self.framer.stream_ns(), &limits)
                     .map_err(|e| End::Error(StreamError::from(&e)))?;
@@ -543,7 +592,7 @@ impl Conn {
                 let store = self.c2s.router.storage.accounts();
                 let accounts = super::Lookups::new(&store);
                 // Issue 8: an address backing off after failed logins may not try now.
-                let backoff = if el.name == "auth" && el.ns == ns::SASL {
+                let backoff = if crate::stream::is_login_attempt(&el) {
                     self.c2s.ip_limits.auth_wait(self.peer.ip(), Instant::now())
                 } else {
                     None
@@ -573,38 +622,6 @@ impl Conn {
             Ok(Action::Close) => Err(End::Written),
             Err(e) => Err(End::Error(e)),
         }
-    }
-
-    /// A stanza before authentication (CORE-STREAM-15): refused with `not-authorized`, except
-    /// XEP-0078 requests on a pre-1.0 stream, which learn that non-SASL auth is not offered
-    /// (IQAUTH-09).
-    fn before_auth_stanza(
-        &mut self,
-        kind: Kind,
-        head: &StanzaHead<'_>,
-    ) -> Result<Option<Job>, StreamError> {
-        let iq_auth = kind == Kind::Iq
-            && head.first_child.map(|(ns, _)| ns) == Some(ns::IQ_AUTH)
-            && matches!(head.attr("type").as_deref(), Some("get" | "set"));
-        if iq_auth && self.neg.is_legacy() {
-            let id = head.attr("id");
-            let legacy = self.c2s.config.legacy_error_codes;
-            self.handle.send_with(|out| {
-                StanzaError::new(StanzaCondition::ServiceUnavailable).write_reply(
-                    "iq",
-                    id.as_deref(),
-                    None,
-                    None,
-                    legacy,
-                    out,
-                )
-            });
-            return Ok(None);
-        }
-        Err(StreamError::with_text(
-            StreamCondition::NotAuthorized,
-            "authenticate first",
-        ))
     }
 
     /// A stanza on an authenticated stream: the gate (binding, types, ids, addresses), then
@@ -803,6 +820,31 @@ impl Conn {
         None
     }
 
+    /// XEP-0078: bind the resource a `jabber:iq:auth` login proved its credentials for, on
+    /// the account's home shard, and answer the login (IQAUTH-04, -07). Nothing to do for
+    /// SASL. An account change since the credentials were checked ends the stream, as at a
+    /// bind.
+    fn iq_auth_bind(&mut self) -> Result<(), StreamError> {
+        let Some((user, resource)) = self.neg.iq_auth_pending() else {
+            return Ok(());
+        };
+        self.c2s.check_login(user, self.handle.auth_seq.get())?;
+        let result = self
+            .c2s
+            .router
+            .bind_exact(user, resource, self.handle.clone());
+        self.neg
+            .iq_auth_bound(result.as_ref(), &mut self.handle.out());
+        if let Ok(jid) = result {
+            tracing::debug!(jid = %jid, peer = %self.peer, "bound (XEP-0078)");
+            self.framer.set_limits(self.c2s.config.xml_limits());
+            self.preauth = None;
+            *self.handle.jid.borrow_mut() = Some(jid.clone());
+            self.bound = Some(jid);
+        }
+        Ok(())
+    }
+
     /// Remember the revocation sequence number of SASL's last account lookup (issue 8).
     /// Count the failed authentication attempts since the negotiator had `before` of them
     /// against the peer's address.
@@ -992,6 +1034,9 @@ fn env<'a>(
         fake_salt_secret: &c2s.secret,
         scram_iterations: config.scram_iterations,
         auth_backoff: None,
+        iq_auth: config.iq_auth != IqAuthMode::Off,
+        iq_auth_without_tls: config.iq_auth == IqAuthMode::On,
+        legacy_error_codes: config.legacy_error_codes,
     }
 }
 

@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::{Config, ConflictPolicy};
 use crate::core::sessions;
 use crate::core::{
     ClientHandle, ClientPresence, Ctx, Inbound, IqReply, IqRequest, Pending, Registry, Scope,
@@ -575,11 +575,37 @@ impl Router {
         requested: Option<&str>,
         handle: Rc<ClientHandle>,
     ) -> Result<Jid, StanzaError> {
+        self.bind_with(user, requested, handle, self.config.resource_conflict)
+    }
+
+    /// Bind exactly `resource` (resourceprep'd), for a XEP-0078 login: its result cannot
+    /// tell the client another resource, so the `rename` conflict policy refuses instead
+    /// (`conflict`, IQAUTH-07).
+    pub fn bind_exact(
+        self: &Rc<Self>,
+        user: &Jid,
+        resource: &str,
+        handle: Rc<ClientHandle>,
+    ) -> Result<Jid, StanzaError> {
+        let policy = match self.config.resource_conflict {
+            ConflictPolicy::Rename => ConflictPolicy::Refuse,
+            policy => policy,
+        };
+        self.bind_with(user, Some(resource), handle, policy)
+    }
+
+    fn bind_with(
+        self: &Rc<Self>,
+        user: &Jid,
+        requested: Option<&str>,
+        handle: Rc<ClientHandle>,
+        policy: ConflictPolicy,
+    ) -> Result<Jid, StanzaError> {
         let (jid, displaced) = self.sessions.borrow_mut().bind(
             user,
             requested,
             handle,
-            self.config.resource_conflict,
+            policy,
             self.config.max_resources,
         )?;
         if let Some(old) = displaced {
