@@ -23,6 +23,19 @@ pub enum ConflictPolicy {
     Rename,
 }
 
+/// When XEP-0078 non-SASL authentication (`jabber:iq:auth`) is offered (IQAUTH-01, -09, -11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IqAuthMode {
+    /// Never: `jabber:iq:auth` requests get `service-unavailable` (IQAUTH-09).
+    Off,
+    /// On encrypted streams only (after STARTTLS, or on the direct-TLS port).
+    Tls,
+    /// On every stream, unencrypted ones included: the password crosses the network in the
+    /// clear (legacy LANs and tests only).
+    On,
+}
+
 /// Command line.
 ///
 /// The options of every command ([`CommonArgs`]) are global: they may come before or after the
@@ -345,9 +358,14 @@ pub struct ServeArgs {
     /// Resource conflict policy [default: kick-old].
     #[arg(long, value_enum)]
     pub resource_conflict: Option<ConflictPolicy>,
-    /// Do not add XEP-0086 legacy `code` attributes to stanza errors.
+    /// Do not add XEP-0086 legacy `code` attributes to stanza errors (XEP-0078 errors keep
+    /// theirs).
     #[arg(long)]
     pub no_legacy_error_codes: bool,
+    /// XEP-0078 non-SASL authentication: `off`, `tls` (encrypted streams only) or `on` (also
+    /// unencrypted streams: passwords in the clear) [default: tls].
+    #[arg(long, value_enum)]
+    pub iq_auth: Option<IqAuthMode>,
     /// Unsent bytes queued for one client: stanzas from other users beyond it are bounced
     /// with `resource-constraint` (its own traffic may reach 4x this) [default: 1048576].
     #[arg(long)]
@@ -423,6 +441,7 @@ struct FileConfig {
     max_resources: Option<usize>,
     resource_conflict: Option<ConflictPolicy>,
     no_legacy_error_codes: Option<bool>,
+    iq_auth: Option<IqAuthMode>,
     max_send_queue: Option<usize>,
     slow_client_grace: Option<u64>,
     shard_queue: Option<usize>,
@@ -505,6 +524,8 @@ pub struct Config {
     pub resource_conflict: ConflictPolicy,
     /// Add XEP-0086 codes to stanza errors.
     pub legacy_error_codes: bool,
+    /// When XEP-0078 non-SASL authentication is offered.
+    pub iq_auth: IqAuthMode,
     /// Per-connection send queue soft bound in bytes.
     pub max_send_queue: usize,
     /// How long a client may stay over the soft bound.
@@ -676,6 +697,7 @@ impl Config {
                 ConflictPolicy::KickOld,
             ),
             legacy_error_codes: !flag(serve.no_legacy_error_codes, file.no_legacy_error_codes),
+            iq_auth: pick(serve.iq_auth, file.iq_auth, IqAuthMode::Tls),
             max_send_queue: pick(serve.max_send_queue, file.max_send_queue, 1 << 20),
             slow_client_grace: Duration::from_secs(pick(
                 serve.slow_client_grace,
@@ -839,6 +861,21 @@ mod tests {
         assert_eq!(c.c2s_listen[0].port(), 5222);
         assert_eq!(c.c2s_tls_listen[0].port(), 5223);
         assert_eq!(c.resource_conflict, ConflictPolicy::KickOld);
+        assert_eq!(c.iq_auth, IqAuthMode::Tls);
+    }
+
+    #[test]
+    fn iq_auth_from_flag_or_file() {
+        let cli = parse(&["--iq-auth", "off"]);
+        let c = Config::resolve(&cli.common, &cli.serve).unwrap();
+        assert_eq!(c.iq_auth, IqAuthMode::Off);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.toml");
+        std::fs::write(&path, "iq_auth = \"on\"\n").unwrap();
+        let cli = parse(&["--config", path.to_str().unwrap()]);
+        let c = Config::resolve(&cli.common, &cli.serve).unwrap();
+        assert_eq!(c.iq_auth, IqAuthMode::On);
+        assert!(Cli::try_parse_from(["xmppd", "--iq-auth", "digest"]).is_err());
     }
 
     #[test]

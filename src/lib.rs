@@ -13,6 +13,7 @@ pub mod fuzzing;
 pub mod modules;
 pub mod router;
 pub mod server;
+pub mod session;
 pub mod shard;
 pub mod stream;
 pub mod tls;

@@ -45,6 +45,12 @@ struct Listeners {
 /// Run the server until a signal (or, with `--exit-on-stdin-eof`, the end of stdin).
 pub fn serve(config: Config, modules: &'static [RegisterFn]) -> Result<(), StartError> {
     let config = Arc::new(config);
+    if config.iq_auth == crate::config::IqAuthMode::On {
+        tracing::warn!(
+            "--iq-auth on: XEP-0078 logins are accepted on unencrypted streams, so passwords \
+             may cross the network in the clear"
+        );
+    }
     let nofile = raise_nofile_limit();
     let storage = xmppd_storage::Storage::open(&config.data_dir, &config.storage_options())
         .map_err(|e| StartError(format!("opening {}: {e}", config.data_dir.display())))?;

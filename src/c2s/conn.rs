@@ -19,14 +19,16 @@ use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
 use glommio::net::TcpStream;
 
 use super::C2s;
-use crate::core::{sessions, ClientHandle, FromClient, Nonza, Pending};
+use crate::config::IqAuthMode;
+use crate::core::{sessions, ClientHandle, Pending};
+use crate::session::{self, Session};
 use crate::stream::sasl::{self, ChannelBindings, ScramKeys};
 use crate::stream::{Action, Env, Negotiator};
-use crate::xml::{self, Frame, Framer, StanzaHead, StreamNs};
-use crate::xmpp::error::{StanzaCondition, StanzaError, StreamCondition, StreamError};
-use crate::xmpp::jid::{resourceprep, Jid};
+use crate::xml::{self, Frame, Framer, StreamNs};
+use crate::xmpp::error::{StreamCondition, StreamError};
+use crate::xmpp::jid::Jid;
 use crate::xmpp::ns;
-use crate::xmpp::stanza::{IqType, Kind, MessageType, StanzaType};
+use crate::xmpp::stanza::MessageType;
 
 /// Reads per poll before the task yields to others.
 const READS_PER_POLL: usize = 16;
@@ -58,6 +60,18 @@ pub struct Handoff {
     pub created: Instant,
     /// The account revocation sequence number the credentials were checked at.
     pub auth_seq: u64,
+    /// A XEP-0078 login: its stream continues as it is (no restart) and binds on arrival.
+    pub iq_auth: Option<Box<IqAuthHandoff>>,
+}
+
+/// What a XEP-0078 login carries to the home shard besides the SASL hand-off's data.
+pub struct IqAuthHandoff {
+    /// Waiting to bind ([`Negotiator::iq_auth_pending`]).
+    neg: Negotiator,
+    /// Inside the open stream, at a frame boundary.
+    framer: Framer,
+    /// The login is not complete until its bind succeeds.
+    preauth: Option<super::limits::Preauth>,
 }
 
 /// Why a connection ends.
@@ -104,7 +118,8 @@ pub struct Conn {
     neg: Negotiator,
     handle: Rc<ClientHandle>,
     slot: usize,
-    bound: Option<Jid>,
+    /// The session after negotiation (gate, bind, stamping, routing).
+    session: Session,
     peer: SocketAddr,
     /// Channel-binding data, once the TLS handshake is done (boxed: rare and post-login dead
     /// weight in a long-lived connection).
@@ -145,9 +160,26 @@ impl Conn {
     pub(super) fn adopted(c2s: Rc<C2s>, h: Handoff) -> Conn {
         // SAFETY: the descriptor was dup'ed for this hand-off and is owned by nobody else.
         let sock = unsafe { TcpStream::from_raw_fd(h.fd.into_raw_fd()) };
-        let neg = Negotiator::resume(h.user, h.secured, h.direct_tls, h.lang);
-        let conn = Conn::build(c2s, sock, h.peer, h.tls, neg, h.created, h.unread);
+        let (neg, iq_auth) = match h.iq_auth {
+            Some(x) => {
+                tracing::debug!(jid = %h.user, peer = %h.peer, "XEP-0078 login moved here");
+                (x.neg, Some((x.framer, x.preauth)))
+            }
+            None => (
+                Negotiator::resume(h.user, h.secured, h.direct_tls, h.lang),
+                None,
+            ),
+        };
+        let mut conn = Conn::build(c2s, sock, h.peer, h.tls, neg, h.created, h.unread);
         conn.handle.auth_seq.set(h.auth_seq);
+        if let Some((framer, preauth)) = iq_auth {
+            conn.framer = framer;
+            conn.ns = conn.framer.stream_ns_shared();
+            conn.preauth = preauth;
+            if let Err(e) = conn.iq_auth_bind() {
+                conn.handle.request_close(e);
+            }
+        }
         conn
     }
 
@@ -162,7 +194,9 @@ impl Conn {
     ) -> Conn {
         let handle = Rc::new(ClientHandle::new(c2s.config.max_send_queue, created));
         let slot = c2s.register(handle.clone());
+        let session = Session::new(c2s.router.clone(), handle.clone());
         Conn {
+            session,
             framer: Framer::new(c2s.config.xml_limits()),
             ns: std::sync::Arc::new(StreamNs::new(ns::CLIENT)),
             c2s,
@@ -176,7 +210,6 @@ impl Conn {
             neg,
             handle,
             slot,
-            bound: None,
             peer,
             bindings: None,
             sent_to: 0,
@@ -269,18 +302,23 @@ impl Conn {
         }
     }
 
-    /// SASL succeeded: the next header restarts the stream, possibly on another shard.
+    /// SASL succeeded: the next header restarts the stream, possibly on another shard. Or a
+    /// XEP-0078 login succeeded: its resource is bound on the home shard, and the stream goes
+    /// on there.
     async fn authenticated(&mut self, user: Jid) -> Option<End> {
-        self.framer.reset();
-        self.framer.set_limits(self.c2s.config.xml_limits());
-        // No longer one of its address's unauthenticated connections.
-        self.preauth = None;
+        let iq_auth = self.neg.iq_auth_pending().is_some();
+        if !iq_auth {
+            self.framer.reset();
+            self.framer.set_limits(self.c2s.config.xml_limits());
+            // No longer one of its address's unauthenticated connections.
+            self.preauth = None;
+        }
         if let Err(end) = self.flush_all().await {
             return Some(end);
         }
         let home = self.c2s.router.home_of(user.bare_str());
         if home == self.c2s.router.shard() {
-            return None;
+            return self.iq_auth_bind().err().map(End::Error);
         }
         // Whatever was received travels with the connection, decrypted.
         if let Some(tls) = self.tls.as_mut() {
@@ -315,7 +353,7 @@ impl Conn {
         }
         // SAFETY: `raw` is a fresh descriptor returned by dup and owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let h = Handoff {
+        let mut h = Handoff {
             fd,
             tls: self.tls.take(),
             unread: std::mem::take(&mut self.inbuf),
@@ -326,7 +364,16 @@ impl Conn {
             peer: self.peer,
             created: self.handle.created,
             auth_seq: self.handle.auth_seq.get(),
+            iq_auth: None,
         };
+        if iq_auth {
+            let limits = self.c2s.config.preauth_xml_limits();
+            h.iq_auth = Some(Box::new(IqAuthHandoff {
+                neg: std::mem::replace(&mut self.neg, Negotiator::new(false)),
+                framer: std::mem::replace(&mut self.framer, Framer::new(limits)),
+                preauth: self.preauth.take(),
+            }));
+        }
         let sent = self
             .c2s
             .links
@@ -520,17 +567,20 @@ impl Conn {
                 let stream_ns = self.ns.clone();
                 let head = xml::scan_stanza(raw, &stream_ns, &limits)
                     .map_err(|e| End::Error(StreamError::from(&e)))?;
-                let kind = (head.ns == ns::CLIENT)
-                    .then(|| Kind::from_name(head.name))
-                    .flatten();
-                if self.neg.authenticated().is_some() {
-                    return match kind {
-                        Some(kind) => self.on_stanza(kind, &head).map_err(End::Error),
-                        None => self.on_nonza(raw, head.ns, head.name).map_err(End::Error),
+                if let Some(user) = self.neg.authenticated() {
+                    let stream = session::Stream {
+                        user,
+                        lang: self.neg.lang(),
+                        ns: self.framer.stream_ns(),
+                        limits: &limits,
+                    };
+                    return match self.session.element(&stream, raw, &head) {
+                        Ok(pending) => Ok(pending.map(Job::Pending)),
+                        Err(e) => Err(End::Error(e)),
                     };
                 }
-                if let Some(kind) = kind {
-                    return self.before_auth_stanza(kind, &head).map_err(End::Error);
+                if let Some(err) = session::before_auth(&head) {
+                    return Err(End::Error(err));
                 }
                 let el = xml::parse_element(raw, self.framer.stream_ns(), &limits)
                     .map_err(|e| End::Error(StreamError::from(&e)))?;
@@ -538,7 +588,7 @@ impl Conn {
                 let store = self.c2s.router.storage.accounts();
                 let accounts = super::Lookups::new(&store);
                 // Issue 8: an address backing off after failed logins may not try now.
-                let backoff = if el.name == "auth" && el.ns == ns::SASL {
+                let backoff = if crate::stream::is_login_attempt(&el) {
                     self.c2s.ip_limits.auth_wait(self.peer.ip(), Instant::now())
                 } else {
                     None
@@ -557,32 +607,6 @@ impl Conn {
         }
     }
 
-    /// A post-authentication element that is not a stanza: the module that registered its
-    /// namespace handles it; without one the stream closes (CORE-STREAM-20, CORE-SASL-14).
-    fn on_nonza(&mut self, raw: &[u8], ns: &str, name: &str) -> Result<Option<Job>, StreamError> {
-        let router = self.c2s.router.clone();
-        let (Some(handler), Some(user)) = (
-            router.registry.nonza_handler(ns),
-            self.neg.authenticated().cloned(),
-        ) else {
-            return Err(StreamError::with_text(
-                StreamCondition::UnsupportedStanzaType,
-                format!("unexpected <{name}/>"),
-            ));
-        };
-        let limits = *self.framer.limits();
-        let element = xml::parse_element(raw, self.framer.stream_ns(), &limits)
-            .map_err(|e| StreamError::from(&e))?;
-        let nonza = Nonza {
-            user: &user,
-            bound: self.bound.as_ref(),
-            handle: &self.handle,
-            element: &element,
-        };
-        let ctx = crate::core::Ctx(router.clone());
-        Ok(handler(&ctx, &nonza)?.map(Job::Pending))
-    }
-
     fn action(&mut self, action: Result<Action, StreamError>) -> Result<Option<Job>, End> {
         match action {
             Ok(Action::Continue) => Ok(None),
@@ -596,233 +620,27 @@ impl Conn {
         }
     }
 
-    /// A stanza before authentication (CORE-STREAM-15): refused with `not-authorized`, except
-    /// XEP-0078 requests on a pre-1.0 stream, which learn that non-SASL auth is not offered
-    /// (IQAUTH-09).
-    fn before_auth_stanza(
-        &mut self,
-        kind: Kind,
-        head: &StanzaHead<'_>,
-    ) -> Result<Option<Job>, StreamError> {
-        let iq_auth = kind == Kind::Iq
-            && head.first_child.map(|(ns, _)| ns) == Some(ns::IQ_AUTH)
-            && matches!(head.attr("type").as_deref(), Some("get" | "set"));
-        if iq_auth && self.neg.is_legacy() {
-            let id = head.attr("id");
-            let legacy = self.c2s.config.legacy_error_codes;
-            self.handle.send_with(|out| {
-                StanzaError::new(StanzaCondition::ServiceUnavailable).write_reply(
-                    "iq",
-                    id.as_deref(),
-                    None,
-                    None,
-                    legacy,
-                    out,
-                )
-            });
-            return Ok(None);
-        }
-        Err(StreamError::with_text(
-            StreamCondition::NotAuthorized,
-            "authenticate first",
-        ))
-    }
-
-    /// A stanza on an authenticated stream: the gate (binding, types, ids, addresses), then
-    /// stamping and routing.
-    fn on_stanza(&mut self, kind: Kind, head: &StanzaHead<'_>) -> Result<Option<Job>, StreamError> {
-        let id = head.attr("id");
-        let ty = StanzaType::parse(kind, head.attr("type").as_deref());
-        let Some(from) = self.bound.clone() else {
-            // Only resource binding is allowed before a resource is bound (CORE-STREAM-15).
-            if ty == Ok(StanzaType::Iq(IqType::Set)) && head.first_child == Some((ns::BIND, "bind"))
-            {
-                // Issue 8: an account change since the credentials were checked ends the stream.
-                if let Some(user) = self.neg.authenticated() {
-                    self.c2s.check_login(user, self.handle.auth_seq.get())?;
-                }
-                return Ok(self.bind(head, id.as_deref()));
-            }
-            return Err(StreamError::with_text(
-                StreamCondition::NotAuthorized,
-                "bind a resource first",
-            ));
-        };
-        let Ok(ty) = ty else {
-            // CORE-STANZA-06, IM-PRES-12: an undefined type.
-            self.reply_error(
-                kind,
-                id.as_deref(),
-                StanzaCondition::BadRequest,
-                "unknown type",
-            );
-            return Ok(None);
-        };
-        if let StanzaType::Iq(it) = ty {
-            if id.is_none() {
-                // CORE-STANZA-06: an IQ must carry an id.
-                if ty.is_request() {
-                    self.reply_error(kind, None, StanzaCondition::BadRequest, "missing id");
-                }
-                return Ok(None);
-            }
-            // CORE-STANZA-05: exactly one payload in a request.
-            if matches!(it, IqType::Get | IqType::Set) && head.child_elements != 1 {
-                self.reply_error(
-                    kind,
-                    id.as_deref(),
-                    StanzaCondition::BadRequest,
-                    "an IQ request carries exactly one payload",
-                );
-                return Ok(None);
-            }
-            // CORE-BIND-10: one resource per stream.
-            if it == IqType::Set && head.first_child == Some((ns::BIND, "bind")) {
-                self.reply_error(
-                    kind,
-                    id.as_deref(),
-                    StanzaCondition::NotAllowed,
-                    "a resource is already bound",
-                );
-                return Ok(None);
-            }
-        }
-        // CORE-STANZA-01/02: `from` is ours to set; a different identity closes the stream.
-        if let Some(claimed) = head.attr("from") {
-            match Jid::parse(&claimed) {
-                Ok(j) if j == from || (j.is_bare() && j.bare_str() == from.bare_str()) => {}
-                _ => {
-                    return Err(StreamError::with_text(
-                        StreamCondition::InvalidFrom,
-                        "from does not match the bound JID",
-                    ))
-                }
-            }
-        }
-        let to = match head.attr("to") {
-            None => None,
-            Some(t) => match Jid::parse(&t) {
-                Ok(j) => Some(j),
-                Err(_) => {
-                    // CORE-STANZA-11
-                    if !ty.is_error() {
-                        self.reply_error(kind, id.as_deref(), StanzaCondition::JidMalformed, "");
-                    }
-                    return Ok(None);
-                }
-            },
-        };
-        let mut stamped = sessions::take_buffer();
-        self.stamp(head, &from, ty, to.is_none(), &mut stamped)?;
-        let pending = self.c2s.router.from_client(FromClient {
-            from: &from,
-            ty,
-            to: to.as_ref(),
-            id: id.as_deref(),
-            stamped: &stamped,
-        });
-        sessions::give_buffer(stamped);
-        Ok(pending.map(Job::Pending))
-    }
-
-    /// Write the stanza as it will be routed: `from` set to the bound JID; for a message
-    /// without `to`, `to` set to the sender's bare JID (CORE-STANZA-14); `xml:lang` from the
-    /// stream when the stanza has none (CORE-STANZA-03). Extensions pass unchanged
-    /// (CORE-STANZA-10).
-    fn stamp(
-        &self,
-        head: &StanzaHead<'_>,
-        from: &Jid,
-        ty: StanzaType,
-        no_to: bool,
-        out: &mut Vec<u8>,
-    ) -> Result<(), StreamError> {
-        let mut attrs: smallvec::SmallVec<[(&str, &str); 3]> =
-            smallvec::smallvec![("from", from.as_str())];
-        if no_to && ty.kind() == Kind::Message {
-            attrs.push(("to", from.bare_str()));
-        }
-        if let Some(lang) = self.neg.lang() {
-            if head.attr("xml:lang").is_none() {
-                attrs.push(("xml:lang", lang));
-            }
-        }
-        if head.self_contained {
-            xml::write_with_attrs(head, &attrs, out);
+    /// XEP-0078: bind the resource a `jabber:iq:auth` login proved its credentials for, on
+    /// the account's home shard, and answer the login (IQAUTH-04, -07). Nothing to do for
+    /// SASL. An account change since the credentials were checked ends the stream, as at a
+    /// bind.
+    fn iq_auth_bind(&mut self) -> Result<(), StreamError> {
+        let Some((user, resource)) = self.neg.iq_auth_pending() else {
             return Ok(());
+        };
+        let (user, resource) = (user.clone(), resource.to_string());
+        let result = match self.session.bind_exact(&user, &resource) {
+            Ok(jid) => Ok(jid),
+            Err(session::StreamErrorOr::Stream(e)) => return Err(e),
+            Err(session::StreamErrorOr::Stanza(e)) => Err(e),
+        };
+        self.neg
+            .iq_auth_bound(result.as_ref(), &mut self.handle.out());
+        if result.is_ok() {
+            self.framer.set_limits(self.c2s.config.xml_limits());
+            self.preauth = None;
         }
-        // The stanza relies on prefixes declared on the client's stream header: re-serialize
-        // it with explicit declarations so that it means the same on the recipient's stream.
-        let mut el = xml::parse_element(
-            head.raw.as_bytes(),
-            self.framer.stream_ns(),
-            &self.c2s.config.xml_limits(),
-        )
-        .map_err(|e| StreamError::from(&e))?;
-        for (k, v) in attrs {
-            el.set_attr(k, v);
-        }
-        el.write_to(out, ns::CLIENT);
         Ok(())
-    }
-
-    /// RFC 6120 §7: bind a resource (CORE-BIND-02..07).
-    fn bind(&mut self, head: &StanzaHead<'_>, id: Option<&str>) -> Option<Job> {
-        let Some(id) = id else {
-            self.reply_error(Kind::Iq, None, StanzaCondition::BadRequest, "missing id");
-            return None;
-        };
-        let user = self.neg.authenticated().cloned()?;
-        let limits = self.c2s.config.xml_limits();
-        let requested = xml::parse_element(head.raw.as_bytes(), self.framer.stream_ns(), &limits)
-            .ok()
-            .and_then(|iq| {
-                iq.child("bind", ns::BIND)
-                    .and_then(|b| b.child("resource", ns::BIND))
-                    .map(|r| r.text())
-            })
-            .filter(|r| !r.is_empty());
-        let requested = match requested.as_deref().map(resourceprep) {
-            None => None,
-            Some(Ok(r)) => Some(r.into_owned()),
-            Some(Err(_)) => {
-                // CORE-BIND-05
-                self.reply_error(
-                    Kind::Iq,
-                    Some(id),
-                    StanzaCondition::BadRequest,
-                    "invalid resource",
-                );
-                return None;
-            }
-        };
-        match self
-            .c2s
-            .router
-            .bind(&user, requested.as_deref(), self.handle.clone())
-        {
-            Ok((jid, pending)) => {
-                *self.handle.jid.borrow_mut() = Some(jid.clone());
-                self.handle.send_with(|out| {
-                    out.extend_from_slice(b"<iq type='result' id='");
-                    xml::escape_attr(id, out);
-                    out.extend_from_slice(b"'><bind xmlns='");
-                    out.extend_from_slice(ns::BIND.as_bytes());
-                    out.extend_from_slice(b"'><jid>");
-                    xml::escape_text(jid.as_str(), out);
-                    out.extend_from_slice(b"</jid></bind></iq>");
-                });
-                tracing::debug!(jid = %jid, peer = %self.peer, "bound");
-                self.bound = Some(jid);
-                return pending.map(Job::Pending);
-            }
-            Err(e) => {
-                let legacy = self.c2s.config.legacy_error_codes;
-                self.handle
-                    .send_with(|out| e.write_reply("iq", Some(id), None, None, legacy, out));
-            }
-        }
-        None
     }
 
     /// Remember the revocation sequence number of SASL's last account lookup (issue 8).
@@ -841,19 +659,6 @@ impl Conn {
         if let Some(seq) = accounts.seq() {
             self.handle.auth_seq.set(seq);
         }
-    }
-
-    /// Answer the client's own stanza with an error (never an error to an error).
-    fn reply_error(&self, kind: Kind, id: Option<&str>, cond: StanzaCondition, text: &str) {
-        let err = if text.is_empty() {
-            StanzaError::new(cond)
-        } else {
-            StanzaError::with_text(cond, text)
-        };
-        let legacy = self.c2s.config.legacy_error_codes;
-        let to = self.bound.as_ref().map(|j| j.as_str());
-        self.handle
-            .send_with(|out| err.write_reply(kind.name(), id, to, None, legacy, out));
     }
 
     /// Write queued output. With TLS, plaintext is encrypted one record batch at a time, so
@@ -955,9 +760,7 @@ impl Conn {
                 })
                 .await;
         }
-        if let Some(jid) = self.bound.take() {
-            self.c2s.router.session_ended(&jid, &self.handle);
-        }
+        self.session.end();
         self.c2s.unregister(self.slot);
         self.handle.discard();
         // Its address's place among connections authenticating is free now, not after the
@@ -1014,6 +817,9 @@ fn env<'a>(
         fake_salt_secret: &c2s.secret,
         scram_iterations: config.scram_iterations,
         auth_backoff: None,
+        iq_auth: config.iq_auth != IqAuthMode::Off,
+        iq_auth_without_tls: config.iq_auth == IqAuthMode::On,
+        legacy_error_codes: config.legacy_error_codes,
     }
 }
 

@@ -148,16 +148,6 @@ impl Accounts for Lookups<'_> {
 /// `account-disabled` stream condition (it is a SASL failure, §6.5.2, which a later login
 /// gets), so every reason is `not-authorized` (§4.9.3.12: the entity is no longer authorized
 /// on this stream) with a text that says why.
-fn revoked_error(reason: xmppd_storage::RevokeReason) -> StreamError {
-    use xmppd_storage::RevokeReason;
-    let text = match reason {
-        RevokeReason::PasswordChanged => "the account's password was changed",
-        RevokeReason::Deleted => "the account was deleted",
-        RevokeReason::Disabled => "the account was disabled",
-    };
-    StreamError::with_text(StreamCondition::NotAuthorized, text)
-}
-
 fn scram_keys(k: xmppd_storage::ScramKeys) -> crate::stream::sasl::ScramKeys {
     crate::stream::sasl::ScramKeys {
         salt: k.salt,
@@ -374,7 +364,7 @@ impl C2s {
     /// admin CLI). One lookup when nothing changed. An account's sessions all live on its home
     /// shard; a session that logged in after the change (its `auth_seq` is not older) stays.
     /// Connections authenticated but not bound yet are checked at bind
-    /// ([`C2s::check_login`]).
+    /// (`session::check_login`).
     fn end_revoked_sessions(&self) {
         let accounts = self.router.storage.accounts();
         let seen = self.revocations_seen.get();
@@ -400,7 +390,7 @@ impl C2s {
                 };
                 for res in &account.resources {
                     if res.handle.auth_seq.get() < r.seq {
-                        let err = revoked_error(r.reason);
+                        let err = crate::session::revoked_error(r.reason);
                         ending.push((res.jid.clone(), res.handle.clone(), err));
                     }
                 }
@@ -433,31 +423,6 @@ impl C2s {
             // to it, contacts learn it is gone, and the account's cached state goes with its
             // last session, so a new account with the same JID starts from storage.
             self.router.session_ended(&jid, &h);
-        }
-    }
-
-    /// At bind: refuse a login that an account change revoked after its credentials were
-    /// checked (`auth_seq`), e.g. while the connection moved to this shard or waited to bind,
-    /// before the sweeper could see it bound.
-    fn check_login(&self, user: &Jid, auth_seq: u64) -> Result<(), StreamError> {
-        let found = self
-            .router
-            .storage
-            .accounts()
-            .revocations_after(auth_seq)
-            .map_err(|e| {
-                tracing::error!(error = %e, "reading the account revocation log failed");
-                StreamError::new(StreamCondition::InternalServerError)
-            })?;
-        if !found.complete {
-            return Err(StreamError::with_text(
-                StreamCondition::NotAuthorized,
-                "account changes were missed; log in again",
-            ));
-        }
-        match found.reason_for(user.bare_str()) {
-            Some(reason) => Err(revoked_error(reason)),
-            None => Ok(()),
         }
     }
 

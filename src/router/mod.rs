@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
-use crate::config::Config;
+use crate::config::{Config, ConflictPolicy};
 use crate::core::events::{self, Bound, ToClient};
 use crate::core::hosts::{self, Dest};
 use crate::core::sessions::{self, Congested};
@@ -919,11 +919,37 @@ impl Router {
         requested: Option<&str>,
         handle: Rc<ClientHandle>,
     ) -> Result<(Jid, Option<Pending>), StanzaError> {
+        self.bind_with(user, requested, handle, self.config.resource_conflict)
+    }
+
+    /// Bind exactly `resource` (resourceprep'd), for a XEP-0078 login: its result cannot
+    /// tell the client another resource, so the `rename` conflict policy refuses instead
+    /// (`conflict`, IQAUTH-07).
+    pub fn bind_exact(
+        self: &Rc<Self>,
+        user: &Jid,
+        resource: &str,
+        handle: Rc<ClientHandle>,
+    ) -> Result<(Jid, Option<Pending>), StanzaError> {
+        let policy = match self.config.resource_conflict {
+            ConflictPolicy::Rename => ConflictPolicy::Refuse,
+            policy => policy,
+        };
+        self.bind_with(user, Some(resource), handle, policy)
+    }
+
+    fn bind_with(
+        self: &Rc<Self>,
+        user: &Jid,
+        requested: Option<&str>,
+        handle: Rc<ClientHandle>,
+        policy: ConflictPolicy,
+    ) -> Result<(Jid, Option<Pending>), StanzaError> {
         let (jid, displaced) = self.sessions.borrow_mut().bind(
             user,
             requested,
             handle.clone(),
-            self.config.resource_conflict,
+            policy,
             self.config.max_resources,
         )?;
         let ctx = self.ctx();

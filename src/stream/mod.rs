@@ -1,10 +1,15 @@
 //! Sans-I/O client stream negotiation (RFC 6120 §4–6): stream headers, features, STARTTLS and
-//! SASL. The connection feeds it frames and obeys the [`Action`] it returns; it never sees a
-//! socket, a timer or an executor, so every path is a unit test on byte vectors.
+//! SASL, and XEP-0078 non-SASL authentication (`iqauth`). The connection feeds it frames and
+//! obeys the [`Action`] it returns; it never sees a socket, a timer or an executor, so every
+//! path is a unit test on byte vectors.
 //!
 //! States are named after what they wait for: `ExpectHeader → ExpectAuth ⇄ Sasl →
 //! ExpectRestart → Authenticated`. Resource binding happens after this, in the session layer.
+//! A XEP-0078 login goes `ExpectAuth` (or `Legacy`) `⇄ VerifyingIqAuth → IqAuthBinding →
+//! Authenticated` (a refused bind goes back) with no restart; the session layer binds its
+//! resource.
 
+pub mod iqauth;
 pub mod sasl;
 
 use crate::xml::{escape_attr, escape_text, Element, StreamHeader};
@@ -48,6 +53,12 @@ pub struct Env<'a> {
     /// next attempt (issue 8): an `<auth/>` now gets `temporary-auth-failure` and no password
     /// is checked.
     pub auth_backoff: Option<std::time::Duration>,
+    /// XEP-0078 non-SASL authentication is enabled (on encrypted streams).
+    pub iq_auth: bool,
+    /// XEP-0078 is also offered on unencrypted streams (`--iq-auth on`).
+    pub iq_auth_without_tls: bool,
+    /// Add XEP-0086 codes to stanza errors that are not XEP-0078 answers.
+    pub legacy_error_codes: bool,
 }
 
 /// What the connection must do next.
@@ -58,9 +69,12 @@ pub enum Action {
     /// `<proceed/>` was written: flush it, discard buffered input (CORE-TLS-06), start the TLS
     /// handshake, and reset the framer.
     StartTls,
-    /// SASL succeeded for this bare JID: flush, reset the framer, move to the home shard.
+    /// Authentication succeeded for this bare JID: move to the home shard. After SASL, flush
+    /// and reset the framer first (the stream restarts). After XEP-0078 the stream goes on
+    /// and the resource of [`Negotiator::iq_auth_pending`] is bound there.
     Authenticated(Jid),
-    /// Verify a PLAIN password off the shard thread, then call [`Negotiator::plain_verified`].
+    /// Verify a PLAIN (or XEP-0078) password off the shard thread, then call
+    /// [`Negotiator::plain_verified`].
     VerifyPlain {
         /// The SASLprep'd password.
         password: String,
@@ -74,7 +88,7 @@ pub enum Action {
 enum State {
     /// Waiting for the stream header that starts (or restarts after TLS) negotiation.
     ExpectHeader,
-    /// Features sent; waiting for `<starttls/>` or `<auth/>`.
+    /// Features sent; waiting for `<starttls/>`, `<auth/>` or a XEP-0078 request.
     ExpectAuth,
     /// A SASL exchange is under way.
     Sasl(Box<SaslExchange>),
@@ -84,8 +98,14 @@ enum State {
     ExpectRestart(Jid),
     /// Post-authentication features sent; binding is up to the session layer.
     Authenticated(Jid),
-    /// A pre-1.0 stream (no `version`): no features, no SASL (CORE-STREAM-11).
+    /// A pre-1.0 stream (no `version`): no features, no SASL (CORE-STREAM-11); XEP-0078 is
+    /// its only way to log in.
     Legacy,
+    /// A XEP-0078 password is being verified off the shard.
+    VerifyingIqAuth(Box<iqauth::Verifying>),
+    /// A XEP-0078 login's credentials were right; its resource is bound next, with no
+    /// restart ([`Negotiator::iq_auth_pending`]).
+    IqAuthBinding(Box<iqauth::Binding>),
 }
 
 /// Negotiation state of one client stream.
@@ -103,6 +123,8 @@ pub struct Negotiator {
     /// An account that proved its password in a `-PLUS` exchange refused only for its
     /// channel-binding type: its `y` is a fallback on this stream (issue 8).
     binding_fallback: Option<BindingFallback>,
+    /// A SASL element arrived on this stream: XEP-0078 is refused from then on (IQAUTH-08).
+    sasl_attempted: bool,
     stream_id: String,
 }
 
@@ -119,6 +141,7 @@ impl Negotiator {
             failures: 0,
             attempts_failed: 0,
             binding_fallback: None,
+            sasl_attempted: false,
             stream_id: String::new(),
         }
     }
@@ -135,6 +158,7 @@ impl Negotiator {
             failures: 0,
             attempts_failed: 0,
             binding_fallback: None,
+            sasl_attempted: false,
             stream_id: String::new(),
         }
     }
@@ -184,11 +208,15 @@ impl Negotiator {
         self.attempts_failed
     }
 
-    /// True while SASL has not succeeded yet.
+    /// True while neither SASL nor XEP-0078 has succeeded yet.
     pub fn before_auth(&self) -> bool {
         matches!(
             self.state,
-            State::ExpectHeader | State::ExpectAuth | State::Sasl(_) | State::VerifyingPlain(_)
+            State::ExpectHeader
+                | State::ExpectAuth
+                | State::Sasl(_)
+                | State::VerifyingPlain(_)
+                | State::VerifyingIqAuth(_)
         )
     }
 
@@ -269,7 +297,9 @@ impl Negotiator {
         Ok(Action::Continue)
     }
 
-    /// A first-level element other than a stanza arrived (STARTTLS, SASL, or unknown).
+    /// A first-level element arrived before authentication: STARTTLS, SASL, a XEP-0078
+    /// request ([`iqauth::is_request`]; other stanzas are the connection's to refuse), or
+    /// something unknown.
     pub fn on_nonza(
         &mut self,
         el: &Element,
@@ -282,6 +312,9 @@ impl Negotiator {
                 format!("unexpected <{}/> in {}", el.name, el.ns),
             ))
         };
+        if iqauth::is_request_element(el) {
+            return self.on_iq_auth(el, env, out);
+        }
         if el.ns == ns::TLS && el.name == "starttls" {
             // CORE-TLS-03/04/11: STARTTLS only once, only before authentication, only if offered.
             if self.secured || !env.tls_available || !matches!(self.state, State::ExpectAuth) {
@@ -299,6 +332,9 @@ impl Negotiator {
         }
         if el.ns != ns::SASL {
             return unsupported();
+        }
+        if matches!(self.state, State::ExpectAuth | State::Sasl(_)) {
+            self.sasl_attempted = true;
         }
         match (el.name.as_str(), &mut self.state) {
             ("auth", State::ExpectAuth | State::Sasl(_)) => self.on_auth(el, env, out),
@@ -370,7 +406,7 @@ impl Negotiator {
         self.on_step(step, env, out)
     }
 
-    /// The off-shard PLAIN verification finished.
+    /// The off-shard PLAIN (or XEP-0078) verification finished.
     pub fn plain_verified(
         &mut self,
         ok: bool,
@@ -383,6 +419,7 @@ impl Negotiator {
                 self.state = State::Sasl(exchange);
                 self.on_step(step, env, out)
             }
+            State::VerifyingIqAuth(login) => self.iq_auth_verified(*login, ok, env, out),
             other => {
                 self.state = other;
                 Ok(Action::Continue)
@@ -462,18 +499,26 @@ impl Negotiator {
         self.state = State::ExpectAuth;
         write_sasl_failure(out, f, error);
         if f != SaslFailure::Aborted && error != Some(ScramError::UnsupportedChannelBindingType) {
-            if f != SaslFailure::TemporaryAuthFailure {
-                self.attempts_failed += 1;
-            }
-            self.failures += 1;
-            if self.failures >= env.max_auth_failures {
-                return Err(StreamError::with_text(
-                    StreamCondition::PolicyViolation,
-                    "too many authentication failures",
-                ));
-            }
+            self.count_failure(f != SaslFailure::TemporaryAuthFailure, env)?;
         }
         Ok(Action::Continue)
+    }
+
+    /// Count a failed authentication attempt (SASL or XEP-0078) toward `--max-auth-failures`,
+    /// and toward the address's failed logins when it `tested` a credential or probed the
+    /// server; past the limit, the stream closes with `policy-violation` (CORE-SASL-07/08).
+    fn count_failure(&mut self, tested: bool, env: &Env<'_>) -> Result<(), StreamError> {
+        if tested {
+            self.attempts_failed += 1;
+        }
+        self.failures += 1;
+        if self.failures >= env.max_auth_failures {
+            return Err(StreamError::with_text(
+                StreamCondition::PolicyViolation,
+                "too many authentication failures",
+            ));
+        }
+        Ok(())
     }
 
     /// Write a stream error, preceded by our stream header if this stream has none yet
@@ -596,6 +641,12 @@ impl Negotiator {
                     }
                     out.extend_from_slice(b"</mechanisms>");
                 }
+                // IQAUTH-01, -11.
+                if self.iq_auth_offered(env) {
+                    out.extend_from_slice(b"<auth xmlns='");
+                    out.extend_from_slice(ns::IQ_AUTH_FEATURE.as_bytes());
+                    out.extend_from_slice(b"'/>");
+                }
                 if self.secured && env.bindings.any() {
                     // CORE-SASL-24 (XEP-0440).
                     out.extend_from_slice(b"<sasl-channel-binding xmlns='");
@@ -627,6 +678,12 @@ impl CredentialSource for DomainCreds<'_> {
         bare.push_str(self.domain);
         self.accounts.lookup(&bare)
     }
+}
+
+/// Whether `el` starts a login attempt that per-address backoff may refuse (issue 8): a SASL
+/// `<auth/>` or a XEP-0078 set.
+pub fn is_login_attempt(el: &Element) -> bool {
+    (el.name == "auth" && el.ns == ns::SASL) || iqauth::is_set(el)
 }
 
 /// `major.minor` with non-negative integers; None when malformed (RFC 6120 §4.7.5).

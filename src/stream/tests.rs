@@ -3,26 +3,29 @@
 use super::*;
 use crate::xml::StreamHeader;
 
-struct NoAccounts;
+/// alice@example.com (password "secret"), disabled dave@example.com (the same password), and
+/// broken@example.com, whose lookup fails; nobody else.
+pub(super) struct NoAccounts;
 
 impl Accounts for NoAccounts {
     fn lookup(&self, bare: &str) -> Lookup {
-        if bare == "alice@example.com" {
-            let sha1 = sasl::derive_keys(sasl::HashAlg::Sha1, "secret", b"salt1salt1salt1!", 4096);
-            let sha256 =
-                sasl::derive_keys(sasl::HashAlg::Sha256, "secret", b"salt2salt2salt2!", 4096);
-            Lookup::Found {
-                sha1,
-                sha256,
-                disabled: false,
-            }
-        } else {
-            Lookup::NotFound
+        let disabled = match bare {
+            "alice@example.com" => false,
+            "dave@example.com" => true,
+            "broken@example.com" => return Lookup::Unavailable,
+            _ => return Lookup::NotFound,
+        };
+        let sha1 = sasl::derive_keys(sasl::HashAlg::Sha1, "secret", b"salt1salt1salt1!", 4096);
+        let sha256 = sasl::derive_keys(sasl::HashAlg::Sha256, "secret", b"salt2salt2salt2!", 4096);
+        Lookup::Found {
+            sha1,
+            sha256,
+            disabled,
         }
     }
 }
 
-fn header(to: Option<&str>, version: Option<&str>, ns: &str) -> StreamHeader {
+pub(super) fn header(to: Option<&str>, version: Option<&str>, ns: &str) -> StreamHeader {
     StreamHeader {
         to: to.map(str::to_string),
         from: None,
@@ -35,26 +38,32 @@ fn header(to: Option<&str>, version: Option<&str>, ns: &str) -> StreamHeader {
     }
 }
 
-fn client_header() -> StreamHeader {
+pub(super) fn client_header() -> StreamHeader {
     header(Some("example.com"), Some("1.0"), ns::CLIENT)
 }
 
-struct Fixture {
-    domains: Vec<String>,
-    bindings: ChannelBindings,
-    require_tls: bool,
+pub(super) struct Fixture {
+    pub(super) domains: Vec<String>,
+    pub(super) bindings: ChannelBindings,
+    pub(super) require_tls: bool,
+    pub(super) iq_auth: bool,
+    pub(super) iq_auth_without_tls: bool,
+    pub(super) legacy_error_codes: bool,
 }
 
 impl Fixture {
-    fn new() -> Fixture {
+    pub(super) fn new() -> Fixture {
         Fixture {
             domains: vec!["example.com".to_string()],
             bindings: ChannelBindings::default(),
             require_tls: true,
+            iq_auth: true,
+            iq_auth_without_tls: false,
+            legacy_error_codes: true,
         }
     }
 
-    fn env(&self) -> Env<'_> {
+    pub(super) fn env(&self) -> Env<'_> {
         Env {
             domains: &self.domains,
             require_tls: self.require_tls,
@@ -67,15 +76,18 @@ impl Fixture {
             fake_salt_secret: b"0123456789abcdef0123456789abcdef",
             scram_iterations: 4096,
             auth_backoff: None,
+            iq_auth: self.iq_auth,
+            iq_auth_without_tls: self.iq_auth_without_tls,
+            legacy_error_codes: self.legacy_error_codes,
         }
     }
 }
 
-fn text(out: &[u8]) -> String {
+pub(super) fn text(out: &[u8]) -> String {
     String::from_utf8(out.to_vec()).unwrap()
 }
 
-fn plain_auth(user: &str, pw: &str) -> Element {
+pub(super) fn plain_auth(user: &str, pw: &str) -> Element {
     Element::new("auth", ns::SASL)
         .with_attr("mechanism", "PLAIN")
         .with_text(sasl::encode_payload(format!("\0{user}\0{pw}").as_bytes()))
@@ -218,7 +230,7 @@ fn core_tls_03_starttls_then_07_auth_refused_in_clear() {
     assert!(text(&out).starts_with("<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"));
 }
 
-fn secured(f: &Fixture) -> Negotiator {
+pub(super) fn secured(f: &Fixture) -> Negotiator {
     let mut n = Negotiator::new(true);
     let mut out = Vec::new();
     n.on_header(&client_header(), &f.env(), &mut out).unwrap();

@@ -32,5 +32,7 @@ pub const PING: &str = "urn:xmpp:ping";
 pub const VERSION: &str = "jabber:iq:version";
 /// XEP-0078 non-SASL authentication.
 pub const IQ_AUTH: &str = "jabber:iq:auth";
+/// XEP-0078 §4 stream feature announcing non-SASL authentication.
+pub const IQ_AUTH_FEATURE: &str = "http://jabber.org/features/iq-auth";
 /// XEP-0203 delayed delivery.
 pub const DELAY: &str = "urn:xmpp:delay";
