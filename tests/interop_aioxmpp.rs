@@ -177,9 +177,9 @@ fn aioxmpp_upstream_e2e_suite_passes() {
         // disco feature, so aioxmpp's tests for it (tests/private_xml, and tests/bookmarks,
         // whose XEP-0048 bookmarks it keeps in private XML storage) do not read disco but
         // aioxmpp's own quirk `no-xep-0049`, which skips them. xmppd answers their
-        // `jabber:iq:private` queries with `service-unavailable`, as RFC 6120 §8.4 requires
-        // for a namespace it does not understand. The quirk goes away by itself once xmppd
-        // advertises the feature.
+        // `jabber:iq:private` queries (IQs with no `to`) with `service-unavailable`, as an
+        // unsupported namespace should be (RFC 6120 §8.4, checklist CORE-STANZA-07 and
+        // IM-IQ-01). The quirk goes away by itself once xmppd advertises the feature.
         quirks.push("#no-xep-0049");
     }
 
@@ -197,28 +197,28 @@ fn aioxmpp_upstream_e2e_suite_passes() {
         .map(|q| format!("\"{q}\""))
         .collect::<Vec<_>>()
         .join(", ");
-    std::fs::write(
-        &config,
-        format!(
-            "[global]\n\
-             provisioner=aioxmpp.e2etest.provision.StaticPasswordProvisioner\n\
-             timeout={TEST_TIMEOUT_SECS}\n\
-             \n\
-             [aioxmpp.e2etest.provision.StaticPasswordProvisioner]\n\
-             host={host}\n\
-             port={port}\n\
-             domain={DOMAIN}\n\
-             pin_store={pins}\n\
-             pin_type=1\n\
-             accounts=[{accounts_literal}]\n\
-             skip_on_too_few_accounts=false\n\
-             quirks=[{quirks_literal}]\n",
-            host = s.c2s.ip(),
-            port = s.c2s.port(),
-            pins = pins.display(),
-        ),
+    let template = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/aioxmpp/e2etest.ini"),
     )
-    .unwrap();
+    .expect("read tests/interop/aioxmpp/e2etest.ini");
+    let filled = [
+        ("@TIMEOUT@", TEST_TIMEOUT_SECS.to_string()),
+        ("@HOST@", s.c2s.ip().to_string()),
+        ("@PORT@", s.c2s.port().to_string()),
+        ("@DOMAIN@", DOMAIN.to_string()),
+        ("@PIN_STORE@", pins.display().to_string()),
+        ("@ACCOUNTS@", accounts_literal),
+        ("@QUIRKS@", quirks_literal),
+    ]
+    .iter()
+    .fold(template, |t, (k, v)| t.replace(k, v));
+    assert!(
+        filled
+            .lines()
+            .all(|l| l.starts_with(';') || !l.contains('@')),
+        "unfilled placeholder in {filled}"
+    );
+    std::fs::write(&config, filled).unwrap();
 
     // Every e2etest.TestCase under upstream's tests/ (the marker the plugin puts on them);
     // the thousands of unit tests there are deselected.
