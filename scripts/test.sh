@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v python3 >/dev/null || { echo "python3 is required for the interop tests" >&2; exit 1; }
 python3 -c 'import venv, ensurepip' 2>/dev/null || {
-  echo "installing python3-venv (needed by the slixmpp interop test)" >&2
+  echo "installing python3-venv (needed by the slixmpp and aioxmpp interop tests)" >&2
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null;
   else sudo apt-get update -qq && sudo apt-get install -y -qq python3-venv >/dev/null; fi
 }
