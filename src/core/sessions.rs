@@ -105,6 +105,11 @@ pub struct ClientHandle {
     /// Flow-control waiters and acknowledgement requests; allocated on first use (offline
     /// delivery), so most sessions never pay for it.
     flow: RefCell<Option<Box<Flow>>>,
+    /// Where each queued stanza ends, once a transport asked for stanza boundaries
+    /// ([`ClientHandle::keep_boundaries`]); None (and free) otherwise.
+    bounds: RefCell<Option<Box<Bounds>>>,
+    /// Stanzas queued so far (each [`ClientHandle::send_with`] call is one stanza).
+    stanzas: Cell<u64>,
     /// When the connection was accepted (or adopted).
     pub created: Instant,
     /// Last time any bytes arrived.
@@ -132,6 +137,8 @@ impl ClientHandle {
             over_since: Cell::new(None),
             gone: Cell::new(false),
             flow: RefCell::new(None),
+            bounds: RefCell::new(None),
+            stanzas: Cell::new(0),
             created,
             last_rx: Cell::new(created),
             ping_sent: Cell::new(None),
@@ -154,7 +161,14 @@ impl ClientHandle {
             *out = take_buffer();
         }
         let was_empty = out.len() == self.sent.get();
+        let before = out.len();
         f(&mut out);
+        if out.len() > before {
+            self.stanzas.set(self.stanzas.get() + 1);
+            if let Some(b) = self.bounds.borrow_mut().as_mut() {
+                b.ends.push_back(b.base + out.len() as u64);
+            }
+        }
         let unsent = out.len() - self.sent.get();
         drop(out);
         if unsent > self.max_queue {
@@ -358,10 +372,12 @@ impl ClientHandle {
             }
             if sent >= out.len() {
                 self.sent.set(0);
+                self.dropped_front(out.len());
                 give_buffer(std::mem::take(&mut *out));
             } else if sent >= COMPACT_AT {
                 out.drain(..sent);
                 self.sent.set(0);
+                self.dropped_front(sent);
             } else {
                 self.sent.set(sent);
             }
@@ -369,9 +385,50 @@ impl ClientHandle {
         r
     }
 
+    /// Keep stanza boundaries from now on: a transport that sends one stanza at a time
+    /// (RFC 7395 WebSocket: one element per message) or counts them (XEP-0198) asks for it.
+    /// Everything written with [`ClientHandle::send_with`] (and `send`, `offer`) is one
+    /// stanza; bytes written straight into [`ClientHandle::out`] (stream negotiation) belong
+    /// to the stanza after them, so such a transport frames negotiation itself.
+    pub fn keep_boundaries(&self) {
+        let mut b = self.bounds.borrow_mut();
+        if b.is_none() {
+            *b = Some(Box::default());
+        }
+    }
+
+    /// The length of the next unsent stanza (None: boundaries are not kept, or nothing
+    /// complete is queued).
+    pub fn next_stanza_len(&self) -> Option<usize> {
+        let b = self.bounds.borrow();
+        let b = b.as_ref()?;
+        let at = b.base + self.sent.get() as u64;
+        let end = b.ends.iter().find(|e| **e > at)?;
+        usize::try_from(end - at).ok()
+    }
+
+    /// Stanzas queued so far (each `send_with` call is one).
+    pub fn stanzas_queued(&self) -> u64 {
+        self.stanzas.get()
+    }
+
+    /// `n` bytes left the front of the queue: boundaries behind them are forgotten.
+    fn dropped_front(&self, n: usize) {
+        if let Some(b) = self.bounds.borrow_mut().as_mut() {
+            b.base += n as u64;
+            while b.ends.front().is_some_and(|e| *e <= b.base) {
+                b.ends.pop_front();
+            }
+        }
+    }
+
     /// Drop everything queued (the connection is gone); waiters resolve with [`Gone`].
     pub fn discard(&self) {
         self.gone.set(true);
+        if let Some(b) = self.bounds.borrow_mut().as_mut() {
+            b.ends.clear();
+            b.base = 0;
+        }
         self.sent.set(0);
         give_buffer(std::mem::take(&mut *self.out.borrow_mut()));
         self.wake_flow();
@@ -408,6 +465,16 @@ impl ClientHandle {
             w.wake();
         }
     }
+}
+
+/// Stanza boundaries in a send queue, as offsets in the stream of everything ever queued
+/// (so compaction moves `base`, not the ends).
+#[derive(Default)]
+struct Bounds {
+    /// The stream offset of the queue's first byte.
+    base: u64,
+    /// Where each unsent (or partly sent) stanza ends, oldest first.
+    ends: std::collections::VecDeque<u64>,
 }
 
 /// The id prefix of acknowledgement requests (`ack-1`, `ack-2`, ... per connection).
@@ -737,6 +804,45 @@ mod tests {
 
     fn handle() -> Rc<ClientHandle> {
         Rc::new(ClientHandle::new(1 << 20, Instant::now()))
+    }
+
+    /// RFC 7395 / XEP-0198 groundwork: boundaries survive partial writes and compaction.
+    #[test]
+    fn send_queue_keeps_stanza_boundaries() {
+        let h = handle();
+        h.send(b"<a/>");
+        assert_eq!(h.next_stanza_len(), None, "not kept until asked for");
+        h.keep_boundaries();
+        h.send(b"<bb/>");
+        h.send_with(|o| o.extend_from_slice(b"<ccc/>"));
+        h.send_with(|_| {});
+        assert_eq!(h.stanzas_queued(), 3);
+        // Bytes from before are part of the first marked stanza.
+        assert_eq!(h.next_stanza_len(), Some(4 + 5));
+        let take = |n: usize| {
+            let r: std::task::Poll<Result<usize, ()>> =
+                h.drain_with(|u| std::task::Poll::Ready(Ok(n.min(u.len()))));
+            assert!(r.is_ready());
+        };
+        take(6);
+        assert_eq!(h.next_stanza_len(), Some(3), "the rest of <bb/>");
+        take(3);
+        assert_eq!(h.next_stanza_len(), Some(6));
+        // Past the compaction point the queue moves; the ends stay right.
+        let big = vec![b'x'; COMPACT_AT + 10];
+        h.send(&big);
+        h.send(b"<d/>");
+        take(6);
+        assert_eq!(h.next_stanza_len(), Some(big.len()));
+        take(COMPACT_AT + 1);
+        assert_eq!(h.next_stanza_len(), Some(big.len() - COMPACT_AT - 1));
+        take(big.len() - COMPACT_AT - 1);
+        assert_eq!(h.next_stanza_len(), Some(4));
+        take(4);
+        assert_eq!(h.unsent(), 0);
+        assert_eq!(h.next_stanza_len(), None);
+        h.send(b"<e/>");
+        assert_eq!(h.next_stanza_len(), Some(4));
     }
 
     #[test]

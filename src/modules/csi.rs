@@ -33,8 +33,11 @@ const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
 #[derive(Default)]
 struct Csi {
     inactive: bool,
-    /// Stanzas held back, in order.
+    /// Stanzas held back, in order, back to back.
     held: Vec<u8>,
+    /// Where each held stanza ends in `held` (flushed one stanza at a time, so the send
+    /// queue keeps stanza boundaries).
+    ends: Vec<usize>,
 }
 
 /// Register the stream feature, the `<active/>`/`<inactive/>` handler and the hold-back link.
@@ -90,6 +93,7 @@ fn before_write(ctx: &Ctx, w: &ToClient<'_>, bound: usize) -> Flow {
     }
     if can_wait(ctx, w) && state.held.len() + w.stanza.len() <= bound {
         state.held.extend_from_slice(w.stanza);
+        state.ends.push(state.held.len());
         return Flow::Handled(None);
     }
     // It cannot wait (or the hold is full): what waited goes first, in order.
@@ -117,8 +121,12 @@ fn can_wait(ctx: &Ctx, w: &ToClient<'_>) -> bool {
 }
 
 fn flush(state: &mut Csi, handle: &crate::core::ClientHandle) {
-    if !state.held.is_empty() {
-        handle.send(&state.held);
-        state.held = Vec::new();
+    let mut start = 0;
+    for end in state.ends.drain(..) {
+        if let Some(stanza) = state.held.get(start..end) {
+            handle.send(stanza);
+        }
+        start = end;
     }
+    state.held = Vec::new();
 }

@@ -322,7 +322,7 @@ impl Negotiator {
 
     /// Whether this stream offers XEP-0078 (IQAUTH-01, -11).
     pub(super) fn iq_auth_offered(&self, env: &Env<'_>) -> bool {
-        env.iq_auth && (self.secured || env.iq_auth_without_tls)
+        self.role == super::Role::Client && env.iq_auth && (self.secured || env.iq_auth_without_tls)
     }
 
     /// Answer a failed verification: `not-authorized` whatever the reason (IQAUTH-06), except

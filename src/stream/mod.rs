@@ -108,8 +108,35 @@ enum State {
     IqAuthBinding(Box<iqauth::Binding>),
 }
 
-/// Negotiation state of one client stream.
+/// Who is at the other end of a stream: its content namespace, and what is negotiated.
+/// One negotiator serves every role, so server-to-server and components extend it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A client (`jabber:client`): STARTTLS, SASL (or XEP-0078), then resource binding in
+    /// the session layer.
+    Client,
+    /// A peer server (`jabber:server`, RFC 6120 s2s). No mechanism is offered and nothing is
+    /// bound: SASL EXTERNAL and dialback come with the federation issue.
+    Server,
+    /// An external component (`jabber:component:accept`, XEP-0114). No SASL: its
+    /// `<handshake/>` comes with the components issue.
+    Component,
+}
+
+impl Role {
+    /// The stream's content namespace.
+    pub fn content_ns(self) -> &'static str {
+        match self {
+            Role::Client => ns::CLIENT,
+            Role::Server => ns::SERVER,
+            Role::Component => ns::COMPONENT_ACCEPT,
+        }
+    }
+}
+
+/// Negotiation state of one stream.
 pub struct Negotiator {
+    role: Role,
     state: State,
     secured: bool,
     direct_tls: bool,
@@ -129,9 +156,15 @@ pub struct Negotiator {
 }
 
 impl Negotiator {
-    /// A new stream; `direct_tls` when TLS was negotiated before any XMPP (XEP-0368).
+    /// A new client stream; `direct_tls` when TLS was negotiated before any XMPP (XEP-0368).
     pub fn new(direct_tls: bool) -> Negotiator {
+        Negotiator::with_role(Role::Client, direct_tls)
+    }
+
+    /// A new stream with a peer in `role`.
+    pub fn with_role(role: Role, direct_tls: bool) -> Negotiator {
         Negotiator {
+            role,
             state: State::ExpectHeader,
             secured: direct_tls,
             direct_tls,
@@ -149,6 +182,7 @@ impl Negotiator {
     /// Continue a stream whose SASL succeeded on another shard: waiting for the restart header.
     pub fn resume(user: Jid, secured: bool, direct_tls: bool, lang: Option<String>) -> Negotiator {
         Negotiator {
+            role: Role::Client,
             domain: Some(user.domain().to_string()),
             state: State::ExpectRestart(user),
             secured,
@@ -171,6 +205,11 @@ impl Negotiator {
     /// True for a direct-TLS stream.
     pub fn direct_tls(&self) -> bool {
         self.direct_tls
+    }
+
+    /// The peer's role.
+    pub fn role(&self) -> Role {
+        self.role
     }
 
     /// The `xml:lang` the client declared on its stream header.
@@ -251,11 +290,12 @@ impl Negotiator {
         let legacy = matches!(version, None | Some(Some((0, _))));
         self.write_header(out, &from, reply_to.as_deref(), !legacy);
 
-        // CORE-STREAM-08: the content namespace must be jabber:client on this port.
-        if hdr.default_ns.as_deref() != Some(ns::CLIENT) {
+        // CORE-STREAM-08: the content namespace must be the role's (jabber:client on the
+        // client ports).
+        if hdr.default_ns.as_deref() != Some(self.role.content_ns()) {
             return Err(StreamError::with_text(
                 StreamCondition::InvalidNamespace,
-                "the content namespace must be jabber:client",
+                format!("the content namespace must be {}", self.role.content_ns()),
             ));
         }
         // CORE-STREAM-10: versions above 1.x are unsupported; 1.x is answered with 1.0.
@@ -540,7 +580,7 @@ impl Negotiator {
 
     fn write_header(&mut self, out: &mut Vec<u8>, from: &str, to: Option<&str>, version: bool) {
         out.extend_from_slice(b"<?xml version='1.0'?><stream:stream xmlns='");
-        out.extend_from_slice(ns::CLIENT.as_bytes());
+        out.extend_from_slice(self.role.content_ns().as_bytes());
         out.extend_from_slice(b"' xmlns:stream='");
         out.extend_from_slice(ns::STREAMS.as_bytes());
         out.extend_from_slice(b"' id='");
@@ -562,6 +602,10 @@ impl Negotiator {
 
     fn offered(&self, env: &Env<'_>) -> Vec<Mechanism> {
         let mut v = Vec::with_capacity(5);
+        if self.role != Role::Client {
+            // No SASL mechanism of ours authenticates a server or a component.
+            return v;
+        }
         if self.secured {
             if env.bindings.any() {
                 v.push(Mechanism::ScramSha256Plus);
@@ -606,6 +650,8 @@ impl Negotiator {
     fn write_features(&self, env: &Env<'_>, out: &mut Vec<u8>) {
         out.extend_from_slice(b"<stream:features>");
         match &self.state {
+            // Servers and components bind nothing.
+            State::Authenticated(_) if self.role != Role::Client => {}
             State::Authenticated(_) => {
                 // CORE-BIND-01, CORE-SESS-01.
                 out.extend_from_slice(b"<bind xmlns='");

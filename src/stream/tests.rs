@@ -369,3 +369,41 @@ fn plus_and_channel_binding_advertised_with_bindings() {
     assert!(s.contains("SCRAM-SHA-256-PLUS"));
     assert!(s.contains("<channel-binding type='tls-server-end-point'/>"));
 }
+
+/// The role decides the content namespace on both sides, and what is offered: a server or
+/// component stream is refused a client's namespace, gets no SASL mechanism of ours and no
+/// XEP-0078, and a client stream is refused theirs (CORE-STREAM-08).
+#[test]
+fn roles_decide_the_content_namespace_and_the_offer() {
+    let f = Fixture::new();
+    for role in [Role::Client, Role::Server, Role::Component] {
+        for peer_ns in [ns::CLIENT, ns::SERVER, ns::COMPONENT_ACCEPT] {
+            let mut n = Negotiator::with_role(role, true);
+            assert_eq!(n.role(), role);
+            let mut out = Vec::new();
+            let r = n.on_header(
+                &header(Some("example.com"), Some("1.0"), peer_ns),
+                &f.env(),
+                &mut out,
+            );
+            let s = text(&out);
+            assert!(
+                s.starts_with(&format!(
+                    "<?xml version='1.0'?><stream:stream xmlns='{}'",
+                    role.content_ns()
+                )),
+                "{role:?}: {s}"
+            );
+            if peer_ns != role.content_ns() {
+                let e = r.unwrap_err();
+                assert_eq!(e.condition, StreamCondition::InvalidNamespace, "{role:?}");
+                continue;
+            }
+            r.unwrap();
+            let offers_sasl = s.contains("<mechanisms");
+            let offers_iq_auth = s.contains(ns::IQ_AUTH_FEATURE);
+            assert_eq!(offers_sasl, role == Role::Client, "{role:?}: {s}");
+            assert_eq!(offers_iq_auth, role == Role::Client, "{role:?}: {s}");
+        }
+    }
+}

@@ -6,6 +6,8 @@ pub const STREAMS: &str = "http://etherx.jabber.org/streams";
 pub const CLIENT: &str = "jabber:client";
 /// RFC 6120 §4.8.2 content namespace for server streams.
 pub const SERVER: &str = "jabber:server";
+/// XEP-0114 content namespace for external components connecting to the server.
+pub const COMPONENT_ACCEPT: &str = "jabber:component:accept";
 /// RFC 6120 §4.9.2 stream error conditions.
 pub const STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
 /// RFC 6120 §8.3.2 stanza error conditions.
