@@ -248,7 +248,9 @@ events! {
     /// (offline storage). Not taken: the sender gets `service-unavailable`.
     Undeliverable (undeliverable): Filter, Inbound<'a>, Flow;
     /// A routed stanza about to be queued for one connected resource (privacy lists, CSI).
-    /// Handled: not queued (the handler dropped or kept it).
+    /// Handled: not queued (the handler dropped or kept it). Everything routed passes here,
+    /// IQ results and errors included; what modules write straight into a client's queue
+    /// (roster pushes, the offline backlog, the session's own answers) does not.
     BeforeWrite (before_write): Filter, ToClient<'a>, Flow;
     /// A resource was bound (it is in the session table).
     SessionBound (session_bound): Notice, Bound<'a>, Option<Pending>;

@@ -605,7 +605,9 @@ impl Router {
                 None
             }
             Delivery::ForAccount(it) => {
-                let (Ok(from_jid), Ok(to_jid)) = (route.from.to_jid(), route.to.to_jid()) else {
+                // Routing keys are normalized JIDs: no second preparation.
+                let (Some(from_jid), Some(to_jid)) = (route.from.to_jid(), route.to.to_jid())
+                else {
                     return None;
                 };
                 let id = self.id_of(stanza);

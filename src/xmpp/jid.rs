@@ -252,9 +252,17 @@ impl<'a> JidStr<'a> {
         bare.split_once('@').map_or(bare, |(_, d)| d)
     }
 
-    /// An owned, parsed copy (rarely needed: parsing costs what routing avoids).
-    pub fn to_jid(self) -> Result<Jid, JidError> {
-        Jid::parse(self.0)
+    /// An owned copy, without preparing it again: the text is already normalized, so only
+    /// its separators are looked up. None if the text breaks that promise so badly that its
+    /// offsets do not fit (normalized parts are at most [`MAX_PART_LEN`] bytes).
+    pub fn to_jid(self) -> Option<Jid> {
+        let bare = bare_of(self.0);
+        let domain_start = bare.find('@').map_or(0, |at| at + 1);
+        Some(Jid {
+            full: self.0.into(),
+            domain_start: u16::try_from(domain_start).ok()?,
+            domain_end: u16::try_from(bare.len()).ok()?,
+        })
     }
 }
 
@@ -470,6 +478,11 @@ mod tests {
             assert_eq!(s.local(), jid.local(), "{text}");
             assert_eq!(s.domain(), jid.domain(), "{text}");
             assert_eq!(s.is_bare(), jid.is_bare(), "{text}");
+            let copy = s.to_jid().unwrap();
+            assert_eq!(copy, jid, "{text}");
+            assert_eq!(copy.domain(), jid.domain(), "{text}");
+            assert_eq!(copy.resource(), jid.resource(), "{text}");
+            assert_eq!(copy.local(), jid.local(), "{text}");
         }
         assert_eq!(split_jid("a@d/r/x"), ("a@d", Some("r/x")));
         assert_eq!(bare_of("d/r"), "d");

@@ -354,6 +354,58 @@ fn restamp(stanza: &[u8], from: &str, to: &str, limits: &xml::Limits) -> Option<
     Some(out)
 }
 
+/// A subscription state change of one roster item, as the RFC 6121 §3 tables computed it.
+struct SubWrite<'a> {
+    user: &'a str,
+    contact: &'a str,
+    /// The item before.
+    existing: Option<xmppd_storage::RosterItem>,
+    /// An inbound request was pending before.
+    pending_in: bool,
+    /// The state after.
+    after: SubState,
+    /// The pre-approval after.
+    approved: bool,
+}
+
+/// Write a subscription change, in either direction (the one place that does): the roster
+/// item created, updated or removed with a new roster version, and the stored inbound
+/// request kept (`request`, the stanza to store, when one starts pending) or deleted. Returns
+/// what changed, for the cache and the pushes.
+fn write_subscription(
+    txn: &mut xmppd_storage::WriteTxn<'_>,
+    w: SubWrite<'_>,
+    request: Option<Vec<u8>>,
+) -> Result<Change, xmppd_storage::StorageError> {
+    let mut change = Change {
+        contact: w.contact.to_string(),
+        ..Change::default()
+    };
+    let item = item_after(w.existing.clone(), w.contact, w.after, w.approved);
+    if item != w.existing {
+        match &item {
+            Some(i) => txn.put_roster_item(w.user, i)?,
+            None => {
+                txn.delete_roster_item(w.user, w.contact)?;
+            }
+        }
+        change.version = Some(txn.bump_roster_version(w.user)?);
+        change.item = Some(item);
+    }
+    match (w.pending_in, w.after.pending_in, request) {
+        (false, true, Some(stanza)) => {
+            txn.put_sub_request(w.user, w.contact, &stanza)?;
+            change.pending_in = Some(Some(stanza));
+        }
+        (true, false, _) => {
+            txn.delete_sub_request(w.user, w.contact)?;
+            change.pending_in = Some(None);
+        }
+        _ => {}
+    }
+    Ok(change)
+}
+
 /// What an outbound subscription stanza did.
 struct OutboundResult {
     routed: bool,
@@ -395,8 +447,9 @@ fn outbound_subscription(
                 contact: contact.clone(),
                 ..Change::default()
             };
-            let item = item_after(existing.clone(), &contact, after, approved);
-            if existing.is_none() && item.is_some() && txn.roster_len(&user)? >= max_items {
+            let creates =
+                existing.is_none() && item_after(None, &contact, after, approved).is_some();
+            if creates && txn.roster_len(&user)? >= max_items {
                 let r = OutboundResult {
                     routed: false,
                     before,
@@ -404,20 +457,15 @@ fn outbound_subscription(
                 };
                 return Ok((change, r));
             }
-            if item != existing {
-                match &item {
-                    Some(i) => txn.put_roster_item(&user, i)?,
-                    None => {
-                        txn.delete_roster_item(&user, &contact)?;
-                    }
-                }
-                change.version = Some(txn.bump_roster_version(&user)?);
-                change.item = Some(item);
-            }
-            if pending_in && !after.pending_in {
-                txn.delete_sub_request(&user, &contact)?;
-                change.pending_in = Some(None);
-            }
+            let sub = SubWrite {
+                user: &user,
+                contact: &contact,
+                existing,
+                pending_in,
+                after,
+                approved,
+            };
+            change = write_subscription(txn, sub, None)?;
             Ok((
                 change,
                 OutboundResult {
@@ -622,25 +670,16 @@ fn inbound_subscription(
                     return Ok((change, r));
                 }
             }
-            let item = item_after(existing.clone(), &contact, after, approved);
-            if item != existing {
-                match &item {
-                    Some(i) => txn.put_roster_item(&user, i)?,
-                    None => {
-                        txn.delete_roster_item(&user, &contact)?;
-                    }
-                }
-                change.version = Some(txn.bump_roster_version(&user)?);
-                change.item = Some(item);
-            }
-            if after.pending_in && !pending_in {
-                // IM-SUB-06: kept until answered, delivered again at each login.
-                txn.put_sub_request(&user, &contact, &stored)?;
-                change.pending_in = Some(Some(stored));
-            } else if !after.pending_in && pending_in {
-                txn.delete_sub_request(&user, &contact)?;
-                change.pending_in = Some(None);
-            }
+            let sub = SubWrite {
+                user: &user,
+                contact: &contact,
+                existing,
+                pending_in,
+                after,
+                approved,
+            };
+            // IM-SUB-06: a request is kept until answered, delivered again at each login.
+            change = write_subscription(txn, sub, Some(stored))?;
             Ok((
                 change,
                 InboundResult {
