@@ -24,7 +24,7 @@ use std::rc::Rc;
 use super::sessions::{ClientHandle, Resource};
 use super::{Ctx, Pending, Route};
 use crate::xmpp::jid::Jid;
-use crate::xmpp::stanza::StanzaType;
+use crate::xmpp::stanza::{Kind, StanzaType};
 
 /// The priorities modules use, so that chains run in a meaningful order whatever the order
 /// of `MODULES`.
@@ -73,27 +73,80 @@ pub trait Notice: Event<Out = Option<Pending>> {}
 /// A handler of event `E`.
 pub type Handler<E> = Rc<dyn for<'a> Fn(&Ctx, &<E as Event>::Arg<'a>) -> <E as Event>::Out>;
 
+/// The stanza kinds a filter handler wants to see: the router skips a chain (and builds no
+/// argument) for a kind none of its links wants, so a presence-only link costs messages
+/// nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kinds(u8);
+
+impl Kinds {
+    /// Nothing.
+    pub const NONE: Kinds = Kinds(0);
+    /// Messages.
+    pub const MESSAGE: Kinds = Kinds(1);
+    /// Presence.
+    pub const PRESENCE: Kinds = Kinds(2);
+    /// IQs.
+    pub const IQ: Kinds = Kinds(4);
+    /// Every kind.
+    pub const ALL: Kinds = Kinds(7);
+
+    /// The set with only `kind`.
+    pub fn of(kind: Kind) -> Kinds {
+        match kind {
+            Kind::Message => Kinds::MESSAGE,
+            Kind::Presence => Kinds::PRESENCE,
+            Kind::Iq => Kinds::IQ,
+        }
+    }
+
+    /// Whether `kind` is in the set.
+    pub fn contains(self, kind: Kind) -> bool {
+        self.0 & Kinds::of(kind).0 != 0
+    }
+}
+
+impl std::ops::BitOr for Kinds {
+    type Output = Kinds;
+    fn bitor(self, other: Kinds) -> Kinds {
+        Kinds(self.0 | other.0)
+    }
+}
+
 /// One link of a chain.
 struct Link<E: Event + ?Sized> {
     priority: i32,
     module: &'static str,
+    kinds: Kinds,
     handler: Handler<E>,
 }
 
 /// The ordered handlers of one event.
 pub struct Chain<E: Event + ?Sized> {
     links: Vec<Link<E>>,
+    /// The kinds any link wants.
+    kinds: Kinds,
 }
 
 impl<E: Event + ?Sized> Default for Chain<E> {
     fn default() -> Self {
-        Chain { links: Vec::new() }
+        Chain {
+            links: Vec::new(),
+            kinds: Kinds::NONE,
+        }
     }
 }
 
 impl<E: Event> Chain<E> {
     /// Add a handler: after every handler of higher or equal priority.
-    pub(super) fn add(&mut self, priority: i32, module: &'static str, handler: Handler<E>) {
+    pub(super) fn add(
+        &mut self,
+        priority: i32,
+        module: &'static str,
+        kinds: Kinds,
+        handler: Handler<E>,
+    ) {
+        self.kinds = self.kinds | kinds;
         let at = self
             .links
             .iter()
@@ -104,14 +157,21 @@ impl<E: Event> Chain<E> {
             Link {
                 priority,
                 module,
+                kinds,
                 handler,
             },
         );
     }
 
-    /// True when no handler is registered (the router then skips building the argument).
+    /// True when no handler is registered.
     pub fn is_empty(&self) -> bool {
         self.links.is_empty()
+    }
+
+    /// True when some handler wants stanzas of `kind` (else the router skips the chain and
+    /// builds no argument).
+    pub fn wants(&self, kind: Kind) -> bool {
+        self.kinds.contains(kind)
     }
 
     /// `(module, priority)` of each handler, in the order they run.
@@ -121,9 +181,9 @@ impl<E: Event> Chain<E> {
 }
 
 impl<E: Filter> Chain<E> {
-    /// Run the handlers until one takes the stanza.
-    pub fn run(&self, ctx: &Ctx, arg: &E::Arg<'_>) -> Flow {
-        for l in &self.links {
+    /// Run the handlers that want `kind` until one takes the stanza.
+    pub fn run(&self, ctx: &Ctx, kind: Kind, arg: &E::Arg<'_>) -> Flow {
+        for l in self.links.iter().filter(|l| l.kinds.contains(kind)) {
             if let Flow::Handled(p) = (l.handler)(ctx, arg) {
                 return Flow::Handled(p);
             }
@@ -300,14 +360,23 @@ mod tests {
         let mut h = ProbeHooks {
             chain: Chain::default(),
         };
-        h.chain.add(0, "b", link("b", false));
-        h.chain.add(10, "a", link("a", false));
-        h.chain.add(0, "c", link("c", false));
-        h.chain.add(-5, "d", link("d", false));
-        h.chain.add(10, "a2", link("a2", false));
+        h.chain.add(0, "b", Kinds::ALL, link("b", false));
+        h.chain.add(10, "a", Kinds::ALL, link("a", false));
+        h.chain.add(0, "c", Kinds::MESSAGE, link("c", false));
+        h.chain.add(-5, "d", Kinds::ALL, link("d", false));
+        h.chain.add(10, "a2", Kinds::PRESENCE, link("a2", false));
         assert_eq!(
             h.chain.order(),
             vec![("a", 10), ("a2", 10), ("b", 0), ("c", 0), ("d", -5)]
         );
+        assert!(h.chain.wants(Kind::Iq) && h.chain.wants(Kind::Presence));
+        let mut only = ProbeHooks {
+            chain: Chain::default(),
+        };
+        assert!(!only.chain.wants(Kind::Message));
+        only.chain
+            .add(0, "p", Kinds::PRESENCE | Kinds::IQ, link("p", false));
+        assert!(only.chain.wants(Kind::Presence) && only.chain.wants(Kind::Iq));
+        assert!(!only.chain.wants(Kind::Message));
     }
 }

@@ -293,8 +293,19 @@ impl Registry {
         priority: i32,
         handler: impl for<'a> Fn(&Ctx, &E::Arg<'a>) -> E::Out + 'static,
     ) {
+        self.hook_for::<E>(events::Kinds::ALL, priority, handler);
+    }
+
+    /// The same for a filter handler that wants only stanzas of `kinds` (the router skips it,
+    /// and a chain nobody else wants, for the others).
+    pub fn hook_for<E: Event>(
+        &mut self,
+        kinds: events::Kinds,
+        priority: i32,
+        handler: impl for<'a> Fn(&Ctx, &E::Arg<'a>) -> E::Out + 'static,
+    ) {
         let module = self.current();
-        E::chain_mut(&mut self.hooks).add(priority, module, Rc::new(handler));
+        E::chain_mut(&mut self.hooks).add(priority, module, kinds, Rc::new(handler));
     }
 
     /// Event `E`'s chain.

@@ -17,7 +17,10 @@
 //! for non-stanza elements by namespace, and a `BeforeWrite` link (see `docs/MODULES.md`).
 
 use crate::config::Config;
-use crate::core::events::{priority, BeforeWrite, ToClient};
+use std::cell::Cell;
+use std::rc::Rc;
+
+use crate::core::events::{priority, BeforeWrite, Kinds, SessionEnded, ToClient};
 use crate::core::{Ctx, Flow, Nonza, Registry};
 use crate::xml::{self, Element, StreamNs};
 use crate::xmpp::error::{StreamCondition, StreamError};
@@ -45,11 +48,38 @@ pub fn register(r: &mut Registry, config: &Config) {
     r.module("csi");
     r.stream_feature(Element::new("csi", NS_CSI));
     let bound = config.max_send_queue / 2;
-    r.nonza(NS_CSI, on_nonza);
-    r.hook::<BeforeWrite>(priority::DEFER, move |ctx, w| before_write(ctx, w, bound));
+    // Inactive resources on this shard: while there are none, a stanza costs one check.
+    let inactive = Rc::new(Cell::new(0usize));
+    {
+        let inactive = inactive.clone();
+        r.nonza(NS_CSI, move |ctx, n| on_nonza(ctx, n, &inactive));
+    }
+    {
+        let inactive = inactive.clone();
+        r.hook_for::<BeforeWrite>(
+            Kinds::PRESENCE | Kinds::MESSAGE,
+            priority::DEFER,
+            move |ctx, w| {
+                if inactive.get() == 0 {
+                    return Flow::Continue;
+                }
+                before_write(ctx, w, bound)
+            },
+        );
+    }
+    r.hook::<SessionEnded>(priority::PROTOCOL, move |_, resource| {
+        if resource.ext.get::<Csi>().is_some_and(|c| c.inactive) {
+            inactive.set(inactive.get().saturating_sub(1));
+        }
+        None
+    });
 }
 
-fn on_nonza(ctx: &Ctx, n: &Nonza<'_>) -> Result<Option<crate::core::Pending>, StreamError> {
+fn on_nonza(
+    ctx: &Ctx,
+    n: &Nonza<'_>,
+    inactive_count: &Cell<usize>,
+) -> Result<Option<crate::core::Pending>, StreamError> {
     let inactive = match n.element.name.as_str() {
         "inactive" => true,
         "active" => false,
@@ -71,6 +101,11 @@ fn on_nonza(ctx: &Ctx, n: &Nonza<'_>) -> Result<Option<crate::core::Pending>, St
         return Ok(None);
     };
     let state = resource.ext.get_or_default::<Csi>();
+    match (state.inactive, inactive) {
+        (false, true) => inactive_count.set(inactive_count.get() + 1),
+        (true, false) => inactive_count.set(inactive_count.get().saturating_sub(1)),
+        _ => {}
+    }
     state.inactive = inactive;
     if !inactive {
         // CSI-04: everything held goes before whatever the client asks next.

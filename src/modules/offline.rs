@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use ahash::AHashMap;
 
 use crate::config::{pick, Config, ConfigError};
-use crate::core::events::{priority, ResourceAvailable, Undeliverable};
+use crate::core::events::{priority, Kinds, ResourceAvailable, Undeliverable};
 use crate::core::sessions::AckWait;
 use crate::core::{ClientHandle, Ctx, Flow, Inbound, Refused, Registry, Route};
 use crate::xml::{self, Element, StreamNs};
@@ -126,7 +126,9 @@ pub fn register(r: &mut Registry, config: &Config) {
     r.server_feature("msgoffline");
     let offline = Rc::new(Offline::new(config));
     let o = offline.clone();
-    r.hook::<Undeliverable>(priority::PROTOCOL, move |ctx, m| o.store(ctx, m));
+    r.hook_for::<Undeliverable>(Kinds::MESSAGE, priority::PROTOCOL, move |ctx, m| {
+        o.store(ctx, m)
+    });
     r.hook::<ResourceAvailable>(priority::PROTOCOL, move |ctx, a| {
         offline.available(ctx, a.jid, a.priority);
         None

@@ -24,9 +24,10 @@
 //! itself never holds a borrow of the session table while a handler runs. Stanzas for other
 //! shards go to the outbox at once (nothing runs there on this thread).
 //!
-//! A queue drain handles at most [`DRAIN_BUDGET`] stanzas before it yields to other tasks
-//! and continues in a task of its own, so handlers that keep generating stanzas cannot
-//! starve the shard.
+//! A drain delivers in rounds (everything queued when the round starts); once it has
+//! delivered [`DRAIN_BUDGET`] stanzas it leaves the rest to a task of its own and yields, so
+//! handlers that keep generating stanzas cannot starve the shard. Meanwhile anything routed
+//! queues behind what is left, so nothing overtakes it.
 
 use std::cell::{Cell, RefCell};
 use std::ops::Range;
@@ -336,7 +337,10 @@ impl Router {
             return;
         }
         let me = self.clone();
+        // glommio polls a spawned task at once: yield first, so the task runs after the
+        // caller (which must not be re-entered) has returned to the executor.
         glommio::spawn_local(async move {
+            glommio::executor().yield_now().await;
             me.drain_scheduled.set(false);
             if me.active.get() == 0 {
                 me.drain();
@@ -385,9 +389,10 @@ impl Router {
     /// Route a stanza from a bound client homed on this shard (RFC 6120 §10.3–10.5).
     pub fn from_client(self: &Rc<Self>, s: FromClient<'_>) -> Option<Pending> {
         let chain = self.registry.chain::<events::ClientStanza>();
-        if !chain.is_empty() {
+        let kind = s.ty.kind();
+        if chain.wants(kind) {
             let ctx = self.ctx();
-            if let Flow::Handled(p) = self.scoped(|| chain.run(&ctx, &s)) {
+            if let Flow::Handled(p) = self.scoped(|| chain.run(&ctx, kind, &s)) {
                 return p;
             }
         }
@@ -424,7 +429,9 @@ impl Router {
         route: Route<'_>,
         stanza: &[u8],
     ) -> Option<Pending> {
-        if self.active.get() > 0 {
+        // Inside a scope, or behind stanzas a drain left for its task: queued, so nothing
+        // overtakes what was routed before it.
+        if self.active.get() > 0 || !self.queue.borrow().is_empty() {
             self.send(ty, Mode::Route, route, stanza);
             return None;
         }
@@ -435,13 +442,17 @@ impl Router {
     fn send(self: &Rc<Self>, ty: StanzaType, mode: Mode, route: Route<'_>, stanza: &[u8]) {
         match hosts::decide(&self.hosts, route.to, self.shards) {
             Dest::Account(home) | Dest::Service(home) if home != self.shard() => {
-                self.outbox
-                    .push(home, ty, route.to.as_str(), route.from.as_str(), |o| {
-                        o.extend_from_slice(stanza)
-                    });
+                self.to_shard(home, ty, route, stanza)
             }
             _ => self.enqueue(ty, mode, route, stanza),
         }
+    }
+
+    /// Hand a stanza to another shard's home (batched by the outbox).
+    fn to_shard(&self, home: usize, ty: StanzaType, route: Route<'_>, stanza: &[u8]) {
+        let (to, from) = (route.to.as_str(), route.from.as_str());
+        self.outbox
+            .push(home, ty, to, from, |o| o.extend_from_slice(stanza));
     }
 
     fn route_now(
@@ -463,14 +474,12 @@ impl Router {
             }
             // The server itself, as the addressee of a generated stanza: nothing to deliver.
             Dest::Server => None,
-            Dest::Account(home) | Dest::Service(home) if home == self.shard() => {
-                self.deliver(ty, route, stanza)
+            Dest::Account(home) if home == self.shard() => {
+                self.deliver_to_account(ty, route, stanza)
             }
+            Dest::Service(home) if home == self.shard() => self.deliver(ty, route, stanza),
             Dest::Account(home) | Dest::Service(home) => {
-                self.outbox
-                    .push(home, ty, route.to.as_str(), route.from.as_str(), |o| {
-                        o.extend_from_slice(stanza)
-                    });
+                self.to_shard(home, ty, route, stanza);
                 None
             }
         }
@@ -535,32 +544,45 @@ impl Router {
         }
     }
 
-    /// Deliver a stanza to a JID homed on this shard: a service's, or an account's by the
-    /// delivery chains and RFC 6121 §8.5.
+    /// Deliver a stanza to a JID homed on this shard: a service's, or an account's.
     fn deliver(
         self: &Rc<Self>,
         ty: StanzaType,
         route: Route<'_>,
         stanza: &[u8],
     ) -> Option<Pending> {
-        let inbound = Inbound { ty, route, stanza };
         match self.hosts.get(route.to.domain()) {
-            Some(Host::Local) => {}
+            Some(Host::Local) => self.deliver_to_account(ty, route, stanza),
             Some(Host::Service(service)) => {
                 let ctx = self.ctx();
-                return self.scoped(|| service.stanza(&ctx, &inbound));
+                let inbound = Inbound { ty, route, stanza };
+                self.scoped(|| service.stanza(&ctx, &inbound))
             }
             // Not hosted here (the table is the same on every shard, so only a stanza for
             // the domain itself, or one routed by mistake).
-            _ => return None,
+            _ => None,
         }
+    }
+
+    /// Deliver a stanza to a local account homed on this shard: the delivery chains, then
+    /// RFC 6121 §8.5.
+    fn deliver_to_account(
+        self: &Rc<Self>,
+        ty: StanzaType,
+        route: Route<'_>,
+        stanza: &[u8],
+    ) -> Option<Pending> {
+        let inbound = Inbound { ty, route, stanza };
         let (bare, full) = (
             self.registry.chain::<events::DeliverBare>(),
             self.registry.chain::<events::DeliverFull>(),
         );
+        let kind = ty.kind();
         let taken = match route.to.is_bare() {
-            true if !bare.is_empty() => Some(self.scoped(|| bare.run(&self.ctx(), &inbound))),
-            false if !full.is_empty() => Some(self.scoped(|| full.run(&self.ctx(), &inbound))),
+            true if bare.wants(kind) => Some(self.scoped(|| bare.run(&self.ctx(), kind, &inbound))),
+            false if full.wants(kind) => {
+                Some(self.scoped(|| full.run(&self.ctx(), kind, &inbound)))
+            }
             _ => None,
         };
         if let Some(Flow::Handled(p)) = taken {
@@ -586,7 +608,8 @@ impl Router {
                     Ok(true) => {
                         let chain = self.registry.chain::<events::Undeliverable>();
                         let ctx = self.ctx();
-                        if let Flow::Handled(p) = self.scoped(|| chain.run(&ctx, &inbound)) {
+                        let kind = ty.kind();
+                        if let Flow::Handled(p) = self.scoped(|| chain.run(&ctx, kind, &inbound)) {
                             return p;
                         }
                     }
@@ -702,8 +725,10 @@ impl Router {
         stanza: &[u8],
     ) -> Result<(), Congested> {
         let chain = self.registry.chain::<events::BeforeWrite>();
-        if !chain.is_empty() {
-            let jid = handle.jid.borrow().clone();
+        let kind = ty.kind();
+        if chain.wants(kind) {
+            // Borrowed for the chain's run: only binding writes it, never a handler.
+            let jid = handle.jid.borrow();
             if let Some(resource) = jid.as_ref() {
                 let ctx = self.ctx();
                 let arg = ToClient {
@@ -713,7 +738,7 @@ impl Router {
                     route,
                     stanza,
                 };
-                if let Flow::Handled(p) = self.scoped(|| chain.run(&ctx, &arg)) {
+                if let Flow::Handled(p) = self.scoped(|| chain.run(&ctx, kind, &arg)) {
                     if let Some(p) = p {
                         glommio::spawn_local(p).detach();
                     }

@@ -97,6 +97,8 @@ thread_local! {
     static LOG: Log = Log::default();
     /// State a test module holds borrowed while it routes.
     static STATE: RefCell<u32> = const { RefCell::new(0) };
+    /// Stanzas the chaining link has routed.
+    static CHAINED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 fn log(s: impl Into<String>) {
@@ -134,6 +136,13 @@ fn test_module(r: &mut Registry, _: &Config) {
         log(format!("full-high {}", s.route.to));
         if contains(s.stanza, "id='take'") {
             return Flow::Handled(None);
+        }
+        if contains(s.stanza, "id='chain'") && CHAINED.with(|c| c.get()) < DRAIN_BUDGET + 10 {
+            // Each delivery routes the next: one stanza per drain round, more rounds than
+            // one drain may run, so the rest is left to a task.
+            CHAINED.with(|c| c.set(c.get() + 1));
+            let route = Route::new(s.route.to, JidStr::trusted("b@localhost/r"));
+            ctx.route(s.ty, route, b"<message type='chat' id='chain'/>");
         }
         if contains(s.stanza, "id='relay'") {
             // Holding our own borrow while we send: a re-entrant delivery would run this
@@ -361,5 +370,60 @@ fn unknown_domains_bounce_remote_server_not_found() {
         assert!(reply.contains("type='error'"), "{reply}");
         assert!(reply.contains("remote-server-not-found"), "{reply}");
         assert!(reply.contains("id='far'"), "{reply}");
+    });
+}
+
+#[test]
+fn nothing_overtakes_what_a_drain_left_for_later() {
+    static MODULES: &[RegisterFn] = &[test_module];
+    with_router(MODULES, |router| {
+        let _a = bind(&router, "a@localhost/r");
+        let b = bind(&router, "b@localhost/r");
+        chat(&router, "z@localhost/x", "a@localhost/r", "chain");
+        assert!(
+            !router.queue.borrow().is_empty(),
+            "the budget left some for a task"
+        );
+        // A stanza routed now from outside any scope waits behind all of them: every one
+        // routed so far reaches b before it.
+        let before = CHAINED.with(|c| c.get());
+        chat(&router, "z@localhost/x", "b@localhost/r", "after");
+        while !router.queue.borrow().is_empty() {
+            router.drain();
+        }
+        let got = out(&b);
+        assert_eq!(got.matches("id='chain'").count(), DRAIN_BUDGET + 10);
+        let at = got.find("id='after'").expect("delivered");
+        assert_eq!(got[..at].matches("id='chain'").count(), before);
+        take_log();
+    });
+}
+
+/// A module sending from a future (outside any scope) is not re-entered either: the stanza
+/// waits for a task, which runs after the module's code returned to the executor (glommio
+/// polls a spawned task at once, so the task yields first).
+#[test]
+fn a_send_outside_any_scope_is_delivered_later_not_inside_the_sender() {
+    static MODULES: &[RegisterFn] = &[test_module];
+    with_router(MODULES, |router| {
+        let _a = bind(&router, "a@localhost/r");
+        let _b = bind(&router, "b@localhost/r");
+        take_log();
+        STATE.with(|st| {
+            let _held = st.borrow_mut();
+            let route = Route::new(
+                JidStr::trusted("z@localhost/x"),
+                JidStr::trusted("a@localhost/r"),
+            );
+            Services::route(
+                &*router,
+                StanzaType::Message(MessageType::Chat),
+                route,
+                b"<message type='chat' id='relay'/>",
+            );
+            // Delivering now would run the relay link, which borrows STATE: it waits.
+            assert_eq!(take_log(), Vec::<String>::new());
+        });
+        assert!(!router.queue.borrow().is_empty());
     });
 }

@@ -19,6 +19,9 @@ use xmppd_storage::{RosterItem, StorageError, Subscription, WriteTxn};
 
 use crate::config::{pick, Config, ConfigError};
 use crate::core::events::{self, priority, ClientStanza, DeliverBare, DeliverFull, SessionEnded};
+
+/// Presence only: RFC 6121's links never see messages or IQs.
+const PRESENCE: events::Kinds = events::Kinds::PRESENCE;
 use crate::core::{Ctx, Flow, Registry, Scope};
 use crate::xml::Element;
 use crate::xmpp::stanza::{IqType, StanzaType};
@@ -59,7 +62,7 @@ pub fn register(r: &mut Registry, config: &Config) {
     }
     {
         let im = im.clone();
-        r.hook::<ClientStanza>(priority::PROTOCOL, move |ctx, s| match s.ty {
+        r.hook_for::<ClientStanza>(PRESENCE, priority::PROTOCOL, move |ctx, s| match s.ty {
             StanzaType::Presence(ty) => Flow::Handled(presence::from_client(&im, ctx, s, ty)),
             _ => Flow::Continue,
         });
@@ -68,11 +71,15 @@ pub fn register(r: &mut Registry, config: &Config) {
     // delivery in order behind a subscription change being committed.
     {
         let im = im.clone();
-        r.hook::<DeliverBare>(priority::PROTOCOL, move |ctx, p| inbound(&im, ctx, p));
+        r.hook_for::<DeliverBare>(PRESENCE, priority::PROTOCOL, move |ctx, p| {
+            inbound(&im, ctx, p)
+        });
     }
     {
         let im = im.clone();
-        r.hook::<DeliverFull>(priority::PROTOCOL, move |ctx, p| inbound(&im, ctx, p));
+        r.hook_for::<DeliverFull>(PRESENCE, priority::PROTOCOL, move |ctx, p| {
+            inbound(&im, ctx, p)
+        });
     }
     r.hook::<SessionEnded>(priority::PROTOCOL, move |ctx, resource| {
         presence::session_ended(&im, ctx, resource);
@@ -82,7 +89,7 @@ pub fn register(r: &mut Registry, config: &Config) {
 
 fn inbound(im: &Rc<Im>, ctx: &Ctx, p: &events::Inbound<'_>) -> Flow {
     match p.ty {
-        StanzaType::Presence(_) => Flow::Handled(presence::inbound(im, ctx, p)),
+        StanzaType::Presence(_) => presence::inbound(im, ctx, p),
         _ => Flow::Continue,
     }
 }

@@ -8,7 +8,7 @@ use super::subscription::{self, InboundAction, SubKind, SubState};
 use super::{sub_state, Change, Im, ImResource};
 use crate::core::events::{Available, ResourceAvailable};
 use crate::core::sessions::Resource;
-use crate::core::{storage_failure, Ctx, FromClient, Inbound, Pending, Refused, Route};
+use crate::core::{storage_failure, Ctx, Flow, FromClient, Inbound, Pending, Refused, Route};
 use crate::xml::{self, Element, StreamNs};
 use crate::xmpp::error::{StanzaCondition, StanzaError};
 use crate::xmpp::jid::{bare_of, Jid, JidStr};
@@ -521,35 +521,33 @@ fn outbound_subscription(
 }
 
 /// Presence for a local account on its home shard.
-pub(super) fn inbound(im: &Rc<Im>, ctx: &Ctx, p: &Inbound<'_>) -> Option<Pending> {
+pub(super) fn inbound(im: &Rc<Im>, ctx: &Ctx, p: &Inbound<'_>) -> Flow {
     let StanzaType::Presence(ty) = p.ty else {
-        return None;
+        return Flow::Continue;
     };
     match ty {
         PresenceType::Probe => {
             probe(im, ctx, p);
-            None
+            Flow::Handled(None)
         }
-        t if kind_of(t).is_some() => inbound_subscription(im, ctx, p, t),
+        t if kind_of(t).is_some() => Flow::Handled(inbound_subscription(im, ctx, p, t)),
         // Available, unavailable and errors follow the delivery rules (IM-PRES-14/15/18), in
         // order behind any subscription change still being committed for the account
         // (RFC 6120 §10.1: a contact's `subscribed` must not be overtaken by its presence).
+        // With none pending, the router delivers it by those rules now.
         _ => match im.pending_lock(p.route.to.bare().as_str()) {
-            None => {
-                ctx.deliver_to_sessions(p.ty, p.route, p.stanza);
-                None
-            }
+            None => Flow::Continue,
             Some(lock) => {
                 let (ctx, ty, stanza) = (ctx.clone(), p.ty, p.stanza.to_vec());
                 let (to, from) = (p.route.to.to_string(), p.route.from.to_string());
                 let im = im.clone();
-                Some(Box::pin(async move {
+                Flow::Handled(Some(Box::pin(async move {
                     let permit = lock.acquire_static_permit(1).await;
                     let route = Route::new(JidStr::trusted(&from), JidStr::trusted(&to));
                     ctx.deliver_to_sessions(ty, route, &stanza);
                     drop(permit);
                     im.release_lock(bare_of(&to), lock);
-                }))
+                })))
             }
         },
     }
