@@ -19,6 +19,7 @@
 //! is queued and delivered after they return (see `router` — "Re-entrance"), so a handler is
 //! never re-entered by its own sends and may hold its own `RefCell` borrows while routing.
 
+use std::cell::Cell;
 use std::rc::Rc;
 
 use super::sessions::{ClientHandle, Resource};
@@ -118,7 +119,15 @@ struct Link<E: Event + ?Sized> {
     priority: i32,
     module: &'static str,
     kinds: Kinds,
+    /// The module's switch: the link runs only while it is on (None: always).
+    armed: Option<Rc<Cell<bool>>>,
     handler: Handler<E>,
+}
+
+impl<E: Event + ?Sized> Link<E> {
+    fn wants(&self, kind: Kind) -> bool {
+        self.kinds.contains(kind) && self.armed.as_ref().is_none_or(|a| a.get())
+    }
 }
 
 /// The ordered handlers of one event.
@@ -126,6 +135,8 @@ pub struct Chain<E: Event + ?Sized> {
     links: Vec<Link<E>>,
     /// The kinds any link wants.
     kinds: Kinds,
+    /// Some link has a switch (then `wants` asks the links).
+    switched: bool,
 }
 
 impl<E: Event + ?Sized> Default for Chain<E> {
@@ -133,6 +144,7 @@ impl<E: Event + ?Sized> Default for Chain<E> {
         Chain {
             links: Vec::new(),
             kinds: Kinds::NONE,
+            switched: false,
         }
     }
 }
@@ -144,9 +156,11 @@ impl<E: Event> Chain<E> {
         priority: i32,
         module: &'static str,
         kinds: Kinds,
+        armed: Option<Rc<Cell<bool>>>,
         handler: Handler<E>,
     ) {
         self.kinds = self.kinds | kinds;
+        self.switched |= armed.is_some();
         let at = self
             .links
             .iter()
@@ -158,6 +172,7 @@ impl<E: Event> Chain<E> {
                 priority,
                 module,
                 kinds,
+                armed,
                 handler,
             },
         );
@@ -171,7 +186,7 @@ impl<E: Event> Chain<E> {
     /// True when some handler wants stanzas of `kind` (else the router skips the chain and
     /// builds no argument).
     pub fn wants(&self, kind: Kind) -> bool {
-        self.kinds.contains(kind)
+        self.kinds.contains(kind) && (!self.switched || self.links.iter().any(|l| l.wants(kind)))
     }
 
     /// `(module, priority)` of each handler, in the order they run.
@@ -183,7 +198,7 @@ impl<E: Event> Chain<E> {
 impl<E: Filter> Chain<E> {
     /// Run the handlers that want `kind` until one takes the stanza.
     pub fn run(&self, ctx: &Ctx, kind: Kind, arg: &E::Arg<'_>) -> Flow {
-        for l in self.links.iter().filter(|l| l.kinds.contains(kind)) {
+        for l in self.links.iter().filter(|l| l.wants(kind)) {
             if let Flow::Handled(p) = (l.handler)(ctx, arg) {
                 return Flow::Handled(p);
             }
@@ -360,11 +375,12 @@ mod tests {
         let mut h = ProbeHooks {
             chain: Chain::default(),
         };
-        h.chain.add(0, "b", Kinds::ALL, link("b", false));
-        h.chain.add(10, "a", Kinds::ALL, link("a", false));
-        h.chain.add(0, "c", Kinds::MESSAGE, link("c", false));
-        h.chain.add(-5, "d", Kinds::ALL, link("d", false));
-        h.chain.add(10, "a2", Kinds::PRESENCE, link("a2", false));
+        h.chain.add(0, "b", Kinds::ALL, None, link("b", false));
+        h.chain.add(10, "a", Kinds::ALL, None, link("a", false));
+        h.chain.add(0, "c", Kinds::MESSAGE, None, link("c", false));
+        h.chain.add(-5, "d", Kinds::ALL, None, link("d", false));
+        h.chain
+            .add(10, "a2", Kinds::PRESENCE, None, link("a2", false));
         assert_eq!(
             h.chain.order(),
             vec![("a", 10), ("a2", 10), ("b", 0), ("c", 0), ("d", -5)]
@@ -374,8 +390,19 @@ mod tests {
             chain: Chain::default(),
         };
         assert!(!only.chain.wants(Kind::Message));
+        // A switched link is skipped while its switch is off.
+        let on = Rc::new(Cell::new(false));
+        let mut switched = ProbeHooks {
+            chain: Chain::default(),
+        };
+        switched
+            .chain
+            .add(0, "s", Kinds::MESSAGE, Some(on.clone()), link("s", false));
+        assert!(!switched.chain.wants(Kind::Message));
+        on.set(true);
+        assert!(switched.chain.wants(Kind::Message));
         only.chain
-            .add(0, "p", Kinds::PRESENCE | Kinds::IQ, link("p", false));
+            .add(0, "p", Kinds::PRESENCE | Kinds::IQ, None, link("p", false));
         assert!(only.chain.wants(Kind::Presence) && only.chain.wants(Kind::Iq));
         assert!(!only.chain.wants(Kind::Message));
     }

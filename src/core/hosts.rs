@@ -57,10 +57,16 @@ pub enum Host {
 }
 
 /// The host table of one shard (every shard builds the same one; read-only after start).
+/// A handful of domains (the usual case) are compared in a list, which is cheaper per
+/// stanza than hashing; many are looked up in a map.
 #[derive(Default, Clone)]
 pub struct HostTable {
-    hosts: AHashMap<Box<str>, Host>,
+    few: Vec<(Box<str>, Host)>,
+    many: Option<AHashMap<Box<str>, Host>>,
 }
+
+/// Up to this many domains the table is a list.
+const FEW: usize = 8;
 
 /// Where a stanza goes, by its addressee (RFC 6120 §10.4, §10.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,29 +86,50 @@ pub enum Dest {
 impl HostTable {
     /// Add (or replace) a domain.
     pub fn insert(&mut self, domain: &str, host: Host) {
-        self.hosts.insert(domain.into(), host);
+        if let Some(map) = self.many.as_mut() {
+            map.insert(domain.into(), host);
+            return;
+        }
+        match self.few.iter_mut().find(|(d, _)| &**d == domain) {
+            Some(slot) => slot.1 = host,
+            None => self.few.push((domain.into(), host)),
+        }
+        if self.few.len() > FEW {
+            self.many = Some(std::mem::take(&mut self.few).into_iter().collect());
+        }
     }
 
     /// The host of a domain, if this server knows it.
     pub fn get(&self, domain: &str) -> Option<&Host> {
-        self.hosts.get(domain)
+        match &self.many {
+            Some(map) => map.get(domain),
+            None => self
+                .few
+                .iter()
+                .find(|(d, _)| &**d == domain)
+                .map(|(_, h)| h),
+        }
     }
 
     /// True for a served domain with local accounts.
     pub fn is_local(&self, domain: &str) -> bool {
-        matches!(self.hosts.get(domain), Some(Host::Local))
+        matches!(self.get(domain), Some(Host::Local))
     }
 }
 
 /// Where a stanza for `to` goes on a server with `shards` shards.
 pub fn decide(hosts: &HostTable, to: JidStr<'_>, shards: usize) -> Dest {
-    let bare = to.bare();
-    match hosts.get(to.domain()) {
+    let bare = to.bare().as_str();
+    let (has_local, domain) = match bare.split_once('@') {
+        Some((_, domain)) => (true, domain),
+        None => (false, bare),
+    };
+    match hosts.get(domain) {
         None => Dest::Remote,
         Some(Host::Component) => Dest::Component,
-        Some(Host::Service(_)) => Dest::Service(shard_of(bare.as_str(), shards)),
-        Some(Host::Local) if to.local().is_none() => Dest::Server,
-        Some(Host::Local) => Dest::Account(shard_of(bare.as_str(), shards)),
+        Some(Host::Service(_)) => Dest::Service(shard_of(bare, shards)),
+        Some(Host::Local) if !has_local => Dest::Server,
+        Some(Host::Local) => Dest::Account(shard_of(bare, shards)),
     }
 }
 
@@ -153,6 +180,18 @@ mod tests {
         for (to, want) in cases {
             assert_eq!(decide(&t, JidStr::trusted(to), 4), *want, "{to}");
         }
+        // Past a handful of domains the table is a map; the answers stay the same.
+        let mut big = t.clone();
+        for i in 0..20 {
+            big.insert(&format!("d{i}.example"), Host::Local);
+        }
+        for (to, want) in cases {
+            assert_eq!(decide(&big, JidStr::trusted(to), 4), *want, "{to}");
+        }
+        assert_eq!(
+            decide(&big, JidStr::trusted("x@d7.example"), 4),
+            Dest::Account(home("x@d7.example"))
+        );
         // Every resource of one entity has the same home.
         assert_eq!(
             decide(&t, JidStr::trusted("room@conference.example.org/a"), 4),

@@ -305,7 +305,22 @@ impl Registry {
         handler: impl for<'a> Fn(&Ctx, &E::Arg<'a>) -> E::Out + 'static,
     ) {
         let module = self.current();
-        E::chain_mut(&mut self.hooks).add(priority, module, kinds, Rc::new(handler));
+        E::chain_mut(&mut self.hooks).add(priority, module, kinds, None, Rc::new(handler));
+    }
+
+    /// The same for a link that runs only while `armed` is on: the module turns it on when it
+    /// has something to do (CSI: while a resource is inactive), and the chain costs nothing
+    /// otherwise.
+    pub fn hook_armed<E: Event>(
+        &mut self,
+        kinds: events::Kinds,
+        priority: i32,
+        armed: Rc<std::cell::Cell<bool>>,
+        handler: impl for<'a> Fn(&Ctx, &E::Arg<'a>) -> E::Out + 'static,
+    ) {
+        let module = self.current();
+        let chain = E::chain_mut(&mut self.hooks);
+        chain.add(priority, module, kinds, Some(armed), Rc::new(handler));
     }
 
     /// Event `E`'s chain.

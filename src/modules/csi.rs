@@ -43,33 +43,41 @@ struct Csi {
     ends: Vec<usize>,
 }
 
+/// How many resources on this shard are inactive, and the switch of the hold-back link: on
+/// while there is one, so that otherwise the link costs nothing.
+#[derive(Default)]
+struct Inactive {
+    count: Cell<usize>,
+    armed: Rc<Cell<bool>>,
+}
+
+impl Inactive {
+    fn add(&self, n: isize) {
+        let count = self.count.get().saturating_add_signed(n);
+        self.count.set(count);
+        self.armed.set(count > 0);
+    }
+}
+
 /// Register the stream feature, the `<active/>`/`<inactive/>` handler and the hold-back link.
 pub fn register(r: &mut Registry, config: &Config) {
     r.module("csi");
     r.stream_feature(Element::new("csi", NS_CSI));
     let bound = config.max_send_queue / 2;
-    // Inactive resources on this shard: while there are none, a stanza costs one check.
-    let inactive = Rc::new(Cell::new(0usize));
+    let inactive = Rc::new(Inactive::default());
     {
         let inactive = inactive.clone();
         r.nonza(NS_CSI, move |ctx, n| on_nonza(ctx, n, &inactive));
     }
-    {
-        let inactive = inactive.clone();
-        r.hook_for::<BeforeWrite>(
-            Kinds::PRESENCE | Kinds::MESSAGE,
-            priority::DEFER,
-            move |ctx, w| {
-                if inactive.get() == 0 {
-                    return Flow::Continue;
-                }
-                before_write(ctx, w, bound)
-            },
-        );
-    }
+    r.hook_armed::<BeforeWrite>(
+        Kinds::PRESENCE | Kinds::MESSAGE,
+        priority::DEFER,
+        inactive.armed.clone(),
+        move |ctx, w| before_write(ctx, w, bound),
+    );
     r.hook::<SessionEnded>(priority::PROTOCOL, move |_, resource| {
         if resource.ext.get::<Csi>().is_some_and(|c| c.inactive) {
-            inactive.set(inactive.get().saturating_sub(1));
+            inactive.add(-1);
         }
         None
     });
@@ -78,7 +86,7 @@ pub fn register(r: &mut Registry, config: &Config) {
 fn on_nonza(
     ctx: &Ctx,
     n: &Nonza<'_>,
-    inactive_count: &Cell<usize>,
+    inactive_count: &Inactive,
 ) -> Result<Option<crate::core::Pending>, StreamError> {
     let inactive = match n.element.name.as_str() {
         "inactive" => true,
@@ -102,8 +110,8 @@ fn on_nonza(
     };
     let state = resource.ext.get_or_default::<Csi>();
     match (state.inactive, inactive) {
-        (false, true) => inactive_count.set(inactive_count.get() + 1),
-        (true, false) => inactive_count.set(inactive_count.get().saturating_sub(1)),
+        (false, true) => inactive_count.add(1),
+        (true, false) => inactive_count.add(-1),
         _ => {}
     }
     state.inactive = inactive;

@@ -145,6 +145,8 @@ enum Delivery {
 enum Mode {
     /// Routed (chains, host table, §8.5).
     Route,
+    /// To a local account homed here (the host table was read when it was queued).
+    Account,
     /// To the sessions of a local account by §8.5, without the delivery chains.
     Sessions,
 }
@@ -180,14 +182,24 @@ impl LocalQueue {
         });
     }
 
-    fn push_many(&mut self, ty: StanzaType, from: JidStr<'_>, tos: &[&str], stanza: &[u8]) {
+    fn push_many(
+        &mut self,
+        ty: StanzaType,
+        mode: Mode,
+        from: JidStr<'_>,
+        tos: &[&str],
+        stanza: &[u8],
+    ) {
+        if tos.is_empty() {
+            return;
+        }
         let stanza = self.append(stanza);
         let from = self.append(from.as_str().as_bytes());
         for to in tos {
             let to = self.append(to.as_bytes());
             self.items.push(Queued {
                 ty,
-                mode: Mode::Route,
+                mode,
                 to,
                 from: from.clone(),
                 stanza: stanza.clone(),
@@ -370,6 +382,7 @@ impl Router {
                     i += 1;
                     let pending = match mode {
                         Mode::Route => self.route_now(ty, route, stanza),
+                        Mode::Account => self.deliver_to_account(ty, route, stanza),
                         Mode::Sessions => {
                             self.to_sessions(ty, route, stanza);
                             None
@@ -511,17 +524,22 @@ impl Router {
     ) {
         let mut remote: SmallVec<[SmallVec<[&str; 8]>; 4]> =
             (0..self.shards).map(|_| SmallVec::new()).collect();
-        let mut local: SmallVec<[&str; 8]> = SmallVec::new();
+        let mut accounts: SmallVec<[&str; 8]> = SmallVec::new();
+        let mut others: SmallVec<[&str; 2]> = SmallVec::new();
         for to in tos {
             match hosts::decide(&self.hosts, JidStr::trusted(to), self.shards) {
                 Dest::Account(home) | Dest::Service(home) if home != self.shard() => {
                     remote[home].push(to)
                 }
-                _ => local.push(to),
+                Dest::Account(_) => accounts.push(to),
+                _ => others.push(to),
             }
         }
-        if !local.is_empty() {
-            self.queue.borrow_mut().push_many(ty, from, &local, stanza);
+        if !accounts.is_empty() || !others.is_empty() {
+            let mut q = self.queue.borrow_mut();
+            q.push_many(ty, Mode::Account, from, &accounts, stanza);
+            q.push_many(ty, Mode::Route, from, &others, stanza);
+            drop(q);
             if self.active.get() == 0 {
                 self.schedule_drain();
             }

@@ -225,14 +225,14 @@ impl Session {
             }
             Gate::Drop => Ok(None),
             Gate::Route => {
-                let (Some(from), Ok(ty)) = (self.bound.clone(), ty) else {
+                let (Some(from), Ok(ty)) = (self.bound.as_ref(), ty) else {
                     return Ok(None);
                 };
                 let to = to.and_then(Result::ok);
                 let mut stamped = sessions::take_buffer();
-                stamp(s, head, &from, ty, to.is_none(), &mut stamped)?;
+                stamp(s, head, from, ty, to.is_none(), &mut stamped)?;
                 let pending = self.router.from_client(FromClient {
-                    from: &from,
+                    from,
                     ty,
                     to: to.as_ref(),
                     id: id.as_deref(),
