@@ -435,13 +435,20 @@ impl Router {
 
     /// Route a stanza: delivered here, handed to the addressee's home shard, or bounced for
     /// a domain this server cannot reach. Inside a delivery scope a local stanza is queued
-    /// (None); outside, it is delivered now and its future returned.
+    /// (None); outside (router code only: modules send through `Services`), what is queued
+    /// is delivered first, then this one, and its future returned.
     pub fn route(
         self: &Rc<Self>,
         ty: StanzaType,
         route: Route<'_>,
         stanza: &[u8],
     ) -> Option<Pending> {
+        // Outside a scope this is a router entry (a client's stanza, an IQ answer), never a
+        // module's code: what waits in the queue is delivered first, in order, and then this
+        // one here and now, so its future (offline storage) is the sender's to await.
+        if self.active.get() == 0 && !self.queue.borrow().is_empty() {
+            self.drain();
+        }
         // Inside a scope, or behind stanzas a drain left for its task: queued, so nothing
         // overtakes what was routed before it.
         if self.active.get() > 0 || !self.queue.borrow().is_empty() {

@@ -384,8 +384,8 @@ fn nothing_overtakes_what_a_drain_left_for_later() {
             !router.queue.borrow().is_empty(),
             "the budget left some for a task"
         );
-        // A stanza routed now from outside any scope waits behind all of them: every one
-        // routed so far reaches b before it.
+        // A stanza routed now from outside any scope comes behind all of them: every one
+        // routed so far reaches b before it (the router delivers the queue first).
         let before = CHAINED.with(|c| c.get());
         chat(&router, "z@localhost/x", "b@localhost/r", "after");
         while !router.queue.borrow().is_empty() {
@@ -394,7 +394,11 @@ fn nothing_overtakes_what_a_drain_left_for_later() {
         let got = out(&b);
         assert_eq!(got.matches("id='chain'").count(), DRAIN_BUDGET + 10);
         let at = got.find("id='after'").expect("delivered");
-        assert_eq!(got[..at].matches("id='chain'").count(), before);
+        let ahead = got[..at].matches("id='chain'").count();
+        assert!(
+            ahead >= before,
+            "{ahead} of the {before} routed before it came first"
+        );
         take_log();
     });
 }
