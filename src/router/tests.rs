@@ -12,32 +12,13 @@ use crate::shard::Links;
 use clap::Parser;
 use std::time::Instant;
 
-const IQ: [IqType; 4] = [IqType::Get, IqType::Set, IqType::Result, IqType::Error];
-const MSG: [MessageType; 5] = [
-    MessageType::Normal,
-    MessageType::Chat,
-    MessageType::Groupchat,
-    MessageType::Headline,
-    MessageType::Error,
-];
-const PRES: [PresenceType; 8] = [
-    PresenceType::Available,
-    PresenceType::Unavailable,
-    PresenceType::Subscribe,
-    PresenceType::Subscribed,
-    PresenceType::Unsubscribe,
-    PresenceType::Unsubscribed,
-    PresenceType::Probe,
-    PresenceType::Error,
-];
-
 /// RFC 6121 §8.5 and RFC 6120 §10.5.3, row by row. `(resource named, resource connected)`:
 /// `(false, false)` is a bare JID; `(true, false)` a full JID with no such resource.
 #[test]
 fn rfc6121_8_5_delivery_table() {
     use Decision::*;
     let shapes = [(false, false), (true, false), (true, true)];
-    for it in IQ {
+    for it in IqType::ALL {
         let ty = StanzaType::Iq(it);
         let request = matches!(it, IqType::Get | IqType::Set);
         assert_eq!(decide(ty, false, false), ForAccount(it), "IM-IQ-01 {it:?}");
@@ -45,7 +26,7 @@ fn rfc6121_8_5_delivery_table() {
         assert_eq!(decide(ty, true, false), missing, "CORE-STANZA-18 {it:?}");
         assert_eq!(decide(ty, true, true), Resource { bounce: true }, "{it:?}");
     }
-    for mt in MSG {
+    for mt in MessageType::ALL {
         let ty = StanzaType::Message(mt);
         // IM-MSG-01: a connected resource gets every message type.
         assert_eq!(decide(ty, true, true), Resource { bounce: true }, "{mt:?}");
@@ -61,7 +42,7 @@ fn rfc6121_8_5_delivery_table() {
         assert_eq!(decide(ty, false, false), bare, "bare {mt:?}");
         assert_eq!(decide(ty, true, false), missing, "missing resource {mt:?}");
     }
-    for pt in PRES {
+    for pt in PresenceType::ALL {
         let ty = StanzaType::Presence(pt);
         for (named, connected) in shapes {
             let want = match (pt, named) {

@@ -68,7 +68,35 @@ pub enum PresenceType {
     Error,
 }
 
+impl MessageType {
+    /// Every type, in declaration order (the order `StanzaType::to_u8` numbers them in).
+    pub const ALL: [MessageType; 5] = [
+        MessageType::Normal,
+        MessageType::Chat,
+        MessageType::Groupchat,
+        MessageType::Headline,
+        MessageType::Error,
+    ];
+}
+
+impl IqType {
+    /// Every type, in declaration order.
+    pub const ALL: [IqType; 4] = [IqType::Get, IqType::Set, IqType::Result, IqType::Error];
+}
+
 impl PresenceType {
+    /// Every type, in declaration order.
+    pub const ALL: [PresenceType; 8] = [
+        PresenceType::Available,
+        PresenceType::Unavailable,
+        PresenceType::Subscribe,
+        PresenceType::Subscribed,
+        PresenceType::Unsubscribe,
+        PresenceType::Unsubscribed,
+        PresenceType::Probe,
+        PresenceType::Error,
+    ];
+
     /// The `type` attribute's value (None for available presence, which has none).
     pub fn name(self) -> Option<&'static str> {
         match self {
@@ -196,29 +224,11 @@ impl StanzaType {
 
     /// Inverse of [`StanzaType::to_u8`].
     pub fn from_u8(v: u8) -> Option<StanzaType> {
-        const M: [MessageType; 5] = [
-            MessageType::Normal,
-            MessageType::Chat,
-            MessageType::Groupchat,
-            MessageType::Headline,
-            MessageType::Error,
-        ];
-        const P: [PresenceType; 8] = [
-            PresenceType::Available,
-            PresenceType::Unavailable,
-            PresenceType::Subscribe,
-            PresenceType::Subscribed,
-            PresenceType::Unsubscribe,
-            PresenceType::Unsubscribed,
-            PresenceType::Probe,
-            PresenceType::Error,
-        ];
-        const I: [IqType; 4] = [IqType::Get, IqType::Set, IqType::Result, IqType::Error];
         let i = usize::from(v & 0x0f);
         match v >> 4 {
-            0 => M.get(i).copied().map(StanzaType::Message),
-            1 => P.get(i).copied().map(StanzaType::Presence),
-            2 => I.get(i).copied().map(StanzaType::Iq),
+            0 => MessageType::ALL.get(i).copied().map(StanzaType::Message),
+            1 => PresenceType::ALL.get(i).copied().map(StanzaType::Presence),
+            2 => IqType::ALL.get(i).copied().map(StanzaType::Iq),
             _ => None,
         }
     }
