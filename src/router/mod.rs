@@ -303,11 +303,6 @@ impl Router {
         crate::shard::shard_of(bare, self.shards)
     }
 
-    /// The host table.
-    pub fn hosts(&self) -> &HostTable {
-        &self.hosts
-    }
-
     fn ctx(self: &Rc<Self>) -> Ctx {
         Ctx(self.clone())
     }
