@@ -178,11 +178,6 @@ impl<E: Event> Chain<E> {
         );
     }
 
-    /// True when no handler is registered.
-    pub fn is_empty(&self) -> bool {
-        self.links.is_empty()
-    }
-
     /// True when some handler wants stanzas of `kind` (else the router skips the chain and
     /// builds no argument).
     pub fn wants(&self, kind: Kind) -> bool {

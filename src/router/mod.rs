@@ -517,7 +517,7 @@ impl Router {
 
     /// Route one stanza to many JIDs, writing its bytes once per destination shard; local
     /// addressees are queued.
-    pub fn fanout_stanza(
+    fn fanout_stanza(
         self: &Rc<Self>,
         ty: StanzaType,
         from: JidStr<'_>,
@@ -1114,7 +1114,7 @@ impl Services for Router {
 }
 
 /// Write `<iq type='result' id to from>payload</iq>` along `route`.
-pub fn write_iq_result(out: &mut Vec<u8>, id: &str, route: Route<'_>, payload: Option<&Element>) {
+fn write_iq_result(out: &mut Vec<u8>, id: &str, route: Route<'_>, payload: Option<&Element>) {
     out.extend_from_slice(b"<iq type='result' id='");
     xml::escape_attr(id, out);
     out.extend_from_slice(b"' to='");
