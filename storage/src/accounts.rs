@@ -4,7 +4,7 @@ use crate::codec::{Decoder, Encoder};
 use crate::revocations::{self, RevocationsAfter, RevokeReason};
 use crate::table::Table;
 use crate::txn::WriteTxn;
-use crate::{key, offline, roster, vcard};
+use crate::{key, offline, privacy, roster, vcard};
 use crate::{Completion, Storage, StorageError};
 
 /// SCRAM credentials for one hash function (RFC 5802 §3): what the server needs to verify a
@@ -268,6 +268,7 @@ fn delete_in(txn: &mut WriteTxn<'_>, bare_jid: &str) -> Result<(), StorageError>
     }
     roster::purge(txn, bare_jid)?;
     offline::purge(txn, bare_jid)?;
+    privacy::purge(txn, bare_jid)?;
     vcard::purge(txn, bare_jid)
 }
 

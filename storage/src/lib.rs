@@ -8,7 +8,8 @@
 //! synchronous writes ([`AccountStore::create`], [`Storage::write_sync`]); LMDB coordinates
 //! the processes and the server sees their writes on its next read.
 //!
-//! Stores: [`AccountStore`], [`RosterStore`], [`OfflineStore`], [`VcardStore`]. A store's
+//! Stores: [`AccountStore`], [`RosterStore`], [`OfflineStore`], [`VcardStore`],
+//! [`PrivacyStore`]. A store's
 //! reads are its methods; its writes that the server must make atomically with a read (a
 //! roster change, an offline push under a quota) are methods of [`WriteTxn`], called inside a
 //! [`Storage::submit`] (or [`Storage::write_sync`]) closure. Per-user records use composite
@@ -33,6 +34,7 @@ mod error;
 mod fault;
 mod key;
 mod offline;
+mod privacy;
 mod quota;
 mod revocations;
 mod roster;
@@ -46,6 +48,9 @@ mod writer;
 pub use accounts::{Account, AccountStore, ScramKeys};
 pub use error::{LmdbError, StorageError};
 pub use offline::{OfflineFull, OfflineMessage, OfflinePush, OfflineQuota, OfflineStore};
+pub use privacy::{
+    stanzas as privacy_stanzas, Privacy, PrivacyItem, PrivacyList, PrivacyMatch, PrivacyStore,
+};
 pub use quota::{MapGauge, MapUsage, FILL_WARNINGS};
 pub use revocations::{
     Revocation, RevocationsAfter, RevokeReason, KEEP_MAX as REVOCATIONS_KEEP_MAX,

@@ -9,6 +9,7 @@ use lmdb::{Environment, EnvironmentFlags, Transaction};
 
 use crate::accounts::AccountStore;
 use crate::offline::OfflineStore;
+use crate::privacy::PrivacyStore;
 use crate::quota::{FillAlarm, MapGauge, MapUsage};
 use crate::roster::RosterStore;
 use crate::schema;
@@ -174,6 +175,11 @@ impl Storage {
     /// The vCard store (reads; writes are [`WriteTxn`] methods).
     pub fn vcards(&self) -> VcardStore {
         VcardStore::new(self.clone())
+    }
+
+    /// The privacy list store (reads; writes are [`WriteTxn`] methods).
+    pub fn privacy(&self) -> PrivacyStore {
+        PrivacyStore::new(self.clone())
     }
 
     /// The schema version recorded in the environment.

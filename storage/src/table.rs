@@ -50,6 +50,11 @@ tables! {
     /// Revocations keyed by sequence number (`u64` big-endian): accounts whose sessions must
     /// end (see `revocations.rs`); the last sequence number is in [`Table::Meta`].
     Revocations => "revocations",
+    /// Privacy lists (XEP-0016, and the XEP-0191 blocklist inside the default list) keyed by
+    /// `user \0 name`; values are list records.
+    PrivacyLists => "privacy_lists",
+    /// Each user's default privacy list name, keyed by bare JID.
+    PrivacyDefault => "privacy_default",
 }
 
 /// The number of tables, sizing LMDB's `max_dbs` and the handle array.

@@ -403,8 +403,8 @@ fn a_version_1_environment_is_migrated_on_open() {
 
     {
         let s = Storage::open(&data, &opts()).unwrap();
-        assert_eq!(SCHEMA_VERSION, 2);
-        assert_eq!(s.schema_version().unwrap(), 2);
+        assert_eq!(SCHEMA_VERSION, 3);
+        assert_eq!(s.schema_version().unwrap(), 3);
         assert_eq!(
             s.accounts().get("old@example.org").unwrap(),
             Some(account(42))
@@ -414,7 +414,19 @@ fn a_version_1_environment_is_migrated_on_open() {
             s.rosters().load("old@example.org").unwrap(),
             xmppd_storage::Roster::default()
         );
+        assert_eq!(
+            s.privacy().load("old@example.org").unwrap(),
+            xmppd_storage::Privacy::default()
+        );
         write(&s, |t| {
+            t.put_privacy_list(
+                "old@example.org",
+                &xmppd_storage::PrivacyList {
+                    name: "l".into(),
+                    items: vec![],
+                },
+            )?;
+            t.set_privacy_default("old@example.org", Some("l"))?;
             t.put_roster_item("old@example.org", &item("new@example.org"))?;
             t.bump_roster_version("old@example.org")?;
             t.push_offline("old@example.org", 1, "new@example.org", b"<message/>", 10)?;
@@ -422,11 +434,19 @@ fn a_version_1_environment_is_migrated_on_open() {
         });
     }
 
-    // Reopened (read-write, then read-only) it is a plain version 2 environment.
+    // Reopened (read-write, then read-only) it is a plain current-version environment.
     type Open = fn(&std::path::Path, &xmppd_storage::Options) -> Result<Storage, StorageError>;
     for open in [Storage::open as Open, Storage::open_readonly] {
         let s = open(&data, &opts()).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 2);
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(
+            s.privacy()
+                .load("old@example.org")
+                .unwrap()
+                .default
+                .as_deref(),
+            Some("l")
+        );
         assert_eq!(
             s.rosters().load("old@example.org").unwrap().items,
             [item("new@example.org")]
