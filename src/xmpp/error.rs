@@ -337,6 +337,9 @@ pub struct StanzaError {
     pub error_type: ErrorType,
     /// Optional human-readable text.
     pub text: Option<String>,
+    /// An application-specific condition element `(name, namespace)` (RFC 6120 §8.3.4),
+    /// e.g. XEP-0191's `<blocked xmlns='urn:xmpp:blocking:errors'/>`.
+    pub app: Option<(&'static str, &'static str)>,
 }
 
 impl StanzaError {
@@ -346,6 +349,7 @@ impl StanzaError {
             condition,
             error_type: condition.default_type(),
             text: None,
+            app: None,
         }
     }
 
@@ -354,6 +358,14 @@ impl StanzaError {
         StanzaError {
             text: Some(text.into()),
             ..StanzaError::new(condition)
+        }
+    }
+
+    /// The same error with an application-specific condition element.
+    pub fn with_app(self, name: &'static str, app_ns: &'static str) -> StanzaError {
+        StanzaError {
+            app: Some((name, app_ns)),
+            ..self
         }
     }
 
@@ -380,6 +392,13 @@ impl StanzaError {
             out.extend_from_slice(b"' xml:lang='en'>");
             escape_text(text, out);
             out.extend_from_slice(b"</text>");
+        }
+        if let Some((name, app_ns)) = self.app {
+            out.push(b'<');
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b" xmlns='");
+            escape_attr(app_ns, out);
+            out.extend_from_slice(b"'/>");
         }
         out.extend_from_slice(b"</error>");
     }
@@ -452,6 +471,20 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "<iq type='error' id='a&apos;1' to='u@d/r' from='d'><error type='cancel' code='503'>\
              <service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+        );
+    }
+
+    #[test]
+    fn app_condition_follows_text_rfc6120_8_3_4_block_07() {
+        let mut out = Vec::new();
+        StanzaError::with_text(StanzaCondition::NotAcceptable, "blocked")
+            .with_app("blocked", "urn:xmpp:blocking:errors")
+            .write_element(false, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "<error type='modify'><not-acceptable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>\
+             <text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas' xml:lang='en'>blocked</text>\
+             <blocked xmlns='urn:xmpp:blocking:errors'/></error>"
         );
     }
 
