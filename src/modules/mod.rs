@@ -6,6 +6,7 @@ pub mod disco;
 pub mod im;
 pub mod offline;
 pub mod ping;
+pub mod privacy;
 pub mod session;
 pub mod vcard;
 pub mod version;
@@ -32,6 +33,10 @@ pub struct ModuleArgs {
     #[command(flatten)]
     #[serde(default)]
     pub vcard: vcard::VcardArgs,
+    /// XEP-0016 privacy lists and XEP-0191 blocking.
+    #[command(flatten)]
+    #[serde(default)]
+    pub privacy: privacy::PrivacyArgs,
 }
 
 /// Every module's resolved settings.
@@ -43,6 +48,8 @@ pub struct ModuleConfig {
     pub offline: offline::OfflineConfig,
     /// XEP-0054.
     pub vcard: vcard::VcardConfig,
+    /// XEP-0016/0191.
+    pub privacy: privacy::PrivacyConfig,
 }
 
 impl ModuleArgs {
@@ -57,6 +64,7 @@ impl ModuleArgs {
             roster: self.roster.resolve(&file.roster)?,
             offline: self.offline.resolve(&file.offline, max_stanza_size)?,
             vcard: self.vcard.resolve(&file.vcard, max_stanza_size)?,
+            privacy: self.privacy.resolve(&file.privacy)?,
         })
     }
 }
