@@ -18,6 +18,7 @@ const MODULES: &[RegisterFn] = &[
     modules::version::register,
     modules::session::register,
     modules::csi::register,
+    modules::privacy::register,
 ];
 
 fn main() -> ExitCode {

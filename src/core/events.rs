@@ -19,13 +19,13 @@
 //! is queued and delivered after they return (see `router` — "Re-entrance"), so a handler is
 //! never re-entered by its own sends and may hold its own `RefCell` borrows while routing.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use super::sessions::{ClientHandle, Resource};
 use super::{Ctx, Pending, Route};
-use crate::xmpp::jid::Jid;
-use crate::xmpp::stanza::{Kind, StanzaType};
+use crate::xmpp::jid::{Jid, JidStr};
+use crate::xmpp::stanza::{Kind, PresenceType, StanzaType};
 
 /// The priorities modules use, so that chains run in a meaningful order whatever the order
 /// of `MODULES`.
@@ -252,6 +252,18 @@ pub struct ToClient<'a> {
     pub stanza: &'a [u8],
 }
 
+/// Presence notifications from a local account about to go to its contacts (RFC 6121
+/// broadcasts, and the current presence shared with one contact): handlers remove the
+/// contacts that must not get them (privacy lists' `presence-out`), and always continue.
+pub struct Audience<'a> {
+    /// The sender: a resource's full JID (or the account's bare JID).
+    pub from: JidStr<'a>,
+    /// Available or unavailable.
+    pub ty: PresenceType,
+    /// The contacts it is for (bare or full JIDs).
+    pub to: RefCell<Vec<&'a str>>,
+}
+
 /// A resource was bound.
 pub struct Bound<'a> {
     /// Its full JID.
@@ -322,6 +334,10 @@ events! {
     /// IQ results and errors included; what modules write straight into a client's queue
     /// (roster pushes, the offline backlog, the session's own answers) does not.
     BeforeWrite (before_write): Filter, ToClient<'a>, Flow;
+    /// Presence notifications a local account's resource sends to its contacts (raised by the
+    /// presence module for each broadcast and each share, kind presence): handlers narrow
+    /// the audience (privacy lists' `presence-out`).
+    PresenceOut (presence_out): Filter, Audience<'a>, Flow;
     /// A resource was bound (it is in the session table).
     SessionBound (session_bound): Notice, Bound<'a>, Option<Pending>;
     /// A bound resource went away; it is no longer in the session table, and the argument is
@@ -334,7 +350,6 @@ events! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::RefCell;
 
     /// A filter event for tests (running chains is tested with a router: `router::tests`).
     enum Probe {}

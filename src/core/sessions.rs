@@ -634,6 +634,9 @@ impl Extensions {
 pub struct AccountSessions {
     /// Resources in bind order.
     pub resources: SmallVec<[Resource; 2]>,
+    /// Per-module state of the account while it has sessions here (e.g. its default privacy
+    /// list), freed with the last resource.
+    pub ext: Extensions,
 }
 
 impl AccountSessions {

@@ -117,6 +117,12 @@ impl ImResource {
     }
 }
 
+/// The last available presence a resource broadcast (stamped), if it is available: what a
+/// contact that may see it again is sent (privacy lists lifting a `presence-out` denial).
+pub(crate) fn last_presence(r: &crate::core::sessions::Resource) -> Option<&[u8]> {
+    ImResource::of(r)?.last_presence.as_deref()
+}
+
 /// RFC 6121's flags (`[modules.roster]` in the configuration file).
 #[derive(Debug, Default, Clone, clap::Args, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

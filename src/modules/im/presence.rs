@@ -6,14 +6,14 @@ use std::rc::Rc;
 use super::roster::{item_after, send_subscription};
 use super::subscription::{self, InboundAction, SubKind, SubState};
 use super::{sub_state, Change, Im, ImResource};
-use crate::core::events::{Available, ResourceAvailable};
+use crate::core::events::{Audience, Available, PresenceOut, ResourceAvailable};
 use crate::core::sessions::Resource;
 use crate::core::{storage_failure, Ctx, Flow, FromClient, Inbound, Pending, Refused, Route};
 use crate::xml::{self, Element, StreamNs};
 use crate::xmpp::error::{StanzaCondition, StanzaError};
 use crate::xmpp::jid::{bare_of, Jid, JidStr};
 use crate::xmpp::ns;
-use crate::xmpp::stanza::{write_presence, PresenceType, StanzaType};
+use crate::xmpp::stanza::{write_presence, Kind, PresenceType, StanzaType};
 
 /// Most entities one resource's directed presence is remembered for (RFC 6121 §4.6.3);
 /// beyond it presence is still routed but not withdrawn automatically.
@@ -36,6 +36,28 @@ pub fn priority_of(presence: &Element) -> Option<i8> {
         None => Some(0),
         Some(p) => p.text().trim().parse::<i8>().ok(),
     }
+}
+
+/// The contacts among `targets` that may get presence of type `ty` from `from`: the
+/// `PresenceOut` chain narrows them (privacy lists' `presence-out`); with no link armed it
+/// costs nothing.
+fn allowed<'a>(
+    ctx: &Ctx,
+    from: JidStr<'a>,
+    ty: PresenceType,
+    targets: Vec<&'a str>,
+) -> Vec<&'a str> {
+    let chain = ctx.registry().chain::<PresenceOut>();
+    if targets.is_empty() || !chain.wants(Kind::Presence) {
+        return targets;
+    }
+    let audience = Audience {
+        from,
+        ty,
+        to: std::cell::RefCell::new(targets),
+    };
+    chain.run(ctx, Kind::Presence, &audience);
+    audience.to.into_inner()
 }
 
 /// Presence a bound client sent (stamped with its full JID).
@@ -201,7 +223,8 @@ fn broadcast(im: &Rc<Im>, ctx: &Ctx, p: &ClientPresence<'_>) -> Option<Pending> 
     };
     let roster = roster.borrow();
     // IM-PRES-02/08/09: contacts that may see the user's presence.
-    ctx.fanout(ty, from.into(), &roster.presence_audience(), p.stanza);
+    let audience = allowed(ctx, from.into(), p.ty, roster.presence_audience());
+    ctx.fanout(ty, from.into(), &audience, p.stanza);
 
     let prio = priority?;
     if was_available {
@@ -297,7 +320,14 @@ pub(super) fn session_ended(im: &Rc<Im>, ctx: &Ctx, resource: &Resource) {
             }
             match im.roster(ctx, user) {
                 Ok(roster) => {
-                    ctx.fanout(ty, jid.into(), &roster.borrow().presence_audience(), &out)
+                    let roster = roster.borrow();
+                    let audience = allowed(
+                        ctx,
+                        jid.into(),
+                        PresenceType::Unavailable,
+                        roster.presence_audience(),
+                    );
+                    ctx.fanout(ty, jid.into(), &audience, &out)
                 }
                 Err(e) => tracing::warn!(user, error = %e,
                     "contacts not told of a resource going away: reading the roster failed"),
@@ -336,7 +366,11 @@ fn share(ctx: &Ctx, user: &str, to: &str) {
         None => return,
     };
     for (full, stanza) in presences {
-        let route = Route::new(JidStr::trusted(&full), JidStr::trusted(to));
+        let from = JidStr::trusted(&full);
+        if allowed(ctx, from, PresenceType::Available, vec![to]).is_empty() {
+            continue;
+        }
+        let route = Route::new(from, JidStr::trusted(to));
         ctx.route(
             StanzaType::Presence(PresenceType::Available),
             route,

@@ -228,6 +228,28 @@ impl Compiled {
                 }))
     }
 
+    /// The JIDs it blocks in XEP-0191's sense (its blocklist entries), in no order.
+    pub fn blocked(&self) -> impl Iterator<Item = Cow<'_, str>> {
+        self.exact
+            .iter()
+            .chain(&self.domains)
+            .map(|j| Cow::Borrowed(&**j))
+            .chain(
+                self.domain_resources
+                    .iter()
+                    .map(|(d, r)| Cow::Owned(format!("{d}/{r}"))),
+            )
+            .chain(
+                self.rest
+                    .iter()
+                    .filter(|i| i.is_block())
+                    .filter_map(|i| match &i.what {
+                        PrivacyMatch::Jid(j) => Some(Cow::Borrowed(j.as_str())),
+                        _ => None,
+                    }),
+            )
+    }
+
     /// True when the list can deny nothing (no items).
     pub fn is_empty(&self) -> bool {
         self.exact.is_empty()

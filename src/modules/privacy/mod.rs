@@ -1,8 +1,67 @@
-//! XEP-0016 privacy lists and XEP-0191 blocking.
+//! XEP-0016 privacy lists and XEP-0191 blocking: one filter on the account's home shard.
+//!
+//! # One store
+//!
+//! The blocklist is the set of *blocklist entries* (items with `type='jid'`,
+//! `action='deny'` and no child elements) of the user's **default** privacy list (XEP-0191
+//! §5). Blocking puts new entries first in the default list (creating a default list named
+//! [`list::BLOCKLIST_NAME`] when there is none); unblocking removes them; a JID denied that
+//! way through XEP-0016 shows in the blocklist. So both protocols read and write one record
+//! and one filter decides every stanza.
+//!
+//! # Which list decides
+//!
+//! A session with an active list uses only that list, any other session the default list
+//! (no layering, PRIV-11); so a session that activated another list is not filtered by the
+//! blocklist (XEP-0191 §5 says so). Inbound, a stanza for a connected full JID is decided by
+//! that resource's list; anything for the account as a whole (the bare JID, a resource that
+//! is not connected, the offline account: subscriptions, probes, offline storage, IQs the
+//! server answers for it) by the default list, on the `DeliverBare`/`DeliverFull` chains at
+//! `POLICY` priority, before RFC 6121 processing (PRIV-15). When a session of the account
+//! has an active list, stanzas for the bare JID that are delivered to sessions (messages,
+//! availability presence) are decided per session instead: a normal or chat message is
+//! refused when every resource it would go to denies it, and `BeforeWrite` keeps each
+//! session's denied stanzas from it. Outbound, the sending session's list decides on the
+//! `ClientStanza` chain; presence broadcasts are narrowed per contact on `PresenceOut`.
+//! Stanzas between the user's own resources are never filtered (PRIV-18).
+//!
+//! # Cost
+//!
+//! An account's lists are read from LMDB when its first session binds: the default list
+//! (compiled, see [`list::Compiled`]) is kept in the account's `AccountSessions::ext` slot
+//! and an active list in the resource's `Resource::ext` slot. Inbound to an online account
+//! without lists costs the session-table lookup and nothing else; a blocklist costs hash
+//! lookups whatever its size. The outbound, `PresenceOut` and `BeforeWrite` links are armed
+//! only while some account on the shard has a list (an active list, for `BeforeWrite`). For
+//! an offline account the default list is read per stanza the server acts on (messages,
+//! subscriptions, probes, IQ requests) and evaluated in order.
 
 pub mod list;
+mod protocol;
 
-use crate::config::{pick, ConfigError};
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use ahash::{AHashMap, AHashSet};
+
+use crate::config::{pick, Config, ConfigError};
+use crate::core::events::{
+    priority, Audience, ClientStanza, DeliverBare, DeliverFull, Kinds, PresenceOut, SessionBound,
+    SessionEnded, ToClient,
+};
+use crate::core::sessions::{AccountSessions, Resource};
+use crate::core::{storage_failure, Ctx, Flow, FromClient, Inbound, Refused, Registry};
+use crate::xml::{self, StreamNs};
+use crate::xmpp::error::{ErrorType, StanzaCondition, StanzaError, StreamCondition, StreamError};
+use crate::xmpp::jid::JidStr;
+use crate::xmpp::ns;
+use crate::xmpp::stanza::{IqType, MessageType, PresenceType, StanzaType};
+use list::{Compiled, RosterFacts, Verdict, What};
+
+/// The blocking command's namespace.
+pub const NS_BLOCKING: &str = "urn:xmpp:blocking";
+/// XEP-0191's application error namespace (`<blocked/>`).
+pub const NS_BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
 
 /// XEP-0016/0191 flags (`[modules.privacy]` in the configuration file).
 #[derive(Debug, Default, Clone, clap::Args, serde::Deserialize)]
@@ -47,4 +106,499 @@ impl PrivacyArgs {
         }
         Ok(c)
     }
+}
+
+/// A list in force for an account or a session: its name and compiled form.
+struct InForce {
+    name: Box<str>,
+    list: Compiled,
+}
+
+impl InForce {
+    fn new(list: &xmppd_storage::PrivacyList) -> Rc<InForce> {
+        Rc::new(InForce {
+            name: list.name.as_str().into(),
+            list: Compiled::new(list),
+        })
+    }
+}
+
+/// An account's state while it has sessions on its home shard (`AccountSessions::ext`). Its
+/// presence means the lists were read.
+#[derive(Default)]
+struct AccountState {
+    default: Option<Rc<InForce>>,
+}
+
+/// A session's state (`Resource::ext`).
+#[derive(Default)]
+struct SessionState {
+    /// The active list (XEP-0016 §2.4).
+    active: Option<Rc<InForce>>,
+    /// Asked for the blocklist: gets XEP-0191 pushes (BLOCK-02).
+    blocklist: bool,
+    /// Used `jabber:iq:privacy`: gets privacy list pushes for changes made by the blocking
+    /// command (changes made through XEP-0016 are pushed to every resource, PRIV-07).
+    privacy: bool,
+}
+
+/// The default list of an account's sessions, if any.
+fn default_of(acct: &AccountSessions) -> Option<&Rc<InForce>> {
+    acct.ext.get::<AccountState>()?.default.as_ref()
+}
+
+/// The active list of a session, if any.
+fn active_of(r: &Resource) -> Option<&Rc<InForce>> {
+    r.ext.get::<SessionState>()?.active.as_ref()
+}
+
+/// The list that decides for a session: its active list, else the default (PRIV-11).
+fn effective<'s>(acct: &'s AccountSessions, r: &'s Resource) -> Option<&'s Rc<InForce>> {
+    active_of(r).or_else(|| default_of(acct))
+}
+
+/// Some session of the account has an active list.
+fn is_mixed(acct: &AccountSessions) -> bool {
+    acct.resources.iter().any(|r| active_of(r).is_some())
+}
+
+/// Reads the roster facts of a peer for group and subscription items (one LMDB read, only
+/// when a list has such an item and reaches it); a failure denies (logged).
+fn roster_lookup<'a>(
+    ctx: &'a Ctx,
+    user: &'a str,
+) -> impl FnMut(&str) -> Result<RosterFacts, ()> + 'a {
+    move |peer: &str| match ctx.storage().rosters().item(user, peer) {
+        Ok(item) => Ok(RosterFacts {
+            subscription: item.as_ref().map(|i| i.subscription),
+            groups: item.map(|i| i.groups).unwrap_or_default(),
+        }),
+        Err(e) => {
+            tracing::warn!(user, peer, error = %e,
+                "privacy list: reading the roster failed; the stanza is refused");
+            Err(())
+        }
+    }
+}
+
+/// Per-shard state of the module.
+struct Privacy {
+    config: PrivacyConfig,
+    /// Accounts on this shard with a default or an active list.
+    stateful: RefCell<AHashSet<Box<str>>>,
+    /// `stateful` is not empty: the outbound and `PresenceOut` links run.
+    armed: Rc<Cell<bool>>,
+    /// Sessions on this shard with an active list.
+    actives: Cell<usize>,
+    /// `actives > 0`: the `BeforeWrite` link runs.
+    mixed: Rc<Cell<bool>>,
+    /// Per-account locks: changes to one account's lists are serialized.
+    locks: RefCell<AHashMap<Box<str>, Rc<glommio::sync::Semaphore>>>,
+    push_id: Cell<u64>,
+    client_ns: StreamNs,
+}
+
+/// What decides an inbound stanza for an online account.
+enum Decide<'s> {
+    /// No list applies.
+    Nothing,
+    /// This list.
+    List(&'s InForce),
+    /// Decided already (per session).
+    Verdict(Verdict),
+}
+
+impl Privacy {
+    fn new(config: &Config) -> Privacy {
+        Privacy {
+            config: config.modules.privacy.clone(),
+            stateful: RefCell::default(),
+            armed: Rc::new(Cell::new(false)),
+            actives: Cell::new(0),
+            mixed: Rc::new(Cell::new(false)),
+            locks: RefCell::default(),
+            push_id: Cell::new(0),
+            client_ns: StreamNs::new(ns::CLIENT),
+        }
+    }
+
+    /// The account has a list in force on this shard.
+    fn mark(&self, user: &str) {
+        let mut s = self.stateful.borrow_mut();
+        if !s.contains(user) {
+            s.insert(user.into());
+        }
+        self.armed.set(true);
+    }
+
+    fn unmark(&self, user: &str) {
+        let mut s = self.stateful.borrow_mut();
+        s.remove(user);
+        self.armed.set(!s.is_empty());
+    }
+
+    /// One more (`true`) or one fewer session with an active list.
+    fn count_active(&self, more: bool) {
+        let n = match more {
+            true => self.actives.get() + 1,
+            false => self.actives.get().saturating_sub(1),
+        };
+        self.actives.set(n);
+        self.mixed.set(n > 0);
+    }
+
+    /// The stanza's id, read from its bytes.
+    fn id_of(&self, ctx: &Ctx, stanza: &[u8]) -> Option<String> {
+        let head = xml::scan_stanza(stanza, &self.client_ns, &ctx.config().xml_limits()).ok()?;
+        head.attr("id").map(|c| c.into_owned())
+    }
+
+    /// A stanza for a local account on its home shard (`DeliverBare`, `DeliverFull`).
+    fn inbound(&self, ctx: &Ctx, p: &Inbound<'_>) -> Flow {
+        let user = p.route.to.bare().as_str();
+        let peer = p.route.from;
+        if peer.bare().as_str() == user {
+            return Flow::Continue; // PRIV-18, BLOCK-13
+        }
+        let what = What::inbound(p.ty);
+        let verdict = {
+            let sessions = ctx.sessions().borrow();
+            let Some(acct) = sessions.account(user) else {
+                drop(sessions);
+                return self.offline(ctx, p, what);
+            };
+            let target = p.route.to.resource().and_then(|r| acct.get(r));
+            let decide = match target {
+                Some(r) => effective(acct, r).map_or(Decide::Nothing, |l| Decide::List(l)),
+                None if self.actives.get() > 0 && is_mixed(acct) => {
+                    self.per_session(ctx, acct, user, p.ty, peer)
+                }
+                None => default_of(acct).map_or(Decide::Nothing, |l| Decide::List(l)),
+            };
+            match decide {
+                Decide::Nothing => return Flow::Continue,
+                Decide::Verdict(v) => v,
+                Decide::List(l) => l.list.check(what, peer, &mut roster_lookup(ctx, user)),
+            }
+        };
+        match verdict {
+            Verdict::Allow => Flow::Continue,
+            Verdict::Deny { .. } => {
+                self.refuse_inbound(ctx, p);
+                Flow::Handled(None)
+            }
+        }
+    }
+
+    /// A stanza for the bare JID of an account one of whose sessions has an active list:
+    /// what is delivered to sessions is decided per session; the rest by the default list.
+    fn per_session<'s>(
+        &self,
+        ctx: &Ctx,
+        acct: &'s AccountSessions,
+        user: &str,
+        ty: StanzaType,
+        peer: JidStr<'_>,
+    ) -> Decide<'s> {
+        let default = || default_of(acct).map_or(Decide::Nothing, |l| Decide::List(l));
+        match ty {
+            StanzaType::Message(MessageType::Normal | MessageType::Chat) => {
+                let mut best = acct.best().peekable();
+                if best.peek().is_none() {
+                    return default(); // offline storage: the account's list
+                }
+                let mut roster = roster_lookup(ctx, user);
+                let allowed = best.any(|r| {
+                    effective(acct, r)
+                        .is_none_or(|l| !l.list.check(What::Message, peer, &mut roster).denies())
+                });
+                Decide::Verdict(match allowed {
+                    true => Verdict::Allow,
+                    false => Verdict::Deny { blocked: false },
+                })
+            }
+            // Each session's own list, as it is offered the stanza (`BeforeWrite`).
+            StanzaType::Message(_)
+            | StanzaType::Presence(PresenceType::Available | PresenceType::Unavailable) => {
+                Decide::Nothing
+            }
+            _ => default(),
+        }
+    }
+
+    /// A stanza for an account with no session here: its default list, read now. Only what
+    /// the server acts on for an offline account is checked (availability presence and IQ
+    /// answers are dropped anyway).
+    fn offline(&self, ctx: &Ctx, p: &Inbound<'_>, what: What) -> Flow {
+        match p.ty {
+            StanzaType::Presence(PresenceType::Available | PresenceType::Unavailable)
+            | StanzaType::Iq(IqType::Result | IqType::Error)
+            | StanzaType::Message(MessageType::Error) => return Flow::Continue,
+            _ => {}
+        }
+        let user = p.route.to.bare().as_str();
+        match ctx.storage().privacy().default_list(user) {
+            Ok(None) => Flow::Continue,
+            Ok(Some(l)) => {
+                if list::evaluate(&l, what, p.route.from, &mut roster_lookup(ctx, user)).denies() {
+                    self.refuse_inbound(ctx, p);
+                    return Flow::Handled(None);
+                }
+                Flow::Continue
+            }
+            Err(e) => {
+                // Fail closed: the user's blocklist cannot be read, so nothing from outside
+                // reaches the account; the sender learns the server failed.
+                let err = storage_failure("privacy list check", user, &e);
+                if !matches!(p.ty, StanzaType::Presence(_)) {
+                    let id = self.id_of(ctx, p.stanza);
+                    let id = id.as_deref();
+                    ctx.bounce(
+                        Refused {
+                            ty: p.ty,
+                            id,
+                            route: p.route,
+                        },
+                        err,
+                    );
+                }
+                Flow::Handled(None)
+            }
+        }
+    }
+
+    /// PRIV-16, BLOCK-06: presence and IQ answers vanish; messages and IQ requests get
+    /// `service-unavailable`, as if the account were not there.
+    fn refuse_inbound(&self, ctx: &Ctx, p: &Inbound<'_>) {
+        match p.ty {
+            StanzaType::Message(MessageType::Error)
+            | StanzaType::Presence(_)
+            | StanzaType::Iq(IqType::Result | IqType::Error) => {}
+            ty => {
+                let id = self.id_of(ctx, p.stanza);
+                let id = id.as_deref();
+                ctx.bounce(
+                    Refused {
+                        ty,
+                        id,
+                        route: p.route,
+                    },
+                    StanzaError::new(StanzaCondition::ServiceUnavailable),
+                );
+            }
+        }
+    }
+
+    /// A stanza from a bound client (`ClientStanza`): its session's list, outbound
+    /// (PRIV-17, BLOCK-07).
+    fn outbound(&self, ctx: &Ctx, s: &FromClient<'_>) -> Flow {
+        let Some(to) = s.to else {
+            return Flow::Continue;
+        };
+        let from = s.from;
+        let user = from.bare_str();
+        // Own resources (PRIV-18), and the server itself.
+        if to.bare_str() == user || (to.local().is_none() && to.domain() == from.domain()) {
+            return Flow::Continue;
+        }
+        let (verdict, handle) = {
+            let sessions = ctx.sessions().borrow();
+            let Some(acct) = sessions.account(user) else {
+                return Flow::Continue;
+            };
+            let Some(r) = from.resource().and_then(|r| acct.get(r)) else {
+                return Flow::Continue;
+            };
+            let Some(l) = effective(acct, r) else {
+                return Flow::Continue;
+            };
+            let what = What::outbound(s.ty);
+            let v = l.list.check(what, to.into(), &mut roster_lookup(ctx, user));
+            (v, r.handle.clone())
+        };
+        let Verdict::Deny { blocked } = verdict else {
+            return Flow::Continue;
+        };
+        if s.ty.is_error() {
+            return Flow::Handled(None);
+        }
+        let mut err = StanzaError {
+            error_type: ErrorType::Cancel,
+            ..StanzaError::with_text(
+                StanzaCondition::NotAcceptable,
+                "your privacy list blocks this addressee",
+            )
+        };
+        if blocked {
+            err = err.with_app("blocked", NS_BLOCKING_ERRORS);
+        }
+        // Straight to the sending session: routed, the error would come from the blocked
+        // JID and be refused by the very list that refused the stanza.
+        let legacy = ctx.config().legacy_error_codes;
+        handle.send_with(|out| {
+            err.write_reply(
+                s.ty.kind().name(),
+                s.id,
+                Some(from.as_str()),
+                Some(to.as_str()),
+                legacy,
+                out,
+            )
+        });
+        Flow::Handled(None)
+    }
+
+    /// Presence notifications to contacts (`PresenceOut`): the sender's list, `presence-out`.
+    fn presence_out(&self, ctx: &Ctx, a: &Audience<'_>) -> Flow {
+        let user = a.from.bare().as_str();
+        let sessions = ctx.sessions().borrow();
+        let Some(acct) = sessions.account(user) else {
+            return Flow::Continue;
+        };
+        let l = match a.from.resource().and_then(|r| acct.get(r)) {
+            Some(r) => effective(acct, r),
+            None => default_of(acct),
+        };
+        if let Some(l) = l {
+            let mut roster = roster_lookup(ctx, user);
+            a.to.borrow_mut().retain(|to| {
+                let to = JidStr::trusted(to);
+                to.bare().as_str() == user
+                    || !l.list.check(What::PresenceOut, to, &mut roster).denies()
+            });
+        }
+        Flow::Continue
+    }
+
+    /// A stanza for the bare JID offered to one session of an account with active lists
+    /// (`BeforeWrite`): that session's own list.
+    fn before_write(&self, ctx: &Ctx, w: &ToClient<'_>) -> Flow {
+        if w.route.to.as_str() == w.resource.as_str() {
+            return Flow::Continue; // addressed to this resource: decided on DeliverFull
+        }
+        let user = w.resource.bare_str();
+        let peer = w.route.from;
+        if peer.bare().as_str() == user {
+            return Flow::Continue;
+        }
+        let sessions = ctx.sessions().borrow();
+        let Some(acct) = sessions.account(user) else {
+            return Flow::Continue;
+        };
+        if !is_mixed(acct) {
+            return Flow::Continue; // the default list decided for every session already
+        }
+        let Some(l) = w
+            .resource
+            .resource()
+            .and_then(|r| acct.get(r))
+            .and_then(|r| effective(acct, r))
+        else {
+            return Flow::Continue;
+        };
+        match l
+            .list
+            .check(What::inbound(w.ty), peer, &mut roster_lookup(ctx, user))
+        {
+            Verdict::Allow => Flow::Continue,
+            Verdict::Deny { .. } => Flow::Handled(None),
+        }
+    }
+
+    /// A session bound: read the account's default list once, when its first session binds.
+    /// A failed read ends the session (never a session that silently ignores its blocklist).
+    fn bound(&self, ctx: &Ctx, b: &crate::core::events::Bound<'_>) {
+        let user = b.jid.bare_str();
+        let loaded = ctx
+            .sessions()
+            .borrow()
+            .account(user)
+            .is_some_and(|a| a.ext.get::<AccountState>().is_some());
+        if loaded {
+            return;
+        }
+        match ctx.storage().privacy().default_list(user) {
+            Ok(default) => {
+                let has = default.is_some();
+                if let Some(acct) = ctx.sessions().borrow_mut().account_mut(user) {
+                    acct.ext.get_or_default::<AccountState>().default =
+                        default.as_ref().map(InForce::new);
+                }
+                if has {
+                    self.mark(user);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(user, error = %e, "reading privacy lists at bind failed");
+                b.handle.request_close(StreamError::with_text(
+                    StreamCondition::InternalServerError,
+                    "your privacy lists could not be read",
+                ));
+            }
+        }
+    }
+
+    /// A session ended.
+    fn ended(&self, ctx: &Ctx, r: &Resource) {
+        if active_of(r).is_some() {
+            self.count_active(false);
+        }
+        let user = r.jid.bare_str();
+        if ctx.sessions().borrow().account(user).is_none() {
+            self.unmark(user);
+        }
+    }
+}
+
+/// Register privacy lists and the blocking command.
+pub fn register(r: &mut Registry, config: &Config) {
+    r.module("privacy");
+    r.server_feature(list::NS_PRIVACY);
+    r.server_feature(NS_BLOCKING);
+    let p = Rc::new(Privacy::new(config));
+    protocol::register(r, &p);
+    {
+        let p = p.clone();
+        r.hook_for::<DeliverBare>(Kinds::ALL, priority::POLICY, move |ctx, s| {
+            p.inbound(ctx, s)
+        });
+    }
+    {
+        let p = p.clone();
+        r.hook_for::<DeliverFull>(Kinds::ALL, priority::POLICY, move |ctx, s| {
+            p.inbound(ctx, s)
+        });
+    }
+    {
+        let (p, armed) = (p.clone(), p.armed.clone());
+        r.hook_armed::<ClientStanza>(Kinds::ALL, priority::POLICY, armed, move |ctx, s| {
+            p.outbound(ctx, s)
+        });
+    }
+    {
+        let (p, armed) = (p.clone(), p.armed.clone());
+        r.hook_armed::<PresenceOut>(Kinds::PRESENCE, priority::POLICY, armed, move |ctx, a| {
+            p.presence_out(ctx, a)
+        });
+    }
+    {
+        let (p, mixed) = (p.clone(), p.mixed.clone());
+        r.hook_armed::<crate::core::events::BeforeWrite>(
+            Kinds::ALL,
+            priority::POLICY,
+            mixed,
+            move |ctx, w| p.before_write(ctx, w),
+        );
+    }
+    {
+        let p = p.clone();
+        r.hook::<SessionBound>(priority::POLICY, move |ctx, b| {
+            p.bound(ctx, b);
+            None
+        });
+    }
+    r.hook::<SessionEnded>(priority::POLICY, move |ctx, res| {
+        p.ended(ctx, res);
+        None
+    });
 }
