@@ -15,6 +15,11 @@ import sys
 # case -> (headline label, how to read it from a result, unit)
 HEADLINE = {
     "chat-max": ("server CPU per delivered 1:1 message at saturation", "server_cpu_us_per_op", "µs"),
+    "chat-max-block20": (
+        "server CPU per delivered 1:1 message at saturation, 20-entry blocklists",
+        "server_cpu_us_per_op",
+        "µs",
+    ),
     "chat-1000": ("p99 latency, 1:1 chat at a fixed 1,000 msg/s", "latency_us.p99", "ms"),
     "login-plain": ("server CPU per login, SCRAM-SHA-1, plaintext", "server_cpu_us_per_op", "ms"),
     "login-tls": ("server CPU per login, SCRAM-SHA-1, STARTTLS", "server_cpu_us_per_op", "ms"),

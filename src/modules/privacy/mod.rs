@@ -123,8 +123,8 @@ impl InForce {
     }
 }
 
-/// An account's state while it has sessions on its home shard (`AccountSessions::ext`). Its
-/// presence means the lists were read.
+/// An account's state while it has sessions on its home shard (`AccountSessions::ext`), once
+/// it has had a default list in force (absent: no default list).
 #[derive(Default)]
 struct AccountState {
     default: Option<Rc<InForce>>,
@@ -331,7 +331,9 @@ impl Privacy {
     /// answers are dropped anyway).
     fn offline(&self, ctx: &Ctx, p: &Inbound<'_>, what: What) -> Flow {
         match p.ty {
-            StanzaType::Presence(PresenceType::Available | PresenceType::Unavailable)
+            StanzaType::Presence(
+                PresenceType::Available | PresenceType::Unavailable | PresenceType::Error,
+            )
             | StanzaType::Iq(IqType::Result | IqType::Error)
             | StanzaType::Message(MessageType::Error) => return Flow::Continue,
             _ => {}
@@ -505,8 +507,10 @@ impl Privacy {
         }
     }
 
-    /// A session bound: read the account's default list once, when its first session binds.
-    /// A failed read ends the session (never a session that silently ignores its blocklist).
+    /// A session bound: the account's default list, read when a session binds while none is
+    /// in force (an account without lists keeps no state: it is read again at its next bind,
+    /// one LMDB lookup). A failed read ends the session (never a session that silently
+    /// ignores its blocklist).
     fn bound(&self, ctx: &Ctx, b: &crate::core::events::Bound<'_>) {
         let user = b.jid.bare_str();
         let loaded = ctx
@@ -518,15 +522,13 @@ impl Privacy {
             return;
         }
         match ctx.storage().privacy().default_list(user) {
-            Ok(default) => {
-                let has = default.is_some();
+            Ok(None) => {}
+            Ok(Some(default)) => {
                 if let Some(acct) = ctx.sessions().borrow_mut().account_mut(user) {
                     acct.ext.get_or_default::<AccountState>().default =
-                        default.as_ref().map(InForce::new);
+                        Some(InForce::new(&default));
                 }
-                if has {
-                    self.mark(user);
-                }
+                self.mark(user);
             }
             Err(e) => {
                 tracing::warn!(user, error = %e, "reading privacy lists at bind failed");
