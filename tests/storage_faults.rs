@@ -137,7 +137,9 @@ fn roster_read_failure_is_an_error_not_an_empty_roster() {
         a.close();
         stop(s);
     }
-    let s = start(dir.path(), Some(&format!("read:1:{ALICE}")));
+    // Two failed reads: the privacy lists read at bind (then read again later), and the
+    // roster.
+    let s = start(dir.path(), Some(&format!("read:2:{ALICE}")));
     let mut a = Client::login(&s, "alice", ALICE_PW, Some("a"));
     a.send(&format!(
         "<iq type='get' id='r1'><query xmlns='{NS_ROSTER}'/></iq>"
@@ -223,4 +225,45 @@ fn subscription_write_failure_answers_the_sender() {
             "an unrecorded approval was routed: {e:?}"
         );
     }
+}
+
+/// XEP-0016/0191: a blocklist that cannot be read is never taken for an empty one. Reading
+/// it fails at bind and at the first message: that message is refused with
+/// `internal-server-error` (fail closed, not delivered); the next reads the list again and is
+/// refused as blocked (`service-unavailable`); and the session itself went on meanwhile.
+#[test]
+fn blocklist_read_failure_fails_closed_then_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = start(dir.path(), None);
+        s.adduser("alice", ALICE_PW);
+        s.adduser("bob", BOB_PW);
+        let mut a = Client::login(&s, "alice", ALICE_PW, Some("a"));
+        a.send(&format!(
+            "<iq type='set' id='b'><block xmlns='urn:xmpp:blocking'><item jid='{BOB}'/></block></iq>"
+        ));
+        let (r, _) = a.recv_until("block result", |e| e.attr("id") == Some("b"));
+        assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+        a.close();
+        stop(s);
+    }
+    // Two failed reads of alice's data: the lists at bind, then at bob's first message (alice
+    // stays unavailable, so nothing else of hers is read in between).
+    let s = start(dir.path(), Some(&format!("read:2:{ALICE}")));
+    let mut a = Client::login(&s, "alice", ALICE_PW, Some("a"));
+    let mut b = Client::online(&s, "bob", BOB_PW, Some("b"));
+    let send = |b: &mut Client, id: &str| {
+        b.send(&format!(
+            "<message to='{ALICE}' type='chat' id='{id}'><body>hi</body></message>"
+        ));
+        let (e, _) = b.recv_until("the answer", |e| e.attr("id") == Some(id));
+        condition(&e)
+    };
+    assert_eq!(send(&mut b, "m1"), "internal-server-error");
+    assert_eq!(send(&mut b, "m2"), "service-unavailable");
+    let got = a.sync();
+    assert!(
+        !got.iter().any(|e| e.name == "message"),
+        "a blocked message was delivered: {got:?}"
+    );
 }

@@ -11,6 +11,7 @@
 
 pub mod events;
 pub mod hosts;
+pub mod locks;
 pub mod sessions;
 
 use std::cell::RefCell;

@@ -238,7 +238,7 @@ struct Change {
 /// Per-shard state of the module.
 struct Im {
     rosters: RefCell<AHashMap<Box<str>, Rc<RefCell<RosterState>>>>,
-    locks: RefCell<AHashMap<Box<str>, Rc<glommio::sync::Semaphore>>>,
+    locks: crate::core::locks::AccountLocks,
     limits: Limits,
     push_id: Cell<u64>,
 }
@@ -247,7 +247,7 @@ impl Im {
     fn new(config: &Config) -> Im {
         Im {
             rosters: RefCell::new(AHashMap::new()),
-            locks: RefCell::new(AHashMap::new()),
+            locks: Default::default(),
             limits: Limits {
                 items: config.modules.roster.max_roster_items,
                 groups: config.modules.roster.max_roster_groups,
@@ -306,12 +306,7 @@ impl Im {
         Op: FnOnce(&mut WriteTxn<'_>) -> Result<(Change, T), StorageError> + Send + 'static,
         After: FnOnce(&Ctx, &T),
     {
-        let lock = self
-            .locks
-            .borrow_mut()
-            .entry(user.as_str().into())
-            .or_insert_with(|| Rc::new(glommio::sync::Semaphore::new(1)))
-            .clone();
+        let lock = self.locks.handle(&user);
         self.mutate_locked(ctx, user, lock, op, after)
     }
 
@@ -346,16 +341,12 @@ impl Im {
     /// The account's lock if a change is being committed (or waits to be): stanzas that must
     /// not overtake it queue on it.
     fn pending_lock(&self, user: &str) -> Option<Rc<glommio::sync::Semaphore>> {
-        self.locks.borrow().get(user).cloned()
+        self.locks.pending(user)
     }
 
     /// Drop a handle on an account's lock, forgetting the lock when nobody else holds one.
     fn release_lock(&self, user: &str, lock: Rc<glommio::sync::Semaphore>) {
-        drop(lock);
-        let mut locks = self.locks.borrow_mut();
-        if locks.get(user).is_some_and(|l| Rc::strong_count(l) == 1) {
-            locks.remove(user);
-        }
+        self.locks.release(user, lock);
     }
 
     /// Apply a durable change to the cache and push the item (RFC 6121 §2.1.6).

@@ -42,7 +42,7 @@ mod protocol;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use ahash::{AHashMap, AHashSet};
+use ahash::AHashSet;
 
 use crate::config::{pick, Config, ConfigError};
 use crate::core::events::{
@@ -50,13 +50,14 @@ use crate::core::events::{
     SessionEnded, ToClient,
 };
 use crate::core::sessions::{AccountSessions, Resource};
-use crate::core::{storage_failure, Ctx, Flow, FromClient, Inbound, Refused, Registry};
+use crate::core::{storage_failure, Ctx, Flow, FromClient, Inbound, Refused, Registry, Route};
 use crate::xml::{self, StreamNs};
-use crate::xmpp::error::{ErrorType, StanzaCondition, StanzaError, StreamCondition, StreamError};
+use crate::xmpp::error::{ErrorType, StanzaCondition, StanzaError};
 use crate::xmpp::jid::JidStr;
 use crate::xmpp::ns;
 use crate::xmpp::stanza::{IqType, MessageType, PresenceType, StanzaType};
 use list::{Compiled, RosterFacts, Verdict, What};
+use xmppd_storage::StorageError;
 
 /// The blocking command's namespace.
 pub const NS_BLOCKING: &str = "urn:xmpp:blocking";
@@ -128,6 +129,9 @@ impl InForce {
 #[derive(Default)]
 struct AccountState {
     default: Option<Rc<InForce>>,
+    /// Reading the lists failed at bind: they are read again before the next decision, and
+    /// while that fails every decision refuses (fail closed).
+    unknown: bool,
 }
 
 /// A session's state (`Resource::ext`).
@@ -193,7 +197,7 @@ struct Privacy {
     /// `actives > 0`: the `BeforeWrite` link runs.
     mixed: Rc<Cell<bool>>,
     /// Per-account locks: changes to one account's lists are serialized.
-    locks: RefCell<AHashMap<Box<str>, Rc<glommio::sync::Semaphore>>>,
+    locks: crate::core::locks::AccountLocks,
     push_id: Cell<u64>,
     client_ns: StreamNs,
 }
@@ -216,7 +220,7 @@ impl Privacy {
             armed: Rc::new(Cell::new(false)),
             actives: Cell::new(0),
             mixed: Rc::new(Cell::new(false)),
-            locks: RefCell::default(),
+            locks: Default::default(),
             push_id: Cell::new(0),
             client_ns: StreamNs::new(ns::CLIENT),
         }
@@ -247,6 +251,28 @@ impl Privacy {
         self.mixed.set(n > 0);
     }
 
+    /// Make sure the account's lists are in force: when reading them failed at bind, read
+    /// them again now. Only accounts in `stateful` can be in that state, so callers ask only
+    /// while the module is armed.
+    fn loaded(&self, ctx: &Ctx, user: &str) -> Result<(), StorageError> {
+        let unknown = ctx
+            .sessions()
+            .borrow()
+            .account(user)
+            .and_then(|a| a.ext.get::<AccountState>())
+            .is_some_and(|s| s.unknown);
+        if !unknown {
+            return Ok(());
+        }
+        let default = ctx.storage().privacy().default_list(user)?;
+        if let Some(acct) = ctx.sessions().borrow_mut().account_mut(user) {
+            let st = acct.ext.get_or_default::<AccountState>();
+            st.unknown = false;
+            st.default = default.as_ref().map(InForce::new);
+        }
+        Ok(())
+    }
+
     /// The stanza's id, read from its bytes.
     fn id_of(&self, ctx: &Ctx, stanza: &[u8]) -> Option<String> {
         let head = xml::scan_stanza(stanza, &self.client_ns, &ctx.config().xml_limits()).ok()?;
@@ -261,6 +287,11 @@ impl Privacy {
             return Flow::Continue; // PRIV-18, BLOCK-13
         }
         let what = What::inbound(p.ty);
+        if self.armed.get() {
+            if let Err(e) = self.loaded(ctx, user) {
+                return self.failed(ctx, p, &e);
+            }
+        }
         let verdict = {
             let sessions = ctx.sessions().borrow();
             let Some(acct) = sessions.account(user) else {
@@ -348,25 +379,30 @@ impl Privacy {
                 }
                 Flow::Continue
             }
-            Err(e) => {
-                // Fail closed: the user's blocklist cannot be read, so nothing from outside
-                // reaches the account; the sender learns the server failed.
-                let err = storage_failure("privacy list check", user, &e);
-                if !matches!(p.ty, StanzaType::Presence(_)) {
-                    let id = self.id_of(ctx, p.stanza);
-                    let id = id.as_deref();
-                    ctx.bounce(
-                        Refused {
-                            ty: p.ty,
-                            id,
-                            route: p.route,
-                        },
-                        err,
-                    );
-                }
-                Flow::Handled(None)
+            Err(e) => self.failed(ctx, p, &e),
+        }
+    }
+
+    /// The account's lists cannot be read: fail closed. Nothing from outside reaches the
+    /// account; the sender of a message or IQ request learns the server failed (issue 8).
+    fn failed(&self, ctx: &Ctx, p: &Inbound<'_>, e: &StorageError) -> Flow {
+        let err = storage_failure("privacy list check", p.route.to.bare().as_str(), e);
+        match p.ty {
+            StanzaType::Presence(_) | StanzaType::Iq(IqType::Result | IqType::Error) => {}
+            ty => {
+                let id = self.id_of(ctx, p.stanza);
+                let id = id.as_deref();
+                ctx.bounce(
+                    Refused {
+                        ty,
+                        id,
+                        route: p.route,
+                    },
+                    err,
+                );
             }
         }
+        Flow::Handled(None)
     }
 
     /// PRIV-16, BLOCK-06: presence and IQ answers vanish; messages and IQ requests get
@@ -402,6 +438,19 @@ impl Privacy {
         // Own resources (PRIV-18), and the server itself.
         if to.bare_str() == user || (to.local().is_none() && to.domain() == from.domain()) {
             return Flow::Continue;
+        }
+        if let Err(e) = self.loaded(ctx, user) {
+            let err = storage_failure("privacy list check", user, &e);
+            let route = Route::new(from, to);
+            ctx.bounce(
+                Refused {
+                    ty: s.ty,
+                    id: s.id,
+                    route,
+                },
+                err,
+            );
+            return Flow::Handled(None);
         }
         let (verdict, handle) = {
             let sessions = ctx.sessions().borrow();
@@ -453,6 +502,11 @@ impl Privacy {
     /// Presence notifications to contacts (`PresenceOut`): the sender's list, `presence-out`.
     fn presence_out(&self, ctx: &Ctx, a: &Audience<'_>) -> Flow {
         let user = a.from.bare().as_str();
+        if self.loaded(ctx, user).is_err() {
+            a.to.borrow_mut().clear(); // fail closed (logged by the store's caller below)
+            tracing::warn!(user, "presence not sent: privacy lists cannot be read");
+            return Flow::Continue;
+        }
         let sessions = ctx.sessions().borrow();
         let Some(acct) = sessions.account(user) else {
             return Flow::Continue;
@@ -483,6 +537,9 @@ impl Privacy {
         if peer.bare().as_str() == user {
             return Flow::Continue;
         }
+        if self.loaded(ctx, user).is_err() {
+            return Flow::Handled(None); // fail closed
+        }
         let sessions = ctx.sessions().borrow();
         let Some(acct) = sessions.account(user) else {
             return Flow::Continue;
@@ -509,8 +566,9 @@ impl Privacy {
 
     /// A session bound: the account's default list, read when a session binds while none is
     /// in force (an account without lists keeps no state: it is read again at its next bind,
-    /// one LMDB lookup). A failed read ends the session (never a session that silently
-    /// ignores its blocklist).
+    /// one LMDB lookup). A failed read leaves the account's lists unknown: they are read
+    /// again before the next decision, which refuses while they cannot be (fail closed; the
+    /// session itself goes on, as its roster would).
     fn bound(&self, ctx: &Ctx, b: &crate::core::events::Bound<'_>) {
         let user = b.jid.bare_str();
         let loaded = ctx
@@ -521,23 +579,25 @@ impl Privacy {
         if loaded {
             return;
         }
-        match ctx.storage().privacy().default_list(user) {
-            Ok(None) => {}
-            Ok(Some(default)) => {
-                if let Some(acct) = ctx.sessions().borrow_mut().account_mut(user) {
-                    acct.ext.get_or_default::<AccountState>().default =
-                        Some(InForce::new(&default));
-                }
-                self.mark(user);
-            }
+        let state = match ctx.storage().privacy().default_list(user) {
+            Ok(None) => return,
+            Ok(Some(default)) => AccountState {
+                default: Some(InForce::new(&default)),
+                unknown: false,
+            },
             Err(e) => {
-                tracing::warn!(user, error = %e, "reading privacy lists at bind failed");
-                b.handle.request_close(StreamError::with_text(
-                    StreamCondition::InternalServerError,
-                    "your privacy lists could not be read",
-                ));
+                tracing::warn!(user, error = %e,
+                    "reading privacy lists at bind failed; read again at the next stanza");
+                AccountState {
+                    default: None,
+                    unknown: true,
+                }
             }
+        };
+        if let Some(acct) = ctx.sessions().borrow_mut().account_mut(user) {
+            *acct.ext.get_or_default::<AccountState>() = state;
         }
+        self.mark(user);
     }
 
     /// A session ended.

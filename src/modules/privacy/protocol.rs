@@ -61,8 +61,7 @@ fn note_session(ctx: &Ctx, from: &Jid, f: impl FnOnce(&mut SessionState)) {
 }
 
 /// PRIV-02, PRIV-03.
-fn privacy_get(p: &Rc<Privacy>, ctx: &Ctx, req: &IqRequest<'_>) -> IqReply {
-    let _ = p;
+fn privacy_get(_: &Rc<Privacy>, ctx: &Ctx, req: &IqRequest<'_>) -> IqReply {
     note_session(ctx, req.from, |s| s.privacy = true);
     let user = req.from.bare_str();
     let stored = match ctx.storage().privacy().load(user) {
@@ -162,8 +161,7 @@ fn privacy_set(p: &Rc<Privacy>, ctx: &Ctx, req: &IqRequest<'_>) -> IqReply {
 }
 
 /// BLOCK-02.
-fn blocklist_get(p: &Rc<Privacy>, ctx: &Ctx, req: &IqRequest<'_>) -> IqReply {
-    let _ = p;
+fn blocklist_get(_: &Rc<Privacy>, ctx: &Ctx, req: &IqRequest<'_>) -> IqReply {
     note_session(ctx, req.from, |s| s.blocklist = true);
     let user = req.from.bare_str();
     let default = match ctx.storage().privacy().default_list(user) {
@@ -237,25 +235,13 @@ impl Privacy {
         Fut: Future<Output = IqReply> + 'static,
     {
         let user = from.bare_str().to_string();
-        let lock = self
-            .locks
-            .borrow_mut()
-            .entry(user.as_str().into())
-            .or_insert_with(|| Rc::new(glommio::sync::Semaphore::new(1)))
-            .clone();
+        let lock = self.locks.handle(&user);
         let (p, ctx) = (self.clone(), ctx.clone());
         IqReply::Later(Box::pin(async move {
             let permit = lock.acquire_static_permit(1).await;
             let reply = f(p.clone(), ctx).await;
             drop(permit);
-            drop(lock);
-            let mut locks = p.locks.borrow_mut();
-            if locks
-                .get(user.as_str())
-                .is_some_and(|l| Rc::strong_count(l) == 1)
-            {
-                locks.remove(user.as_str());
-            }
+            p.locks.release(&user, lock);
             reply
         }))
     }
