@@ -140,3 +140,16 @@ fn interop_debian_slixmpp_defaults_tls_unique_fallback_im() {
     let stdout = run(Slixmpp::Debian, "im.py", "default");
     assert_tls_unique_fallback(&stdout);
 }
+
+/// XEP-0191 with slixmpp's xep_0191 plugin: block (with its push), a blocked contact's
+/// message refused with `service-unavailable`, the blocklist, unblock, delivery again.
+#[test]
+fn interop_slixmpp_xep0191_block_refuse_unblock() {
+    run(Slixmpp::Pypi, "blocking.py", "SCRAM-SHA-256");
+}
+
+#[test]
+fn interop_debian_slixmpp_xep0191_block_refuse_unblock() {
+    let stdout = run(Slixmpp::Debian, "blocking.py", "default");
+    assert_tls_unique_fallback(&stdout);
+}
