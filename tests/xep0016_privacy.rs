@@ -808,6 +808,26 @@ fn priv_10_remove_list_push_conflict_unknown_and_two() {
     assert_eq!(summary(&mut r1), (None, None, vec![]));
 }
 
+/// `sender`'s message to `u`'s bare JID reaches `taker` and not `other` (whose list refuses
+/// the sender's messages), and the sender is not refused.
+fn bare_split(sender: &mut Client, u: &User, taker: &mut Client, other: &mut Client) {
+    let id = next_id("m");
+    send_msg(sender, &u.jid, &id);
+    delivered(taker, &id);
+    // A later message of the same sender that `other` refuses: once it is bounced, the bare
+    // one was decided for `other` too.
+    let marker = next_id("m");
+    send_msg(sender, &other.full(), &marker);
+    let (_, before) = sender.recv_until("the marker's error", |e| {
+        e.attr("id") == Some(marker.as_str()) && e.attr("type") == Some("error")
+    });
+    assert!(
+        before.iter().all(|e| e.attr("id") != Some(id.as_str())),
+        "the bare-JID message was refused: {before:?}"
+    );
+    not_received(other, &id);
+}
+
 #[test]
 fn priv_11_active_list_replaces_default_without_layering_and_default_applies_offline() {
     let s = Server::shared();
@@ -830,6 +850,10 @@ fn priv_11_active_list_replaces_default_without_layering_and_default_applies_off
     // r2: the default list.
     check_msg(&mut a, &u.full("r2"), &mut r2, false);
     check_msg(&mut b, &u.full("r2"), &mut r2, true);
+    // To the bare JID (both resources have the top priority): each session's own list
+    // decides what it gets, and the sender is not refused while one of them takes it.
+    bare_split(&mut a, &u, &mut r1, &mut r2);
+    bare_split(&mut b, &u, &mut r2, &mut r1);
     // Offline: the default list decides; c2's message is stored, c1's refused.
     r1.close();
     r2.close();
@@ -1052,6 +1076,7 @@ fn priv_14_child_elements_limit_the_stanza_kinds() {
     cc.send(&format!(
         "<presence to='{to_u}'><status>p2</status></presence>"
     ));
+    cc.send(&format!("<presence type='unavailable' to='{to_u}'/>"));
     let marker = next_id("m");
     send_msg(&mut cc, &to_u, &marker);
     let (_, before) = delivered(&mut r, &marker);
@@ -1066,6 +1091,7 @@ fn priv_14_child_elements_limit_the_stanza_kinds() {
     r.send(&format!(
         "<presence to='{to_c}'><status>p3</status></presence>"
     ));
+    r.send(&format!("<presence type='unavailable' to='{to_c}'/>"));
     let marker = next_id("m");
     send_msg(&mut r, &to_c, &marker);
     let (_, before) = delivered(&mut cc, &marker);
