@@ -173,15 +173,23 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Create accounts with their rosters (and vCards) in bulk from a file.
+    /// Create accounts with their rosters (and vCards, privacy lists) in bulk from a file.
     ///
     /// Formats: XEP-0227 (`<server-data xmlns='urn:xmpp:pie:0'>`, users with a plaintext
-    /// `password`, `jabber:iq:roster` items with groups, a `vcard-temp` vCard; offline messages
-    /// and other elements are skipped and counted) or a list, one user per line:
+    /// `password`, `jabber:iq:roster` items with groups, a `vcard-temp` vCard, a
+    /// `jabber:iq:privacy` query with `<list/>`s and `<default name=''/>` (`<active/>` is
+    /// ignored; empty lists are skipped with a warning; a default list named
+    /// `urn:xmpp:blocking` is the XEP-0191 blocklist); offline messages and other elements
+    /// are skipped and counted) or a list, one user per line:
     /// `user@domain password [contact@domain,contact2@domain]` (the contacts get subscription
     /// both; `#` comments and blank lines are ignored; a password cannot contain spaces).
     ///
     /// The whole file is validated before anything is written; an error names `file:line`.
+    /// Privacy lists are checked as a `jabber:iq:privacy` set would check them (syntax, group
+    /// items naming a group of the user's roster in the file, the default one of the lists)
+    /// and against the bounds of the configuration file's `[modules.privacy]`
+    /// (max_privacy_lists, max_privacy_items, max_blocklist_items); an error names the user
+    /// and the list.
     /// An account that already exists is an error unless --skip-existing or --replace is given.
     /// Writes are durable when the command returns. Works while the server runs; --replace
     /// gives an existing account new credentials, which ends its sessions on a running server
@@ -227,12 +235,13 @@ pub struct ImportArgs {
     /// The file format [default: xep0227 if the file starts with `<`, else list].
     #[arg(long, value_enum)]
     pub format: Option<ImportFormat>,
-    /// Leave accounts that already exist untouched (their roster and vCard too) and import
-    /// the others.
+    /// Leave accounts that already exist untouched (their roster, vCard and privacy lists
+    /// too) and import the others.
     #[arg(long, conflicts_with = "replace")]
     pub skip_existing: bool,
     /// Replace accounts that already exist: new credentials, the file's roster items instead
-    /// of theirs, and the file's vCard if it has one.
+    /// of theirs, the file's vCard if it has one, and the file's privacy lists and default
+    /// instead of theirs if it has a privacy element for the user.
     #[arg(long)]
     pub replace: bool,
     /// Threads deriving SCRAM keys (PBKDF2) [default: available cores].

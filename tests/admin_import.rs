@@ -1,5 +1,6 @@
-//! `xmppd import`: accounts, rosters and vCards from XEP-0227 and list files, checked by
-//! logging in with the imported passwords (SCRAM) and reading the roster back on the wire.
+//! `xmppd import`: accounts, rosters, vCards and privacy lists from XEP-0227 and list files,
+//! checked by logging in with the imported passwords (SCRAM) and reading the roster, the
+//! privacy lists and the blocklist back on the wire.
 
 mod common;
 
@@ -113,7 +114,7 @@ fn xep0227_import_roster_and_login() {
     let summary = stdout(&out);
     assert!(
         summary
-            .starts_with("imported 3 accounts (4 roster items, 1 vCards), skipped 0 existing, in "),
+            .starts_with("imported 3 accounts (4 roster items, 1 vCards, 0 privacy lists), skipped 0 existing, in "),
         "{summary}"
     );
     let warning = stderr(&out);
@@ -173,8 +174,9 @@ fn list_import_while_running_roster_and_login() {
     let out = import(&s.data, &file, &[]);
     assert_ok(&out);
     assert!(
-        stdout(&out)
-            .starts_with("imported 3 accounts (3 roster items, 0 vCards), skipped 0 existing"),
+        stdout(&out).starts_with(
+            "imported 3 accounts (3 roster items, 0 vCards, 0 privacy lists), skipped 0 existing"
+        ),
         "{}",
         stdout(&out)
     );
@@ -222,8 +224,9 @@ fn existing_account_refuses_import_unless_skip_or_replace() {
     let out = import(&s.data, &file, &["--skip-existing"]);
     assert_ok(&out);
     assert!(
-        stdout(&out)
-            .starts_with("imported 2 accounts (1 roster items, 0 vCards), skipped 1 existing"),
+        stdout(&out).starts_with(
+            "imported 2 accounts (1 roster items, 0 vCards, 0 privacy lists), skipped 1 existing"
+        ),
         "{}",
         stdout(&out)
     );
@@ -243,8 +246,9 @@ fn existing_account_refuses_import_unless_skip_or_replace() {
     let out = import(&s.data, &file, &["--replace"]);
     assert_ok(&out);
     assert!(
-        stdout(&out)
-            .starts_with("imported 3 accounts (2 roster items, 0 vCards), skipped 0 existing"),
+        stdout(&out).starts_with(
+            "imported 3 accounts (2 roster items, 0 vCards, 0 privacy lists), skipped 0 existing"
+        ),
         "{}",
         stdout(&out)
     );
@@ -329,4 +333,384 @@ fn shared_salt_import_users_with_one_password_log_in() {
         let mut c = Client::login(&s, user, pw, None);
         assert_eq!(c.roster_items().0.len(), usize::from(user != "load2"));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Privacy lists (XEP-0016 data in XEP-0227) and the blocklist they hold (XEP-0191 §5).
+
+const NS_PRIVACY: &str = "jabber:iq:privacy";
+const NS_BLOCKING: &str = "urn:xmpp:blocking";
+
+/// An IQ round trip that must succeed: the result.
+fn iq_ok(c: &mut Client, ty: &str, payload: &str) -> Element {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let id = format!("p{}", N.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+    c.send(&format!("<iq type='{ty}' id='{id}'>{payload}</iq>"));
+    let (r, _) = c.recv_until("iq answer", |e| {
+        e.name == "iq" && e.attr("id") == Some(id.as_str())
+    });
+    assert_eq!(r.attr("type"), Some("result"), "{payload}: {r:?}");
+    r
+}
+
+/// The default list's name and the names of the lists (sorted), by a privacy get.
+fn privacy_names(c: &mut Client) -> (Option<String>, Vec<String>) {
+    let r = iq_ok(c, "get", &format!("<query xmlns='{NS_PRIVACY}'/>"));
+    let q = r.child("query", NS_PRIVACY).expect("query");
+    let default = q
+        .child("default", NS_PRIVACY)
+        .and_then(|d| d.attr("name"))
+        .map(str::to_string);
+    let mut names: Vec<String> = q
+        .elements()
+        .filter(|e| e.is("list", NS_PRIVACY))
+        .filter_map(|e| e.attr("name").map(str::to_string))
+        .collect();
+    names.sort();
+    (default, names)
+}
+
+/// The items of one list, by a privacy get.
+fn privacy_items(c: &mut Client, name: &str) -> Vec<Element> {
+    let r = iq_ok(
+        c,
+        "get",
+        &format!("<query xmlns='{NS_PRIVACY}'><list name='{name}'/></query>"),
+    );
+    let list = r
+        .child("query", NS_PRIVACY)
+        .and_then(|q| q.child("list", NS_PRIVACY))
+        .expect("list");
+    list.elements().cloned().collect()
+}
+
+/// The blocked JIDs (sorted), by a XEP-0191 blocklist get.
+fn blocklist(c: &mut Client) -> Vec<String> {
+    let r = iq_ok(c, "get", &format!("<blocklist xmlns='{NS_BLOCKING}'/>"));
+    let mut jids: Vec<String> = r
+        .child("blocklist", NS_BLOCKING)
+        .expect("blocklist")
+        .elements()
+        .filter_map(|i| i.attr("jid").map(str::to_string))
+        .collect();
+    jids.sort();
+    jids
+}
+
+/// `from` sends `to` a chat message with this id; returns the error condition it gets back,
+/// if any (a ping round trip later: none).
+fn message_error(from: &mut Client, to: &str, id: &str) -> Option<String> {
+    from.send(&format!(
+        "<message to='{to}' id='{id}' type='chat'><body>{id}</body></message>"
+    ));
+    let before = from.sync();
+    before
+        .iter()
+        .find(|e| e.name == "message" && e.attr("id") == Some(id))
+        .map(|e| {
+            assert_eq!(e.attr("type"), Some("error"), "{e:?}");
+            stanza_error(e).expect("condition").0
+        })
+}
+
+/// Juliet's lists come before her roster (the group check waits for the whole user); the
+/// `<active/>` (session state) is ignored and the empty list skipped with a warning.
+const PRIVACY_PIE: &str = "<?xml version='1.0'?>
+<server-data xmlns='urn:xmpp:pie:0'>
+  <host jid='localhost'>
+    <user name='juliet' password='juliet-pw'>
+      <query xmlns='jabber:iq:privacy'>
+        <active name='public'/>
+        <default name='public'/>
+        <list name='public'>
+          <item type='jid' value='Tybalt@LocalHost' action='deny' order='1'/>
+          <item type='group' value='Family' action='allow' order='2'><message/></item>
+          <item type='subscription' value='none' action='deny' order='3'><message/></item>
+        </list>
+        <list name='quiet'/>
+        <list name='private'>
+          <item action='deny' order='7'><presence-out/></item>
+        </list>
+      </query>
+      <query xmlns='jabber:iq:roster'>
+        <item jid='nurse@localhost' subscription='both'><group>Family</group></item>
+      </query>
+    </user>
+    <user name='tybalt' password='tybalt-pw'/>
+    <user name='nurse' password='nurse-pw'/>
+    <user name='romeo' password='romeo-pw'/>
+  </host>
+</server-data>
+";
+
+#[test]
+fn xep0227_privacy_lists_and_default_are_imported_and_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = write(dir.path(), "privacy.xml", PRIVACY_PIE);
+    let out = import(&data, &file, &[]);
+    assert_ok(&out);
+    let summary = stdout(&out);
+    assert!(
+        summary.starts_with(
+            "imported 4 accounts (1 roster items, 0 vCards, 2 privacy lists), skipped 0 existing"
+        ),
+        "{summary}"
+    );
+    let warning = stderr(&out);
+    assert!(
+        warning.contains("skipped 1 empty privacy lists")
+            && warning.contains("juliet@localhost's \"quiet\" at line 13"),
+        "{warning}"
+    );
+
+    let s = Server::start_on(&data, &[]);
+    let mut juliet = Client::online(&s, "juliet", "juliet-pw", Some("balcony"));
+    assert_eq!(
+        privacy_names(&mut juliet),
+        (
+            Some("public".to_string()),
+            vec!["private".to_string(), "public".to_string()]
+        )
+    );
+    let items = privacy_items(&mut juliet, "public");
+    let attrs = |i: &Element| -> Vec<String> {
+        ["order", "type", "value", "action"]
+            .iter()
+            .map(|a| i.attr(a).unwrap_or("-").to_string())
+            .collect()
+    };
+    let summary: Vec<Vec<String>> = items.iter().map(attrs).collect();
+    assert_eq!(
+        summary,
+        [
+            ["1", "jid", "tybalt@localhost", "deny"],
+            ["2", "group", "Family", "allow"],
+            ["3", "subscription", "none", "deny"],
+        ]
+    );
+    assert!(items[1].child("message", NS_PRIVACY).is_some(), "{items:?}");
+    let private = privacy_items(&mut juliet, "private");
+    assert_eq!(private.len(), 1);
+    assert!(private[0].child("presence-out", NS_PRIVACY).is_some());
+    // The list named in the file as default is the blocklist too (XEP-0191 §5).
+    assert_eq!(blocklist(&mut juliet), ["tybalt@localhost"]);
+
+    // The default list decides: tybalt is blocked, romeo (not in the roster) denied
+    // messages, the nurse (Family) allowed.
+    let mut tybalt = Client::login(&s, "tybalt", "tybalt-pw", None);
+    assert_eq!(
+        message_error(&mut tybalt, "juliet@localhost", "t1").as_deref(),
+        Some("service-unavailable")
+    );
+    let mut romeo = Client::login(&s, "romeo", "romeo-pw", None);
+    assert_eq!(
+        message_error(&mut romeo, "juliet@localhost", "r1").as_deref(),
+        Some("service-unavailable")
+    );
+    let mut nurse = Client::login(&s, "nurse", "nurse-pw", None);
+    assert_eq!(message_error(&mut nurse, "juliet@localhost", "n1"), None);
+    let (m, skipped) = juliet.recv_until("the nurse's message", |e| {
+        e.name == "message" && e.attr("id") == Some("n1")
+    });
+    assert_eq!(m.attr("type"), Some("chat"));
+    assert!(
+        !skipped.iter().any(|e| e.name == "message"),
+        "a refused message arrived: {skipped:?}"
+    );
+}
+
+#[test]
+fn bad_or_over_bound_privacy_lists_name_user_list_and_line_and_write_nothing() {
+    let s = Server::start(&[]);
+    let limits = write(
+        &s.data,
+        "limits.toml",
+        "[modules.privacy]\nmax_privacy_lists = 2\nmax_privacy_items = 2\n\
+         max_blocklist_items = 2\n",
+    );
+    let limits = limits.to_str().unwrap();
+    // bob is fine; alice's privacy element (line 9 on) is replaced per case.
+    let file = |privacy: &str| {
+        format!(
+            "<server-data xmlns='urn:xmpp:pie:0'>
+  <host jid='localhost'>
+    <user name='bob' password='bob-pw'>
+      <query xmlns='jabber:iq:privacy'>
+        <default name='b'/><list name='b'><item action='deny' order='1'/></list>
+      </query>
+    </user>
+    <user name='alice' password='alice-pw'>
+      <query xmlns='jabber:iq:roster'>
+        <item jid='bob@localhost' subscription='both'><group>Friends</group></item>
+      </query>
+{privacy}
+    </user>
+  </host>
+</server-data>
+"
+        )
+    };
+    let q = |body: &str| format!("<query xmlns='jabber:iq:privacy'>\n{body}\n</query>");
+    let cases = [
+        (
+            "dup-order.xml",
+            q("<list name='l'><item action='deny' order='1'/>\
+               <item action='allow' order='1'/></list>"),
+            "dup-order.xml:13: alice@localhost's privacy list \"l\": order 1 appears twice \
+             (bad-request)",
+        ),
+        (
+            "bad-jid.xml",
+            q("<list name='l'><item type='jid' value='a@b@c' action='deny' order='1'/></list>"),
+            "bad-jid.xml:13: alice@localhost's privacy list \"l\": ",
+        ),
+        (
+            "no-group.xml",
+            q(
+                "<list name='l'>\n<item type='group' value='Enemies' action='deny' order='1'/>\
+               </list>",
+            ),
+            "no-group.xml:13: alice@localhost's privacy list \"l\": no roster group \
+             \"Enemies\" in the user's roster (item-not-found)",
+        ),
+        (
+            "no-default.xml",
+            q("<list name='l'><item action='deny' order='1'/></list>\n<default name='m'/>"),
+            "no-default.xml:14: alice@localhost's default privacy list \"m\" is not one of its \
+             lists",
+        ),
+        (
+            "twice.xml",
+            q("<list name='l'><item action='deny' order='1'/></list>\n\
+               <list name='l'><item action='deny' order='2'/></list>"),
+            "twice.xml:14: alice@localhost has two privacy lists named \"l\"",
+        ),
+        (
+            "rules.xml",
+            q(
+                "<list name='l'><item type='group' value='Friends' action='allow' order='1'/>\
+               <item type='jid' value='x@localhost' action='deny' order='2'><message/></item>\
+               <item action='deny' order='3'/></list>",
+            ),
+            "rules.xml:13: alice@localhost's privacy list \"l\" has 3 rules, more than 2 \
+             (--max-privacy-items)",
+        ),
+        (
+            "blocked.xml",
+            q("<list name='urn:xmpp:blocking'>\
+               <item type='jid' value='x@localhost' action='deny' order='1'/>\
+               <item type='jid' value='y@localhost' action='deny' order='2'/>\
+               <item type='jid' value='z@localhost' action='deny' order='3'/></list>"),
+            "blocked.xml:13: alice@localhost's privacy list \"urn:xmpp:blocking\" blocks 3 \
+             JIDs, more than 2 (--max-blocklist-items)",
+        ),
+        (
+            "lists.xml",
+            q("<list name='a'><item action='deny' order='1'/></list>\
+               <list name='b'><item action='deny' order='1'/></list>\
+               <list name='c'><item action='deny' order='1'/></list>"),
+            "lists.xml:8: alice@localhost has 3 privacy lists, more than 2 \
+             (--max-privacy-lists)",
+        ),
+    ];
+    for (name, privacy, expected) in cases {
+        let path = write(&s.data, name, &file(&privacy));
+        let out = import(&s.data, &path, &["--config", limits]);
+        assert!(!out.status.success(), "{name} was accepted");
+        let msg = stderr(&out);
+        assert!(msg.contains(expected), "{name}: {msg}");
+        assert!(users(&s).is_empty(), "{name} wrote accounts");
+    }
+    // The same file with good lists goes in whole.
+    let path = write(
+        &s.data,
+        "good.xml",
+        &file(&q(
+            "<list name='l'>\
+                  <item type='group' value='Friends' action='allow' order='1'/></list>",
+        )),
+    );
+    let out = import(&s.data, &path, &["--config", limits]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).starts_with("imported 2 accounts (1 roster items, 0 vCards, 2 privacy lists)"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn blocklist_import_shows_in_xep0191_and_replace_swaps_the_lists() {
+    let s = Server::start(&[]);
+    s.adduser("juliet", "juliet-old");
+    let mut juliet = Client::login(&s, "juliet", "juliet-old", None);
+    iq_ok(
+        &mut juliet,
+        "set",
+        &format!(
+            "<query xmlns='{NS_PRIVACY}'><list name='old'>\
+             <item type='jid' value='paris@localhost' action='deny' order='1'/>\
+             </list></query>"
+        ),
+    );
+    iq_ok(
+        &mut juliet,
+        "set",
+        &format!("<query xmlns='{NS_PRIVACY}'><default name='old'/></query>"),
+    );
+    assert_eq!(blocklist(&mut juliet), ["paris@localhost"]);
+    juliet.close();
+
+    let file = write(
+        &s.data,
+        "blocklist.xml",
+        "<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'>
+           <user name='juliet' password='juliet-new'>
+             <query xmlns='jabber:iq:privacy'>
+               <default name='urn:xmpp:blocking'/>
+               <list name='urn:xmpp:blocking'>
+                 <item type='jid' value='tybalt@localhost' action='deny' order='0'/>
+                 <item type='jid' value='capulet.example' action='deny' order='1'/>
+               </list>
+             </query>
+           </user>
+         </host></server-data>",
+    );
+    let out = import(&s.data, &file, &["--replace"]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).starts_with("imported 1 accounts (0 roster items, 0 vCards, 1 privacy lists)"),
+        "{}",
+        stdout(&out)
+    );
+    let mut juliet = Client::login(&s, "juliet", "juliet-new", None);
+    assert_eq!(
+        blocklist(&mut juliet),
+        ["capulet.example", "tybalt@localhost"]
+    );
+    assert_eq!(
+        privacy_names(&mut juliet),
+        (
+            Some("urn:xmpp:blocking".to_string()),
+            vec!["urn:xmpp:blocking".to_string()]
+        ),
+        "the old list is replaced"
+    );
+    juliet.close();
+
+    // --replace with a user without a privacy element leaves the lists alone.
+    let file = write(
+        &s.data,
+        "again.xml",
+        "<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'>
+           <user name='juliet' password='juliet-3'/>
+         </host></server-data>",
+    );
+    assert_ok(&import(&s.data, &file, &["--replace"]));
+    let mut juliet = Client::login(&s, "juliet", "juliet-3", None);
+    assert_eq!(
+        blocklist(&mut juliet),
+        ["capulet.example", "tybalt@localhost"]
+    );
 }

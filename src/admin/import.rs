@@ -1,5 +1,5 @@
-//! `xmppd import`: accounts with their rosters and vCards in bulk, from a XEP-0227 (Portable
-//! Import/Export) file or a plain list.
+//! `xmppd import`: accounts with their rosters, vCards and privacy lists in bulk, from a
+//! XEP-0227 (Portable Import/Export) file or a plain list.
 //!
 //! Two passes over the file, which is held in memory as text (no DOM): the first parses and
 //! validates everything and keeps only each user's JID, line and password; the second parses
@@ -15,13 +15,16 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use xmlparser::{ElementEnd, Token, Tokenizer};
-use xmppd_storage::{Account, RosterItem, ScramKeys, Storage, StorageError, Subscription};
+use xmppd_storage::{
+    Account, PrivacyList, PrivacyMatch, RosterItem, ScramKeys, Storage, StorageError, Subscription,
+};
 
 use super::{err, now_unix, open, AdminError};
 use crate::config::{Config, ImportArgs, ImportFormat};
+use crate::modules::privacy::list::{self as privacy, NS_PRIVACY};
 use crate::modules::vcard::NS_VCARD;
 use crate::stream::sasl::{self, HashAlg};
-use crate::xml::{self, StreamNs};
+use crate::xml::{self, Element, StreamNs};
 use crate::xmpp::jid::{self, Jid};
 use crate::xmpp::ns;
 
@@ -95,10 +98,12 @@ pub fn import(config: &Config, args: &ImportArgs) -> Result<(), AdminError> {
     let totals = derive_and_write(&job, &users, &plan, threads, config.scram_iterations)?;
     storage.shutdown();
     println!(
-        "imported {} accounts ({} roster items, {} vCards), skipped {} existing, in {:.1} s",
+        "imported {} accounts ({} roster items, {} vCards, {} privacy lists), skipped {} \
+         existing, in {:.1} s",
         totals.accounts,
         totals.items,
         totals.vcards,
+        totals.privacy_lists,
         skipped + totals.skipped_late,
         started.elapsed().as_secs_f64()
     );
@@ -112,7 +117,7 @@ enum Mode {
     Refuse,
     /// Leave it and its data untouched.
     Skip,
-    /// Replace its credentials, roster and (if the file has one) vCard.
+    /// Replace its credentials, roster and (if the file has them) vCard and privacy lists.
     Replace,
 }
 
@@ -146,6 +151,18 @@ struct UserRecord {
     items: Vec<RosterItem>,
     /// The serialized `<vCard xmlns='vcard-temp'/>`, as the vCard module stores it.
     vcard: Option<Vec<u8>>,
+    /// The privacy lists, if the file has a `<query xmlns='jabber:iq:privacy'/>` for the user.
+    privacy: Option<PrivacyData>,
+}
+
+/// A user's privacy lists (XEP-0016) as read from the file, validated: distinct names,
+/// within the server's bounds, groups in the user's roster, the default one of the lists.
+#[derive(Default)]
+struct PrivacyData {
+    /// The lists that have items (empty ones are skipped with a warning).
+    lists: Vec<PrivacyList>,
+    /// The default list's name.
+    default: Option<String>,
 }
 
 /// A problem at a line of the file.
@@ -276,6 +293,7 @@ struct Totals {
     accounts: usize,
     items: usize,
     vcards: usize,
+    privacy_lists: usize,
     /// Accounts created by someone else between the check and the write (`--skip-existing`).
     skipped_late: usize,
 }
@@ -396,7 +414,9 @@ fn write_batch(
                 created_unix,
                 disabled,
             };
-            match (txn.account(&rec.jid)?, mode) {
+            let old = txn.account(&rec.jid)?;
+            let replacing = old.is_some();
+            match (old, mode) {
                 (None, _) => txn.create_account(&rec.jid, &account(now, false))?,
                 (Some(old), Mode::Replace) => {
                     txn.set_account(&rec.jid, &account(old.created_unix, old.disabled))?;
@@ -426,6 +446,23 @@ fn write_batch(
                 txn.put_vcard(&rec.jid, vcard)?;
                 done.vcards += 1;
             }
+            if let Some(p) = &rec.privacy {
+                if replacing {
+                    // The file's lists instead of the account's (same-named ones are overwritten).
+                    for old in txn.privacy(&rec.jid)?.lists {
+                        if !p.lists.iter().any(|l| l.name == old.name) {
+                            txn.delete_privacy_list(&rec.jid, &old.name)?;
+                        }
+                    }
+                }
+                for l in &p.lists {
+                    txn.put_privacy_list(&rec.jid, l)?;
+                }
+                if p.default.is_some() || replacing {
+                    txn.set_privacy_default(&rec.jid, p.default.as_deref())?;
+                }
+                done.privacy_lists += p.lists.len();
+            }
             done.accounts += 1;
             done.items += rec.items.len();
         }
@@ -436,6 +473,7 @@ fn write_batch(
             totals.accounts += done.accounts;
             totals.items += done.items;
             totals.vcards += done.vcards;
+            totals.privacy_lists += done.privacy_lists;
             totals.skipped_late += done.skipped_late;
             batch.clear();
             Ok(())
@@ -548,6 +586,119 @@ impl Checks<'_> {
     }
 }
 
+/// A privacy list's problem for the report: the condition's text, or its name.
+fn why(e: &crate::xmpp::error::StanzaError) -> String {
+    match &e.text {
+        Some(t) => format!("{t} ({})", e.condition.name()),
+        None => e.condition.name().to_owned(),
+    }
+}
+
+impl Checks<'_> {
+    /// One `<list/>` of a user, as a `jabber:iq:privacy` set would take it (XEP-0016 §2.1
+    /// syntax through the privacy module's parser, --max-privacy-items,
+    /// --max-blocklist-items), and the storage key limit.
+    fn privacy_list(&self, user: &str, el: &Element) -> Result<PrivacyList, String> {
+        let shown = el.attr("name").unwrap_or_default();
+        let l = privacy::parse_list(el)
+            .map_err(|e| format!("{user}'s privacy list {shown:?}: {}", why(&e)))?;
+        if user.len() + 1 + l.name.len() > MAX_KEY {
+            return Err(format!(
+                "{user}'s privacy list {shown:?}: the name and the user are together longer than \
+                 the {MAX_KEY} bytes storage allows"
+            ));
+        }
+        let bounds = &self.config.modules.privacy;
+        let rules = privacy::rule_count(&l);
+        if rules > bounds.max_items {
+            return Err(format!(
+                "{user}'s privacy list {shown:?} has {rules} rules, more than {} \
+                 (--max-privacy-items)",
+                bounds.max_items
+            ));
+        }
+        let blocked = privacy::block_count(&l);
+        if blocked > bounds.max_blocked {
+            return Err(format!(
+                "{user}'s privacy list {shown:?} blocks {blocked} JIDs, more than {} \
+                 (--max-blocklist-items)",
+                bounds.max_blocked
+            ));
+        }
+        Ok(l)
+    }
+
+    /// A user's privacy lists once the whole user is read (its roster may come after them):
+    /// --max-privacy-lists, `group` items naming groups of the user's roster in the file (as
+    /// a `jabber:iq:privacy` set requires: item-not-found), the default one of the lists.
+    fn privacy(&self, rec: &UserRecord, read: PrivacyRead) -> Result<PrivacyData, FileError> {
+        let user = rec.jid.as_str();
+        let max = self.config.modules.privacy.max_lists;
+        if read.lists.len() > max {
+            return Err(FileError::new(
+                rec.line,
+                format!(
+                    "{user} has {} privacy lists, more than {max} (--max-privacy-lists)",
+                    read.lists.len()
+                ),
+            ));
+        }
+        for (l, line) in &read.lists {
+            let missing = l.items.iter().find_map(|i| match &i.what {
+                PrivacyMatch::Group(g)
+                    if !rec.items.iter().any(|r| r.groups.iter().any(|x| x == g)) =>
+                {
+                    Some(g)
+                }
+                _ => None,
+            });
+            if let Some(g) = missing {
+                return Err(FileError::new(
+                    *line,
+                    format!(
+                        "{user}'s privacy list {:?}: no roster group {g:?} in the user's roster \
+                         (item-not-found)",
+                        l.name
+                    ),
+                ));
+            }
+        }
+        let default = match read.default {
+            None => None,
+            Some((name, _)) if read.lists.iter().any(|(l, _)| l.name == name) => Some(name),
+            // An empty list filters nothing: as if there were no default (warned about).
+            Some((name, _)) if read.empty.contains(&name) => None,
+            Some((name, line)) => {
+                return Err(FileError::new(
+                    line,
+                    format!("{user}'s default privacy list {name:?} is not one of its lists"),
+                ))
+            }
+        };
+        Ok(PrivacyData {
+            lists: read.lists.into_iter().map(|(l, _)| l).collect(),
+            default,
+        })
+    }
+}
+
+/// A user's `<query xmlns='jabber:iq:privacy'/>` being read.
+#[derive(Default)]
+struct PrivacyRead {
+    /// The lists with items, each with the line of its `<list>`.
+    lists: Vec<(PrivacyList, usize)>,
+    /// The names of the empty lists (skipped).
+    empty: Vec<String>,
+    /// `<default name=''/>` and its line.
+    default: Option<(String, usize)>,
+}
+
+impl PrivacyRead {
+    fn has(&self, name: &str) -> bool {
+        self.lists.iter().any(|(l, _)| l.name == name) || self.empty.iter().any(|n| n == name)
+    }
+}
+
 /// A user's roster being read: items in file order, with a duplicate check.
 #[derive(Default)]
 struct ItemSet {
@@ -648,6 +799,7 @@ impl<'a> ListReader<'a> {
             password: password.to_owned(),
             items: items.items,
             vcard: None,
+            privacy: None,
         };
         self.checks.items(&rec).map_err(at)?;
         Ok(rec)
@@ -689,6 +841,13 @@ enum Place {
     Group,
     /// The user's vCard, starting at this byte offset.
     Vcard(usize),
+    /// The user's `<query xmlns='jabber:iq:privacy'/>`.
+    Privacy,
+    /// A privacy `<list/>`, starting at this line (built as an element).
+    PrivacyList(usize),
+    /// An item of a privacy list (1) or an item's child (2), built as an element; what is
+    /// deeper means nothing to XEP-0016 and is skipped (so no element nests deeply).
+    PrivacyPart(u8),
     /// `<offline-messages/>`: each child is a skipped message.
     Offline,
     /// Inside something skipped or copied whole.
@@ -727,6 +886,13 @@ struct PieReader<'a> {
     user: Option<(UserRecord, ItemSet)>,
     item: Option<RosterItem>,
     group: String,
+    /// The user's privacy element, once seen.
+    privacy: Option<PrivacyRead>,
+    /// The privacy `<list/>` being read and its open descendants, innermost last.
+    building: Vec<Element>,
+    /// Empty privacy lists skipped: how many, and the first (user, name, line).
+    empty_lists: usize,
+    first_empty: Option<(String, String, usize)>,
     /// Skipped elements by `{ns}name`, and skipped offline messages.
     skipped: BTreeMap<String, usize>,
     offline: usize,
@@ -751,6 +917,10 @@ impl<'a> PieReader<'a> {
             user: None,
             item: None,
             group: String::new(),
+            privacy: None,
+            building: Vec::new(),
+            empty_lists: 0,
+            first_empty: None,
             skipped: BTreeMap::new(),
             offline: 0,
             bad_vcards: 0,
@@ -762,6 +932,13 @@ impl<'a> PieReader<'a> {
         let mut parts = Vec::new();
         if self.offline > 0 {
             parts.push(format!("skipped {} offline messages", self.offline));
+        }
+        if let Some((user, name, line)) = &self.first_empty {
+            parts.push(format!(
+                "skipped {} empty privacy lists (they filter nothing; a default naming one is \
+                 not set), the first {user}'s {name:?} at line {line}",
+                self.empty_lists
+            ));
         }
         if self.bad_vcards > 0 {
             parts.push(format!(
@@ -963,12 +1140,43 @@ impl<'a> PieReader<'a> {
                     password: password.into_owned(),
                     items: Vec::new(),
                     vcard: None,
+                    privacy: None,
                 };
                 self.user = Some((rec, ItemSet::default()));
+                self.privacy = None;
                 Place::User
             }
             (Some(Place::User), (NS_ROSTER, "query")) => Place::Roster,
             (Some(Place::User), (NS_VCARD, "vCard")) => Place::Vcard(tag.start),
+            (Some(Place::User), (NS_PRIVACY, "query")) => {
+                self.privacy.get_or_insert_with(PrivacyRead::default);
+                Place::Privacy
+            }
+            (Some(Place::Privacy), (NS_PRIVACY, "list")) => {
+                self.building = vec![element(&tag, &ns, line)?];
+                Place::PrivacyList(line)
+            }
+            (Some(Place::PrivacyList(_)), _) => {
+                self.building.push(element(&tag, &ns, line)?);
+                Place::PrivacyPart(1)
+            }
+            (Some(Place::PrivacyPart(1)), _) => {
+                self.building.push(element(&tag, &ns, line)?);
+                Place::PrivacyPart(2)
+            }
+            (Some(Place::PrivacyPart(_)), _) => Place::Opaque,
+            (Some(Place::Privacy), (NS_PRIVACY, "default")) => {
+                if let Some(name) = attr("name")? {
+                    let p = self.privacy.get_or_insert_with(PrivacyRead::default);
+                    if p.default.is_some() {
+                        return Err(at("a second <default/> privacy list".into()));
+                    }
+                    p.default = Some((name.into_owned(), line));
+                }
+                Place::Opaque
+            }
+            // Which list a session uses: nothing to import without sessions.
+            (Some(Place::Privacy), (NS_PRIVACY, "active")) => Place::Opaque,
             (Some(Place::User), (NS_PIE, "offline-messages")) => Place::Offline,
             (Some(Place::Roster), (NS_ROSTER, "item")) => {
                 let user = self.user.as_ref().map(|u| u.0.jid.as_str());
@@ -1080,11 +1288,51 @@ impl<'a> PieReader<'a> {
                     self.checks
                         .items(&rec)
                         .map_err(|m| FileError::new(rec.line, m))?;
+                    if let Some(read) = self.privacy.take() {
+                        rec.privacy = Some(self.checks.privacy(&rec, read)?);
+                    }
                     return Ok(Some(rec));
                 }
             }
+            Place::PrivacyPart(_) => {
+                if let (Some(el), Some(parent)) = (self.building.pop(), self.building.last_mut()) {
+                    parent.push_child(el);
+                }
+            }
+            Place::PrivacyList(start) => {
+                let el = self
+                    .building
+                    .pop()
+                    .unwrap_or_else(|| Element::new("list", NS_PRIVACY));
+                self.building.clear();
+                let user = self
+                    .user
+                    .as_ref()
+                    .map(|u| u.0.jid.clone())
+                    .unwrap_or_default();
+                let list = self
+                    .checks
+                    .privacy_list(&user, &el)
+                    .map_err(|m| FileError::new(start, m))?;
+                let p = self.privacy.get_or_insert_with(PrivacyRead::default);
+                if p.has(&list.name) {
+                    return Err(FileError::new(
+                        start,
+                        format!("{user} has two privacy lists named {:?}", list.name),
+                    ));
+                }
+                if list.items.is_empty() {
+                    self.empty_lists += 1;
+                    self.first_empty
+                        .get_or_insert_with(|| (user, list.name.clone(), start));
+                    p.empty.push(list.name);
+                } else {
+                    p.lists.push((list, start));
+                }
+            }
             Place::Host => self.host = None,
-            Place::ServerData | Place::Roster | Place::Offline | Place::Opaque => {}
+            Place::ServerData | Place::Roster | Place::Privacy | Place::Offline | Place::Opaque => {
+            }
         }
         Ok(None)
     }
@@ -1142,6 +1390,20 @@ impl Iterator for PieReader<'_> {
         }
         out
     }
+}
+
+/// The element of a start tag inside a privacy list, for the privacy module's parser: its
+/// namespace and unprefixed attributes (what `jabber:iq:privacy` uses).
+fn element(tag: &StartTag<'_>, ns: &str, line: usize) -> Result<Element, FileError> {
+    let mut el = Element::new(tag.local, ns);
+    for (prefix, local, value) in &tag.attrs {
+        if prefix.is_empty() && *local != "xmlns" {
+            let v = xml::unescape(value)
+                .map_err(|e| FileError::new(line, format!("attribute {local}: {e}")))?;
+            el.set_attr(local, v.into_owned());
+        }
+    }
+    Ok(el)
 }
 
 fn qname(prefix: &str, local: &str) -> String {
@@ -1274,6 +1536,122 @@ mod tests {
             assert_eq!(e.line, line, "{}", e.msg);
             assert!(e.msg.contains(msg), "{}", e.msg);
         }
+    }
+
+    const PIE_PRIVACY: &str = "<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'>\n\
+        <user name='alice' password='pw'>\n\
+          <p:query xmlns:p='jabber:iq:privacy'>\n\
+            <p:active name='l'/><p:default name='l'/>\n\
+            <p:list name='l'>\n\
+              <p:item type='group' value='Friends' action='allow' order='9'><p:message><a><b/></a></p:message></p:item>\n\
+              <p:item type='jid' value='Bob@LocalHost' action='deny' order='2'/>\n\
+            </p:list>\n\
+            <p:list name='empty'/>\n\
+            <p:unknown/>\n\
+          </p:query>\n\
+          <query xmlns='jabber:iq:roster'>\n\
+            <item jid='carol@localhost'><group>Friends</group></item>\n\
+          </query>\n\
+        </user>\n\
+        </host></server-data>\n";
+
+    #[test]
+    fn pie_privacy_lists() {
+        let config = config();
+        let checks = Checks { config: &config };
+        let mut src = Source::new(ImportFormat::Xep0227, PIE_PRIVACY, &checks);
+        let users: Vec<UserRecord> = src.by_ref().map(Result::unwrap).collect();
+        let p = users[0].privacy.as_ref().expect("privacy");
+        assert_eq!(p.default.as_deref(), Some("l"));
+        assert_eq!(p.lists.len(), 1, "the empty list is skipped");
+        let l = &p.lists[0];
+        let orders: Vec<u32> = l.items.iter().map(|i| i.order).collect();
+        assert_eq!(orders, [2, 9]);
+        assert_eq!(l.items[0].what, PrivacyMatch::Jid("bob@localhost".into()));
+        assert_eq!(l.items[1].what, PrivacyMatch::Group("Friends".into()));
+        assert_ne!(l.items[1].stanzas, 0);
+        let w = src.warnings();
+        assert!(
+            w.contains("skipped 1 empty privacy lists")
+                && w.contains("alice@localhost's \"empty\" at line 9"),
+            "{w}"
+        );
+        assert!(w.contains("{jabber:iq:privacy}unknown x1"), "{w}");
+        // The default naming the empty list: no default.
+        let text = PIE_PRIVACY.replace("<p:default name='l'/>", "<p:default name='empty'/>");
+        let users = read(ImportFormat::Xep0227, &text).unwrap();
+        assert_eq!(users[0].privacy.as_ref().unwrap().default, None);
+        // No privacy element: None (--replace leaves the lists alone).
+        assert!(read(ImportFormat::Xep0227, PIE).unwrap()[0]
+            .privacy
+            .is_none());
+
+        let cases = [
+            (
+                PIE_PRIVACY.replace("order='9'", "order='2'"),
+                5,
+                "alice@localhost's privacy list \"l\": order 2 appears twice (bad-request)",
+            ),
+            (
+                PIE_PRIVACY.replace("action='deny'", ""),
+                5,
+                "needs action='allow' or action='deny' (bad-request)",
+            ),
+            (
+                PIE_PRIVACY.replace("<group>Friends</group>", "<group>Foes</group>"),
+                5,
+                "no roster group \"Friends\" in the user's roster (item-not-found)",
+            ),
+            (
+                PIE_PRIVACY.replace("<p:default name='l'/>", "<p:default name='m'/>"),
+                4,
+                "default privacy list \"m\" is not one of its lists",
+            ),
+            (
+                PIE_PRIVACY.replace("name='empty'", "name='l'"),
+                9,
+                "alice@localhost has two privacy lists named \"l\"",
+            ),
+            (
+                PIE_PRIVACY.replace(
+                    "<p:default name='l'/>",
+                    "<p:default name='l'/><p:default name='l'/>",
+                ),
+                4,
+                "a second <default/>",
+            ),
+        ];
+        for (text, line, msg) in cases {
+            let e = read(ImportFormat::Xep0227, &text).err().expect(msg);
+            assert_eq!(e.line, line, "{}", e.msg);
+            assert!(e.msg.contains(msg), "{}", e.msg);
+        }
+
+        // The server's bounds.
+        let bounded = |f: &dyn Fn(&mut Config)| {
+            let mut bounds = super::tests::config();
+            f(&mut bounds);
+            let checks = Checks { config: &bounds };
+            let r: Result<Vec<UserRecord>, FileError> =
+                Source::new(ImportFormat::Xep0227, PIE_PRIVACY, &checks).collect();
+            r.err().expect("over a bound").msg
+        };
+        // The group item is a rule; the jid deny item a blocklist entry.
+        let m = bounded(&|c| c.modules.privacy.max_items = 0);
+        assert!(
+            m.contains("has 1 rules, more than 0 (--max-privacy-items)"),
+            "{m}"
+        );
+        let m = bounded(&|c| c.modules.privacy.max_blocked = 0);
+        assert!(
+            m.contains("blocks 1 JIDs, more than 0 (--max-blocklist-items)"),
+            "{m}"
+        );
+        let m = bounded(&|c| c.modules.privacy.max_lists = 0);
+        assert!(
+            m.contains("alice@localhost has 1 privacy lists, more than 0 (--max-privacy-lists)"),
+            "{m}"
+        );
     }
 
     #[test]
