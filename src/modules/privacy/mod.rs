@@ -166,6 +166,14 @@ fn is_mixed(acct: &AccountSessions) -> bool {
     acct.resources.iter().any(|r| active_of(r).is_some())
 }
 
+/// Stanzas between the user's own resources, and between the user and the user's own
+/// server (its domain JID, which answers the user's IQs), are never filtered, whatever the
+/// lists say (PRIV-18, BLOCK-13).
+fn exempt(own: JidStr<'_>, peer: JidStr<'_>) -> bool {
+    peer.bare().as_str() == own.bare().as_str()
+        || (peer.local().is_none() && peer.domain() == own.domain())
+}
+
 /// Reads the roster facts of a peer for group and subscription items (one LMDB read, only
 /// when a list has such an item and reaches it); a failure denies (logged).
 fn roster_lookup<'a>(
@@ -251,19 +259,33 @@ impl Privacy {
         self.mixed.set(n > 0);
     }
 
-    /// Make sure the account's lists are in force: when reading them failed at bind, read
-    /// them again now. Only accounts in `stateful` can be in that state, so callers ask only
-    /// while the module is armed.
-    fn loaded(&self, ctx: &Ctx, user: &str) -> Result<(), StorageError> {
-        let unknown = ctx
-            .sessions()
-            .borrow()
-            .account(user)
-            .and_then(|a| a.ext.get::<AccountState>())
-            .is_some_and(|s| s.unknown);
-        if !unknown {
-            return Ok(());
+    /// Runs `f` on the account's sessions and its default list, with one session-table
+    /// lookup; `Ok(None)` when the account has no session on this shard. When reading the
+    /// lists failed at bind (`AccountState::unknown`), they are read again first; while that
+    /// fails, the error is returned (fail closed).
+    fn with_account<R>(
+        &self,
+        ctx: &Ctx,
+        user: &str,
+        f: impl FnOnce(&AccountSessions, Option<&Rc<InForce>>) -> R,
+    ) -> Result<Option<R>, StorageError> {
+        {
+            let sessions = ctx.sessions().borrow();
+            let Some(acct) = sessions.account(user) else {
+                return Ok(None);
+            };
+            let st = acct.ext.get::<AccountState>();
+            if !st.is_some_and(|s| s.unknown) {
+                return Ok(Some(f(acct, st.and_then(|s| s.default.as_ref()))));
+            }
         }
+        self.reload(ctx, user)?;
+        let sessions = ctx.sessions().borrow();
+        Ok(sessions.account(user).map(|acct| f(acct, default_of(acct))))
+    }
+
+    /// Reads the account's default list again after a failed read (see `bound`).
+    fn reload(&self, ctx: &Ctx, user: &str) -> Result<(), StorageError> {
         let default = ctx.storage().privacy().default_list(user)?;
         if let Some(acct) = ctx.sessions().borrow_mut().account_mut(user) {
             let st = acct.ext.get_or_default::<AccountState>();
@@ -283,38 +305,32 @@ impl Privacy {
     fn inbound(&self, ctx: &Ctx, p: &Inbound<'_>) -> Flow {
         let user = p.route.to.bare().as_str();
         let peer = p.route.from;
-        if peer.bare().as_str() == user {
+        if exempt(p.route.to, peer) {
             return Flow::Continue; // PRIV-18, BLOCK-13
         }
         let what = What::inbound(p.ty);
-        if self.armed.get() {
-            if let Err(e) = self.loaded(ctx, user) {
-                return self.failed(ctx, p, &e);
-            }
-        }
-        let verdict = {
-            let sessions = ctx.sessions().borrow();
-            let Some(acct) = sessions.account(user) else {
-                drop(sessions);
-                return self.offline(ctx, p, what);
-            };
+        let decided = self.with_account(ctx, user, |acct, default| {
             let target = p.route.to.resource().and_then(|r| acct.get(r));
             let decide = match target {
-                Some(r) => effective(acct, r).map_or(Decide::Nothing, |l| Decide::List(l)),
+                Some(r) => active_of(r)
+                    .or(default)
+                    .map_or(Decide::Nothing, |l| Decide::List(l)),
                 None if self.actives.get() > 0 && is_mixed(acct) => {
                     self.per_session(ctx, acct, user, p.ty, peer)
                 }
-                None => default_of(acct).map_or(Decide::Nothing, |l| Decide::List(l)),
+                None => default.map_or(Decide::Nothing, |l| Decide::List(l)),
             };
             match decide {
-                Decide::Nothing => return Flow::Continue,
+                Decide::Nothing => Verdict::Allow,
                 Decide::Verdict(v) => v,
                 Decide::List(l) => l.list.check(what, peer, &mut roster_lookup(ctx, user)),
             }
-        };
-        match verdict {
-            Verdict::Allow => Flow::Continue,
-            Verdict::Deny { .. } => {
+        });
+        match decided {
+            Err(e) => self.failed(ctx, p, &e),
+            Ok(None) => self.offline(ctx, p, what),
+            Ok(Some(Verdict::Allow)) => Flow::Continue,
+            Ok(Some(Verdict::Deny { .. })) => {
                 self.refuse_inbound(ctx, p);
                 Flow::Handled(None)
             }
@@ -435,37 +451,32 @@ impl Privacy {
         };
         let from = s.from;
         let user = from.bare_str();
-        // Own resources (PRIV-18), and the server itself.
-        if to.bare_str() == user || (to.local().is_none() && to.domain() == from.domain()) {
-            return Flow::Continue;
+        if exempt(from.into(), to.into()) {
+            return Flow::Continue; // PRIV-18
         }
-        if let Err(e) = self.loaded(ctx, user) {
-            let err = storage_failure("privacy list check", user, &e);
-            let route = Route::new(from, to);
-            ctx.bounce(
-                Refused {
-                    ty: s.ty,
-                    id: s.id,
-                    route,
-                },
-                err,
-            );
-            return Flow::Handled(None);
-        }
-        let (verdict, handle) = {
-            let sessions = ctx.sessions().borrow();
-            let Some(acct) = sessions.account(user) else {
-                return Flow::Continue;
-            };
-            let Some(r) = from.resource().and_then(|r| acct.get(r)) else {
-                return Flow::Continue;
-            };
-            let Some(l) = effective(acct, r) else {
-                return Flow::Continue;
-            };
+        let decided = self.with_account(ctx, user, |acct, default| {
+            let r = from.resource().and_then(|r| acct.get(r))?;
+            let l = active_of(r).or(default)?;
             let what = What::outbound(s.ty);
             let v = l.list.check(what, to.into(), &mut roster_lookup(ctx, user));
-            (v, r.handle.clone())
+            Some((v, r.handle.clone()))
+        });
+        let (verdict, handle) = match decided {
+            Ok(Some(Some(decided))) => decided,
+            Ok(_) => return Flow::Continue,
+            Err(e) => {
+                let err = storage_failure("privacy list check", user, &e);
+                let route = Route::new(from, to);
+                ctx.bounce(
+                    Refused {
+                        ty: s.ty,
+                        id: s.id,
+                        route,
+                    },
+                    err,
+                );
+                return Flow::Handled(None);
+            }
         };
         let Verdict::Deny { blocked } = verdict else {
             return Flow::Continue;
@@ -502,26 +513,22 @@ impl Privacy {
     /// Presence notifications to contacts (`PresenceOut`): the sender's list, `presence-out`.
     fn presence_out(&self, ctx: &Ctx, a: &Audience<'_>) -> Flow {
         let user = a.from.bare().as_str();
-        if self.loaded(ctx, user).is_err() {
-            a.to.borrow_mut().clear(); // fail closed (logged by the store's caller below)
-            tracing::warn!(user, "presence not sent: privacy lists cannot be read");
-            return Flow::Continue;
-        }
-        let sessions = ctx.sessions().borrow();
-        let Some(acct) = sessions.account(user) else {
-            return Flow::Continue;
-        };
-        let l = match a.from.resource().and_then(|r| acct.get(r)) {
-            Some(r) => effective(acct, r),
-            None => default_of(acct),
-        };
-        if let Some(l) = l {
-            let mut roster = roster_lookup(ctx, user);
-            a.to.borrow_mut().retain(|to| {
-                let to = JidStr::trusted(to);
-                to.bare().as_str() == user
-                    || !l.list.check(What::PresenceOut, to, &mut roster).denies()
-            });
+        let narrowed = self.with_account(ctx, user, |acct, default| {
+            let l = match a.from.resource().and_then(|r| acct.get(r)) {
+                Some(r) => active_of(r).or(default),
+                None => default,
+            };
+            if let Some(l) = l {
+                let mut roster = roster_lookup(ctx, user);
+                a.to.borrow_mut().retain(|to| {
+                    let to = JidStr::trusted(to);
+                    exempt(a.from, to) || !l.list.check(What::PresenceOut, to, &mut roster).denies()
+                });
+            }
+        });
+        if let Err(e) = narrowed {
+            a.to.borrow_mut().clear(); // fail closed
+            tracing::warn!(user, error = %e, "presence not sent: privacy lists cannot be read");
         }
         Flow::Continue
     }
@@ -534,33 +541,24 @@ impl Privacy {
         }
         let user = w.resource.bare_str();
         let peer = w.route.from;
-        if peer.bare().as_str() == user {
+        if exempt(w.resource.into(), peer) {
             return Flow::Continue;
         }
-        if self.loaded(ctx, user).is_err() {
-            return Flow::Handled(None); // fail closed
-        }
-        let sessions = ctx.sessions().borrow();
-        let Some(acct) = sessions.account(user) else {
-            return Flow::Continue;
-        };
-        if !is_mixed(acct) {
-            return Flow::Continue; // the default list decided for every session already
-        }
-        let Some(l) = w
-            .resource
-            .resource()
-            .and_then(|r| acct.get(r))
-            .and_then(|r| effective(acct, r))
-        else {
-            return Flow::Continue;
-        };
-        match l
-            .list
-            .check(What::inbound(w.ty), peer, &mut roster_lookup(ctx, user))
-        {
-            Verdict::Allow => Flow::Continue,
-            Verdict::Deny { .. } => Flow::Handled(None),
+        let decided = self.with_account(ctx, user, |acct, default| {
+            if !is_mixed(acct) {
+                return Verdict::Allow; // the default list decided for every session already
+            }
+            let l = w.resource.resource().and_then(|r| acct.get(r));
+            match l.and_then(|r| active_of(r).or(default)) {
+                Some(l) => l
+                    .list
+                    .check(What::inbound(w.ty), peer, &mut roster_lookup(ctx, user)),
+                None => Verdict::Allow,
+            }
+        });
+        match decided {
+            Ok(None | Some(Verdict::Allow)) => Flow::Continue,
+            Ok(Some(Verdict::Deny { .. })) | Err(_) => Flow::Handled(None), // fail closed
         }
     }
 
