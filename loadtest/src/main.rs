@@ -47,7 +47,8 @@ intended send time on a fixed timetable (coordinated-omission corrected).
 Output: a table on stdout; with --json also one line starting with '{' holding the results.
 
 Exit status: 0 run completed; 1 run failed (logins failed, timeout before completion, I/O error); \
-2 bad arguments; 3 feature not supported by the server (muc without a MUC service).";
+2 bad arguments; 3 feature not supported by the server (muc without a MUC service; chat \
+--blocklist N without XEP-0191 blocking).";
 
 /// Command line.
 #[derive(Parser, Debug)]
@@ -144,6 +145,12 @@ struct ChatArgs {
     /// Body size in bytes.
     #[arg(long, default_value_t = 64)]
     body_bytes: usize,
+    /// Give every account a blocklist of N JIDs (blocked{i}@blocked.example, none of them in
+    /// the test) before loading: after login each account unblocks all, then blocks them with
+    /// XEP-0191 IQs of at most 200 items, each awaited. 0: no blocking IQs at all. Exit 3 if
+    /// the server answers service-unavailable or feature-not-implemented.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=10000))]
+    blocklist: u16,
 }
 
 /// `login` options.
@@ -424,6 +431,7 @@ fn chat(c: &Common, threads: usize, a: &ChatArgs, limit: u64) -> Result<ExitCode
         window: a.window.max(1),
         rate: a.rate,
         body_bytes: a.body_bytes,
+        blocklist: usize::from(a.blocklist),
     };
     let (sh2, dom, pre, conc) = (
         sh.clone(),
@@ -442,6 +450,37 @@ fn chat(c: &Common, threads: usize, a: &ChatArgs, limit: u64) -> Result<ExitCode
     progress(&format!("chat: logging in {} sessions", 2 * pairs));
     if let Err(e) = wait_logged_in(&sh, 2 * pairs as u64, deadline) {
         return stop_and_fail(&sh, h, e);
+    }
+    if a.blocklist > 0 {
+        let n = 2 * pairs as u64;
+        progress(&format!(
+            "chat: setting up {}-entry blocklists on {n} accounts",
+            a.blocklist
+        ));
+        let unsupported = || sh.unsupported.lock().ok().and_then(|e| e.clone());
+        let ok = wait_until(deadline, || {
+            sh.progress.load(Relaxed) >= n || unsupported().is_some() || sh.failed.load(Relaxed) > 0
+        });
+        if let Some(cond) = unsupported() {
+            sh.phase.store(phase::STOP, Relaxed);
+            scenarios::join(h);
+            println!(
+                "chat: not supported by this server (blocking command, urn:xmpp:blocking: \
+                 <{cond}/>)"
+            );
+            return Ok(ExitCode::from(EXIT_UNSUPPORTED));
+        }
+        if sh.failed.load(Relaxed) > 0 {
+            let msg = format!("chat: blocklist setup failed: {}", first_error(&sh));
+            return stop_and_fail(&sh, h, msg);
+        }
+        if !ok {
+            let msg = format!(
+                "chat: blocklist setup: timeout, {}/{n} accounts done",
+                sh.progress.load(Relaxed)
+            );
+            return stop_and_fail(&sh, h, msg);
+        }
     }
     // Let initial presence traffic drain before loading.
     sleep_bounded(Duration::from_millis(300), deadline);
@@ -463,6 +502,7 @@ fn chat(c: &Common, threads: usize, a: &ChatArgs, limit: u64) -> Result<ExitCode
         .param("pairs", pairs)
         .param("window", a.window)
         .param("body_bytes", a.body_bytes)
+        .param("blocklist", a.blocklist)
         .param("threads", threads)
         .param("mech", format!("{:?}", c.mech))
         .param("starttls", c.starttls);

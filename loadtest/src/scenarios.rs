@@ -42,6 +42,9 @@ pub struct Shared {
     pub ops: AtomicU64,
     /// First MUC join error condition.
     pub muc_error: Mutex<Option<String>>,
+    /// Chat with a blocklist: the first blocking IQ error condition saying the server does
+    /// not do XEP-0191 (`service-unavailable`, `feature-not-implemented`).
+    pub unsupported: Mutex<Option<String>>,
     /// First failure message, for the user.
     pub first_error: Mutex<Option<String>>,
 }
@@ -163,6 +166,53 @@ pub struct ChatCfg {
     pub rate: Option<f64>,
     /// Body size in bytes.
     pub body_bytes: usize,
+    /// Blocklist entries each account sets up after login (0: no blocking IQs at all).
+    pub blocklist: usize,
+}
+
+/// Most `<item/>`s per blocking IQ.
+pub const BLOCK_CHUNK: usize = 200;
+
+/// The blocking namespace (XEP-0191).
+const NS_BLOCKING: &str = "urn:xmpp:blocking";
+
+/// The id of blocking setup IQ `k` (0: unblock all; 1..: the blocks of [`BLOCK_CHUNK`]).
+const SETUP_ID: &[u8] = b"bl-";
+
+/// The blocking setup IQ `k` of an account: `k == 0` unblocks everything (an empty
+/// `<unblock/>`), `k >= 1` blocks entries `(k-1)*BLOCK_CHUNK+1 ..` of `blocked{i}@blocked.example`,
+/// at most [`BLOCK_CHUNK`] of the `n` in all. None when there is no IQ `k`.
+pub fn blocking_iq(k: usize, n: usize) -> Option<Vec<u8>> {
+    let mut iq = format!("<iq type='set' id='bl-{k}'>").into_bytes();
+    if k == 0 {
+        iq.extend_from_slice(format!("<unblock xmlns='{NS_BLOCKING}'/>").as_bytes());
+    } else {
+        let first = (k - 1) * BLOCK_CHUNK + 1;
+        if first > n {
+            return None;
+        }
+        iq.extend_from_slice(format!("<block xmlns='{NS_BLOCKING}'>").as_bytes());
+        for i in first..=(first + BLOCK_CHUNK - 1).min(n) {
+            iq.extend_from_slice(format!("<item jid='blocked{i}@blocked.example'/>").as_bytes());
+        }
+        iq.extend_from_slice(b"</block>");
+    }
+    iq.extend_from_slice(b"</iq>");
+    Some(iq)
+}
+
+/// The defined condition of an error stanza (`service-unavailable`, ...), or "error".
+pub fn error_condition(s: &[u8]) -> String {
+    child(s, b"error")
+        .and_then(|e| e.split(|&b| b == b'<').nth(2))
+        .filter(|c| !c.starts_with(b"/"))
+        .map(|c| String::from_utf8_lossy(name(&[b"<", c].concat())).into_owned())
+        .unwrap_or_else(|| "error".into())
+}
+
+/// Error conditions by which a server says it does not do the blocking command.
+fn means_unsupported(condition: &str) -> bool {
+    matches!(condition, "service-unavailable" | "feature-not-implemented")
 }
 
 struct PairSt {
@@ -265,6 +315,54 @@ impl Chat {
             errors: self.errors,
         }
     }
+
+    /// An IQ: the answer to a blocking setup IQ (next one, or this account is done), or a
+    /// blocklist push (acknowledged).
+    fn iq(&mut self, net: &mut Net, id: Id, s: &[u8]) {
+        let ty = attr(s, b"type").unwrap_or_default();
+        if ty == b"set" {
+            // A blocklist push (XEP-0191 §3.3, §3.4) to this resource: acknowledge it.
+            if let Some(iq_id) = attr(s, b"id").filter(|v| !v.contains(&b'\'')) {
+                let mut r = b"<iq type='result' id='".to_vec();
+                r.extend_from_slice(iq_id);
+                r.extend_from_slice(b"'/>");
+                net.send(id, &r);
+            }
+            return;
+        }
+        let Some(k) = attr(s, b"id")
+            .and_then(|v| v.strip_prefix(SETUP_ID))
+            .and_then(parse_u64)
+        else {
+            return;
+        };
+        let user = net.conn(id).map(|c| c.user).unwrap_or(0);
+        match ty {
+            b"result" => match blocking_iq(k as usize + 1, self.cfg.blocklist) {
+                Some(next) => net.send(id, &next),
+                None => {
+                    self.sh.progress.fetch_add(1, Relaxed);
+                }
+            },
+            b"error" => {
+                self.errors += 1;
+                let cond = error_condition(s);
+                if means_unsupported(&cond) {
+                    if let Ok(mut u) = self.sh.unsupported.lock() {
+                        u.get_or_insert(cond);
+                    }
+                } else {
+                    let what = if k == 0 { "unblock all" } else { "block" };
+                    self.sh.fail(format!(
+                        "blocklist setup of account {user}: IQ bl-{k} ({what}) answered \
+                         <{cond}/>: {}",
+                        String::from_utf8_lossy(s)
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 impl Driver for Chat {
@@ -306,6 +404,11 @@ impl Driver for Chat {
     fn established(&mut self, net: &mut Net, id: Id, _now: u64) {
         self.sh.established.fetch_add(1, Relaxed);
         net.send(id, b"<presence/>");
+        if self.cfg.blocklist > 0 {
+            if let Some(iq) = blocking_iq(0, self.cfg.blocklist) {
+                net.send(id, &iq);
+            }
+        }
         let Some(user) = net.conn(id).map(|c| c.user) else {
             return;
         };
@@ -317,7 +420,11 @@ impl Driver for Chat {
         }
     }
 
-    fn stanza(&mut self, net: &mut Net, _id: Id, s: &[u8], now: u64) {
+    fn stanza(&mut self, net: &mut Net, id: Id, s: &[u8], now: u64) {
+        if name(s) == b"iq" {
+            self.iq(net, id, s);
+            return;
+        }
         if name(s) != b"message" {
             return;
         }
@@ -787,5 +894,47 @@ mod tests {
         assert_eq!(parse_pair(&v), Some((0, u64::MAX)));
         assert_eq!(parse_pair(b"12.x"), None);
         assert_eq!(parse_u64(b""), None);
+    }
+
+    #[test]
+    fn blocking_setup_iqs() {
+        let text = |k, n| blocking_iq(k, n).map(|v| String::from_utf8(v).unwrap());
+        assert_eq!(
+            text(0, 3).unwrap(),
+            "<iq type='set' id='bl-0'><unblock xmlns='urn:xmpp:blocking'/></iq>"
+        );
+        assert_eq!(
+            text(1, 2).unwrap(),
+            "<iq type='set' id='bl-1'><block xmlns='urn:xmpp:blocking'>\
+             <item jid='blocked1@blocked.example'/><item jid='blocked2@blocked.example'/>\
+             </block></iq>"
+        );
+        assert_eq!(text(2, 2), None);
+        // 450 entries: 200 + 200 + 50, then nothing.
+        let items = |k| text(k, 450).map(|t| t.matches("<item ").count());
+        assert_eq!(
+            (items(1), items(2), items(3), items(4)),
+            (Some(200), Some(200), Some(50), None)
+        );
+        assert!(
+            text(3, 450).unwrap().contains("blocked401@")
+                && text(3, 450).unwrap().contains("blocked450@")
+        );
+    }
+
+    #[test]
+    fn error_conditions() {
+        let e = b"<iq type='error' id='bl-0'><error type='cancel'>\
+            <service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>";
+        assert_eq!(error_condition(e), "service-unavailable");
+        assert!(means_unsupported(&error_condition(e)));
+        let e = b"<iq type='error' id='bl-1'><error type='wait'><resource-constraint \
+            xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text>too many</text></error></iq>";
+        assert_eq!(error_condition(e), "resource-constraint");
+        assert_eq!(
+            error_condition(b"<iq type='error'><error type='cancel'/></iq>"),
+            "error"
+        );
+        assert_eq!(error_condition(b"<iq type='error'/>"), "error");
     }
 }
