@@ -757,8 +757,11 @@ impl Privacy {
                 return;
             }
         };
+        // Every contact may be looked up once per changed session: index the roster once.
+        let index: ahash::AHashMap<&str, &RosterItem> =
+            roster.items.iter().map(|i| (i.jid.as_str(), i)).collect();
         let mut lookup = |peer: &str| -> Result<RosterFacts, ()> {
-            let item: Option<&RosterItem> = roster.items.iter().find(|i| i.jid == peer);
+            let item = index.get(peer).copied();
             Ok(RosterFacts {
                 subscription: item.map(|i| i.subscription),
                 groups: item.map(|i| i.groups.clone()).unwrap_or_default(),
