@@ -714,3 +714,312 @@ fn blocklist_import_shows_in_xep0191_and_replace_swaps_the_lists() {
         ["capulet.example", "tybalt@localhost"]
     );
 }
+
+/// Prosody 0.12's export (mod_storage_xep0227): a user's XEP-0191 blocklist as
+/// `<blocklist xmlns='urn:xmpp:blocking'>` in its `<user/>`, no privacy element.
+const PROSODY_PIE: &str = "<?xml version='1.0' encoding='utf-8'?>
+<server-data xmlns='urn:xmpp:pie:0'>
+  <host jid='localhost'>
+    <user name='juliet' password='juliet-pw'>
+      <blocklist xmlns='urn:xmpp:blocking'>
+        <item jid='tybalt@localhost'/>
+        <item jid='Paris@LocalHost'/>
+        <item jid='capulet.example'/>
+        <item jid='TYBALT@localhost'/>
+      </blocklist>
+    </user>
+    <user name='tybalt' password='tybalt-pw'/>
+    <user name='romeo' password='romeo-pw'>
+      <blocklist xmlns='urn:xmpp:blocking'/>
+    </user>
+  </host>
+</server-data>
+";
+
+#[test]
+fn prosody_blocklist_is_imported_into_xep0191_and_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = write(dir.path(), "prosody.xml", PROSODY_PIE);
+    let out = import(&data, &file, &[]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).starts_with(
+            "imported 3 accounts (0 roster items, 0 vCards, 1 privacy lists), skipped 0 existing"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stderr(&out).is_empty(), "no warning: {}", stderr(&out));
+
+    let s = Server::start_on(&data, &[]);
+    let mut juliet = Client::online(&s, "juliet", "juliet-pw", Some("balcony"));
+    assert_eq!(
+        blocklist(&mut juliet),
+        ["capulet.example", "paris@localhost", "tybalt@localhost"]
+    );
+    // No default list before: a new default list urn:xmpp:blocking holds the blocklist.
+    assert_eq!(
+        privacy_names(&mut juliet),
+        (
+            Some("urn:xmpp:blocking".to_string()),
+            vec!["urn:xmpp:blocking".to_string()]
+        )
+    );
+    let mut tybalt = Client::login(&s, "tybalt", "tybalt-pw", None);
+    assert_eq!(
+        message_error(&mut tybalt, "juliet@localhost", "t1").as_deref(),
+        Some("service-unavailable")
+    );
+    let mut romeo = Client::online(&s, "romeo", "romeo-pw", None);
+    assert_eq!(message_error(&mut romeo, "juliet@localhost", "r1"), None);
+    // The empty blocklist imported nothing.
+    assert!(blocklist(&mut romeo).is_empty());
+    assert_eq!(privacy_names(&mut romeo), (None, vec![]));
+}
+
+#[test]
+fn blocklist_goes_first_in_the_default_list_of_the_privacy_element() {
+    let s = Server::start(&[]);
+    // The blocklist comes before the privacy element; nurse is blocked in both.
+    let file = write(
+        &s.data,
+        "both.xml",
+        "<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'>
+           <user name='juliet' password='juliet-pw'>
+             <blocklist xmlns='urn:xmpp:blocking'>
+               <item jid='tybalt@localhost'/><item jid='nurse@localhost'/>
+             </blocklist>
+             <query xmlns='jabber:iq:privacy'>
+               <default name='public'/>
+               <list name='public'>
+                 <item type='jid' value='nurse@localhost' action='deny' order='10'/>
+                 <item type='subscription' value='none' action='deny' order='20'><presence-in/></item>
+               </list>
+               <list name='private'><item action='deny' order='1'/></list>
+             </query>
+           </user>
+         </host></server-data>",
+    );
+    let out = import(&s.data, &file, &[]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).starts_with("imported 1 accounts (0 roster items, 0 vCards, 2 privacy lists)"),
+        "{}",
+        stdout(&out)
+    );
+    let mut juliet = Client::login(&s, "juliet", "juliet-pw", None);
+    assert_eq!(
+        privacy_names(&mut juliet),
+        (
+            Some("public".to_string()),
+            vec!["private".to_string(), "public".to_string()]
+        )
+    );
+    let summary: Vec<Vec<String>> = privacy_items(&mut juliet, "public")
+        .iter()
+        .map(|i| {
+            ["order", "type", "value", "action"]
+                .iter()
+                .map(|a| i.attr(a).unwrap_or("-").to_string())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ["0", "jid", "tybalt@localhost", "deny"],
+            ["1", "jid", "nurse@localhost", "deny"],
+            ["2", "subscription", "none", "deny"],
+        ]
+    );
+    assert_eq!(
+        blocklist(&mut juliet),
+        ["nurse@localhost", "tybalt@localhost"]
+    );
+    assert_eq!(privacy_items(&mut juliet, "private").len(), 1);
+}
+
+#[test]
+fn bad_or_over_bound_blocklists_name_user_and_line_and_write_nothing() {
+    let s = Server::start(&[]);
+    let limits = write(
+        &s.data,
+        "limits.toml",
+        "[modules.privacy]\nmax_privacy_lists = 2\nmax_blocklist_items = 2\n",
+    );
+    let limits = limits.to_str().unwrap();
+    // bob is fine; alice's data (line 6 on) is replaced per case.
+    let file = |body: &str| {
+        format!(
+            "<server-data xmlns='urn:xmpp:pie:0'>
+  <host jid='localhost'>
+    <user name='bob' password='bob-pw'>
+      <blocklist xmlns='urn:xmpp:blocking'><item jid='eve@localhost'/></blocklist>
+    </user>
+    <user name='alice' password='alice-pw'>
+{body}
+    </user>
+  </host>
+</server-data>
+"
+        )
+    };
+    let b = |items: &str| format!("<blocklist xmlns='urn:xmpp:blocking'>\n{items}\n</blocklist>");
+    let cases = [
+        (
+            "bad-jid.xml",
+            b("<item jid='x@localhost'/>\n<item jid='a@b@c'/>"),
+            "bad-jid.xml:9: alice@localhost's blocklist: \"a@b@c\": ",
+        ),
+        (
+            "no-jid.xml",
+            b("<item/>"),
+            "no-jid.xml:8: alice@localhost's blocklist: an <item/> without jid",
+        ),
+        (
+            "blocked.xml",
+            b(
+                "<item jid='x@localhost'/><item jid='X@localhost'/><item jid='y@localhost'/>\n\
+               <item jid='z@localhost'/>",
+            ),
+            "blocked.xml:9: alice@localhost's blocklist blocks more than 2 JIDs \
+             (--max-blocklist-items)",
+        ),
+        (
+            "merged.xml",
+            format!(
+                "{}\n<query xmlns='jabber:iq:privacy'><default name='d'/>\
+                 <list name='d'><item type='jid' value='y@localhost' action='deny' order='1'/>\
+                 </list></query>",
+                b("<item jid='x@localhost'/><item jid='z@localhost'/>")
+            ),
+            "merged.xml:7: alice@localhost's blocklist: privacy list \"d\" would block 3 JIDs, \
+             more than 2 (--max-blocklist-items)",
+        ),
+        (
+            "lists.xml",
+            format!(
+                "<query xmlns='jabber:iq:privacy'>\
+                 <list name='a'><item action='deny' order='1'/></list>\
+                 <list name='b'><item action='deny' order='1'/></list></query>\n{}",
+                b("<item jid='x@localhost'/>")
+            ),
+            "lists.xml:8: alice@localhost's blocklist needs a new privacy list \
+             \"urn:xmpp:blocking\": 3 privacy lists, more than 2 (--max-privacy-lists)",
+        ),
+    ];
+    for (name, body, expected) in cases {
+        let path = write(&s.data, name, &file(&body));
+        let out = import(&s.data, &path, &["--config", limits]);
+        assert!(!out.status.success(), "{name} was accepted");
+        let msg = stderr(&out);
+        assert!(msg.contains(expected), "{name}: {msg}");
+        assert!(users(&s).is_empty(), "{name} wrote accounts");
+    }
+    let msg = stderr(&import(
+        &s.data,
+        &write(&s.data, "bad-jid.xml", &file(&b("<item jid='a@b@c'/>"))),
+        &[],
+    ));
+    assert!(msg.contains("(jid-malformed)"), "{msg}");
+    // Two JIDs blocked and one list taken over by the blocklist fit.
+    let path = write(
+        &s.data,
+        "good.xml",
+        &file(&format!(
+            "<query xmlns='jabber:iq:privacy'>\
+             <list name='a'><item action='deny' order='1'/></list>\
+             <list name='urn:xmpp:blocking'><item type='jid' value='x@localhost' action='deny' \
+             order='1'/></list></query>\n{}",
+            b("<item jid='x@localhost'/><item jid='z@localhost'/>")
+        )),
+    );
+    let out = import(&s.data, &path, &["--config", limits]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).starts_with("imported 2 accounts (0 roster items, 0 vCards, 3 privacy lists)"),
+        "{}",
+        stdout(&out)
+    );
+    let mut alice = Client::login(&s, "alice", "alice-pw", None);
+    assert_eq!(blocklist(&mut alice), ["x@localhost", "z@localhost"]);
+    assert_eq!(
+        privacy_names(&mut alice).0.as_deref(),
+        Some("urn:xmpp:blocking")
+    );
+}
+
+#[test]
+fn replace_with_a_blocklist_replaces_the_lists_and_default() {
+    let s = Server::start(&[]);
+    s.adduser("juliet", "juliet-old");
+    let mut juliet = Client::login(&s, "juliet", "juliet-old", None);
+    iq_ok(
+        &mut juliet,
+        "set",
+        &format!(
+            "<query xmlns='{NS_PRIVACY}'><list name='old'>\
+             <item type='jid' value='paris@localhost' action='deny' order='1'/>\
+             </list></query>"
+        ),
+    );
+    iq_ok(
+        &mut juliet,
+        "set",
+        &format!("<query xmlns='{NS_PRIVACY}'><default name='old'/></query>"),
+    );
+    juliet.close();
+
+    // A blocklist, no privacy element: the account's lists become the file's, the new
+    // urn:xmpp:blocking list (the old default is not merged into).
+    let user = |body: &str, pw: &str| {
+        format!(
+            "<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'>
+               <user name='juliet' password='{pw}'>{body}</user>
+             </host></server-data>"
+        )
+    };
+    let file = write(
+        &s.data,
+        "blocklist.xml",
+        &user(
+            "<blocklist xmlns='urn:xmpp:blocking'><item jid='tybalt@localhost'/></blocklist>",
+            "juliet-new",
+        ),
+    );
+    let out = import(&s.data, &file, &["--replace"]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).starts_with("imported 1 accounts (0 roster items, 0 vCards, 1 privacy lists)"),
+        "{}",
+        stdout(&out)
+    );
+    let mut juliet = Client::login(&s, "juliet", "juliet-new", None);
+    assert_eq!(blocklist(&mut juliet), ["tybalt@localhost"]);
+    assert_eq!(
+        privacy_names(&mut juliet),
+        (
+            Some("urn:xmpp:blocking".to_string()),
+            vec!["urn:xmpp:blocking".to_string()]
+        )
+    );
+    juliet.close();
+
+    // An empty blocklist is privacy data too: no lists, no default.
+    let file = write(
+        &s.data,
+        "empty.xml",
+        &user("<blocklist xmlns='urn:xmpp:blocking'/>", "juliet-3"),
+    );
+    let out = import(&s.data, &file, &["--replace"]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).starts_with("imported 1 accounts (0 roster items, 0 vCards, 0 privacy lists)"),
+        "{}",
+        stdout(&out)
+    );
+    let mut juliet = Client::login(&s, "juliet", "juliet-3", None);
+    assert!(blocklist(&mut juliet).is_empty());
+    assert_eq!(privacy_names(&mut juliet), (None, vec![]));
+}

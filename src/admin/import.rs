@@ -22,6 +22,7 @@ use xmppd_storage::{
 use super::{err, now_unix, open, AdminError};
 use crate::config::{Config, ImportArgs, ImportFormat};
 use crate::modules::privacy::list::{self as privacy, NS_PRIVACY};
+use crate::modules::privacy::NS_BLOCKING;
 use crate::modules::vcard::NS_VCARD;
 use crate::stream::sasl::{self, HashAlg};
 use crate::xml::{self, Element, StreamNs};
@@ -151,7 +152,8 @@ struct UserRecord {
     items: Vec<RosterItem>,
     /// The serialized `<vCard xmlns='vcard-temp'/>`, as the vCard module stores it.
     vcard: Option<Vec<u8>>,
-    /// The privacy lists, if the file has a `<query xmlns='jabber:iq:privacy'/>` for the user.
+    /// The privacy lists, if the file has a `<query xmlns='jabber:iq:privacy'/>` or a
+    /// `<blocklist xmlns='urn:xmpp:blocking'/>` (even an empty one) for the user.
     privacy: Option<PrivacyData>,
 }
 
@@ -680,6 +682,79 @@ impl Checks<'_> {
             default,
         })
     }
+
+    /// A `<blocklist/>` item's JID, normalized as a XEP-0191 block command normalizes it.
+    fn blocked_jid(&self, user: &str, s: &str) -> Result<String, String> {
+        privacy::parse_jid(s).map_err(|e| format!("{user}'s blocklist: {}", why(&e)))
+    }
+
+    /// Merges a user's `<blocklist/>` into its privacy data as a XEP-0191 block command
+    /// changes the stored lists: the JIDs go first in the default list, else in the list named
+    /// `urn:xmpp:blocking`, which becomes the default (created if there is none, within
+    /// --max-privacy-lists); the result within --max-blocklist-items.
+    fn blocklist(
+        &self,
+        user: &str,
+        data: &mut PrivacyData,
+        read: BlockRead,
+    ) -> Result<(), FileError> {
+        if read.jids.is_empty() {
+            return Ok(());
+        }
+        let at = |msg: String| FileError::new(read.line, msg);
+        let bounds = &self.config.modules.privacy;
+        let base = match &data.default {
+            Some(d) => data.lists.iter().position(|l| l.name == *d),
+            None => None,
+        }
+        .or_else(|| {
+            data.lists
+                .iter()
+                .position(|l| l.name == privacy::BLOCKLIST_NAME)
+        });
+        if base.is_none() {
+            if data.lists.len() >= bounds.max_lists {
+                return Err(at(format!(
+                    "{user}'s blocklist needs a new privacy list {:?}: {} privacy lists, more \
+                     than {} (--max-privacy-lists)",
+                    privacy::BLOCKLIST_NAME,
+                    data.lists.len() + 1,
+                    bounds.max_lists
+                )));
+            }
+            if user.len() + 1 + privacy::BLOCKLIST_NAME.len() > MAX_KEY {
+                return Err(at(format!(
+                    "{user}'s blocklist: the list name {:?} and the user are together longer \
+                     than the {MAX_KEY} bytes storage allows",
+                    privacy::BLOCKLIST_NAME
+                )));
+            }
+        }
+        let new = privacy::with_blocked(base.map(|i| &data.lists[i]), &read.jids);
+        let blocked = privacy::block_count(&new);
+        if blocked > bounds.max_blocked {
+            return Err(at(format!(
+                "{user}'s blocklist: privacy list {:?} would block {blocked} JIDs, more than {} \
+                 (--max-blocklist-items)",
+                new.name, bounds.max_blocked
+            )));
+        }
+        data.default = Some(new.name.clone());
+        match base {
+            Some(i) => data.lists[i] = new,
+            None => data.lists.push(new),
+        }
+        Ok(())
+    }
+}
+
+/// A user's `<blocklist xmlns='urn:xmpp:blocking'/>` being read.
+struct BlockRead {
+    /// The line of the (first) `<blocklist>`.
+    line: usize,
+    /// The distinct JIDs, normalized, in file order.
+    jids: Vec<String>,
+    seen: HashSet<String>,
 }
 
 /// A user's `<query xmlns='jabber:iq:privacy'/>` being read.
@@ -845,6 +920,8 @@ enum Place {
     Privacy,
     /// A privacy `<list/>`, starting at this line (built as an element).
     PrivacyList(usize),
+    /// The user's `<blocklist xmlns='urn:xmpp:blocking'/>` (XEP-0191, as Prosody exports it).
+    Blocklist,
     /// An item of a privacy list (1) or an item's child (2), built as an element; what is
     /// deeper means nothing to XEP-0016 and is skipped (so no element nests deeply).
     PrivacyPart(u8),
@@ -888,6 +965,8 @@ struct PieReader<'a> {
     group: String,
     /// The user's privacy element, once seen.
     privacy: Option<PrivacyRead>,
+    /// The user's blocklist element, once seen.
+    blocklist: Option<BlockRead>,
     /// The privacy `<list/>` being read and its open descendants, innermost last.
     building: Vec<Element>,
     /// Empty privacy lists skipped: how many, and the first (user, name, line).
@@ -918,6 +997,7 @@ impl<'a> PieReader<'a> {
             item: None,
             group: String::new(),
             privacy: None,
+            blocklist: None,
             building: Vec::new(),
             empty_lists: 0,
             first_empty: None,
@@ -1144,6 +1224,7 @@ impl<'a> PieReader<'a> {
                 };
                 self.user = Some((rec, ItemSet::default()));
                 self.privacy = None;
+                self.blocklist = None;
                 Place::User
             }
             (Some(Place::User), (NS_ROSTER, "query")) => Place::Roster,
@@ -1172,6 +1253,37 @@ impl<'a> PieReader<'a> {
                         return Err(at("a second <default/> privacy list".into()));
                     }
                     p.default = Some((name.into_owned(), line));
+                }
+                Place::Opaque
+            }
+            (Some(Place::User), (NS_BLOCKING, "blocklist")) => {
+                self.blocklist.get_or_insert_with(|| BlockRead {
+                    line,
+                    jids: Vec::new(),
+                    seen: HashSet::new(),
+                });
+                Place::Blocklist
+            }
+            (Some(Place::Blocklist), (NS_BLOCKING, "item")) => {
+                let user = self
+                    .user
+                    .as_ref()
+                    .map(|u| u.0.jid.as_str())
+                    .unwrap_or_default();
+                let raw = attr("jid")?
+                    .ok_or_else(|| at(format!("{user}'s blocklist: an <item/> without jid")))?;
+                let j = self.checks.blocked_jid(user, &raw).map_err(at)?;
+                let max = self.checks.config.modules.privacy.max_blocked;
+                if let Some(b) = self.blocklist.as_mut() {
+                    if b.seen.insert(j.clone()) {
+                        b.jids.push(j);
+                        if b.jids.len() > max {
+                            return Err(at(format!(
+                                "{user}'s blocklist blocks more than {max} JIDs \
+                                 (--max-blocklist-items)"
+                            )));
+                        }
+                    }
                 }
                 Place::Opaque
             }
@@ -1288,8 +1400,16 @@ impl<'a> PieReader<'a> {
                     self.checks
                         .items(&rec)
                         .map_err(|m| FileError::new(rec.line, m))?;
-                    if let Some(read) = self.privacy.take() {
-                        rec.privacy = Some(self.checks.privacy(&rec, read)?);
+                    let (read, block) = (self.privacy.take(), self.blocklist.take());
+                    if read.is_some() || block.is_some() {
+                        let mut data = match read {
+                            Some(read) => self.checks.privacy(&rec, read)?,
+                            None => PrivacyData::default(),
+                        };
+                        if let Some(block) = block {
+                            self.checks.blocklist(&rec.jid, &mut data, block)?;
+                        }
+                        rec.privacy = Some(data);
                     }
                     return Ok(Some(rec));
                 }
@@ -1331,8 +1451,12 @@ impl<'a> PieReader<'a> {
                 }
             }
             Place::Host => self.host = None,
-            Place::ServerData | Place::Roster | Place::Privacy | Place::Offline | Place::Opaque => {
-            }
+            Place::ServerData
+            | Place::Roster
+            | Place::Privacy
+            | Place::Blocklist
+            | Place::Offline
+            | Place::Opaque => {}
         }
         Ok(None)
     }
@@ -1651,6 +1775,129 @@ mod tests {
         assert!(
             m.contains("alice@localhost has 1 privacy lists, more than 0 (--max-privacy-lists)"),
             "{m}"
+        );
+    }
+
+    /// Prosody's export of a blocklist, after (bob) or before (alice) a privacy element.
+    const PIE_BLOCKLIST: &str = "<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'>\n\
+        <user name='bob' password='pw'>\n\
+          <blocklist xmlns='urn:xmpp:blocking'>\n\
+            <item jid='Mallory@LocalHost'/>\n\
+            <item jid='evil.example'/>\n\
+            <item jid='mallory@localhost'/>\n\
+          </blocklist>\n\
+        </user>\n\
+        <user name='alice' password='pw'>\n\
+          <b:blocklist xmlns:b='urn:xmpp:blocking'><b:item jid='eve@localhost'/>\
+            <b:item jid='x@localhost'/></b:blocklist>\n\
+          <query xmlns='jabber:iq:privacy'>\n\
+            <default name='d'/>\n\
+            <list name='d'><item type='jid' value='x@localhost' action='deny' order='5'/>\
+              <item type='jid' value='y@localhost' action='deny' order='6'/>\
+              <item action='allow' order='7'/></list>\n\
+            <list name='other'><item action='deny' order='1'/></list>\n\
+          </query>\n\
+        </user>\n\
+        <user name='carol' password='pw'><blocklist xmlns='urn:xmpp:blocking'/></user>\n\
+        </host></server-data>\n";
+
+    #[test]
+    fn pie_blocklist() {
+        let users = read(ImportFormat::Xep0227, PIE_BLOCKLIST).unwrap();
+        let jids = |l: &PrivacyList| -> Vec<String> {
+            l.items
+                .iter()
+                .map(|i| match &i.what {
+                    PrivacyMatch::Jid(j) if i.is_block() => j.clone(),
+                    _ => "-".into(),
+                })
+                .collect()
+        };
+        // No default list: a new default urn:xmpp:blocking one, duplicates collapsed.
+        let bob = users[0].privacy.as_ref().expect("bob's privacy");
+        assert_eq!(bob.default.as_deref(), Some(privacy::BLOCKLIST_NAME));
+        assert_eq!(bob.lists.len(), 1);
+        assert_eq!(bob.lists[0].name, privacy::BLOCKLIST_NAME);
+        assert_eq!(jids(&bob.lists[0]), ["mallory@localhost", "evil.example"]);
+        // The default list of the privacy element, which comes after: the blocked JIDs first
+        // (x@localhost was already blocked), orders renumbered, the other list untouched.
+        let alice = users[1].privacy.as_ref().expect("alice's privacy");
+        assert_eq!(alice.default.as_deref(), Some("d"));
+        assert_eq!(alice.lists.len(), 2);
+        let d = &alice.lists[0];
+        assert_eq!(d.name, "d");
+        assert_eq!(
+            jids(d),
+            ["eve@localhost", "x@localhost", "y@localhost", "-"]
+        );
+        let orders: Vec<u32> = d.items.iter().map(|i| i.order).collect();
+        assert_eq!(orders, [0, 1, 2, 3]);
+        assert_eq!(alice.lists[1].items.len(), 1);
+        // An empty blocklist imports nothing but is privacy data (for --replace).
+        let carol = users[2].privacy.as_ref().expect("carol's privacy");
+        assert!(carol.lists.is_empty() && carol.default.is_none());
+
+        let cases = [
+            (
+                PIE_BLOCKLIST.replace("evil.example", "a@b@c"),
+                5,
+                "bob@localhost's blocklist: \"a@b@c\": ",
+            ),
+            (
+                PIE_BLOCKLIST.replace("<item jid='evil.example'/>", "<item/>"),
+                5,
+                "bob@localhost's blocklist: an <item/> without jid",
+            ),
+        ];
+        for (text, line, msg) in cases {
+            let e = read(ImportFormat::Xep0227, &text).err().expect(msg);
+            assert_eq!(e.line, line, "{}", e.msg);
+            assert!(e.msg.contains(msg), "{}", e.msg);
+        }
+
+        let bounded = |f: &dyn Fn(&mut Config)| {
+            let mut bounds = super::tests::config();
+            f(&mut bounds);
+            let checks = Checks { config: &bounds };
+            let r: Result<Vec<UserRecord>, FileError> =
+                Source::new(ImportFormat::Xep0227, PIE_BLOCKLIST, &checks).collect();
+            r.err().expect("over a bound")
+        };
+        // bob's second distinct JID is one too many.
+        let e = bounded(&|c| c.modules.privacy.max_blocked = 1);
+        assert_eq!(e.line, 5, "{}", e.msg);
+        assert!(
+            e.msg.contains(
+                "bob@localhost's blocklist blocks more than 1 JIDs (--max-blocklist-items)"
+            ),
+            "{}",
+            e.msg
+        );
+        // alice's two JIDs fit on their own, and the default list's two, not together (x is
+        // counted once).
+        let e = bounded(&|c| {
+            c.modules.privacy.max_blocked = 2;
+            c.modules.privacy.max_lists = 5;
+        });
+        assert_eq!(e.line, 10, "{}", e.msg);
+        assert!(
+            e.msg.contains(
+                "alice@localhost's blocklist: privacy list \"d\" would block 3 JIDs, more than 2 \
+                 (--max-blocklist-items)"
+            ),
+            "{}",
+            e.msg
+        );
+        // A new list for bob is one list too many.
+        let e = bounded(&|c| c.modules.privacy.max_lists = 0);
+        assert_eq!(e.line, 3, "{}", e.msg);
+        assert!(
+            e.msg.contains(
+                "bob@localhost's blocklist needs a new privacy list \"urn:xmpp:blocking\": 1 \
+                 privacy lists, more than 0 (--max-privacy-lists)"
+            ),
+            "{}",
+            e.msg
         );
     }
 
