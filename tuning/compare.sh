@@ -2,7 +2,7 @@
 # Measure xmppd against Prosody and ejabberd on this machine with the bundled load generator.
 #
 #   tuning/compare.sh [--runs N] [--servers "xmppd prosody ejabberd"] [--cases "chat-max ..."]
-#                     [--quick] [--out DIR]
+#                     [--quick] [--interleave] [--out DIR]
 #
 # Cases: chat-max chat-1000 login-plain login-tls idle-plain idle-tls presence (the default
 # set), and chat-max-block20 (chat-max with a 20-entry XEP-0191 blocklist on every account).
@@ -17,7 +17,13 @@
 #      set, warnings-only logging, no shapers, backlog 4096), pinned to CPU 0, and runs every
 #      case N times (default 3) with the generator pinned to CPU 1;
 #   4. prints one table (medians, min-max, ratios xmppd/peer; tuning/summarize.py) and keeps
-#      the raw JSON lines in DIR/results.jsonl. Everything it started is stopped on exit.
+#      the raw JSON lines in DIR/results.jsonl. A case a server does not support (the
+#      generator's exit status 3) shows as "not supported", not as a failed run. Everything it
+#      started is stopped on exit.
+#
+# --interleave runs the cases in turn (A B A B ... for two cases) instead of all runs of one
+# case before the next: for A/B comparisons on a machine whose load drifts. With two cases,
+# `tuning/summarize.py --paired RESULTS.jsonl A B` prints every pair and the median difference.
 #
 # XMPPD_BIN=PATH measures that xmppd binary instead of building this tree (for before/after
 # comparisons: keep the release binary of the old commit and point at it).
@@ -34,6 +40,7 @@ servers="xmppd prosody ejabberd"
 cases="chat-max chat-1000 login-plain login-tls idle-plain idle-tls presence"
 out=""
 quick=false
+interleave=false
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
@@ -41,7 +48,8 @@ while [ $# -gt 0 ]; do
     --cases) cases=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --quick) quick=true; shift ;;
-    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --interleave) interleave=true; shift ;;
+    -h|--help) sed -n '2,/^set /{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -234,25 +242,44 @@ case_args() { # case -> generator arguments
   esac
 }
 
+run_one() { # server case run: one run on a fresh server, its result appended to $results
+  local server=$1 c=$2 r=$3 rc=0 line why
+  # A fresh server for every run: no state (caches, heap growth) carried between runs.
+  "start_$server"
+  # shellcheck disable=SC2046
+  taskset -c "$gen_cpu" "$lt" $(case_args "$c") --port "$port" --domain localhost \
+    --server-pid "$server_pid" --label "$server" --json --timeout 300 \
+    >"$work/$server-$c-$r.out" 2>"$work/$server-$c-$r.err" || rc=$?
+  line=$(grep '^{' "$work/$server-$c-$r.out" | tail -1) || true
+  "$stop_server"
+  if [ "$rc" = 3 ]; then
+    # The generator's "feature not supported by the server" (muc without MUC, a blocklist
+    # without XEP-0191): recorded as such, not as a failed run.
+    why=$(grep -m1 'not supported' "$work/$server-$c-$r.out" | sed 's/["\\]/\x27/g') || true
+    printf '{"case":"%s","server":"%s","run":%d,"unsupported":"%s"}\n' "$c" "$server" "$r" "$why" >>"$results"
+    echo "   $c run $r: not supported by $server ($why)"
+    return 0
+  fi
+  if [ -z "$line" ]; then
+    echo "   $c run $r: no result, exit status $rc (see $work/$server-$c-$r.err)"
+    return 0
+  fi
+  printf '{"case":"%s","server":"%s","run":%d,"load":"%s","result":%s}\n' "$c" "$server" "$r" \
+    "$(cut -d' ' -f1-3 /proc/loadavg)" "$line" >>"$results"
+  echo "   $c run $r: $(python3 tuning/summarize.py --one "$c" <<<"$line")"
+}
+
 for server in $servers; do
   echo "== $server"
-  for c in $cases; do
+  if $interleave; then
     for ((r = 1; r <= runs; r++)); do
-      # A fresh server for every run: no state (caches, heap growth) carried between runs.
-      "start_$server"
-      # shellcheck disable=SC2046
-      line=$(taskset -c "$gen_cpu" "$lt" $(case_args "$c") --port "$port" --domain localhost \
-        --server-pid "$server_pid" --label "$server" --json --timeout 300 2>"$work/$server-$c-$r.err" |
-        tee "$work/$server-$c-$r.out" | grep '^{' | tail -1) || true
-      "$stop_server"
-      if [ -z "$line" ]; then
-        echo "   $c run $r: no result (see $work/$server-$c-$r.err)"
-        continue
-      fi
-      printf '{"case":"%s","server":"%s","run":%d,"result":%s}\n' "$c" "$server" "$r" "$line" >>"$results"
-      echo "   $c run $r: $(python3 tuning/summarize.py --one "$c" <<<"$line")"
+      for c in $cases; do run_one "$server" "$c" "$r"; done
     done
-  done
+  else
+    for c in $cases; do
+      for ((r = 1; r <= runs; r++)); do run_one "$server" "$c" "$r"; done
+    done
+  fi
 done
 
 echo

@@ -5,8 +5,15 @@ every figure here is lower-is-better).
 
 usage: summarize.py RESULTS.jsonl        the table (Markdown)
        summarize.py --one CASE < LINE     one run's headline, for progress output
+       summarize.py --paired RESULTS.jsonl CASE_A CASE_B
+                                          A/B pairs (same server, same run number; from
+                                          compare.sh --interleave): every pair's server CPU
+                                          per op, latency p50/p99, and the median difference
 
-Each line of RESULTS.jsonl is {"case", "server", "run", "result": <xmppd-loadtest --json line>}.
+Each line of RESULTS.jsonl is {"case", "server", "run", "result": <xmppd-loadtest --json line>},
+or {"case", "server", "run", "unsupported": "<the generator's message>"} for a run the generator
+ended with exit status 3 (the server lacks the feature: MUC, XEP-0191 blocking); such a case
+shows as "not supported" rather than as a missing figure.
 """
 import json
 import statistics
@@ -76,17 +83,26 @@ def one(case):
 
 def table(path):
     runs = {}
+    unsupported = set()
     with open(path) as f:
         for line in f:
             line = line.strip()
             if not line:
                 continue
             row = json.loads(line)
-            runs.setdefault((row["case"], row["server"]), []).append(row["result"])
+            key = (row["case"], row["server"])
+            if "unsupported" in row:
+                unsupported.add(key)
+                runs.setdefault(key, [])
+            else:
+                runs.setdefault(key, []).append(row["result"])
     cases = [c for c in HEADLINE if any(k[0] == c for k in runs)]
     cases += sorted({c for c, _ in runs} - set(cases))
     servers = [s for s in SERVERS if any(k[1] == s for k in runs)]
     servers += sorted({s for _, s in runs} - set(servers))
+
+    def missing(case, server):
+        return "not supported" if (case, server) in unsupported else "–"
     peers = [s for s in servers if s != "xmppd"]
 
     head = ["figure", "unit"] + [f"{s} median (min–max, n)" for s in servers]
@@ -102,7 +118,7 @@ def table(path):
             vals = [get(r, key) for r in runs.get((case, s), [])]
             vals = [scale(v, unit) for v in vals if v is not None]
             if not vals:
-                cells.append("–")
+                cells.append(missing(case, s))
                 continue
             medians[s] = statistics.median(vals)
             cells.append(f"{fmt(medians[s])} ({fmt(min(vals))}–{fmt(max(vals))}, {len(vals)})")
@@ -134,13 +150,63 @@ def table(path):
             errors = sum(int(r.get("errors") or 0) for r in rs)
             if errors:
                 parts.append(f"errors {errors}")
-            cells.append(", ".join(parts) if parts else "–")
+            cells.append(", ".join(parts) if parts else missing(case, s))
         print("| " + " | ".join(cells) + " |")
+
+
+def paired(path, case_a, case_b):
+    rows = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                row = json.loads(line)
+                if "result" in row and row["case"] in (case_a, case_b):
+                    rows[(row["server"], row["run"], row["case"])] = row
+    key = "server_cpu_us_per_op"
+    for server in sorted({k[0] for k in rows}):
+        pairs = sorted(
+            r for (s, r, c) in rows if s == server and c == case_a and (s, r, case_b) in rows
+        )
+        if not pairs:
+            continue
+        print(f"{server}: {case_a} (A) vs {case_b} (B), server CPU per op in µs, latency in µs")
+        print()
+        print("| run | A CPU/op | B CPU/op | B − A | A p50 / p99 | B p50 / p99 | A, B throughput | load (1/5/15 min) |")
+        print("|---|---|---|---|---|---|---|---|")
+        diffs, va, vb = [], [], []
+        for r in pairs:
+            a, b = rows[(server, r, case_a)], rows[(server, r, case_b)]
+            xa, xb = get(a["result"], key), get(b["result"], key)
+            if xa is None or xb is None:
+                continue
+            va.append(xa)
+            vb.append(xb)
+            diffs.append(xb - xa)
+
+            def lat(row):
+                return f"{fmt(get(row['result'], 'latency_us.p50'))} / {fmt(get(row['result'], 'latency_us.p99'))}"
+
+            tput = f"{fmt(get(a['result'], 'throughput_per_s'))}, {fmt(get(b['result'], 'throughput_per_s'))}"
+            load = f"{a.get('load', '?')} → {b.get('load', '?')}"
+            print(f"| {r} | {xa:.3f} | {xb:.3f} | {xb - xa:+.3f} | {lat(a)} | {lat(b)} | {tput} | {load} |")
+        if not diffs:
+            continue
+        ma, mb, md = statistics.median(va), statistics.median(vb), statistics.median(diffs)
+        print()
+        print(
+            f"median A {ma:.3f} µs, median B {mb:.3f} µs; median pairwise B − A {md:+.3f} µs "
+            f"({100 * md / ma:+.1f} % of A), range {min(diffs):+.3f} … {max(diffs):+.3f}; "
+            f"B > A in {sum(d > 0 for d in diffs)} of {len(diffs)} pairs"
+        )
+        print()
 
 
 def main():
     if len(sys.argv) == 3 and sys.argv[1] == "--one":
         one(sys.argv[2])
+    elif len(sys.argv) == 5 and sys.argv[1] == "--paired":
+        paired(sys.argv[2], sys.argv[3], sys.argv[4])
     elif len(sys.argv) == 2 and not sys.argv[1].startswith("-"):
         table(sys.argv[1])
     else:
