@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use ahash::AHashSet;
+use ahash::{AHashMap, AHashSet};
 use xmppd_storage::{
     privacy_stanzas as bits, PrivacyItem, PrivacyList, PrivacyMatch, Subscription,
 };
@@ -173,14 +173,24 @@ fn evaluate_items(
 /// every stanza, so any match among them is the first match), then the other items in order.
 #[derive(Debug, Default)]
 pub struct Compiled {
-    /// `user@domain` and `user@domain/resource` entries.
-    exact: AHashSet<Box<str>>,
+    /// `user@domain` and `user@domain/resource` entries, by bare JID: a peer costs one hash
+    /// lookup of its bare JID, whether or not it is a full JID.
+    exact: AHashMap<Box<str>, Blocked>,
     /// `domain` entries.
     domains: AHashSet<Box<str>>,
     /// `domain/resource` entries (rare).
     domain_resources: Vec<(Box<str>, Box<str>)>,
     /// Everything from the first item that is not a blocklist entry on.
     rest: Vec<PrivacyItem>,
+}
+
+/// A bare JID's blocklist entries.
+#[derive(Debug, Default)]
+struct Blocked {
+    /// `user@domain` itself: every resource, and the bare JID.
+    whole: bool,
+    /// `user@domain/resource` entries.
+    resources: Vec<Box<str>>,
 }
 
 impl Compiled {
@@ -194,8 +204,10 @@ impl Compiled {
             };
             let j = JidStr::trusted(v);
             match (j.local(), j.resource()) {
-                (Some(_), _) => {
-                    c.exact.insert(v.as_str().into());
+                (Some(_), None) => c.exact.entry(v.as_str().into()).or_default().whole = true,
+                (Some(_), Some(r)) => {
+                    let e = c.exact.entry(j.bare().as_str().into()).or_default();
+                    e.resources.push(r.into());
                 }
                 (None, Some(r)) => c.domain_resources.push((j.domain().into(), r.into())),
                 (None, None) => {
@@ -209,16 +221,33 @@ impl Compiled {
 
     /// Decide, as [`evaluate`] would on the list this was compiled from.
     pub fn check(&self, what: What, peer: JidStr<'_>, roster: &mut RosterLookup<'_>) -> Verdict {
-        if self.blocks(peer) {
+        self.check_bare(what, peer, peer.bare().as_str(), roster)
+    }
+
+    /// [`check`](Self::check) for a caller that has the peer's bare JID at hand already.
+    pub fn check_bare(
+        &self,
+        what: What,
+        peer: JidStr<'_>,
+        bare: &str,
+        roster: &mut RosterLookup<'_>,
+    ) -> Verdict {
+        if self.blocks(peer, bare) {
             return Verdict::Deny { blocked: true };
         }
         evaluate_items(&self.rest, what, peer, roster)
     }
 
-    /// True when a leading blocklist entry matches the peer.
-    fn blocks(&self, peer: JidStr<'_>) -> bool {
+    /// True when a leading blocklist entry matches the peer (`bare` is its bare JID).
+    fn blocks(&self, peer: JidStr<'_>, bare: &str) -> bool {
         (!self.exact.is_empty()
-            && (self.exact.contains(peer.as_str()) || self.exact.contains(peer.bare().as_str())))
+            && self.exact.get(bare).is_some_and(|b| {
+                b.whole
+                    || peer
+                        .as_str()
+                        .get(bare.len() + 1..)
+                        .is_some_and(|r| b.resources.iter().any(|x| **x == *r))
+            }))
             || (!self.domains.is_empty() && self.domains.contains(peer.domain()))
             || (!self.domain_resources.is_empty()
                 && peer.resource().is_some_and(|r| {
@@ -232,8 +261,14 @@ impl Compiled {
     pub fn blocked(&self) -> impl Iterator<Item = Cow<'_, str>> {
         self.exact
             .iter()
-            .chain(&self.domains)
-            .map(|j| Cow::Borrowed(&**j))
+            .flat_map(|(bare, b)| {
+                let whole = b.whole.then_some(Cow::Borrowed(&**bare));
+                let full = b.resources.iter();
+                whole
+                    .into_iter()
+                    .chain(full.map(move |r| Cow::Owned(format!("{bare}/{r}"))))
+            })
+            .chain(self.domains.iter().map(|j| Cow::Borrowed(&**j)))
             .chain(
                 self.domain_resources
                     .iter()
@@ -788,6 +823,61 @@ mod tests {
         assert_eq!(both(&l, What::Message, "stranger@example.edu"), DENY);
         assert_eq!(both(&l, What::PresenceOut, "romeo@example.net"), DENY);
         assert_eq!(both(&l, What::Message, "romeo@example.net"), Verdict::Allow);
+    }
+
+    #[test]
+    fn compiled_full_jid_entries_block_that_resource_only_block_12() {
+        let l = list(vec![
+            item(0, false, jid("juliet@capulet.example/balcony"), 0),
+            item(1, false, jid("romeo@montague.example/garden"), 0),
+            item(2, false, jid("romeo@montague.example"), 0),
+            item(3, false, jid("juliet@capulet.example/tomb"), 0),
+            item(4, true, jid("capulet.example"), 0),
+            item(5, false, PrivacyMatch::Any, bits::MESSAGE),
+        ]);
+        let peers = [
+            "juliet@capulet.example/balcony",
+            "juliet@capulet.example/tomb",
+            "juliet@capulet.example/balcony2",
+            "juliet@capulet.example/balc",
+            "juliet@capulet.example",
+            "romeo@montague.example",
+            "romeo@montague.example/garden",
+            "romeo@montague.example/other",
+            "montague.example",
+        ];
+        for peer in peers {
+            for what in [What::Message, What::Iq, What::PresenceOut] {
+                both(&l, what, peer);
+            }
+        }
+        assert_eq!(
+            both(&l, What::Iq, "juliet@capulet.example/balcony"),
+            BLOCKED
+        );
+        assert_eq!(both(&l, What::Iq, "juliet@capulet.example/tomb"), BLOCKED);
+        assert_eq!(
+            both(&l, What::Message, "juliet@capulet.example/balcony2"),
+            Verdict::Allow
+        );
+        assert_eq!(
+            both(&l, What::Message, "juliet@capulet.example"),
+            Verdict::Allow
+        );
+        assert_eq!(both(&l, What::Iq, "romeo@montague.example/other"), BLOCKED);
+        assert_eq!(both(&l, What::Message, "montague.example"), DENY);
+        // The blocklist lists every entry, the bare and the full one of romeo both.
+        let mut blocked: Vec<String> = Compiled::new(&l).blocked().map(Cow::into_owned).collect();
+        blocked.sort();
+        assert_eq!(
+            blocked,
+            [
+                "juliet@capulet.example/balcony",
+                "juliet@capulet.example/tomb",
+                "romeo@montague.example",
+                "romeo@montague.example/garden",
+            ]
+        );
     }
 
     fn el(s: &str) -> Element {

@@ -170,8 +170,15 @@ fn is_mixed(acct: &AccountSessions) -> bool {
 /// server (its domain JID, which answers the user's IQs), are never filtered, whatever the
 /// lists say (PRIV-18, BLOCK-13).
 fn exempt(own: JidStr<'_>, peer: JidStr<'_>) -> bool {
-    peer.bare().as_str() == own.bare().as_str()
-        || (peer.local().is_none() && peer.domain() == own.domain())
+    exempt_bare(own.bare().as_str(), peer.bare().as_str())
+}
+
+/// [`exempt`] on bare JIDs: `peer` is `own`, or `own`'s domain.
+fn exempt_bare(own: &str, peer: &str) -> bool {
+    peer == own
+        || (own.len() > peer.len()
+            && own.ends_with(peer)
+            && own.as_bytes()[own.len() - peer.len() - 1] == b'@')
 }
 
 /// Reads the roster facts of a peer for group and subscription items (one LMDB read, only
@@ -305,7 +312,8 @@ impl Privacy {
     fn inbound(&self, ctx: &Ctx, p: &Inbound<'_>) -> Flow {
         let user = p.route.to.bare().as_str();
         let peer = p.route.from;
-        if exempt(p.route.to, peer) {
+        let peer_bare = peer.bare().as_str();
+        if exempt_bare(user, peer_bare) {
             return Flow::Continue; // PRIV-18, BLOCK-13
         }
         let what = What::inbound(p.ty);
@@ -323,7 +331,10 @@ impl Privacy {
             match decide {
                 Decide::Nothing => Verdict::Allow,
                 Decide::Verdict(v) => v,
-                Decide::List(l) => l.list.check(what, peer, &mut roster_lookup(ctx, user)),
+                Decide::List(l) => {
+                    let mut roster = roster_lookup(ctx, user);
+                    l.list.check_bare(what, peer, peer_bare, &mut roster)
+                }
             }
         });
         match decided {
@@ -451,14 +462,17 @@ impl Privacy {
         };
         let from = s.from;
         let user = from.bare_str();
-        if exempt(from.into(), to.into()) {
+        if exempt_bare(user, to.bare_str()) {
             return Flow::Continue; // PRIV-18
         }
         let decided = self.with_account(ctx, user, |acct, default| {
             let r = from.resource().and_then(|r| acct.get(r))?;
             let l = active_of(r).or(default)?;
             let what = What::outbound(s.ty);
-            let v = l.list.check(what, to.into(), &mut roster_lookup(ctx, user));
+            let mut roster = roster_lookup(ctx, user);
+            let v = l
+                .list
+                .check_bare(what, to.into(), to.bare_str(), &mut roster);
             Some((v, r.handle.clone()))
         });
         let (verdict, handle) = match decided {
@@ -661,4 +675,43 @@ pub fn register(r: &mut Registry, config: &Config) {
         p.ended(ctx, res);
         None
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_resources_and_own_server_are_exempt_priv_18_block_13() {
+        let own = "juliet@capulet.example";
+        for (peer, exempt) in [
+            ("juliet@capulet.example", true),
+            ("capulet.example", true),
+            ("romeo@capulet.example", false),
+            ("example", false),
+            ("t.example", false),
+            ("juliet@capulet.example.evil", false),
+            ("let.example", false),
+            ("montague.example", false),
+        ] {
+            assert_eq!(exempt_bare(own, peer), exempt, "{peer}");
+        }
+        let j = JidStr::trusted;
+        assert!(exempt(
+            j("juliet@capulet.example/balcony"),
+            j("capulet.example")
+        ));
+        assert!(exempt(
+            j("juliet@capulet.example"),
+            j("juliet@capulet.example/r")
+        ));
+        assert!(exempt(
+            j("juliet@capulet.example/a"),
+            j("capulet.example/admin")
+        ));
+        assert!(!exempt(
+            j("juliet@capulet.example/a"),
+            j("nurse@capulet.example/a")
+        ));
+    }
 }
