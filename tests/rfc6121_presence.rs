@@ -14,54 +14,8 @@ const QUIET: Duration = Duration::from_millis(350);
 /// How long stale stanzas are drained between steps.
 const DRAIN: Duration = Duration::from_millis(150);
 
-/// An account: localpart, password, bare JID.
-struct User {
-    local: String,
-    pw: String,
-    jid: String,
-}
-
 fn user(s: &Server, prefix: &str, shard: usize) -> User {
-    let (local, pw) = s.new_user_on_shard(prefix, shard, 2);
-    let jid = format!("{local}@{DOMAIN}").to_lowercase();
-    User { local, pw, jid }
-}
-
-impl User {
-    /// A connected resource that has not sent initial presence.
-    fn connect(&self, s: &Server, resource: &str) -> Client {
-        Client::login(s, &self.local, &self.pw, Some(resource))
-    }
-
-    /// A connected resource that sent `presence` (initial presence) and got its own echo back
-    /// (recognised by content: other resources' presence may come first).
-    fn available(&self, s: &Server, resource: &str, presence: &str) -> Client {
-        let mut c = self.connect(s, resource);
-        c.send(presence);
-        let me = c.full();
-        c.recv_until("own presence echo", |e| is_presence(e, None, Some(&me)));
-        c
-    }
-
-    /// An available resource with plain `<presence/>`.
-    fn online(&self, s: &Server, resource: &str) -> Client {
-        self.available(s, resource, "<presence/>")
-    }
-}
-
-/// `a` gets a subscription to `b`'s presence with the RFC 6121 §3.1 handshake (a: to/both,
-/// b: from/both). Both must be available; returns when a got `subscribed`, i.e. both sides
-/// committed the change.
-fn subscribe_to(a: &mut Client, b: &mut Client) {
-    let (ja, jb) = (a.bare(), b.bare());
-    a.send(&format!("<presence to='{jb}' type='subscribe'/>"));
-    b.recv_until("subscribe", |e| {
-        is_presence(e, Some("subscribe"), Some(&ja))
-    });
-    b.send(&format!("<presence to='{ja}' type='subscribed'/>"));
-    a.recv_until("subscribed", |e| {
-        is_presence(e, Some("subscribed"), Some(&jb))
-    });
+    User::on_shard(s, prefix, shard, 2)
 }
 
 fn drain_all(clients: &mut [&mut Client]) {
@@ -142,7 +96,7 @@ fn im_pres_01_initial_presence_probes_to_and_both_contacts_from_the_bare_jid() {
     let mut f = fixture(s);
     let (jc, je) = (f.c.bare(), f.e.bare());
     let (b_full, d_full) = (f.b.full(), f.d.full());
-    let mut a2 = f.a.connect(s, "two");
+    let mut a2 = f.a.login(s, "two");
     a2.send("<presence/>");
     let me = a2.full();
     a2.recv_all(&[
@@ -194,7 +148,7 @@ fn im_pres_02_initial_presence_is_broadcast_to_from_and_both_contacts_only() {
     let s = Server::shared();
     let mut f = fixture(s);
     let ja = f.a.jid.clone();
-    let mut a2 = f.a.connect(s, "two");
+    let mut a2 = f.a.login(s, "two");
     a2.send("<presence><status>two is here</status></presence>");
     let a2_full = a2.full();
     for (name, c) in [("C (from)", &mut f.c), ("D (both)", &mut f.d)] {
@@ -215,7 +169,7 @@ fn im_pres_02_initial_presence_is_broadcast_to_from_and_both_contacts_only() {
 fn im_pres_03_presence_is_echoed_to_the_sending_resource() {
     let s = Server::shared();
     let a = user(s, "echo", 0);
-    let mut c = a.connect(s, "mirror");
+    let mut c = a.login(s, "mirror");
     let me = c.full();
     c.send("<presence><show>chat</show><status>first</status><priority>5</priority></presence>");
     let (p, _) = c.recv_until("initial echo", |e| is_presence(e, None, Some(&me)));
@@ -239,9 +193,9 @@ fn im_pres_04_new_resource_gets_the_other_resources_presence() {
     let s = Server::shared();
     let a = user(s, "multi", 0);
     let mut a1 = a.available(s, "one", "<presence><status>I am one</status></presence>");
-    let mut a3 = a.connect(s, "three");
+    let mut a3 = a.login(s, "three");
     let a3_full = a3.full();
-    let mut a2 = a.connect(s, "two");
+    let mut a2 = a.login(s, "two");
     a2.send("<presence><status>I am two</status></presence>");
     let (a1_full, a2_full) = (a1.full(), a2.full());
     let (got, _) = a2.recv_all(&[
@@ -282,7 +236,7 @@ fn im_pres_06_probe_answer_has_the_latest_presence_of_each_available_resource() 
         "b2",
         "<presence><show>xa</show><status>second resource</status></presence>",
     );
-    let b3 = b.connect(s, "b3");
+    let b3 = b.login(s, "b3");
     subscribe_to(&mut a1, &mut b1);
     b1.send("<presence><show>dnd</show><status>latest</status></presence>");
     let b1_full = b1.full();
@@ -332,7 +286,7 @@ fn im_pres_07_probe_for_offline_contact_is_answered_unavailable_from_bare_jid() 
     a1.recv_until("b1 leaves", |e| {
         is_presence(e, Some("unavailable"), Some(&b1_full))
     });
-    let mut a2 = a.connect(s, "two");
+    let mut a2 = a.login(s, "two");
     a2.send("<presence/>");
     let (u, _) = a2.recv_until("unavailable for the probe", |e| {
         is_presence(e, Some("unavailable"), None)
@@ -694,7 +648,7 @@ fn im_pres_11_directed_presence_of_a_never_available_resource_is_withdrawn_on_di
     let s = Server::shared();
     let (a, xu) = (user(s, "lurker", 0), user(s, "room", 1));
     let mut x = xu.online(s, "x");
-    let mut a1 = a.connect(s, "quiet");
+    let mut a1 = a.login(s, "quiet");
     let a1_full = a1.full();
     a1.send(&format!(
         "<presence to='{}'><status>only to you</status></presence>",
@@ -718,7 +672,7 @@ fn im_pres_11_directed_presence_of_a_never_available_resource_is_withdrawn_by_un
     let s = Server::shared();
     let (a, xu) = (user(s, "shy", 0), user(s, "lobby", 1));
     let mut x = xu.online(s, "x");
-    let mut a1 = a.connect(s, "quiet");
+    let mut a1 = a.login(s, "quiet");
     let a1_full = a1.full();
     a1.send(&format!("<presence to='{}'/>", x.full()));
     x.recv_until("directed presence", |e| {
@@ -859,7 +813,7 @@ fn im_pres_14_presence_to_bare_and_full_jid() {
     let (a, xu) = (user(s, "addressee", 0), user(s, "caller", 1));
     let mut a1 = a.online(s, "one");
     let mut a2 = a.online(s, "two");
-    let mut a3 = a.connect(s, "three");
+    let mut a3 = a.login(s, "three");
     let mut a4 = a.available(s, "four", "<presence><priority>-5</priority></presence>");
     let mut x = xu.online(s, "x");
     drain_all(&mut [&mut a1, &mut a2, &mut a4]);
@@ -915,7 +869,7 @@ fn im_pres_15_presence_to_unavailable_or_missing_addressees_is_dropped() {
     let seen = settle(&mut x);
     assert!(seen.is_empty(), "the sender got an answer: {seen:?}");
     // Connected but not available: still nothing.
-    let mut a1 = a.connect(s, "one");
+    let mut a1 = a.login(s, "one");
     x.send(&format!(
         "<presence to='{}'><status>stale 3</status></presence>",
         a.jid

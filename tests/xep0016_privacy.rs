@@ -9,7 +9,6 @@
 mod common;
 
 use common::*;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use xmppd::xml::Element;
 
@@ -18,20 +17,8 @@ const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 /// How long nothing must arrive to count as "nothing else arrives".
 const QUIET: Duration = Duration::from_millis(300);
 
-static IDS: AtomicUsize = AtomicUsize::new(0);
-
-fn next_id(prefix: &str) -> String {
-    format!("{prefix}{}", IDS.fetch_add(1, Ordering::SeqCst))
-}
-
 // ---------------------------------------------------------------------------------------------
 // Accounts and sessions.
-
-struct User {
-    local: String,
-    pw: String,
-    jid: String,
-}
 
 /// A fresh account homed on `shard` of the shared server (2 shards).
 fn user(s: &Server, prefix: &str, shard: usize) -> User {
@@ -39,29 +26,7 @@ fn user(s: &Server, prefix: &str, shard: usize) -> User {
 }
 
 fn user_of(s: &Server, prefix: &str, shard: usize, shards: usize) -> User {
-    let (local, pw) = s.new_user_on_shard(prefix, shard, shards);
-    let jid = format!("{local}@{DOMAIN}");
-    User { local, pw, jid }
-}
-
-impl User {
-    /// A bound resource that has not sent presence.
-    fn login(&self, s: &Server, res: &str) -> Client {
-        Client::login(s, &self.local, &self.pw, Some(res))
-    }
-
-    /// An available resource (initial presence sent, its echo read).
-    fn online(&self, s: &Server, res: &str) -> Client {
-        let mut c = self.login(s, res);
-        c.send("<presence/>");
-        let me = c.full();
-        c.recv_until("own presence echo", |e| is_presence(e, None, Some(&me)));
-        c
-    }
-
-    fn full(&self, res: &str) -> String {
-        format!("{}/{res}", self.jid)
-    }
+    User::on_shard(s, prefix, shard, shards)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -234,20 +199,6 @@ fn roster_set(c: &mut Client, jid: &str, groups: &[&str]) {
         &format!("<query xmlns='{NS_ROSTER}'><item jid='{jid}'>{g}</item></query>"),
     );
     assert_eq!(r.attr("type"), Some("result"), "{r:?}");
-}
-
-/// `a` subscribes to `b`'s presence (RFC 6121 §3.1 handshake; both available). Returns when
-/// `a` got `subscribed`: both sides committed.
-fn subscribe_to(a: &mut Client, b: &mut Client) {
-    let (ja, jb) = (a.bare(), b.bare());
-    a.send(&format!("<presence to='{jb}' type='subscribe'/>"));
-    b.recv_until("subscribe", |e| {
-        is_presence(e, Some("subscribe"), Some(&ja))
-    });
-    b.send(&format!("<presence to='{ja}' type='subscribed'/>"));
-    a.recv_until("subscribed", |e| {
-        is_presence(e, Some("subscribed"), Some(&jb))
-    });
 }
 
 fn mutual(a: &mut Client, b: &mut Client) {

@@ -12,7 +12,6 @@
 mod common;
 
 use common::*;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use xmppd::xml::Element;
 
@@ -29,54 +28,13 @@ const QUIET: Duration = Duration::from_millis(350);
 // ---------------------------------------------------------------------------------------------
 // Accounts and clients.
 
-/// An account: localpart, password, bare JID.
-struct User {
-    local: String,
-    pw: String,
-    jid: String,
-}
-
 fn user(s: &Server, prefix: &str, shard: usize) -> User {
-    let (local, pw) = s.new_user_on_shard(prefix, shard, 2);
-    let jid = format!("{local}@{DOMAIN}").to_lowercase();
-    User { local, pw, jid }
+    User::on_shard(s, prefix, shard, 2)
 }
 
 /// An account on a server with one shard (or whose shard does not matter).
 fn plain_user(s: &Server, prefix: &str) -> User {
-    let (local, pw) = s.new_user(prefix);
-    let jid = format!("{local}@{DOMAIN}").to_lowercase();
-    User { local, pw, jid }
-}
-
-impl User {
-    /// A connected resource that has not sent initial presence.
-    fn connect(&self, s: &Server, resource: &str) -> Client {
-        Client::login(s, &self.local, &self.pw, Some(resource))
-    }
-
-    /// A connected resource that sent `presence` and got its own echo back (recognised by
-    /// content: other resources' presence may come first).
-    fn available(&self, s: &Server, resource: &str, presence: &str) -> Client {
-        let mut c = self.connect(s, resource);
-        c.send(presence);
-        let me = c.full();
-        c.recv_until("own presence echo", |e| is_presence(e, None, Some(&me)));
-        c
-    }
-
-    fn online(&self, s: &Server, resource: &str) -> Client {
-        self.available(s, resource, "<presence/>")
-    }
-
-    fn full(&self, resource: &str) -> String {
-        format!("{}/{resource}", self.jid)
-    }
-}
-
-fn next_id(prefix: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!("{prefix}{}", N.fetch_add(1, Ordering::SeqCst))
+    User::new(s, prefix)
 }
 
 /// Everything `c` gets up to a ping round trip and then within `QUIET`.
@@ -299,20 +257,6 @@ fn assert_nothing_from(seen: &[Element], bare: &str, ctx: &str) {
 
 // Presence subscriptions (RFC 6121 §3.1).
 
-/// `a` gets a subscription to `b`'s presence; both available. Returns when `a` got
-/// `subscribed` (both sides committed).
-fn subscribe_to(a: &mut Client, b: &mut Client) {
-    let (ja, jb) = (a.bare(), b.bare());
-    a.send(&format!("<presence to='{jb}' type='subscribe'/>"));
-    b.recv_until("subscribe", |e| {
-        is_presence(e, Some("subscribe"), Some(&ja))
-    });
-    b.send(&format!("<presence to='{ja}' type='subscribed'/>"));
-    a.recv_until("subscribed", |e| {
-        is_presence(e, Some("subscribed"), Some(&jb))
-    });
-}
-
 /// `both` between the two (both available), and each has seen the other's presence.
 fn befriend(a: &mut Client, b: &mut Client) {
     let (ja, jb, fa, fb) = (a.bare(), b.bare(), a.full(), b.full());
@@ -416,7 +360,7 @@ fn is_block_entry(item: &Element, jid: &str) -> bool {
 fn block_01_disco_info_advertises_urn_xmpp_blocking() {
     let s = Server::shared();
     let a = user(s, "bdisco", 0);
-    let mut c = a.connect(s, "r");
+    let mut c = a.login(s, "r");
     let (r, _) = iq(
         &mut c,
         "get",
@@ -441,7 +385,7 @@ fn block_01_disco_info_advertises_urn_xmpp_blocking() {
 fn block_02_blocklist_get_is_empty_then_lists_every_blocked_jid() {
     let s = Server::shared();
     let a = user(s, "bget", 0);
-    let mut c = a.connect(s, "r");
+    let mut c = a.login(s, "r");
     // A fresh account: an empty <blocklist/>, not an error.
     assert!(blocklist(&mut c).is_empty());
     let jids = [
@@ -452,7 +396,7 @@ fn block_02_blocklist_get_is_empty_then_lists_every_blocked_jid() {
     block_ok(&mut c, &jids);
     assert_eq!(blocklist(&mut c), sorted(&jids));
     // A second session of the account sees the same list.
-    let mut c2 = a.connect(s, "other");
+    let mut c2 = a.login(s, "other");
     assert_eq!(blocklist(&mut c2), sorted(&jids));
 }
 
@@ -463,9 +407,9 @@ fn block_02_blocklist_get_is_empty_then_lists_every_blocked_jid() {
 fn block_03_block_one_and_several_pushes_only_to_resources_that_asked_for_the_blocklist() {
     let s = Server::shared();
     let a = user(s, "bpush", 0);
-    let mut r1 = a.connect(s, "one");
-    let mut r2 = a.connect(s, "two");
-    let mut r3 = a.connect(s, "three"); // never asks for the blocklist
+    let mut r1 = a.login(s, "one");
+    let mut r2 = a.login(s, "two");
+    let mut r3 = a.login(s, "three"); // never asks for the blocklist
     assert!(blocklist(&mut r1).is_empty());
     assert!(blocklist(&mut r2).is_empty());
 
@@ -510,7 +454,7 @@ fn block_03_block_one_and_several_pushes_only_to_resources_that_asked_for_the_bl
 fn block_03_items_are_normalized_and_blocking_twice_adds_nothing() {
     let s = Server::shared();
     let a = user(s, "bnorm", 0);
-    let mut c = a.connect(s, "r");
+    let mut c = a.login(s, "r");
     block_ok(&mut c, &["Tybalt@Example.NET", "tybalt@example.net"]);
     assert_eq!(blocklist(&mut c), ["tybalt@example.net"]);
     block_ok(&mut c, &["tybalt@example.net"]);
@@ -525,8 +469,8 @@ fn block_03_items_are_normalized_and_blocking_twice_adds_nothing() {
 fn block_03_blocklist_bound_is_policy_violation_and_changes_nothing() {
     let s = Server::start(&["--max-blocklist-items", "3"]);
     let a = plain_user(&s, "bbound");
-    let mut c = a.connect(&s, "r");
-    let mut other = a.connect(&s, "watcher");
+    let mut c = a.login(&s, "r");
+    let mut other = a.login(&s, "watcher");
     assert!(blocklist(&mut c).is_empty());
     assert!(blocklist(&mut other).is_empty());
     block_ok(&mut c, &["x1@example.net", "x2@example.net"]);
@@ -568,7 +512,7 @@ fn block_03_blocklist_bound_is_policy_violation_and_changes_nothing() {
 fn block_04_block_without_items_is_bad_request_and_changes_nothing() {
     let s = Server::shared();
     let a = user(s, "bempty", 0);
-    let mut c = a.connect(s, "r");
+    let mut c = a.login(s, "r");
     assert!(blocklist(&mut c).is_empty());
     let (r, before) = block(&mut c, &[]);
     assert_eq!(r.attr("type"), Some("error"), "{r:?}");
@@ -582,7 +526,7 @@ fn block_04_block_without_items_is_bad_request_and_changes_nothing() {
     assert_eq!(blocklist(&mut c), ["a@example.net"]);
     // No privacy list appeared from the refused command on a fresh account either.
     let b = user(s, "bempty", 0);
-    let mut d = b.connect(s, "r");
+    let mut d = b.login(s, "r");
     let (r, _) = block(&mut d, &[]);
     assert_eq!(condition(&r).0, "bad-request", "{r:?}");
     assert_eq!(privacy_overview(&mut d), (None, vec![]));
@@ -592,7 +536,7 @@ fn block_04_block_without_items_is_bad_request_and_changes_nothing() {
 fn block_04_malformed_items_are_refused_and_block_nothing() {
     let s = Server::shared();
     let a = user(s, "bbadjid", 0);
-    let mut c = a.connect(s, "r");
+    let mut c = a.login(s, "r");
     assert!(blocklist(&mut c).is_empty());
     // (payload, condition): JIDs that are not JIDs are jid-malformed; a missing jid or an
     // element that is not an item is a bad request. A good item beside a bad one is not
@@ -654,7 +598,7 @@ fn pair(s: &Server) -> Pair {
     a2.recv_until("B's presence (probe answer)", |e| {
         is_presence(e, None, Some(&b1_full))
     });
-    let a3 = a.connect(s, "three");
+    let a3 = a.login(s, "three");
     Pair {
         a,
         a1,
@@ -861,7 +805,7 @@ fn block_06_inbound_message_from_blocked_gets_service_unavailable_and_is_not_del
     assert_nothing_from(&seen, &b.jid, "A");
     // Someone not blocked still gets through.
     let c = user(s, "binmsgC", 1);
-    let mut c1 = c.connect(s, "c");
+    let mut c1 = c.login(s, "c");
     send_chat(&mut c1, &a.jid, "from C");
     expect_message(&mut a1, &c1.full(), "from C");
 }
@@ -971,7 +915,7 @@ fn block_06_blocked_while_offline_message_refused_and_not_stored() {
     let a = user(s, "boff", 0);
     let b = user(s, "boffB", 1);
     {
-        let mut a1 = a.connect(s, "r");
+        let mut a1 = a.login(s, "r");
         block_ok(&mut a1, &[&b.jid]);
         a1.close();
     }
@@ -1068,11 +1012,11 @@ fn block_09_empty_unblock_clears_everything_and_pushes_an_empty_unblock() {
     let b = user(s, "ballB", 1);
     let c = user(s, "ballC", 1);
     let mut a1 = a.online(s, "r");
-    let mut watcher = a.connect(s, "watch");
-    let mut quiet = a.connect(s, "quiet");
+    let mut watcher = a.login(s, "watch");
+    let mut quiet = a.login(s, "quiet");
     assert!(blocklist(&mut watcher).is_empty());
-    let mut b1 = b.connect(s, "b");
-    let mut c1 = c.connect(s, "c");
+    let mut b1 = b.login(s, "b");
+    let mut c1 = c.login(s, "c");
     block_ok(&mut a1, &[&b.jid, &c.jid, "example.org"]);
     expect_push(&mut watcher, "block");
     expect_refused_inbound(&mut b1, &a.jid, "b blocked");
@@ -1109,7 +1053,7 @@ fn block_10_blocklist_persists_across_sessions() {
     let a = user(s, "bpers", 0);
     let b = user(s, "bpersB", 1);
     {
-        let mut a1 = a.connect(s, "first");
+        let mut a1 = a.login(s, "first");
         block_ok(&mut a1, &[&b.jid, "example.org"]);
         a1.close();
     }
@@ -1130,7 +1074,7 @@ fn block_10_blocklist_persists_across_a_server_restart() {
         let s = Server::start_on(dir.path(), &["--shards", "2"]);
         a = user(&s, "brestA", 0);
         b = user(&s, "brestB", 1);
-        let mut a1 = a.connect(&s, "r");
+        let mut a1 = a.login(&s, "r");
         block_ok(&mut a1, &[&b.jid, "example.org/bot"]);
         a1.close();
         let status = s.signal_and_wait(libc::SIGTERM).expect("server stops");
@@ -1158,8 +1102,8 @@ fn block_10_blocklist_persists_across_a_server_restart() {
 fn block_11_blocked_jid_appears_as_jid_deny_item_in_the_default_privacy_list() {
     let s = Server::shared();
     let a = user(s, "bstore", 0);
-    let mut a1 = a.connect(s, "r");
-    let mut lists = a.connect(s, "lists"); // a privacy-list client
+    let mut a1 = a.login(s, "r");
+    let mut lists = a.login(s, "lists"); // a privacy-list client
     assert_eq!(privacy_overview(&mut lists), (None, vec![]));
 
     block_ok(&mut a1, &["tybalt@example.net", "example.org"]);
@@ -1211,7 +1155,7 @@ fn block_11_jid_deny_items_of_the_default_privacy_list_are_the_blocklist() {
     let c = user(s, "bstore2C", 1);
     let d = user(s, "bstore2D", 1);
     let mut a1 = a.online(s, "r");
-    let mut watcher = a.connect(s, "watch");
+    let mut watcher = a.login(s, "watch");
     assert!(blocklist(&mut watcher).is_empty());
     let mut c1 = c.online(s, "c");
     let mut d1 = d.online(s, "d");
@@ -1541,7 +1485,7 @@ fn block_13_own_resources_never_blocked_even_when_blocking_own_bare_jid_and_doma
         is_presence(e, None, Some(&a2_full)) && status_of(e).as_deref() == Some("two moved")
     });
     // A third resource coming online sees the others and is seen by them.
-    let mut a3 = a.connect(s, "three");
+    let mut a3 = a.login(s, "three");
     a3.send("<presence/>");
     let a3_full = a3.full();
     a3.recv_all(&[

@@ -1047,6 +1047,74 @@ pub fn roster_push_item(e: &Element) -> Option<&Element> {
 pub fn is_push_for(e: &Element, contact: &str) -> bool {
     roster_push_item(e).is_some_and(|i| i.attr("jid") == Some(contact))
 }
+/// A fresh id with `prefix`, unique in this test binary.
+pub fn next_id(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("{prefix}{}", N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// A test account: localpart, password, bare JID.
+pub struct User {
+    pub local: String,
+    pub pw: String,
+    pub jid: String,
+}
+
+impl User {
+    /// A fresh account homed on `shard` of a server with `shards` shards.
+    pub fn on_shard(s: &Server, prefix: &str, shard: usize, shards: usize) -> User {
+        let (local, pw) = s.new_user_on_shard(prefix, shard, shards);
+        let jid = format!("{local}@{DOMAIN}").to_lowercase();
+        User { local, pw, jid }
+    }
+
+    /// A fresh account, wherever it is homed.
+    pub fn new(s: &Server, prefix: &str) -> User {
+        let (local, pw) = s.new_user(prefix);
+        let jid = format!("{local}@{DOMAIN}").to_lowercase();
+        User { local, pw, jid }
+    }
+
+    /// A bound resource that has not sent initial presence.
+    pub fn login(&self, s: &Server, resource: &str) -> Client {
+        Client::login(s, &self.local, &self.pw, Some(resource))
+    }
+
+    /// A bound resource that sent `presence` (initial presence) and got its own echo back
+    /// (recognised by content: other resources' presence may come first).
+    pub fn available(&self, s: &Server, resource: &str, presence: &str) -> Client {
+        let mut c = self.login(s, resource);
+        c.send(presence);
+        let me = c.full();
+        c.recv_until("own presence echo", |e| is_presence(e, None, Some(&me)));
+        c
+    }
+
+    /// An available resource with plain `<presence/>`.
+    pub fn online(&self, s: &Server, resource: &str) -> Client {
+        self.available(s, resource, "<presence/>")
+    }
+
+    /// The full JID of `resource`.
+    pub fn full(&self, resource: &str) -> String {
+        format!("{}/{resource}", self.jid)
+    }
+}
+
+/// `a` gets a subscription to `b`'s presence with the RFC 6121 §3.1 handshake (a: to/both,
+/// b: from/both). Both must be available; returns when `a` got `subscribed`, i.e. both sides
+/// committed the change.
+pub fn subscribe_to(a: &mut Client, b: &mut Client) {
+    let (ja, jb) = (a.bare(), b.bare());
+    a.send(&format!("<presence to='{jb}' type='subscribe'/>"));
+    b.recv_until("subscribe", |e| {
+        is_presence(e, Some("subscribe"), Some(&ja))
+    });
+    b.send(&format!("<presence to='{ja}' type='subscribed'/>"));
+    a.recv_until("subscribed", |e| {
+        is_presence(e, Some("subscribed"), Some(&jb))
+    });
+}
 
 /// True for a presence of type `ty` (None: available) whose `from` is `from` (None: any).
 pub fn is_presence(e: &Element, ty: Option<&str>, from: Option<&str>) -> bool {
