@@ -221,7 +221,12 @@ impl Compiled {
 
     /// Decide, as [`evaluate`] would on the list this was compiled from.
     pub fn check(&self, what: What, peer: JidStr<'_>, roster: &mut RosterLookup<'_>) -> Verdict {
-        self.check_bare(what, peer, peer.bare().as_str(), roster)
+        // The bare JID is looked for only where a user@domain entry could match it.
+        let bare = match self.exact.is_empty() {
+            true => "",
+            false => peer.bare().as_str(),
+        };
+        self.check_bare(what, peer, bare, roster)
     }
 
     /// [`check`](Self::check) for a caller that has the peer's bare JID at hand already.
