@@ -87,3 +87,66 @@ fn acknowledged_state_survives_kill_9() {
         }
     }
 }
+
+/// PRIV-22, BLOCK-10: a privacy list and a blocklist the server confirmed survive `kill -9`.
+#[test]
+fn acknowledged_privacy_lists_and_blocklist_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Server::start_on(dir.path(), &["--shards", "1"]);
+        s.adduser("alice", "alicepw");
+        s.adduser("mallory", "mallorypw");
+        let mut a = Client::login(&s, "alice", "alicepw", None);
+        a.send(
+            "<iq type='set' id='l'><query xmlns='jabber:iq:privacy'><list name='quiet'>\
+             <item type='jid' value='noisy@example.org' action='deny' order='1'><message/></item>\
+             <item action='allow' order='2'/></list></query></iq>",
+        );
+        a.send(
+            "<iq type='set' id='b'><block xmlns='urn:xmpp:blocking'>\
+             <item jid='mallory@localhost'/></block></iq>",
+        );
+        for id in ["l", "b"] {
+            let (r, _) = a.recv_until("privacy result", |e| {
+                e.name == "iq" && e.attr("id") == Some(id)
+            });
+            assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+        }
+        let status = s.signal_and_wait(libc::SIGKILL).expect("killed");
+        assert!(!status.success());
+    }
+    let s = Server::start_on(dir.path(), &["--shards", "1"]);
+    let mut a = Client::online(&s, "alice", "alicepw", Some("back"));
+    a.send("<iq type='get' id='bl'><blocklist xmlns='urn:xmpp:blocking'/></iq>");
+    let (r, _) = a.recv_until("blocklist", |e| e.attr("id") == Some("bl"));
+    let blocked: Vec<_> = r
+        .child("blocklist", "urn:xmpp:blocking")
+        .expect("blocklist")
+        .elements()
+        .filter_map(|i| i.attr("jid").map(str::to_string))
+        .collect();
+    assert_eq!(blocked, ["mallory@localhost"]);
+    a.send(
+        "<iq type='get' id='q'><query xmlns='jabber:iq:privacy'><list name='quiet'/></query></iq>",
+    );
+    let (r, _) = a.recv_until("the quiet list", |e| e.attr("id") == Some("q"));
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+    let items = r
+        .child("query", "jabber:iq:privacy")
+        .and_then(|q| q.child("list", "jabber:iq:privacy"))
+        .expect("list")
+        .elements()
+        .count();
+    assert_eq!(items, 2, "{r:?}");
+    // And the blocklist is in force: mallory's message is refused.
+    let mut m = Client::online(&s, "mallory", "mallorypw", None);
+    m.send("<message to='alice@localhost' type='chat' id='m1'><body>hi</body></message>");
+    let (e, _) = m.recv_until("the refusal", |e| e.attr("id") == Some("m1"));
+    assert_eq!(e.attr("type"), Some("error"), "{e:?}");
+    assert!(
+        e.child("error", "jabber:client")
+            .and_then(|x| x.child("service-unavailable", "urn:ietf:params:xml:ns:xmpp-stanzas"))
+            .is_some(),
+        "{e:?}"
+    );
+}
