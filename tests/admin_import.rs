@@ -640,11 +640,11 @@ fn bad_or_over_bound_privacy_lists_name_user_list_and_line_and_write_nothing() {
     );
 }
 
-#[test]
-fn blocklist_import_shows_in_xep0191_and_replace_swaps_the_lists() {
-    let s = Server::start(&[]);
+/// Account juliet (password `juliet-old`) whose default list `old` blocks paris@localhost,
+/// set over the live protocol; returns her session.
+fn juliet_blocking_paris(s: &Server) -> Client {
     s.adduser("juliet", "juliet-old");
-    let mut juliet = Client::login(&s, "juliet", "juliet-old", None);
+    let mut juliet = Client::login(s, "juliet", "juliet-old", None);
     iq_ok(
         &mut juliet,
         "set",
@@ -659,6 +659,13 @@ fn blocklist_import_shows_in_xep0191_and_replace_swaps_the_lists() {
         "set",
         &format!("<query xmlns='{NS_PRIVACY}'><default name='old'/></query>"),
     );
+    juliet
+}
+
+#[test]
+fn blocklist_import_shows_in_xep0191_and_replace_swaps_the_lists() {
+    let s = Server::start(&[]);
+    let mut juliet = juliet_blocking_paris(&s);
     assert_eq!(blocklist(&mut juliet), ["paris@localhost"]);
     juliet.close();
 
@@ -953,22 +960,7 @@ fn bad_or_over_bound_blocklists_name_user_and_line_and_write_nothing() {
 #[test]
 fn replace_with_a_blocklist_replaces_the_lists_and_default() {
     let s = Server::start(&[]);
-    s.adduser("juliet", "juliet-old");
-    let mut juliet = Client::login(&s, "juliet", "juliet-old", None);
-    iq_ok(
-        &mut juliet,
-        "set",
-        &format!(
-            "<query xmlns='{NS_PRIVACY}'><list name='old'>\
-             <item type='jid' value='paris@localhost' action='deny' order='1'/>\
-             </list></query>"
-        ),
-    );
-    iq_ok(
-        &mut juliet,
-        "set",
-        &format!("<query xmlns='{NS_PRIVACY}'><default name='old'/></query>"),
-    );
+    let mut juliet = juliet_blocking_paris(&s);
     juliet.close();
 
     // A blocklist, no privacy element: the account's lists become the file's, the new

@@ -1535,24 +1535,28 @@ fn priv_22_lists_persist_and_default_filters_offline_across_restart() {
         set_default(&mut r1, Some("keep"));
         r1.close();
     }
-    // Offline: c refused, k stored.
-    let mut cc = c.online(&s, "c");
-    let mut kk = k.online(&s, "k");
-    let refused = next_id("off");
-    send_msg(&mut cc, &u.jid, &refused);
-    bounced(&mut cc, &refused, "service-unavailable");
-    let kept = next_id("off");
-    send_msg(&mut kk, &u.jid, &kept);
-    // The next session finds the lists and only k's message.
-    let mut r2 = u.login(&s, "r2");
-    offline_settled(&mut kk, &u, &mut r2);
-    check_stored(&mut r2);
-    r2.send("<presence/>");
-    let msgs = read_offline(&mut r2, &kept);
-    assert!(
-        msgs.iter().all(|m| !from_of(m).starts_with(&c.jid)),
-        "{msgs:?}"
-    );
+    // While u is offline, c's message is refused and k's stored; u's next session (`res`)
+    // finds the lists and only k's message. Returns c's, k's and that session's clients.
+    let offline_round = |s: &Server, res: &str| {
+        let mut cc = c.online(s, "c");
+        let mut kk = k.online(s, "k");
+        let refused = next_id("off");
+        send_msg(&mut cc, &u.jid, &refused);
+        bounced(&mut cc, &refused, "service-unavailable");
+        let kept = next_id("off");
+        send_msg(&mut kk, &u.jid, &kept);
+        let mut r = u.login(s, res);
+        offline_settled(&mut kk, &u, &mut r);
+        check_stored(&mut r);
+        r.send("<presence/>");
+        let msgs = read_offline(&mut r, &kept);
+        assert!(
+            msgs.iter().all(|m| !from_of(m).starts_with(&c.jid)),
+            "{msgs:?}"
+        );
+        (cc, kk, r)
+    };
+    let (mut cc, mut kk, mut r2) = offline_round(&s, "r2");
     r2.close();
     cc.close();
     kk.close();
@@ -1560,22 +1564,7 @@ fn priv_22_lists_persist_and_default_filters_offline_across_restart() {
     s.signal_and_wait(libc::SIGTERM).expect("server stopped");
     drop(s);
     let s = Server::start_on(dir.path(), &flags);
-    let mut cc = c.online(&s, "c");
-    let mut kk = k.online(&s, "k");
-    let refused = next_id("off");
-    send_msg(&mut cc, &u.jid, &refused);
-    bounced(&mut cc, &refused, "service-unavailable");
-    let kept = next_id("off");
-    send_msg(&mut kk, &u.jid, &kept);
-    let mut r3 = u.login(&s, "r3");
-    offline_settled(&mut kk, &u, &mut r3);
-    check_stored(&mut r3);
-    r3.send("<presence/>");
-    let msgs = read_offline(&mut r3, &kept);
-    assert!(
-        msgs.iter().all(|m| !from_of(m).starts_with(&c.jid)),
-        "{msgs:?}"
-    );
+    let (mut cc, mut kk, mut r3) = offline_round(&s, "r3");
     // And online, the default list is in force.
     check_msg(&mut cc, &u.full("r3"), &mut r3, false);
     check_msg(&mut kk, &u.full("r3"), &mut r3, true);
