@@ -1585,6 +1585,25 @@ mod tests {
         Source::new(format, text, &checks).collect()
     }
 
+    /// Each `(file text, line, message)` fails to read with that message at that line.
+    fn assert_errors(cases: &[(String, usize, &str)]) {
+        for (text, line, msg) in cases {
+            let e = read(ImportFormat::Xep0227, text).err().expect(msg);
+            assert_eq!(e.line, *line, "{}", e.msg);
+            assert!(e.msg.contains(msg), "{}", e.msg);
+        }
+    }
+
+    /// The error reading `text` with the server's bounds changed by `f`.
+    fn over_bound(text: &str, f: &dyn Fn(&mut Config)) -> FileError {
+        let mut bounds = config();
+        f(&mut bounds);
+        let checks = Checks { config: &bounds };
+        let r: Result<Vec<UserRecord>, FileError> =
+            Source::new(ImportFormat::Xep0227, text, &checks).collect();
+        r.err().expect("over a bound")
+    }
+
     const PIE: &str = "<?xml version='1.0'?>\n\
         <server-data xmlns='urn:xmpp:pie:0'>\n\
           <host jid='LocalHost'>\n\
@@ -1655,11 +1674,7 @@ mod tests {
                 "empty <group/>",
             ),
         ];
-        for (text, line, msg) in cases {
-            let e = read(ImportFormat::Xep0227, &text).err().expect(msg);
-            assert_eq!(e.line, line, "{}", e.msg);
-            assert!(e.msg.contains(msg), "{}", e.msg);
-        }
+        assert_errors(&cases);
     }
 
     const PIE_PRIVACY: &str = "<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'>\n\
@@ -1745,21 +1760,10 @@ mod tests {
                 "a second <default/>",
             ),
         ];
-        for (text, line, msg) in cases {
-            let e = read(ImportFormat::Xep0227, &text).err().expect(msg);
-            assert_eq!(e.line, line, "{}", e.msg);
-            assert!(e.msg.contains(msg), "{}", e.msg);
-        }
+        assert_errors(&cases);
 
         // The server's bounds.
-        let bounded = |f: &dyn Fn(&mut Config)| {
-            let mut bounds = super::tests::config();
-            f(&mut bounds);
-            let checks = Checks { config: &bounds };
-            let r: Result<Vec<UserRecord>, FileError> =
-                Source::new(ImportFormat::Xep0227, PIE_PRIVACY, &checks).collect();
-            r.err().expect("over a bound").msg
-        };
+        let bounded = |f: &dyn Fn(&mut Config)| over_bound(PIE_PRIVACY, f).msg;
         // The group item is a rule; the jid deny item a blocklist entry.
         let m = bounded(&|c| c.modules.privacy.max_items = 0);
         assert!(
@@ -1849,20 +1853,9 @@ mod tests {
                 "bob@localhost's blocklist: an <item/> without jid",
             ),
         ];
-        for (text, line, msg) in cases {
-            let e = read(ImportFormat::Xep0227, &text).err().expect(msg);
-            assert_eq!(e.line, line, "{}", e.msg);
-            assert!(e.msg.contains(msg), "{}", e.msg);
-        }
+        assert_errors(&cases);
 
-        let bounded = |f: &dyn Fn(&mut Config)| {
-            let mut bounds = super::tests::config();
-            f(&mut bounds);
-            let checks = Checks { config: &bounds };
-            let r: Result<Vec<UserRecord>, FileError> =
-                Source::new(ImportFormat::Xep0227, PIE_BLOCKLIST, &checks).collect();
-            r.err().expect("over a bound")
-        };
+        let bounded = |f: &dyn Fn(&mut Config)| over_bound(PIE_BLOCKLIST, f);
         // bob's second distinct JID is one too many.
         let e = bounded(&|c| c.modules.privacy.max_blocked = 1);
         assert_eq!(e.line, 5, "{}", e.msg);
