@@ -610,24 +610,10 @@ impl Checks<'_> {
                  the {MAX_KEY} bytes storage allows"
             ));
         }
-        let bounds = &self.config.modules.privacy;
-        let rules = privacy::rule_count(&l);
-        if rules > bounds.max_items {
-            return Err(format!(
-                "{user}'s privacy list {shown:?} has {rules} rules, more than {} \
-                 (--max-privacy-items)",
-                bounds.max_items
-            ));
+        match self.config.modules.privacy.over_bounds(&l) {
+            Some(why) => Err(format!("{user}'s privacy list {shown:?} {why}")),
+            None => Ok(l),
         }
-        let blocked = privacy::block_count(&l);
-        if blocked > bounds.max_blocked {
-            return Err(format!(
-                "{user}'s privacy list {shown:?} blocks {blocked} JIDs, more than {} \
-                 (--max-blocklist-items)",
-                bounds.max_blocked
-            ));
-        }
-        Ok(l)
     }
 
     /// A user's privacy lists once the whole user is read (its roster may come after them):

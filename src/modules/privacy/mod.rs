@@ -109,6 +109,29 @@ impl PrivacyArgs {
     }
 }
 
+impl PrivacyConfig {
+    /// The per-list bound `l` is over, if any, as text that names the flag: "has N rules,
+    /// more than M (--max-privacy-items)" or "blocks N JIDs, more than M
+    /// (--max-blocklist-items)". A live set and `xmppd import` both check lists with it.
+    pub fn over_bounds(&self, l: &xmppd_storage::PrivacyList) -> Option<String> {
+        let rules = list::rule_count(l);
+        if rules > self.max_items {
+            return Some(format!(
+                "has {rules} rules, more than {} (--max-privacy-items)",
+                self.max_items
+            ));
+        }
+        let blocked = list::block_count(l);
+        if blocked > self.max_blocked {
+            return Some(format!(
+                "blocks {blocked} JIDs, more than {} (--max-blocklist-items)",
+                self.max_blocked
+            ));
+        }
+        None
+    }
+}
+
 /// A list in force for an account or a session: its name and compiled form.
 struct InForce {
     name: Box<str>,

@@ -444,19 +444,10 @@ async fn put_list(p: &Rc<Privacy>, ctx: &Ctx, from: &Jid, new: PrivacyList) -> I
 }
 
 fn check_sizes(l: &PrivacyList, bounds: &super::PrivacyConfig) -> Result<(), StanzaError> {
-    if list::rule_count(l) > bounds.max_items {
-        return Err(policy(format!(
-            "at most {} rules in a privacy list (--max-privacy-items)",
-            bounds.max_items
-        )));
+    match bounds.over_bounds(l) {
+        Some(why) => Err(policy(format!("the privacy list {why}"))),
+        None => Ok(()),
     }
-    if list::block_count(l) > bounds.max_blocked {
-        return Err(policy(format!(
-            "at most {} blocked JIDs (--max-blocklist-items)",
-            bounds.max_blocked
-        )));
-    }
-    Ok(())
 }
 
 /// Remove a list (PRIV-10).
