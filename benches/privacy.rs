@@ -30,9 +30,12 @@ use tempfile::TempDir;
 use xmppd::modules::privacy::list::{self, Compiled, RosterFacts, Verdict, What};
 use xmppd::xmpp::jid::JidStr;
 use xmppd_storage::{
-    privacy_stanzas as bits, Account, Options, PrivacyItem, PrivacyList, PrivacyMatch,
-    PrivacyStore, ScramKeys, Storage, Subscription,
+    privacy_stanzas as bits, Options, PrivacyItem, PrivacyList, PrivacyMatch, PrivacyStore,
+    Storage, Subscription,
 };
+
+mod support;
+use support::account;
 
 fn main() {
     divan::main();
@@ -232,22 +235,6 @@ fn offline_fixture() -> (TempDir, PrivacyStore) {
     let l = store.default_list(USER).expect("read").expect("a default");
     assert_eq!(l.items.len(), 1000);
     (dir, store)
-}
-
-/// An account with placeholder keys (nobody logs in).
-fn account(n: u64) -> Account {
-    let keys = |len: usize| ScramKeys {
-        salt: n.to_le_bytes().to_vec(),
-        iterations: 4096,
-        stored_key: vec![1; len],
-        server_key: vec![2; len],
-    };
-    Account {
-        sha1: keys(20),
-        sha256: keys(32),
-        created_unix: n,
-        disabled: false,
-    }
 }
 
 #[divan::bench]

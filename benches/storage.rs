@@ -22,7 +22,10 @@ use std::cell::Cell;
 use divan::counter::ItemsCount;
 use divan::{black_box, Bencher};
 use tempfile::TempDir;
-use xmppd_storage::{Account, Options, RosterItem, RosterStore, ScramKeys, Storage, Subscription};
+use xmppd_storage::{Options, RosterItem, RosterStore, Storage, Subscription};
+
+mod support;
+use support::account;
 
 fn main() {
     divan::main();
@@ -57,22 +60,6 @@ fn fixture() -> (TempDir, Storage) {
         ITEMS
     );
     (dir, storage)
-}
-
-/// An account with placeholder keys (the benchmarks never log in).
-fn account(n: u64) -> Account {
-    let keys = |len: usize| ScramKeys {
-        salt: n.to_le_bytes().to_vec(),
-        iterations: 4096,
-        stored_key: vec![1; len],
-        server_key: vec![2; len],
-    };
-    Account {
-        sha1: keys(20),
-        sha256: keys(32),
-        created_unix: n,
-        disabled: false,
-    }
 }
 
 /// Contact `i` of a roster; `rev` changes its name so that every write changes the record.

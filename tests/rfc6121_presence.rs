@@ -31,17 +31,6 @@ fn settle(c: &mut Client) -> Vec<Element> {
     seen
 }
 
-/// Presence stanzas in `seen` whose `from` belongs to the account `bare`.
-fn presence_from<'a>(seen: &'a [Element], bare: &str) -> Vec<&'a Element> {
-    seen.iter()
-        .filter(|e| {
-            e.name == "presence"
-                && e.attr("from")
-                    .is_some_and(|f| f == bare || f.starts_with(&format!("{bare}/")))
-        })
-        .collect()
-}
-
 fn assert_no_presence_from(seen: &[Element], bare: &str, ctx: &str) {
     let got = presence_from(seen, bare);
     assert!(

@@ -254,17 +254,6 @@ fn check_msg(from: &mut Client, to: &str, rcv: &mut Client, allowed: bool) {
     }
 }
 
-/// Presence stanzas from the account `bare` (any resource) among `seen`.
-fn presence_from<'a>(seen: &'a [Element], bare: &str) -> Vec<&'a Element> {
-    seen.iter()
-        .filter(|e| {
-            e.name == "presence"
-                && e.attr("from")
-                    .is_some_and(|f| f == bare || f.starts_with(&format!("{bare}/")))
-        })
-        .collect()
-}
-
 fn answer(c: &mut Client, iq: &Element) {
     let id = iq.attr("id").unwrap_or_default();
     let to = iq.attr("from").unwrap_or(DOMAIN);

@@ -237,16 +237,6 @@ fn expect_refused_inbound(from: &mut Client, to: &str, body: &str) {
     );
 }
 
-/// Elements in `seen` whose `from` is the account `bare` or one of its resources.
-fn from_account<'a>(seen: &'a [Element], bare: &str) -> Vec<&'a Element> {
-    seen.iter()
-        .filter(|e| {
-            e.attr("from")
-                .is_some_and(|f| f == bare || f.starts_with(&format!("{bare}/")))
-        })
-        .collect()
-}
-
 fn assert_nothing_from(seen: &[Element], bare: &str, ctx: &str) {
     let got = from_account(seen, bare);
     assert!(

@@ -1047,6 +1047,24 @@ pub fn roster_push_item(e: &Element) -> Option<&Element> {
 pub fn is_push_for(e: &Element, contact: &str) -> bool {
     roster_push_item(e).is_some_and(|i| i.attr("jid") == Some(contact))
 }
+/// The stanzas in `seen` from the account `bare` (its bare JID or any of its resources).
+pub fn from_account<'a>(seen: &'a [Element], bare: &str) -> Vec<&'a Element> {
+    let resource = format!("{bare}/");
+    seen.iter()
+        .filter(|e| {
+            e.attr("from")
+                .is_some_and(|f| f == bare || f.starts_with(&resource))
+        })
+        .collect()
+}
+
+/// The presence stanzas in `seen` from the account `bare`.
+pub fn presence_from<'a>(seen: &'a [Element], bare: &str) -> Vec<&'a Element> {
+    let mut got = from_account(seen, bare);
+    got.retain(|e| e.name == "presence");
+    got
+}
+
 /// A fresh id with `prefix`, unique in this test binary.
 pub fn next_id(prefix: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
