@@ -218,6 +218,9 @@ impl<E: Notice> Chain<E> {
 pub struct FromClient<'a> {
     /// The sender's bound full JID.
     pub from: &'a Jid,
+    /// The sender's connection (its [`ClientHandle::ext`] holds per-session state that a
+    /// filter reads without a session-table lookup).
+    pub handle: &'a Rc<ClientHandle>,
     /// Kind and type.
     pub ty: StanzaType,
     /// The parsed `to`, if any.

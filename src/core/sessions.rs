@@ -121,6 +121,10 @@ pub struct ClientHandle {
     /// The account revocation sequence number as of the snapshot the credentials were checked
     /// in (issue 8): revocations after it end this session.
     pub auth_seq: Cell<u64>,
+    /// Per-module state that the session's own stanzas reach without a session-table lookup
+    /// ([`FromClient::handle`](crate::core::FromClient::handle)): a copy the owning module
+    /// keeps in step with its state in [`Resource::ext`] (the privacy lists' list in force).
+    pub ext: RefCell<Extensions>,
 }
 
 impl ClientHandle {
@@ -144,6 +148,7 @@ impl ClientHandle {
             ping_sent: Cell::new(None),
             jid: RefCell::new(None),
             auth_seq: Cell::new(0),
+            ext: RefCell::default(),
         }
     }
 

@@ -327,6 +327,7 @@ fn a_service_gets_its_domain_and_entities_and_is_listed_in_disco_items() {
             <query xmlns='http://jabber.org/protocol/disco#items'/></iq>";
         let p = router.from_client(FromClient {
             from: &from,
+            handle: &a,
             ty: StanzaType::Iq(IqType::Get),
             to: Some(&to),
             id: Some("i1"),

@@ -233,6 +233,7 @@ impl Session {
                 stamp(s, head, from, ty, to.is_none(), &mut stamped)?;
                 let pending = self.router.from_client(FromClient {
                     from,
+                    handle: &self.handle,
                     ty,
                     to: to.as_ref(),
                     id: id.as_deref(),

@@ -30,9 +30,13 @@
 //! An account's lists are read from LMDB when its first session binds: the default list
 //! (compiled, see [`list::Compiled`]) is kept in the account's `AccountSessions::ext` slot
 //! and an active list in the resource's `Resource::ext` slot. Inbound to an online account
-//! without lists costs the session-table lookup and nothing else; a blocklist costs hash
-//! lookups whatever its size. The outbound, `PresenceOut` and `BeforeWrite` links are armed
-//! only while some account on the shard has a list (an active list, for `BeforeWrite`). For
+//! without lists costs the session-table lookup and nothing else; a blocklist costs a
+//! 256-bit filter test of the peer's bare JID and, when that passes, one hash lookup,
+//! whatever its size. Outbound, the sending session reaches the list that decides for it
+//! through its own connection handle (`ClientHandle::ext`, a copy kept in step with the
+//! session table), so its own stanzas cost no session-table lookup. The outbound,
+//! `PresenceOut` and `BeforeWrite` links are armed only while some account on the shard has
+//! a list (an active list, for `BeforeWrite`). For
 //! an offline account the default list is read per stanza the server acts on (messages,
 //! subscriptions, probes, IQ requests) and evaluated in order.
 
@@ -167,6 +171,32 @@ struct SessionState {
     /// Used `jabber:iq:privacy`: gets privacy list pushes for changes made by the blocking
     /// command (changes made through XEP-0016 are pushed to every resource, PRIV-07).
     privacy: bool,
+}
+
+/// The list that decides a session's own (outbound) stanzas, kept on its connection handle
+/// (`ClientHandle::ext`) so that the outbound check needs no session-table lookup: a copy of
+/// [`effective`] that [`sync`] keeps in step whenever the account's default list, a session's
+/// active list or the account's `unknown` flag changes. Absent or not `known` (before the
+/// first sync, or while the lists cannot be read): the outbound check takes the session
+/// table's path.
+#[derive(Default)]
+struct Outgoing {
+    known: bool,
+    list: Option<Rc<InForce>>,
+}
+
+/// Bring every session's [`Outgoing`] copy in step with the account's state.
+fn sync(acct: &AccountSessions) {
+    let unknown = acct.ext.get::<AccountState>().is_some_and(|s| s.unknown);
+    for r in &acct.resources {
+        let mut ext = r.handle.ext.borrow_mut();
+        let o = ext.get_or_default::<Outgoing>();
+        o.known = !unknown;
+        o.list = match unknown {
+            true => None,
+            false => effective(acct, r).cloned(),
+        };
+    }
 }
 
 /// The default list of an account's sessions, if any.
@@ -321,6 +351,7 @@ impl Privacy {
             let st = acct.ext.get_or_default::<AccountState>();
             st.unknown = false;
             st.default = default.as_ref().map(InForce::new);
+            sync(acct);
         }
         Ok(())
     }
@@ -488,19 +519,31 @@ impl Privacy {
         if exempt_bare(user, to.bare_str()) {
             return Flow::Continue; // PRIV-18
         }
-        let decided = self.with_account(ctx, user, |acct, default| {
-            let r = from.resource().and_then(|r| acct.get(r))?;
-            let l = active_of(r).or(default)?;
-            let what = What::outbound(s.ty);
+        let what = What::outbound(s.ty);
+        let check = |l: &InForce| {
             let mut roster = roster_lookup(ctx, user);
-            let v = l
-                .list
-                .check_bare(what, to.into(), to.bare_str(), &mut roster);
-            Some((v, r.handle.clone()))
-        });
-        let (verdict, handle) = match decided {
-            Ok(Some(Some(decided))) => decided,
-            Ok(_) => return Flow::Continue,
+            l.list
+                .check_bare(what, to.into(), to.bare_str(), &mut roster)
+        };
+        let decided = {
+            let ext = s.handle.ext.borrow();
+            match ext.get::<Outgoing>() {
+                Some(o) if o.known => {
+                    #[cfg(debug_assertions)]
+                    self.assert_in_step(ctx, from, o.list.as_ref());
+                    Ok(o.list.as_deref().map(check))
+                }
+                _ => self
+                    .with_account(ctx, user, |acct, default| {
+                        let r = from.resource().and_then(|r| acct.get(r))?;
+                        active_of(r).or(default).map(|l| check(l))
+                    })
+                    .map(Option::flatten),
+            }
+        };
+        let verdict = match decided {
+            Ok(Some(v)) => v,
+            Ok(None) => return Flow::Continue,
             Err(e) => {
                 let err = storage_failure("privacy list check", user, &e);
                 let route = Route::new(from, to);
@@ -534,7 +577,7 @@ impl Privacy {
         // Straight to the sending session: routed, the error would come from the blocked
         // JID and be refused by the very list that refused the stanza.
         let legacy = ctx.config().legacy_error_codes;
-        handle.send_with(|out| {
+        s.handle.send_with(|out| {
             err.write_reply(
                 s.ty.kind().name(),
                 s.id,
@@ -545,6 +588,28 @@ impl Privacy {
             )
         });
         Flow::Handled(None)
+    }
+
+    /// Debug builds: the session's [`Outgoing`] copy is the list the session table says is in
+    /// force (every end-to-end test checks that [`sync`] ran wherever the state changed).
+    #[cfg(debug_assertions)]
+    fn assert_in_step(&self, ctx: &Ctx, from: &crate::xmpp::jid::Jid, copy: Option<&Rc<InForce>>) {
+        let sessions = ctx.sessions().borrow();
+        let Some(acct) = sessions.account(from.bare_str()) else {
+            return;
+        };
+        let Some(r) = from.resource().and_then(|r| acct.get(r)) else {
+            return;
+        };
+        let table = effective(acct, r);
+        assert!(
+            match (copy, table) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Rc::ptr_eq(a, b),
+                _ => false,
+            },
+            "privacy: the outbound copy of {from}'s list is out of step with the session table"
+        );
     }
 
     /// Presence notifications to contacts (`PresenceOut`): the sender's list, `presence-out`.
@@ -606,16 +671,23 @@ impl Privacy {
     /// session itself goes on, as its roster would).
     fn bound(&self, ctx: &Ctx, b: &crate::core::events::Bound<'_>) {
         let user = b.jid.bare_str();
-        let loaded = ctx
-            .sessions()
-            .borrow()
-            .account(user)
-            .is_some_and(|a| a.ext.get::<AccountState>().is_some());
-        if loaded {
-            return;
+        {
+            let sessions = ctx.sessions().borrow();
+            let Some(acct) = sessions.account(user) else {
+                return;
+            };
+            if acct.ext.get::<AccountState>().is_some() {
+                sync(acct); // the new session's copy
+                return;
+            }
         }
         let state = match ctx.storage().privacy().default_list(user) {
-            Ok(None) => return,
+            Ok(None) => {
+                if let Some(acct) = ctx.sessions().borrow().account(user) {
+                    sync(acct); // no list: the outbound check is skipped
+                }
+                return;
+            }
             Ok(Some(default)) => AccountState {
                 default: Some(InForce::new(&default)),
                 unknown: false,
@@ -631,6 +703,7 @@ impl Privacy {
         };
         if let Some(acct) = ctx.sessions().borrow_mut().account_mut(user) {
             *acct.ext.get_or_default::<AccountState>() = state;
+            sync(acct);
         }
         self.mark(user);
     }

@@ -318,7 +318,11 @@ fn set_active(p: &Rc<Privacy>, ctx: &Ctx, from: &Jid, name: Option<String>) -> I
             return IqReply::Result(None);
         };
         let st = r.ext.get_or_default::<SessionState>();
-        std::mem::replace(&mut st.active, new.clone()).is_some()
+        let had = std::mem::replace(&mut st.active, new.clone()).is_some();
+        if let Some(acct) = sessions.account(user) {
+            super::sync(acct);
+        }
+        had
     };
     match (had, new.is_some()) {
         (false, true) => p.count_active(true),
@@ -484,12 +488,17 @@ async fn remove_list(p: &Rc<Privacy>, ctx: &Ctx, from: &Jid, name: String) -> Iq
     // The sender's own active list, if it was this one, is gone too.
     let had_active = {
         let mut sessions = ctx.sessions().borrow_mut();
-        from.resource()
+        let had = from
+            .resource()
             .and_then(|res| sessions.account_mut(&user)?.get_mut(res))
             .and_then(|r| r.ext.get_mut::<SessionState>())
             .filter(|st| st.active.as_ref().is_some_and(|l| *l.name == *name))
             .map(|st| st.active.take())
-            .is_some()
+            .is_some();
+        if let Some(acct) = sessions.account(&user) {
+            super::sync(acct);
+        }
+        had
     };
     if had_active {
         p.count_active(false);
@@ -590,6 +599,7 @@ impl Privacy {
         let has = new.is_some();
         if let Some(acct) = ctx.sessions().borrow_mut().account_mut(user) {
             acct.ext.get_or_default::<AccountState>().default = new;
+            super::sync(acct);
         }
         if has {
             self.mark(user);
@@ -618,6 +628,7 @@ impl Privacy {
                 }
             }
         }
+        super::sync(acct);
         is_default
     }
 
