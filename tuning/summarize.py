@@ -5,10 +5,12 @@ every figure here is lower-is-better).
 
 usage: summarize.py RESULTS.jsonl        the table (Markdown)
        summarize.py --one CASE < LINE     one run's headline, for progress output
-       summarize.py --paired RESULTS.jsonl CASE_A CASE_B
-                                          A/B pairs (same server, same run number; from
-                                          compare.sh --interleave): every pair's server CPU
-                                          per op, latency p50/p99, and the median difference
+       summarize.py --paired RESULTS.jsonl... CASE_A CASE_B
+                                          A/B pairs (same file, server and run number; from
+                                          compare.sh --interleave), pooled over the files:
+                                          every pair's server CPU per op, latency p50/p99,
+                                          the median difference, and the mean difference with
+                                          its 95 % confidence interval and the sign test
 
 Each line of RESULTS.jsonl is {"case", "server", "run", "result": <xmppd-loadtest --json line>},
 or {"case", "server", "run", "unsupported": "<the generator's message>"} for a run the generator
@@ -16,6 +18,7 @@ ended with exit status 3 (the server lacks the feature: MUC, XEP-0191 blocking);
 shows as "not supported" rather than as a missing figure.
 """
 import json
+import math
 import statistics
 import sys
 
@@ -154,15 +157,45 @@ def table(path):
         print("| " + " | ".join(cells) + " |")
 
 
-def paired(path, case_a, case_b):
+# Two-sided 95 % quantiles of Student's t by degrees of freedom (1..30); 1.96 beyond.
+T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+       2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+       2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def mean_ci(diffs):
+    """Mean of the pairwise differences and the half-width of its 95 % confidence interval
+    (t distribution; None for fewer than 2 pairs)."""
+    m = statistics.fmean(diffs)
+    if len(diffs) < 2:
+        return m, None
+    df = len(diffs) - 1
+    t = T95[df - 1] if df <= len(T95) else 1.96
+    return m, t * statistics.stdev(diffs) / len(diffs) ** 0.5
+
+
+def sign_test(diffs):
+    """Exact two-sided sign test p-value for "B − A is as often positive as negative"
+    (ties dropped)."""
+    pos, neg = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
+    n = pos + neg
+    if n == 0:
+        return 1.0
+    k = min(pos, neg)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def paired(paths, case_a, case_b):
     rows = {}
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                row = json.loads(line)
-                if "result" in row and row["case"] in (case_a, case_b):
-                    rows[(row["server"], row["run"], row["case"])] = row
+    for fileno, path in enumerate(paths):
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    row = json.loads(line)
+                    if "result" in row and row["case"] in (case_a, case_b):
+                        rows[(row["server"], (fileno, row["run"]), row["case"])] = row
     key = "server_cpu_us_per_op"
     for server in sorted({k[0] for k in rows}):
         pairs = sorted(
@@ -189,7 +222,8 @@ def paired(path, case_a, case_b):
 
             tput = f"{fmt(get(a['result'], 'throughput_per_s'))}, {fmt(get(b['result'], 'throughput_per_s'))}"
             load = f"{a.get('load', '?')} → {b.get('load', '?')}"
-            print(f"| {r} | {xa:.3f} | {xb:.3f} | {xb - xa:+.3f} | {lat(a)} | {lat(b)} | {tput} | {load} |")
+            run = f"{r[0] + 1}.{r[1]}" if len(paths) > 1 else f"{r[1]}"
+            print(f"| {run} | {xa:.3f} | {xb:.3f} | {xb - xa:+.3f} | {lat(a)} | {lat(b)} | {tput} | {load} |")
         if not diffs:
             continue
         ma, mb, md = statistics.median(va), statistics.median(vb), statistics.median(diffs)
@@ -197,16 +231,23 @@ def paired(path, case_a, case_b):
         print(
             f"median A {ma:.3f} µs, median B {mb:.3f} µs; median pairwise B − A {md:+.3f} µs "
             f"({100 * md / ma:+.1f} % of A), range {min(diffs):+.3f} … {max(diffs):+.3f}; "
-            f"B > A in {sum(d > 0 for d in diffs)} of {len(diffs)} pairs"
+            f"B > A in {sum(d > 0 for d in diffs)} of {len(diffs)} pairs "
+            f"(sign test p = {sign_test(diffs):.2f})"
         )
+        m, hw = mean_ci(diffs)
+        if hw is not None:
+            print(
+                f"mean pairwise B − A {m:+.3f} µs ({100 * m / statistics.fmean(va):+.1f} % of A), "
+                f"95 % confidence interval {m - hw:+.3f} … {m + hw:+.3f} µs"
+            )
         print()
 
 
 def main():
     if len(sys.argv) == 3 and sys.argv[1] == "--one":
         one(sys.argv[2])
-    elif len(sys.argv) == 5 and sys.argv[1] == "--paired":
-        paired(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif len(sys.argv) >= 5 and sys.argv[1] == "--paired":
+        paired(sys.argv[2:-2], sys.argv[-2], sys.argv[-1])
     elif len(sys.argv) == 2 and not sys.argv[1].startswith("-"):
         table(sys.argv[1])
     else:

@@ -30,6 +30,7 @@
 //! an IQ request after a chunk and resolves when the client answers it, which proves that the
 //! client read everything before it.
 
+use std::any::{Any, TypeId};
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
@@ -231,7 +232,7 @@ impl ClientHandle {
             // Not bound: nothing is routed to it.
             return true;
         };
-        let bare = from.split_once('/').map_or(from, |(b, _)| b);
+        let bare = crate::xmpp::jid::bare_of(from);
         !bare.is_empty() && (bare == jid.bare_str() || bare == jid.domain())
     }
 
@@ -605,30 +606,38 @@ pub struct Resource {
 /// type, so no other module can name, read or change it.
 #[derive(Default)]
 pub struct Extensions {
-    slots: Vec<Box<dyn std::any::Any>>,
+    /// Each value with its type's id, so a lookup compares ids without a virtual call per
+    /// slot (these are read on the stanza path).
+    slots: Vec<(TypeId, Box<dyn Any>)>,
 }
 
 impl Extensions {
     /// The value of type `T`, if set.
     pub fn get<T: 'static>(&self) -> Option<&T> {
-        self.slots.iter().find_map(|b| b.downcast_ref::<T>())
+        let id = TypeId::of::<T>();
+        let (_, b) = self.slots.iter().find(|(t, _)| *t == id)?;
+        b.downcast_ref::<T>()
     }
 
     /// The value of type `T`, if set, mutably.
     pub fn get_mut<T: 'static>(&mut self) -> Option<&mut T> {
-        self.slots.iter_mut().find_map(|b| b.downcast_mut::<T>())
+        let id = TypeId::of::<T>();
+        let (_, b) = self.slots.iter_mut().find(|(t, _)| *t == id)?;
+        b.downcast_mut::<T>()
     }
 
     /// The value of type `T`, set to its default first if missing.
     pub fn get_or_default<T: Default + 'static>(&mut self) -> &mut T {
-        let pos = match self.slots.iter().position(|b| b.is::<T>()) {
+        let id = TypeId::of::<T>();
+        let pos = match self.slots.iter().position(|(t, _)| *t == id) {
             Some(pos) => pos,
             None => {
-                self.slots.push(Box::<T>::default());
+                self.slots.push((id, Box::<T>::default()));
                 self.slots.len() - 1
             }
         };
         self.slots[pos]
+            .1
             .downcast_mut::<T>()
             .expect("slot holds the type it was found by")
     }
