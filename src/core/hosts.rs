@@ -120,7 +120,7 @@ impl HostTable {
 /// Where a stanza for `to` goes on a server with `shards` shards.
 pub fn decide(hosts: &HostTable, to: JidStr<'_>, shards: usize) -> Dest {
     let bare = to.bare().as_str();
-    let (has_local, domain) = match bare.split_once('@') {
+    let (has_local, domain) = match crate::xmpp::jid::split_once_byte(bare, b'@') {
         Some((_, domain)) => (true, domain),
         None => (false, bare),
     };

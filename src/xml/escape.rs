@@ -72,7 +72,7 @@ pub(crate) fn decode(s: &str, mode: Normalize) -> Result<Cow<'_, str>, XmlError>
 /// Validates every reference in `s` without allocating.
 pub(crate) fn check_refs(s: &str) -> Result<(), XmlError> {
     let mut rest = s;
-    while let Some(at) = rest.find('&') {
+    while let Some(at) = memchr::memchr(b'&', rest.as_bytes()) {
         let tail = rest.get(at..).unwrap_or("");
         let (_, len) = parse_ref(tail)?;
         rest = tail.get(len..).unwrap_or("");

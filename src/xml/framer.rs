@@ -658,7 +658,7 @@ fn parse_header(tag: &str, limits: &Limits) -> Result<(StreamHeader, StreamNs, S
         ),
         _ => return Err(MALFORMED),
     };
-    if prefix.is_empty() && qname.contains(':') {
+    if prefix.is_empty() && memchr::memchr(b':', qname.as_bytes()).is_some() {
         return Err(MALFORMED);
     }
     // (prefix, local, qualified name, escaped value)
@@ -676,7 +676,7 @@ fn parse_header(tag: &str, limits: &Limits) -> Result<(StreamHeader, StreamNs, S
                     return Err(XmlError::PolicyViolation("too many attributes"));
                 }
                 let q = tag.get(span.start()..local.end()).unwrap_or_default();
-                if prefix.is_empty() && q.contains(':') {
+                if prefix.is_empty() && memchr::memchr(b':', q.as_bytes()).is_some() {
                     return Err(MALFORMED);
                 }
                 if attrs.iter().any(|a| a.2 == q) {

@@ -627,7 +627,7 @@ impl<'a> Walker<'a, '_> {
 
 /// Refuses `:local` and other names with an empty prefix but a colon.
 fn check_qname(prefix: StrSpan<'_>, qname: &str) -> Result<(), XmlError> {
-    if prefix.is_empty() && qname.contains(':') {
+    if prefix.is_empty() && memchr::memchr(b':', qname.as_bytes()).is_some() {
         return Err(XmlError::NotWellFormed("malformed qualified name"));
     }
     Ok(())
