@@ -5,12 +5,17 @@ every figure here is lower-is-better).
 
 usage: summarize.py RESULTS.jsonl        the table (Markdown)
        summarize.py --one CASE < LINE     one run's headline, for progress output
-       summarize.py --paired RESULTS.jsonl... CASE_A CASE_B
+       summarize.py --paired [--max-steal P] RESULTS.jsonl... CASE_A CASE_B
                                           A/B pairs (same file, server and run number; from
                                           compare.sh --interleave), pooled over the files:
                                           every pair's server CPU per op, latency p50/p99,
-                                          the median difference, and the mean difference with
-                                          its 95 % confidence interval and the sign test
+                                          hypervisor steal, the median difference, and the
+                                          mean difference with its 95 % confidence interval
+                                          and the sign test. --max-steal P leaves out every
+                                          pair in which either run had more than P % steal
+                                          (the host ran someone else on our CPUs: such a
+                                          run's CPU figures measure the host, not the server)
+                                          and says how many it left out.
 
 Each line of RESULTS.jsonl is {"case", "server", "run", "result": <xmppd-loadtest --json line>},
 or {"case", "server", "run", "unsupported": "<the generator's message>"} for a run the generator
@@ -42,6 +47,7 @@ CONTEXT = [
     ("throughput", "throughput_per_s", "/s"),
     ("generator CPU/op", "gen_cpu_us_per_op", "µs"),
     ("server CPU", "server_cpu_pct", "%"),
+    ("steal", "steal_pct", "%"),
 ]
 SERVERS = ["xmppd", "prosody", "ejabberd"]
 
@@ -186,7 +192,7 @@ def sign_test(diffs):
     return min(1.0, 2 * tail)
 
 
-def paired(paths, case_a, case_b):
+def paired(paths, case_a, case_b, max_steal=None):
     rows = {}
     for fileno, path in enumerate(paths):
         with open(path) as f:
@@ -205,13 +211,18 @@ def paired(paths, case_a, case_b):
             continue
         print(f"{server}: {case_a} (A) vs {case_b} (B), server CPU per op in µs, latency in µs")
         print()
-        print("| run | A CPU/op | B CPU/op | B − A | A p50 / p99 | B p50 / p99 | A, B throughput | load (1/5/15 min) |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| run | A CPU/op | B CPU/op | B − A | A p50 / p99 | B p50 / p99 | A, B throughput | A, B steal % | load (1/5/15 min) |")
+        print("|---|---|---|---|---|---|---|---|---|")
         diffs, va, vb = [], [], []
+        stolen = 0
         for r in pairs:
             a, b = rows[(server, r, case_a)], rows[(server, r, case_b)]
             xa, xb = get(a["result"], key), get(b["result"], key)
             if xa is None or xb is None:
+                continue
+            sa, sb = get(a["result"], "steal_pct"), get(b["result"], "steal_pct")
+            if max_steal is not None and any(x is not None and x > max_steal for x in (sa, sb)):
+                stolen += 1
                 continue
             va.append(xa)
             vb.append(xb)
@@ -223,7 +234,11 @@ def paired(paths, case_a, case_b):
             tput = f"{fmt(get(a['result'], 'throughput_per_s'))}, {fmt(get(b['result'], 'throughput_per_s'))}"
             load = f"{a.get('load', '?')} → {b.get('load', '?')}"
             run = f"{r[0] + 1}.{r[1]}" if len(paths) > 1 else f"{r[1]}"
-            print(f"| {run} | {xa:.3f} | {xb:.3f} | {xb - xa:+.3f} | {lat(a)} | {lat(b)} | {tput} | {load} |")
+            steal = f"{fmt(sa)}, {fmt(sb)}"
+            print(f"| {run} | {xa:.3f} | {xb:.3f} | {xb - xa:+.3f} | {lat(a)} | {lat(b)} | {tput} | {steal} | {load} |")
+        if stolen:
+            print()
+            print(f"{stolen} pair(s) left out: a run had more than {max_steal} % hypervisor steal")
         if not diffs:
             continue
         ma, mb, md = statistics.median(va), statistics.median(vb), statistics.median(diffs)
@@ -247,7 +262,15 @@ def main():
     if len(sys.argv) == 3 and sys.argv[1] == "--one":
         one(sys.argv[2])
     elif len(sys.argv) >= 5 and sys.argv[1] == "--paired":
-        paired(sys.argv[2:-2], sys.argv[-2], sys.argv[-1])
+        args = sys.argv[2:]
+        max_steal = None
+        if args[0] == "--max-steal":
+            max_steal = float(args[1])
+            args = args[2:]
+        if len(args) < 3:
+            print(__doc__, file=sys.stderr)
+            sys.exit(2)
+        paired(args[:-2], args[-2], args[-1], max_steal)
     elif len(sys.argv) == 2 and not sys.argv[1].startswith("-"):
         table(sys.argv[1])
     else:

@@ -39,7 +39,9 @@ received, muc = groupchat messages received.
 Server CPU per op: (CPU time of --server-pid over the measured window: the run time of its threads from /proc/PID/task/*/schedstat, or utime+stime in clock ticks if threads came or went) / ops, in µs: the cost \
 of one op on the server. Generator CPU per op is the same for this process (getrusage). If the \
 generator's figure approaches the server's, the generator may be the bottleneck. Server CPU % is \
-utilisation of one core over the window.
+utilisation of one core over the window. Hypervisor steal is the share of the machine's CPU time \
+(all CPUs, /proc/stat) that a virtual machine's host gave to others during the window: a run with \
+steal shared its CPUs, and its CPU figures should not be compared with one without.
 
 Latency (µs, HdrHistogram): closed loop from the actual send time; open loop (--rate) from the \
 intended send time on a fixed timetable (coordinated-omission corrected).
@@ -394,7 +396,7 @@ fn stop_and_report(
     scenario: &str,
     mode: &str,
     window: Duration,
-    cpu: (Option<u64>, u64),
+    cpu: stats::CpuUse,
 ) -> Report {
     sh.phase.store(phase::STOP, Relaxed);
     let out = scenarios::join(h);

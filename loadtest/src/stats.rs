@@ -144,30 +144,76 @@ pub fn self_cpu_us() -> u64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+/// The machine's CPU time from the `cpu` line of `/proc/stat`, in clock ticks: (stolen by
+/// the hypervisor, total of the first eight fields).
+pub fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_cpu_line(stat.lines().next()?)
+}
+
+/// `cpu  user nice system idle iowait irq softirq steal ...` → (steal, sum of those eight).
+fn parse_cpu_line(line: &str) -> Option<(u64, u64)> {
+    let mut fields = line.split_ascii_whitespace();
+    if fields.next()? != "cpu" {
+        return None;
+    }
+    let v: Vec<u64> = fields
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    (v.len() == 8).then(|| (v[7], v.iter().sum()))
+}
+
 /// CPU readings at the start of the measured window.
 #[derive(Debug, Clone)]
 pub struct CpuMark {
     server: Option<ServerCpu>,
     gen_us: u64,
+    machine: Option<(u64, u64)>,
+}
+
+/// CPU used over a measured window.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CpuUse {
+    /// The server's, in µs (None without `--server-pid`).
+    pub server_us: Option<u64>,
+    /// The generator's, in µs.
+    pub gen_us: u64,
+    /// Share of the machine's CPU time the hypervisor gave to others (steal), in percent:
+    /// on a virtual machine, the run shared its CPUs with someone else's work, and its CPU
+    /// figures are not comparable with a run that did not (None where `/proc/stat` has no
+    /// steal field).
+    pub steal_pct: Option<f64>,
 }
 
 impl CpuMark {
-    /// Reads both sides now.
+    /// Reads both sides and the machine now.
     pub fn now(server_pid: Option<u32>) -> Self {
         Self {
             server: server_pid.and_then(server_cpu),
             gen_us: self_cpu_us(),
+            machine: machine_ticks(),
         }
     }
 
-    /// CPU used since `self`: (server µs if known, generator µs).
-    pub fn since(&self, server_pid: Option<u32>) -> (Option<u64>, u64) {
+    /// CPU used since `self`.
+    pub fn since(&self, server_pid: Option<u32>) -> CpuUse {
         let now = Self::now(server_pid);
-        let server = match (&self.server, &now.server) {
+        let server_us = match (&self.server, &now.server) {
             (Some(a), Some(b)) => Some(a.delta_us(b)),
             _ => None,
         };
-        (server, now.gen_us.saturating_sub(self.gen_us))
+        let steal_pct = match (self.machine, now.machine) {
+            (Some((s0, t0)), Some((s1, t1))) if t1 > t0 => {
+                Some(s1.saturating_sub(s0) as f64 * 100.0 / (t1 - t0) as f64)
+            }
+            _ => None,
+        };
+        CpuUse {
+            server_us,
+            gen_us: now.gen_us.saturating_sub(self.gen_us),
+            steal_pct,
+        }
     }
 }
 
@@ -202,6 +248,9 @@ pub struct Report {
     pub server_cpu_pct: Option<f64>,
     /// Generator CPU utilisation over the window, percent of one core.
     pub gen_cpu_pct: f64,
+    /// CPU time the hypervisor stole over the window, percent of the machine's (see
+    /// [`CpuUse::steal_pct`]).
+    pub steal_pct: Option<f64>,
     /// Latency percentiles in µs.
     pub latency_us: Latency,
     /// Server RSS growth per idle session in KiB (idle scenario).
@@ -224,7 +273,7 @@ impl Report {
         server: &str,
         ops: u64,
         window: Duration,
-        cpu: (Option<u64>, u64),
+        cpu: CpuUse,
         latency: Latency,
         errors: u64,
     ) -> Self {
@@ -236,10 +285,13 @@ impl Report {
             ops,
             duration_s: round3(window.as_secs_f64()),
             throughput_per_s: round3(ops as f64 / secs),
-            server_cpu_us_per_op: us_per_op(cpu.0, ops).map(round3),
-            gen_cpu_us_per_op: us_per_op(Some(cpu.1), ops).map(round3),
-            server_cpu_pct: cpu.0.map(|us| round3(us as f64 / 1e6 / secs * 100.0)),
-            gen_cpu_pct: round3(cpu.1 as f64 / 1e6 / secs * 100.0),
+            server_cpu_us_per_op: us_per_op(cpu.server_us, ops).map(round3),
+            gen_cpu_us_per_op: us_per_op(Some(cpu.gen_us), ops).map(round3),
+            server_cpu_pct: cpu
+                .server_us
+                .map(|us| round3(us as f64 / 1e6 / secs * 100.0)),
+            gen_cpu_pct: round3(cpu.gen_us as f64 / 1e6 / secs * 100.0),
+            steal_pct: cpu.steal_pct.map(round3),
             latency_us: latency,
             rss_kib_per_session: None,
             server_rss_kib: None,
@@ -305,6 +357,10 @@ impl Report {
             self.gen_cpu_pct
         ));
         s.push_str(&format!(
+            "  hypervisor steal    {:>14}\n",
+            opt(self.steal_pct, " %")
+        ));
+        s.push_str(&format!(
             "  latency us          p50 {} p90 {} p99 {} p99.9 {} max {} (n={})\n",
             l.p50, l.p90, l.p99, l.p999, l.max, l.count
         ));
@@ -319,6 +375,9 @@ impl Report {
             if g >= sv && self.gen_cpu_pct >= 70.0 {
                 s.push_str("  WARNING: generator CPU/op >= server CPU/op: the generator may be the bottleneck\n");
             }
+        }
+        if self.steal_pct.is_some_and(|p| p >= 2.0) {
+            s.push_str("  WARNING: the hypervisor took CPU time from this machine during the window: its CPU figures are not comparable\n");
         }
         s
     }
@@ -385,7 +444,11 @@ mod tests {
             "xmppd",
             1000,
             Duration::from_secs(2),
-            (Some(1_000_000), 250_000),
+            CpuUse {
+                server_us: Some(1_000_000),
+                gen_us: 250_000,
+                steal_pct: Some(1.5),
+            },
             Latency::default(),
             0,
         );
@@ -393,6 +456,7 @@ mod tests {
         assert_eq!(r.server_cpu_us_per_op, Some(1000.0));
         assert_eq!(r.gen_cpu_us_per_op, Some(250.0));
         assert_eq!(r.server_cpu_pct, Some(50.0));
+        assert_eq!(r.steal_pct, Some(1.5));
     }
 
     #[test]
@@ -405,7 +469,10 @@ mod tests {
             "srv \"x\"\nnewline",
             10,
             Duration::from_millis(1500),
-            (None, 10),
+            CpuUse {
+                gen_us: 10,
+                ..CpuUse::default()
+            },
             Latency::of(&h),
             1,
         )
@@ -434,6 +501,17 @@ mod tests {
         assert_eq!(v["latency_us"]["p99"].as_u64(), Some(1500));
         assert_eq!(v["pairs"].as_u64(), Some(50));
         assert!(!r.table().is_empty());
+    }
+
+    #[test]
+    fn parses_the_machine_cpu_line_with_steal() {
+        let line = "cpu  4705 150 1120 16250 520 0 30 75 0 0";
+        assert_eq!(parse_cpu_line(line), Some((75, 22850)));
+        assert_eq!(parse_cpu_line("cpu0 1 2 3 4 5 6 7 8"), None);
+        assert_eq!(parse_cpu_line("cpu 1 2 3 4 5 6 7"), None); // no steal field
+        assert_eq!(parse_cpu_line("cpu 1 2 x 4 5 6 7 8"), None);
+        let (steal, total) = machine_ticks().expect("/proc/stat");
+        assert!(steal <= total);
     }
 
     #[test]
