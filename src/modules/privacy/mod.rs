@@ -136,10 +136,12 @@ impl PrivacyConfig {
     }
 }
 
-/// A list in force for an account or a session: its name and compiled form.
+/// A list in force for an account or a session: its compiled form (first, so the check's
+/// first cache line starts the allocation) and its name.
+#[repr(C)]
 struct InForce {
-    name: Box<str>,
     list: Compiled,
+    name: Box<str>,
 }
 
 impl InForce {
