@@ -153,3 +153,17 @@ fn interop_debian_slixmpp_xep0191_block_refuse_unblock() {
     let stdout = run(Slixmpp::Debian, "blocking.py", "default");
     assert_tls_unique_fallback(&stdout);
 }
+
+/// XEP-0016 with slixmpp's xep_0016 stanzas: a list created and read back, activated (a
+/// blocked message refused, what the list does not cover delivered), made default, both
+/// declined, an unknown list's `item-not-found`, and removal.
+#[test]
+fn interop_slixmpp_xep0016_lists_active_default_remove() {
+    run(Slixmpp::Pypi, "privacy.py", "SCRAM-SHA-256");
+}
+
+#[test]
+fn interop_debian_slixmpp_xep0016_lists_active_default_remove() {
+    let stdout = run(Slixmpp::Debian, "privacy.py", "default");
+    assert_tls_unique_fallback(&stdout);
+}

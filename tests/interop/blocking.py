@@ -14,7 +14,6 @@ coroutine. The script reads the XML itself and awaits whatever it gets.
 """
 
 import asyncio
-import inspect
 import logging
 import sys
 
@@ -40,13 +39,6 @@ class Client(common.Client):
         self.send_presence()
 
 
-async def settle(result):
-    """The plugin's commands return a future (or, in some versions, a coroutine)."""
-    if inspect.isawaitable(result):
-        return await result
-    return result
-
-
 def items(iq, name):
     """The item JIDs (bare strings) of the <name xmlns='urn:xmpp:blocking'/> child of iq."""
     el = iq.xml.find("{%s}%s" % (NS, name))
@@ -55,30 +47,9 @@ def items(iq, name):
 
 
 async def blocked_jids(client):
-    iq = await settle(client.plugin["xep_0191"].get_blocked(timeout=10))
+    iq = await common.settle(client.plugin["xep_0191"].get_blocked(timeout=10))
     assert iq["type"] == "result", iq
     return items(iq, "blocklist")
-
-
-async def wait_for(queue, pred, what, timeout=15):
-    async def loop():
-        while True:
-            item = await queue.get()
-            if pred(item):
-                return item
-
-    try:
-        return await asyncio.wait_for(loop(), timeout)
-    except asyncio.TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
-
-
-def send(client, to, body):
-    """Send a chat message; returns its id."""
-    msg = client.make_message(mto=to, mbody=body, mtype="chat")
-    msg["id"] = client.new_id()
-    msg.send()
-    return msg["id"]
 
 
 async def main(host, port, cert, alice, bob, pa, pb, mech):
@@ -98,19 +69,19 @@ async def main(host, port, cert, alice, bob, pa, pb, mech):
     assert await blocked_jids(a) == set(), "a fresh account's blocklist is not empty"
 
     # Block: a result, and the push the plugin turns into a "blocked" event.
-    await settle(a.plugin["xep_0191"].block(bob, timeout=10))
-    kind, push = await wait_for(a.pushes, lambda p: p[0] == "block", "the <block/> push")
+    await common.settle(a.plugin["xep_0191"].block(bob, timeout=10))
+    kind, push = await common.wait_for(a.pushes, lambda p: p[0] == "block", "the <block/> push")
     assert items(push, "block") == {bob}, push
 
     # Bob's message comes back as an error; Alice gets nothing.
-    mid = send(b, alice, "are you there?")
-    err = await wait_for(b.errors, lambda m: m["id"] == mid, "the error for Bob's message")
+    mid = common.send(b, alice, "are you there?")
+    err = await common.wait_for(b.errors, lambda m: m["id"] == mid, "the error for Bob's message")
     assert err["error"]["condition"] == "service-unavailable", err
     assert err["from"].bare == alice, err["from"]
 
     # Alice's message to Bob is refused by her server with <blocked/>.
-    mid = send(a, bob, "you should not get this")
-    err = await wait_for(a.errors, lambda m: m["id"] == mid, "the error for Alice's message")
+    mid = common.send(a, bob, "you should not get this")
+    err = await common.wait_for(a.errors, lambda m: m["id"] == mid, "the error for Alice's message")
     assert err["error"]["condition"] == "not-acceptable", err
     assert err["error"].xml.find("{%s}blocked" % NS_ERRORS) is not None, err
 
@@ -118,18 +89,18 @@ async def main(host, port, cert, alice, bob, pa, pb, mech):
     assert await blocked_jids(a) == {bob}, "Bob is not in the blocklist"
 
     # Unblock: a result, the push, and Bob's next message arrives.
-    await settle(a.plugin["xep_0191"].unblock(bob, timeout=10))
-    kind, push = await wait_for(a.pushes, lambda p: p[0] == "unblock", "the <unblock/> push")
+    await common.settle(a.plugin["xep_0191"].unblock(bob, timeout=10))
+    kind, push = await common.wait_for(a.pushes, lambda p: p[0] == "unblock", "the <unblock/> push")
     assert items(push, "unblock") == {bob}, push
     assert await blocked_jids(a) == set(), "the blocklist is not empty after unblocking"
-    send(b, alice, "hello again")
+    common.send(b, alice, "hello again")
 
     def hello_again(m):
         # Nothing of the blocked period came through before it.
         assert m["body"] != "are you there?", "a message sent while blocked was delivered"
         return m["body"] == "hello again"
 
-    msg = await wait_for(a.inbox, hello_again, "Bob's message")
+    msg = await common.wait_for(a.inbox, hello_again, "Bob's message")
     assert msg["from"].bare == bob, msg["from"]
     while not b.inbox.empty():
         m = b.inbox.get_nowait()

@@ -97,3 +97,33 @@ async def wait_online(*clients, timeout=20):
             "not logged in after %ss; SASL failures: %s"
             % (timeout, {str(c.requested_jid): c.sasl_failures for c in clients})
         ) from None
+
+
+async def wait_for(queue, pred, what, timeout=15):
+    """The first item of `queue` for which `pred` holds (others are dropped)."""
+
+    async def loop():
+        while True:
+            item = await queue.get()
+            if pred(item):
+                return item
+
+    try:
+        return await asyncio.wait_for(loop(), timeout)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+async def settle(result):
+    """A plugin command's result: a future (or, in some slixmpp versions, a coroutine)."""
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+def send(client, to, body):
+    """Send a chat message; returns its id."""
+    msg = client.make_message(mto=to, mbody=body, mtype="chat")
+    msg["id"] = client.new_id()
+    msg.send()
+    return msg["id"]

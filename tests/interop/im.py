@@ -30,18 +30,6 @@ class Client(common.Client):
         self.send_presence()
 
 
-async def wait_for(queue, pred, what, timeout=15):
-    async def loop():
-        while True:
-            item = await queue.get()
-            if pred(item):
-                return item
-    try:
-        return await asyncio.wait_for(loop(), timeout)
-    except asyncio.TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}")
-
-
 async def main(host, port, cert, alice, bob, pa, pb, mech):
     a = Client(alice, pa, host, port, cert, mech)
     b = Client(bob, pb, host, port, cert, mech)
@@ -56,8 +44,8 @@ async def main(host, port, cert, alice, bob, pa, pb, mech):
     await a.update_roster(bob, name="Bob", groups=["Friends"])
     a.send_presence_subscription(pto=bob, ptype="subscribe")
     # Bob's client approves and subscribes back: each sees the other available.
-    await wait_for(a.available, lambda p: p["from"].bare == bob, "Bob's presence at Alice")
-    await wait_for(b.available, lambda p: p["from"].bare == alice, "Alice's presence at Bob")
+    await common.wait_for(a.available, lambda p: p["from"].bare == bob, "Bob's presence at Alice")
+    await common.wait_for(b.available, lambda p: p["from"].bare == alice, "Alice's presence at Bob")
 
     # A fresh roster fetch shows the stored item.
     await a.get_roster()
@@ -82,7 +70,7 @@ async def main(host, port, cert, alice, bob, pa, pb, mech):
 
     # Offline message delivered at Bob's next login, with a delay stamp.
     b.disconnect()
-    await wait_for(a.unavailable, lambda p: p["from"].bare == bob, "Bob going offline")
+    await common.wait_for(a.unavailable, lambda p: p["from"].bare == bob, "Bob going offline")
     a.send_message(mto=bob, mbody="while you were out", mtype="chat")
     await a.plugin["xep_0199"].ping(jid=a.boundjid.domain, timeout=10)
     b2 = Client(bob, pb, host, port, cert, mech)
@@ -90,7 +78,7 @@ async def main(host, port, cert, alice, bob, pa, pb, mech):
     await common.wait_online(b2)
     common.check_mechanism(b2, mech)
     print(b2.login_report())
-    msg = await wait_for(b2.inbox, lambda m: m["body"] == "while you were out", "the offline message")
+    msg = await common.wait_for(b2.inbox, lambda m: m["body"] == "while you were out", "the offline message")
     stamp = msg["delay"]["stamp"]
     assert stamp is not None, msg
 
