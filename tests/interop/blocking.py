@@ -14,8 +14,6 @@ coroutine. The script reads the XML itself and awaits whatever it gets.
 """
 
 import asyncio
-import logging
-import sys
 
 import common
 
@@ -53,14 +51,7 @@ async def blocked_jids(client):
 
 
 async def main(host, port, cert, alice, bob, pa, pb, mech):
-    a = Client(alice, pa, host, port, cert, mech)
-    b = Client(bob, pb, host, port, cert, mech)
-    a.start()
-    b.start()
-    await common.wait_online(a, b)
-    for c in (a, b):
-        common.check_mechanism(c, mech)
-        print(c.login_report())
+    a, b = await common.log_in(Client, host, port, cert, mech, (alice, pa), (bob, pb))
     # Both available, as the server sees it: a ping round trip after the presence.
     for c in (a, b):
         await c.plugin["xep_0199"].ping(jid=c.boundjid.domain, timeout=10)
@@ -106,16 +97,8 @@ async def main(host, port, cert, alice, bob, pa, pb, mech):
         m = b.inbox.get_nowait()
         assert m["body"] != "you should not get this", "a message to a blocked JID went out"
 
-    a.disconnect()
-    b.disconnect()
-    await asyncio.sleep(0.2)
-    print("interop ok: blocklist, block with push, refused both ways, unblock with push")
+    await common.finish("blocklist, block with push, refused both ways, unblock with push", a, b)
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING)
-    try:
-        asyncio.run(asyncio.wait_for(main(*common.parse_args()), 90))
-    except Exception as e:  # report and fail
-        print(f"interop FAILED: {e!r}", file=sys.stderr)
-        sys.exit(1)
+    common.script(main)

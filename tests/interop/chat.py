@@ -6,9 +6,7 @@ by the Rust test that runs this script; exit status 0 means every step was seen 
 """
 
 import asyncio
-import logging
 import ssl
-import sys
 
 import common
 
@@ -28,15 +26,8 @@ class Client(common.Client):
 
 
 async def main(host, port, cert, alice, bob, password_a, password_b, mech):
-    a = Client(alice, password_a, host, port, cert, mech)
-    b = Client(bob, password_b, host, port, cert, mech)
-    a.start()
-    b.start()
-    await common.wait_online(a, b)
-
+    a, b = await common.log_in(Client, host, port, cert, mech, (alice, password_a), (bob, password_b))
     for c in (a, b):
-        common.check_mechanism(c, mech)
-        print(c.login_report())
         assert isinstance(c.socket, (ssl.SSLSocket, ssl.SSLObject)), "not over TLS"
 
     assert str(a.boundjid.bare) == alice, a.boundjid
@@ -57,16 +48,8 @@ async def main(host, port, cert, alice, bob, password_a, password_b, mech):
     features = info["disco_info"]["features"]
     assert "urn:xmpp:ping" in features, features
 
-    a.disconnect()
-    b.disconnect()
-    await asyncio.sleep(0.2)
-    print(f"interop ok: {a.mechanism()} over STARTTLS, messages both ways, ping, disco")
+    await common.finish(f"{a.mechanism()} over STARTTLS, messages both ways, ping, disco", a, b)
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING)
-    try:
-        asyncio.run(asyncio.wait_for(main(*common.parse_args()), 60))
-    except Exception as e:  # report and fail
-        print(f"interop FAILED: {e!r}", file=sys.stderr)
-        sys.exit(1)
+    common.script(main, timeout=60)

@@ -8,6 +8,7 @@ slixmpp 1.8 tries SCRAM-SHA-256-PLUS and SCRAM-SHA-1-PLUS with `tls-unique` firs
 
 import asyncio
 import inspect
+import logging
 import sys
 
 import slixmpp
@@ -127,3 +128,35 @@ def send(client, to, body):
     msg["id"] = client.new_id()
     msg.send()
     return msg["id"]
+
+
+async def log_in(cls, host, port, cert, mech, *accounts):
+    """Start a `cls` client for each (jid, password), wait until all are online, check the
+    SASL mechanism each used and print its login report; the clients, in order."""
+    clients = [cls(jid, password, host, port, cert, mech) for jid, password in accounts]
+    for c in clients:
+        c.start()
+    await wait_online(*clients)
+    for c in clients:
+        check_mechanism(c, mech)
+        print(c.login_report())
+    return clients
+
+
+async def finish(what, *clients):
+    """Disconnect the clients and print the success line the Rust side looks for."""
+    for c in clients:
+        c.disconnect()
+    await asyncio.sleep(0.2)
+    print(f"interop ok: {what}")
+
+
+def script(main, timeout=90):
+    """Run `main(*command line)` as a script: exit status 0 when it returns, 1 (with the
+    reason on stderr) when it raises or takes longer than `timeout` seconds."""
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        asyncio.run(asyncio.wait_for(main(*parse_args()), timeout))
+    except Exception as e:  # report and fail
+        print(f"interop FAILED: {e!r}", file=sys.stderr)
+        sys.exit(1)

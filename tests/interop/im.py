@@ -8,8 +8,6 @@ with a delay stamp. Exit status 0 means every step was seen to work.
 """
 
 import asyncio
-import logging
-import sys
 
 import common
 
@@ -31,14 +29,7 @@ class Client(common.Client):
 
 
 async def main(host, port, cert, alice, bob, pa, pb, mech):
-    a = Client(alice, pa, host, port, cert, mech)
-    b = Client(bob, pb, host, port, cert, mech)
-    a.start()
-    b.start()
-    await common.wait_online(a, b)
-    for c in (a, b):
-        common.check_mechanism(c, mech)
-        print(c.login_report())
+    a, b = await common.log_in(Client, host, port, cert, mech, (alice, pa), (bob, pb))
 
     # Roster add with a name and a group, then the subscription handshake.
     await a.update_roster(bob, name="Bob", groups=["Friends"])
@@ -73,25 +64,13 @@ async def main(host, port, cert, alice, bob, pa, pb, mech):
     await common.wait_for(a.unavailable, lambda p: p["from"].bare == bob, "Bob going offline")
     a.send_message(mto=bob, mbody="while you were out", mtype="chat")
     await a.plugin["xep_0199"].ping(jid=a.boundjid.domain, timeout=10)
-    b2 = Client(bob, pb, host, port, cert, mech)
-    b2.start()
-    await common.wait_online(b2)
-    common.check_mechanism(b2, mech)
-    print(b2.login_report())
+    (b2,) = await common.log_in(Client, host, port, cert, mech, (bob, pb))
     msg = await common.wait_for(b2.inbox, lambda m: m["body"] == "while you were out", "the offline message")
     stamp = msg["delay"]["stamp"]
     assert stamp is not None, msg
 
-    a.disconnect()
-    b2.disconnect()
-    await asyncio.sleep(0.2)
-    print("interop ok: roster, subscription handshake, presence, vCard, offline message with delay")
+    await common.finish("roster, subscription handshake, presence, vCard, offline message with delay", a, b2)
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING)
-    try:
-        asyncio.run(asyncio.wait_for(main(*common.parse_args()), 90))
-    except Exception as e:  # report and fail
-        print(f"interop FAILED: {e!r}", file=sys.stderr)
-        sys.exit(1)
+    common.script(main)

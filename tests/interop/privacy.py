@@ -15,8 +15,6 @@ requests, so the script builds each IQ with the plugin's stanza classes and send
 """
 
 import asyncio
-import logging
-import sys
 
 import slixmpp.exceptions
 
@@ -113,14 +111,7 @@ async def delivered(a, b, alice, body):
 
 
 async def main(host, port, cert, alice, bob, pa, pb, mech):
-    a = Client(alice, pa, host, port, cert, mech)
-    b = Client(bob, pb, host, port, cert, mech)
-    a.start()
-    b.start()
-    await common.wait_online(a, b)
-    for c in (a, b):
-        common.check_mechanism(c, mech)
-        print(c.login_report())
+    a, b = await common.log_in(Client, host, port, cert, mech, (alice, pa), (bob, pb))
     # Both available, as the server sees it: a ping round trip after the presence.
     for c in (a, b):
         await ping_of(c, c.boundjid.domain)
@@ -172,16 +163,8 @@ async def main(host, port, cert, alice, bob, pa, pb, mech):
     assert names(await privacy(a, "get", nothing)) == (None, None, []), "list not removed"
     await delivered(a, b, alice, "still there")
 
-    a.disconnect()
-    b.disconnect()
-    await asyncio.sleep(0.2)
-    print("interop ok: privacy lists created, read, activated, made default, declined, removed")
+    await common.finish("privacy lists created, read, activated, made default, declined, removed", a, b)
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING)
-    try:
-        asyncio.run(asyncio.wait_for(main(*common.parse_args()), 90))
-    except Exception as e:  # report and fail
-        print(f"interop FAILED: {e!r}", file=sys.stderr)
-        sys.exit(1)
+    common.script(main)
