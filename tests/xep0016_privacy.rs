@@ -1455,6 +1455,51 @@ fn priv_20_presence_out_deny_sends_unavailable_and_lifting_it_sends_presence() {
     });
 }
 
+/// PRIV-20 reaches whoever could see the presence: an entity that got directed presence and
+/// is no contact gets unavailable when `presence-out` starts denying it, current presence
+/// when the denial is lifted.
+#[test]
+fn priv_20_presence_out_deny_reaches_directed_presence_recipients() {
+    let s = Server::shared();
+    let u = user(s, "p20du", 0);
+    let x = user(s, "p20dx", 1);
+    let mut r = u.online(s, "r");
+    let mut xx = x.online(s, "x");
+    let (me, to_x) = (u.full("r"), x.full("x"));
+    r.send("<presence><status>here</status></presence>");
+    r.send(&format!(
+        "<presence to='{to_x}'><status>for x</status></presence>"
+    ));
+    xx.recv_until("u's directed presence", |e| {
+        is_presence(e, None, Some(&me)) && status_of(e).as_deref() == Some("for x")
+    });
+    set_list(
+        &mut r,
+        "hide",
+        &format!(
+            "<item type='jid' value='{}' action='deny' order='1'><presence-out/></item>",
+            x.jid
+        ),
+    );
+    set_active(&mut r, Some("hide"));
+    xx.recv_until("unavailable from u", |e| {
+        is_presence(e, Some("unavailable"), Some(&me))
+    });
+    set_active(&mut r, None);
+    xx.recv_until("u's current presence", |e| {
+        is_presence(e, None, Some(&me)) && status_of(e).as_deref() == Some("here")
+    });
+    // A contact-free stranger u never sent presence to hears nothing of either change.
+    let y = user(s, "p20dy", 0);
+    let mut yy = y.online(s, "y");
+    set_active(&mut r, Some("hide"));
+    set_active(&mut r, None);
+    let marker = next_id("m");
+    send_msg(&mut r, &y.full("y"), &marker);
+    let (_, before) = delivered(&mut yy, &marker);
+    assert!(presence_from(&before, &u.jid).is_empty(), "{before:?}");
+}
+
 #[test]
 fn priv_21_presence_in_deny_shows_contact_unavailable() {
     let s = Server::shared();

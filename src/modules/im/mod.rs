@@ -123,6 +123,13 @@ pub(crate) fn last_presence(r: &crate::core::sessions::Resource) -> Option<&[u8]
     ImResource::of(r)?.last_presence.as_deref()
 }
 
+/// The entities that are not contacts and got directed available presence from a resource
+/// (RFC 6121 §4.6): who can see it besides its roster (privacy lists' `presence-out`
+/// transitions reach them too, PRIV-20).
+pub(crate) fn directed_presence(r: &crate::core::sessions::Resource) -> &[Box<str>] {
+    ImResource::of(r).map_or(&[], |s| &s.directed[..])
+}
+
 /// RFC 6121's flags (`[modules.roster]` in the configuration file).
 #[derive(Debug, Default, Clone, clap::Args, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -716,6 +716,8 @@ impl Privacy {
             old: Option<Rc<InForce>>,
             new: Option<Rc<InForce>>,
             last: Option<Box<[u8]>>,
+            /// Who got directed presence from it (not contacts).
+            directed: Vec<Box<str>>,
             handle: Rc<crate::core::ClientHandle>,
         }
         let changed: Vec<Changed> = {
@@ -725,7 +727,9 @@ impl Privacy {
             };
             acct.resources
                 .iter()
-                .filter(|r| r.priority.is_some())
+                .filter(|r| {
+                    r.priority.is_some() || !crate::modules::im::directed_presence(r).is_empty()
+                })
                 .filter_map(|r| {
                     let new = super::effective(acct, r).cloned();
                     let old = before
@@ -743,6 +747,7 @@ impl Privacy {
                         old,
                         new,
                         last: crate::modules::im::last_presence(r).map(Into::into),
+                        directed: crate::modules::im::directed_presence(r).to_vec(),
                         handle: r.handle.clone(),
                     })
                 })
@@ -778,19 +783,21 @@ impl Privacy {
                     l.as_ref()
                         .is_none_or(|l| !l.list.check(what, JidStr::trusted(peer), lookup).denies())
                 };
-            for item in &roster.items {
-                let contact = item.jid.as_str();
-                if matches!(item.subscription, Subscription::From | Subscription::Both) {
-                    let was = allows(&c.old, What::PresenceOut, contact, &mut lookup);
-                    let is = allows(&c.new, What::PresenceOut, contact, &mut lookup);
-                    let route = Route::new(&c.jid, JidStr::trusted(contact));
+            // PRIV-20: whoever could see the session's presence (contacts with `from` or
+            // `both`, and entities it sent directed presence to) and now may not gets
+            // unavailable from it; whoever may again gets its current presence.
+            let presence_out =
+                |to: &str, lookup: &mut dyn FnMut(&str) -> Result<RosterFacts, ()>| {
+                    let was = allows(&c.old, What::PresenceOut, to, lookup);
+                    let is = allows(&c.new, What::PresenceOut, to, lookup);
+                    let route = Route::new(&c.jid, JidStr::trusted(to));
                     if was && !is {
                         let mut out = Vec::with_capacity(96);
                         write_presence(
                             &mut out,
                             PresenceType::Unavailable,
                             c.jid.as_str(),
-                            Some(contact),
+                            Some(to),
                         );
                         ctx.route(StanzaType::Presence(PresenceType::Unavailable), route, &out);
                     } else if !was && is {
@@ -798,6 +805,14 @@ impl Privacy {
                             ctx.route(StanzaType::Presence(PresenceType::Available), route, last);
                         }
                     }
+                };
+            for to in &c.directed {
+                presence_out(to, &mut lookup);
+            }
+            for item in &roster.items {
+                let contact = item.jid.as_str();
+                if matches!(item.subscription, Subscription::From | Subscription::Both) {
+                    presence_out(contact, &mut lookup);
                 }
                 if matches!(item.subscription, Subscription::To | Subscription::Both) {
                     let was = allows(&c.old, What::PresenceIn, contact, &mut lookup);
