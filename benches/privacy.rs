@@ -16,12 +16,15 @@
 //!   nothing, so it is walked to the end: [`evaluate`] and [`Compiled::check`] (the same walk,
 //!   no leading blocklist entries to hash). The roster facts come from an in-memory closure,
 //!   called once per decision; on the server that call is one LMDB read of the roster item.
-//! - `offline_1000_*`: an offline account's default list of 1000 blocklist entries, what the
-//!   server does per stanza for it (`offline` in `src/modules/privacy/mod.rs`): read the list
-//!   from LMDB ([`PrivacyStore::default_list`]: one read transaction, two gets, decoding 1000
-//!   items) and [`evaluate`] it in order. `offline_1000_read` is the read alone,
-//!   `evaluate_1000_miss` / `evaluate_1000_hit` the walk alone (a miss compares against all
-//!   1000 entries; the hit is entry 777).
+//! - `offline_1000_*`: an offline account's default list of 1000 blocklist entries.
+//!   `offline_1000_kept_*` is what the server does per stanza for it once it has seen the list
+//!   (`offline` in `src/modules/privacy/mod.rs`): compare the stored record with its kept copy
+//!   ([`PrivacyStore::default_list_since`]: one read transaction, two gets, a byte
+//!   comparison) and check the compiled copy. `offline_1000_*` is what it did before it kept
+//!   copies, and still does for a list it has not seen (plus compiling it): read the list from
+//!   LMDB ([`PrivacyStore::default_list`]: decoding 1000 items) and [`evaluate`] it in order.
+//!   `offline_1000_read` is the read alone, `evaluate_1000_miss` / `evaluate_1000_hit` the walk
+//!   alone (a miss compares against all 1000 entries; the hit is entry 777).
 //!
 //! Run with `cargo bench --bench privacy`; reported per stanza.
 
@@ -31,8 +34,8 @@ use tempfile::TempDir;
 use xmppd::modules::privacy::list::{self, Compiled, RosterFacts, Verdict, What};
 use xmppd::xmpp::jid::JidStr;
 use xmppd_storage::{
-    privacy_stanzas as bits, Options, PrivacyItem, PrivacyList, PrivacyMatch, PrivacyStore,
-    Storage, Subscription,
+    privacy_stanzas as bits, DefaultList, Options, PrivacyItem, PrivacyList, PrivacyMatch,
+    PrivacyStore, Storage, Subscription,
 };
 
 mod support;
@@ -246,7 +249,8 @@ fn offline_1000_read(bencher: Bencher) {
         .bench_local(|| store.default_list(black_box(USER)).expect("read"));
 }
 
-/// What the server does per stanza for an offline account: read, then walk.
+/// What the server did per stanza for an offline account before it kept compiled copies
+/// (and does for a list it has not seen yet, plus compiling it): read, then walk.
 #[divan::bench(args = ["miss", "hit"])]
 fn offline_1000(bencher: Bencher, case: &str) {
     let (_dir, store) = offline_fixture();
@@ -258,5 +262,28 @@ fn offline_1000(bencher: Bencher, case: &str) {
     bencher.counter(ItemsCount::new(1usize)).bench_local(|| {
         let l = store.default_list(black_box(USER)).expect("read");
         l.map(|l| list::evaluate(&l, What::Message, peer, &mut no_roster))
+    });
+}
+
+/// What the server does per stanza for an offline account whose default list it has seen:
+/// the stored record compared with its kept copy (`default_list_since`: one read snapshot,
+/// two gets, a byte comparison), then the compiled check.
+#[divan::bench(args = ["miss", "hit"])]
+fn offline_1000_kept(bencher: Bencher, case: &str) {
+    let (_dir, store) = offline_fixture();
+    let DefaultList::Changed { list: l, record } = store.default_list_since(USER, None).unwrap()
+    else {
+        panic!("a default list");
+    };
+    let (name, compiled) = (l.name.clone(), Compiled::new(&l));
+    let peer = match case {
+        "miss" => PEER.to_owned(),
+        _ => blocked_peer(777),
+    };
+    let peer = JidStr::trusted(&peer);
+    bencher.counter(ItemsCount::new(1usize)).bench_local(|| {
+        let now = store.default_list_since(black_box(USER), Some((&name, &record)));
+        assert_eq!(now.expect("read"), DefaultList::Unchanged);
+        compiled.check(What::Message, peer, &mut no_roster)
     });
 }

@@ -1015,3 +1015,75 @@ fn replace_with_a_blocklist_replaces_the_lists_and_default() {
     assert!(blocklist(&mut juliet).is_empty());
     assert_eq!(privacy_names(&mut juliet), (None, vec![]));
 }
+
+/// PRIV-22 with a list changed by another process: the running server decides stanzas for an
+/// offline account from its kept copy of the default list only while the stored record is
+/// the same, so a list `xmppd import --replace` rewrites (same name, same size) applies to
+/// the next stanza, and one it removes stops applying.
+#[test]
+fn offline_default_list_changed_by_import_applies_at_once() {
+    let s = Server::start(&[]);
+    let mut juliet = juliet_blocking_paris(&s);
+    juliet.close();
+    s.adduser("paris", "paris-pw");
+    s.adduser("tybalt", "tybalt-pw");
+    let mut paris = Client::login(&s, "paris", "paris-pw", None);
+    let mut tybalt = Client::login(&s, "tybalt", "tybalt-pw", None);
+    let to = "juliet@localhost";
+    // Twice: the first decision keeps the list, the second uses the kept copy.
+    for id in ["p1", "p2"] {
+        assert_eq!(
+            message_error(&mut paris, to, id).as_deref(),
+            Some("service-unavailable")
+        );
+    }
+    assert_eq!(message_error(&mut tybalt, to, "t1"), None);
+    // The same list name, the same size, tybalt instead of paris.
+    let file = write(
+        &s.data,
+        "swap.xml",
+        "<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'>
+           <user name='juliet' password='juliet-old'>
+             <query xmlns='jabber:iq:privacy'>
+               <default name='old'/>
+               <list name='old'>
+                 <item type='jid' value='tybalt@localhost' action='deny' order='1'/>
+               </list>
+             </query>
+           </user>
+         </host></server-data>",
+    );
+    assert_ok(&import(&s.data, &file, &["--replace"]));
+    assert_eq!(message_error(&mut paris, to, "p3"), None);
+    assert_eq!(
+        message_error(&mut tybalt, to, "t2").as_deref(),
+        Some("service-unavailable")
+    );
+    // No lists at all: nobody is refused.
+    let file = write(
+        &s.data,
+        "none.xml",
+        "<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'>
+           <user name='juliet' password='juliet-old'>
+             <blocklist xmlns='urn:xmpp:blocking'/>
+           </user>
+         </host></server-data>",
+    );
+    assert_ok(&import(&s.data, &file, &["--replace"]));
+    assert_eq!(message_error(&mut tybalt, to, "t3"), None);
+    // Juliet finds what was let through, and nothing that was refused.
+    let mut juliet = Client::login(&s, "juliet", "juliet-old", None);
+    juliet.send("<presence/>");
+    let got = juliet.sync();
+    let ids: Vec<&str> = got
+        .iter()
+        .filter(|e| e.name == "message")
+        .filter_map(|e| e.attr("id"))
+        .collect();
+    for id in ["t1", "p3", "t3"] {
+        assert!(ids.contains(&id), "{id} not delivered: {ids:?}");
+    }
+    for id in ["p1", "p2", "t2"] {
+        assert!(!ids.contains(&id), "{id} delivered: {ids:?}");
+    }
+}

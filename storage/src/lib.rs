@@ -49,7 +49,8 @@ pub use accounts::{Account, AccountStore, ScramKeys};
 pub use error::{LmdbError, StorageError};
 pub use offline::{OfflineFull, OfflineMessage, OfflinePush, OfflineQuota, OfflineStore};
 pub use privacy::{
-    stanzas as privacy_stanzas, Privacy, PrivacyItem, PrivacyList, PrivacyMatch, PrivacyStore,
+    stanzas as privacy_stanzas, DefaultList, Privacy, PrivacyItem, PrivacyList, PrivacyMatch,
+    PrivacyStore,
 };
 pub use quota::{MapGauge, MapUsage, FILL_WARNINGS};
 pub use revocations::{

@@ -120,6 +120,53 @@ impl PrivacyStore {
     }
 }
 
+/// The user's default list, as [`PrivacyStore::default_list_since`] finds it against a copy
+/// the caller keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DefaultList {
+    /// No default list.
+    None,
+    /// The same name and record bytes as the caller's copy.
+    Unchanged,
+    /// Another list, or the caller had none: decoded, with the record bytes to compare next
+    /// time.
+    Changed {
+        /// The list.
+        list: PrivacyList,
+        /// Its record as stored.
+        record: Box<[u8]>,
+    },
+}
+
+impl PrivacyStore {
+    /// The user's default list, compared with `known` (the name and record bytes of the copy
+    /// the caller decoded last): while it is unchanged this costs one read snapshot and a
+    /// byte comparison, not a decode. Exact whoever wrote the list (this process, `xmppd
+    /// import`, account deletion), since it compares what is stored.
+    pub fn default_list_since(
+        &self,
+        user: &str,
+        known: Option<(&str, &[u8])>,
+    ) -> Result<DefaultList, StorageError> {
+        crate::fault::read(user)?;
+        self.storage.read(|txn| {
+            let Some(name) = default_in(txn, user)? else {
+                return Ok(DefaultList::None);
+            };
+            let Some(raw) = txn.get(Table::PrivacyLists, &key::contact(user, &name)?)? else {
+                return Ok(DefaultList::None); // a default naming no list (as default_list)
+            };
+            if known.is_some_and(|(n, r)| n == name && r == raw) {
+                return Ok(DefaultList::Unchanged);
+            }
+            Ok(DefaultList::Changed {
+                list: decode_list(&name, raw)?,
+                record: raw.into(),
+            })
+        })
+    }
+}
+
 /// Privacy list reads and writes inside a write transaction.
 impl WriteTxn<'_> {
     /// The user's lists and default (including this transaction's own writes).

@@ -4,7 +4,8 @@ mod common;
 
 use common::{users, write, TempDir};
 use xmppd_storage::{
-    privacy_stanzas, Privacy, PrivacyItem, PrivacyList, PrivacyMatch, StorageError, Subscription,
+    privacy_stanzas, DefaultList, Privacy, PrivacyItem, PrivacyList, PrivacyMatch, StorageError,
+    Subscription,
 };
 
 const ME: &str = "juliet@example.com";
@@ -79,4 +80,63 @@ fn lists_default_and_purge() {
     write(&s, |t| t.set_privacy_default(ME, Some("public")));
     s.accounts().delete(ME).unwrap();
     assert_eq!(p.load(ME).unwrap(), Privacy::default());
+}
+
+#[test]
+fn default_list_since_a_copy_sees_every_change() {
+    let dir = TempDir::new("privacy-since");
+    let s = common::open(&dir);
+    users(&s, &[ME]);
+    let p = s.privacy();
+    assert_eq!(p.default_list_since(ME, None).unwrap(), DefaultList::None);
+    let a = list("a", 4);
+    let a2 = a.clone();
+    write(&s, move |t| {
+        t.put_privacy_list(ME, &a2)?;
+        t.set_privacy_default(ME, Some("a"))
+    });
+    // No copy: decoded, with the record to compare next time.
+    let DefaultList::Changed { list: got, record } = p.default_list_since(ME, None).unwrap() else {
+        panic!("a default list and no copy");
+    };
+    assert_eq!(got, a);
+    let known = Some(("a", &record[..]));
+    assert_eq!(
+        p.default_list_since(ME, known).unwrap(),
+        DefaultList::Unchanged
+    );
+    // The same bytes under another name are another list.
+    assert!(matches!(
+        p.default_list_since(ME, Some(("b", &record[..]))).unwrap(),
+        DefaultList::Changed { .. }
+    ));
+    // An edit of the list (one item fewer, or the same count with other items) is seen.
+    let a3 = list("a", 3);
+    let a4 = a3.clone();
+    write(&s, move |t| t.put_privacy_list(ME, &a4));
+    match p.default_list_since(ME, known).unwrap() {
+        DefaultList::Changed { list, .. } => assert_eq!(list, a3),
+        other => panic!("edit not seen: {other:?}"),
+    }
+    let mut a5 = list("a", 4);
+    a5.items[3].allow = !a5.items[3].allow;
+    let a6 = a5.clone();
+    write(&s, move |t| t.put_privacy_list(ME, &a6));
+    match p.default_list_since(ME, known).unwrap() {
+        DefaultList::Changed { list, .. } => assert_eq!(list, a5),
+        other => panic!("same-size edit not seen: {other:?}"),
+    }
+    // Another default, then none.
+    let b = list("b", 2);
+    let b2 = b.clone();
+    write(&s, move |t| {
+        t.put_privacy_list(ME, &b2)?;
+        t.set_privacy_default(ME, Some("b"))
+    });
+    match p.default_list_since(ME, known).unwrap() {
+        DefaultList::Changed { list, .. } => assert_eq!(list, b),
+        other => panic!("new default not seen: {other:?}"),
+    }
+    write(&s, |t| t.set_privacy_default(ME, None));
+    assert_eq!(p.default_list_since(ME, known).unwrap(), DefaultList::None);
 }

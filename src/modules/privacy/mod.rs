@@ -36,9 +36,10 @@
 //! through its own connection handle (`ClientHandle::ext`, a copy kept in step with the
 //! session table), so its own stanzas cost no session-table lookup. The outbound,
 //! `PresenceOut` and `BeforeWrite` links are armed only while some account on the shard has
-//! a list (an active list, for `BeforeWrite`). For
-//! an offline account the default list is read per stanza the server acts on (messages,
-//! subscriptions, probes, IQ requests) and evaluated in order.
+//! a list (an active list, for `BeforeWrite`). For an offline account, each stanza the
+//! server acts on (messages, subscriptions, probes, IQ requests) is checked against a
+//! compiled copy of its default list kept while the stored record is unchanged
+//! ([`OfflineLists`]).
 
 pub mod list;
 mod protocol;
@@ -61,7 +62,7 @@ use crate::xmpp::jid::JidStr;
 use crate::xmpp::ns;
 use crate::xmpp::stanza::{IqType, MessageType, PresenceType, StanzaType};
 use list::{Compiled, RosterFacts, Verdict, What};
-use xmppd_storage::StorageError;
+use xmppd_storage::{DefaultList, StorageError};
 
 /// The blocking command's namespace.
 pub const NS_BLOCKING: &str = "urn:xmpp:blocking";
@@ -270,6 +271,58 @@ struct Privacy {
     locks: crate::core::locks::AccountLocks,
     push_id: Cell<u64>,
     client_ns: StreamNs,
+    /// Default lists of accounts with no session here, compiled.
+    offline_lists: RefCell<OfflineLists>,
+}
+
+/// The compiled default lists of offline accounts, each with the record it was decoded from:
+/// while a list is unchanged, a stanza for its account costs one read snapshot and a byte
+/// comparison (`PrivacyStore::default_list_since`) instead of a decode and an ordered walk.
+/// Exact whoever changes the list (a session, `xmppd import`, account deletion), since it is
+/// the stored record that is compared. Bounded by the records' total size: what does not fit
+/// pushes others out, and a record over the whole bound is not kept.
+#[derive(Default)]
+struct OfflineLists {
+    lists: ahash::AHashMap<Box<str>, OfflineList>,
+    bytes: usize,
+}
+
+struct OfflineList {
+    name: Box<str>,
+    record: Box<[u8]>,
+    list: Compiled,
+}
+
+/// [`OfflineLists`]' bound, in record bytes per shard (a 1000-entry blocklist is about 30
+/// KiB of record and three times that compiled).
+const OFFLINE_LISTS_BYTES: usize = 1 << 20;
+
+impl OfflineLists {
+    fn forget(&mut self, user: &str) {
+        if let Some(old) = self.lists.remove(user) {
+            self.bytes -= old.record.len();
+        }
+    }
+
+    fn keep(&mut self, user: &str, name: &str, record: Box<[u8]>, list: Compiled) {
+        self.forget(user);
+        if record.len() > OFFLINE_LISTS_BYTES {
+            return;
+        }
+        while self.bytes + record.len() > OFFLINE_LISTS_BYTES {
+            let Some(other) = self.lists.keys().next().cloned() else {
+                break;
+            };
+            self.forget(&other);
+        }
+        self.bytes += record.len();
+        let entry = OfflineList {
+            name: name.into(),
+            record,
+            list,
+        };
+        self.lists.insert(user.into(), entry);
+    }
 }
 
 /// What decides an inbound stanza for an online account.
@@ -293,6 +346,7 @@ impl Privacy {
             locks: Default::default(),
             push_id: Cell::new(0),
             client_ns: StreamNs::new(ns::CLIENT),
+            offline_lists: RefCell::default(),
         }
     }
 
@@ -440,9 +494,9 @@ impl Privacy {
         }
     }
 
-    /// A stanza for an account with no session here: its default list, read now. Only what
-    /// the server acts on for an offline account is checked (availability presence and IQ
-    /// answers are dropped anyway).
+    /// A stanza for an account with no session here: its default list as stored now (see
+    /// [`OfflineLists`]). Only what the server acts on for an offline account is checked
+    /// (availability presence and IQ answers are dropped anyway).
     fn offline(&self, ctx: &Ctx, p: &Inbound<'_>, what: What) -> Flow {
         match p.ty {
             StanzaType::Presence(
@@ -453,17 +507,42 @@ impl Privacy {
             _ => {}
         }
         let user = p.route.to.bare().as_str();
-        match ctx.storage().privacy().default_list(user) {
-            Ok(None) => Flow::Continue,
-            Ok(Some(l)) => {
-                if list::evaluate(&l, what, p.route.from, &mut roster_lookup(ctx, user)).denies() {
-                    self.refuse_inbound(ctx, p);
-                    return Flow::Handled(None);
-                }
-                Flow::Continue
+        let now = {
+            let kept = self.offline_lists.borrow();
+            let known = kept.lists.get(user).map(|l| (&*l.name, &*l.record));
+            ctx.storage().privacy().default_list_since(user, known)
+        };
+        let mut roster = roster_lookup(ctx, user);
+        let verdict = match now {
+            Err(e) => return self.failed(ctx, p, &e),
+            Ok(DefaultList::None) => {
+                self.offline_lists.borrow_mut().forget(user);
+                return Flow::Continue;
             }
-            Err(e) => self.failed(ctx, p, &e),
+            Ok(DefaultList::Unchanged) => match self.offline_lists.borrow().lists.get(user) {
+                Some(l) => l.list.check(what, p.route.from, &mut roster),
+                // Not possible (`known` came from the kept copy, nothing ran since); read
+                // afresh rather than decide without a list.
+                None => match ctx.storage().privacy().default_list(user) {
+                    Ok(l) => l.map_or(Verdict::Allow, |l| {
+                        list::evaluate(&l, what, p.route.from, &mut roster)
+                    }),
+                    Err(e) => return self.failed(ctx, p, &e),
+                },
+            },
+            Ok(DefaultList::Changed { list: l, record }) => {
+                let compiled = Compiled::new(&l);
+                let v = compiled.check(what, p.route.from, &mut roster);
+                let mut kept = self.offline_lists.borrow_mut();
+                kept.keep(user, &l.name, record, compiled);
+                v
+            }
+        };
+        if verdict.denies() {
+            self.refuse_inbound(ctx, p);
+            return Flow::Handled(None);
         }
+        Flow::Continue
     }
 
     /// The account's lists cannot be read: fail closed. Nothing from outside reaches the
@@ -778,6 +857,36 @@ pub fn register(r: &mut Registry, config: &Config) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offline_lists_stay_within_their_bound() {
+        let mut kept = OfflineLists::default();
+        let record = |n: usize| vec![7u8; n].into_boxed_slice();
+        let half = OFFLINE_LISTS_BYTES / 2;
+        kept.keep("a@x", "l", record(half), Compiled::default());
+        kept.keep("b@x", "l", record(half), Compiled::default());
+        assert_eq!((kept.lists.len(), kept.bytes), (2, 2 * half));
+        // Replacing a user's copy does not count it twice.
+        kept.keep("b@x", "m", record(half), Compiled::default());
+        assert_eq!((kept.lists.len(), kept.bytes), (2, 2 * half));
+        // A third pushes one out; the total stays within the bound.
+        kept.keep("c@x", "l", record(half), Compiled::default());
+        assert!(kept.lists.contains_key("c@x"));
+        assert_eq!((kept.lists.len(), kept.bytes), (2, 2 * half));
+        // A record over the whole bound is not kept (and drops the user's old copy).
+        kept.keep(
+            "c@x",
+            "l",
+            record(OFFLINE_LISTS_BYTES + 1),
+            Compiled::default(),
+        );
+        assert!(!kept.lists.contains_key("c@x"));
+        assert_eq!((kept.lists.len(), kept.bytes), (1, half));
+        kept.forget("a@x");
+        kept.forget("b@x");
+        kept.forget("nobody@x");
+        assert_eq!((kept.lists.len(), kept.bytes), (0, 0));
+    }
 
     #[test]
     fn own_resources_and_own_server_are_exempt_priv_18_block_13() {
