@@ -321,10 +321,12 @@ impl Compiled {
         bare: &str,
         roster: &mut RosterLookup<'_>,
     ) -> Verdict {
-        if self.hot.users_only && !self.hot.sieve.may_contain(bare) {
+        // An empty sieve (no user@domain entries) holds nothing, "" included.
+        let in_sieve = self.hot.sieve.may_contain(bare);
+        if !in_sieve && self.hot.users_only {
             return Verdict::Allow; // what nearly every stanza finds
         }
-        if self.blocks(peer, bare) {
+        if self.blocks(peer, bare, in_sieve) {
             return Verdict::Deny { blocked: true };
         }
         if self.rest.is_empty() {
@@ -333,11 +335,11 @@ impl Compiled {
         evaluate_items(&self.rest, what, peer, roster)
     }
 
-    /// True when a leading blocklist entry matches the peer (`bare` is its bare JID).
+    /// True when a leading blocklist entry matches the peer (`bare` is its bare JID,
+    /// `in_sieve` whether the sieve passes it: the sieve is tested once per check).
     #[inline]
-    fn blocks(&self, peer: JidStr<'_>, bare: &str) -> bool {
-        (!self.exact.is_empty()
-            && self.hot.sieve.may_contain(bare)
+    fn blocks(&self, peer: JidStr<'_>, bare: &str, in_sieve: bool) -> bool {
+        (in_sieve
             && self.exact.get(bare).is_some_and(|b| {
                 b.whole
                     || peer
