@@ -22,6 +22,18 @@ pub enum StorageError {
     /// A JID given as (part of) a key is empty or contains a NUL byte, which composite keys
     /// (`user \0 contact`) reserve as their separator; the string names the argument.
     InvalidKey(String),
+    /// A record to write is larger than the storage accepts for its kind (a persistent MUC
+    /// room's encoding above 4 MiB): the storage's own backstop behind the server's bounds,
+    /// so no single value outgrows what LMDB handles comfortably. Nothing was written.
+    /// Counts as a capacity limit ([`is_full`](Self::is_full)).
+    TooLarge {
+        /// The kind of record.
+        what: &'static str,
+        /// Its encoded size in bytes.
+        size: usize,
+        /// The most this kind of record may take.
+        limit: usize,
+    },
     /// The data directory was written by a newer xmppd; this build refuses to open it.
     SchemaTooNew {
         /// Schema version recorded in the data directory.
@@ -52,13 +64,14 @@ pub enum StorageError {
 
 impl StorageError {
     /// True when the failure is a capacity limit (map full, transaction too large, reader
-    /// table full) rather than bad data: the caller should answer "resource constraint".
+    /// table full, a record above its kind's limit) rather than bad data: the caller should
+    /// answer "resource constraint".
     pub fn is_full(&self) -> bool {
         matches!(
             self,
             StorageError::Lmdb(LmdbError(
                 lmdb::Error::MapFull | lmdb::Error::TxnFull | lmdb::Error::ReadersFull
-            ))
+            )) | StorageError::TooLarge { .. }
         )
     }
 
@@ -82,6 +95,12 @@ impl fmt::Display for StorageError {
             StorageError::Corrupt(what) => write!(f, "corrupt record: {what}"),
             StorageError::InvalidKey(what) => {
                 write!(f, "invalid key: {what} is empty or contains a NUL byte")
+            }
+            StorageError::TooLarge { what, size, limit } => {
+                write!(
+                    f,
+                    "{what} record of {size} bytes exceeds the limit of {limit} bytes"
+                )
             }
             StorageError::SchemaTooNew { found, supported } => write!(
                 f,

@@ -9,7 +9,7 @@
 //! the processes and the server sees their writes on its next read.
 //!
 //! Stores: [`AccountStore`], [`RosterStore`], [`OfflineStore`], [`VcardStore`],
-//! [`PrivacyStore`]. A store's
+//! [`PrivacyStore`], [`MucStore`]. A store's
 //! reads are its methods; its writes that the server must make atomically with a read (a
 //! roster change, an offline push under a quota) are methods of [`WriteTxn`], called inside a
 //! [`Storage::submit`] (or [`Storage::write_sync`]) closure. Per-user records use composite
@@ -33,6 +33,7 @@ mod codec;
 mod error;
 mod fault;
 mod key;
+mod muc;
 mod offline;
 mod privacy;
 mod quota;
@@ -47,6 +48,7 @@ mod writer;
 
 pub use accounts::{Account, AccountStore, ScramKeys};
 pub use error::{LmdbError, StorageError};
+pub use muc::{MucAffiliation, MucRoom, MucStore};
 pub use offline::{OfflineFull, OfflineMessage, OfflinePush, OfflineQuota, OfflineStore};
 pub use privacy::{
     stanzas as privacy_stanzas, DefaultList, Privacy, PrivacyItem, PrivacyList, PrivacyMatch,

@@ -8,6 +8,7 @@ use std::thread::{JoinHandle, ThreadId};
 use lmdb::{Environment, EnvironmentFlags, Transaction};
 
 use crate::accounts::AccountStore;
+use crate::muc::MucStore;
 use crate::offline::OfflineStore;
 use crate::privacy::PrivacyStore;
 use crate::quota::{FillAlarm, MapGauge, MapUsage};
@@ -180,6 +181,11 @@ impl Storage {
     /// The privacy list store (reads; writes are [`WriteTxn`] methods).
     pub fn privacy(&self) -> PrivacyStore {
         PrivacyStore::new(self.clone())
+    }
+
+    /// The persistent MUC room store (reads; writes are [`WriteTxn`] methods).
+    pub fn muc(&self) -> MucStore {
+        MucStore::new(self.clone())
     }
 
     /// The schema version recorded in the environment.

@@ -55,6 +55,9 @@ tables! {
     PrivacyLists => "privacy_lists",
     /// Each user's default privacy list name, keyed by bare JID.
     PrivacyDefault => "privacy_default",
+    /// Persistent multi-user chat rooms (XEP-0045) keyed by `service \0 room-localpart`
+    /// (the service's domain, then the room's localpart); values are room records.
+    MucRooms => "muc_rooms",
 }
 
 /// The number of tables, sizing LMDB's `max_dbs` and the handle array.

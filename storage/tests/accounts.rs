@@ -403,8 +403,8 @@ fn a_version_1_environment_is_migrated_on_open() {
 
     {
         let s = Storage::open(&data, &opts()).unwrap();
-        assert_eq!(SCHEMA_VERSION, 3);
-        assert_eq!(s.schema_version().unwrap(), 3);
+        assert_eq!(SCHEMA_VERSION, 4);
+        assert_eq!(s.schema_version().unwrap(), 4);
         assert_eq!(
             s.accounts().get("old@example.org").unwrap(),
             Some(account(42))
@@ -418,6 +418,7 @@ fn a_version_1_environment_is_migrated_on_open() {
             s.privacy().load("old@example.org").unwrap(),
             xmppd_storage::Privacy::default()
         );
+        assert_eq!(s.muc().count("conference.example.org").unwrap(), 0);
         write(&s, |t| {
             t.put_privacy_list(
                 "old@example.org",
@@ -430,7 +431,12 @@ fn a_version_1_environment_is_migrated_on_open() {
             t.put_roster_item("old@example.org", &item("new@example.org"))?;
             t.bump_roster_version("old@example.org")?;
             t.push_offline("old@example.org", 1, "new@example.org", b"<message/>", 10)?;
-            t.put_vcard("old@example.org", b"<vCard/>")
+            t.put_vcard("old@example.org", b"<vCard/>")?;
+            t.put_muc_room(
+                "conference.example.org",
+                "room",
+                &xmppd_storage::MucRoom::default(),
+            )
         });
     }
 
@@ -453,6 +459,12 @@ fn a_version_1_environment_is_migrated_on_open() {
         );
         assert_eq!(s.offline().count("old@example.org").unwrap(), 1);
         assert!(s.vcards().get("old@example.org").unwrap().is_some());
+        assert_eq!(
+            s.muc()
+                .room_names("conference.example.org", None, 10)
+                .unwrap(),
+            ["room"]
+        );
         assert!(s.accounts().exists("old@example.org").unwrap());
     }
 }
