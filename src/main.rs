@@ -19,6 +19,7 @@ const MODULES: &[RegisterFn] = &[
     modules::session::register,
     modules::csi::register,
     modules::privacy::register,
+    modules::muc::register,
 ];
 
 fn main() -> ExitCode {

@@ -4,6 +4,7 @@
 pub mod csi;
 pub mod disco;
 pub mod im;
+pub mod muc;
 pub mod offline;
 pub mod ping;
 pub mod privacy;
@@ -37,6 +38,10 @@ pub struct ModuleArgs {
     #[command(flatten)]
     #[serde(default)]
     pub privacy: privacy::PrivacyArgs,
+    /// XEP-0045 multi-user chat.
+    #[command(flatten)]
+    #[serde(default)]
+    pub muc: muc::MucArgs,
 }
 
 /// Every module's resolved settings.
@@ -50,6 +55,8 @@ pub struct ModuleConfig {
     pub vcard: vcard::VcardConfig,
     /// XEP-0016/0191.
     pub privacy: privacy::PrivacyConfig,
+    /// XEP-0045.
+    pub muc: muc::MucConfig,
 }
 
 impl ModuleArgs {
@@ -65,6 +72,7 @@ impl ModuleArgs {
             offline: self.offline.resolve(&file.offline, max_stanza_size)?,
             vcard: self.vcard.resolve(&file.vcard, max_stanza_size)?,
             privacy: self.privacy.resolve(&file.privacy)?,
+            muc: self.muc.resolve(&file.muc)?,
         })
     }
 }

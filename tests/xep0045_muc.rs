@@ -1,0 +1,810 @@
+//! XEP-0045 multi-user chat on the wire (MUC-*), against a server with two shards, so rooms
+//! and their occupants' sessions are spread over both.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::*;
+use xmppd::xml::Element;
+
+const MUC: &str = "http://jabber.org/protocol/muc";
+const USER: &str = "http://jabber.org/protocol/muc#user";
+const ADMIN: &str = "http://jabber.org/protocol/muc#admin";
+const OWNER: &str = "http://jabber.org/protocol/muc#owner";
+const SERVICE: &str = "conference.localhost";
+const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
+
+/// A room name no other test uses.
+fn room(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("{prefix}{}@{SERVICE}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+fn user(s: &Server, prefix: &str) -> Client {
+    let (u, p) = s.new_user(prefix);
+    Client::login(s, &u, &p, None)
+}
+
+fn codes(p: &Element) -> Vec<String> {
+    p.child("x", USER)
+        .map(|x| {
+            x.elements()
+                .filter(|e| e.name == "status")
+                .filter_map(|e| e.attr("code").map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn item(p: &Element) -> Element {
+    p.child("x", USER)
+        .and_then(|x| x.child("item", USER))
+        .cloned()
+        .unwrap_or_else(|| panic!("no muc#user item in {p:?}"))
+}
+
+fn is_subject(e: &Element) -> bool {
+    e.name == "message"
+        && e.child("subject", "jabber:client").is_some()
+        && e.child("body", "jabber:client").is_none()
+}
+
+/// Joins and reads everything up to the subject; returns what came in order.
+fn join(c: &mut Client, room: &str, nick: &str, x_extra: &str) -> Vec<Element> {
+    c.send(&format!(
+        "<presence to='{room}/{nick}'><x xmlns='{MUC}'>{x_extra}</x></presence>"
+    ));
+    let (subject, mut before) = c.recv_until("the subject", is_subject);
+    before.push(subject);
+    before
+}
+
+/// Creates an instant room owned by `c` under `nick`.
+fn create(c: &mut Client, room: &str, nick: &str) {
+    let got = join(c, room, nick, "");
+    let me = got
+        .iter()
+        .find(|e| e.name == "presence" && codes(e).contains(&"110".into()))
+        .expect("self-presence");
+    assert!(codes(me).contains(&"201".to_string()), "{me:?}");
+    c.send(&format!(
+        "<iq type='set' id='inst' to='{room}'><query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'/></query></iq>"
+    ));
+    let r = c
+        .recv_until("the configuration result", |e| e.attr("id") == Some("inst"))
+        .0;
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+}
+
+fn expect_error(c: &mut Client, id_or_from: &str, condition: &str) -> Element {
+    let (e, _) = c.recv_until(condition, |e| {
+        e.attr("type") == Some("error")
+            && (e.attr("id") == Some(id_or_from) || e.attr("from") == Some(id_or_from))
+    });
+    assert_eq!(
+        stanza_error(&e).map(|e| e.0),
+        Some(condition.to_string()),
+        "{e:?}"
+    );
+    e
+}
+
+fn quiet() -> Duration {
+    Duration::from_millis(150)
+}
+
+#[test]
+fn muc_disco_01_service_identity_features_and_server_items() {
+    let s = Server::shared();
+    let mut c = user(s, "mucdisco");
+    c.send(&format!(
+        "<iq type='get' id='i' to='{SERVICE}'><query xmlns='{DISCO_INFO}'/></iq>"
+    ));
+    let r = c.recv_el();
+    let q = r.child("query", DISCO_INFO).expect("query");
+    let id = q.child("identity", DISCO_INFO).unwrap();
+    assert_eq!(
+        (id.attr("category"), id.attr("type")),
+        (Some("conference"), Some("text"))
+    );
+    let features: Vec<&str> = q.elements().filter_map(|f| f.attr("var")).collect();
+    assert!(features.contains(&MUC), "{features:?}");
+    c.send(&format!(
+        "<iq type='get' id='s' to='localhost'><query xmlns='{DISCO_ITEMS}'/></iq>"
+    ));
+    let r = c.recv_el();
+    let items: Vec<&str> = r
+        .child("query", DISCO_ITEMS)
+        .unwrap()
+        .elements()
+        .filter_map(|i| i.attr("jid"))
+        .collect();
+    assert!(items.contains(&SERVICE), "{items:?}");
+}
+
+#[test]
+fn muc_own_01_02_join_12_instant_room_locked_until_configured() {
+    let s = Server::shared();
+    let r = room("lock");
+    let mut owner = user(s, "lockowner");
+    let mut other = user(s, "lockother");
+    let got = join(&mut owner, &r, "boss", "");
+    let me = got.iter().find(|e| e.name == "presence").unwrap();
+    assert_eq!(me.attr("from"), Some(format!("{r}/boss").as_str()));
+    let it = item(me);
+    assert_eq!(
+        (it.attr("affiliation"), it.attr("role")),
+        (Some("owner"), Some("moderator"))
+    );
+    let mut cs = codes(me);
+    cs.sort();
+    assert!(
+        cs.contains(&"110".into()) && cs.contains(&"201".into()),
+        "{cs:?}"
+    );
+    // MUC-JOIN-12: racing the configuration gets item-not-found, as does a message.
+    other.send(&format!(
+        "<presence to='{r}/early'><x xmlns='{MUC}'/></presence>"
+    ));
+    expect_error(&mut other, &format!("{r}/early"), "item-not-found");
+    other.send(&format!(
+        "<message type='groupchat' id='m0' to='{r}'><body>x</body></message>"
+    ));
+    expect_error(&mut other, "m0", "item-not-found");
+    // MUC-OWN-02: an empty submit unlocks it.
+    owner.send(&format!(
+        "<iq type='set' id='inst' to='{r}'><query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'/></query></iq>"
+    ));
+    let res = owner
+        .recv_until("result", |e| e.attr("id") == Some("inst"))
+        .0;
+    assert_eq!(res.attr("type"), Some("result"));
+    let got = join(&mut other, &r, "late", "");
+    let me = got.iter().rev().find(|e| e.name == "presence").unwrap();
+    assert!(codes(me).contains(&"110".to_string()));
+    assert!(!codes(me).contains(&"201".to_string()));
+}
+
+#[test]
+fn muc_join_01_02_03_04_order_and_broadcast_across_shards() {
+    let s = Server::shared();
+    let r = room("order");
+    let mut a = user(s, "ordera");
+    let mut b = user(s, "orderb");
+    let mut c = user(s, "orderc");
+    create(&mut a, &r, "alice");
+    join(&mut b, &r, "bob", "");
+    a.recv_until("bob's presence", |e| {
+        e.attr("from") == Some(format!("{r}/bob").as_str())
+    });
+    let got = join(&mut c, &r, "carol", "");
+    // MUC-JOIN-01/03: others first, self-presence after them, subject last.
+    let names: Vec<String> = got
+        .iter()
+        .map(|e| format!("{}:{}", e.name, e.attr("from").unwrap_or("")))
+        .collect();
+    let pos = |from: &str| {
+        names
+            .iter()
+            .position(|n| n == &format!("presence:{r}/{from}"))
+            .unwrap_or_else(|| panic!("{from} in {names:?}"))
+    };
+    assert!(
+        pos("alice") < pos("carol") && pos("bob") < pos("carol"),
+        "{names:?}"
+    );
+    assert!(is_subject(got.last().unwrap()));
+    let me = &got[pos("carol")];
+    assert!(codes(me).contains(&"110".to_string()));
+    // MUC-JOIN-02: one muc#user item with affiliation and role on every presence.
+    for p in got.iter().filter(|e| e.name == "presence") {
+        let it = item(p);
+        assert!(
+            it.attr("affiliation").is_some() && it.attr("role").is_some(),
+            "{p:?}"
+        );
+    }
+    // The subject is empty (none set).
+    assert_eq!(
+        got.last()
+            .unwrap()
+            .child("subject", "jabber:client")
+            .unwrap()
+            .text(),
+        ""
+    );
+    // MUC-JOIN-04: the others see carol arrive, addressed to them.
+    for x in [&mut a, &mut b] {
+        let (p, _) = x.recv_until("carol's presence", |e| {
+            e.attr("from") == Some(format!("{r}/carol").as_str())
+        });
+        assert_eq!(p.attr("to"), Some(x.full().as_str()));
+        assert!(!codes(&p).contains(&"110".to_string()));
+    }
+}
+
+#[test]
+fn muc_join_15_semi_anonymous_jids_only_to_moderators() {
+    let s = Server::shared();
+    let r = room("anon");
+    let mut a = user(s, "anona");
+    let mut b = user(s, "anonb");
+    create(&mut a, &r, "mod");
+    let got = join(&mut b, &r, "plain", "");
+    // bob (participant) does not see the moderator's JID...
+    let modp = got
+        .iter()
+        .find(|e| e.attr("from") == Some(format!("{r}/mod").as_str()))
+        .unwrap();
+    assert_eq!(item(modp).attr("jid"), None, "{modp:?}");
+    // ...the moderator sees bob's full JID (MUC-JOIN-20).
+    let (p, _) = a.recv_until("plain's presence", |e| {
+        e.attr("from") == Some(format!("{r}/plain").as_str())
+    });
+    assert_eq!(item(&p).attr("jid"), Some(b.full().as_str()));
+}
+
+#[test]
+fn muc_msg_01_02_03_04_05_groupchat() {
+    let s = Server::shared();
+    let r = room("msg");
+    let mut a = user(s, "msga");
+    let mut b = user(s, "msgb");
+    let mut outsider = user(s, "msgout");
+    create(&mut a, &r, "alice");
+    join(&mut b, &r, "bob", "");
+    a.recv_until("bob", |e| {
+        e.attr("from") == Some(format!("{r}/bob").as_str())
+    });
+    // MUC-MSG-01/02: reflected to everyone including the sender, id kept, from the occupant
+    // JID; client muc#user data is not reflected (MUC-MSG-07).
+    b.send(&format!(
+        "<message type='groupchat' id='m1' to='{r}'><body>hello &amp; all</body><x xmlns='{USER}'><status code='201'/></x></message>"
+    ));
+    for x in [&mut a, &mut b] {
+        let (m, _) = x.recv_until("the message", |e| {
+            e.name == "message" && e.attr("id") == Some("m1")
+        });
+        assert_eq!(m.attr("from"), Some(format!("{r}/bob").as_str()));
+        assert_eq!(m.attr("type"), Some("groupchat"));
+        assert_eq!(m.attr("to"), Some(x.full().as_str()));
+        assert_eq!(
+            m.child("body", "jabber:client").unwrap().text(),
+            "hello & all"
+        );
+        assert!(m.child("x", USER).is_none(), "{m:?}");
+    }
+    // Without an id, one is generated, the same for every copy.
+    a.send(&format!(
+        "<message type='groupchat' to='{r}'><body>no id</body></message>"
+    ));
+    let ma = a.recv_until("no id", |e| e.name == "message").0;
+    let mb = b.recv_until("no id", |e| e.name == "message").0;
+    assert!(ma.attr("id").is_some());
+    assert_eq!(ma.attr("id"), mb.attr("id"));
+    // MUC-MSG-04: a non-occupant.
+    outsider.send(&format!(
+        "<message type='groupchat' id='m2' to='{r}'><body>hi</body></message>"
+    ));
+    expect_error(&mut outsider, "m2", "not-acceptable");
+    // MUC-MSG-05: a room that does not exist.
+    outsider.send(&format!(
+        "<message type='groupchat' id='m3' to='nosuchroom@{SERVICE}'><body>hi</body></message>"
+    ));
+    expect_error(&mut outsider, "m3", "item-not-found");
+    a.expect_silence(quiet());
+}
+
+#[test]
+fn muc_join_05_06_07_08_09_21_entry_errors() {
+    let s = Server::shared();
+    let r = room("err");
+    let mut a = user(s, "erra");
+    let mut b = user(s, "errb");
+    create(&mut a, &r, "alice");
+    // MUC-JOIN-05.
+    b.send(&format!("<presence to='{r}'><x xmlns='{MUC}'/></presence>"));
+    expect_error(&mut b, &r, "jid-malformed");
+    // MUC-JOIN-09, case-insensitively.
+    b.send(&format!(
+        "<presence to='{r}/Alice'><x xmlns='{MUC}'/></presence>"
+    ));
+    expect_error(&mut b, &format!("{r}/Alice"), "conflict");
+    // MUC-JOIN-21.
+    b.send(&format!(
+        "<presence to='{r}/ '><x xmlns='{MUC}'/></presence>"
+    ));
+    let e = b.recv_until("error", |e| e.attr("type") == Some("error")).0;
+    assert_eq!(
+        stanza_error(&e).map(|e| e.0).as_deref(),
+        Some("jid-malformed"),
+        "{e:?}"
+    );
+    // MUC-JOIN-06: password protection.
+    a.send(&format!(
+        "<iq type='set' id='pw' to='{r}'><query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'>\
+         <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>\
+         <field var='muc#roomconfig_passwordprotectedroom'><value>1</value></field>\
+         <field var='muc#roomconfig_roomsecret'><value>sesame</value></field></x></query></iq>"
+    ));
+    assert_eq!(
+        a.recv_until("pw", |e| e.attr("id") == Some("pw"))
+            .0
+            .attr("type"),
+        Some("result")
+    );
+    b.send(&format!(
+        "<presence to='{r}/bob'><x xmlns='{MUC}'/></presence>"
+    ));
+    expect_error(&mut b, &format!("{r}/bob"), "not-authorized");
+    b.send(&format!(
+        "<presence to='{r}/bob'><x xmlns='{MUC}'><password>wrong</password></x></presence>"
+    ));
+    expect_error(&mut b, &format!("{r}/bob"), "not-authorized");
+    join(&mut b, &r, "bob", "<password>sesame</password>");
+    b.send(&format!("<presence to='{r}/bob' type='unavailable'/>"));
+    let (left, _) = b.recv_until("left", |e| e.attr("type") == Some("unavailable"));
+    assert!(codes(&left).contains(&"110".to_string()), "{left:?}");
+    // MUC-JOIN-07: members only.
+    a.send(&format!(
+        "<iq type='set' id='mo' to='{r}'><query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'>\
+         <field var='muc#roomconfig_membersonly'><value>1</value></field></x></query></iq>"
+    ));
+    assert_eq!(
+        a.recv_until("mo", |e| e.attr("id") == Some("mo"))
+            .0
+            .attr("type"),
+        Some("result")
+    );
+    b.send(&format!(
+        "<presence to='{r}/bob'><x xmlns='{MUC}'><password>sesame</password></x></presence>"
+    ));
+    expect_error(&mut b, &format!("{r}/bob"), "registration-required");
+    // MUC-JOIN-08: banned.
+    a.send(&format!(
+        "<iq type='set' id='ban' to='{r}'><query xmlns='{ADMIN}'><item affiliation='outcast' jid='{}'/></query></iq>",
+        b.bare()
+    ));
+    assert_eq!(
+        a.recv_until("ban", |e| e.attr("id") == Some("ban"))
+            .0
+            .attr("type"),
+        Some("result")
+    );
+    b.send(&format!(
+        "<presence to='{r}/bob'><x xmlns='{MUC}'><password>sesame</password></x></presence>"
+    ));
+    expect_error(&mut b, &format!("{r}/bob"), "forbidden");
+}
+
+#[test]
+fn muc_pm_01_02_03_04_private_messages() {
+    let s = Server::shared();
+    let r = room("pm");
+    let mut a = user(s, "pma");
+    let mut b = user(s, "pmb");
+    let mut o = user(s, "pmo");
+    create(&mut a, &r, "alice");
+    join(&mut b, &r, "bob", "");
+    a.send(&format!(
+        "<message type='chat' id='p1' to='{r}/bob'><body>psst</body></message>"
+    ));
+    let (m, _) = b.recv_until("pm", |e| e.attr("id") == Some("p1"));
+    assert_eq!(m.attr("from"), Some(format!("{r}/alice").as_str()));
+    assert_eq!(m.attr("to"), Some(b.full().as_str()));
+    assert_eq!(m.attr("type"), Some("chat"));
+    assert!(m.child("x", USER).is_some());
+    a.send(&format!(
+        "<message type='groupchat' id='p2' to='{r}/bob'><body>x</body></message>"
+    ));
+    expect_error(&mut a, "p2", "bad-request");
+    a.send(&format!(
+        "<message type='chat' id='p3' to='{r}/nobody'><body>x</body></message>"
+    ));
+    expect_error(&mut a, "p3", "item-not-found");
+    o.send(&format!(
+        "<message type='chat' id='p4' to='{r}/bob'><body>x</body></message>"
+    ));
+    expect_error(&mut o, "p4", "not-acceptable");
+}
+
+#[test]
+fn muc_nick_01_02_03_exit_01_05_nick_change_status_and_leaving() {
+    let s = Server::shared();
+    let r = room("nick");
+    let mut a = user(s, "nicka");
+    let mut b = user(s, "nickb");
+    create(&mut a, &r, "alice");
+    join(&mut b, &r, "bob", "");
+    a.recv_until("bob", |e| {
+        e.attr("from") == Some(format!("{r}/bob").as_str())
+    });
+    // MUC-NICK-02.
+    b.send(&format!("<presence to='{r}/alice'/>"));
+    expect_error(&mut b, &format!("{r}/alice"), "conflict");
+    // MUC-NICK-01.
+    b.send(&format!("<presence to='{r}/robert'/>"));
+    let (gone, _) = a.recv_until("303", |e| codes(e).contains(&"303".to_string()));
+    assert_eq!(gone.attr("from"), Some(format!("{r}/bob").as_str()));
+    assert_eq!(gone.attr("type"), Some("unavailable"));
+    assert_eq!(item(&gone).attr("nick"), Some("robert"));
+    let (back, _) = a.recv_until("robert", |e| {
+        e.attr("from") == Some(format!("{r}/robert").as_str())
+    });
+    assert_eq!(back.attr("type"), None);
+    let (own, _) = b.recv_until("own 303", |e| codes(e).contains(&"303".to_string()));
+    assert!(codes(&own).contains(&"110".to_string()));
+    // MUC-NICK-03: a status change.
+    b.send(&format!(
+        "<presence to='{r}/robert'><show>away</show><status>lunch</status></presence>"
+    ));
+    let (p, _) = a.recv_until("away", |e| e.child("show", "jabber:client").is_some());
+    assert_eq!(p.child("show", "jabber:client").unwrap().text(), "away");
+    assert_eq!(item(&p).attr("role"), Some("participant"));
+    // MUC-EXIT-01.
+    b.send(&format!(
+        "<presence to='{r}/robert' type='unavailable'><status>bye</status></presence>"
+    ));
+    let (own, _) = b.recv_until("self unavailable", |e| {
+        e.attr("type") == Some("unavailable")
+    });
+    assert!(codes(&own).contains(&"110".to_string()));
+    let (p, _) = a.recv_until("robert left", |e| e.attr("type") == Some("unavailable"));
+    assert_eq!(item(&p).attr("role"), Some("none"));
+    assert_eq!(item(&p).attr("affiliation"), Some("none"));
+    // MUC-EXIT-03: unavailable from a non-occupant is ignored.
+    b.send(&format!("<presence to='{r}/robert' type='unavailable'/>"));
+    a.expect_silence(quiet());
+    // MUC-EXIT-05: the last occupant leaves a temporary room: it is gone.
+    a.send(&format!("<presence to='{r}/alice' type='unavailable'/>"));
+    a.recv_until("self unavailable", |e| {
+        e.attr("type") == Some("unavailable")
+    });
+    a.send(&format!(
+        "<iq type='get' id='gone' to='{r}'><query xmlns='{DISCO_INFO}'/></iq>"
+    ));
+    expect_error(&mut a, "gone", "item-not-found");
+}
+
+#[test]
+fn muc_exit_02_disconnect_removes_the_occupant() {
+    let s = Server::shared();
+    let r = room("drop");
+    let mut a = user(s, "dropa");
+    let (u, p) = s.new_user("dropb");
+    let mut b = Client::login(s, &u, &p, None);
+    create(&mut a, &r, "alice");
+    join(&mut b, &r, "bob", "");
+    a.recv_until("bob", |e| {
+        e.attr("from") == Some(format!("{r}/bob").as_str())
+    });
+    b.drop_tcp();
+    let (p, _) = a.recv_until("bob gone", |e| {
+        e.attr("from") == Some(format!("{r}/bob").as_str()) && e.attr("type") == Some("unavailable")
+    });
+    assert_eq!(item(&p).attr("role"), Some("none"));
+}
+
+#[test]
+fn muc_hist_01_02_subj_01_02_03_history_and_subject() {
+    let s = Server::shared();
+    let r = room("hist");
+    let mut a = user(s, "hista");
+    let mut b = user(s, "histb");
+    create(&mut a, &r, "alice");
+    // MUC-SUBJ-02.
+    a.send(&format!(
+        "<message type='groupchat' id='s1' to='{r}'><subject>Topic one</subject></message>"
+    ));
+    a.recv_until("subject", |e| e.attr("id") == Some("s1"));
+    for i in 0..5 {
+        a.send(&format!(
+            "<message type='groupchat' id='h{i}' to='{r}'><body>line {i}</body></message>"
+        ));
+        a.recv_until("echo", |e| e.attr("id") == Some(format!("h{i}").as_str()));
+    }
+    // MUC-HIST-02: maxstanzas.
+    let got = join(&mut b, &r, "bob", "<history maxstanzas='2'/>");
+    let hist: Vec<&Element> = got
+        .iter()
+        .filter(|e| e.child("body", "jabber:client").is_some())
+        .collect();
+    assert_eq!(hist.len(), 2, "{got:?}");
+    assert_eq!(
+        hist[0].child("body", "jabber:client").unwrap().text(),
+        "line 3"
+    );
+    // MUC-HIST-01: from the occupant JID, with a delay from the room.
+    assert_eq!(hist[0].attr("from"), Some(format!("{r}/alice").as_str()));
+    let delay = hist[0].child("delay", "urn:xmpp:delay").expect("delay");
+    assert_eq!(delay.attr("from"), Some(r.as_str()));
+    // MUC-SUBJ-01: the subject last, from the setter, with a delay.
+    let subj = got.last().unwrap();
+    assert_eq!(
+        subj.child("subject", "jabber:client").unwrap().text(),
+        "Topic one"
+    );
+    assert_eq!(subj.attr("from"), Some(format!("{r}/alice").as_str()));
+    assert!(subj.child("delay", "urn:xmpp:delay").is_some());
+    // History after presence (MUC-JOIN-01).
+    let first_hist = got
+        .iter()
+        .position(|e| e.child("body", "jabber:client").is_some())
+        .unwrap();
+    let last_presence = got.iter().rposition(|e| e.name == "presence").unwrap();
+    assert!(last_presence < first_hist);
+    // MUC-SUBJ-03: a participant may not change it.
+    b.send(&format!(
+        "<message type='groupchat' id='s2' to='{r}'><subject>mine</subject></message>"
+    ));
+    expect_error(&mut b, "s2", "forbidden");
+    // maxchars='0' gives nothing.
+    let (u, p) = s.new_user("histc");
+    let mut c = Client::login(s, &u, &p, None);
+    let got = join(&mut c, &r, "carol", "<history maxchars='0'/>");
+    assert!(
+        got.iter()
+            .all(|e| e.child("body", "jabber:client").is_none()),
+        "{got:?}"
+    );
+    // seconds in the future of every message gives them all; since after them gives none.
+    let (u, p) = s.new_user("histd");
+    let mut d = Client::login(s, &u, &p, None);
+    let got = join(
+        &mut d,
+        &r,
+        "dave",
+        "<history since='2999-01-01T00:00:00Z'/>",
+    );
+    assert!(
+        got.iter()
+            .all(|e| e.child("body", "jabber:client").is_none()),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn muc_mod_02_08_aff_01_kick_and_ban() {
+    let s = Server::shared();
+    let r = room("kick");
+    let mut a = user(s, "kicka");
+    let mut b = user(s, "kickb");
+    let mut c = user(s, "kickc");
+    create(&mut a, &r, "alice");
+    join(&mut b, &r, "bob", "");
+    join(&mut c, &r, "carol", "");
+    // MUC-MOD-01: a participant may not kick.
+    b.send(&format!("<iq type='set' id='k0' to='{r}'><query xmlns='{ADMIN}'><item nick='carol' role='none'/></query></iq>"));
+    expect_error(&mut b, "k0", "forbidden");
+    // MUC-MOD-08.
+    a.send(&format!("<iq type='set' id='k1' to='{r}'><query xmlns='{ADMIN}'><item nick='bob' role='none' affiliation='none'/></query></iq>"));
+    expect_error(&mut a, "k1", "bad-request");
+    // MUC-MOD-02.
+    a.send(&format!("<iq type='set' id='k2' to='{r}'><query xmlns='{ADMIN}'><item nick='bob' role='none'><reason>spam</reason></item></query></iq>"));
+    let (res, _) = a.recv_until("k2", |e| e.attr("id") == Some("k2"));
+    assert_eq!(res.attr("type"), Some("result"));
+    let (p, _) = b.recv_until("kicked", |e| e.attr("type") == Some("unavailable"));
+    let cs = codes(&p);
+    assert!(
+        cs.contains(&"307".to_string()) && cs.contains(&"110".to_string()),
+        "{cs:?}"
+    );
+    assert_eq!(item(&p).child("reason", USER).unwrap().text(), "spam");
+    let (p, _) = c.recv_until("bob kicked", |e| e.attr("type") == Some("unavailable"));
+    assert!(codes(&p).contains(&"307".to_string()));
+    // MUC-AFF-01: ban carol.
+    a.send(&format!(
+        "<iq type='set' id='b1' to='{r}'><query xmlns='{ADMIN}'><item affiliation='outcast' jid='{}'/></query></iq>",
+        c.full()
+    ));
+    let (p, _) = c.recv_until("banned", |e| e.attr("type") == Some("unavailable"));
+    assert!(codes(&p).contains(&"301".to_string()));
+    let (res, _) = a.recv_until("b1", |e| e.attr("id") == Some("b1"));
+    assert_eq!(res.attr("type"), Some("result"));
+    // MUC-AFF-03: the outcast list holds carol's bare JID (MUC-AFF-08).
+    a.send(&format!("<iq type='get' id='l1' to='{r}'><query xmlns='{ADMIN}'><item affiliation='outcast'/></query></iq>"));
+    let (l, _) = a.recv_until("l1", |e| e.attr("id") == Some("l1"));
+    let jids: Vec<&str> = l
+        .child("query", ADMIN)
+        .unwrap()
+        .elements()
+        .filter_map(|i| i.attr("jid"))
+        .collect();
+    assert_eq!(jids, vec![c.bare().as_str()]);
+    // MUC-AFF-02: self-ban.
+    a.send(&format!(
+        "<iq type='set' id='b2' to='{r}'><query xmlns='{ADMIN}'><item affiliation='outcast' jid='{}'/></query></iq>",
+        a.bare()
+    ));
+    expect_error(&mut a, "b2", "conflict");
+}
+
+#[test]
+fn muc_own_03_04_06_10_configuration_and_destruction() {
+    let s = Server::shared();
+    let r = room("cfg");
+    let mut a = user(s, "cfga");
+    let mut b = user(s, "cfgb");
+    join(&mut a, &r, "alice", "");
+    // MUC-OWN-03: a reserved room gets the form first.
+    a.send(&format!(
+        "<iq type='get' id='f' to='{r}'><query xmlns='{OWNER}'/></iq>"
+    ));
+    let (f, _) = a.recv_until("form", |e| e.attr("id") == Some("f"));
+    let x = f
+        .child("query", OWNER)
+        .unwrap()
+        .child("x", "jabber:x:data")
+        .expect("form");
+    let vars: Vec<&str> = x.elements().filter_map(|e| e.attr("var")).collect();
+    for v in [
+        "muc#roomconfig_roomname",
+        "muc#roomconfig_persistentroom",
+        "muc#roomconfig_membersonly",
+    ] {
+        assert!(vars.contains(&v), "{vars:?}");
+    }
+    // MUC-OWN-04.
+    a.send(&format!(
+        "<iq type='set' id='bad' to='{r}'><query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'>\
+         <field var='muc#roomconfig_passwordprotectedroom'><value>1</value></field></x></query></iq>"
+    ));
+    expect_error(&mut a, "bad", "not-acceptable");
+    a.send(&format!(
+        "<iq type='set' id='ok' to='{r}'><query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'>\
+         <field var='muc#roomconfig_roomname'><value>The Room</value></field></x></query></iq>"
+    ));
+    assert_eq!(
+        a.recv_until("ok", |e| e.attr("id") == Some("ok"))
+            .0
+            .attr("type"),
+        Some("result")
+    );
+    join(&mut b, &r, "bob", "");
+    // MUC-OWN-06: not an owner.
+    b.send(&format!(
+        "<iq type='get' id='nf' to='{r}'><query xmlns='{OWNER}'/></iq>"
+    ));
+    expect_error(&mut b, "nf", "forbidden");
+    // MUC-DISCO-03.
+    b.send(&format!(
+        "<iq type='get' id='di' to='{r}'><query xmlns='{DISCO_INFO}'/></iq>"
+    ));
+    let (di, _) = b.recv_until("info", |e| e.attr("id") == Some("di"));
+    let q = di.child("query", DISCO_INFO).unwrap();
+    assert_eq!(
+        q.child("identity", DISCO_INFO).unwrap().attr("name"),
+        Some("The Room")
+    );
+    let feats: Vec<&str> = q.elements().filter_map(|e| e.attr("var")).collect();
+    for f in [
+        "muc_public",
+        "muc_temporary",
+        "muc_open",
+        "muc_unmoderated",
+        "muc_semianonymous",
+        "muc_unsecured",
+    ] {
+        assert!(feats.contains(&f), "{feats:?}");
+    }
+    // MUC-OWN-10: a non-owner may not destroy; the owner may.
+    b.send(&format!(
+        "<iq type='set' id='d0' to='{r}'><query xmlns='{OWNER}'><destroy/></query></iq>"
+    ));
+    expect_error(&mut b, "d0", "forbidden");
+    a.send(&format!(
+        "<iq type='set' id='d1' to='{r}'><query xmlns='{OWNER}'><destroy jid='other@{SERVICE}'><reason>moving</reason></destroy></query></iq>"
+    ));
+    let (p, _) = b.recv_until("destroyed", |e| e.attr("type") == Some("unavailable"));
+    let d = p
+        .child("x", USER)
+        .unwrap()
+        .child("destroy", USER)
+        .expect("destroy");
+    assert_eq!(d.attr("jid"), Some(format!("other@{SERVICE}").as_str()));
+    assert_eq!(d.child("reason", USER).unwrap().text(), "moving");
+    assert_eq!(
+        a.recv_until("d1", |e| e.attr("id") == Some("d1"))
+            .0
+            .attr("type"),
+        Some("result")
+    );
+    b.send(&format!(
+        "<iq type='get' id='di2' to='{r}'><query xmlns='{DISCO_INFO}'/></iq>"
+    ));
+    expect_error(&mut b, "di2", "item-not-found");
+}
+
+#[test]
+fn muc_selfping_01_and_disco_05_occupant_iqs() {
+    let s = Server::shared();
+    let r = room("ping");
+    let mut a = user(s, "pinga");
+    let mut o = user(s, "pingo");
+    create(&mut a, &r, "alice");
+    a.send(&format!(
+        "<iq type='get' id='sp' to='{r}/alice'><ping xmlns='urn:xmpp:ping'/></iq>"
+    ));
+    let (res, _) = a.recv_until("self-ping", |e| e.attr("id") == Some("sp"));
+    assert_eq!(res.attr("type"), Some("result"));
+    o.send(&format!(
+        "<iq type='get' id='op' to='{r}/alice'><ping xmlns='urn:xmpp:ping'/></iq>"
+    ));
+    expect_error(&mut o, "op", "not-acceptable");
+    o.send(&format!(
+        "<iq type='get' id='od' to='{r}/alice'><query xmlns='{DISCO_INFO}'/></iq>"
+    ));
+    expect_error(&mut o, "od", "bad-request");
+}
+
+#[test]
+fn muc_own_11_persistent_room_and_affiliations_survive_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (room_jid, member);
+    {
+        let s = Server::start_on(dir.path(), &[]);
+        let mut a = user(&s, "persa");
+        let (m, _) = s.new_user("persm");
+        member = format!("{m}@localhost");
+        room_jid = room("persist");
+        join(&mut a, &room_jid, "alice", "");
+        a.send(&format!(
+            "<iq type='set' id='p' to='{room_jid}'><query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'>\
+             <field var='muc#roomconfig_persistentroom'><value>1</value></field>\
+             <field var='muc#roomconfig_roomname'><value>Kept</value></field></x></query></iq>"
+        ));
+        assert_eq!(
+            a.recv_until("p", |e| e.attr("id") == Some("p"))
+                .0
+                .attr("type"),
+            Some("result")
+        );
+        a.send(&format!(
+            "<iq type='set' id='m' to='{room_jid}'><query xmlns='{ADMIN}'><item affiliation='member' jid='{member}'/></query></iq>"
+        ));
+        assert_eq!(
+            a.recv_until("m", |e| e.attr("id") == Some("m"))
+                .0
+                .attr("type"),
+            Some("result")
+        );
+        // Acknowledged: a kill -9 now must not lose it.
+        s.signal_and_wait(9);
+    }
+    let s = Server::start_on(dir.path(), &[]);
+    let mut c = user(&s, "persc");
+    c.send(&format!(
+        "<iq type='get' id='i' to='{room_jid}'><query xmlns='{DISCO_INFO}'/></iq>"
+    ));
+    let (di, _) = c.recv_until("info", |e| e.attr("id") == Some("i"));
+    let q = di.child("query", DISCO_INFO).expect("room info");
+    assert_eq!(
+        q.child("identity", DISCO_INFO).unwrap().attr("name"),
+        Some("Kept")
+    );
+    c.send(&format!(
+        "<iq type='get' id='it' to='{SERVICE}'><query xmlns='{DISCO_ITEMS}'/></iq>"
+    ));
+    let (items, _) = c.recv_until("items", |e| e.attr("id") == Some("it"));
+    let jids: Vec<&str> = items
+        .child("query", DISCO_ITEMS)
+        .unwrap()
+        .elements()
+        .filter_map(|i| i.attr("jid"))
+        .collect();
+    assert!(jids.contains(&room_jid.as_str()), "{jids:?}");
+    // The member list survived; a non-owner may not read it by default? Members may (getmemberlist).
+    let got = join(&mut c, &room_jid, "carol", "");
+    let me = got.iter().rev().find(|e| e.name == "presence").unwrap();
+    assert_eq!(item(me).attr("affiliation"), Some("none"));
+    c.send(&format!("<iq type='get' id='ml' to='{room_jid}'><query xmlns='{ADMIN}'><item affiliation='member'/></query></iq>"));
+    let (ml, _) = c.recv_until("member list", |e| e.attr("id") == Some("ml"));
+    let jids: Vec<&str> = ml
+        .child("query", ADMIN)
+        .map(|q| q.elements().filter_map(|i| i.attr("jid")).collect())
+        .unwrap_or_default();
+    assert_eq!(jids, vec![member.as_str()], "{ml:?}");
+}
