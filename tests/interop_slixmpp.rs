@@ -167,3 +167,18 @@ fn interop_debian_slixmpp_xep0016_lists_active_default_remove() {
     let stdout = run(Slixmpp::Debian, "privacy.py", "default");
     assert_tls_unique_fallback(&stdout);
 }
+
+/// XEP-0045 with slixmpp's xep_0045 plugin: a room created by joining (201), configured
+/// through the plugin's get/set of the owner form (name, persistence; read back, in
+/// disco#info and the service's items), a second occupant, groupchat both ways, a private
+/// message through the occupant JID, a kick with set_role (307), and leaving.
+#[test]
+fn interop_slixmpp_xep0045_muc_create_configure_groupchat_pm_kick() {
+    run(Slixmpp::Pypi, "muc.py", "SCRAM-SHA-256");
+}
+
+#[test]
+fn interop_debian_slixmpp_xep0045_muc_create_configure_groupchat_pm_kick() {
+    let stdout = run(Slixmpp::Debian, "muc.py", "default");
+    assert_tls_unique_fallback(&stdout);
+}
