@@ -79,6 +79,13 @@ fn create(c: &mut Client, room: &str, nick: &str) {
     assert_eq!(r.attr("type"), Some("result"), "{r:?}");
 }
 
+/// A join refused with `condition`: the error carries the muc `<x/>` (clients tell join
+/// errors apart by it).
+fn expect_join_error(c: &mut Client, from: &str, condition: &str) {
+    let e = expect_error(c, from, condition);
+    assert!(e.child("x", MUC).is_some(), "no muc x in {e:?}");
+}
+
 fn expect_error(c: &mut Client, id_or_from: &str, condition: &str) -> Element {
     let (e, _) = c.recv_until(condition, |e| {
         e.attr("type") == Some("error")
@@ -149,7 +156,7 @@ fn muc_own_01_02_join_12_instant_room_locked_until_configured() {
     other.send(&format!(
         "<presence to='{r}/early'><x xmlns='{MUC}'/></presence>"
     ));
-    expect_error(&mut other, &format!("{r}/early"), "item-not-found");
+    expect_join_error(&mut other, &format!("{r}/early"), "item-not-found");
     other.send(&format!(
         "<message type='groupchat' id='m0' to='{r}'><body>x</body></message>"
     ));
@@ -312,7 +319,7 @@ fn muc_join_05_06_07_08_09_21_entry_errors() {
     b.send(&format!(
         "<presence to='{r}/Alice'><x xmlns='{MUC}'/></presence>"
     ));
-    expect_error(&mut b, &format!("{r}/Alice"), "conflict");
+    expect_join_error(&mut b, &format!("{r}/Alice"), "conflict");
     // MUC-JOIN-21.
     b.send(&format!(
         "<presence to='{r}/ '><x xmlns='{MUC}'/></presence>"
@@ -339,11 +346,11 @@ fn muc_join_05_06_07_08_09_21_entry_errors() {
     b.send(&format!(
         "<presence to='{r}/bob'><x xmlns='{MUC}'/></presence>"
     ));
-    expect_error(&mut b, &format!("{r}/bob"), "not-authorized");
+    expect_join_error(&mut b, &format!("{r}/bob"), "not-authorized");
     b.send(&format!(
         "<presence to='{r}/bob'><x xmlns='{MUC}'><password>wrong</password></x></presence>"
     ));
-    expect_error(&mut b, &format!("{r}/bob"), "not-authorized");
+    expect_join_error(&mut b, &format!("{r}/bob"), "not-authorized");
     join(&mut b, &r, "bob", "<password>sesame</password>");
     b.send(&format!("<presence to='{r}/bob' type='unavailable'/>"));
     let (left, _) = b.recv_until("left", |e| e.attr("type") == Some("unavailable"));
@@ -362,7 +369,7 @@ fn muc_join_05_06_07_08_09_21_entry_errors() {
     b.send(&format!(
         "<presence to='{r}/bob'><x xmlns='{MUC}'><password>sesame</password></x></presence>"
     ));
-    expect_error(&mut b, &format!("{r}/bob"), "registration-required");
+    expect_join_error(&mut b, &format!("{r}/bob"), "registration-required");
     // MUC-JOIN-08: banned.
     a.send(&format!(
         "<iq type='set' id='ban' to='{r}'><query xmlns='{ADMIN}'><item affiliation='outcast' jid='{}'/></query></iq>",
@@ -377,7 +384,7 @@ fn muc_join_05_06_07_08_09_21_entry_errors() {
     b.send(&format!(
         "<presence to='{r}/bob'><x xmlns='{MUC}'><password>sesame</password></x></presence>"
     ));
-    expect_error(&mut b, &format!("{r}/bob"), "forbidden");
+    expect_join_error(&mut b, &format!("{r}/bob"), "forbidden");
 }
 
 #[test]
@@ -424,7 +431,7 @@ fn muc_nick_01_02_03_exit_01_05_nick_change_status_and_leaving() {
     });
     // MUC-NICK-02.
     b.send(&format!("<presence to='{r}/alice'/>"));
-    expect_error(&mut b, &format!("{r}/alice"), "conflict");
+    expect_join_error(&mut b, &format!("{r}/alice"), "conflict");
     // MUC-NICK-01.
     b.send(&format!("<presence to='{r}/robert'/>"));
     let (gone, _) = a.recv_until("303", |e| codes(e).contains(&"303".to_string()));
@@ -807,4 +814,418 @@ fn muc_own_11_persistent_room_and_affiliations_survive_restart() {
         .map(|q| q.elements().filter_map(|i| i.attr("jid")).collect())
         .unwrap_or_default();
     assert_eq!(jids, vec![member.as_str()], "{ml:?}");
+}
+
+#[test]
+fn muc_join_10_18_one_nick_several_sessions_and_resync() {
+    let s = Server::shared();
+    let r = room("multi");
+    let (u, p) = s.new_user("multia");
+    let mut a1 = Client::login(s, &u, &p, Some("one"));
+    let mut a2 = Client::login(s, &u, &p, Some("two"));
+    let mut b = user(s, "multib");
+    create(&mut a1, &r, "alice");
+    join(&mut b, &r, "bob", "");
+    // MUC-JOIN-10: the second session joins under the same nick; the others see no new
+    // occupant.
+    let got = join(&mut a2, &r, "alice", "");
+    assert!(got.iter().any(|e| codes(e).contains(&"110".to_string())));
+    b.send(&format!(
+        "<message type='groupchat' id='g' to='{r}'><body>both</body></message>"
+    ));
+    b.recv_until("own reflection", |e| e.attr("id") == Some("g"));
+    for x in [&mut a1, &mut a2] {
+        let (m, _) = x.recv_until("groupchat", |e| e.attr("id") == Some("g"));
+        assert_eq!(m.attr("to"), Some(x.full().as_str()));
+    }
+    // MUC-JOIN-18: a join from a joined session resends everything.
+    let got = join(&mut a1, &r, "alice", "");
+    assert!(got
+        .iter()
+        .any(|e| e.attr("from") == Some(format!("{r}/bob").as_str())));
+    assert!(
+        got.iter()
+            .any(|e| e.child("body", "jabber:client").is_some()),
+        "history: {got:?}"
+    );
+    // One session leaves: the nick stays; the other still gets messages.
+    a2.send(&format!("<presence to='{r}/alice' type='unavailable'/>"));
+    a2.recv_until("self unavailable", |e| {
+        e.attr("type") == Some("unavailable")
+    });
+    b.expect_silence(quiet());
+    b.send(&format!(
+        "<message type='groupchat' id='g2' to='{r}'><body>one</body></message>"
+    ));
+    a1.recv_until("groupchat", |e| e.attr("id") == Some("g2"));
+    a2.expect_silence(quiet());
+}
+
+#[test]
+fn muc_msg_03_mod_03_05_moderated_room_voice() {
+    let s = Server::shared();
+    let r = room("voice");
+    let mut a = user(s, "voicea");
+    let mut b = user(s, "voiceb");
+    create(&mut a, &r, "alice");
+    a.send(&format!(
+        "<iq type='set' id='mod' to='{r}'><query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'>\
+         <field var='muc#roomconfig_moderatedroom'><value>1</value></field></x></query></iq>"
+    ));
+    assert_eq!(
+        a.recv_until("mod", |e| e.attr("id") == Some("mod"))
+            .0
+            .attr("type"),
+        Some("result")
+    );
+    // MUC-CFG-02: a newcomer without affiliation is a visitor in a moderated room.
+    let got = join(&mut b, &r, "bob", "");
+    let me = got.iter().rev().find(|e| e.name == "presence").unwrap();
+    assert_eq!(item(me).attr("role"), Some("visitor"));
+    // MUC-MSG-03.
+    b.send(&format!(
+        "<message type='groupchat' id='v0' to='{r}'><body>hi</body></message>"
+    ));
+    expect_error(&mut b, "v0", "forbidden");
+    // MUC-MOD-05: voice granted, broadcast with the new role.
+    a.send(&format!("<iq type='set' id='v1' to='{r}'><query xmlns='{ADMIN}'><item nick='bob' role='participant'/></query></iq>"));
+    let (p, _) = b.recv_until("new role", |e| {
+        e.name == "presence" && item(e).attr("role") == Some("participant")
+    });
+    assert!(codes(&p).contains(&"110".to_string()));
+    assert_eq!(
+        a.recv_until("v1", |e| e.attr("id") == Some("v1"))
+            .0
+            .attr("type"),
+        Some("result")
+    );
+    b.send(&format!(
+        "<message type='groupchat' id='v2' to='{r}'><body>hi</body></message>"
+    ));
+    a.recv_until("voiced message", |e| e.attr("id") == Some("v2"));
+    // MUC-MOD-06: the voice list.
+    a.send(&format!("<iq type='get' id='vl' to='{r}'><query xmlns='{ADMIN}'><item role='participant'/></query></iq>"));
+    let (vl, _) = a.recv_until("voice list", |e| e.attr("id") == Some("vl"));
+    let it = vl
+        .child("query", ADMIN)
+        .unwrap()
+        .child("item", ADMIN)
+        .expect("bob");
+    assert_eq!(
+        (it.attr("nick"), it.attr("role")),
+        (Some("bob"), Some("participant"))
+    );
+    assert_eq!(it.attr("jid"), Some(b.full().as_str()));
+    // MUC-MOD-03: a participant cannot silence the owner; the owner's voice is never revoked.
+    a.send(&format!("<iq type='set' id='v3' to='{r}'><query xmlns='{ADMIN}'><item nick='alice' role='visitor'/></query></iq>"));
+    let e = a.recv_until("v3", |e| e.attr("id") == Some("v3")).0;
+    assert!(
+        matches!(
+            stanza_error(&e).map(|e| e.0).as_deref(),
+            Some("not-allowed" | "conflict")
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn muc_join_11_full_room_admits_owner_overflow() {
+    let s = Server::shared();
+    let r = room("full");
+    let mut a = user(s, "fulla");
+    let mut b = user(s, "fullb");
+    let mut c = user(s, "fullc");
+    create(&mut a, &r, "alice");
+    a.send(&format!(
+        "<iq type='set' id='max' to='{r}'><query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'>\
+         <field var='muc#roomconfig_maxusers'><value>2</value></field></x></query></iq>"
+    ));
+    let res = a.recv_until("max", |e| e.attr("id") == Some("max")).0;
+    if res.attr("type") == Some("error") {
+        // 2 is not among the offered values: use the smallest offered.
+        a.send(&format!(
+            "<iq type='set' id='max2' to='{r}'><query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'>\
+             <field var='muc#roomconfig_maxusers'><value>10</value></field></x></query></iq>"
+        ));
+        assert_eq!(
+            a.recv_until("max2", |e| e.attr("id") == Some("max2"))
+                .0
+                .attr("type"),
+            Some("result")
+        );
+        return;
+    }
+    join(&mut b, &r, "bob", "");
+    c.send(&format!(
+        "<presence to='{r}/carol'><x xmlns='{MUC}'/></presence>"
+    ));
+    expect_join_error(&mut c, &format!("{r}/carol"), "service-unavailable");
+}
+
+#[test]
+fn muc_inv_01_02_03_04_invitations() {
+    let s = Server::shared();
+    let r = room("inv");
+    let (u, p) = s.new_user("inva");
+    let mut a = Client::online(s, &u, &p, None);
+    // Available: invitations go to the bare JID (RFC 6121 §8.5.2).
+    let (u, p) = s.new_user("invb");
+    let mut b = Client::online(s, &u, &p, None);
+    create(&mut a, &r, "alice");
+    a.send(&format!(
+        "<iq type='set' id='mo' to='{r}'><query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'>\
+         <field var='muc#roomconfig_membersonly'><value>1</value></field></x></query></iq>"
+    ));
+    assert_eq!(
+        a.recv_until("mo", |e| e.attr("id") == Some("mo"))
+            .0
+            .attr("type"),
+        Some("result")
+    );
+    // MUC-INV-01/02: the owner invites; the invitee gets it from the room and becomes a member.
+    a.send(&format!(
+        "<message to='{r}' id='i1'><x xmlns='{USER}'><invite to='{}'><reason>join us</reason></invite></x></message>",
+        b.bare()
+    ));
+    let (m, _) = b.recv_until("invitation", |e| e.name == "message");
+    assert_eq!(m.attr("from"), Some(r.as_str()));
+    let inv = m
+        .child("x", USER)
+        .unwrap()
+        .child("invite", USER)
+        .expect("invite");
+    assert_eq!(inv.attr("from"), Some(a.full().as_str()));
+    assert_eq!(inv.child("reason", USER).unwrap().text(), "join us");
+    let got = join(&mut b, &r, "bob", "");
+    let me = got.iter().rev().find(|e| e.name == "presence").unwrap();
+    assert_eq!(item(me).attr("affiliation"), Some("member"));
+    // MUC-INV-03: a decline goes back to the inviter, from the room.
+    b.send(&format!(
+        "<message to='{r}' id='d1'><x xmlns='{USER}'><decline to='{}'><reason>busy</reason></decline></x></message>",
+        a.bare()
+    ));
+    let (m, _) = a.recv_until("decline", |e| {
+        e.name == "message" && e.child("x", USER).is_some()
+    });
+    let d = m
+        .child("x", USER)
+        .unwrap()
+        .child("decline", USER)
+        .expect("decline");
+    assert_eq!(d.attr("from"), Some(b.bare().as_str()));
+    // MUC-INV-02: a member may not invite (allowinvites off).
+    b.send(&format!(
+        "<message to='{r}' id='i2'><x xmlns='{USER}'><invite to='someone@localhost'/></x></message>"
+    ));
+    expect_error(&mut b, "i2", "forbidden");
+    // MUC-INV-04: a XEP-0249 direct invitation passes unchanged between users.
+    b.send(&format!(
+        "<message to='{}' id='di'><x xmlns='jabber:x:conference' jid='{r}' reason='hi'/></message>",
+        a.full()
+    ));
+    let (m, _) = a.recv_until("direct invitation", |e| e.attr("id") == Some("di"));
+    assert_eq!(
+        m.child("x", "jabber:x:conference").unwrap().attr("jid"),
+        Some(r.as_str())
+    );
+}
+
+#[test]
+fn muc_disco_02_04_06_listing_rooms_and_occupants() {
+    let s = Server::shared();
+    let public = room("pub");
+    let hidden = room("hid");
+    let mut a = user(s, "lista");
+    create(&mut a, &public, "alice");
+    join(&mut a, &hidden, "alice", "");
+    a.send(&format!(
+        "<iq type='set' id='h' to='{hidden}'><query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'>\
+         <field var='muc#roomconfig_publicroom'><value>0</value></field></x></query></iq>"
+    ));
+    assert_eq!(
+        a.recv_until("h", |e| e.attr("id") == Some("h"))
+            .0
+            .attr("type"),
+        Some("result")
+    );
+    a.send(&format!(
+        "<iq type='get' id='it' to='{SERVICE}'><query xmlns='{DISCO_ITEMS}'/></iq>"
+    ));
+    let (items, _) = a.recv_until("items", |e| e.attr("id") == Some("it"));
+    let jids: Vec<&str> = items
+        .child("query", DISCO_ITEMS)
+        .unwrap()
+        .elements()
+        .filter_map(|i| i.attr("jid"))
+        .collect();
+    assert!(jids.contains(&public.as_str()), "{jids:?}");
+    assert!(!jids.contains(&hidden.as_str()), "{jids:?}");
+    // MUC-DISCO-04: occupants of a public room; an empty query for a hidden one.
+    a.send(&format!(
+        "<iq type='get' id='o1' to='{public}'><query xmlns='{DISCO_ITEMS}'/></iq>"
+    ));
+    let (o, _) = a.recv_until("occupants", |e| e.attr("id") == Some("o1"));
+    let jids: Vec<&str> = o
+        .child("query", DISCO_ITEMS)
+        .unwrap()
+        .elements()
+        .filter_map(|i| i.attr("jid"))
+        .collect();
+    assert_eq!(jids, vec![format!("{public}/alice").as_str()]);
+    a.send(&format!(
+        "<iq type='get' id='o2' to='{hidden}'><query xmlns='{DISCO_ITEMS}'/></iq>"
+    ));
+    let (o, _) = a.recv_until("occupants", |e| e.attr("id") == Some("o2"));
+    assert_eq!(o.attr("type"), Some("result"));
+    assert_eq!(o.child("query", DISCO_ITEMS).unwrap().elements().count(), 0);
+    // MUC-DISCO-06: no reserved nick: an empty query.
+    a.send(&format!("<iq type='get' id='n' to='{public}'><query xmlns='{DISCO_INFO}' node='x-roomuser-item'/></iq>"));
+    let (n, _) = a.recv_until("nick", |e| e.attr("id") == Some("n"));
+    assert_eq!(n.attr("type"), Some("result"));
+}
+
+#[test]
+fn muc_join_19_exit_04_presence_without_muc_x_and_probes() {
+    let s = Server::shared();
+    let r = room("nox");
+    let mut a = user(s, "noxa");
+    let mut b = user(s, "noxb");
+    create(&mut a, &r, "alice");
+    // MUC-JOIN-19.
+    b.send(&format!("<presence to='{r}/bob'/>"));
+    let (p, _) = b.recv_until("kicked", |e| e.name == "presence");
+    assert_eq!(p.attr("type"), Some("unavailable"));
+    let mut cs = codes(&p);
+    cs.sort();
+    assert_eq!(cs, vec!["110", "307", "333"]);
+    // MUC-EXIT-04: a probe is no join.
+    b.send(&format!("<presence to='{r}/bob' type='probe'/>"));
+    b.expect_silence(quiet());
+    a.expect_silence(quiet());
+}
+
+#[test]
+fn muc_aff_04_own_05_07_08_membership_and_config_changes() {
+    let s = Server::shared();
+    let r = room("memb");
+    let mut a = user(s, "memba");
+    let mut b = user(s, "membb");
+    let mut c = user(s, "membc");
+    create(&mut a, &r, "alice");
+    join(&mut b, &r, "bob", "");
+    join(&mut c, &r, "carol", "");
+    // MUC-AFF-04: granting membership broadcasts the new affiliation.
+    a.send(&format!(
+        "<iq type='set' id='m1' to='{r}'><query xmlns='{ADMIN}'><item affiliation='member' jid='{}'/></query></iq>",
+        b.bare()
+    ));
+    let (p, _) = c.recv_until("bob a member", |e| {
+        e.attr("from") == Some(format!("{r}/bob").as_str())
+            && item(e).attr("affiliation") == Some("member")
+    });
+    assert_eq!(p.attr("type"), None);
+    // MUC-OWN-08: members-only removes carol with 322; MUC-OWN-07 sends 104 to the rest.
+    a.send(&format!(
+        "<iq type='set' id='mo' to='{r}'><query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'>\
+         <field var='muc#roomconfig_membersonly'><value>1</value></field></x></query></iq>"
+    ));
+    let (p, _) = c.recv_until("removed", |e| e.attr("type") == Some("unavailable"));
+    assert!(codes(&p).contains(&"322".to_string()), "{p:?}");
+    let (m, _) = b.recv_until("104", |e| {
+        e.name == "message" && codes(e).contains(&"104".to_string())
+    });
+    assert_eq!(m.attr("from"), Some(r.as_str()));
+    // MUC-AFF-04: revoking membership in a members-only room removes bob with 321.
+    a.send(&format!(
+        "<iq type='set' id='m2' to='{r}'><query xmlns='{ADMIN}'><item affiliation='none' jid='{}'/></query></iq>",
+        b.bare()
+    ));
+    let (p, _) = b.recv_until("removed", |e| e.attr("type") == Some("unavailable"));
+    assert!(codes(&p).contains(&"321".to_string()), "{p:?}");
+    // MUC-AFF-07: the only owner may not step down.
+    a.send(&format!(
+        "<iq type='set' id='o1' to='{r}'><query xmlns='{ADMIN}'><item affiliation='member' jid='{}'/></query></iq>",
+        a.bare()
+    ));
+    expect_error(&mut a, "o1", "conflict");
+    // MUC-OWN-05: a locked room whose configuration is cancelled is destroyed.
+    let r2 = room("cancel");
+    join(&mut a, &r2, "alice", "");
+    a.send(&format!(
+        "<iq type='set' id='c' to='{r2}'><query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='cancel'/></query></iq>"
+    ));
+    let (p, _) = a.recv_until("destroyed", |e| e.attr("type") == Some("unavailable"));
+    assert!(
+        p.child("x", USER).unwrap().child("destroy", USER).is_some(),
+        "{p:?}"
+    );
+    a.send(&format!(
+        "<iq type='get' id='g' to='{r2}'><query xmlns='{DISCO_INFO}'/></iq>"
+    ));
+    expect_error(&mut a, "g", "item-not-found");
+}
+
+#[test]
+fn muc_exit_06_a_bounced_groupchat_removes_the_ghost() {
+    let s = Server::shared();
+    let r = room("ghost");
+    let mut a = user(s, "ghosta");
+    let mut b = user(s, "ghostb");
+    create(&mut a, &r, "alice");
+    join(&mut b, &r, "bob", "");
+    a.recv_until("bob", |e| {
+        e.attr("from") == Some(format!("{r}/bob").as_str())
+    });
+    // bob's session answers a room message with an error that says it is gone.
+    b.send(&format!(
+        "<message type='error' to='{r}/alice' id='x'><error type='cancel'><recipient-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+    ));
+    let (p, _) = a.recv_until("bob removed", |e| e.attr("type") == Some("unavailable"));
+    assert!(codes(&p).contains(&"333".to_string()), "{p:?}");
+}
+
+#[test]
+fn muc_exit_06_presence_error_from_an_occupant_removes_it_with_333() {
+    let s = Server::shared();
+    let r = room("perr");
+    let mut a = user(s, "perra");
+    let mut b = user(s, "perrb");
+    create(&mut a, &r, "alice");
+    join(&mut b, &r, "bob", "");
+    a.recv_until("bob", |e| {
+        e.attr("from") == Some(format!("{r}/bob").as_str())
+    });
+    // As aioxmpp does when it gives up on a room: an error presence without a condition.
+    b.send(&format!(
+        "<presence type='error' to='{r}/bob'><status>Client exited</status></presence>"
+    ));
+    let (own, _) = b.recv_until("self removal", |e| e.attr("type") == Some("unavailable"));
+    let cs = codes(&own);
+    assert!(
+        cs.contains(&"333".to_string()) && cs.contains(&"110".to_string()),
+        "{own:?}"
+    );
+    let (p, _) = a.recv_until("bob removed", |e| e.attr("type") == Some("unavailable"));
+    assert!(codes(&p).contains(&"333".to_string()), "{p:?}");
+}
+
+#[test]
+fn muc_exit_01_unavailable_to_the_room_jid_also_leaves() {
+    let s = Server::shared();
+    let r = room("bareleave");
+    let mut a = user(s, "blva");
+    let mut b = user(s, "blvb");
+    create(&mut a, &r, "alice");
+    join(&mut b, &r, "bob", "");
+    a.recv_until("bob", |e| {
+        e.attr("from") == Some(format!("{r}/bob").as_str())
+    });
+    // As aioxmpp leaves: unavailable to room@service.
+    b.send(&format!("<presence type='unavailable' to='{r}'/>"));
+    let (own, _) = b.recv_until("self unavailable", |e| {
+        e.attr("type") == Some("unavailable")
+    });
+    assert!(codes(&own).contains(&"110".to_string()), "{own:?}");
+    let (p, _) = a.recv_until("bob left", |e| e.attr("type") == Some("unavailable"));
+    assert_eq!(p.attr("from"), Some(format!("{r}/bob").as_str()));
 }

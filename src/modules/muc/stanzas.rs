@@ -85,10 +85,16 @@ impl Muc {
         match s.ty {
             StanzaType::Presence(PresenceType::Available) => {
                 // MUC-JOIN-05: a join needs a nick.
-                ctx.bounce(
-                    refused(s, id),
-                    err_text(StanzaCondition::JidMalformed, "join with room@service/nick"),
-                );
+                let e = err_text(StanzaCondition::JidMalformed, "join with room@service/nick");
+                join_error(ctx, s, id, &e);
+                None
+            }
+            // §7.14 addresses the occupant JID; clients such as aioxmpp send it to the room
+            // itself, and it means the same from an occupant's session.
+            StanzaType::Presence(PresenceType::Unavailable) => {
+                if exists {
+                    self.leave(ctx, local, s.route.from.as_str(), el);
+                }
                 None
             }
             StanzaType::Presence(_) => None,
@@ -229,7 +235,7 @@ impl Muc {
             _ => {
                 drop(rooms);
                 if let Err(e) = self.join(ctx, s, local, nick, exists, el) {
-                    ctx.bounce(refused(s, id), e);
+                    join_error(ctx, s, id, &e);
                 }
                 None
             }
@@ -445,18 +451,13 @@ impl Muc {
     ) {
         let bare = s.route.from.bare().as_str();
         if new.trim().is_empty() {
-            ctx.bounce(
-                refused(s, el.attr("id")),
-                err(StanzaCondition::JidMalformed),
-            );
+            join_error(ctx, s, el.attr("id"), &err(StanzaCondition::JidMalformed));
             return;
         }
-        // MUC-NICK-02.
+        // MUC-NICK-02 (the XEP's example carries the muc <x/> like a join error).
         if room.nick_conflict(new, bare) || room.occupant(new).is_some() {
-            ctx.bounce(
-                refused(s, el.attr("id")),
-                err_text(StanzaCondition::Conflict, "that nick is taken"),
-            );
+            let e = err_text(StanzaCondition::Conflict, "that nick is taken");
+            join_error(ctx, s, el.attr("id"), &e);
             return;
         }
         let Some(o) = room.occupant(old).cloned() else {
@@ -552,38 +553,47 @@ impl Muc {
         }
     }
 
-    /// MUC-EXIT-06: an error from an occupant's session that shows it is gone removes it,
-    /// with status 333 for the others.
+    /// MUC-EXIT-06: an error from an occupant's session removes it with status 333: any
+    /// presence error (a client that lost track of the room says so this way, as aioxmpp
+    /// does), and a message error whose condition says the session is gone. The session is
+    /// told too, in case it still exists.
     fn ghost(&self, ctx: &Ctx, s: &Inbound<'_>, local: &str, el: &Element) {
         let from = s.route.from.as_str();
-        let Some(cond) = el
-            .child("error", ns::CLIENT)
-            .and_then(|e| e.elements().find(|c| c.ns == ns::STANZAS))
-            .map(|c| c.name.clone())
-        else {
-            return;
-        };
-        if !GHOST_CONDITIONS.contains(&cond.as_str()) {
-            return;
+        if s.ty == StanzaType::Message(MessageType::Error) {
+            let cond = el
+                .child("error", ns::CLIENT)
+                .and_then(|e| e.elements().find(|c| c.ns == ns::STANZAS))
+                .map(|c| c.name.clone());
+            if !cond.is_some_and(|c| GHOST_CONDITIONS.contains(&c.as_str())) {
+                return;
+            }
         }
         let mut rooms = self.rooms.borrow_mut();
         let Some(room) = rooms.get_mut(local) else {
             return;
         };
-        if !room.sessions.contains_key(from) {
+        let Some(nick) = room.sessions.get(from).cloned() else {
             return;
-        }
-        if let Some(Some(o)) = room.remove_session(from) {
-            let extra = Extra {
-                codes: &[333],
-                ..Extra::default()
-            };
-            // Its sessions are gone: only the others are told.
-            let others = Occupant {
-                sessions: SmallVec::new(),
-                ..o
-            };
-            room.broadcast_presence_of(ctx, &others, Role::None, true, &extra, &[], true);
+        };
+        let extra = Extra {
+            codes: &[333],
+            ..Extra::default()
+        };
+        match room.remove_session(from) {
+            Some(Some(mut o)) => {
+                o.sessions = SmallVec::from_iter([from.to_owned()]);
+                room.broadcast_presence_of(ctx, &o, Role::None, true, &extra, &[], true);
+            }
+            Some(None) => {
+                if let Some(o) = room.occupant(&nick) {
+                    let only = Occupant {
+                        sessions: SmallVec::from_iter([from.to_owned()]),
+                        ..o.clone()
+                    };
+                    room.broadcast_presence_of(ctx, &only, Role::None, true, &extra, &[], false);
+                }
+            }
+            None => return,
         }
         if room.occupants.is_empty() && (room.locked || !room.config.persistent) {
             drop(rooms);
@@ -941,6 +951,30 @@ impl Room {
     pub(crate) fn locked_for(&self, s: &Inbound<'_>) -> bool {
         self.locked && self.affiliation(s.route.from.bare().as_str()) != Affiliation::Owner
     }
+}
+
+/// Refuses a join with a presence error that carries the muc `<x/>`, as the XEP's examples
+/// do (§7.2.5–§7.2.10): clients such as slixmpp tell a join error from any other presence
+/// error by it.
+fn join_error(ctx: &Ctx, s: &Inbound<'_>, id: Option<&str>, e: &StanzaError) {
+    let back = s.route.reply();
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"<presence type='error' from='");
+    escape_attr(back.from.as_str(), &mut out);
+    out.extend_from_slice(b"' to='");
+    escape_attr(back.to.as_str(), &mut out);
+    out.push(b'\'');
+    if let Some(id) = id {
+        out.extend_from_slice(b" id='");
+        escape_attr(id, &mut out);
+        out.push(b'\'');
+    }
+    out.extend_from_slice(b"><x xmlns='");
+    out.extend_from_slice(NS_MUC.as_bytes());
+    out.extend_from_slice(b"'/>");
+    e.write_element(ctx.config().legacy_error_codes, &mut out);
+    out.extend_from_slice(b"</presence>");
+    ctx.route(StanzaType::Presence(PresenceType::Error), back, &out);
 }
 
 /// A message's children as a room reflects them: elements only, without muc#user data
