@@ -243,9 +243,17 @@ impl Service for Muc {
             return self.to_service(ctx, s);
         };
         let stanza = self.parse(ctx, s)?;
+        // A stored room is loaded on its first stanza after a start.
+        let exists = match self.load(ctx, local) {
+            Ok(e) => e,
+            Err(e) => {
+                ctx.bounce(refused(s, stanza.attr("id")), e);
+                return None;
+            }
+        };
         match to.resource() {
-            None => self.to_room(ctx, s, local, &stanza),
-            Some(nick) => self.to_occupant(ctx, s, local, nick, &stanza),
+            None => self.to_room(ctx, s, local, exists, &stanza),
+            Some(nick) => self.to_occupant(ctx, s, local, nick, exists, &stanza),
         }
     }
 }

@@ -72,16 +72,10 @@ impl Muc {
         ctx: &Ctx,
         s: &Inbound<'_>,
         local: &str,
+        exists: bool,
         el: &Element,
     ) -> Option<Pending> {
         let id = el.attr("id");
-        let exists = match self.load(ctx, local) {
-            Ok(e) => e,
-            Err(e) => {
-                ctx.bounce(refused(s, id), e);
-                return None;
-            }
-        };
         match s.ty {
             StanzaType::Presence(PresenceType::Available) => {
                 // MUC-JOIN-05: a join needs a nick.
@@ -128,16 +122,9 @@ impl Muc {
         s: &Inbound<'_>,
         local: &str,
         nick: &str,
+        exists: bool,
         el: &Element,
     ) -> Option<Pending> {
-        let id = el.attr("id");
-        let exists = match self.load(ctx, local) {
-            Ok(e) => e,
-            Err(e) => {
-                ctx.bounce(refused(s, id), e);
-                return None;
-            }
-        };
         match s.ty {
             StanzaType::Presence(PresenceType::Available) => {
                 self.presence_available(ctx, s, local, nick, exists, el)
