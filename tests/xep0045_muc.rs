@@ -1229,3 +1229,14 @@ fn muc_exit_01_unavailable_to_the_room_jid_also_leaves() {
     let (p, _) = a.recv_until("bob left", |e| e.attr("type") == Some("unavailable"));
     assert_eq!(p.attr("from"), Some(format!("{r}/bob").as_str()));
 }
+
+#[test]
+fn muc_own_01_a_room_name_too_long_to_store_is_refused() {
+    let s = Server::shared();
+    let mut a = user(s, "longname");
+    let long = format!("{}@{SERVICE}", "r".repeat(600));
+    a.send(&format!(
+        "<presence to='{long}/alice'><x xmlns='{MUC}'/></presence>"
+    ));
+    expect_join_error(&mut a, &format!("{long}/alice"), "not-acceptable");
+}

@@ -32,6 +32,9 @@ const GHOST_CONDITIONS: &[&str] = &[
     "service-unavailable",
 ];
 
+/// The longest `service \0 room` a new room may have (LMDB's key limit is 511 bytes).
+const MAX_ROOM_KEY: usize = 511;
+
 fn err(c: StanzaCondition) -> StanzaError {
     StanzaError::new(c)
 }
@@ -381,6 +384,13 @@ impl Muc {
 
     /// §10.1.1: a new room, locked, with its creator as owner.
     fn create_room(&self, ctx: &Ctx, local: &str, creator: &str) -> Result<(), StanzaError> {
+        // A room is stored under `service \0 room`, and LMDB keys hold at most 511 bytes.
+        if local.len() + self.domain.len() + 1 > MAX_ROOM_KEY {
+            return Err(err_text(
+                StanzaCondition::NotAcceptable,
+                "room name too long",
+            ));
+        }
         // MUC-JOIN-13: only users of a served domain create rooms.
         let creator_domain = JidStr::trusted(creator).domain();
         if !ctx.config().domains.iter().any(|d| d == creator_domain) {
