@@ -4,12 +4,29 @@
 #   tuning/compare.sh [--runs N] [--servers "xmppd prosody ejabberd"] [--cases "chat-max ..."]
 #                     [--quick] [--interleave] [--out DIR]
 #
-# Cases: chat-max chat-1000 login-plain login-tls idle-plain idle-tls presence (the default
-# set), and chat-max-block20 (chat-max with a 20-entry XEP-0191 blocklist on every account).
+# Cases: chat-max chat-1000 login-plain login-tls idle-plain idle-tls presence muc muc-20ps
+# (the default set), chat-max-block20 (chat-max with a 20-entry XEP-0191 blocklist on every
+# account) and muc-2shards (xmppd only).
+#
+# MUC cases (the generator's muc scenario, 10 rooms x 50 occupants = 500 sessions; each room
+# message is delivered to its 50 occupants, the sender's own reflected copy included):
+#   muc          saturation: every occupant keeps one own message in flight (the room's copy
+#                back to the sender releases the next), 2 s warm-up, 10 s measured (--rounds 0:
+#                the same window for every server, whatever its speed); headline: server CPU
+#                per delivered groupchat stanza.
+#   muc-20ps     20 room messages/s in total (2 per room, 1,000 deliveries/s) on a fixed
+#                timetable, latency from the intended send time; headline: p99.
+#   muc-2shards  muc against xmppd --shards 2, both shards on the server's one CPU (taskset),
+#                so occupants and rooms are spread over 2 shards by hash and about half of the
+#                deliveries cross shards; muc-2shards minus muc (server CPU per delivery) is
+#                the cost of crossing shards (tuning/README.md, "MUC"). Prosody and
+#                ejabberd have no shards: the case is recorded as "not supported" for them.
+# A server without MUC (the generator's exit status 3) shows "not supported" too.
 #
 # What it does, end to end on a fresh Debian machine:
 #   1. installs Prosody and ejabberd from Debian's packages if missing (apt-get, root or sudo),
-#      and builds xmppd and xmppd-loadtest in release mode;
+#      and builds xmppd-loadtest, and xmppd when it is measured without XMPPD_BIN, in release
+#      mode;
 #   2. writes the same accounts and rosters for every server (xmppd-loadtest provision):
 #      xmppd gets them with `xmppd import`, ejabberd with `ejabberdctl import_piefxis` (the
 #      XEP-0227 file), Prosody with tuning/peers/prosody_accounts.py (the list);
@@ -37,7 +54,7 @@ root=$PWD
 
 runs=3
 servers="xmppd prosody ejabberd"
-cases="chat-max chat-1000 login-plain login-tls idle-plain idle-tls presence"
+cases="chat-max chat-1000 login-plain login-tls idle-plain idle-tls presence muc muc-20ps"
 out=""
 quick=false
 interleave=false
@@ -52,6 +69,11 @@ while [ $# -gt 0 ]; do
     -h|--help) sed -n '2,/^set /{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
+done
+
+known_cases="chat-max chat-max-block20 chat-1000 login-plain login-tls idle-plain idle-tls presence muc muc-20ps muc-2shards"
+for c in $cases; do
+  case " $known_cases " in *" $c "*) ;; *) echo "compare.sh: unknown case $c (known: $known_cases)" >&2; exit 2 ;; esac
 done
 
 # Sizes. --quick is for checking the script itself, not for figures.
@@ -75,11 +97,15 @@ for svc in prosody ejabberd; do
   as_root systemctl stop "$svc" >/dev/null 2>&1 || as_root service "$svc" stop >/dev/null 2>&1 || true
 done
 
-echo "== building xmppd and xmppd-loadtest (release)"
-cargo build --release --locked -p xmppd -p xmppd-loadtest --bins 2>&1 | grep -v '^\s*\(Compiling\|Finished\)' || true
+# xmppd is built only when it is measured and no XMPPD_BIN is given.
+build=(-p xmppd-loadtest)
+case " $servers " in *" xmppd "*) [ -n "${XMPPD_BIN:-}" ] || build+=(-p xmppd) ;; esac
+echo "== building ${build[*]//-p /} (release)"
+cargo build --release --locked "${build[@]}" --bins 2>&1 | grep -v '^\s*\(Compiling\|Finished\)' || true
 xmppd=${XMPPD_BIN:-$root/target/release/xmppd}
 lt=$root/target/release/xmppd-loadtest
-[ -x "$xmppd" ] && [ -x "$lt" ] || { echo "build failed" >&2; exit 1; }
+case " $servers " in *" xmppd "*) [ -x "$xmppd" ] || { echo "build failed (xmppd)" >&2; exit 1; } ;; esac
+[ -x "$lt" ] || { echo "build failed (xmppd-loadtest)" >&2; exit 1; }
 
 ncpu=$(nproc)
 if [ "$ncpu" -ge 2 ]; then server_cpu=0 gen_cpu=1; else server_cpu=0 gen_cpu=0; fi
@@ -94,6 +120,7 @@ results=$work/results.jsonl
 : >"$results"
 server_pid=""
 stop_server=""
+xmppd_shards=1 # set per case by run_one (muc-2shards: 2)
 
 cleanup() {
   if [ -n "$stop_server" ]; then $stop_server || true; fi
@@ -137,7 +164,9 @@ start_xmppd() {
   # per-address limits (a binary from before they existed has no such flag).
   local exempt=""
   "$xmppd" serve --help 2>/dev/null | grep -q -- --exempt-loopback && exempt=--exempt-loopback
-  taskset -c "$server_cpu" "$xmppd" --data-dir "$d/data" --log warn --shards 1 \
+  # Every shard runs on the server CPU (taskset here and pin_all below; no --pin, which would
+  # put shard N on CPU N, the generator's): with --shards 2 the two shards share one core.
+  taskset -c "$server_cpu" "$xmppd" --data-dir "$d/data" --log warn --shards "$xmppd_shards" \
     --c2s-listen 127.0.0.1:$port --no-c2s-tls --cert "$work/cert.pem" --key "$work/key.pem" \
     --allow-plain-without-tls --max-connections 30000 $exempt >"$d/log" 2>&1 &
   server_pid=$!
@@ -238,12 +267,32 @@ case_args() { # case -> generator arguments
     idle-plain) echo "idle --users $idle_users --settle 5" ;;
     idle-tls) echo "idle --users $idle_users --settle 5 --starttls" ;;
     presence) echo "presence --users $pres_users --contacts $contacts --rounds 5 --user-prefix p" ;;
+    # 10 rooms x 50 occupants (accounts user1..user500), at saturation with one own message in
+    # flight per occupant, measured over a fixed window; muc-2shards is the same load against
+    # xmppd --shards 2 (xmppd_only, shards_of).
+    muc | muc-2shards) echo "muc --rooms 10 --occupants 50 --rounds 0 --window 1 --warmup $warmup --duration $duration" ;;
+    # 20 room messages/s in all (1,000 deliveries/s), open loop.
+    muc-20ps) echo "muc --rooms 10 --occupants 50 --rate 20 --warmup $warmup --duration $duration" ;;
     *) echo "unknown case $1" >&2; return 1 ;;
   esac
 }
 
+xmppd_only() { # case -> whether only xmppd can run it (its shards)
+  case "$1" in muc-2shards) return 0 ;; *) return 1 ;; esac
+}
+shards_of() { # case -> xmppd --shards
+  case "$1" in muc-2shards) echo 2 ;; *) echo 1 ;; esac
+}
+
 run_one() { # server case run: one run on a fresh server, its result appended to $results
   local server=$1 c=$2 r=$3 rc=0 line why
+  if [ "$server" != xmppd ] && xmppd_only "$c"; then
+    why="xmppd-only case: $server has no shards"
+    printf '{"case":"%s","server":"%s","run":%d,"unsupported":"%s"}\n' "$c" "$server" "$r" "$why" >>"$results"
+    echo "   $c run $r: not supported by $server ($why)"
+    return 0
+  fi
+  xmppd_shards=$(shards_of "$c")
   # A fresh server for every run: no state (caches, heap growth) carried between runs.
   "start_$server"
   # shellcheck disable=SC2046

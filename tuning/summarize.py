@@ -41,6 +41,21 @@ HEADLINE = {
     "idle-plain": ("RSS per idle authenticated session, plaintext", "rss_kib_per_session", "KiB"),
     "idle-tls": ("RSS per idle authenticated session, STARTTLS", "rss_kib_per_session", "KiB"),
     "presence": ("server CPU per presence delivery", "server_cpu_us_per_op", "µs"),
+    "muc": (
+        "server CPU per delivered groupchat stanza at saturation, 10 rooms x 50",
+        "server_cpu_us_per_op",
+        "µs",
+    ),
+    "muc-20ps": (
+        "p99 latency, groupchat at 20 room messages/s (1,000 deliveries/s)",
+        "latency_us.p99",
+        "ms",
+    ),
+    "muc-2shards": (
+        "server CPU per delivered groupchat stanza at saturation, 2 shards on one core",
+        "server_cpu_us_per_op",
+        "µs",
+    ),
 }
 # Context figures shown beside the headline: (label, key, unit)
 CONTEXT = [

@@ -34,7 +34,15 @@ after --timeout seconds).
 
 ops: the unit of work each scenario counts in its measured window: chat = messages delivered, \
 login = completed logins (connect..bound), idle = sessions held, presence = presence stanzas \
-received, muc = groupchat messages received.
+received, muc = groupchat messages received (deliveries: one room message is delivered to every \
+occupant, the sender's own reflected copy included).
+
+muc: the first occupant of each room creates it (instant room), the others join, then every \
+occupant sends groupchat messages: at saturation (default) each keeps at most --window of its own \
+messages in flight, the room's reflection of a message to its sender releasing the next, for \
+--rounds messages each (the window ends when all were delivered) or, with --rounds 0, for \
+--warmup + --duration seconds; with --rate R, R room messages/s in total on a fixed timetable \
+spread evenly over rooms and occupants (R × occupants deliveries/s).
 
 Server CPU per op: (CPU time of --server-pid over the measured window: the run time of its threads from /proc/PID/task/*/schedstat, or utime+stime in clock ticks if threads came or went) / ops, in µs: the cost \
 of one op on the server. Generator CPU per op is the same for this process (getrusage). If the \
@@ -120,7 +128,7 @@ enum Cmd {
     Idle(IdleArgs),
     /// Presence broadcast to rosters (needs provisioned rosters); ops = presence received.
     Presence(PresenceArgs),
-    /// MUC groupchat; ops = groupchat messages received. Exit 3 if the server has no MUC.
+    /// MUC groupchat at saturation or a fixed --rate; ops = groupchat deliveries. Exit 3 without MUC.
     Muc(MucArgs),
     /// Write provisioning files (XEP-0227 and/or a plain list) with symmetric ring rosters.
     Provision(ProvisionArgs),
@@ -215,9 +223,30 @@ struct MucArgs {
     /// Occupants per room.
     #[arg(long, default_value_t = 10)]
     occupants: usize,
-    /// Groupchat messages per occupant.
+    /// Saturation (no --rate): groupchat messages each occupant sends; the measured window
+    /// ends when all came back to all occupants. 0: no count, send for --warmup, then measure
+    /// --duration seconds (the same window for every server, however fast).
     #[arg(long, default_value_t = 5)]
     rounds: u32,
+    /// Saturation: own messages in flight per occupant; its own copy reflected by the room
+    /// releases the next (a bounced one too).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    window: u32,
+    /// Saturation: also at most this many messages in flight per room (per room and worker
+    /// thread with --threads > 1), the room's occupants taking turns; 0: no room limit.
+    #[arg(long, default_value_t = 0)]
+    room_window: u32,
+    /// Fixed rate (open loop): room messages/s in total, spread evenly over the rooms and
+    /// over each room's occupants as senders; latency from the intended send time.
+    /// Deliveries/s = rate × occupants.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Warmup seconds (--rate, or --rounds 0): load runs, nothing counted.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Measured seconds (--rate, or --rounds 0).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
     /// MUC service [default: conference.{domain}].
     #[arg(long)]
     muc_service: Option<String>,
@@ -388,6 +417,34 @@ fn measure_until(
     )
 }
 
+/// The measured phase of the time-driven scenarios (chat, muc with --rate or --rounds 0):
+/// start the load, let it run `warmup` seconds uncounted, count `duration` seconds, then stop
+/// the workers and report that window.
+#[allow(clippy::too_many_arguments)]
+fn measure_for(
+    c: &Common,
+    sh: &Shared,
+    h: Vec<std::thread::JoinHandle<scenarios::Out>>,
+    warmup: f64,
+    duration: f64,
+    deadline: Instant,
+    scenario: &str,
+    mode: &str,
+) -> Report {
+    sh.phase.store(phase::RUN, Relaxed);
+    progress(&format!("{scenario}: warmup {warmup}s"));
+    sleep_bounded(Duration::from_secs_f64(warmup.max(0.0)), deadline);
+    let mark = CpuMark::now(c.server_pid);
+    let t0 = Instant::now();
+    sh.measuring.store(true, Relaxed);
+    progress(&format!("{scenario}: measuring {duration}s"));
+    sleep_bounded(Duration::from_secs_f64(duration.max(0.0)), deadline);
+    sh.measuring.store(false, Relaxed);
+    let window = t0.elapsed();
+    let cpu = mark.since(c.server_pid);
+    stop_and_report(c, sh, h, scenario, mode, window, cpu)
+}
+
 /// Stop the workers, collect their results and build the report of a measured window.
 fn stop_and_report(
     c: &Common,
@@ -486,19 +543,8 @@ fn chat(c: &Common, threads: usize, a: &ChatArgs, limit: u64) -> Result<ExitCode
     }
     // Let initial presence traffic drain before loading.
     sleep_bounded(Duration::from_millis(300), deadline);
-    sh.phase.store(phase::RUN, Relaxed);
-    progress(&format!("chat: warmup {}s", a.warmup));
-    sleep_bounded(Duration::from_secs_f64(a.warmup), deadline);
-    let mark = CpuMark::now(c.server_pid);
-    let t0 = Instant::now();
-    sh.measuring.store(true, Relaxed);
-    progress(&format!("chat: measuring {}s", a.duration));
-    sleep_bounded(Duration::from_secs_f64(a.duration), deadline);
-    sh.measuring.store(false, Relaxed);
-    let window = t0.elapsed();
-    let cpu = mark.since(c.server_pid);
     let mode = if a.rate.is_some() { "open" } else { "closed" };
-    let r = stop_and_report(c, &sh, h, "chat", mode, window, cpu);
+    let r = measure_for(c, &sh, h, a.warmup, a.duration, deadline, "chat", mode);
     let ops = r.ops;
     let mut r = r
         .param("pairs", pairs)
@@ -718,6 +764,12 @@ fn presence(c: &Common, threads: usize, a: &PresenceArgs, limit: u64) -> Result<
 }
 
 fn muc(c: &Common, threads: usize, a: &MucArgs, limit: u64) -> Result<ExitCode, String> {
+    if let Some(rate) = a.rate {
+        if !(rate.is_finite() && rate > 0.0) {
+            eprintln!("muc: --rate must be a positive number of room messages per second");
+            return Ok(ExitCode::from(2));
+        }
+    }
     let deadline = Instant::now() + Duration::from_secs(c.timeout);
     let service = a
         .muc_service
@@ -733,6 +785,10 @@ fn muc(c: &Common, threads: usize, a: &MucArgs, limit: u64) -> Result<ExitCode, 
     let cfg = scenarios::MucCfg {
         occupants,
         rounds: a.rounds,
+        window: a.window.max(1),
+        room_window: a.room_window,
+        rate: a.rate,
+        users,
         service: service.clone(),
     };
     let (sh2, conc) = (sh.clone(), c.concurrency.div_ceil(threads).max(1));
@@ -775,17 +831,53 @@ fn muc(c: &Common, threads: usize, a: &MucArgs, limit: u64) -> Result<ExitCode, 
     if !ok || muc_err().is_some() {
         return stop_and_fail(&sh, h, format!("muc: joins incomplete ({:?})", muc_err()));
     }
+    // Let the join presence storm (occupants² presences) drain before loading.
     sleep_bounded(Duration::from_millis(500), deadline);
-    let expected = (rooms * occupants * occupants) as u64 * u64::from(a.rounds);
-    let (r, complete) = measure_until(c, &sh, h, deadline, expected, "muc", "groupchat");
+    let per_room_msg = occupants as u64;
+    let (r, complete, expected) = if let Some(rate) = a.rate {
+        progress(&format!(
+            "muc: {rate} room messages/s = {} deliveries/s",
+            rate * per_room_msg as f64
+        ));
+        let r = measure_for(c, &sh, h, a.warmup, a.duration, deadline, "muc", "open");
+        let expected = (rate * per_room_msg as f64 * r.duration_s).round() as u64;
+        // Open loop: a server that falls behind delivers fewer than the timetable asked for.
+        let complete = r.ops > 0;
+        if r.ops < expected * 9 / 10 {
+            eprintln!(
+                "xmppd-loadtest: muc: {}/{expected} deliveries in the window: the server did \
+                 not keep up with --rate {rate}",
+                r.ops
+            );
+        }
+        (r.param("rate", rate), complete, expected)
+    } else if a.rounds == 0 {
+        let r = measure_for(c, &sh, h, a.warmup, a.duration, deadline, "muc", "closed");
+        let complete = r.ops > 0;
+        (r, complete, 0)
+    } else {
+        let expected = (rooms * occupants) as u64 * per_room_msg * u64::from(a.rounds);
+        let (r, complete) = measure_until(c, &sh, h, deadline, expected, "muc", "closed");
+        (r, complete, expected)
+    };
+    let ops = r.ops;
     let mut r = r
         .param("rooms", rooms)
         .param("occupants", occupants)
         .param("rounds", a.rounds)
+        .param("window", a.window)
+        .param("room_window", a.room_window)
         .param("expected", expected)
+        .param("threads", threads)
         .param("service", service);
     r.server_rss_kib = c.server_pid.and_then(stats::server_rss_kib);
     emit(c, &r);
+    if !complete {
+        eprintln!(
+            "xmppd-loadtest: muc: {ops}/{expected} groupchat deliveries; first error: {}",
+            first_error(&sh)
+        );
+    }
     Ok(if complete {
         ExitCode::SUCCESS
     } else {

@@ -633,21 +633,69 @@ impl Driver for PresenceDrv {
 pub struct MucCfg {
     /// Occupants per room.
     pub occupants: usize,
-    /// Messages per occupant.
+    /// Saturation: messages per occupant (0: no limit, the main thread ends the run).
     pub rounds: u32,
+    /// Saturation: own messages in flight per occupant (its reflected copy releases the next).
+    pub window: u32,
+    /// Saturation: messages in flight per room and thread, the room's occupants taking turns
+    /// (0: no room limit, only `window`).
+    pub room_window: u32,
+    /// Fixed rate: room messages per second over all rooms and threads.
+    pub rate: Option<f64>,
+    /// Sessions over all threads (a thread's share of `rate` is its share of them).
+    pub users: usize,
     /// MUC service JID.
     pub service: String,
 }
 
-/// MUC driver: joins rooms in two waves (creators first), then sends groupchat messages.
+/// One occupant's session.
+struct MucSess {
+    id: Id,
+    room: usize,
+    occ: usize,
+    /// `/nick{occ+1}`: the end of the `from` of this occupant's own reflected messages.
+    nick: Vec<u8>,
+    /// `<message to='room{n}@service' type='groupchat'><body>t`: the stamp follows.
+    head: Vec<u8>,
+    /// Own messages sent and not yet reflected (saturation window).
+    inflight: u32,
+    /// Own messages sent in the run phase.
+    sent: u64,
+}
+
+/// A room's occupants on this thread, for the saturation window.
+#[derive(Default)]
+struct MucRoom {
+    /// Indices into the driver's sessions.
+    members: Vec<usize>,
+    /// Whose turn is next (index into `members`).
+    next: usize,
+    /// Messages of these members in flight.
+    inflight: u32,
+}
+
+/// MUC driver: joins rooms in two waves (creators first), then sends groupchat messages:
+/// saturation (every occupant keeps at most `window` of its own messages in flight, its own
+/// reflected copy being the acknowledgement, until `rounds` are sent) or a fixed rate (a
+/// timetable over the occupants ordered room by room, so that every room and every occupant
+/// sends at the same rate; latency from the intended send time).
 pub struct MucDrv {
     sh: Arc<Shared>,
     cfg: MucCfg,
     launch: Launcher,
-    /// (id, room, occupant) of established sessions.
-    sessions: Vec<(Id, usize, usize)>,
+    sessions: Vec<MucSess>,
+    /// Saturation: this thread's occupants by room (indexed by room number).
+    rooms: Vec<MucRoom>,
+    /// Connection id → index in `sessions` + 1 (0: none).
+    by_id: Vec<usize>,
     joined_wave: u8,
-    sent: bool,
+    started: bool,
+    /// Fixed rate: send order (indices into `sessions`), timetable start and next send.
+    order: Vec<usize>,
+    t0: u64,
+    k: u64,
+    /// Fixed rate: ns between two sends of this thread.
+    interval_ns: f64,
     hist: Histogram<u64>,
     errors: u64,
 }
@@ -660,8 +708,14 @@ impl MucDrv {
             cfg,
             launch,
             sessions: Vec::new(),
+            rooms: Vec::new(),
+            by_id: Vec::new(),
             joined_wave: 0,
-            sent: false,
+            started: false,
+            order: Vec::new(),
+            t0: 0,
+            k: 0,
+            interval_ns: 0.0,
             hist: new_histogram(),
             errors: 0,
         }
@@ -676,17 +730,171 @@ impl MucDrv {
     }
 
     fn join(&self, net: &mut Net, first: bool) {
-        for &(id, room, occ) in &self.sessions {
-            if (occ == 0) == first {
+        for s in &self.sessions {
+            if (s.occ == 0) == first {
                 let j = format!(
                     "<presence to='room{}@{}/nick{}'><x xmlns='http://jabber.org/protocol/muc'/></presence>",
-                    room + 1,
+                    s.room + 1,
                     self.cfg.service,
-                    occ + 1
+                    s.occ + 1
                 );
-                net.send(id, j.as_bytes());
+                net.send(s.id, j.as_bytes());
             }
         }
+    }
+
+    /// Sends one groupchat message from session `i`, stamped `stamp_ns`.
+    fn send_msg(&mut self, net: &mut Net, i: usize, stamp_ns: u64) {
+        let Some(s) = self.sessions.get_mut(i) else {
+            return;
+        };
+        s.inflight += 1;
+        s.sent += 1;
+        if let Some(r) = self.rooms.get_mut(s.room) {
+            r.inflight += 1;
+        }
+        let head = &s.head;
+        net.send_with(s.id, |w| {
+            w.extend_from_slice(head);
+            put_u64(w, stamp_ns);
+            w.extend_from_slice(b"</body></message>");
+        });
+    }
+
+    /// Saturation: whether session `i` may send another message now.
+    fn may_send(&self, i: usize) -> bool {
+        self.sessions.get(i).is_some_and(|s| {
+            s.inflight < self.cfg.window
+                && (self.cfg.rounds == 0 || s.sent < u64::from(self.cfg.rounds))
+        })
+    }
+
+    /// Saturation: one of session `i`'s own messages came back (or bounced): release its
+    /// slot and let the room's next occupants send as far as the windows allow.
+    fn acked(&mut self, net: &mut Net, i: usize, now: u64) {
+        let Some(s) = self.sessions.get_mut(i) else {
+            return;
+        };
+        s.inflight = s.inflight.saturating_sub(1);
+        let room = s.room;
+        if let Some(r) = self.rooms.get_mut(room) {
+            r.inflight = r.inflight.saturating_sub(1);
+        }
+        if self.cfg.rate.is_none() && self.sh.phase() == phase::RUN {
+            self.fill(net, room, now);
+        }
+    }
+
+    /// Saturation: sends from `room`'s occupants in turn until the room's window is full or
+    /// none of them may send.
+    fn fill(&mut self, net: &mut Net, room: usize, now: u64) {
+        let cap = match self.cfg.room_window {
+            0 => u32::MAX,
+            w => w,
+        };
+        loop {
+            let Some(r) = self.rooms.get(room) else {
+                return;
+            };
+            if r.inflight >= cap || r.members.is_empty() {
+                return;
+            }
+            let n = r.members.len();
+            let Some(k) = (0..n)
+                .map(|d| (r.next + d) % n)
+                .find(|&k| self.may_send(r.members[k]))
+            else {
+                return;
+            };
+            let i = r.members[k];
+            if let Some(r) = self.rooms.get_mut(room) {
+                r.next = (k + 1) % n;
+            }
+            self.send_msg(net, i, now);
+        }
+    }
+
+    /// The first tick of the run phase.
+    fn start(&mut self, net: &mut Net, now: u64) {
+        self.started = true;
+        self.t0 = now;
+        match self.cfg.rate {
+            Some(rate) => {
+                // Room by room within each occupant rank: consecutive sends go to different
+                // rooms, and every occupant of a room takes its turn.
+                let mut order: Vec<usize> = (0..self.sessions.len()).collect();
+                order.sort_by_key(|&i| (self.sessions[i].occ, self.sessions[i].room));
+                self.order = order;
+                let share = self.sessions.len() as f64 / self.cfg.users.max(1) as f64;
+                let thread_rate = rate * share;
+                self.interval_ns = if thread_rate > 0.0 {
+                    1e9 / thread_rate
+                } else {
+                    f64::INFINITY
+                };
+            }
+            None => {
+                for room in 0..self.rooms.len() {
+                    self.fill(net, room, now);
+                }
+            }
+        }
+    }
+
+    /// Fixed rate: sends everything due; returns when the next send is due.
+    fn send_due(&mut self, net: &mut Net, now: u64) -> Option<u64> {
+        if self.order.is_empty() || !self.interval_ns.is_finite() {
+            return None;
+        }
+        let n = self.order.len() as u64;
+        loop {
+            let due = self.t0 + (self.k as f64 * self.interval_ns) as u64;
+            if due > now {
+                return Some(due);
+            }
+            let i = self.order[(self.k % n) as usize];
+            self.send_msg(net, i, due);
+            self.k += 1;
+        }
+    }
+
+    /// Records the session `id` of user `u` (room and occupant rank follow from `u`).
+    fn add_session(&mut self, id: Id, u: usize) {
+        let (room, occ) = ((u - 1) / self.cfg.occupants, (u - 1) % self.cfg.occupants);
+        if self.by_id.len() <= id {
+            self.by_id.resize(id + 1, 0);
+        }
+        self.sessions.push(MucSess {
+            id,
+            room,
+            occ,
+            nick: format!("/nick{}", occ + 1).into_bytes(),
+            head: format!(
+                "<message to='room{}@{}' type='groupchat'><body>t",
+                room + 1,
+                self.cfg.service
+            )
+            .into_bytes(),
+            inflight: 0,
+            sent: 0,
+        });
+        self.by_id[id] = self.sessions.len();
+        if self.rooms.len() <= room {
+            self.rooms.resize_with(room + 1, MucRoom::default);
+        }
+        self.rooms[room].members.push(self.sessions.len() - 1);
+    }
+
+    fn session_of(&self, id: Id) -> Option<usize> {
+        self.by_id.get(id).and_then(|&i| i.checked_sub(1))
+    }
+}
+
+/// The earlier of two optional wake-up times.
+fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -705,28 +913,22 @@ impl Driver for MucDrv {
             self.joined_wave = 2;
             self.join(net, false);
         }
-        if ph == phase::RUN && !self.sent {
-            self.sent = true;
-            for &(id, room, _) in &self.sessions {
-                for _ in 0..self.cfg.rounds {
-                    let m = format!(
-                        "<message to='room{}@{}' type='groupchat'><body>t{}</body></message>",
-                        room + 1,
-                        self.cfg.service,
-                        now
-                    );
-                    net.send(id, m.as_bytes());
-                }
+        let mut wake = None;
+        if ph == phase::RUN {
+            if !self.started {
+                self.start(net, now);
+            }
+            if self.cfg.rate.is_some() {
+                wake = self.send_due(net, now);
             }
         }
-        (self.launch.pump(net, &self.sh, now), false)
+        (earliest(wake, self.launch.pump(net, &self.sh, now)), false)
     }
 
     fn established(&mut self, net: &mut Net, id: Id, _now: u64) {
         self.sh.established.fetch_add(1, Relaxed);
         if let Some(u) = net.conn(id).map(|c| c.user) {
-            let (room, occ) = ((u - 1) / self.cfg.occupants, (u - 1) % self.cfg.occupants);
-            self.sessions.push((id, room, occ));
+            self.add_session(id, u);
         }
     }
 
@@ -763,22 +965,38 @@ impl Driver for MucDrv {
                     }
                 }
             }
-            b"message" if attr(s, b"type") == Some(b"groupchat") => {
-                let Some(stamp) = child_text(s, b"body")
-                    .and_then(|b| b.strip_prefix(b"t"))
-                    .and_then(parse_u64)
-                else {
-                    return;
-                };
-                if child(s, b"delay").is_some() {
-                    return;
+            b"message" => match attr(s, b"type") {
+                Some(b"groupchat") => {
+                    let Some(stamp) = child_text(s, b"body")
+                        .and_then(|b| b.strip_prefix(b"t"))
+                        .and_then(parse_u64)
+                    else {
+                        return;
+                    };
+                    if child(s, b"delay").is_some() {
+                        return;
+                    }
+                    if self.sh.measuring.load(Relaxed) {
+                        self.sh.ops.fetch_add(1, Relaxed);
+                        record_ns(&mut self.hist, now.saturating_sub(stamp));
+                    }
+                    let Some(i) = self.session_of(id) else {
+                        return;
+                    };
+                    let from = attr(s, b"from").unwrap_or_default();
+                    if from.ends_with(&self.sessions[i].nick) {
+                        self.acked(net, i, now);
+                    }
                 }
-                if self.sh.measuring.load(Relaxed) {
-                    self.sh.ops.fetch_add(1, Relaxed);
-                    record_ns(&mut self.hist, now.saturating_sub(stamp));
+                Some(b"error") => {
+                    self.errors += 1;
+                    // A bounced groupchat message will not come back: release its slot.
+                    if let Some(i) = self.session_of(id) {
+                        self.acked(net, i, now);
+                    }
                 }
-            }
-            b"message" if attr(s, b"type") == Some(b"error") => self.errors += 1,
+                _ => {}
+            },
             _ => {}
         }
     }
@@ -920,6 +1138,144 @@ mod tests {
             text(3, 450).unwrap().contains("blocked401@")
                 && text(3, 450).unwrap().contains("blocked450@")
         );
+    }
+
+    /// A MUC driver with sessions for users 1..=rooms*occupants (connection id = user - 1)
+    /// and a loop without connections: sends are counted by the driver, not written.
+    fn muc_driver(
+        rooms: usize,
+        occupants: usize,
+        window: u32,
+        room_window: u32,
+        rounds: u32,
+        rate: Option<f64>,
+    ) -> (MucDrv, Net) {
+        let cfg = MucCfg {
+            occupants,
+            rounds,
+            window,
+            room_window,
+            rate,
+            users: rooms * occupants,
+            service: "conference.localhost".into(),
+        };
+        let sh = Arc::new(Shared::default());
+        let mut d = MucDrv::new(sh, cfg, Launcher::new(Vec::new(), 1, None));
+        for u in 1..=rooms * occupants {
+            d.add_session(u - 1, u);
+        }
+        let target = Target {
+            host: std::net::Ipv4Addr::LOCALHOST,
+            port: 1,
+            src_ips: 1,
+            login: crate::login::LoginConfig {
+                domain: "localhost".into(),
+                starttls: false,
+                mech: crate::login::Mech::Plain,
+            },
+            prefix: "user".into(),
+            password: "pass".into(),
+            tls: crate::net::tls_config(),
+        };
+        let net = Net::new(target, Instant::now(), 1).expect("epoll");
+        (d, net)
+    }
+
+    /// Room `room`'s (1-based) groupchat message from `nick{occ}` stamped `stamp`.
+    fn groupchat(room: usize, occ: usize, stamp: u64) -> Vec<u8> {
+        format!(
+            "<message from='room{room}@conference.localhost/nick{occ}' to='x@localhost/lt' \
+             type='groupchat'><body>t{stamp}</body></message>"
+        )
+        .into_bytes()
+    }
+
+    fn sent(d: &MucDrv) -> Vec<u64> {
+        d.sessions.iter().map(|s| s.sent).collect()
+    }
+
+    #[test]
+    fn muc_saturation_window_is_released_by_the_own_reflected_copy() {
+        // 2 rooms x 3 occupants, one own message in flight each, 2 rounds.
+        let (mut d, mut net) = muc_driver(2, 3, 1, 0, 2, None);
+        d.sh.phase.store(phase::RUN, Relaxed);
+        let _ = d.tick(&mut net, 1000);
+        assert_eq!(sent(&d), [1; 6]);
+        // Session 1 (room1/nick2) receives nick3's message: not its own, nothing released.
+        d.stanza(&mut net, 1, &groupchat(1, 3, 1000), 2000);
+        assert_eq!(sent(&d), [1; 6]);
+        assert_eq!(d.sessions[1].inflight, 1);
+        // Its own copy comes back: the next one goes.
+        d.stanza(&mut net, 1, &groupchat(1, 2, 1000), 2000);
+        assert_eq!(sent(&d), [1, 2, 1, 1, 1, 1]);
+        // A copy delayed from history is not an acknowledgement.
+        let hist = b"<message from='room1@conference.localhost/nick2' type='groupchat'>\
+            <body>t5</body><delay xmlns='urn:xmpp:delay' stamp='2026-01-01T00:00:00Z'/></message>";
+        d.stanza(&mut net, 1, hist, 3000);
+        assert_eq!(d.sessions[1].inflight, 1);
+        // The second copy: 2 rounds sent, no third.
+        d.stanza(&mut net, 1, &groupchat(1, 2, 2000), 3000);
+        assert_eq!(sent(&d), [1, 2, 1, 1, 1, 1]);
+        assert_eq!(d.sessions[1].inflight, 0);
+        // A bounced message releases its slot too, and counts as an error.
+        d.stanza(
+            &mut net,
+            4,
+            b"<message from='room2@conference.localhost' type='error'><error type='wait'/></message>",
+            3000,
+        );
+        assert_eq!(sent(&d), [1, 2, 1, 1, 2, 1]);
+        assert_eq!(d.errors, 1);
+    }
+
+    #[test]
+    fn muc_counts_deliveries_with_latency_while_measuring() {
+        let (mut d, mut net) = muc_driver(1, 2, 1, 0, 0, None);
+        d.stanza(&mut net, 0, &groupchat(1, 2, 1_000), 51_000);
+        assert_eq!(d.sh.ops.load(Relaxed), 0);
+        d.sh.measuring.store(true, Relaxed);
+        d.stanza(&mut net, 0, &groupchat(1, 2, 1_000), 51_000);
+        d.stanza(&mut net, 1, &groupchat(1, 2, 1_000), 61_000);
+        assert_eq!(d.sh.ops.load(Relaxed), 2);
+        assert_eq!(d.hist.len(), 2);
+        // µs from the stamp: 50 and 60.
+        assert_eq!((d.hist.min(), d.hist.max()), (50, 60));
+    }
+
+    #[test]
+    fn muc_room_window_lets_occupants_take_turns() {
+        // 1 room x 4 occupants, at most 2 of the room's messages in flight, no rounds limit.
+        let (mut d, mut net) = muc_driver(1, 4, 1, 2, 0, None);
+        d.sh.phase.store(phase::RUN, Relaxed);
+        let _ = d.tick(&mut net, 1000);
+        assert_eq!(sent(&d), [1, 1, 0, 0]);
+        d.stanza(&mut net, 0, &groupchat(1, 1, 1000), 2000);
+        assert_eq!(sent(&d), [1, 1, 1, 0]);
+        d.stanza(&mut net, 1, &groupchat(1, 2, 1000), 2000);
+        assert_eq!(sent(&d), [1, 1, 1, 1]);
+        d.stanza(&mut net, 2, &groupchat(1, 3, 2000), 3000);
+        assert_eq!(sent(&d), [2, 1, 1, 1]);
+        assert_eq!(d.rooms[0].inflight, 2);
+    }
+
+    #[test]
+    fn muc_fixed_rate_spreads_over_rooms_and_occupants() {
+        // 2 rooms x 3 occupants at 1000 room messages/s: one send per ms, room by room.
+        let (mut d, mut net) = muc_driver(2, 3, 1, 0, 0, Some(1000.0));
+        d.sh.phase.store(phase::RUN, Relaxed);
+        let t0 = 5_000_000;
+        let (wake, _) = d.tick(&mut net, t0);
+        assert_eq!(wake, Some(t0 + 1_000_000));
+        assert_eq!(sent(&d), [1, 0, 0, 0, 0, 0]);
+        // 2.5 ms later: sends 2 and 3 (room 2's first occupant, room 1's second) are due.
+        let (wake, _) = d.tick(&mut net, t0 + 2_500_000);
+        assert_eq!(wake, Some(t0 + 3_000_000));
+        assert_eq!(sent(&d), [1, 1, 0, 1, 0, 0]);
+        // After 12 sends every occupant has sent twice: the same rate for each.
+        let _ = d.tick(&mut net, t0 + 11_000_000);
+        assert_eq!(sent(&d), [2; 6]);
+        // Open loop: nothing waits for the reflected copies.
+        assert!(d.sessions.iter().all(|s| s.inflight == 2));
     }
 
     #[test]
