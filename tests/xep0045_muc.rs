@@ -1240,3 +1240,214 @@ fn muc_own_01_a_room_name_too_long_to_store_is_refused() {
     ));
     expect_join_error(&mut a, &format!("{long}/alice"), "not-acceptable");
 }
+
+/// Submits a `muc#roomconfig` form with `fields` (`<field/>` elements) and expects a result.
+fn configure(c: &mut Client, room: &str, id: &str, fields: &str) {
+    c.send(&format!(
+        "<iq type='set' id='{id}' to='{room}'><query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'>{fields}</x></query></iq>"
+    ));
+    let (r, _) = c.recv_until("configuration result", |e| e.attr("id") == Some(id));
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+}
+
+fn field(var: &str, value: &str) -> String {
+    format!("<field var='{var}'><value>{value}</value></field>")
+}
+
+#[test]
+fn muc_mod_07_voice_request_approved_by_a_moderator() {
+    let s = Server::shared();
+    let r = room("vreq");
+    let (ua, pa) = s.new_user("vreqa");
+    let mut a = Client::online(s, &ua, &pa, None);
+    let mut b = user(s, "vreqb");
+    create(&mut a, &r, "alice");
+    configure(&mut a, &r, "m", &field("muc#roomconfig_moderatedroom", "1"));
+    join(&mut b, &r, "bob", "");
+    // The room advertises voice requests.
+    b.send(&format!(
+        "<iq type='get' id='di' to='{r}'><query xmlns='{DISCO_INFO}'/></iq>"
+    ));
+    let (di, _) = b.recv_until("info", |e| e.attr("id") == Some("di"));
+    let feats: Vec<&str> = di
+        .child("query", DISCO_INFO)
+        .unwrap()
+        .elements()
+        .filter_map(|e| e.attr("var"))
+        .collect();
+    assert!(
+        feats.contains(&"http://jabber.org/protocol/muc#request"),
+        "{feats:?}"
+    );
+    b.send(&format!(
+        "<message to='{r}' id='vr'><x xmlns='jabber:x:data' type='submit'>{}{}</x></message>",
+        field("FORM_TYPE", "http://jabber.org/protocol/muc#request"),
+        field("muc#role", "participant")
+    ));
+    // The moderator gets an approval form from the room.
+    let (m, _) = a.recv_until("approval form", |e| {
+        e.name == "message" && e.child("x", "jabber:x:data").is_some()
+    });
+    assert_eq!(m.attr("from"), Some(r.as_str()));
+    let x = m.child("x", "jabber:x:data").unwrap();
+    assert_eq!(x.attr("type"), Some("form"));
+    let value = |var: &str| {
+        x.elements()
+            .find(|f| f.attr("var") == Some(var))
+            .and_then(|f| f.elements().next())
+            .map(|v| v.text())
+    };
+    assert_eq!(value("muc#roomnick").as_deref(), Some("bob"));
+    assert_eq!(value("muc#jid").as_deref(), Some(b.full().as_str()));
+    // A participant may not approve; the moderator does.
+    let approval = format!(
+        "<x xmlns='jabber:x:data' type='submit'>{}{}{}{}</x>",
+        field("FORM_TYPE", "http://jabber.org/protocol/muc#request"),
+        field("muc#role", "participant"),
+        field("muc#roomnick", "bob"),
+        field("muc#request_allow", "true")
+    );
+    a.send(&format!("<message to='{r}' id='ok'>{approval}</message>"));
+    let (p, _) = b.recv_until("voice", |e| {
+        e.name == "presence" && item(e).attr("role") == Some("participant")
+    });
+    assert!(codes(&p).contains(&"110".to_string()));
+}
+
+#[test]
+fn muc_pm_05_allowpm_is_enforced() {
+    let s = Server::shared();
+    let r = room("allowpm");
+    let mut a = user(s, "apma");
+    let mut b = user(s, "apmb");
+    create(&mut a, &r, "alice");
+    configure(
+        &mut a,
+        &r,
+        "pm",
+        &field("muc#roomconfig_allowpm", "moderators"),
+    );
+    join(&mut b, &r, "bob", "");
+    b.send(&format!(
+        "<message type='chat' id='p1' to='{r}/alice'><body>x</body></message>"
+    ));
+    expect_error(&mut b, "p1", "forbidden");
+    // The moderator still may.
+    a.send(&format!(
+        "<message type='chat' id='p2' to='{r}/bob'><body>y</body></message>"
+    ));
+    b.recv_until("pm", |e| e.attr("id") == Some("p2"));
+    let seen = a.drain(quiet());
+    assert!(seen.iter().all(|e| e.attr("id") != Some("p1")), "{seen:?}");
+}
+
+#[test]
+fn muc_own_07_09_aff_06_privacy_codes_and_owner_lists() {
+    let s = Server::shared();
+    let r = room("codes");
+    let mut a = user(s, "codesa");
+    let mut b = user(s, "codesb");
+    let c = user(s, "codesc");
+    create(&mut a, &r, "alice");
+    join(&mut b, &r, "bob", "");
+    // MUC-OWN-07: now non-anonymous: 172 to every occupant.
+    configure(&mut a, &r, "w", &field("muc#roomconfig_whois", "anyone"));
+    let (m, _) = b.recv_until("172", |e| {
+        e.name == "message" && codes(e).contains(&"172".to_string())
+    });
+    assert_eq!(m.attr("from"), Some(r.as_str()));
+    configure(
+        &mut a,
+        &r,
+        "w2",
+        &field("muc#roomconfig_whois", "moderators"),
+    );
+    b.recv_until("173", |e| {
+        e.name == "message" && codes(e).contains(&"173".to_string())
+    });
+    // MUC-AFF-06: an admin may not grant admin or owner; only owners.
+    a.send(&format!(
+        "<iq type='set' id='ad' to='{r}'><query xmlns='{ADMIN}'><item affiliation='admin' jid='{}'/></query></iq>",
+        b.bare()
+    ));
+    assert_eq!(
+        a.recv_until("ad", |e| e.attr("id") == Some("ad"))
+            .0
+            .attr("type"),
+        Some("result")
+    );
+    let (p, _) = b.recv_until("admin now", |e| {
+        e.name == "presence" && item(e).attr("affiliation") == Some("admin")
+    });
+    assert_eq!(item(&p).attr("role"), Some("moderator"));
+    b.send(&format!(
+        "<iq type='set' id='ow' to='{r}'><query xmlns='{ADMIN}'><item affiliation='owner' jid='{}'/></query></iq>",
+        c.bare()
+    ));
+    expect_error(&mut b, "ow", "forbidden");
+    // The owner list is for owners.
+    b.send(&format!("<iq type='get' id='ol' to='{r}'><query xmlns='{ADMIN}'><item affiliation='owner'/></query></iq>"));
+    expect_error(&mut b, "ol", "forbidden");
+    // MUC-OWN-09: owners given as a full list through the form; bob becomes owner.
+    let owners = format!(
+        "<field var='muc#roomconfig_roomowners'><value>{}</value><value>{}</value></field>",
+        a.bare(),
+        b.bare()
+    );
+    configure(&mut a, &r, "ow2", &owners);
+    let (p, _) = b.recv_until("owner now", |e| {
+        e.name == "presence" && item(e).attr("affiliation") == Some("owner")
+    });
+    assert!(codes(&p).contains(&"110".to_string()));
+    a.send(&format!("<iq type='get' id='ol2' to='{r}'><query xmlns='{ADMIN}'><item affiliation='owner'/></query></iq>"));
+    let (l, _) = a.recv_until("owners", |e| e.attr("id") == Some("ol2"));
+    let mut jids: Vec<&str> = l
+        .child("query", ADMIN)
+        .unwrap()
+        .elements()
+        .filter_map(|i| i.attr("jid"))
+        .collect();
+    jids.sort();
+    let mut want = [a.bare(), b.bare()];
+    want.sort();
+    assert_eq!(jids, want.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+#[test]
+fn muc_disco_02_room_list_paged_with_rsm() {
+    let s = Server::start(&[]);
+    let mut a = user(&s, "rsma");
+    let rooms: Vec<String> = (0..3).map(|i| format!("rsm{i}@{SERVICE}")).collect();
+    for r in &rooms {
+        create(&mut a, r, "alice");
+    }
+    let page = |a: &mut Client, id: &str, set: &str| {
+        a.send(&format!(
+            "<iq type='get' id='{id}' to='{SERVICE}'><query xmlns='{DISCO_ITEMS}'><set xmlns='http://jabber.org/protocol/rsm'>{set}</set></query></iq>"
+        ));
+        let (r, _) = a.recv_until("page", |e| e.attr("id") == Some(id));
+        let q = r.child("query", DISCO_ITEMS).expect("query").clone();
+        let jids: Vec<String> = q
+            .elements()
+            .filter_map(|i| i.attr("jid").map(str::to_owned))
+            .collect();
+        let set = q
+            .child("set", "http://jabber.org/protocol/rsm")
+            .expect("set")
+            .clone();
+        (jids, set)
+    };
+    let (jids, set) = page(&mut a, "p1", "<max>2</max>");
+    assert_eq!(jids, rooms[..2].to_vec());
+    let rsm = "http://jabber.org/protocol/rsm";
+    assert_eq!(set.child("count", rsm).unwrap().text(), "3");
+    let last = set.child("last", rsm).unwrap().text();
+    let (jids, _) = page(&mut a, "p2", &format!("<max>2</max><after>{last}</after>"));
+    assert_eq!(jids, rooms[2..].to_vec());
+    let (jids, _) = page(&mut a, "p3", "<max>1</max><before/>");
+    assert_eq!(jids, rooms[2..].to_vec());
+    a.send(&format!(
+        "<iq type='get' id='bad' to='{SERVICE}'><query xmlns='{DISCO_ITEMS}'><set xmlns='{rsm}'><max>x</max></set></query></iq>"
+    ));
+    expect_error(&mut a, "bad", "bad-request");
+}

@@ -155,6 +155,7 @@ impl Muc {
             NS_MUC,
             NS_STABLE_ID,
             super::NS_SELF_PING,
+            super::NS_REQUEST,
         ];
         features.extend(room.config.features());
         for f in features {

@@ -60,8 +60,14 @@ pub const NS_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
 pub const NS_OWNER: &str = "http://jabber.org/protocol/muc#owner";
 /// `http://jabber.org/protocol/muc#unique`: unique room names (§10.1.4).
 pub const NS_UNIQUE: &str = "http://jabber.org/protocol/muc#unique";
+/// `http://jabber.org/protocol/muc#request`: voice requests (§7.13, §8.6).
+pub const NS_REQUEST: &str = "http://jabber.org/protocol/muc#request";
 /// `http://jabber.org/protocol/muc#stable_id`: client message ids are reflected (§7.4).
 pub const NS_STABLE_ID: &str = "http://jabber.org/protocol/muc#stable_id";
+/// XEP-0059 result set management.
+pub const NS_RSM: &str = "http://jabber.org/protocol/rsm";
+/// The most rooms one disco#items page lists (and the page without `<set/>`).
+pub const MAX_PAGE: usize = 500;
 /// XEP-0410: self-pings are answered by the room.
 pub const NS_SELF_PING: &str = "http://jabber.org/protocol/muc#self-ping-optimization";
 
@@ -303,7 +309,7 @@ impl Muc {
             (IqType::Get, Some(q))
                 if q.is("query", ns::DISCO_ITEMS) && q.attr("node").is_none() =>
             {
-                self.service_items(ctx).map(Some)
+                self.service_items(ctx, q).map(Some)
             }
             (IqType::Get, Some(q)) if q.is("unique", NS_UNIQUE) => {
                 let mut b = [0u8; 12];
@@ -340,23 +346,71 @@ impl Muc {
     }
 
     /// MUC-DISCO-02: the public rooms of every shard, from the directory (hidden rooms are
-    /// never listed).
-    fn service_items(&self, ctx: &Ctx) -> Result<Element, StanzaError> {
+    /// never listed), a page at a time with XEP-0059 result set management: `max` (at most
+    /// [`MAX_PAGE`], also the page without `<set/>`, so a large service never answers with
+    /// more than a stanza holds) and `after` / `before` as the last / first JID of a page.
+    fn service_items(&self, ctx: &Ctx, q: &Element) -> Result<Element, StanzaError> {
         let rooms = self
             .cfg
             .directory
             .public_rooms(ctx.storage(), &self.domain)
             .map_err(|e| crate::core::storage_failure("listing rooms", &self.domain, &e))?;
-        let mut q = Element::new("query", ns::DISCO_ITEMS);
-        for (local, name) in rooms {
-            let jid = format!("{local}@{}", self.domain);
-            let mut item = Element::new("item", ns::DISCO_ITEMS).with_attr("jid", jid);
-            if !name.is_empty() {
-                item.set_attr("name", name);
+        let set = q.child("set", NS_RSM);
+        let max = match set.and_then(|s| s.child("max", NS_RSM)) {
+            Some(m) => m
+                .text()
+                .trim()
+                .parse::<usize>()
+                .map_err(|_| StanzaError::new(StanzaCondition::BadRequest))?
+                .min(MAX_PAGE),
+            None => MAX_PAGE,
+        };
+        let jid_of = |local: &str| format!("{local}@{}", self.domain);
+        let after = set
+            .and_then(|s| s.child("after", NS_RSM))
+            .map(Element::text);
+        let before = set
+            .and_then(|s| s.child("before", NS_RSM))
+            .map(Element::text);
+        let (start, end) = match (after, before) {
+            (Some(a), _) => {
+                let start = rooms.partition_point(|(l, _)| jid_of(l) <= a);
+                (start, (start + max).min(rooms.len()))
             }
-            q.push_child(item);
+            // An empty <before/> asks for the last page.
+            (None, Some(b)) => {
+                let end = if b.is_empty() {
+                    rooms.len()
+                } else {
+                    rooms.partition_point(|(l, _)| jid_of(l) < b)
+                };
+                (end.saturating_sub(max), end)
+            }
+            (None, None) => (0, max.min(rooms.len())),
+        };
+        let page = rooms.get(start..end).unwrap_or_default();
+        let mut out = Element::new("query", ns::DISCO_ITEMS);
+        for (local, name) in page {
+            let mut item = Element::new("item", ns::DISCO_ITEMS).with_attr("jid", jid_of(local));
+            if !name.is_empty() {
+                item.set_attr("name", name.clone());
+            }
+            out.push_child(item);
         }
-        Ok(q)
+        if set.is_some() || rooms.len() > page.len() {
+            let mut rsm = Element::new("set", NS_RSM);
+            if let (Some((first, _)), Some((last, _))) = (page.first(), page.last()) {
+                rsm.push_child(
+                    Element::new("first", NS_RSM)
+                        .with_attr("index", start.to_string())
+                        .with_text(jid_of(first)),
+                );
+                rsm.push_child(Element::new("last", NS_RSM).with_text(jid_of(last)));
+            }
+            rsm.push_child(Element::new("count", NS_RSM).with_text(rooms.len().to_string()));
+            out.push_child(rsm);
+        }
+        Ok(out)
     }
 
     /// Answer an IQ with a result (its payload, if any) or an error.

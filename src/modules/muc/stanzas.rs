@@ -9,11 +9,12 @@ use super::room::{
     self, presence_payload, random_id, route, write_message_head, Extra, Hist, HistoryRequest,
     Occupant, Room,
 };
-use super::{refused, Muc, NS_MUC, NS_USER};
+use super::{refused, Muc, NS_MUC, NS_REQUEST, NS_USER};
 use crate::core::events::Inbound;
 use crate::core::{Ctx, Pending};
 use crate::xml::{escape_attr, escape_text};
 use crate::xml::{Element, Node};
+use crate::xmpp::dataform::{self, Form};
 use crate::xmpp::error::{StanzaCondition, StanzaError};
 use crate::xmpp::jid::JidStr;
 use crate::xmpp::ns;
@@ -680,6 +681,14 @@ impl Muc {
     fn room_message(&self, ctx: &Ctx, s: &Inbound<'_>, local: &str, el: &Element) {
         let id = el.attr("id");
         let from = s.route.from.as_str();
+        if let Some(form) = el
+            .child("x", dataform::NS)
+            .and_then(|x| Form::parse(x).ok())
+            .filter(|f| f.form_type.as_deref() == Some(NS_REQUEST))
+        {
+            self.voice_request(ctx, s, local, &form);
+            return;
+        }
         let Some(x) = el.child("x", NS_USER) else {
             ctx.bounce(refused(s, id), err(StanzaCondition::BadRequest));
             return;
@@ -794,6 +803,105 @@ impl Muc {
             if let Some(p) = self.persist(ctx, room) {
                 glommio::spawn_local(p).detach();
             }
+        }
+    }
+
+    /// §7.13 and §8.6 (MUC-MOD-07): a visitor's voice request goes to every moderator as an
+    /// approval form; a moderator's submitted approval grants voice.
+    fn voice_request(&self, ctx: &Ctx, s: &Inbound<'_>, local: &str, form: &Form) {
+        let from = s.route.from.as_str();
+        let mut rooms = self.rooms.borrow_mut();
+        let Some(room) = rooms.get_mut(local) else {
+            return;
+        };
+        let Some(sender) = room.occupant_of(from).cloned() else {
+            ctx.bounce(
+                refused(s, None),
+                err_text(
+                    StanzaCondition::NotAcceptable,
+                    "only occupants request voice",
+                ),
+            );
+            return;
+        };
+        match form.boolean("muc#request_allow") {
+            // An approval (or a refusal) from a moderator.
+            Ok(Some(allow)) => {
+                if sender.role != Role::Moderator {
+                    ctx.bounce(
+                        refused(s, None),
+                        err_text(StanzaCondition::Forbidden, "only moderators approve voice"),
+                    );
+                    return;
+                }
+                let Some(nick) = form.value("muc#roomnick") else {
+                    ctx.bounce(refused(s, None), err(StanzaCondition::BadRequest));
+                    return;
+                };
+                let Some(target) = room.occupant(nick).cloned() else {
+                    return;
+                };
+                if !allow || target.role != Role::Visitor {
+                    return;
+                }
+                let actor = (room.affiliation(&sender.bare), sender.role);
+                let subject = (room.affiliation(&target.bare), target.role);
+                if perm::check_role_change(actor, subject, Role::Participant, false).is_err() {
+                    return;
+                }
+                room.set_role(nick, Role::Participant);
+                room.broadcast_presence(
+                    ctx,
+                    nick,
+                    Role::Participant,
+                    false,
+                    &Extra::default(),
+                    &[],
+                );
+            }
+            Ok(None) => {
+                // A request: only a visitor has something to ask for.
+                if sender.role != Role::Visitor
+                    || form.value("muc#role").is_some_and(|r| r != "participant")
+                {
+                    return;
+                }
+                let mut x = Vec::with_capacity(512);
+                x.extend_from_slice(
+                    b"<x xmlns='jabber:x:data' type='form'><title>Voice request</title>\
+                      <instructions>To approve this request for voice, select the &quot;Grant \
+                      voice to this person?&quot; checkbox and submit the form.</instructions>\
+                      <field var='FORM_TYPE' type='hidden'><value>",
+                );
+                x.extend_from_slice(NS_REQUEST.as_bytes());
+                x.extend_from_slice(
+                    b"</value></field><field var='muc#role' type='list-single' \
+                      label='Requested role'><value>participant</value></field>\
+                      <field var='muc#jid' type='jid-single' label='User ID'><value>",
+                );
+                escape_text(sender.sessions.first().map_or(&sender.bare, |j| j), &mut x);
+                x.extend_from_slice(
+                    b"</value></field><field var='muc#roomnick' type='text-single' \
+                      label='Room Nickname'><value>",
+                );
+                escape_text(&sender.nick, &mut x);
+                x.extend_from_slice(
+                    b"</value></field><field var='muc#request_allow' type='boolean' \
+                      label='Grant voice to this person?'><value>false</value></field></x>",
+                );
+                let id = random_id();
+                let ty = StanzaType::Message(MessageType::Normal);
+                for m in room.occupants.iter().filter(|o| o.role == Role::Moderator) {
+                    for to in &m.sessions {
+                        let mut out = Vec::with_capacity(x.len() + 128);
+                        write_message_head(&mut out, &room.jid, to, "normal", Some(&id), None);
+                        out.extend_from_slice(&x);
+                        out.extend_from_slice(b"</message>");
+                        route(ctx, ty, &room.jid, to, &out);
+                    }
+                }
+            }
+            Err(_) => ctx.bounce(refused(s, None), err(StanzaCondition::BadRequest)),
         }
     }
 
