@@ -453,11 +453,16 @@ impl Router {
         self.scoped(|| self.route_now(ty, route, stanza))
     }
 
-    /// What modules' sends do: to another shard's outbox at once, otherwise queued.
+    /// What modules' sends do: to another shard's outbox at once, otherwise queued. A routed
+    /// stanza for an account homed here is queued as such, so the drain does not decide its
+    /// host again (a room's fan-out routes one copy per occupant session).
     fn send(self: &Rc<Self>, ty: StanzaType, mode: Mode, route: Route<'_>, stanza: &[u8]) {
         match hosts::decide(&self.hosts, route.to, self.shards) {
             Dest::Account(home) | Dest::Service(home) if home != self.shard() => {
                 self.to_shard(home, ty, route, stanza)
+            }
+            Dest::Account(_) if matches!(mode, Mode::Route) => {
+                self.enqueue(ty, Mode::Account, route, stanza)
             }
             _ => self.enqueue(ty, mode, route, stanza),
         }

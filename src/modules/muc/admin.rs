@@ -214,7 +214,7 @@ impl Muc {
                         .with_attr("nick", o.nick.clone())
                         .with_attr("role", role.as_str());
                     if let Some(s) = o.sessions.first() {
-                        i.set_attr("jid", s.clone());
+                        i.set_attr("jid", s.jid.clone());
                     }
                     out.push_child(i);
                 }

@@ -40,13 +40,42 @@ pub struct Occupant {
     pub jid: String,
     /// The user's bare JID.
     pub bare: String,
-    /// The user's sessions in the room (full JIDs), oldest first; never empty.
-    pub sessions: SmallVec<[String; 1]>,
+    /// The user's sessions in the room, oldest first; never empty.
+    pub sessions: SmallVec<[Session; 1]>,
     /// The role.
     pub role: Role,
     /// The children of the occupant's last presence (show, status, priority, caps...),
     /// serialized, without MUC elements.
     pub payload: Vec<u8>,
+}
+
+/// One session of an occupant: its full JID, and the JID escaped as an attribute value once,
+/// at join, so that nothing is escaped per delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    /// The full JID.
+    pub jid: String,
+    /// `jid` escaped for an attribute value.
+    pub attr: String,
+}
+
+impl Session {
+    /// A session of `jid`.
+    pub fn new(jid: &str) -> Session {
+        let mut attr = Vec::with_capacity(jid.len());
+        escape_attr(jid, &mut attr);
+        Session {
+            jid: jid.to_owned(),
+            attr: String::from_utf8(attr).unwrap_or_default(),
+        }
+    }
+}
+
+impl std::ops::Deref for Session {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.jid
+    }
 }
 
 /// A message kept for history (§7.2.13).
@@ -350,7 +379,7 @@ impl Room {
         if with_jid {
             // MUC-JOIN-20: the full JID.
             out.extend_from_slice(b" jid='");
-            escape_attr(o.sessions.first().map_or(&o.bare, |s| s), out);
+            escape_attr(o.sessions.first().map_or(&o.bare, |s| &s.jid), out);
             out.push(b'\'');
         }
         if let Some(n) = extra.new_nick {
@@ -603,14 +632,14 @@ impl Room {
         ctx: &Ctx,
         ty: StanzaType,
         from: &str,
-        mut write: impl FnMut(&mut Vec<u8>, &str),
+        mut write: impl FnMut(&mut Vec<u8>, &Session),
     ) {
         let mut out = Vec::with_capacity(512);
         for o in &self.occupants {
             for s in &o.sessions {
                 out.clear();
                 write(&mut out, s);
-                route(ctx, ty, from, s, &out);
+                route(ctx, ty, from, &s.jid, &out);
             }
         }
     }
@@ -618,7 +647,7 @@ impl Room {
     /// Adds an occupant (a join).
     pub fn add_occupant(&mut self, o: Occupant) {
         for s in &o.sessions {
-            self.sessions.insert(s.clone(), o.nick.clone());
+            self.sessions.insert(s.jid.clone(), o.nick.clone());
         }
         self.occupants.push(o);
     }
@@ -628,7 +657,7 @@ impl Room {
         let i = self.occupant_index(nick)?;
         let o = self.occupants.remove(i);
         for s in &o.sessions {
-            self.sessions.remove(s);
+            self.sessions.remove(&s.jid);
         }
         Some(o)
     }
@@ -638,7 +667,7 @@ impl Room {
         let nick = self.sessions.remove(full)?;
         let i = self.occupant_index(&nick)?;
         let o = self.occupants.get_mut(i)?;
-        o.sessions.retain(|s| s != full);
+        o.sessions.retain(|s| s.jid != full);
         if o.sessions.is_empty() {
             return Some(Some(self.occupants.remove(i)));
         }
@@ -652,7 +681,7 @@ impl Room {
             o.nick = new.to_owned();
             o.jid = jid;
             for s in &o.sessions {
-                self.sessions.insert(s.clone(), new.to_owned());
+                self.sessions.insert(s.jid.clone(), new.to_owned());
             }
         }
     }

@@ -7,7 +7,7 @@ use super::directory::Refusal;
 use super::perm::{self, Affiliation, Role};
 use super::room::{
     self, presence_payload, random_id, route, write_message_head, Extra, Hist, HistoryRequest,
-    Occupant, Room,
+    Occupant, Room, Session,
 };
 use super::{refused, Muc, NS_MUC, NS_REQUEST, NS_USER};
 use crate::core::events::Inbound;
@@ -325,7 +325,7 @@ impl Muc {
         };
         if multi {
             if let Some(o) = room.occupants.iter_mut().find(|o| o.nick == nick) {
-                o.sessions.push(from.to_owned());
+                o.sessions.push(Session::new(from));
                 o.payload = payload;
             }
             room.sessions.insert(from.to_owned(), nick.to_owned());
@@ -334,7 +334,7 @@ impl Muc {
                 nick: nick.to_owned(),
                 jid: room.occupant_jid(nick),
                 bare: bare.to_owned(),
-                sessions: SmallVec::from_iter([from.to_owned()]),
+                sessions: SmallVec::from_iter([Session::new(from)]),
                 role,
                 payload,
             });
@@ -374,7 +374,7 @@ impl Muc {
             // One session resynchronizing or joining as another session of the same nick:
             // only it gets the self-presence.
             let only = Occupant {
-                sessions: SmallVec::from_iter([session.to_owned()]),
+                sessions: SmallVec::from_iter([Session::new(session)]),
                 ..o.clone()
             };
             room.broadcast_presence_of(ctx, &only, role, false, &Extra::default(), codes, false);
@@ -500,7 +500,7 @@ impl Muc {
         match gone {
             Some(mut o) => {
                 // The leaving session hears it too (MUC-EXIT-01).
-                o.sessions = SmallVec::from_iter([from.to_owned()]);
+                o.sessions = SmallVec::from_iter([Session::new(from)]);
                 o.payload = payload;
                 let extra = Extra::default();
                 room.broadcast_presence_of(ctx, &o, Role::None, true, &extra, &[], true);
@@ -509,7 +509,7 @@ impl Muc {
                 // Another session keeps the nick: only this one is told it left.
                 if let Some(o) = room.occupant(&nick) {
                     let only = Occupant {
-                        sessions: SmallVec::from_iter([from.to_owned()]),
+                        sessions: SmallVec::from_iter([Session::new(from)]),
                         payload,
                         ..o.clone()
                     };
@@ -579,13 +579,13 @@ impl Muc {
         };
         match room.remove_session(from) {
             Some(Some(mut o)) => {
-                o.sessions = SmallVec::from_iter([from.to_owned()]);
+                o.sessions = SmallVec::from_iter([Session::new(from)]);
                 room.broadcast_presence_of(ctx, &o, Role::None, true, &extra, &[], true);
             }
             Some(None) => {
                 if let Some(o) = room.occupant(&nick) {
                     let only = Occupant {
-                        sessions: SmallVec::from_iter([from.to_owned()]),
+                        sessions: SmallVec::from_iter([Session::new(from)]),
                         ..o.clone()
                     };
                     room.broadcast_presence_of(ctx, &only, Role::None, true, &extra, &[], false);
@@ -659,10 +659,27 @@ impl Muc {
         let lang = el.attr("xml:lang").map(str::to_owned);
         let payload = reflected_payload(el);
         let ty = StanzaType::Message(MessageType::Groupchat);
+        // Everything but `to` is the same for every copy: written (and escaped) once.
+        let mut head = Vec::with_capacity(64);
+        head.extend_from_slice(b"<message from='");
+        escape_attr(occ_jid, &mut head);
+        head.extend_from_slice(b"' to='");
+        let mut tail = Vec::with_capacity(payload.len() + 96);
+        tail.extend_from_slice(b"' type='groupchat' id='");
+        escape_attr(&id, &mut tail);
+        tail.push(b'\'');
+        if let Some(l) = &lang {
+            tail.extend_from_slice(b" xml:lang='");
+            escape_attr(l, &mut tail);
+            tail.push(b'\'');
+        }
+        tail.push(b'>');
+        tail.extend_from_slice(&payload);
+        tail.extend_from_slice(b"</message>");
         room.to_all(ctx, ty, occ_jid, |out, to| {
-            write_message_head(out, occ_jid, to, "groupchat", Some(&id), lang.as_deref());
-            out.extend_from_slice(&payload);
-            out.extend_from_slice(b"</message>");
+            out.extend_from_slice(&head);
+            out.extend_from_slice(to.attr.as_bytes());
+            out.extend_from_slice(&tail);
         });
         if keep {
             let h = Hist {
@@ -879,7 +896,10 @@ impl Muc {
                       label='Requested role'><value>participant</value></field>\
                       <field var='muc#jid' type='jid-single' label='User ID'><value>",
                 );
-                escape_text(sender.sessions.first().map_or(&sender.bare, |j| j), &mut x);
+                escape_text(
+                    sender.sessions.first().map_or(&sender.bare, |j| &j.jid),
+                    &mut x,
+                );
                 x.extend_from_slice(
                     b"</value></field><field var='muc#roomnick' type='text-single' \
                       label='Room Nickname'><value>",
@@ -1002,7 +1022,7 @@ impl Muc {
                 };
                 let mut fwd = el.clone();
                 fwd.set_attr("from", responder.jid.clone());
-                fwd.set_attr("to", to.clone());
+                fwd.set_attr("to", to.jid.clone());
                 let mut out = Vec::with_capacity(256);
                 fwd.write_to(&mut out, ns::CLIENT);
                 route(ctx, s.ty, &responder.jid, to, &out);
@@ -1036,7 +1056,7 @@ impl Muc {
                     target.bare.clone()
                 } else {
                     match target.sessions.first() {
-                        Some(t) => t.clone(),
+                        Some(t) => t.jid.clone(),
                         None => return,
                     }
                 };
