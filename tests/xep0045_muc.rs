@@ -778,6 +778,11 @@ fn muc_own_11_persistent_room_and_affiliations_survive_restart() {
                 .attr("type"),
             Some("result")
         );
+        // A subject change is reflected once it is durable.
+        a.send(&format!(
+            "<message type='groupchat' id='t' to='{room_jid}'><subject>Kept topic</subject></message>"
+        ));
+        a.recv_until("subject", |e| e.attr("id") == Some("t"));
         // Acknowledged: a kill -9 now must not lose it.
         s.signal_and_wait(9);
     }
@@ -807,6 +812,13 @@ fn muc_own_11_persistent_room_and_affiliations_survive_restart() {
     let got = join(&mut c, &room_jid, "carol", "");
     let me = got.iter().rev().find(|e| e.name == "presence").unwrap();
     assert_eq!(item(me).attr("affiliation"), Some("none"));
+    let subject = got
+        .last()
+        .unwrap()
+        .child("subject", "jabber:client")
+        .unwrap()
+        .text();
+    assert_eq!(subject, "Kept topic");
     c.send(&format!("<iq type='get' id='ml' to='{room_jid}'><query xmlns='{ADMIN}'><item affiliation='member'/></query></iq>"));
     let (ml, _) = c.recv_until("member list", |e| e.attr("id") == Some("ml"));
     let jids: Vec<&str> = ml
@@ -1450,4 +1462,134 @@ fn muc_disco_02_room_list_paged_with_rsm() {
         "<iq type='get' id='bad' to='{SERVICE}'><query xmlns='{DISCO_ITEMS}'><set xmlns='{rsm}'><max>x</max></set></query></iq>"
     ));
     expect_error(&mut a, "bad", "bad-request");
+}
+
+#[test]
+fn muc_join_04_14_non_anonymous_rooms_and_presence_broadcast() {
+    let s = Server::shared();
+    let r = room("bcast");
+    let mut a = user(s, "bcasta");
+    let mut b = user(s, "bcastb");
+    let mut c = user(s, "bcastc");
+    create(&mut a, &r, "alice");
+    // MUC-JOIN-14: a non-anonymous room shows everyone's JID, and 100 on the self-presence.
+    configure(&mut a, &r, "w", &field("muc#roomconfig_whois", "anyone"));
+    let got = join(&mut b, &r, "bob", "");
+    let alice = got
+        .iter()
+        .find(|e| e.attr("from") == Some(format!("{r}/alice").as_str()))
+        .unwrap();
+    assert_eq!(item(alice).attr("jid"), Some(a.full().as_str()));
+    let me = got.iter().rev().find(|e| e.name == "presence").unwrap();
+    assert!(codes(me).contains(&"100".to_string()), "{me:?}");
+    // MUC-JOIN-04: presence of participants is not broadcast when the room says so; the
+    // moderator's still is.
+    configure(
+        &mut a,
+        &r,
+        "pb",
+        &field("muc#roomconfig_presencebroadcast", "moderator"),
+    );
+    let got = join(&mut c, &r, "carol", "");
+    let froms: Vec<&str> = got
+        .iter()
+        .filter(|e| e.name == "presence")
+        .filter_map(|e| e.attr("from"))
+        .collect();
+    assert!(froms.contains(&format!("{r}/alice").as_str()), "{froms:?}");
+    assert!(!froms.contains(&format!("{r}/bob").as_str()), "{froms:?}");
+    // bob does not see carol (a participant) arrive.
+    let seen = b.drain(quiet());
+    assert!(
+        seen.iter()
+            .all(|e| e.attr("from") != Some(format!("{r}/carol").as_str())),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn muc_bounds_rooms_per_service_per_user_occupants_and_history() {
+    let s = Server::start(&[
+        "--muc-max-rooms",
+        "3",
+        "--muc-max-rooms-per-user",
+        "2",
+        "--muc-max-occupants",
+        "2",
+        "--muc-history",
+        "2",
+        "--muc-max-history",
+        "3",
+    ]);
+    let mut a = user(&s, "bnda");
+    let mut b = user(&s, "bndb");
+    let mut c = user(&s, "bndc");
+    // Rooms owned per user: not-allowed.
+    create(&mut a, &format!("one@{SERVICE}"), "alice");
+    create(&mut a, &format!("two@{SERVICE}"), "alice");
+    a.send(&format!(
+        "<presence to='three@{SERVICE}/alice'><x xmlns='{MUC}'/></presence>"
+    ));
+    expect_join_error(&mut a, &format!("three@{SERVICE}/alice"), "not-allowed");
+    // Rooms per service: resource-constraint.
+    create(&mut b, &format!("three@{SERVICE}"), "bob");
+    b.send(&format!(
+        "<presence to='four@{SERVICE}/bob'><x xmlns='{MUC}'/></presence>"
+    ));
+    expect_join_error(
+        &mut b,
+        &format!("four@{SERVICE}/bob"),
+        "resource-constraint",
+    );
+    // Occupants per room: the service's bound, also for maxusers.
+    let one = format!("one@{SERVICE}");
+    join(&mut b, &one, "bob", "");
+    c.send(&format!(
+        "<presence to='{one}/carol'><x xmlns='{MUC}'/></presence>"
+    ));
+    expect_join_error(&mut c, &format!("{one}/carol"), "service-unavailable");
+    a.send(&format!(
+        "<iq type='set' id='mu' to='{one}'><query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'>{}</x></query></iq>",
+        field("muc#roomconfig_maxusers", "100")
+    ));
+    expect_error(&mut a, "mu", "not-acceptable");
+    // History: a new room keeps 2 messages.
+    for i in 0..4 {
+        a.send(&format!(
+            "<message type='groupchat' id='h{i}' to='{one}'><body>m{i}</body></message>"
+        ));
+        a.recv_until("echo", |e| e.attr("id") == Some(format!("h{i}").as_str()));
+    }
+    b.send(&format!("<presence to='{one}/bob' type='unavailable'/>"));
+    b.recv_until("left", |e| e.attr("type") == Some("unavailable"));
+    let got = join(&mut c, &one, "carol", "<history maxstanzas='10'/>");
+    let bodies: Vec<String> = got
+        .iter()
+        .filter_map(|e| e.child("body", "jabber:client").map(|b| b.text()))
+        .collect();
+    assert_eq!(bodies, vec!["m2", "m3"]);
+}
+
+#[test]
+fn muc_storage_failure_is_answered_not_acknowledged() {
+    let s = Server::start_env(
+        &[],
+        &[("XMPPD_TEST_FAIL_STORAGE", &format!("write:{SERVICE}"))],
+    );
+    let mut a = user(&s, "sfa");
+    let r = format!("failing@{SERVICE}");
+    create(&mut a, &r, "alice");
+    // The owner's persistent configuration cannot be stored: an error, not a result.
+    a.send(&format!(
+        "<iq type='set' id='p' to='{r}'><query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'>{}</x></query></iq>",
+        field("muc#roomconfig_persistentroom", "1")
+    ));
+    expect_error(&mut a, "p", "internal-server-error");
+    // A subject change of the (now persistent) room is not reflected when it is not stored.
+    a.send(&format!(
+        "<message type='groupchat' id='t' to='{r}'><subject>lost</subject></message>"
+    ));
+    expect_error(&mut a, "t", "internal-server-error");
+    let seen = a.drain(quiet());
+    assert!(seen.iter().all(|e| !is_subject(e)), "{seen:?}");
 }

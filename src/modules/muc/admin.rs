@@ -10,7 +10,7 @@ use xmppd_storage::{MucAffiliation, MucRoom};
 
 use super::config::{FormError, RoomConfig};
 use super::perm::{self, Affiliation, Denied, Role};
-use super::room::{route, Affil, Extra, Room, Subject};
+use super::room::{Affil, Extra, Room, Subject};
 use super::{refused, Muc, NS_ADMIN, NS_MUC, NS_OWNER, NS_STABLE_ID, NS_USER};
 use crate::core::events::Inbound;
 use crate::core::{Ctx, Pending};
@@ -40,6 +40,10 @@ impl From<Denied> for StanzaError {
         })
     }
 }
+
+/// A room's write: resolves once durable, or with the error to answer.
+pub(crate) type Durable =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StanzaError>>>>;
 
 /// One change of a muc#admin set, checked.
 enum Change {
@@ -666,7 +670,7 @@ impl Muc {
 
     /// Writes a persistent room's record (or removes a room's that is no longer
     /// persistent): the completion resolves once it is durable.
-    pub(crate) fn persist(&self, ctx: &Ctx, room: &mut Room) -> Option<Pending> {
+    pub(crate) fn persist(&self, ctx: &Ctx, room: &mut Room) -> Option<Durable> {
         if !room.config.persistent && !room.stored {
             return None;
         }
@@ -683,20 +687,19 @@ impl Muc {
         };
         let what = room.jid.clone();
         Some(Box::pin(async move {
-            if let Err(e) = done.await {
-                tracing::warn!(room = what, error = %e, "a room's record was not written");
-            }
+            done.await
+                .map_err(|e| crate::core::storage_failure("storing a room", &what, &e))
         }))
     }
 
-    /// Answers an IQ with a result once `done` (a room's write) is durable; with an error
-    /// if it failed.
+    /// Answers an IQ with a result once `done` (a room's write) is durable, or with the
+    /// storage failure's error.
     fn answer_after(
         &self,
         ctx: &Ctx,
         s: &Inbound<'_>,
         id: Option<String>,
-        done: Option<Pending>,
+        done: Option<Durable>,
     ) -> Option<Pending> {
         let Some(done) = done else {
             self.answer(ctx, s.route, id.as_deref(), Ok(None));
@@ -708,10 +711,25 @@ impl Muc {
             s.route.to.as_str().to_owned(),
         );
         Some(Box::pin(async move {
-            done.await;
-            let mut out = Vec::with_capacity(128);
-            super::write_iq_result(&mut out, &to, &from, id.as_deref(), None);
-            route(&ctx, StanzaType::Iq(IqType::Result), &to, &from, &out);
+            let route = crate::core::Route::new(
+                crate::xmpp::jid::JidStr::trusted(&from),
+                crate::xmpp::jid::JidStr::trusted(&to),
+            );
+            match done.await {
+                Ok(()) => {
+                    let mut out = Vec::with_capacity(128);
+                    super::write_iq_result(&mut out, &to, &from, id.as_deref(), None);
+                    ctx.route(StanzaType::Iq(IqType::Result), route.reply(), &out);
+                }
+                Err(e) => ctx.bounce(
+                    crate::core::Refused {
+                        ty: StanzaType::Iq(IqType::Set),
+                        id: id.as_deref(),
+                        route,
+                    },
+                    e,
+                ),
+            }
         }))
     }
 

@@ -637,8 +637,53 @@ impl Muc {
                 by: nick,
                 at: crate::util::now_unix_ms(),
             };
-            self.reflect(ctx, room, &occ_jid, el, false);
-            return self.persist(ctx, room);
+            // A persistent room's subject is reflected (acknowledged) once it is durable;
+            // the room already holds it, so joins meanwhile see the new one.
+            let Some(done) = self.persist(ctx, room) else {
+                self.reflect(ctx, room, &occ_jid, el, false);
+                return None;
+            };
+            let mut copies: Vec<(String, Vec<u8>)> = Vec::new();
+            let payload = reflected_payload(el);
+            let id = el.attr("id").map_or_else(random_id, str::to_owned);
+            for o in &room.occupants {
+                for to in &o.sessions {
+                    let mut out = Vec::with_capacity(payload.len() + 128);
+                    write_message_head(&mut out, &occ_jid, to, "groupchat", Some(&id), None);
+                    out.extend_from_slice(&payload);
+                    out.extend_from_slice(b"</message>");
+                    copies.push((to.jid.clone(), out));
+                }
+            }
+            let (ctx, ty, from, id) = (
+                ctx.clone(),
+                s.ty,
+                s.route.from.as_str().to_owned(),
+                el.attr("id").map(str::to_owned),
+            );
+            let room_jid = room.jid.clone();
+            return Some(Box::pin(async move {
+                match done.await {
+                    Ok(()) => {
+                        let ty = StanzaType::Message(MessageType::Groupchat);
+                        for (to, out) in copies {
+                            route(&ctx, ty, &occ_jid, &to, &out);
+                        }
+                    }
+                    // Not stored, so not acknowledged: the sender learns it failed.
+                    Err(e) => ctx.bounce(
+                        crate::core::Refused {
+                            ty,
+                            id: id.as_deref(),
+                            route: crate::core::Route::new(
+                                JidStr::trusted(&from),
+                                JidStr::trusted(&room_jid),
+                            ),
+                        },
+                        e,
+                    ),
+                }
+            }));
         }
         // MUC-MSG-03.
         if !perm::may_speak(role) {
@@ -817,8 +862,13 @@ impl Muc {
             );
         }
         if changed {
-            if let Some(p) = self.persist(ctx, room) {
-                glommio::spawn_local(p).detach();
+            if let Some(done) = self.persist(ctx, room) {
+                // The invitations went out at once (they are not acknowledgements); a failed
+                // write of the new member is logged by storage_failure.
+                glommio::spawn_local(async move {
+                    let _ = done.await;
+                })
+                .detach();
             }
         }
     }
