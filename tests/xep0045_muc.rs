@@ -1593,3 +1593,45 @@ fn muc_storage_failure_is_answered_not_acknowledged() {
     let seen = a.drain(quiet());
     assert!(seen.iter().all(|e| !is_subject(e)), "{seen:?}");
 }
+
+#[test]
+fn muc_bounds_invitations_and_affiliations_through_forms_and_invites() {
+    let s = Server::start(&["--muc-max-affiliations", "3"]);
+    let mut a = user(&s, "bafa");
+    let r = format!("aff@{SERVICE}");
+    create(&mut a, &r, "alice");
+    configure(&mut a, &r, "mo", &field("muc#roomconfig_membersonly", "1"));
+    // More invitations in one message than allowed.
+    let many: String = (0..17)
+        .map(|i| format!("<invite to='u{i}@localhost'/>"))
+        .collect();
+    a.send(&format!(
+        "<message to='{r}' id='i1'><x xmlns='{USER}'>{many}</x></message>"
+    ));
+    expect_error(&mut a, "i1", "not-acceptable");
+    // The owner plus two invited members fill the room's three affiliations...
+    a.send(&format!(
+        "<message to='{r}' id='i2'><x xmlns='{USER}'><invite to='m1@localhost'/><invite to='m2@localhost'/></x></message>"
+    ));
+    a.send(&format!("<iq type='get' id='ml' to='{r}'><query xmlns='{ADMIN}'><item affiliation='member'/></query></iq>"));
+    let (ml, _) = a.recv_until("members", |e| e.attr("id") == Some("ml"));
+    assert_eq!(
+        ml.child("query", ADMIN).unwrap().elements().count(),
+        2,
+        "{ml:?}"
+    );
+    // ...so a third invitation, an admin grant or an admin list in the form is refused.
+    a.send(&format!(
+        "<message to='{r}' id='i3'><x xmlns='{USER}'><invite to='m3@localhost'/></x></message>"
+    ));
+    expect_error(&mut a, "i3", "resource-constraint");
+    a.send(&format!(
+        "<iq type='set' id='ad' to='{r}'><query xmlns='{ADMIN}'><item affiliation='admin' jid='x@localhost'/></query></iq>"
+    ));
+    expect_error(&mut a, "ad", "resource-constraint");
+    a.send(&format!(
+        "<iq type='set' id='f' to='{r}'><query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'>\
+         <field var='muc#roomconfig_roomadmins'><value>x@localhost</value></field></x></query></iq>"
+    ));
+    expect_error(&mut a, "f", "resource-constraint");
+}

@@ -547,6 +547,17 @@ impl Muc {
         };
         let mut rooms = self.rooms.borrow_mut();
         let room = rooms.get_mut(local)?;
+        if affiliations_after(room, &sub) > self.cfg.max_affiliations {
+            drop(rooms);
+            ctx.bounce(
+                refused(s, id.as_deref()),
+                err_text(
+                    StanzaCondition::ResourceConstraint,
+                    "the room keeps as many affiliations as it may",
+                ),
+            );
+            return None;
+        }
         let old = std::mem::replace(&mut room.config, sub.config);
         let was_locked = std::mem::replace(&mut room.locked, false);
         // MUC-OWN-09: owner and admin lists given whole.
@@ -555,8 +566,9 @@ impl Muc {
             (&sub.admins, Affiliation::Admin),
         ] {
             let Some(list) = list else { continue };
+            let keep: ahash::AHashSet<&str> = list.iter().map(String::as_str).collect();
             for jid in room.list(aff) {
-                if !list.contains(&jid) {
+                if !keep.contains(jid.as_str()) {
                     self.apply_affiliation(ctx, room, &jid, Affiliation::None, None, None);
                 }
             }
@@ -808,6 +820,27 @@ fn notify_codes(ctx: &Ctx, room: &Room, codes: &[u16]) {
         out.extend_from_slice(&x);
         out.extend_from_slice(b"</message>");
     });
+}
+
+/// How many affiliations the room would keep after a submitted form's owner and admin lists.
+fn affiliations_after(room: &Room, sub: &super::config::Submitted) -> usize {
+    let mut affs: ahash::AHashMap<&str, Affiliation> = room
+        .affiliations
+        .iter()
+        .map(|(j, a)| (j.as_str(), a.aff))
+        .collect();
+    for (list, aff) in [
+        (&sub.owners, Affiliation::Owner),
+        (&sub.admins, Affiliation::Admin),
+    ] {
+        let Some(list) = list else { continue };
+        let keep: ahash::AHashSet<&str> = list.iter().map(String::as_str).collect();
+        affs.retain(|j, a| *a != aff || keep.contains(j));
+        for jid in list {
+            affs.insert(jid.as_str(), aff);
+        }
+    }
+    affs.len()
 }
 
 /// A room's stored record.

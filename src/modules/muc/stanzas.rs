@@ -33,6 +33,9 @@ const GHOST_CONDITIONS: &[&str] = &[
     "service-unavailable",
 ];
 
+/// The most mediated invitations one message may carry.
+const MAX_INVITES: usize = 16;
+
 /// The longest `service \0 room` a new room may have (LMDB's key limit is 511 bytes).
 const MAX_ROOM_KEY: usize = 511;
 
@@ -791,6 +794,15 @@ impl Muc {
             ctx.bounce(refused(s, id), err(StanzaCondition::BadRequest));
             return;
         }
+        // One stanza may not fan out into thousands of invitations.
+        if invites.len() > MAX_INVITES {
+            let text = format!("at most {MAX_INVITES} invitations in one message");
+            ctx.bounce(
+                refused(s, id),
+                err_text(StanzaCondition::NotAcceptable, &text),
+            );
+            return;
+        }
         // MUC-INV-01/02.
         let Some(o) = room.occupant_of(from) else {
             ctx.bounce(
@@ -827,6 +839,23 @@ impl Muc {
                     return;
                 }
             }
+        }
+        // Invitees of a members-only room become members: within the affiliation bound.
+        let new_members = targets
+            .iter()
+            .filter(|(to, _)| room.affiliation(to.bare_str()) == Affiliation::None)
+            .count();
+        if room.config.members_only
+            && room.affiliations.len() + new_members > self.cfg.max_affiliations
+        {
+            ctx.bounce(
+                refused(s, id),
+                err_text(
+                    StanzaCondition::ResourceConstraint,
+                    "the room keeps as many affiliations as it may",
+                ),
+            );
+            return;
         }
         let mut changed = false;
         for (to, inv) in targets {
