@@ -79,6 +79,19 @@ fn create(c: &mut Client, room: &str, nick: &str) {
     assert_eq!(r.attr("type"), Some("result"), "{r:?}");
 }
 
+/// A new room created by alice, with bob joined and alice having seen him arrive.
+fn alice_and_bob(s: &Server, prefix: &str) -> (String, Client, Client) {
+    let r = room(prefix);
+    let mut a = user(s, &format!("{prefix}a"));
+    let mut b = user(s, &format!("{prefix}b"));
+    create(&mut a, &r, "alice");
+    join(&mut b, &r, "bob", "");
+    a.recv_until("bob", |e| {
+        e.attr("from") == Some(format!("{r}/bob").as_str())
+    });
+    (r, a, b)
+}
+
 /// A join refused with `condition`: the error carries the muc `<x/>` (clients tell join
 /// errors apart by it).
 fn expect_join_error(c: &mut Client, from: &str, condition: &str) {
@@ -356,16 +369,7 @@ fn muc_join_05_06_07_08_09_21_entry_errors() {
     let (left, _) = b.recv_until("left", |e| e.attr("type") == Some("unavailable"));
     assert!(codes(&left).contains(&"110".to_string()), "{left:?}");
     // MUC-JOIN-07: members only.
-    a.send(&format!(
-        "<iq type='set' id='mo' to='{r}'><query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'>\
-         <field var='muc#roomconfig_membersonly'><value>1</value></field></x></query></iq>"
-    ));
-    assert_eq!(
-        a.recv_until("mo", |e| e.attr("id") == Some("mo"))
-            .0
-            .attr("type"),
-        Some("result")
-    );
+    configure(&mut a, &r, "mo", &field("muc#roomconfig_membersonly", "1"));
     b.send(&format!(
         "<presence to='{r}/bob'><x xmlns='{MUC}'><password>sesame</password></x></presence>"
     ));
@@ -421,14 +425,7 @@ fn muc_pm_01_02_03_04_private_messages() {
 #[test]
 fn muc_nick_01_02_03_exit_01_05_nick_change_status_and_leaving() {
     let s = Server::shared();
-    let r = room("nick");
-    let mut a = user(s, "nicka");
-    let mut b = user(s, "nickb");
-    create(&mut a, &r, "alice");
-    join(&mut b, &r, "bob", "");
-    a.recv_until("bob", |e| {
-        e.attr("from") == Some(format!("{r}/bob").as_str())
-    });
+    let (r, mut a, mut b) = alice_and_bob(s, "nick");
     // MUC-NICK-02.
     b.send(&format!("<presence to='{r}/alice'/>"));
     expect_join_error(&mut b, &format!("{r}/alice"), "conflict");
@@ -660,15 +657,11 @@ fn muc_own_03_04_06_10_configuration_and_destruction() {
          <field var='muc#roomconfig_passwordprotectedroom'><value>1</value></field></x></query></iq>"
     ));
     expect_error(&mut a, "bad", "not-acceptable");
-    a.send(&format!(
-        "<iq type='set' id='ok' to='{r}'><query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'>\
-         <field var='muc#roomconfig_roomname'><value>The Room</value></field></x></query></iq>"
-    ));
-    assert_eq!(
-        a.recv_until("ok", |e| e.attr("id") == Some("ok"))
-            .0
-            .attr("type"),
-        Some("result")
+    configure(
+        &mut a,
+        &r,
+        "ok",
+        &field("muc#roomconfig_roomname", "The Room"),
     );
     join(&mut b, &r, "bob", "");
     // MUC-OWN-06: not an owner.
@@ -880,15 +873,11 @@ fn muc_msg_03_mod_03_05_moderated_room_voice() {
     let mut a = user(s, "voicea");
     let mut b = user(s, "voiceb");
     create(&mut a, &r, "alice");
-    a.send(&format!(
-        "<iq type='set' id='mod' to='{r}'><query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'>\
-         <field var='muc#roomconfig_moderatedroom'><value>1</value></field></x></query></iq>"
-    ));
-    assert_eq!(
-        a.recv_until("mod", |e| e.attr("id") == Some("mod"))
-            .0
-            .attr("type"),
-        Some("result")
+    configure(
+        &mut a,
+        &r,
+        "mod",
+        &field("muc#roomconfig_moderatedroom", "1"),
     );
     // MUC-CFG-02: a newcomer without affiliation is a visitor in a moderated room.
     let got = join(&mut b, &r, "bob", "");
@@ -955,16 +944,7 @@ fn muc_join_11_full_room_admits_owner_overflow() {
     let res = a.recv_until("max", |e| e.attr("id") == Some("max")).0;
     if res.attr("type") == Some("error") {
         // 2 is not among the offered values: use the smallest offered.
-        a.send(&format!(
-            "<iq type='set' id='max2' to='{r}'><query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'>\
-             <field var='muc#roomconfig_maxusers'><value>10</value></field></x></query></iq>"
-        ));
-        assert_eq!(
-            a.recv_until("max2", |e| e.attr("id") == Some("max2"))
-                .0
-                .attr("type"),
-            Some("result")
-        );
+        configure(&mut a, &r, "max2", &field("muc#roomconfig_maxusers", "10"));
         return;
     }
     join(&mut b, &r, "bob", "");
@@ -984,16 +964,7 @@ fn muc_inv_01_02_03_04_invitations() {
     let (u, p) = s.new_user("invb");
     let mut b = Client::online(s, &u, &p, None);
     create(&mut a, &r, "alice");
-    a.send(&format!(
-        "<iq type='set' id='mo' to='{r}'><query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'>\
-         <field var='muc#roomconfig_membersonly'><value>1</value></field></x></query></iq>"
-    ));
-    assert_eq!(
-        a.recv_until("mo", |e| e.attr("id") == Some("mo"))
-            .0
-            .attr("type"),
-        Some("result")
-    );
+    configure(&mut a, &r, "mo", &field("muc#roomconfig_membersonly", "1"));
     // MUC-INV-01/02: the owner invites; the invitee gets it from the room and becomes a member.
     a.send(&format!(
         "<message to='{r}' id='i1'><x xmlns='{USER}'><invite to='{}'><reason>join us</reason></invite></x></message>",
@@ -1050,15 +1021,11 @@ fn muc_disco_02_04_06_listing_rooms_and_occupants() {
     let mut a = user(s, "lista");
     create(&mut a, &public, "alice");
     join(&mut a, &hidden, "alice", "");
-    a.send(&format!(
-        "<iq type='set' id='h' to='{hidden}'><query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'>\
-         <field var='muc#roomconfig_publicroom'><value>0</value></field></x></query></iq>"
-    ));
-    assert_eq!(
-        a.recv_until("h", |e| e.attr("id") == Some("h"))
-            .0
-            .attr("type"),
-        Some("result")
+    configure(
+        &mut a,
+        &hidden,
+        "h",
+        &field("muc#roomconfig_publicroom", "0"),
     );
     a.send(&format!(
         "<iq type='get' id='it' to='{SERVICE}'><query xmlns='{DISCO_ITEMS}'/></iq>"
@@ -1180,14 +1147,7 @@ fn muc_aff_04_own_05_07_08_membership_and_config_changes() {
 #[test]
 fn muc_exit_06_a_bounced_groupchat_removes_the_ghost() {
     let s = Server::shared();
-    let r = room("ghost");
-    let mut a = user(s, "ghosta");
-    let mut b = user(s, "ghostb");
-    create(&mut a, &r, "alice");
-    join(&mut b, &r, "bob", "");
-    a.recv_until("bob", |e| {
-        e.attr("from") == Some(format!("{r}/bob").as_str())
-    });
+    let (r, mut a, mut b) = alice_and_bob(s, "ghost");
     // bob's session answers a room message with an error that says it is gone.
     b.send(&format!(
         "<message type='error' to='{r}/alice' id='x'><error type='cancel'><recipient-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
@@ -1199,14 +1159,7 @@ fn muc_exit_06_a_bounced_groupchat_removes_the_ghost() {
 #[test]
 fn muc_exit_06_presence_error_from_an_occupant_removes_it_with_333() {
     let s = Server::shared();
-    let r = room("perr");
-    let mut a = user(s, "perra");
-    let mut b = user(s, "perrb");
-    create(&mut a, &r, "alice");
-    join(&mut b, &r, "bob", "");
-    a.recv_until("bob", |e| {
-        e.attr("from") == Some(format!("{r}/bob").as_str())
-    });
+    let (r, mut a, mut b) = alice_and_bob(s, "perr");
     // As aioxmpp does when it gives up on a room: an error presence without a condition.
     b.send(&format!(
         "<presence type='error' to='{r}/bob'><status>Client exited</status></presence>"
@@ -1224,14 +1177,7 @@ fn muc_exit_06_presence_error_from_an_occupant_removes_it_with_333() {
 #[test]
 fn muc_exit_01_unavailable_to_the_room_jid_also_leaves() {
     let s = Server::shared();
-    let r = room("bareleave");
-    let mut a = user(s, "blva");
-    let mut b = user(s, "blvb");
-    create(&mut a, &r, "alice");
-    join(&mut b, &r, "bob", "");
-    a.recv_until("bob", |e| {
-        e.attr("from") == Some(format!("{r}/bob").as_str())
-    });
+    let (r, mut a, mut b) = alice_and_bob(s, "bareleave");
     // As aioxmpp leaves: unavailable to room@service.
     b.send(&format!("<presence type='unavailable' to='{r}'/>"));
     let (own, _) = b.recv_until("self unavailable", |e| {
