@@ -640,53 +640,7 @@ impl Muc {
                 by: nick,
                 at: crate::util::now_unix_ms(),
             };
-            // A persistent room's subject is reflected (acknowledged) once it is durable;
-            // the room already holds it, so joins meanwhile see the new one.
-            let Some(done) = self.persist(ctx, room) else {
-                self.reflect(ctx, room, &occ_jid, el, false);
-                return None;
-            };
-            let mut copies: Vec<(String, Vec<u8>)> = Vec::new();
-            let payload = reflected_payload(el);
-            let id = el.attr("id").map_or_else(random_id, str::to_owned);
-            for o in &room.occupants {
-                for to in &o.sessions {
-                    let mut out = Vec::with_capacity(payload.len() + 128);
-                    write_message_head(&mut out, &occ_jid, to, "groupchat", Some(&id), None);
-                    out.extend_from_slice(&payload);
-                    out.extend_from_slice(b"</message>");
-                    copies.push((to.jid.clone(), out));
-                }
-            }
-            let (ctx, ty, from, id) = (
-                ctx.clone(),
-                s.ty,
-                s.route.from.as_str().to_owned(),
-                el.attr("id").map(str::to_owned),
-            );
-            let room_jid = room.jid.clone();
-            return Some(Box::pin(async move {
-                match done.await {
-                    Ok(()) => {
-                        let ty = StanzaType::Message(MessageType::Groupchat);
-                        for (to, out) in copies {
-                            route(&ctx, ty, &occ_jid, &to, &out);
-                        }
-                    }
-                    // Not stored, so not acknowledged: the sender learns it failed.
-                    Err(e) => ctx.bounce(
-                        crate::core::Refused {
-                            ty,
-                            id: id.as_deref(),
-                            route: crate::core::Route::new(
-                                JidStr::trusted(&from),
-                                JidStr::trusted(&room_jid),
-                            ),
-                        },
-                        e,
-                    ),
-                }
-            }));
+            return self.reflect_subject(ctx, s, room, &occ_jid, el);
         }
         // MUC-MSG-03.
         if !perm::may_speak(role) {
@@ -703,42 +657,67 @@ impl Muc {
     /// Sends a groupchat message from `occ_jid` to every occupant, keeping its id
     /// (MUC-MSG-02) and dropping client-supplied muc#user data (MUC-MSG-07).
     fn reflect(&self, ctx: &Ctx, room: &mut Room, occ_jid: &str, el: &Element, keep: bool) {
-        let id = el.attr("id").map_or_else(random_id, str::to_owned);
-        let lang = el.attr("xml:lang").map(str::to_owned);
-        let payload = reflected_payload(el);
+        let r = Reflection::new(occ_jid, el);
         let ty = StanzaType::Message(MessageType::Groupchat);
-        // Everything but `to` is the same for every copy: written (and escaped) once.
-        let mut head = Vec::with_capacity(64);
-        head.extend_from_slice(b"<message from='");
-        escape_attr(occ_jid, &mut head);
-        head.extend_from_slice(b"' to='");
-        let mut tail = Vec::with_capacity(payload.len() + 96);
-        tail.extend_from_slice(b"' type='groupchat' id='");
-        escape_attr(&id, &mut tail);
-        tail.push(b'\'');
-        if let Some(l) = &lang {
-            tail.extend_from_slice(b" xml:lang='");
-            escape_attr(l, &mut tail);
-            tail.push(b'\'');
-        }
-        tail.push(b'>');
-        tail.extend_from_slice(&payload);
-        tail.extend_from_slice(b"</message>");
-        room.to_all(ctx, ty, occ_jid, |out, to| {
-            out.extend_from_slice(&head);
-            out.extend_from_slice(to.attr.as_bytes());
-            out.extend_from_slice(&tail);
-        });
+        room.to_all(ctx, ty, occ_jid, |out, to| r.write(out, to));
         if keep {
             let h = Hist {
                 at: crate::util::now_unix_ms(),
                 from: occ_jid.to_owned(),
-                id,
-                lang,
-                payload,
+                id: r.id,
+                lang: r.lang,
+                payload: r.payload,
             };
             room.remember(h, self.cfg.max_history_bytes);
         }
+    }
+
+    /// Reflects a subject change. A persistent room's is reflected (acknowledged) once it is
+    /// durable; the room holds the new subject already, so joins meanwhile see it.
+    fn reflect_subject(
+        &self,
+        ctx: &Ctx,
+        s: &Inbound<'_>,
+        room: &mut Room,
+        occ_jid: &str,
+        el: &Element,
+    ) -> Option<Pending> {
+        let Some(done) = self.persist(ctx, room) else {
+            self.reflect(ctx, room, occ_jid, el, false);
+            return None;
+        };
+        let r = Reflection::new(occ_jid, el);
+        let mut copies: Vec<(String, Vec<u8>)> = Vec::new();
+        for to in room.occupants.iter().flat_map(|o| &o.sessions) {
+            let mut out = Vec::with_capacity(r.head.len() + r.tail.len() + to.attr.len());
+            r.write(&mut out, to);
+            copies.push((to.jid.clone(), out));
+        }
+        let (ctx, ty, occ_jid) = (ctx.clone(), s.ty, occ_jid.to_owned());
+        let (from, room_jid) = (s.route.from.as_str().to_owned(), room.jid.clone());
+        let id = el.attr("id").map(str::to_owned);
+        Some(Box::pin(async move {
+            match done.await {
+                Ok(()) => {
+                    let ty = StanzaType::Message(MessageType::Groupchat);
+                    for (to, out) in copies {
+                        route(&ctx, ty, &occ_jid, &to, &out);
+                    }
+                }
+                // Not stored, so not acknowledged: the sender learns it failed.
+                Err(e) => ctx.bounce(
+                    crate::core::Refused {
+                        ty,
+                        id: id.as_deref(),
+                        route: crate::core::Route::new(
+                            JidStr::trusted(&from),
+                            JidStr::trusted(&room_jid),
+                        ),
+                    },
+                    e,
+                ),
+            }
+        }))
     }
 
     /// A message of another type to the room: mediated invitations and declines (§7.8.2);
@@ -1179,6 +1158,57 @@ fn join_error(ctx: &Ctx, s: &Inbound<'_>, id: Option<&str>, e: &StanzaError) {
     e.write_element(ctx.config().legacy_error_codes, &mut out);
     out.extend_from_slice(b"</presence>");
     ctx.route(StanzaType::Presence(PresenceType::Error), back, &out);
+}
+
+/// A groupchat message as the room reflects it: everything but `to` is the same for every
+/// copy, so it is written (and escaped) once, and a copy is head, the recipient's escaped JID
+/// and tail.
+struct Reflection {
+    head: Vec<u8>,
+    tail: Vec<u8>,
+    id: String,
+    lang: Option<String>,
+    payload: Vec<u8>,
+}
+
+impl Reflection {
+    /// `el` from occupant JID `occ_jid`, with the client's id or a generated one (MUC-MSG-02)
+    /// and without client-supplied muc#user data (MUC-MSG-07).
+    fn new(occ_jid: &str, el: &Element) -> Reflection {
+        let id = el.attr("id").map_or_else(random_id, str::to_owned);
+        let lang = el.attr("xml:lang").map(str::to_owned);
+        let payload = reflected_payload(el);
+        let mut head = Vec::with_capacity(64);
+        head.extend_from_slice(b"<message from='");
+        escape_attr(occ_jid, &mut head);
+        head.extend_from_slice(b"' to='");
+        let mut tail = Vec::with_capacity(payload.len() + 96);
+        tail.extend_from_slice(b"' type='groupchat' id='");
+        escape_attr(&id, &mut tail);
+        tail.push(b'\'');
+        if let Some(l) = &lang {
+            tail.extend_from_slice(b" xml:lang='");
+            escape_attr(l, &mut tail);
+            tail.push(b'\'');
+        }
+        tail.push(b'>');
+        tail.extend_from_slice(&payload);
+        tail.extend_from_slice(b"</message>");
+        Reflection {
+            head,
+            tail,
+            id,
+            lang,
+            payload,
+        }
+    }
+
+    /// The copy for session `to`.
+    fn write(&self, out: &mut Vec<u8>, to: &Session) {
+        out.extend_from_slice(&self.head);
+        out.extend_from_slice(to.attr.as_bytes());
+        out.extend_from_slice(&self.tail);
+    }
 }
 
 /// A message's children as a room reflects them: elements only, without muc#user data
