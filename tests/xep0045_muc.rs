@@ -1581,3 +1581,44 @@ fn muc_bounds_invitations_and_affiliations_through_forms_and_invites() {
     ));
     expect_error(&mut a, "f", "resource-constraint");
 }
+
+/// Issue 11 (scale): a room never waits on an occupant that stops reading. Its send queue
+/// refuses what does not fit (the bounce goes to the room, which ignores it) until the
+/// server disconnects it for not reading, and it leaves the room; the others get every
+/// message meanwhile.
+#[test]
+fn muc_a_slow_occupant_does_not_hold_the_room_back() {
+    let s = Server::start(&["--max-send-queue", "65536", "--slow-client-grace", "1"]);
+    let mut a = user(&s, "slowa");
+    let mut b = user(&s, "slowb");
+    let (u, p) = s.new_user("slowc");
+    let mut c = Client::login_on(Client::plain_small_rcvbuf(&s), &u, &p, None);
+    let r = format!("slow@{SERVICE}");
+    create(&mut a, &r, "alice");
+    join(&mut b, &r, "bob", "");
+    join(&mut c, &r, "carol", "");
+    // carol reads nothing from here on. More than the kernel's socket buffers (tcp_wmem
+    // at most 4 MiB here) and her queue hold goes through the room, one message at a time.
+    let body = "x".repeat(2000);
+    let n = 3000;
+    let mut carol_left = false;
+    for i in 0..n {
+        a.send(&format!(
+            "<message type='groupchat' id='s{i}' to='{r}'><body>{body}</body></message>"
+        ));
+        let id = format!("s{i}");
+        let (_, skipped) = b.recv_until("groupchat", |e| e.attr("id") == Some(id.as_str()));
+        carol_left |= skipped.iter().any(|e| {
+            e.attr("from") == Some(format!("{r}/carol").as_str())
+                && e.attr("type") == Some("unavailable")
+        });
+        a.recv_until("own copy", |e| e.attr("id") == Some(id.as_str()));
+    }
+    if !carol_left {
+        b.recv_until("carol removed", |e| {
+            e.attr("from") == Some(format!("{r}/carol").as_str())
+                && e.attr("type") == Some("unavailable")
+        });
+    }
+    drop(c);
+}
