@@ -29,6 +29,13 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
+/// The longest a stopping shard waits for every shard's services to tell their users, and
+/// for what they sent to arrive, before it closes its streams.
+const STOP_NOTICE: Duration = Duration::from_millis(500);
+
+/// How often a stopping shard looks again while it waits for that.
+const STOP_POLL: Duration = Duration::from_millis(10);
+
 /// After a stop request, how much longer than `--shutdown-grace` the shards get before the
 /// process exits without them (a connection's farewell is bounded by the grace; this covers
 /// the executor's own teardown).
@@ -316,15 +323,33 @@ async fn shard_main(init: ShardInit) {
     );
     let links = init.links.clone();
     let inbox = async move {
+        // A stop runs in two steps: every shard's services tell their users (MUC rooms send
+        // their occupants status 332), the shards go on delivering until all have and their
+        // stanzas arrived (bounded by STOP_NOTICE), then every shard closes its streams.
+        let mut told_at: Option<Instant> = None;
         loop {
+            let poll = match told_at {
+                Some(_) => STOP_POLL,
+                None => shard::mesh::MESH_POLL,
+            };
             futures_lite::future::or(links.inbox_bell(i).wait(), async {
-                glommio::timer::sleep(shard::mesh::MESH_POLL).await;
+                glommio::timer::sleep(poll).await;
             })
             .await;
             if links.stopping() {
-                c2s.shutdown().await;
-                tracing::debug!(shard = i, "shard stopped");
-                return;
+                let since = *told_at.get_or_insert_with(|| {
+                    router.services_stopping();
+                    links.services_told();
+                    Instant::now()
+                });
+                let delivered = links.all_services_told()
+                    && init.rx.is_empty()
+                    && since.elapsed() >= STOP_POLL * 2;
+                if delivered || since.elapsed() >= STOP_NOTICE {
+                    c2s.shutdown().await;
+                    tracing::debug!(shard = i, "shard stopped");
+                    return;
+                }
             }
             let mut handled = 0usize;
             while let Ok(msg) = init.rx.try_recv() {

@@ -1622,3 +1622,31 @@ fn muc_a_slow_occupant_does_not_hold_the_room_back() {
     }
     drop(c);
 }
+
+#[test]
+fn muc_stat_02_service_shutdown_tells_occupants_332() {
+    let s = Server::start(&["--shards", "2"]);
+    // Occupants on both shards (the room lives on one of them).
+    let (u0, p0) = s.new_user_on_shard("stop0", 0, 2);
+    let (u1, p1) = s.new_user_on_shard("stop1", 1, 2);
+    let mut a = Client::login(&s, &u0, &p0, None);
+    let mut b = Client::login(&s, &u1, &p1, None);
+    let r = format!("stopping@{SERVICE}");
+    create(&mut a, &r, "alice");
+    join(&mut b, &r, "bob", "");
+    a.recv_until("bob", |e| {
+        e.attr("from") == Some(format!("{r}/bob").as_str())
+    });
+    let status = s.signal_and_wait(libc::SIGTERM).expect("exits");
+    assert!(status.success(), "{status:?}");
+    for (c, nick) in [(&mut a, "alice"), (&mut b, "bob")] {
+        let (p, _) = c.recv_until("332", |e| e.name == "presence");
+        assert_eq!(p.attr("from"), Some(format!("{r}/{nick}").as_str()));
+        assert_eq!(p.attr("type"), Some("unavailable"));
+        let mut cs = codes(&p);
+        cs.sort();
+        assert_eq!(cs, vec!["110", "332"], "{p:?}");
+        assert_eq!(item(&p).attr("role"), Some("none"));
+        c.expect_stream_error("system-shutdown");
+    }
+}

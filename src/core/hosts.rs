@@ -30,6 +30,9 @@ pub trait Service {
     /// A stanza for the service's domain or one of its entities, on that JID's home shard.
     /// The future, if any, is awaited by a local sender's connection (as for modules).
     fn stanza(&self, ctx: &Ctx, s: &Inbound<'_>) -> Option<Pending>;
+
+    /// The server is stopping: tell the entities' users (before their streams close).
+    fn stopping(&self, _ctx: &Ctx) {}
 }
 
 /// A registered in-process service.

@@ -558,6 +558,17 @@ impl Router {
         }
     }
 
+    /// The server is stopping: every in-process service on this shard says goodbye to its
+    /// users (what it sends is routed as usual).
+    pub fn services_stopping(self: &Rc<Self>) {
+        let ctx = self.ctx();
+        self.scoped(|| {
+            for s in self.registry.services() {
+                s.service.stopping(&ctx);
+            }
+        });
+    }
+
     /// Deliver a stanza that arrived from another shard.
     pub fn deliver_entry(self: &Rc<Self>, e: &BatchEntry<'_>) {
         let route = Route {

@@ -85,6 +85,9 @@ pub struct Links {
     wants_space: Vec<AtomicBool>,
     in_flight: Vec<AtomicUsize>,
     stopping: AtomicBool,
+    /// Shards whose services have said goodbye since the stop request (see
+    /// [`Links::services_told`]).
+    told: AtomicUsize,
 }
 
 impl Links {
@@ -101,6 +104,7 @@ impl Links {
             wants_space: (0..shards).map(|_| AtomicBool::new(false)).collect(),
             in_flight: (0..shards).map(|_| AtomicUsize::new(0)).collect(),
             stopping: AtomicBool::new(false),
+            told: AtomicUsize::new(0),
         };
         (Arc::new(links), receivers)
     }
@@ -174,6 +178,21 @@ impl Links {
     /// True once [`Links::request_stop`] was called.
     pub fn stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// A stopping shard has told its in-process services (a MUC room sends its occupants
+    /// status 332): once every shard has, and what they sent was delivered, the shards close
+    /// their client streams. Counts this shard and rings every inbox.
+    pub fn services_told(&self) {
+        self.told.fetch_add(1, Ordering::SeqCst);
+        for bell in &self.inbox_bells {
+            bell.ring_hard();
+        }
+    }
+
+    /// Whether every shard's services were told of the stop.
+    pub fn all_services_told(&self) -> bool {
+        self.told.load(Ordering::SeqCst) >= self.shards()
     }
 
     /// Send from a shard, retrying (asynchronously) while `dst`'s inbox is full. For the rare

@@ -243,6 +243,22 @@ pub struct Muc {
 }
 
 impl Service for Muc {
+    /// MUC-STAT-02 (§11.2): every occupant is told it leaves because the service shuts down
+    /// (status 332); the rooms are forgotten, so the sessions' own goodbyes that follow change
+    /// nothing. Persistent rooms are in storage already.
+    fn stopping(&self, ctx: &Ctx) {
+        let rooms = std::mem::take(&mut *self.rooms.borrow_mut());
+        let extra = room::Extra {
+            codes: &[332],
+            ..room::Extra::default()
+        };
+        for room in rooms.values() {
+            for o in &room.occupants {
+                room.broadcast_presence_of(ctx, o, perm::Role::None, true, &extra, &[], false);
+            }
+        }
+    }
+
     fn stanza(&self, ctx: &Ctx, s: &Inbound<'_>) -> Option<Pending> {
         let to = s.route.to;
         let Some(local) = to.local() else {
