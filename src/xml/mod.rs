@@ -18,7 +18,7 @@ mod scan;
 pub use element::{parse_element, Element, Node};
 pub use escape::{escape_attr, escape_text, unescape};
 pub use framer::{Frame, Framer, StreamHeader, StreamNs};
-pub use scan::{scan_stanza, write_with_attrs, RawAttr, StanzaHead};
+pub use scan::{scan_stanza, write_attr, write_with_attrs, RawAttr, StanzaHead};
 
 use std::fmt;
 

@@ -159,7 +159,8 @@ pub fn write_with_attrs(head: &StanzaHead<'_>, set: &[(&str, &str)], out: &mut V
     out.extend_from_slice(raw.get(cursor..).unwrap_or_default());
 }
 
-fn write_attr(name: &str, value: &str, out: &mut Vec<u8>) {
+/// Writes `name='value'`, the value escaped for an attribute.
+pub fn write_attr(name: &str, value: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"='");
     escape_attr(value, out);

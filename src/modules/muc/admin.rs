@@ -15,20 +15,12 @@ use super::{refused, Muc, NS_ADMIN, NS_MUC, NS_OWNER, NS_STABLE_ID, NS_USER};
 use crate::core::events::Inbound;
 use crate::core::{Ctx, Pending};
 use crate::xml::Element;
-use crate::xml::{escape_attr, escape_text};
+use crate::xml::{escape_text, write_attr};
 use crate::xmpp::dataform;
 use crate::xmpp::error::{StanzaCondition, StanzaError};
 use crate::xmpp::jid::Jid;
 use crate::xmpp::ns;
 use crate::xmpp::stanza::{IqType, MessageType, StanzaType};
-
-fn err(c: StanzaCondition) -> StanzaError {
-    StanzaError::new(c)
-}
-
-fn err_text(c: StanzaCondition, text: &str) -> StanzaError {
-    StanzaError::with_text(c, text)
-}
 
 impl From<Denied> for StanzaError {
     fn from(d: Denied) -> StanzaError {
@@ -71,7 +63,10 @@ impl Muc {
     ) -> Option<Pending> {
         let id = el.attr("id").map(str::to_owned);
         let Some(q) = el.elements().next() else {
-            ctx.bounce(refused(s, id.as_deref()), err(StanzaCondition::BadRequest));
+            ctx.bounce(
+                refused(s, id.as_deref()),
+                StanzaError::new(StanzaCondition::BadRequest),
+            );
             return None;
         };
         let from_bare = s.route.from.bare().as_str().to_owned();
@@ -85,7 +80,7 @@ impl Muc {
             // A room that does not exist, or is locked for this user (§10.1.3).
             ctx.bounce(
                 refused(s, id.as_deref()),
-                err(StanzaCondition::ItemNotFound),
+                StanzaError::new(StanzaCondition::ItemNotFound),
             );
             return None;
         }
@@ -104,7 +99,7 @@ impl Muc {
                     return self.owner_set(ctx, s, local, id, q);
                 }
                 // MUC-REG-01: registration is not offered.
-                _ => Err(err(StanzaCondition::ServiceUnavailable)),
+                _ => Err(StanzaError::new(StanzaCondition::ServiceUnavailable)),
             };
         self.answer(ctx, s.route, id.as_deref(), reply);
         None
@@ -117,10 +112,7 @@ impl Muc {
         from_bare: &str,
         q: &Element,
     ) -> Result<Option<Element>, StanzaError> {
-        let rooms = self.rooms.borrow();
-        let room = rooms
-            .get(local)
-            .ok_or_else(|| err(StanzaCondition::ItemNotFound))?;
+        let room = self.room(local)?;
         let mut out = Element::new("query", ns::DISCO_INFO);
         match q.attr("node") {
             None => {}
@@ -140,7 +132,7 @@ impl Muc {
                 }
                 return Ok(Some(out));
             }
-            Some(_) => return Err(err(StanzaCondition::ItemNotFound)),
+            Some(_) => return Err(StanzaError::new(StanzaCondition::ItemNotFound)),
         }
         let name = if room.config.name.is_empty() {
             room.local.clone()
@@ -195,21 +187,19 @@ impl Muc {
         from: &str,
         q: &Element,
     ) -> Result<Option<Element>, StanzaError> {
-        let rooms = self.rooms.borrow();
-        let room = rooms
-            .get(local)
-            .ok_or_else(|| err(StanzaCondition::ItemNotFound))?;
+        let room = self.room(local)?;
         let item = q
             .child("item", NS_ADMIN)
-            .ok_or_else(|| err(StanzaCondition::BadRequest))?;
+            .ok_or_else(|| StanzaError::new(StanzaCondition::BadRequest))?;
         let bare = crate::xmpp::jid::bare_of(from);
         let actor_aff = room.affiliation(bare);
         let actor_role = room.occupant_of(from).map_or(Role::None, |o| o.role);
         let mut out = Element::new("query", NS_ADMIN);
         match (item.attr("role"), item.attr("affiliation")) {
-            (Some(_), Some(_)) => return Err(err(StanzaCondition::BadRequest)),
+            (Some(_), Some(_)) => return Err(StanzaError::new(StanzaCondition::BadRequest)),
             (Some(role), None) => {
-                let role = Role::parse(role).ok_or_else(|| err(StanzaCondition::BadRequest))?;
+                let role = Role::parse(role)
+                    .ok_or_else(|| StanzaError::new(StanzaCondition::BadRequest))?;
                 perm::check_role_list_read((actor_aff, actor_role), role)?;
                 for o in room.occupants.iter().filter(|o| o.role == role) {
                     // MUC-MOD-09: nick, role, affiliation and the full JID.
@@ -224,10 +214,10 @@ impl Muc {
                 }
             }
             (None, Some(aff)) => {
-                let aff =
-                    Affiliation::parse(aff).ok_or_else(|| err(StanzaCondition::BadRequest))?;
+                let aff = Affiliation::parse(aff)
+                    .ok_or_else(|| StanzaError::new(StanzaCondition::BadRequest))?;
                 if aff == Affiliation::None {
-                    return Err(err(StanzaCondition::BadRequest));
+                    return Err(StanzaError::new(StanzaCondition::BadRequest));
                 }
                 let members_public = room.config.get_member_list.contains(actor_role);
                 perm::check_list_read((actor_aff, actor_role), aff, members_public)?;
@@ -251,7 +241,7 @@ impl Muc {
                     out.push_child(i);
                 }
             }
-            (None, None) => return Err(err(StanzaCondition::BadRequest)),
+            (None, None) => return Err(StanzaError::new(StanzaCondition::BadRequest)),
         }
         Ok(Some(out))
     }
@@ -329,7 +319,7 @@ impl Muc {
         let mut changes = Vec::new();
         let items: Vec<&Element> = q.elements().filter(|e| e.is("item", NS_ADMIN)).collect();
         if items.is_empty() {
-            return Err(err(StanzaCondition::BadRequest));
+            return Err(StanzaError::new(StanzaCondition::BadRequest));
         }
         for item in items {
             let reason = item
@@ -337,19 +327,25 @@ impl Muc {
                 .map(|r| r.text())
                 .filter(|r| !r.is_empty());
             if reason.as_ref().is_some_and(|r| r.len() > self.cfg.max_text) {
-                return Err(err_text(StanzaCondition::NotAcceptable, "reason too long"));
+                return Err(StanzaError::with_text(
+                    StanzaCondition::NotAcceptable,
+                    "reason too long",
+                ));
             }
             match (item.attr("role"), item.attr("affiliation")) {
                 // MUC-MOD-08.
-                (Some(_), Some(_)) | (None, None) => return Err(err(StanzaCondition::BadRequest)),
+                (Some(_), Some(_)) | (None, None) => {
+                    return Err(StanzaError::new(StanzaCondition::BadRequest))
+                }
                 (Some(role), None) => {
-                    let role = Role::parse(role).ok_or_else(|| err(StanzaCondition::BadRequest))?;
+                    let role = Role::parse(role)
+                        .ok_or_else(|| StanzaError::new(StanzaCondition::BadRequest))?;
                     let nick = item
                         .attr("nick")
-                        .ok_or_else(|| err(StanzaCondition::BadRequest))?;
+                        .ok_or_else(|| StanzaError::new(StanzaCondition::BadRequest))?;
                     let target = room
                         .occupant(nick)
-                        .ok_or_else(|| err(StanzaCondition::ItemNotFound))?;
+                        .ok_or_else(|| StanzaError::new(StanzaCondition::ItemNotFound))?;
                     let target_aff = affs
                         .get(&target.bare)
                         .copied()
@@ -367,13 +363,13 @@ impl Muc {
                     });
                 }
                 (None, Some(aff)) => {
-                    let aff =
-                        Affiliation::parse(aff).ok_or_else(|| err(StanzaCondition::BadRequest))?;
+                    let aff = Affiliation::parse(aff)
+                        .ok_or_else(|| StanzaError::new(StanzaCondition::BadRequest))?;
                     // MUC-AFF-08: a full JID means its bare JID.
                     let jid = item
                         .attr("jid")
                         .and_then(|j| Jid::parse(j).ok())
-                        .ok_or_else(|| err(StanzaCondition::BadRequest))?;
+                        .ok_or_else(|| StanzaError::new(StanzaCondition::BadRequest))?;
                     let jid = jid.bare_str().to_owned();
                     let target = affs
                         .get(&jid)
@@ -392,7 +388,7 @@ impl Muc {
                         _ => {}
                     }
                     if count > self.cfg.max_affiliations {
-                        return Err(err_text(
+                        return Err(StanzaError::with_text(
                             StanzaCondition::ResourceConstraint,
                             "the room keeps as many affiliations as it may",
                         ));
@@ -465,12 +461,9 @@ impl Muc {
 
     /// MUC-OWN-03/06: the configuration form, for owners.
     fn owner_get(&self, local: &str, from_bare: &str) -> Result<Option<Element>, StanzaError> {
-        let rooms = self.rooms.borrow();
-        let room = rooms
-            .get(local)
-            .ok_or_else(|| err(StanzaCondition::ItemNotFound))?;
+        let room = self.room(local)?;
         if room.affiliation(from_bare) != Affiliation::Owner {
-            return Err(err_text(
+            return Err(StanzaError::with_text(
                 StanzaCondition::Forbidden,
                 "only owners configure the room",
             ));
@@ -502,7 +495,10 @@ impl Muc {
             // MUC-OWN-06, MUC-OWN-10.
             ctx.bounce(
                 refused(s, id.as_deref()),
-                err_text(StanzaCondition::Forbidden, "only owners configure the room"),
+                StanzaError::with_text(
+                    StanzaCondition::Forbidden,
+                    "only owners configure the room",
+                ),
             );
             return None;
         }
@@ -510,7 +506,10 @@ impl Muc {
             return self.destroy_by_owner(ctx, s, local, id, d);
         }
         let Some(x) = q.child("x", dataform::NS) else {
-            ctx.bounce(refused(s, id.as_deref()), err(StanzaCondition::BadRequest));
+            ctx.bounce(
+                refused(s, id.as_deref()),
+                StanzaError::new(StanzaCondition::BadRequest),
+            );
             return None;
         };
         if x.attr("type") == Some("cancel") {
@@ -532,7 +531,7 @@ impl Muc {
             Err(FormError::BadRequest(t)) => {
                 ctx.bounce(
                     refused(s, id.as_deref()),
-                    err_text(StanzaCondition::BadRequest, &t),
+                    StanzaError::with_text(StanzaCondition::BadRequest, &t),
                 );
                 return None;
             }
@@ -540,7 +539,7 @@ impl Muc {
                 // MUC-OWN-04.
                 ctx.bounce(
                     refused(s, id.as_deref()),
-                    err_text(StanzaCondition::NotAcceptable, &t),
+                    StanzaError::with_text(StanzaCondition::NotAcceptable, &t),
                 );
                 return None;
             }
@@ -551,7 +550,7 @@ impl Muc {
             drop(rooms);
             ctx.bounce(
                 refused(s, id.as_deref()),
-                err_text(
+                StanzaError::with_text(
                     StanzaCondition::ResourceConstraint,
                     "the room keeps as many affiliations as it may",
                 ),
@@ -652,9 +651,8 @@ impl Muc {
         let mut d = Vec::with_capacity(128);
         d.extend_from_slice(b"<destroy");
         if let Some(a) = alt {
-            d.extend_from_slice(b" jid='");
-            escape_attr(a, &mut d);
-            d.push(b'\'');
+            d.push(b' ');
+            write_attr("jid", a, &mut d);
         }
         match reason {
             Some(r) => {

@@ -289,6 +289,12 @@ impl Muc {
         }
     }
 
+    /// The room `local` of this shard, borrowed; `item-not-found` when there is none.
+    pub(crate) fn room(&self, local: &str) -> Result<std::cell::Ref<'_, Room>, StanzaError> {
+        std::cell::Ref::filter_map(self.rooms.borrow(), |r| r.get(local))
+            .map_err(|_| StanzaError::new(StanzaCondition::ItemNotFound))
+    }
+
     /// The stanza as a tree (rooms rewrite what they reflect). A stanza that does not
     /// parse was validated by the router, so this only happens for one over the limits the
     /// tree has; it is refused.
@@ -493,16 +499,15 @@ pub(crate) fn write_iq_result(
     id: Option<&str>,
     payload: Option<Element>,
 ) {
-    use crate::xml::escape_attr;
+    use crate::xml::{escape_attr, write_attr};
     out.extend_from_slice(b"<iq type='result' from='");
     escape_attr(from, out);
     out.extend_from_slice(b"' to='");
     escape_attr(to, out);
     out.push(b'\'');
     if let Some(id) = id {
-        out.extend_from_slice(b" id='");
-        escape_attr(id, out);
-        out.push(b'\'');
+        out.push(b' ');
+        write_attr("id", id, out);
     }
     match payload {
         None => out.extend_from_slice(b"/>"),

@@ -14,7 +14,7 @@ use super::config::{RoomConfig, Whois};
 use super::perm::{self, Affiliation, Role};
 use super::NS_USER;
 use crate::core::{Ctx, Route};
-use crate::xml::{escape_attr, escape_text};
+use crate::xml::{escape_attr, escape_text, write_attr};
 use crate::xml::{Element, Node};
 use crate::xmpp::jid::JidStr;
 use crate::xmpp::ns;
@@ -378,14 +378,12 @@ impl Room {
         out.push(b'\'');
         if with_jid {
             // MUC-JOIN-20: the full JID.
-            out.extend_from_slice(b" jid='");
-            escape_attr(o.sessions.first().map_or(&o.bare, |s| &s.jid), out);
-            out.push(b'\'');
+            out.push(b' ');
+            write_attr("jid", o.sessions.first().map_or(&o.bare, |s| &s.jid), out);
         }
         if let Some(n) = extra.new_nick {
-            out.extend_from_slice(b" nick='");
-            escape_attr(n, out);
-            out.push(b'\'');
+            out.push(b' ');
+            write_attr("nick", n, out);
         }
         if extra.actor.is_none() && extra.reason.is_none() {
             out.extend_from_slice(b"/>");
@@ -731,14 +729,12 @@ pub fn write_message_head(
     out.extend_from_slice(ty.as_bytes());
     out.push(b'\'');
     if let Some(id) = id {
-        out.extend_from_slice(b" id='");
-        escape_attr(id, out);
-        out.push(b'\'');
+        out.push(b' ');
+        write_attr("id", id, out);
     }
     if let Some(l) = lang {
-        out.extend_from_slice(b" xml:lang='");
-        escape_attr(l, out);
-        out.push(b'\'');
+        out.push(b' ');
+        write_attr("xml:lang", l, out);
     }
     out.push(b'>');
 }

@@ -12,7 +12,7 @@ use super::room::{
 use super::{refused, Muc, NS_MUC, NS_REQUEST, NS_USER};
 use crate::core::events::Inbound;
 use crate::core::{Ctx, Pending};
-use crate::xml::{escape_attr, escape_text};
+use crate::xml::{escape_attr, escape_text, write_attr};
 use crate::xml::{Element, Node};
 use crate::xmpp::dataform::{self, Form};
 use crate::xmpp::error::{StanzaCondition, StanzaError};
@@ -39,14 +39,6 @@ const MAX_INVITES: usize = 16;
 /// The longest `service \0 room` a new room may have (LMDB's key limit is 511 bytes).
 const MAX_ROOM_KEY: usize = 511;
 
-fn err(c: StanzaCondition) -> StanzaError {
-    StanzaError::new(c)
-}
-
-fn err_text(c: StanzaCondition, text: &str) -> StanzaError {
-    StanzaError::with_text(c, text)
-}
-
 impl Muc {
     /// Makes sure a stored room is in memory; whether the room exists.
     pub(crate) fn load(&self, ctx: &Ctx, local: &str) -> Result<bool, StanzaError> {
@@ -67,7 +59,7 @@ impl Muc {
                 service = self.domain,
                 "stored room unreadable"
             );
-            err(StanzaCondition::InternalServerError)
+            StanzaError::new(StanzaCondition::InternalServerError)
         })?;
         self.rooms.borrow_mut().insert(local.into(), room);
         Ok(true)
@@ -86,7 +78,10 @@ impl Muc {
         match s.ty {
             StanzaType::Presence(PresenceType::Available) => {
                 // MUC-JOIN-05: a join needs a nick.
-                let e = err_text(StanzaCondition::JidMalformed, "join with room@service/nick");
+                let e = StanzaError::with_text(
+                    StanzaCondition::JidMalformed,
+                    "join with room@service/nick",
+                );
                 join_error(ctx, s, id, &e);
                 None
             }
@@ -107,7 +102,10 @@ impl Muc {
                 let mut rooms = self.rooms.borrow_mut();
                 let Some(room) = rooms.get_mut(local).filter(|r| exists && !r.locked_for(s)) else {
                     // MUC-MSG-05.
-                    ctx.bounce(refused(s, id), err(StanzaCondition::ItemNotFound));
+                    ctx.bounce(
+                        refused(s, id),
+                        StanzaError::new(StanzaCondition::ItemNotFound),
+                    );
                     return None;
                 };
                 if ty == MessageType::Groupchat {
@@ -250,7 +248,10 @@ impl Muc {
         let bare = s.route.from.bare().as_str();
         // MUC-JOIN-21: a nick of spaces only is no nick.
         if nick.trim().is_empty() {
-            return Err(err_text(StanzaCondition::JidMalformed, "empty nick"));
+            return Err(StanzaError::with_text(
+                StanzaCondition::JidMalformed,
+                "empty nick",
+            ));
         }
         let x = el.child("x", NS_MUC);
         let password = x
@@ -265,32 +266,35 @@ impl Muc {
         let mut rooms = self.rooms.borrow_mut();
         let room = rooms
             .get_mut(local)
-            .ok_or_else(|| err(StanzaCondition::ItemNotFound))?;
+            .ok_or_else(|| StanzaError::new(StanzaCondition::ItemNotFound))?;
         let aff = room.affiliation(bare);
         // MUC-JOIN-12: a locked room exists for its owners only.
         if room.locked && aff != Affiliation::Owner {
-            return Err(err_text(
+            return Err(StanzaError::with_text(
                 StanzaCondition::ItemNotFound,
                 "the room is not configured yet",
             ));
         }
         // MUC-JOIN-08.
         if aff == Affiliation::Outcast {
-            return Err(err_text(
+            return Err(StanzaError::with_text(
                 StanzaCondition::Forbidden,
                 "you are banned from this room",
             ));
         }
         // MUC-JOIN-07.
         if room.config.members_only && aff < Affiliation::Member {
-            return Err(err_text(
+            return Err(StanzaError::with_text(
                 StanzaCondition::RegistrationRequired,
                 "members only",
             ));
         }
         // MUC-JOIN-09.
         if room.nick_conflict(nick, bare) {
-            return Err(err_text(StanzaCondition::Conflict, "that nick is taken"));
+            return Err(StanzaError::with_text(
+                StanzaCondition::Conflict,
+                "that nick is taken",
+            ));
         }
         let multi = room.occupant(nick).is_some_and(|o| o.bare == bare);
         if !multi {
@@ -305,7 +309,7 @@ impl Muc {
                 limit
             };
             if room.occupants.len() >= cap {
-                return Err(err_text(
+                return Err(StanzaError::with_text(
                     StanzaCondition::ServiceUnavailable,
                     "the room is full",
                 ));
@@ -314,7 +318,7 @@ impl Muc {
         // MUC-JOIN-06 (owners and admins are not asked).
         if let Some(secret) = &room.config.password {
             if aff < Affiliation::Admin && password.as_deref() != Some(secret.as_str()) {
-                return Err(err_text(
+                return Err(StanzaError::with_text(
                     StanzaCondition::NotAuthorized,
                     "a password is required",
                 ));
@@ -390,7 +394,7 @@ impl Muc {
     fn create_room(&self, ctx: &Ctx, local: &str, creator: &str) -> Result<(), StanzaError> {
         // A room is stored under `service \0 room`, and LMDB keys hold at most 511 bytes.
         if local.len() + self.domain.len() + 1 > MAX_ROOM_KEY {
-            return Err(err_text(
+            return Err(StanzaError::with_text(
                 StanzaCondition::NotAcceptable,
                 "room name too long",
             ));
@@ -398,7 +402,7 @@ impl Muc {
         // MUC-JOIN-13: only users of a served domain create rooms.
         let creator_domain = JidStr::trusted(creator).domain();
         if !ctx.config().domains.iter().any(|d| d == creator_domain) {
-            return Err(err_text(
+            return Err(StanzaError::with_text(
                 StanzaCondition::NotAllowed,
                 "only local users create rooms",
             ));
@@ -418,13 +422,13 @@ impl Muc {
         match verdict {
             Ok(()) => {}
             Err(Refusal::ServiceFull) => {
-                return Err(err_text(
+                return Err(StanzaError::with_text(
                     StanzaCondition::ResourceConstraint,
                     "the service holds as many rooms as it may",
                 ))
             }
             Err(Refusal::UserFull) => {
-                return Err(err_text(
+                return Err(StanzaError::with_text(
                     StanzaCondition::NotAllowed,
                     "you own as many rooms as you may",
                 ))
@@ -452,12 +456,17 @@ impl Muc {
     ) {
         let bare = s.route.from.bare().as_str();
         if new.trim().is_empty() {
-            join_error(ctx, s, el.attr("id"), &err(StanzaCondition::JidMalformed));
+            join_error(
+                ctx,
+                s,
+                el.attr("id"),
+                &StanzaError::new(StanzaCondition::JidMalformed),
+            );
             return;
         }
         // MUC-NICK-02 (the XEP's example carries the muc <x/> like a join error).
         if room.nick_conflict(new, bare) || room.occupant(new).is_some() {
-            let e = err_text(StanzaCondition::Conflict, "that nick is taken");
+            let e = StanzaError::with_text(StanzaCondition::Conflict, "that nick is taken");
             join_error(ctx, s, el.attr("id"), &e);
             return;
         }
@@ -616,7 +625,7 @@ impl Muc {
         let Some(o) = room.occupant_of(from) else {
             ctx.bounce(
                 refused(s, id),
-                err_text(
+                StanzaError::with_text(
                     StanzaCondition::NotAcceptable,
                     "only occupants may send to the room",
                 ),
@@ -631,7 +640,10 @@ impl Muc {
             if !perm::may_change_subject(role, room.config.change_subject) {
                 ctx.bounce(
                     refused(s, id),
-                    err_text(StanzaCondition::Forbidden, "you may not change the subject"),
+                    StanzaError::with_text(
+                        StanzaCondition::Forbidden,
+                        "you may not change the subject",
+                    ),
                 );
                 return None;
             }
@@ -646,7 +658,10 @@ impl Muc {
         if !perm::may_speak(role) {
             ctx.bounce(
                 refused(s, id),
-                err_text(StanzaCondition::Forbidden, "you have no voice in this room"),
+                StanzaError::with_text(
+                    StanzaCondition::Forbidden,
+                    "you have no voice in this room",
+                ),
             );
             return None;
         }
@@ -734,7 +749,10 @@ impl Muc {
             return;
         }
         let Some(x) = el.child("x", NS_USER) else {
-            ctx.bounce(refused(s, id), err(StanzaCondition::BadRequest));
+            ctx.bounce(
+                refused(s, id),
+                StanzaError::new(StanzaCondition::BadRequest),
+            );
             return;
         };
         let mut rooms = self.rooms.borrow_mut();
@@ -747,7 +765,10 @@ impl Muc {
                 .attr("to")
                 .and_then(|t| crate::xmpp::jid::Jid::parse(t).ok())
             else {
-                ctx.bounce(refused(s, id), err(StanzaCondition::JidMalformed));
+                ctx.bounce(
+                    refused(s, id),
+                    StanzaError::new(StanzaCondition::JidMalformed),
+                );
                 return;
             };
             let mut out = Vec::with_capacity(256);
@@ -770,7 +791,10 @@ impl Muc {
         }
         let invites: Vec<&Element> = x.elements().filter(|e| e.is("invite", NS_USER)).collect();
         if invites.is_empty() {
-            ctx.bounce(refused(s, id), err(StanzaCondition::BadRequest));
+            ctx.bounce(
+                refused(s, id),
+                StanzaError::new(StanzaCondition::BadRequest),
+            );
             return;
         }
         // One stanza may not fan out into thousands of invitations.
@@ -778,7 +802,7 @@ impl Muc {
             let text = format!("at most {MAX_INVITES} invitations in one message");
             ctx.bounce(
                 refused(s, id),
-                err_text(StanzaCondition::NotAcceptable, &text),
+                StanzaError::with_text(StanzaCondition::NotAcceptable, &text),
             );
             return;
         }
@@ -786,7 +810,7 @@ impl Muc {
         let Some(o) = room.occupant_of(from) else {
             ctx.bounce(
                 refused(s, id),
-                err_text(StanzaCondition::NotAcceptable, "only occupants invite"),
+                StanzaError::with_text(StanzaCondition::NotAcceptable, "only occupants invite"),
             );
             return;
         };
@@ -799,7 +823,7 @@ impl Muc {
         ) {
             ctx.bounce(
                 refused(s, id),
-                err_text(
+                StanzaError::with_text(
                     StanzaCondition::Forbidden,
                     "you may not invite to this room",
                 ),
@@ -814,7 +838,10 @@ impl Muc {
             {
                 Some(j) => targets.push((j, *inv)),
                 None => {
-                    ctx.bounce(refused(s, id), err(StanzaCondition::JidMalformed));
+                    ctx.bounce(
+                        refused(s, id),
+                        StanzaError::new(StanzaCondition::JidMalformed),
+                    );
                     return;
                 }
             }
@@ -829,7 +856,7 @@ impl Muc {
         {
             ctx.bounce(
                 refused(s, id),
-                err_text(
+                StanzaError::with_text(
                     StanzaCondition::ResourceConstraint,
                     "the room keeps as many affiliations as it may",
                 ),
@@ -892,7 +919,7 @@ impl Muc {
         let Some(sender) = room.occupant_of(from).cloned() else {
             ctx.bounce(
                 refused(s, None),
-                err_text(
+                StanzaError::with_text(
                     StanzaCondition::NotAcceptable,
                     "only occupants request voice",
                 ),
@@ -905,12 +932,18 @@ impl Muc {
                 if sender.role != Role::Moderator {
                     ctx.bounce(
                         refused(s, None),
-                        err_text(StanzaCondition::Forbidden, "only moderators approve voice"),
+                        StanzaError::with_text(
+                            StanzaCondition::Forbidden,
+                            "only moderators approve voice",
+                        ),
                     );
                     return;
                 }
                 let Some(nick) = form.value("muc#roomnick") else {
-                    ctx.bounce(refused(s, None), err(StanzaCondition::BadRequest));
+                    ctx.bounce(
+                        refused(s, None),
+                        StanzaError::new(StanzaCondition::BadRequest),
+                    );
                     return;
                 };
                 let Some(target) = room.occupant(nick).cloned() else {
@@ -979,7 +1012,10 @@ impl Muc {
                     }
                 }
             }
-            Err(_) => ctx.bounce(refused(s, None), err(StanzaCondition::BadRequest)),
+            Err(_) => ctx.bounce(
+                refused(s, None),
+                StanzaError::new(StanzaCondition::BadRequest),
+            ),
         }
     }
 
@@ -999,20 +1035,23 @@ impl Muc {
         let from = s.route.from.as_str();
         let rooms = self.rooms.borrow();
         let Some(room) = rooms.get(local).filter(|r| exists && !r.locked_for(s)) else {
-            ctx.bounce(refused(s, id), err(StanzaCondition::ItemNotFound));
+            ctx.bounce(
+                refused(s, id),
+                StanzaError::new(StanzaCondition::ItemNotFound),
+            );
             return;
         };
         if ty == MessageType::Groupchat {
             ctx.bounce(
                 refused(s, id),
-                err_text(StanzaCondition::BadRequest, "groupchat goes to the room"),
+                StanzaError::with_text(StanzaCondition::BadRequest, "groupchat goes to the room"),
             );
             return;
         }
         let Some(sender) = room.occupant_of(from) else {
             ctx.bounce(
                 refused(s, id),
-                err_text(
+                StanzaError::with_text(
                     StanzaCondition::NotAcceptable,
                     "only occupants send private messages",
                 ),
@@ -1020,13 +1059,16 @@ impl Muc {
             return;
         };
         let Some(target) = room.occupant(nick) else {
-            ctx.bounce(refused(s, id), err(StanzaCondition::ItemNotFound));
+            ctx.bounce(
+                refused(s, id),
+                StanzaError::new(StanzaCondition::ItemNotFound),
+            );
             return;
         };
         if !room.config.allow_pm.allows(sender.role) {
             ctx.bounce(
                 refused(s, id),
-                err_text(
+                StanzaError::with_text(
                     StanzaCondition::Forbidden,
                     "private messages are not allowed here",
                 ),
@@ -1087,7 +1129,10 @@ impl Muc {
             }
             _ => {
                 let Some(room) = room.filter(|r| !r.locked_for(s)) else {
-                    ctx.bounce(refused(s, id), err(StanzaCondition::ItemNotFound));
+                    ctx.bounce(
+                        refused(s, id),
+                        StanzaError::new(StanzaCondition::ItemNotFound),
+                    );
                     return;
                 };
                 let Some(sender) = room.occupant_of(from) else {
@@ -1097,11 +1142,17 @@ impl Muc {
                     } else {
                         StanzaCondition::BadRequest
                     };
-                    ctx.bounce(refused(s, id), err_text(c, "not an occupant of this room"));
+                    ctx.bounce(
+                        refused(s, id),
+                        StanzaError::with_text(c, "not an occupant of this room"),
+                    );
                     return;
                 };
                 let Some(target) = room.occupant(nick) else {
-                    ctx.bounce(refused(s, id), err(StanzaCondition::ItemNotFound));
+                    ctx.bounce(
+                        refused(s, id),
+                        StanzaError::new(StanzaCondition::ItemNotFound),
+                    );
                     return;
                 };
                 if is_ping && target.nick == sender.nick {
@@ -1148,9 +1199,8 @@ fn join_error(ctx: &Ctx, s: &Inbound<'_>, id: Option<&str>, e: &StanzaError) {
     escape_attr(back.to.as_str(), &mut out);
     out.push(b'\'');
     if let Some(id) = id {
-        out.extend_from_slice(b" id='");
-        escape_attr(id, &mut out);
-        out.push(b'\'');
+        out.push(b' ');
+        write_attr("id", id, &mut out);
     }
     out.extend_from_slice(b"><x xmlns='");
     out.extend_from_slice(NS_MUC.as_bytes());
@@ -1187,9 +1237,8 @@ impl Reflection {
         escape_attr(&id, &mut tail);
         tail.push(b'\'');
         if let Some(l) = &lang {
-            tail.extend_from_slice(b" xml:lang='");
-            escape_attr(l, &mut tail);
-            tail.push(b'\'');
+            tail.push(b' ');
+            write_attr("xml:lang", l, &mut tail);
         }
         tail.push(b'>');
         tail.extend_from_slice(&payload);
