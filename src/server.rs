@@ -209,6 +209,11 @@ struct ShardsOutcome {
     stuck: Vec<usize>,
 }
 
+/// How often [`wait_for_shards`] looks for a stop request while the server runs.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+/// How often it looks again once stopping.
+const STOP_CHECK: Duration = Duration::from_millis(50);
+
 /// Wait for every shard to end. The wait is unbounded while the server runs; once a stop is
 /// requested (signal, end of stdin, a shard's death) the shards get `limit` to finish, and
 /// the ones still running are reported as stuck.
@@ -222,10 +227,16 @@ fn wait_for_shards(
         ended: vec![false; shards],
         ..ShardsOutcome::default()
     };
-    let mut stop_seen: Option<Instant> = None;
     let mut left = shards;
     while left > 0 {
-        match exited.recv_timeout(Duration::from_millis(50)) {
+        // Nothing but a stop request or a shard's end concerns this thread: while the server
+        // runs it looks for a stop once a second (an idle server should not wake 20 times a
+        // second for it); once stopping, the deadline counts from the request itself.
+        let wait = match links.stop_requested_at() {
+            None => IDLE_CHECK,
+            Some(at) => limit.saturating_sub(at.elapsed()).min(STOP_CHECK),
+        };
+        match exited.recv_timeout(wait) {
             Ok((i, panicked)) => {
                 if let Some(e) = out.ended.get_mut(i).filter(|e| !**e) {
                     *e = true;
@@ -240,11 +251,11 @@ fn wait_for_shards(
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         }
-        if links.stopping() {
-            let since = *stop_seen.get_or_insert_with(Instant::now);
-            if since.elapsed() >= limit {
-                break;
-            }
+        if links
+            .stop_requested_at()
+            .is_some_and(|at| at.elapsed() >= limit)
+        {
+            break;
         }
     }
     out.stuck = (0..shards).filter(|&i| !out.ended[i]).collect();

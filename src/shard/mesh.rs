@@ -85,6 +85,8 @@ pub struct Links {
     wants_space: Vec<AtomicBool>,
     in_flight: Vec<AtomicUsize>,
     stopping: AtomicBool,
+    /// When the first stop request came (the shutdown deadline counts from it).
+    stop_at: std::sync::OnceLock<std::time::Instant>,
     /// Shards whose services have said goodbye since the stop request (see
     /// [`Links::services_told`]).
     told: AtomicUsize,
@@ -104,6 +106,7 @@ impl Links {
             wants_space: (0..shards).map(|_| AtomicBool::new(false)).collect(),
             in_flight: (0..shards).map(|_| AtomicUsize::new(0)).collect(),
             stopping: AtomicBool::new(false),
+            stop_at: std::sync::OnceLock::new(),
             told: AtomicUsize::new(0),
         };
         (Arc::new(links), receivers)
@@ -169,6 +172,7 @@ impl Links {
     /// allocates nothing, so any thread (the signal thread, a panic hook) may call it at any
     /// time, any number of times.
     pub fn request_stop(&self) {
+        self.stop_at.get_or_init(std::time::Instant::now);
         self.stopping.store(true, Ordering::SeqCst);
         for bell in self.inbox_bells.iter().chain(&self.space_bells) {
             bell.ring_hard();
@@ -178,6 +182,11 @@ impl Links {
     /// True once [`Links::request_stop`] was called.
     pub fn stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// When [`Links::request_stop`] was first called, if it was.
+    pub fn stop_requested_at(&self) -> Option<std::time::Instant> {
+        self.stop_at.get().copied()
     }
 
     /// A stopping shard has told its in-process services (a MUC room sends its occupants
