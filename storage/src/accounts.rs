@@ -4,7 +4,7 @@ use crate::codec::{Decoder, Encoder};
 use crate::revocations::{self, RevocationsAfter, RevokeReason};
 use crate::table::Table;
 use crate::txn::WriteTxn;
-use crate::{key, offline, privacy, roster, vcard};
+use crate::{key, offline, privacy, private, pubsub, roster, vcard};
 use crate::{Completion, Storage, StorageError};
 
 /// SCRAM credentials for one hash function (RFC 5802 §3): what the server needs to verify a
@@ -169,8 +169,9 @@ impl AccountStore {
 
     /// Deletes the account, durably, before returning; [`StorageError::NotFound`] if
     /// `bare_jid` has none. In the same transaction it deletes the user's roster (items,
-    /// version, pending inbound requests), offline messages and their counters, and vCard;
-    /// other users' roster items that name the user stay. Records a revocation.
+    /// version, pending inbound requests), offline messages and their counters, privacy
+    /// lists, personal eventing nodes with their items, private XML and vCard; other users'
+    /// roster items that name the user stay. Records a revocation.
     pub fn delete(&self, bare_jid: &str) -> Result<(), StorageError> {
         self.storage.write_sync(|txn| delete_in(txn, bare_jid))
     }
@@ -269,6 +270,8 @@ fn delete_in(txn: &mut WriteTxn<'_>, bare_jid: &str) -> Result<(), StorageError>
     roster::purge(txn, bare_jid)?;
     offline::purge(txn, bare_jid)?;
     privacy::purge(txn, bare_jid)?;
+    pubsub::purge(txn, bare_jid)?;
+    private::purge(txn, bare_jid)?;
     vcard::purge(txn, bare_jid)
 }
 

@@ -19,13 +19,14 @@ pub enum StorageError {
     NoSuchAccount,
     /// Stored bytes could not be decoded; the string says which record and why.
     Corrupt(String),
-    /// A JID given as (part of) a key is empty or contains a NUL byte, which composite keys
-    /// (`user \0 contact`) reserve as their separator; the string names the argument.
+    /// A JID or name given as (part of) a key is empty or contains a NUL byte, which
+    /// composite keys (`user \0 contact`) reserve as their separator, or makes the key longer
+    /// than the 511 bytes LMDB allows; the string names the argument and the problem.
     InvalidKey(String),
     /// A record to write is larger than the storage accepts for its kind (a persistent MUC
-    /// room's encoding above 4 MiB): the storage's own backstop behind the server's bounds,
-    /// so no single value outgrows what LMDB handles comfortably. Nothing was written.
-    /// Counts as a capacity limit ([`is_full`](Self::is_full)).
+    /// room's encoding above 4 MiB, a pubsub item's or node's above 1 MiB): the storage's own
+    /// backstop behind the server's bounds, so no single value outgrows what LMDB handles
+    /// comfortably. Nothing was written. Counts as a capacity limit ([`is_full`](Self::is_full)).
     TooLarge {
         /// The kind of record.
         what: &'static str,
@@ -93,9 +94,7 @@ impl fmt::Display for StorageError {
             StorageError::AlreadyExists => f.write_str("record already exists"),
             StorageError::NoSuchAccount => f.write_str("the account does not exist"),
             StorageError::Corrupt(what) => write!(f, "corrupt record: {what}"),
-            StorageError::InvalidKey(what) => {
-                write!(f, "invalid key: {what} is empty or contains a NUL byte")
-            }
+            StorageError::InvalidKey(why) => write!(f, "invalid key: {why}"),
             StorageError::TooLarge { what, size, limit } => {
                 write!(
                     f,

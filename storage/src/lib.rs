@@ -9,7 +9,7 @@
 //! the processes and the server sees their writes on its next read.
 //!
 //! Stores: [`AccountStore`], [`RosterStore`], [`OfflineStore`], [`VcardStore`],
-//! [`PrivacyStore`], [`MucStore`]. A store's
+//! [`PrivacyStore`], [`MucStore`], [`PubsubStore`], [`PrivateStore`]. A store's
 //! reads are its methods; its writes that the server must make atomically with a read (a
 //! roster change, an offline push under a quota) are methods of [`WriteTxn`], called inside a
 //! [`Storage::submit`] (or [`Storage::write_sync`]) closure. Per-user records use composite
@@ -36,6 +36,8 @@ mod key;
 mod muc;
 mod offline;
 mod privacy;
+mod private;
+mod pubsub;
 mod quota;
 mod revocations;
 mod roster;
@@ -54,6 +56,8 @@ pub use privacy::{
     stanzas as privacy_stanzas, DefaultList, Privacy, PrivacyItem, PrivacyList, PrivacyMatch,
     PrivacyStore,
 };
+pub use private::PrivateStore;
+pub use pubsub::{PubsubItem, PubsubNode, PubsubStore, MAX_ITEM_RECORD as PUBSUB_MAX_ITEM_RECORD};
 pub use quota::{MapGauge, MapUsage, FILL_WARNINGS};
 pub use revocations::{
     Revocation, RevocationsAfter, RevokeReason, KEEP_MAX as REVOCATIONS_KEEP_MAX,

@@ -10,13 +10,13 @@ use crate::txn::{ReadTxn, WriteTxn};
 use crate::StorageError;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Upgrades data of one version to the next, inside the opening write transaction.
 type Migration = fn(&mut WriteTxn<'_>) -> Result<(), StorageError>;
 
 /// `MIGRATIONS[i]` upgrades an environment from version `i + 1` to version `i + 2`.
-const MIGRATIONS: &[Migration] = &[v1_to_v2, v2_to_v3, v3_to_v4];
+const MIGRATIONS: &[Migration] = &[v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5];
 
 const _: () = assert!(MIGRATIONS.len() as u32 == SCHEMA_VERSION - 1);
 
@@ -97,6 +97,13 @@ fn v2_to_v3(_txn: &mut WriteTxn<'_>) -> Result<(), StorageError> {
 /// Version 4 adds persistent multi-user chat rooms (XEP-0045): a new table, created empty by
 /// the opening transaction; no existing record changes.
 fn v3_to_v4(_txn: &mut WriteTxn<'_>) -> Result<(), StorageError> {
+    Ok(())
+}
+
+/// Version 5 adds publish-subscribe nodes and items (XEP-0060/0163) and private XML storage
+/// (XEP-0049): new tables, created empty by the opening transaction; no existing record
+/// changes.
+fn v4_to_v5(_txn: &mut WriteTxn<'_>) -> Result<(), StorageError> {
     Ok(())
 }
 

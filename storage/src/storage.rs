@@ -11,6 +11,8 @@ use crate::accounts::AccountStore;
 use crate::muc::MucStore;
 use crate::offline::OfflineStore;
 use crate::privacy::PrivacyStore;
+use crate::private::PrivateStore;
+use crate::pubsub::PubsubStore;
 use crate::quota::{FillAlarm, MapGauge, MapUsage};
 use crate::roster::RosterStore;
 use crate::schema;
@@ -186,6 +188,16 @@ impl Storage {
     /// The persistent MUC room store (reads; writes are [`WriteTxn`] methods).
     pub fn muc(&self) -> MucStore {
         MucStore::new(self.clone())
+    }
+
+    /// The publish-subscribe node and item store (reads; writes are [`WriteTxn`] methods).
+    pub fn pubsub(&self) -> PubsubStore {
+        PubsubStore::new(self.clone())
+    }
+
+    /// The private XML store (XEP-0049; reads; writes are [`WriteTxn`] methods).
+    pub fn private(&self) -> PrivateStore {
+        PrivateStore::new(self.clone())
     }
 
     /// The schema version recorded in the environment.

@@ -58,6 +58,19 @@ tables! {
     /// Persistent multi-user chat rooms (XEP-0045) keyed by `service \0 room-localpart`
     /// (the service's domain, then the room's localpart); values are room records.
     MucRooms => "muc_rooms",
+    /// Publish-subscribe nodes (XEP-0060; XEP-0163 personal eventing, where the service is an
+    /// account's bare JID) keyed by `service \0 node`; values hold the node's configuration,
+    /// item count and next item sequence number.
+    PubsubNodes => "pubsub_nodes",
+    /// Published items keyed by `service \0 node \0 item-id`; values hold the publisher,
+    /// publication time, payload and the item's sequence number.
+    PubsubItems => "pubsub_items",
+    /// Publication order keyed by `service \0 node \0 seq` (`seq` a big-endian `u64`, so a
+    /// prefix scan lists a node's items oldest first); values hold the item id.
+    PubsubOrder => "pubsub_order",
+    /// Private XML storage (XEP-0049) keyed by `user \0 namespace`; values hold the opaque
+    /// XML fragment.
+    PrivateXml => "private_xml",
 }
 
 /// The number of tables, sizing LMDB's `max_dbs` and the handle array.

@@ -3,7 +3,9 @@
 mod common;
 
 use common::{account, item, open, opts, write, TempDir};
-use xmppd_storage::{Account, RevokeReason, Storage, StorageError, Table, SCHEMA_VERSION};
+use xmppd_storage::{
+    Account, PubsubItem, RevokeReason, Storage, StorageError, Table, SCHEMA_VERSION,
+};
 
 #[test]
 fn create_get_exists_set_delete() {
@@ -181,6 +183,19 @@ fn fill_user(s: &Storage, user: &'static str, other: &'static str) {
         t.put_sub_request(user, other, b"<presence type='subscribe'/>")?;
         t.push_offline(user, 1, other, b"<message/>", 10)?;
         t.push_offline(user, 2, other, b"<message/>", 10)?;
+        t.create_pubsub_node(user, "urn:xmpp:avatar:data", b"cfg")?;
+        t.create_pubsub_node(user, "urn:xmpp:mood", b"cfg")?;
+        for id in ["a", "b"] {
+            let item = PubsubItem {
+                id: id.into(),
+                publisher: user.into(),
+                published_at: 1,
+                payload: b"<data/>".to_vec(),
+            };
+            t.publish_pubsub_item(user, "urn:xmpp:avatar:data", &item, 10)?;
+        }
+        t.put_private(user, "storage:bookmarks", b"<storage/>")?;
+        t.put_private(user, "exodus:prefs", b"<exodus/>")?;
         t.put_vcard(user, b"<vCard/>")
     });
 }
@@ -251,6 +266,14 @@ fn deleting_an_account_deletes_its_user_data_and_nothing_else() {
     assert!(s.offline().list("alice@example.org").unwrap().is_empty());
     assert_eq!(s.offline().count("alice@example.org").unwrap(), 0);
     assert_eq!(s.vcards().get("alice@example.org").unwrap(), None);
+    assert_eq!(s.pubsub().node_count("alice@example.org").unwrap(), 0);
+    assert_eq!(
+        s.pubsub()
+            .items("alice@example.org", "urn:xmpp:avatar:data", None)
+            .unwrap(),
+        []
+    );
+    assert_eq!(s.private().count("alice@example.org").unwrap(), 0);
     // Bob's roster still names Alice.
     assert_eq!(
         s.rosters()
@@ -299,10 +322,33 @@ fn deleting_an_account_deletes_its_user_data_and_nothing_else() {
             t.push_offline("alice@example.org", 1, "x@y", b"m", 10)
                 .map(drop)
         },
+        |t: &mut xmppd_storage::WriteTxn<'_>| {
+            t.create_pubsub_node("alice@example.org", "urn:xmpp:mood", b"")
+                .map(drop)
+        },
+        |t: &mut xmppd_storage::WriteTxn<'_>| {
+            t.put_private("alice@example.org", "storage:bookmarks", b"<storage/>")
+        },
     ] {
         let r = s.submit(write_one).wait();
         assert!(matches!(r, Err(StorageError::NoSuchAccount)), "{r:?}");
     }
+    // The node went with the account: a racing publish finds none and writes nothing.
+    let item = PubsubItem {
+        id: "c".into(),
+        publisher: "alice@example.org".into(),
+        published_at: 2,
+        payload: Vec::new(),
+    };
+    assert_eq!(
+        write(&s, move |t| t.publish_pubsub_item(
+            "alice@example.org",
+            "urn:xmpp:avatar:data",
+            &item,
+            10
+        )),
+        None
+    );
     assert_eq!(all_keys(&s), quiet);
     let uk = s.rosters().load("bob@example.org.uk").unwrap();
     assert_eq!(uk.items.len(), 2);
@@ -310,6 +356,15 @@ fn deleting_an_account_deletes_its_user_data_and_nothing_else() {
     assert_eq!(uk.pending_in.len(), 1);
     assert_eq!(s.offline().count("bob@example.org.uk").unwrap(), 2);
     assert!(s.vcards().get("bob@example.org.uk").unwrap().is_some());
+    assert_eq!(s.pubsub().node_count("bob@example.org.uk").unwrap(), 2);
+    assert_eq!(
+        s.pubsub()
+            .items("bob@example.org.uk", "urn:xmpp:avatar:data", None)
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(s.private().count("bob@example.org.uk").unwrap(), 2);
 
     // A failed delete cascades nothing.
     assert!(matches!(
@@ -403,8 +458,8 @@ fn a_version_1_environment_is_migrated_on_open() {
 
     {
         let s = Storage::open(&data, &opts()).unwrap();
-        assert_eq!(SCHEMA_VERSION, 4);
-        assert_eq!(s.schema_version().unwrap(), 4);
+        assert_eq!(SCHEMA_VERSION, 5);
+        assert_eq!(s.schema_version().unwrap(), 5);
         assert_eq!(
             s.accounts().get("old@example.org").unwrap(),
             Some(account(42))
@@ -419,7 +474,11 @@ fn a_version_1_environment_is_migrated_on_open() {
             xmppd_storage::Privacy::default()
         );
         assert_eq!(s.muc().count("conference.example.org").unwrap(), 0);
+        assert_eq!(s.pubsub().node_count("old@example.org").unwrap(), 0);
+        assert_eq!(s.private().count("old@example.org").unwrap(), 0);
         write(&s, |t| {
+            t.create_pubsub_node("old@example.org", "urn:xmpp:mood", b"cfg")?;
+            t.put_private("old@example.org", "storage:bookmarks", b"<storage/>")?;
             t.put_privacy_list(
                 "old@example.org",
                 &xmppd_storage::PrivacyList {
@@ -465,6 +524,11 @@ fn a_version_1_environment_is_migrated_on_open() {
                 .unwrap(),
             ["room"]
         );
+        assert_eq!(
+            s.pubsub().node_names("old@example.org", None, 10).unwrap(),
+            ["urn:xmpp:mood"]
+        );
+        assert_eq!(s.private().count("old@example.org").unwrap(), 1);
         assert!(s.accounts().exists("old@example.org").unwrap());
     }
 }
