@@ -1,5 +1,6 @@
 //! XMPP vocabulary without I/O: JIDs, namespaces, stanza kinds, errors.
 
+pub mod caps;
 pub mod dataform;
 pub mod error;
 pub mod jid;
