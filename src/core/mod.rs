@@ -206,6 +206,24 @@ pub struct Nonza<'a> {
 }
 
 /// Handles non-stanza elements of one namespace. An `Err` closes the stream with that error.
+/// A client's answer (`result` or `error`) to an IQ request a module sent (see
+/// [`Registry::iq_responses`]).
+pub struct IqAnswer<'a> {
+    /// The answering entity (stamped by the server: it is who it says).
+    pub from: &'a Jid,
+    /// Whom the request came from: the server domain or an account's bare JID.
+    pub to: &'a Jid,
+    /// `result` or `error`.
+    pub ty: IqType,
+    /// The id, which starts with the prefix the module registered.
+    pub id: &'a str,
+    /// The whole stanza as received.
+    pub stanza: &'a [u8],
+}
+
+/// A handler of answers to a module's own requests.
+pub type IqAnswerHandler = Rc<dyn Fn(&Ctx, &IqAnswer<'_>)>;
+
 pub type NonzaHandler = Rc<dyn Fn(&Ctx, &Nonza<'_>) -> Result<Option<Pending>, StreamError>>;
 
 /// A disco identity (XEP-0030 §3.1).
@@ -238,6 +256,7 @@ pub struct Registry {
     modules: Vec<&'static str>,
     hooks: events::Hooks,
     nonzas: Vec<(&'static str, NonzaHandler)>,
+    answers: Vec<(&'static str, IqAnswerHandler)>,
     services: Vec<ServiceHost>,
 }
 
@@ -347,6 +366,35 @@ impl Registry {
             "two modules handle {ns} elements"
         );
         self.nonzas.push((ns, Rc::new(handler)));
+    }
+
+    /// Receive the answers to the IQ requests this module sends: a `result` or `error` whose
+    /// id starts with `prefix`, addressed to the server or to a local account's bare JID, goes
+    /// to `handler` on the addressee's home shard (where a request sent from that address was
+    /// sent). The prefix must be unique; the module checks that an answer is one it awaits
+    /// (the id and the sender), since any client can send any id.
+    pub fn iq_responses(
+        &mut self,
+        prefix: &'static str,
+        handler: impl Fn(&Ctx, &IqAnswer<'_>) + 'static,
+    ) {
+        assert!(
+            !prefix.is_empty()
+                && self
+                    .answers
+                    .iter()
+                    .all(|(p, _)| !p.starts_with(prefix) && !prefix.starts_with(p)),
+            "IQ answer prefix {prefix:?} overlaps another"
+        );
+        self.answers.push((prefix, Rc::new(handler)));
+    }
+
+    /// The handler of answers whose id is `id`, if a module awaits such ids.
+    pub fn iq_answer_handler(&self, id: &str) -> Option<&IqAnswerHandler> {
+        self.answers
+            .iter()
+            .find(|(p, _)| id.starts_with(p))
+            .map(|(_, h)| h)
     }
 
     /// The handler of a namespace's non-stanza elements.

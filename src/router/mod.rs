@@ -41,8 +41,8 @@ use crate::core::events::{self, Bound, ToClient};
 use crate::core::hosts::{self, Dest};
 use crate::core::sessions::{self, Congested};
 use crate::core::{
-    ClientHandle, Ctx, Flow, FromClient, Host, HostTable, Inbound, IqReply, IqRequest, Pending,
-    Refused, Registry, Route, Scope, Services, Sessions,
+    ClientHandle, Ctx, Flow, FromClient, Host, HostTable, Inbound, IqAnswer, IqReply, IqRequest,
+    Pending, Refused, Registry, Route, Scope, Services, Sessions,
 };
 use crate::shard::{BatchEntry, Outbox};
 use crate::xml::{self, Element, StreamNs};
@@ -819,6 +819,19 @@ impl Router {
         stanza: &[u8],
     ) -> Option<Pending> {
         if !matches!(it, IqType::Get | IqType::Set) {
+            // An answer to a module's own request (entity capabilities queries, ...).
+            if let Some(h) = id.and_then(|id| self.registry.iq_answer_handler(id)) {
+                let answer = IqAnswer {
+                    from,
+                    to,
+                    ty: it,
+                    id: id.unwrap_or_default(),
+                    stanza,
+                };
+                let ctx = self.ctx();
+                self.scoped(|| h(&ctx, &answer));
+                return None;
+            }
             // A client's answer to a request the server sent it (offline delivery
             // acknowledgements, core::sessions): it has read everything before that request.
             if let Some(id) = id {

@@ -413,3 +413,67 @@ fn a_send_outside_any_scope_is_delivered_later_not_inside_the_sender() {
         assert!(!router.queue.borrow().is_empty());
     });
 }
+
+fn answers_module(r: &mut Registry, _: &Config) {
+    r.module("answers");
+    r.iq_responses("test-q-", |_, a| {
+        log(format!(
+            "answer {:?} {} from {} to {}",
+            a.ty, a.id, a.from, a.to
+        ));
+    });
+}
+
+/// A module's own IQ requests: the `result` or `error` that answers one reaches the module's
+/// handler, whether it is addressed to the server or to an account's bare JID; answers with
+/// other ids, and requests with the prefix, do not.
+#[test]
+fn answers_to_a_modules_requests_reach_its_handler() {
+    static MODULES: &[RegisterFn] = &[answers_module];
+    with_router(MODULES, |router| {
+        let h = bind(&router, "a@localhost/r");
+        let from = Jid::parse("a@localhost/r").unwrap();
+        // What a client sends goes through from_client (the server's domain is handled on
+        // the sender's shard); the rest is routed to the addressee's home shard.
+        let iq = |ty: IqType, to: &str, id: &str| {
+            let stanza = format!(
+                "<iq type='{}' id='{id}' from='{from}' to='{to}'><query xmlns='urn:x:test'/></iq>",
+                format!("{ty:?}").to_lowercase()
+            );
+            let to = Jid::parse(to).unwrap();
+            router.from_client(FromClient {
+                from: &from,
+                handle: &h,
+                ty: StanzaType::Iq(ty),
+                to: Some(&to),
+                id: Some(id),
+                stamped: stanza.as_bytes(),
+            });
+        };
+        iq(IqType::Result, "localhost", "test-q-1");
+        iq(IqType::Error, "b@localhost", "test-q-2");
+        iq(IqType::Result, "localhost", "other-3");
+        iq(IqType::Get, "localhost", "test-q-4");
+        assert_eq!(
+            take_log(),
+            [
+                "answer Result test-q-1 from a@localhost/r to localhost",
+                "answer Error test-q-2 from a@localhost/r to b@localhost",
+            ]
+        );
+        // The request with the prefix was answered as any request is.
+        let reply = out(&h);
+        assert!(
+            reply.contains("id='test-q-4'") && reply.contains("service-unavailable"),
+            "{reply}"
+        );
+    });
+}
+
+#[test]
+#[should_panic(expected = "overlaps")]
+fn two_modules_cannot_share_an_answer_prefix() {
+    let mut r = Registry::default();
+    r.iq_responses("caps-", |_, _| {});
+    r.iq_responses("caps-x-", |_, _| {});
+}
