@@ -20,6 +20,7 @@ const MODULES: &[RegisterFn] = &[
     modules::csi::register,
     modules::privacy::register,
     modules::muc::register,
+    modules::pep::register,
 ];
 
 fn main() -> ExitCode {

@@ -6,6 +6,7 @@ pub mod disco;
 pub mod im;
 pub mod muc;
 pub mod offline;
+pub mod pep;
 pub mod ping;
 pub mod privacy;
 pub mod session;
@@ -42,6 +43,10 @@ pub struct ModuleArgs {
     #[command(flatten)]
     #[serde(default)]
     pub muc: muc::MucArgs,
+    /// XEP-0049 private XML storage (and PEP, XEP-0163).
+    #[command(flatten)]
+    #[serde(default)]
+    pub pep: pep::PepArgs,
 }
 
 /// Every module's resolved settings.
@@ -57,6 +62,8 @@ pub struct ModuleConfig {
     pub privacy: privacy::PrivacyConfig,
     /// XEP-0045.
     pub muc: muc::MucConfig,
+    /// XEP-0049 (and XEP-0163).
+    pub pep: pep::PepConfig,
 }
 
 impl ModuleArgs {
@@ -73,6 +80,7 @@ impl ModuleArgs {
             vcard: self.vcard.resolve(&file.vcard, max_stanza_size)?,
             privacy: self.privacy.resolve(&file.privacy)?,
             muc: self.muc.resolve(&file.muc)?,
+            pep: self.pep.resolve(&file.pep, max_stanza_size)?,
         })
     }
 }

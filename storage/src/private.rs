@@ -60,6 +60,36 @@ impl WriteTxn<'_> {
         self.put(Table::PrivateXml, &key, &encode(xml))
     }
 
+    /// Stores every `(namespace, xml)` fragment like [`put_private`](WriteTxn::put_private),
+    /// all or none: when they would give the user fragments for more than `max_namespaces`
+    /// namespaces, nothing is written and the result is `false`. Counted inside the
+    /// transaction, so concurrent writes cannot overshoot.
+    pub fn put_private_within(
+        &mut self,
+        user: &str,
+        fragments: &[(&str, &[u8])],
+        max_namespaces: usize,
+    ) -> Result<bool, StorageError> {
+        crate::fault::write(user)?;
+        let mut added = 0;
+        for (i, (namespace, _)) in fragments.iter().enumerate() {
+            let key = key::named(user, "namespace", namespace)?;
+            let repeated = fragments[..i].iter().any(|(n, _)| n == namespace);
+            if !repeated && self.get(Table::PrivateXml, &key)?.is_none() {
+                added += 1;
+            }
+        }
+        if added > 0
+            && self.count_prefix(Table::PrivateXml, &key::prefix(user)?)? + added > max_namespaces
+        {
+            return Ok(false);
+        }
+        for (namespace, xml) in fragments {
+            self.put_private(user, namespace, xml)?;
+        }
+        Ok(true)
+    }
+
     /// Removes the user's fragment for `namespace`; returns whether there was one.
     pub fn delete_private(&mut self, user: &str, namespace: &str) -> Result<bool, StorageError> {
         crate::fault::write(user)?;
@@ -250,5 +280,42 @@ mod tests {
             Some(&b"<x/>"[..])
         );
         assert_eq!(s.private().count(USER).unwrap(), 1);
+    }
+
+    #[test]
+    fn put_within_bounds_the_namespace_count_all_or_none() {
+        let dir = TempDir::new("within");
+        let s = setup(&dir, &[USER]);
+        let put = |frags: &'static [(&'static str, &'static [u8])]| {
+            s.write_sync(move |t| t.put_private_within(USER, frags, 2))
+                .unwrap()
+        };
+        assert!(put(&[("a", b"<a xmlns='a'/>")]));
+        assert!(
+            !put(&[("b", b"<b xmlns='b'/>"), ("c", b"<c xmlns='c'/>")]),
+            "3 > 2"
+        );
+        assert_eq!(
+            s.private().get(USER, "b").unwrap(),
+            None,
+            "none of a refused set"
+        );
+        assert!(put(&[
+            ("b", b"<b xmlns='b'/>"),
+            ("b", b"<b xmlns='b'>again</b>")
+        ]));
+        assert!(
+            !put(&[("c", b"<c xmlns='c'/>")]),
+            "a third namespace is refused"
+        );
+        assert!(
+            put(&[("a", b"<a xmlns='a'>2</a>")]),
+            "replacing is not a new namespace"
+        );
+        assert_eq!(
+            s.private().get(USER, "a").unwrap().as_deref(),
+            Some(&b"<a xmlns='a'>2</a>"[..])
+        );
+        assert_eq!(s.private().count(USER).unwrap(), 2);
     }
 }
