@@ -2,6 +2,7 @@
 //! ([`private`]); PEP (XEP-0163) on a pubsub core follows in this module.
 
 pub mod private;
+pub mod wire;
 
 use crate::config::{pick, Config, ConfigError};
 use crate::core::{Registry, Scope};
