@@ -1,6 +1,7 @@
 //! Personal data an account keeps on the server: XEP-0049 private XML storage
 //! ([`private`]); PEP (XEP-0163) on a pubsub core follows in this module.
 
+pub mod config;
 pub mod private;
 pub mod wire;
 
