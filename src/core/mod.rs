@@ -257,8 +257,16 @@ pub struct Registry {
     hooks: events::Hooks,
     nonzas: Vec<(&'static str, NonzaHandler)>,
     answers: Vec<(&'static str, IqAnswerHandler)>,
+    account_identities: Vec<Identity>,
+    account_items: Vec<AccountItems>,
     services: Vec<ServiceHost>,
 }
+
+/// What a module lists in an account's disco#items (XEP-0030 §4): the items of the node
+/// asked for (`None`: the account itself) that the requester may see. `Ok(None)` when the
+/// module has nothing to say about that node.
+pub type AccountItems =
+    Rc<dyn Fn(&Ctx, &IqRequest<'_>, Option<&str>) -> Result<Option<Vec<Element>>, StanzaError>>;
 
 /// A module's registration function.
 pub type RegisterFn = fn(&mut Registry, &Config);
@@ -431,6 +439,22 @@ impl Registry {
         }
     }
 
+    /// Add an identity of every account's bare JID (next to `account/registered`).
+    pub fn account_identity(&mut self, identity: Identity) {
+        if !self.account_identities.contains(&identity) {
+            self.account_identities.push(identity);
+        }
+    }
+
+    /// Contribute to accounts' disco#items (see [`AccountItems`]).
+    pub fn account_items(
+        &mut self,
+        f: impl Fn(&Ctx, &IqRequest<'_>, Option<&str>) -> Result<Option<Vec<Element>>, StanzaError>
+            + 'static,
+    ) {
+        self.account_items.push(Rc::new(f));
+    }
+
     /// Add a server identity.
     pub fn server_identity(&mut self, identity: Identity) {
         if !self.server_identities.contains(&identity) {
@@ -468,6 +492,16 @@ impl Registry {
     /// Server identities.
     pub fn server_identities(&self) -> &[Identity] {
         &self.server_identities
+    }
+
+    /// Account identities added by modules.
+    pub fn account_identities(&self) -> &[Identity] {
+        &self.account_identities
+    }
+
+    /// The modules' contributions to accounts' disco#items.
+    pub fn account_item_providers(&self) -> &[AccountItems] {
+        &self.account_items
     }
 
     /// Post-authentication stream features added by modules.

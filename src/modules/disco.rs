@@ -86,13 +86,14 @@ pub fn register(r: &mut Registry, _config: &Config) {
             if req.payload.attr("node").is_some() {
                 return item_not_found();
             }
-            // DISCO-05
-            let account = Identity {
+            // DISCO-05; PEP-01 adds pubsub/pep (a module's account identity).
+            let mut identities = vec![Identity {
                 category: "account",
                 kind: "registered",
                 name: None,
-            };
-            IqReply::Result(Some(info(&[account], &ctx.registry().account_features())))
+            }];
+            identities.extend_from_slice(ctx.registry().account_identities());
+            IqReply::Result(Some(info(&identities, &ctx.registry().account_features())))
         },
     );
     r.iq(
@@ -100,12 +101,33 @@ pub fn register(r: &mut Registry, _config: &Config) {
         IqType::Get,
         ns::DISCO_ITEMS,
         "query",
-        |_, req| {
-            // DISCO-07: an empty list for every account, existing or not, unless a node was asked.
-            if req.payload.attr("node").is_some() {
+        |ctx, req| {
+            // DISCO-07: a list (empty without modules' items) for every account, existing or
+            // not. Modules list what they keep for the account (PEP-14: the nodes the
+            // requester may see), each checking the requester; a node no module knows is
+            // item-not-found.
+            let node = req.payload.attr("node");
+            let mut q = Element::new("query", ns::DISCO_ITEMS);
+            if let Some(node) = node {
+                q.set_attr("node", node);
+            }
+            let mut known = node.is_none();
+            for provider in ctx.registry().account_item_providers() {
+                match provider(ctx, req, node) {
+                    Ok(Some(items)) => {
+                        known = true;
+                        for item in items {
+                            q.push_child(item);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => return IqReply::Error(e),
+                }
+            }
+            if !known {
                 return item_not_found();
             }
-            IqReply::Result(Some(Element::new("query", ns::DISCO_ITEMS)))
+            IqReply::Result(Some(q))
         },
     );
 }

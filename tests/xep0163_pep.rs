@@ -1,0 +1,722 @@
+//! XEP-0163 PEP on the XEP-0060 pubsub core, and XEP-0115 caps as PEP uses them, on the
+//! wire: PEP-*, CAPS-*, and XEP-0060 sections for the pubsub operations and their errors.
+//!
+//! The clients here answer the server's caps queries themselves (`answer_caps`); their `ver`
+//! is computed with the server's own §5.1 function, which unit tests pin to the XEP's
+//! examples (src/xmpp/caps.rs).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use xmppd::xml::{self, Element, Limits, StreamNs};
+use xmppd::xmpp::caps::{ver_hash, CapsAlgo};
+
+const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+const OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
+const EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+const ERRORS: &str = "http://jabber.org/protocol/pubsub#errors";
+const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
+const TUNE: &str = "http://jabber.org/protocol/tune";
+const MOOD: &str = "http://jabber.org/protocol/mood";
+const CAPS_NODE: &str = "https://xmppd.test/client";
+
+/// A client's disco#info and its caps `ver`.
+struct ClientCaps {
+    info: String,
+    ver: String,
+}
+
+impl ClientCaps {
+    /// A client with these features (`unique` keeps tests on a shared server from sharing a
+    /// cached `ver`).
+    fn new(unique: &str, features: &[&str]) -> ClientCaps {
+        let mut info = format!(
+            "<query xmlns='{DISCO_INFO}'><identity category='client' type='pc' name='test'/>\
+             <feature var='{DISCO_INFO}'/><feature var='urn:test:{unique}'/>"
+        );
+        for f in features {
+            info.push_str(&format!("<feature var='{f}'/>"));
+        }
+        info.push_str("</query>");
+        let el = parse(&info);
+        let ver = ver_hash(&el, CapsAlgo::Sha1).expect("valid disco#info");
+        ClientCaps { info, ver }
+    }
+
+    fn presence(&self) -> String {
+        format!(
+            "<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='{CAPS_NODE}' ver='{}'/></presence>",
+            self.ver
+        )
+    }
+}
+
+fn parse(text: &str) -> Element {
+    xml::parse_element(
+        text.as_bytes(),
+        &StreamNs::new("jabber:client"),
+        &Limits::default(),
+    )
+    .unwrap()
+}
+
+fn is_caps_query(e: &Element) -> bool {
+    e.name == "iq"
+        && e.attr("type") == Some("get")
+        && e.child("query", DISCO_INFO)
+            .and_then(|q| q.attr("node"))
+            .is_some_and(|n| n.starts_with(CAPS_NODE))
+}
+
+/// Wait for the server's caps query (CAPS-01: to this full JID, `node#ver`), answer it with
+/// `info`; returns the query and what arrived before it.
+fn answer_caps(c: &mut Client, caps: &ClientCaps, info: &str) -> (Element, Vec<Element>) {
+    let (q, skipped) = c.recv_until("caps query", is_caps_query);
+    let node = q.child("query", DISCO_INFO).unwrap().attr("node").unwrap();
+    assert_eq!(
+        node,
+        format!("{CAPS_NODE}#{}", caps.ver),
+        "CAPS-01 node#ver"
+    );
+    assert_eq!(q.attr("to"), Some(c.full().as_str()));
+    let id = q.attr("id").unwrap();
+    let to = q.attr("from").unwrap();
+    let mut answer = info.to_string();
+    answer.insert_str(answer.find('>').unwrap(), &format!(" node='{node}'"));
+    c.send(&format!(
+        "<iq type='result' id='{id}' to='{to}'>{answer}</iq>"
+    ));
+    (q, skipped)
+}
+
+/// `a` and `b` subscribe to each other (both available, each has seen the other).
+fn befriend(a: &mut Client, b: &mut Client) {
+    let (ja, jb, fa, fb) = (a.bare(), b.bare(), a.full(), b.full());
+    a.send(&format!("<presence to='{jb}' type='subscribe'/>"));
+    b.recv_until("subscribe", |e| {
+        is_presence(e, Some("subscribe"), Some(&ja))
+    });
+    b.send(&format!("<presence to='{ja}' type='subscribed'/>"));
+    b.send(&format!("<presence to='{ja}' type='subscribe'/>"));
+    a.recv_all(&[
+        ("subscribed", &|e: &Element| {
+            is_presence(e, Some("subscribed"), Some(&jb))
+        }),
+        ("subscribe", &|e: &Element| {
+            is_presence(e, Some("subscribe"), Some(&jb))
+        }),
+        ("contact's presence", &|e: &Element| {
+            is_presence(e, None, Some(&fb))
+        }),
+    ]);
+    a.send(&format!("<presence to='{jb}' type='subscribed'/>"));
+    b.recv_all(&[
+        ("subscribed", &|e: &Element| {
+            is_presence(e, Some("subscribed"), Some(&ja))
+        }),
+        ("contact's presence", &|e: &Element| {
+            is_presence(e, None, Some(&fa))
+        }),
+    ]);
+}
+
+fn publish(c: &mut Client, id: &str, node: &str, item_id: Option<&str>, payload: &str) -> Element {
+    let item = match item_id {
+        Some(i) => format!("<item id='{i}'>{payload}</item>"),
+        None => format!("<item>{payload}</item>"),
+    };
+    c.send(&format!(
+        "<iq type='set' id='{id}'><pubsub xmlns='{PUBSUB}'><publish node='{node}'>{item}</publish></pubsub></iq>"
+    ));
+    c.recv_until("publish answer", |e| e.attr("id") == Some(id))
+        .0
+}
+
+fn tune(title: &str) -> String {
+    format!("<tune xmlns='{TUNE}'><title>{title}</title></tune>")
+}
+
+/// The pubsub event of a notification message, if `e` is one.
+fn event(e: &Element) -> Option<&Element> {
+    (e.name == "message").then_some(())?;
+    e.child("event", EVENT)
+}
+
+fn notified_title(e: &Element) -> Option<String> {
+    let items = event(e)?.child("items", EVENT)?;
+    let item = items.child("item", EVENT)?;
+    Some(item.child("tune", TUNE)?.child("title", TUNE)?.text())
+}
+
+fn app_error(e: &Element) -> Option<String> {
+    e.child("error", "jabber:client")?
+        .elements()
+        .find(|c| c.ns == ERRORS)
+        .map(|c| c.name.clone())
+}
+
+fn fresh_pair(s: &Server, prefix: &str) -> (Client, Client) {
+    let (u, p) = s.new_user(&format!("{prefix}o"));
+    let (v, vp) = s.new_user(&format!("{prefix}c"));
+    let mut owner = Client::online(s, &u, &p, None);
+    let mut contact = Client::online(s, &v, &vp, None);
+    befriend(&mut owner, &mut contact);
+    (owner, contact)
+}
+
+#[test]
+fn pep_01_the_account_is_a_pep_service() {
+    let s = Server::shared();
+    let (u, p) = s.new_user("pep01");
+    let mut c = Client::login(s, &u, &p, None);
+    c.send("<iq type='get' id='i'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>");
+    let r = c.recv_el();
+    let q = r.child("query", DISCO_INFO).expect("disco#info");
+    assert!(
+        q.elements().any(|i| i.name == "identity"
+            && i.attr("category") == Some("pubsub")
+            && i.attr("type") == Some("pep")),
+        "{r:?}"
+    );
+    let features: Vec<&str> = q.elements().filter_map(|f| f.attr("var")).collect();
+    for f in [
+        "auto-create",
+        "auto-subscribe",
+        "filtered-notifications",
+        "publish",
+        "retrieve-items",
+        "publish-options",
+    ] {
+        let var = format!("{PUBSUB}#{f}");
+        assert!(features.contains(&var.as_str()), "{var} in {features:?}");
+    }
+}
+
+#[test]
+fn pep_02_publish_auto_creates_and_generates_an_id() {
+    let s = Server::shared();
+    let (u, p) = s.new_user("pep02");
+    let mut c = Client::login(s, &u, &p, None);
+    let r = publish(&mut c, "p1", TUNE, None, &tune("One"));
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+    let item = r
+        .child("pubsub", PUBSUB)
+        .and_then(|ps| ps.child("publish", PUBSUB))
+        .filter(|p| p.attr("node") == Some(TUNE))
+        .and_then(|p| p.child("item", PUBSUB))
+        .expect("publish/item in the result");
+    let generated = item.attr("id").expect("a generated id").to_string();
+    assert!(!generated.is_empty());
+    // With an id: that id.
+    let r = publish(&mut c, "p2", TUNE, Some("mine"), &tune("Two"));
+    let id = r
+        .child("pubsub", PUBSUB)
+        .unwrap()
+        .child("publish", PUBSUB)
+        .unwrap()
+        .child("item", PUBSUB)
+        .unwrap()
+        .attr("id");
+    assert_eq!(id, Some("mine"));
+    // XEP-0060 §6.5: the owner retrieves it; max_items 1 by default for PEP: the latest only.
+    c.send(&format!(
+        "<iq type='get' id='g'><pubsub xmlns='{PUBSUB}'><items node='{TUNE}'/></pubsub></iq>"
+    ));
+    let r = c.recv_el();
+    let items: Vec<&Element> = r
+        .child("pubsub", PUBSUB)
+        .unwrap()
+        .child("items", PUBSUB)
+        .unwrap()
+        .elements()
+        .collect();
+    assert_eq!(items.len(), 1, "{r:?}");
+    assert_eq!(items[0].attr("id"), Some("mine"));
+    assert_eq!(
+        items[0]
+            .child("tune", TUNE)
+            .unwrap()
+            .child("title", TUNE)
+            .unwrap()
+            .text(),
+        "Two"
+    );
+}
+
+/// PEP-03/04/05: the owner's resources and a contact with `+notify` get the notification from
+/// the owner's bare JID; a contact without `+notify` gets none. CAPS-01 on the way.
+#[test]
+fn pep_03_04_05_notifications_follow_caps_filters() {
+    let s = Server::start(&["--shards", "2"]);
+    s.adduser("juliet", "jpw");
+    s.adduser("romeo", "rpw");
+    s.adduser("nurse", "npw");
+    let mut j = Client::online(&s, "juliet", "jpw", None);
+    let mut r = Client::online(&s, "romeo", "rpw", None);
+    let mut n = Client::online(&s, "nurse", "npw", None);
+    befriend(&mut j, &mut r);
+    befriend(&mut j, &mut n);
+    let tune_notify = format!("{TUNE}+notify");
+    let wants = ClientCaps::new("pep05-wants", &[&tune_notify]);
+    let deaf = ClientCaps::new("pep05-deaf", &[TUNE]);
+    // Romeo's and the nurse's clients advertise caps; juliet's service asks each once.
+    r.send(&wants.presence());
+    answer_caps(&mut r, &wants, &wants.info);
+    n.send(&deaf.presence());
+    answer_caps(&mut n, &deaf, &deaf.info);
+    // Juliet's own client wants tunes too.
+    j.send(&wants.presence());
+    // The cache is per shard: juliet's shard may know the ver already (romeo's answer) or ask.
+    std::thread::sleep(Duration::from_millis(300));
+    for e in j.collect_for(Duration::from_millis(300)) {
+        if is_caps_query(&e) {
+            let id = e.attr("id").unwrap();
+            let to = e.attr("from").unwrap();
+            let node = e.child("query", DISCO_INFO).unwrap().attr("node").unwrap();
+            let mut answer = wants.info.clone();
+            answer.insert_str(answer.find('>').unwrap(), &format!(" node='{node}'"));
+            j.send(&format!(
+                "<iq type='result' id='{id}' to='{to}'>{answer}</iq>"
+            ));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = r.collect_for(Duration::from_millis(100));
+    let _ = n.collect_for(Duration::from_millis(100));
+    // The result and the owner's own notification come in either order.
+    j.send(&format!(
+        "<iq type='set' id='pub'><pubsub xmlns='{PUBSUB}'><publish node='{TUNE}'><item id='t1'>{}</item></publish></pubsub></iq>",
+        tune("Wherefore")
+    ));
+    let (got, _) = j.recv_all(&[
+        ("publish result", &|e: &Element| e.attr("id") == Some("pub")),
+        ("own notification", &|e: &Element| {
+            notified_title(e).is_some()
+        }),
+    ]);
+    assert_eq!(got[0].attr("type"), Some("result"), "{:?}", got[0]);
+    // PEP-04: juliet's own resource got it too, from her bare JID.
+    assert_eq!(got[1].attr("from"), Some("juliet@localhost"));
+    // PEP-03/05: romeo gets it, from juliet's bare JID.
+    let (m, _) = r.recv_until("tune notification", |e| notified_title(e).is_some());
+    assert_eq!(
+        m.attr("from"),
+        Some("juliet@localhost"),
+        "PEP-03: from the bare JID"
+    );
+    assert_eq!(notified_title(&m).as_deref(), Some("Wherefore"));
+    let items = event(&m).unwrap().child("items", EVENT).unwrap();
+    assert_eq!(items.attr("node"), Some(TUNE));
+    assert_eq!(items.child("item", EVENT).unwrap().attr("id"), Some("t1"));
+    // PEP-05: the nurse's client did not ask for tunes.
+    let got = n.collect_for(Duration::from_millis(400));
+    assert!(
+        got.iter().all(|e| event(e).is_none()),
+        "no +notify, no notification: {got:?}"
+    );
+    // PEP-07: a presence update (no unavailable between) replays nothing.
+    r.send(
+        &wants
+            .presence()
+            .replace("<presence>", "<presence><show>away</show>"),
+    );
+    let got = r.collect_for(Duration::from_millis(400));
+    assert!(got.iter().all(|e| event(e).is_none()), "PEP-07: {got:?}");
+}
+
+/// PEP-07/16: a contact coming online (after the owner published and went offline) gets the
+/// last item; PEP-08: so does a new resource of the owner.
+#[test]
+fn pep_07_08_16_last_item_on_first_presence() {
+    let s = Server::start(&["--shards", "1"]);
+    s.adduser("ophelia", "opw");
+    s.adduser("hamlet", "hpw");
+    let tune_notify = format!("{TUNE}+notify");
+    let caps = ClientCaps::new("pep07", &[&tune_notify]);
+    {
+        let mut o = Client::online(&s, "ophelia", "opw", None);
+        let mut h = Client::online(&s, "hamlet", "hpw", None);
+        befriend(&mut o, &mut h);
+        let r = publish(&mut o, "p", TUNE, Some("last"), &tune("Rosemary"));
+        assert_eq!(r.attr("type"), Some("result"));
+        publish(
+            &mut o,
+            "p2",
+            MOOD,
+            Some("m"),
+            &format!("<mood xmlns='{MOOD}'><sad/></mood>"),
+        );
+        h.close();
+        o.close();
+    }
+    // Hamlet comes back with caps wanting tunes: the server asks, then sends the last item
+    // (the owner is offline: PEP-16).
+    let mut h = Client::login(&s, "hamlet", "hpw", None);
+    h.send(&caps.presence());
+    let (_, _) = answer_caps(&mut h, &caps, &caps.info);
+    let (m, _) = h.recv_until("last item", |e| notified_title(e).is_some());
+    assert_eq!(m.attr("from"), Some("ophelia@localhost"));
+    assert_eq!(notified_title(&m).as_deref(), Some("Rosemary"));
+    assert!(
+        m.child("delay", "urn:xmpp:delay").is_some(),
+        "a replay carries its time"
+    );
+    // Only the tune: the mood was not asked for.
+    let got = h.collect_for(Duration::from_millis(300));
+    assert!(got.iter().all(|e| event(e).is_none()), "{got:?}");
+    // PEP-08: a new resource of the owner with the (now cached) caps gets it at once.
+    let mut o2 = Client::login(&s, "ophelia", "opw", Some("second"));
+    o2.send(&caps.presence());
+    let (m, skipped) = o2.recv_until("own last item", |e| notified_title(e).is_some());
+    assert!(
+        skipped.iter().all(|e| !is_caps_query(e)),
+        "CAPS-01: cached, not asked again"
+    );
+    assert_eq!(notified_title(&m).as_deref(), Some("Rosemary"));
+}
+
+/// CAPS-02: an answer whose hash does not match is not cached: the next client with the same
+/// `ver` is asked again. The JID that answered still gets what its own features ask for.
+#[test]
+fn caps_02_a_wrong_hash_is_not_cached() {
+    let s = Server::start(&["--shards", "1"]);
+    for u in ["liar1", "liar2", "target"] {
+        s.adduser(u, "pw");
+    }
+    let mut t = Client::online(&s, "target", "pw", None);
+    let mut l1 = Client::online(&s, "liar1", "pw", None);
+    let mut l2 = Client::online(&s, "liar2", "pw", None);
+    befriend(&mut t, &mut l1);
+    befriend(&mut t, &mut l2);
+    let tune_notify = format!("{TUNE}+notify");
+    let real = ClientCaps::new("caps02", &[&tune_notify]);
+    // Claim the ver of one feature set, answer with another (adds a feature).
+    let lie = real
+        .info
+        .replace("</query>", "<feature var='urn:test:extra'/></query>");
+    l1.send(&real.presence());
+    answer_caps(&mut l1, &real, &lie);
+    std::thread::sleep(Duration::from_millis(200));
+    l2.send(&real.presence());
+    // Asked again: the first answer was not cached.
+    answer_caps(&mut l2, &real, &real.info);
+    std::thread::sleep(Duration::from_millis(200));
+    publish(&mut t, "p", TUNE, Some("x"), &tune("Verified"));
+    // liar2's verified answer and liar1's own (unverified, but its own) both ask for tunes.
+    l2.recv_until("notification", |e| notified_title(e).is_some());
+    l1.recv_until("notification", |e| notified_title(e).is_some());
+}
+
+/// PEP-11: the access models, as a stranger and as a contact sees them.
+#[test]
+fn pep_11_access_models() {
+    let s = Server::shared();
+    let (owner, contact) = fresh_pair(s, "pep11");
+    let mut owner = owner;
+    let mut contact = contact;
+    let (x, xp) = s.new_user("pep11x");
+    let mut stranger = Client::login(s, &x, &xp, None);
+    let ob = owner.bare();
+    publish(&mut owner, "p", TUNE, Some("a"), &tune("Presence"));
+    let get = |c: &mut Client, node: &str| {
+        c.send(&format!(
+            "<iq type='get' id='g' to='{ob}'><pubsub xmlns='{PUBSUB}'><items node='{node}'/></pubsub></iq>"
+        ));
+        c.recv_until("items answer", |e| e.attr("id") == Some("g"))
+            .0
+    };
+    // presence (default): the contact reads, the stranger is told it needs a subscription.
+    assert_eq!(get(&mut contact, TUNE).attr("type"), Some("result"));
+    let r = get(&mut stranger, TUNE);
+    assert_eq!(stanza_error(&r).unwrap().0, "not-authorized");
+    assert_eq!(
+        app_error(&r).as_deref(),
+        Some("presence-subscription-required")
+    );
+    // open: anyone.
+    let set_access = |c: &mut Client, node: &str, model: &str, id: &str| {
+        c.send(&format!(
+            "<iq type='set' id='{id}'><pubsub xmlns='{OWNER}'><configure node='{node}'>\
+             <x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{}</value></field>\
+             <field var='pubsub#access_model'><value>{model}</value></field></x></configure></pubsub></iq>",
+            "http://jabber.org/protocol/pubsub#node_config"
+        ));
+        let r = c
+            .recv_until("configure answer", |e| e.attr("id") == Some(id))
+            .0;
+        assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+    };
+    set_access(&mut owner, TUNE, "open", "c1");
+    assert_eq!(get(&mut stranger, TUNE).attr("type"), Some("result"));
+    // whitelist: only the owner.
+    set_access(&mut owner, TUNE, "whitelist", "c2");
+    let r = get(&mut contact, TUNE);
+    assert_eq!(stanza_error(&r).unwrap().0, "not-allowed");
+    assert_eq!(app_error(&r).as_deref(), Some("closed-node"));
+    assert_eq!(get(&mut owner, TUNE).attr("type"), Some("result"));
+    // roster: the contact is in no allowed group.
+    set_access(&mut owner, TUNE, "roster", "c3");
+    let r = get(&mut contact, TUNE);
+    assert_eq!(stanza_error(&r).unwrap().0, "not-authorized");
+    assert_eq!(app_error(&r).as_deref(), Some("not-in-roster-group"));
+    // PEP-14: disco#items shows the stranger no node it may not read.
+    stranger.send(&format!(
+        "<iq type='get' id='d' to='{ob}'><query xmlns='{DISCO_ITEMS}'/></iq>"
+    ));
+    let r = stranger
+        .recv_until("disco items", |e| e.attr("id") == Some("d"))
+        .0;
+    assert_eq!(
+        r.child("query", DISCO_ITEMS).unwrap().elements().count(),
+        0,
+        "{r:?}"
+    );
+    owner.send(&format!(
+        "<iq type='get' id='d'><query xmlns='{DISCO_ITEMS}'/></iq>"
+    ));
+    let r = owner
+        .recv_until("own disco items", |e| e.attr("id") == Some("d"))
+        .0;
+    let nodes: Vec<&str> = r
+        .child("query", DISCO_ITEMS)
+        .unwrap()
+        .elements()
+        .filter_map(|i| i.attr("node"))
+        .collect();
+    assert_eq!(nodes, [TUNE]);
+}
+
+/// PEP-12: only the owner publishes; retract with notify, delete and purge notify; missing
+/// nodes and items are item-not-found; a second create is a conflict.
+#[test]
+fn pep_12_owner_operations_and_their_notifications() {
+    let s = Server::start(&["--shards", "1"]);
+    s.adduser("owner", "pw");
+    s.adduser("fan", "pw");
+    let mut o = Client::online(&s, "owner", "pw", None);
+    let mut f = Client::online(&s, "fan", "pw", None);
+    befriend(&mut o, &mut f);
+    let notify = format!("{TUNE}+notify");
+    let caps = ClientCaps::new("pep12", &[&notify]);
+    f.send(&caps.presence());
+    answer_caps(&mut f, &caps, &caps.info);
+    std::thread::sleep(Duration::from_millis(200));
+    // Someone else publishing to the owner's service: forbidden.
+    f.send(&format!(
+        "<iq type='set' id='x' to='owner@localhost'><pubsub xmlns='{PUBSUB}'><publish node='{TUNE}'><item>{}</item></publish></pubsub></iq>",
+        tune("intruder")
+    ));
+    let r = f.recv_until("forbidden", |e| e.attr("id") == Some("x")).0;
+    assert_eq!(stanza_error(&r).unwrap().0, "forbidden");
+    publish(&mut o, "p", TUNE, Some("i1"), &tune("Kept"));
+    f.recv_until("notification", |e| notified_title(e).is_some());
+    // Retract with notify: <retract id/>.
+    o.send(&format!(
+        "<iq type='set' id='r'><pubsub xmlns='{PUBSUB}'><retract node='{TUNE}' notify='true'><item id='i1'/></retract></pubsub></iq>"
+    ));
+    assert_eq!(
+        o.recv_until("retract", |e| e.attr("id") == Some("r"))
+            .0
+            .attr("type"),
+        Some("result")
+    );
+    let (m, _) = f.recv_until("retract event", |e| {
+        event(e)
+            .and_then(|ev| ev.child("items", EVENT))
+            .and_then(|i| i.child("retract", EVENT))
+            .is_some()
+    });
+    let retract = event(&m)
+        .unwrap()
+        .child("items", EVENT)
+        .unwrap()
+        .child("retract", EVENT)
+        .unwrap();
+    assert_eq!(retract.attr("id"), Some("i1"));
+    // Retracting it again: item-not-found.
+    o.send(&format!(
+        "<iq type='set' id='r2'><pubsub xmlns='{PUBSUB}'><retract node='{TUNE}'><item id='i1'/></retract></pubsub></iq>"
+    ));
+    let r = o
+        .recv_until("retract again", |e| e.attr("id") == Some("r2"))
+        .0;
+    assert_eq!(stanza_error(&r).unwrap().0, "item-not-found");
+    // Create: conflict for an existing node.
+    o.send(&format!(
+        "<iq type='set' id='c'><pubsub xmlns='{PUBSUB}'><create node='{TUNE}'/></pubsub></iq>"
+    ));
+    let r = o.recv_until("create", |e| e.attr("id") == Some("c")).0;
+    assert_eq!(stanza_error(&r).unwrap().0, "conflict");
+    // Purge notifies <purge/>.
+    publish(&mut o, "p2", TUNE, Some("i2"), &tune("Soon purged"));
+    f.recv_until("notification", |e| notified_title(e).is_some());
+    o.send(&format!(
+        "<iq type='set' id='pg'><pubsub xmlns='{OWNER}'><purge node='{TUNE}'/></pubsub></iq>"
+    ));
+    assert_eq!(
+        o.recv_until("purge", |e| e.attr("id") == Some("pg"))
+            .0
+            .attr("type"),
+        Some("result")
+    );
+    f.recv_until("purge event", |e| {
+        event(e).and_then(|ev| ev.child("purge", EVENT)).is_some()
+    });
+    // Delete notifies <delete/>; afterwards the node is gone.
+    o.send(&format!(
+        "<iq type='set' id='d'><pubsub xmlns='{OWNER}'><delete node='{TUNE}'/></pubsub></iq>"
+    ));
+    assert_eq!(
+        o.recv_until("delete", |e| e.attr("id") == Some("d"))
+            .0
+            .attr("type"),
+        Some("result")
+    );
+    let (m, _) = f.recv_until("delete event", |e| {
+        event(e).and_then(|ev| ev.child("delete", EVENT)).is_some()
+    });
+    assert_eq!(
+        event(&m)
+            .unwrap()
+            .child("delete", EVENT)
+            .unwrap()
+            .attr("node"),
+        Some(TUNE)
+    );
+    o.send(&format!(
+        "<iq type='get' id='g'><pubsub xmlns='{PUBSUB}'><items node='{TUNE}'/></pubsub></iq>"
+    ));
+    let r = o
+        .recv_until("items of a deleted node", |e| e.attr("id") == Some("g"))
+        .0;
+    assert_eq!(stanza_error(&r).unwrap().0, "item-not-found");
+    // Configuration of a missing node: item-not-found; of someone else's: forbidden.
+    o.send(&format!(
+        "<iq type='get' id='cf'><pubsub xmlns='{OWNER}'><configure node='nope'/></pubsub></iq>"
+    ));
+    let r = o.recv_until("configure", |e| e.attr("id") == Some("cf")).0;
+    assert_eq!(stanza_error(&r).unwrap().0, "item-not-found");
+    f.send(&format!("<iq type='get' id='cf2' to='owner@localhost'><pubsub xmlns='{OWNER}'><configure node='{MOOD}'/></pubsub></iq>"));
+    let r = f.recv_until("configure", |e| e.attr("id") == Some("cf2")).0;
+    assert_eq!(stanza_error(&r).unwrap().0, "forbidden");
+}
+
+/// PEP-13: publish-options are preconditions on an existing node, and the configuration of
+/// a new one.
+#[test]
+fn pep_13_publish_options() {
+    let s = Server::shared();
+    let (u, p) = s.new_user("pep13");
+    let mut c = Client::login(s, &u, &p, None);
+    let with_options = |c: &mut Client, id: &str, model: &str| {
+        c.send(&format!(
+            "<iq type='set' id='{id}'><pubsub xmlns='{PUBSUB}'><publish node='urn:xmpp:test:13'><item id='a'><x xmlns='urn:test'/></item></publish>\
+             <publish-options><x xmlns='jabber:x:data' type='submit'>\
+             <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field>\
+             <field var='pubsub#access_model'><value>{model}</value></field></x></publish-options></pubsub></iq>"
+        ));
+        c.recv_until("publish", |e| e.attr("id") == Some(id)).0
+    };
+    // A new node gets the options.
+    assert_eq!(
+        with_options(&mut c, "a", "whitelist").attr("type"),
+        Some("result")
+    );
+    c.send("<iq type='get' id='cfg'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='urn:xmpp:test:13'/></pubsub></iq>");
+    let r = c.recv_until("config", |e| e.attr("id") == Some("cfg")).0;
+    let text = format!("{r:?}");
+    assert!(text.contains("whitelist"), "{text}");
+    // The same options again: fine. Different ones: conflict + precondition-not-met.
+    assert_eq!(
+        with_options(&mut c, "b", "whitelist").attr("type"),
+        Some("result")
+    );
+    let r = with_options(&mut c, "c", "open");
+    assert_eq!(stanza_error(&r).unwrap().0, "conflict");
+    assert_eq!(app_error(&r).as_deref(), Some("precondition-not-met"));
+}
+
+/// XEP-0060 §7.1.3 error paths of a publish, and the bounds (payload size, node count).
+#[test]
+fn xep0060_7_1_3_publish_errors_and_bounds() {
+    let s = Server::start(&[
+        "--shards",
+        "1",
+        "--pep-max-nodes",
+        "2",
+        "--pep-max-item-bytes",
+        "300",
+    ]);
+    s.adduser("bounded", "pw");
+    let mut c = Client::login(&s, "bounded", "pw", None);
+    // No payload.
+    c.send(&format!("<iq type='set' id='np'><pubsub xmlns='{PUBSUB}'><publish node='n1'><item id='x'/></publish></pubsub></iq>"));
+    let r = c.recv_el();
+    assert_eq!(stanza_error(&r).unwrap().0, "bad-request");
+    assert_eq!(app_error(&r).as_deref(), Some("payload-required"));
+    // No node.
+    c.send(&format!("<iq type='set' id='nn'><pubsub xmlns='{PUBSUB}'><publish><item><x xmlns='urn:x'/></item></publish></pubsub></iq>"));
+    let r = c.recv_el();
+    assert_eq!(stanza_error(&r).unwrap().0, "bad-request");
+    assert_eq!(app_error(&r).as_deref(), Some("nodeid-required"));
+    // Too big.
+    let big = "z".repeat(400);
+    let r = publish(
+        &mut c,
+        "big",
+        "n1",
+        None,
+        &format!("<x xmlns='urn:x'>{big}</x>"),
+    );
+    assert_eq!(stanza_error(&r).unwrap().0, "not-acceptable");
+    assert_eq!(app_error(&r).as_deref(), Some("payload-too-big"));
+    // Two nodes fit, a third does not.
+    assert_eq!(
+        publish(&mut c, "1", "n1", None, "<x xmlns='urn:x'/>").attr("type"),
+        Some("result")
+    );
+    assert_eq!(
+        publish(&mut c, "2", "n2", None, "<x xmlns='urn:x'/>").attr("type"),
+        Some("result")
+    );
+    let r = publish(&mut c, "3", "n3", None, "<x xmlns='urn:x'/>");
+    assert_eq!(stanza_error(&r).unwrap().0, "not-allowed");
+    assert_eq!(app_error(&r).as_deref(), Some("max-nodes-exceeded"));
+    // Nothing of the refused ones was stored.
+    c.send(&format!(
+        "<iq type='get' id='g'><pubsub xmlns='{PUBSUB}'><items node='n3'/></pubsub></iq>"
+    ));
+    assert_eq!(stanza_error(&c.recv_el()).unwrap().0, "item-not-found");
+}
+
+/// Nothing acknowledged is lost: a published item survives `kill -9`.
+#[test]
+fn pep_acknowledged_items_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Server::start_on(dir.path(), &["--shards", "1"]);
+        s.adduser("durable", "pw");
+        let mut c = Client::login(&s, "durable", "pw", None);
+        let r = publish(&mut c, "p", TUNE, Some("kept"), &tune("Still here"));
+        assert_eq!(r.attr("type"), Some("result"));
+        let status = s.signal_and_wait(libc::SIGKILL).expect("killed");
+        assert!(!status.success());
+    }
+    let s = Server::start_on(dir.path(), &["--shards", "1"]);
+    let mut c = Client::login(&s, "durable", "pw", None);
+    c.send(&format!(
+        "<iq type='get' id='g'><pubsub xmlns='{PUBSUB}'><items node='{TUNE}'/></pubsub></iq>"
+    ));
+    let r = c.recv_el();
+    let item = r
+        .child("pubsub", PUBSUB)
+        .unwrap()
+        .child("items", PUBSUB)
+        .unwrap()
+        .child("item", PUBSUB)
+        .expect("the item");
+    assert_eq!(item.attr("id"), Some("kept"));
+}
