@@ -720,3 +720,39 @@ fn pep_acknowledged_items_survive_kill_9() {
         .expect("the item");
     assert_eq!(item.attr("id"), Some("kept"));
 }
+
+/// PEP-15: a contact whose subscription to the owner is cancelled gets no further
+/// notifications (its presence still reaches the owner: the owner stays subscribed to it).
+#[test]
+fn pep_15_losing_the_subscription_stops_notifications() {
+    let s = Server::start(&["--shards", "1"]);
+    s.adduser("star", "pw");
+    s.adduser("exfan", "pw");
+    let mut o = Client::online(&s, "star", "pw", None);
+    let mut f = Client::online(&s, "exfan", "pw", None);
+    befriend(&mut o, &mut f);
+    let notify = format!("{TUNE}+notify");
+    let caps = ClientCaps::new("pep15", &[&notify]);
+    f.send(&caps.presence());
+    answer_caps(&mut f, &caps, &caps.info);
+    std::thread::sleep(Duration::from_millis(200));
+    publish(&mut o, "p1", TUNE, Some("a"), &tune("Before"));
+    f.recv_until("notification", |e| notified_title(e).is_some());
+    // The owner cancels the fan's subscription (RFC 6121 §3.2): `both` becomes `to`.
+    o.send("<presence to='exfan@localhost' type='unsubscribed'/>");
+    f.recv_until("unsubscribed", |e| {
+        is_presence(e, Some("unsubscribed"), Some("star@localhost"))
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    publish(&mut o, "p2", TUNE, Some("b"), &tune("After"));
+    let got = f.collect_for(Duration::from_millis(500));
+    assert!(got.iter().all(|e| event(e).is_none()), "PEP-15: {got:?}");
+    // And it may no longer read the node (presence access model).
+    f.send(&format!(
+        "<iq type='get' id='g' to='star@localhost'><pubsub xmlns='{PUBSUB}'><items node='{TUNE}'/></pubsub></iq>"
+    ));
+    let r = f
+        .recv_until("items answer", |e| e.attr("id") == Some("g"))
+        .0;
+    assert_eq!(stanza_error(&r).unwrap().0, "not-authorized");
+}
