@@ -92,6 +92,30 @@ fn answer_caps(c: &mut Client, caps: &ClientCaps, info: &str) -> (Element, Vec<E
     (q, skipped)
 }
 
+/// Answer every caps query that arrives within `d` (with several shards, each owner's shard
+/// asks once, and so does the client's own account's); returns how many were answered.
+fn answer_caps_for(c: &mut Client, caps: &ClientCaps, d: Duration) -> usize {
+    let mut answered = 0;
+    for e in c.collect_for(d) {
+        if is_caps_query(&e) {
+            let node = e.child("query", DISCO_INFO).unwrap().attr("node").unwrap();
+            assert_eq!(
+                node,
+                format!("{CAPS_NODE}#{}", caps.ver),
+                "CAPS-01 node#ver"
+            );
+            let (id, to) = (e.attr("id").unwrap(), e.attr("from").unwrap());
+            let mut answer = caps.info.clone();
+            answer.insert_str(answer.find('>').unwrap(), &format!(" node='{node}'"));
+            c.send(&format!(
+                "<iq type='result' id='{id}' to='{to}'>{answer}</iq>"
+            ));
+            answered += 1;
+        }
+    }
+    answered
+}
+
 /// `a` and `b` subscribe to each other (both available, each has seen the other).
 fn befriend(a: &mut Client, b: &mut Client) {
     let (ja, jb, fa, fb) = (a.bare(), b.bare(), a.full(), b.full());
@@ -264,25 +288,13 @@ fn pep_03_04_05_notifications_follow_caps_filters() {
     let deaf = ClientCaps::new("pep05-deaf", &[TUNE]);
     // Romeo's and the nurse's clients advertise caps; juliet's service asks each once.
     r.send(&wants.presence());
-    answer_caps(&mut r, &wants, &wants.info);
+    assert!(answer_caps_for(&mut r, &wants, Duration::from_millis(600)) >= 1);
     n.send(&deaf.presence());
-    answer_caps(&mut n, &deaf, &deaf.info);
+    assert!(answer_caps_for(&mut n, &deaf, Duration::from_millis(600)) >= 1);
     // Juliet's own client wants tunes too.
     j.send(&wants.presence());
     // The cache is per shard: juliet's shard may know the ver already (romeo's answer) or ask.
-    std::thread::sleep(Duration::from_millis(300));
-    for e in j.collect_for(Duration::from_millis(300)) {
-        if is_caps_query(&e) {
-            let id = e.attr("id").unwrap();
-            let to = e.attr("from").unwrap();
-            let node = e.child("query", DISCO_INFO).unwrap().attr("node").unwrap();
-            let mut answer = wants.info.clone();
-            answer.insert_str(answer.find('>').unwrap(), &format!(" node='{node}'"));
-            j.send(&format!(
-                "<iq type='result' id='{id}' to='{to}'>{answer}</iq>"
-            ));
-        }
-    }
+    answer_caps_for(&mut j, &wants, Duration::from_millis(600));
     std::thread::sleep(Duration::from_millis(200));
     let _ = r.collect_for(Duration::from_millis(100));
     let _ = n.collect_for(Duration::from_millis(100));
@@ -755,4 +767,177 @@ fn pep_15_losing_the_subscription_stops_notifications() {
         .recv_until("items answer", |e| e.attr("id") == Some("g"))
         .0;
     assert_eq!(stanza_error(&r).unwrap().0, "not-authorized");
+}
+
+fn publish_with_options(
+    c: &mut Client,
+    id: &str,
+    node: &str,
+    item: &str,
+    fields: &[(&str, &str)],
+) -> Element {
+    let mut form = String::from(
+        "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'>\
+         <value>http://jabber.org/protocol/pubsub#publish-options</value></field>",
+    );
+    for (var, value) in fields {
+        form.push_str(&format!(
+            "<field var='{var}'><value>{value}</value></field>"
+        ));
+    }
+    form.push_str("</x>");
+    c.send(&format!(
+        "<iq type='set' id='{id}'><pubsub xmlns='{PUBSUB}'><publish node='{node}'>{item}</publish>\
+         <publish-options>{form}</publish-options></pubsub></iq>"
+    ));
+    c.recv_until("publish answer", |e| e.attr("id") == Some(id))
+        .0
+}
+
+/// XEP-0223: private data in a whitelist node with persist_items, kept across publishes and
+/// readable by the owner only.
+#[test]
+fn xep0223_persistent_private_storage() {
+    let s = Server::shared();
+    let (owner, contact) = fresh_pair(s, "x223");
+    let (mut owner, mut contact) = (owner, contact);
+    let node = "storage:bookmarks";
+    let opts = [
+        ("pubsub#persist_items", "true"),
+        ("pubsub#access_model", "whitelist"),
+    ];
+    let item = "<item id='current'><storage xmlns='storage:bookmarks'><conference jid='x@conference.localhost' autojoin='true'/></storage></item>";
+    let r = publish_with_options(&mut owner, "p1", node, item, &opts);
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+    // Again with the same options: the preconditions hold.
+    let r = publish_with_options(&mut owner, "p2", node, item, &opts);
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+    owner.send(&format!(
+        "<iq type='get' id='g'><pubsub xmlns='{PUBSUB}'><items node='{node}'/></pubsub></iq>"
+    ));
+    let r = owner.recv_until("items", |e| e.attr("id") == Some("g")).0;
+    let items = r
+        .child("pubsub", PUBSUB)
+        .unwrap()
+        .child("items", PUBSUB)
+        .unwrap();
+    assert!(items
+        .child("item", PUBSUB)
+        .unwrap()
+        .child("storage", "storage:bookmarks")
+        .is_some());
+    // A contact (with a presence subscription) may not read it.
+    let ob = owner.bare();
+    contact.send(&format!("<iq type='get' id='g' to='{ob}'><pubsub xmlns='{PUBSUB}'><items node='{node}'/></pubsub></iq>"));
+    let r = contact.recv_until("items", |e| e.attr("id") == Some("g")).0;
+    assert_eq!(stanza_error(&r).unwrap().0, "not-allowed");
+    assert_eq!(app_error(&r).as_deref(), Some("closed-node"));
+}
+
+/// XEP-0084 avatars and an OMEMO (XEP-0384) device list work with no special code: data and
+/// metadata nodes, an open device list readable by a stranger, notifications to a contact
+/// that wants the metadata.
+#[test]
+fn xep0084_avatars_and_omemo_device_lists() {
+    let s = Server::start(&["--shards", "2"]);
+    s.adduser("painter", "pw");
+    s.adduser("viewer", "pw");
+    s.adduser("stranger", "pw");
+    let mut p = Client::online(&s, "painter", "pw", None);
+    let mut v = Client::online(&s, "viewer", "pw", None);
+    befriend(&mut p, &mut v);
+    let meta = "urn:xmpp:avatar:metadata";
+    let data = "urn:xmpp:avatar:data";
+    let notify = format!("{meta}+notify");
+    let caps = ClientCaps::new(
+        "x084",
+        &[&notify, "eu.siacs.conversations.axolotl.devicelist+notify"],
+    );
+    v.send(&caps.presence());
+    assert!(answer_caps_for(&mut v, &caps, Duration::from_millis(600)) >= 1);
+    let hash = "111f4b3c50d7b0df729d299bc6f8e9ef9066971f";
+    let png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+    let r = publish(
+        &mut p,
+        "d",
+        data,
+        Some(hash),
+        &format!("<data xmlns='{data}'>{png}</data>"),
+    );
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+    let r = publish(
+        &mut p,
+        "m",
+        meta,
+        Some(hash),
+        &format!("<metadata xmlns='{meta}'><info bytes='70' id='{hash}' height='1' width='1' type='image/png'/></metadata>"),
+    );
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+    // The viewer asked for metadata only: one notification, for the metadata.
+    let (m, _) = v.recv_until("metadata notification", |e| event(e).is_some());
+    let items = event(&m).unwrap().child("items", EVENT).unwrap();
+    assert_eq!(items.attr("node"), Some(meta));
+    let info = items
+        .child("item", EVENT)
+        .unwrap()
+        .child("metadata", meta)
+        .unwrap()
+        .child("info", meta)
+        .unwrap();
+    assert_eq!(info.attr("id"), Some(hash));
+    // Then fetches the data by id (XEP-0084 §4.2).
+    v.send(&format!(
+        "<iq type='get' id='fetch' to='painter@localhost'><pubsub xmlns='{PUBSUB}'><items node='{data}'><item id='{hash}'/></items></pubsub></iq>"
+    ));
+    let (r, skipped) = v.recv_until("avatar data", |e| e.attr("id") == Some("fetch"));
+    assert!(
+        skipped.iter().all(|e| event(e).is_none()),
+        "no data notification: {skipped:?}"
+    );
+    let d = r
+        .child("pubsub", PUBSUB)
+        .unwrap()
+        .child("items", PUBSUB)
+        .unwrap()
+        .child("item", PUBSUB)
+        .unwrap();
+    assert_eq!(d.child("data", data).unwrap().text(), png);
+    // OMEMO: the device list is published open, so a stranger can fetch it.
+    let devicelist = "eu.siacs.conversations.axolotl.devicelist";
+    let r = publish_with_options(
+        &mut p,
+        "o",
+        devicelist,
+        "<item id='current'><list xmlns='eu.siacs.conversations.axolotl'><device id='12345'/></list></item>",
+        &[("pubsub#access_model", "open")],
+    );
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+    v.recv_until("device list notification", |e| {
+        event(e)
+            .and_then(|ev| ev.child("items", EVENT))
+            .and_then(|i| i.attr("node"))
+            == Some(devicelist)
+    });
+    let mut x = Client::login(&s, "stranger", "pw", None);
+    x.send(&format!(
+        "<iq type='get' id='dl' to='painter@localhost'><pubsub xmlns='{PUBSUB}'><items node='{devicelist}'/></pubsub></iq>"
+    ));
+    let r = x
+        .recv_until("device list", |e| e.attr("id") == Some("dl"))
+        .0;
+    let list = r
+        .child("pubsub", PUBSUB)
+        .unwrap()
+        .child("items", PUBSUB)
+        .unwrap()
+        .child("item", PUBSUB)
+        .unwrap()
+        .child("list", "eu.siacs.conversations.axolotl")
+        .unwrap();
+    assert_eq!(
+        list.child("device", "eu.siacs.conversations.axolotl")
+            .unwrap()
+            .attr("id"),
+        Some("12345")
+    );
 }
