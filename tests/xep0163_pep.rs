@@ -941,3 +941,22 @@ fn xep0084_avatars_and_omemo_device_lists() {
         Some("12345")
     );
 }
+
+/// A stranger's directed presence with caps makes the service ask nothing (aioxmpp's
+/// entity-caps test found the query): only contacts the owner's presence goes to are tracked.
+#[test]
+fn caps_01_a_strangers_directed_presence_is_not_queried() {
+    let s = Server::start(&["--shards", "1"]);
+    s.adduser("host", "pw");
+    s.adduser("visitor", "pw");
+    let h = Client::online(&s, "host", "pw", None);
+    let mut v = Client::online(&s, "visitor", "pw", None);
+    let caps = ClientCaps::new("caps01-stranger", &[]);
+    v.send(
+        &caps
+            .presence()
+            .replace("<presence>", &format!("<presence to='{}'>", h.full())),
+    );
+    let got = v.collect_for(Duration::from_millis(500));
+    assert!(got.iter().all(|e| !is_caps_query(e)), "{got:?}");
+}

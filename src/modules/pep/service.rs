@@ -171,7 +171,23 @@ impl Pep {
     /// owner's own resource): available ones are tracked, and on a first one the last items
     /// are due (PEP-07/08); unavailable (or error) ones drop the JID (XEP-0115: a contact going
     /// unavailable drops its interest). Subscription stanzas change nothing.
+    ///
+    /// A contact's presence counts only from a contact the owner's presence goes to (`from` or
+    /// `both` in the owner's roster), checked when it first becomes available: a stranger's
+    /// directed presence makes the service track nothing and ask nothing (no caps query on
+    /// the owner's behalf to someone who may never see a node).
     pub fn presence(&self, ctx: &Ctx, owner: &str, full: &str, ty: PresenceType, stanza: &[u8]) {
+        if ty == PresenceType::Available && bare_of(full) != owner && !self.tracks(owner, full) {
+            match ctx.storage().rosters().item(owner, bare_of(full)) {
+                Ok(Some(i))
+                    if matches!(i.subscription, Subscription::From | Subscription::Both) => {}
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(owner, error = %e, "PEP: reading the roster for a presence failed");
+                    return;
+                }
+            }
+        }
         match ty {
             PresenceType::Available if self.available(ctx, owner, full, stanza) => {
                 self.send_last_items(ctx, owner, full);
@@ -179,6 +195,13 @@ impl Pep {
             PresenceType::Unavailable | PresenceType::Error => self.unavailable(owner, full),
             _ => {}
         }
+    }
+
+    fn tracks(&self, owner: &str, full: &str) -> bool {
+        self.interest
+            .borrow()
+            .get(owner)
+            .is_some_and(|t| t.contains_key(full))
     }
 
     /// `full` went unavailable (or its session ended): its interest is dropped.
