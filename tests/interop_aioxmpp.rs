@@ -5,11 +5,12 @@
 //!
 //! xmppd has neither SASL ANONYMOUS nor in-band registration, so the suite uses aioxmpp's
 //! `StaticPasswordProvisioner` with accounts made here by the admin CLI, half of them on each
-//! shard. It trusts the server's self-signed certificate by pinning it (aioxmpp's certificate
+//! shard, through a subclass that never hands one account to two tests
+//! (`tests/interop/aioxmpp/xmppd_provision.py`: upstream's tests assume clean accounts). It trusts the server's self-signed certificate by pinning it (aioxmpp's certificate
 //! pin store), so TLS is verified, not switched off.
 //!
 //! aioxmpp discovers what the server offers with XEP-0030 and skips the tests of what xmppd
-//! does not advertise (PubSub, PEP, ad-hoc commands, HTTP upload). The test
+//! does not advertise (a pubsub service, ad-hoc commands, HTTP upload). The test
 //! fails if any upstream test fails or errors, if the run does not finish in time, or if fewer
 //! tests pass than did when this harness was written (a feature silently no longer offered).
 
@@ -20,10 +21,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Accounts for the static provisioner: more than any upstream test uses at once (the most is
-/// four, in tests/entitycaps), so that a test needing more fails loudly instead of being
-/// skipped.
-const ACCOUNTS: usize = 10;
+/// Accounts for the provisioner, each handed to one test only
+/// (`tests/interop/aioxmpp/xmppd_provision.py`): upstream's 70 end-to-end tests use at most
+/// four each (tests/entitycaps), so this is more than the whole suite needs, and a test left
+/// without one fails loudly instead of being skipped.
+const ACCOUNTS: usize = 320;
 
 /// The whole suite takes under 15 s on a quiet machine; this bounds a hang.
 const SUITE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -34,9 +36,11 @@ const TEST_TIMEOUT_SECS: u32 = 20;
 
 /// Upstream tests that pass against xmppd (aioxmpp 0.13.3): 31 when this harness was written,
 /// 32 since XEP-0191 blocking (`tests/blocking`), 49 since XEP-0045 (`tests/muc`: its 17
-/// tests, voice requests included). Fewer now means a feature stopped being advertised or a
-/// test is no longer collected.
-const MIN_PASSED: usize = 49;
+/// tests, voice requests included), 64 since XEP-0049 private XML storage (tests/private_xml,
+/// tests/bookmarks), PEP and entity capabilities (tests/pep, tests/entitycaps) with a fresh
+/// account for every test. Fewer now means a feature stopped being advertised or a test is
+/// no longer collected.
+const MIN_PASSED: usize = 64;
 
 /// What `setup.sh` set up.
 struct Suite {
@@ -166,24 +170,39 @@ fn parse_counts_reads_pytests_closing_line() {
 fn aioxmpp_upstream_e2e_suite_passes() {
     let suite = setup();
     let s = Server::start(&["--shards", "2"]);
-    let accounts: Vec<(String, String)> = (0..ACCOUNTS)
-        .map(|i| s.new_user_on_shard("aioxmpp", i % 2, 2))
-        .collect();
-
-    // aioxmpp's quirks: what the server lacks that the tests cannot learn from disco.
-    let features = server_features(&s, &accounts[0].0, &accounts[0].1);
-    let mut quirks: Vec<&str> = Vec::new();
-    if !features.iter().any(|f| f == "jabber:iq:private") {
-        // EXCLUSION: XEP-0049 private XML storage is not built yet (checklist STORE-01,
-        // Advanced IM), and xmppd does not advertise `jabber:iq:private`. XEP-0049 defines no
-        // disco feature, so aioxmpp's tests for it (tests/private_xml, and tests/bookmarks,
-        // whose XEP-0048 bookmarks it keeps in private XML storage) do not read disco but
-        // aioxmpp's own quirk `no-xep-0049`, which skips them. xmppd answers their
-        // `jabber:iq:private` queries (IQs with no `to`) with `service-unavailable`, as an
-        // unsupported namespace should be (RFC 6120 §8.4, checklist CORE-STANZA-07 and
-        // IM-IQ-01). The quirk goes away by itself once xmppd advertises the feature.
-        quirks.push("#no-xep-0049");
+    // Accounts alternate between the two shards; one `xmppd import` makes them all.
+    let mut accounts: Vec<(String, String)> = Vec::with_capacity(ACCOUNTS);
+    let mut n = 0;
+    while accounts.len() < ACCOUNTS {
+        let local = format!("aioxmpp{n}");
+        n += 1;
+        if xmppd::shard::shard_of(&format!("{local}@{DOMAIN}"), 2) == accounts.len() % 2 {
+            let pw = format!("pw-{local}-secret");
+            accounts.push((local, pw));
+        }
     }
+    let list = tempfile::NamedTempFile::new().expect("account list");
+    let lines: String = accounts
+        .iter()
+        .map(|(u, p)| format!("{u}@{DOMAIN} {p}\n"))
+        .collect();
+    std::fs::write(list.path(), lines).unwrap();
+    let out = s.admin(&["import", list.path().to_str().unwrap()], "");
+    assert!(
+        out.status.success(),
+        "import failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // aioxmpp's quirks: what the server lacks that the tests cannot learn from disco. None
+    // since XEP-0049 (aioxmpp skipped tests/private_xml and tests/bookmarks through its own
+    // quirk `no-xep-0049` while xmppd did not advertise `jabber:iq:private`).
+    let features = server_features(&s, &accounts[0].0, &accounts[0].1);
+    assert!(
+        features.iter().any(|f| f == "jabber:iq:private"),
+        "{features:?}"
+    );
+    let quirks: Vec<&str> = Vec::new();
 
     let dir = tempfile::tempdir().expect("tempdir");
     let pins = dir.path().join("pins.json");
@@ -233,6 +252,11 @@ fn aioxmpp_upstream_e2e_suite_passes() {
         .args(["-W", "ignore::DeprecationWarning", "tests"])
         .current_dir(&suite.tests)
         .env("PYTHONDONTWRITEBYTECODE", "1")
+        // The provisioner class (tests/interop/aioxmpp/xmppd_provision.py).
+        .env(
+            "PYTHONPATH",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/aioxmpp"),
+        )
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&log).unwrap())
         .stderr(std::fs::File::create(dir.path().join("pytest.err")).unwrap())
