@@ -960,3 +960,150 @@ fn caps_01_a_strangers_directed_presence_is_not_queried() {
     let got = v.collect_for(Duration::from_millis(500));
     assert!(got.iter().all(|e| !is_caps_query(e)), "{got:?}");
 }
+
+const BM_NATIVE: &str = "urn:xmpp:bookmarks:1";
+const BM_LEGACY: &str = "storage:bookmarks";
+
+fn private_bookmarks(c: &mut Client, id: &str) -> Element {
+    c.send(&format!(
+        "<iq type='get' id='{id}'><query xmlns='jabber:iq:private'><storage xmlns='{BM_LEGACY}'/></query></iq>"
+    ));
+    let r = c
+        .recv_until("private bookmarks", |e| e.attr("id") == Some(id))
+        .0;
+    r.child("query", "jabber:iq:private")
+        .unwrap()
+        .child("storage", BM_LEGACY)
+        .expect("storage")
+        .clone()
+}
+
+fn native_bookmarks(c: &mut Client, id: &str) -> Vec<(String, Element)> {
+    c.send(&format!(
+        "<iq type='get' id='{id}'><pubsub xmlns='{PUBSUB}'><items node='{BM_NATIVE}'/></pubsub></iq>"
+    ));
+    let r = c
+        .recv_until("native bookmarks", |e| e.attr("id") == Some(id))
+        .0;
+    let mut out: Vec<(String, Element)> = r
+        .child("pubsub", PUBSUB)
+        .and_then(|p| p.child("items", PUBSUB))
+        .map(|items| {
+            items
+                .elements()
+                .map(|i| {
+                    (
+                        i.attr("id").unwrap().to_string(),
+                        i.child("conference", BM_NATIVE)
+                            .expect("native payload")
+                            .clone(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// XEP-0402 §6.3 (the XEP-0411 path): bookmarks stored through XEP-0049 appear as native
+/// items, changes publish only what changed and retract what went; native publishes and
+/// retractions appear in private storage, its URLs kept. Announced as `#compat`.
+#[test]
+fn xep0402_bookmarks_unified_with_private_storage() {
+    let s = Server::start(&["--shards", "1"]);
+    s.adduser("reader", "pw");
+    let mut c = Client::online(&s, "reader", "pw", None);
+    c.send("<iq type='get' id='i'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>");
+    let r = c.recv_until("disco", |e| e.attr("id") == Some("i")).0;
+    assert!(format!("{r:?}").contains("urn:xmpp:bookmarks:1#compat"));
+    // The client wants native bookmark notifications.
+    let notify = format!("{BM_NATIVE}+notify");
+    let caps = ClientCaps::new("x402", &[&notify]);
+    c.send(&caps.presence());
+    answer_caps_for(&mut c, &caps, Duration::from_millis(500));
+    // A legacy client stores two rooms and a URL.
+    c.send(&format!(
+        "<iq type='set' id='s1'><query xmlns='jabber:iq:private'><storage xmlns='{BM_LEGACY}'>\
+         <conference jid='a@conference.localhost' name='A' autojoin='true'><nick>me</nick></conference>\
+         <conference jid='b@conference.localhost' name='B'/>\
+         <url name='Site' url='https://example.org/'/></storage></query></iq>"
+    ));
+    let (got, _) = c.recv_all(&[
+        ("set result", &|e: &Element| e.attr("id") == Some("s1")),
+        ("a published", &|e: &Element| {
+            event(e)
+                .and_then(|ev| ev.child("items", EVENT))
+                .and_then(|i| i.child("item", EVENT))
+                .and_then(|i| i.attr("id"))
+                == Some("a@conference.localhost")
+        }),
+        ("b published", &|e: &Element| {
+            event(e)
+                .and_then(|ev| ev.child("items", EVENT))
+                .and_then(|i| i.child("item", EVENT))
+                .and_then(|i| i.attr("id"))
+                == Some("b@conference.localhost")
+        }),
+    ]);
+    assert_eq!(got[0].attr("type"), Some("result"));
+    let native = native_bookmarks(&mut c, "n1");
+    assert_eq!(native.len(), 2, "{native:?}");
+    assert_eq!(native[0].0, "a@conference.localhost");
+    assert_eq!(native[0].1.attr("autojoin"), Some("true"));
+    assert_eq!(native[0].1.child("nick", BM_NATIVE).unwrap().text(), "me");
+    assert_eq!(native[1].1.attr("autojoin"), Some("false"));
+    // Again, with B removed and A unchanged: B is retracted, A not republished.
+    c.send(&format!(
+        "<iq type='set' id='s2'><query xmlns='jabber:iq:private'><storage xmlns='{BM_LEGACY}'>\
+         <conference jid='a@conference.localhost' name='A' autojoin='true'><nick>me</nick></conference>\
+         <url name='Site' url='https://example.org/'/></storage></query></iq>"
+    ));
+    let (_, others) = c.recv_all(&[
+        ("set result", &|e: &Element| e.attr("id") == Some("s2")),
+        ("b retracted", &|e: &Element| {
+            event(e)
+                .and_then(|ev| ev.child("items", EVENT))
+                .and_then(|i| i.child("retract", EVENT))
+                .and_then(|r| r.attr("id"))
+                == Some("b@conference.localhost")
+        }),
+    ]);
+    let mut more = others;
+    more.extend(c.collect_for(Duration::from_millis(300)));
+    assert!(
+        more.iter().all(|e| event(e)
+            .and_then(|ev| ev.child("items", EVENT))
+            .and_then(|i| i.child("item", EVENT))
+            .is_none()),
+        "XEP-0402 §6.3.2: nothing republished for an unchanged room: {more:?}"
+    );
+    assert_eq!(native_bookmarks(&mut c, "n2").len(), 1);
+    // A native client adds C (with XEP-0402's publish-options): the legacy list has it, and
+    // still the URL.
+    let r = publish_with_options(
+        &mut c,
+        "p",
+        BM_NATIVE,
+        &format!("<item id='c@conference.localhost'><conference xmlns='{BM_NATIVE}' name='C' autojoin='true'><nick>n</nick></conference></item>"),
+        &[("pubsub#persist_items", "true"), ("pubsub#access_model", "whitelist"), ("pubsub#send_last_published_item", "never"), ("pubsub#max_items", "max")],
+    );
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+    let legacy = private_bookmarks(&mut c, "l1");
+    let jids: Vec<&str> = legacy.elements().filter_map(|e| e.attr("jid")).collect();
+    assert_eq!(jids, ["a@conference.localhost", "c@conference.localhost"]);
+    assert!(legacy.child("url", BM_LEGACY).is_some(), "the URL stays");
+    // And retracts A: gone from the legacy list too.
+    c.send(&format!(
+        "<iq type='set' id='r'><pubsub xmlns='{PUBSUB}'><retract node='{BM_NATIVE}'><item id='a@conference.localhost'/></retract></pubsub></iq>"
+    ));
+    assert_eq!(
+        c.recv_until("retract", |e| e.attr("id") == Some("r"))
+            .0
+            .attr("type"),
+        Some("result")
+    );
+    let legacy = private_bookmarks(&mut c, "l2");
+    let jids: Vec<&str> = legacy.elements().filter_map(|e| e.attr("jid")).collect();
+    assert_eq!(jids, ["c@conference.localhost"]);
+}

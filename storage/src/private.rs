@@ -90,6 +90,17 @@ impl WriteTxn<'_> {
         Ok(true)
     }
 
+    /// The user's fragment for `namespace`, read inside this transaction.
+    pub fn private_fragment(
+        &self,
+        user: &str,
+        namespace: &str,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        crate::fault::read(user)?;
+        let key = key::named(user, "namespace", namespace)?;
+        self.get(Table::PrivateXml, &key)?.map(decode).transpose()
+    }
+
     /// Removes the user's fragment for `namespace`; returns whether there was one.
     pub fn delete_private(&mut self, user: &str, namespace: &str) -> Result<bool, StorageError> {
         crate::fault::write(user)?;
@@ -230,6 +241,17 @@ mod tests {
             .unwrap();
         assert_eq!(p.get(USER, NS).unwrap().as_deref(), Some(&b"<new/>"[..]));
         assert_eq!(p.count(USER).unwrap(), 2);
+        // Read inside a write transaction: the same bytes.
+        assert_eq!(
+            s.write_sync(|t| t.private_fragment(USER, NS))
+                .unwrap()
+                .as_deref(),
+            Some(&b"<new/>"[..])
+        );
+        assert_eq!(
+            s.write_sync(|t| t.private_fragment(USER, "none")).unwrap(),
+            None
+        );
 
         assert!(s.write_sync(|t| t.delete_private(USER, NS)).unwrap());
         assert!(!s.write_sync(|t| t.delete_private(USER, NS)).unwrap());

@@ -193,6 +193,34 @@ impl PubsubStore {
 
 /// Pubsub writes inside a write transaction.
 impl WriteTxn<'_> {
+    /// Every item of the node, oldest first (empty when there is no such node), read inside
+    /// this transaction: for a write that derives other data from all of them (XEP-0411
+    /// bookmarks kept in step with private XML).
+    pub fn pubsub_items(&self, service: &str, node: &str) -> Result<Vec<PubsubItem>, StorageError> {
+        crate::fault::read(service)?;
+        let prefix = key::nested_prefix(service, "node", node)?;
+        let mut items = Vec::new();
+        for entry in self.entries(Table::PubsubOrder, &prefix)? {
+            let (k, v) = entry?;
+            let seq = key::seq_of("pubsub order", &prefix, k)?;
+            let id = decode_order(v)?;
+            let item_key = [&prefix[..], id.as_bytes()].concat();
+            let stored = self.get(Table::PubsubItems, &item_key)?.ok_or_else(|| {
+                StorageError::Corrupt(format!(
+                    "pubsub order: sequence {seq} names item {id:?}, which is not stored"
+                ))
+            })?;
+            let (item_seq, item) = decode_item(id, stored)?;
+            if item_seq != seq {
+                return Err(StorageError::Corrupt(format!(
+                    "pubsub order: sequence {seq} names item {id:?}, stored under {item_seq}"
+                )));
+            }
+            items.push(item);
+        }
+        Ok(items)
+    }
+
     /// Creates node `node` of `service` with `config` and no items; returns false (and writes
     /// nothing) if the node exists. [`StorageError::NoSuchAccount`] if `service` has no
     /// account.
@@ -792,6 +820,32 @@ mod tests {
         assert!(!s.write_sync(|t| t.delete_pubsub_node(SVC, NODE)).unwrap());
         assert_eq!(ps.node_count(SVC).unwrap(), 0);
         assert_eq!(all_keys(&s), []);
+    }
+
+    #[test]
+    fn items_in_a_write_transaction_are_oldest_first_and_match_the_reader() {
+        let dir = TempDir::new("txnitems");
+        let s = setup(&dir, &[SVC]);
+        assert!(s
+            .write_sync(|t| t.pubsub_items(SVC, NODE))
+            .unwrap()
+            .is_empty());
+        assert!(create(&s, SVC, NODE));
+        for (id, at) in [("a", 1), ("b", 2), ("c", 3)] {
+            publish(&s, NODE, &item(id, at), 10).unwrap();
+        }
+        // Replacing "a" makes it the newest.
+        publish(&s, NODE, &item("a", 4), 10).unwrap();
+        let in_txn: Vec<String> = s
+            .write_sync(|t| t.pubsub_items(SVC, NODE))
+            .unwrap()
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(in_txn, ["b", "c", "a"]);
+        let mut newest_first = ids(&s, NODE, None);
+        newest_first.reverse();
+        assert_eq!(in_txn, newest_first);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! [`config`] and the wire format in [`wire`]), and XEP-0049 private XML storage
 //! ([`private`]).
 
+pub mod bookmarks;
 pub mod config;
 pub mod private;
 pub mod service;
@@ -172,6 +173,7 @@ pub fn register(r: &mut Registry, config: &Config) {
     let bounds = config.modules.pep.private;
     // Addressed to the account (no `to`, or one's own bare JID); someone else's gets
     // `forbidden` from the handler.
+    let pep = Rc::new(Pep::new(config.modules.pep.pep));
     r.iq(
         Scope::Account,
         IqType::Get,
@@ -179,16 +181,18 @@ pub fn register(r: &mut Registry, config: &Config) {
         "query",
         private::get,
     );
+    let p = pep.clone();
     r.iq(
         Scope::Account,
         IqType::Set,
         NS_PRIVATE,
         "query",
-        move |ctx, req| private::set(ctx, req, bounds),
+        move |ctx, req| private::set(ctx, req, bounds, &p),
     );
+    // XEP-0402 §6.3: bookmarks in private XML and in PEP are one list.
+    r.account_feature(bookmarks::FEATURE_COMPAT);
 
     // PEP (XEP-0163).
-    let pep = Rc::new(Pep::new(config.modules.pep.pep));
     r.account_identity(Identity {
         category: "pubsub",
         kind: "pep",

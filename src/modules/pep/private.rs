@@ -6,6 +6,13 @@
 //! held; a get returns them as stored, or the requested element empty when nothing is
 //! stored. Every write is durable before its result.
 
+use std::rc::Rc;
+
+use xmppd_storage::PubsubItem;
+
+use super::bookmarks::{self, Native, NS_LEGACY, NS_NATIVE};
+use super::service::{bookmarks_config, Pep};
+use super::wire;
 use crate::core::{storage_failure, Ctx, IqReply, IqRequest};
 use crate::xml::{self, Element, StreamNs};
 use crate::xmpp::error::{StanzaCondition, StanzaError};
@@ -136,7 +143,11 @@ pub fn get(ctx: &Ctx, req: &IqRequest<'_>) -> IqReply {
 
 /// Answer a set: durable before the result; all namespaces of one set are stored in one
 /// transaction (all or none).
-pub fn set(ctx: &Ctx, req: &IqRequest<'_>, bounds: Bounds) -> IqReply {
+///
+/// A set of XEP-0048 bookmarks (`storage:bookmarks`) also updates the XEP-0402 node in the same
+/// transaction (XEP-0402 §6.3.2: only the changed items are published, the removed ones
+/// retracted), and the owner's resources that want them are notified.
+pub fn set(ctx: &Ctx, req: &IqRequest<'_>, bounds: Bounds, pep: &Rc<Pep>) -> IqReply {
     let groups = match parse(req.own(), false, req.payload) {
         Ok(Parsed::Set(groups)) => groups,
         Ok(Parsed::Get(_)) => unreachable!("parse(set) returns Set"),
@@ -150,22 +161,98 @@ pub fn set(ctx: &Ctx, req: &IqRequest<'_>, bounds: Bounds) -> IqReply {
     }
     let user = req.from.bare_str().to_string();
     let owner = user.clone();
+    let limits = ctx.config().xml_limits();
+    // The native side of a bookmarks set: the items it describes and the node's configuration
+    // (the node is created with XEP-0402's if it is missing and the account has room).
+    let compat = match groups.iter().find(|(ns, _)| *ns == NS_LEGACY) {
+        None => None,
+        Some((_, bytes)) => {
+            let native = bookmarks::stored_legacy(bytes, &limits)
+                .map(|st| bookmarks::legacy_to_native(&st))
+                .unwrap_or_default();
+            match pep.node_config(ctx, &owner, NS_NATIVE) {
+                Ok(Some(config)) => Some((native, config, false)),
+                Ok(None) => match ctx.storage().pubsub().node_count(&owner) {
+                    Ok(n) if n < pep.bounds.max_nodes => {
+                        Some((native, bookmarks_config(&pep.bounds.config), true))
+                    }
+                    Ok(_) => None,
+                    Err(e) => {
+                        return IqReply::Error(storage_failure("counting PEP nodes", &owner, &e))
+                    }
+                },
+                Err(e) => return IqReply::Error(e),
+            }
+        }
+    };
     let groups: Vec<(String, Vec<u8>)> = groups
         .into_iter()
         .map(|(ns, b)| (ns.to_string(), b))
         .collect();
     let max = bounds.max_namespaces;
+    let native_side = compat.as_ref().map(|(native, config, create)| {
+        (native.clone(), config.encode(), *create, config.max_items)
+    });
     let done = ctx.storage().submit(move |txn| {
         let fragments: Vec<(&str, &[u8])> = groups
             .iter()
             .map(|(ns, b)| (ns.as_str(), b.as_slice()))
             .collect();
-        txn.put_private_within(&user, &fragments, max)
+        if !txn.put_private_within(&user, &fragments, max)? {
+            return Ok(None);
+        }
+        let Some((native, encoded, create, max_items)) = native_side else {
+            return Ok(Some((Vec::new(), Vec::new())));
+        };
+        if create {
+            txn.create_pubsub_node(&user, NS_NATIVE, &encoded)?;
+        }
+        let old = txn.pubsub_items(&user, NS_NATIVE)?;
+        let old: Vec<(&str, &[u8])> = old
+            .iter()
+            .map(|i| (i.id.as_str(), i.payload.as_slice()))
+            .collect();
+        let (publish, retract) = bookmarks::diff(&old, &native);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let published: Vec<Native> = publish.into_iter().cloned().collect();
+        for n in &published {
+            let item = PubsubItem {
+                id: n.id.clone(),
+                publisher: user.clone(),
+                published_at: now,
+                payload: n.payload.clone(),
+            };
+            txn.publish_pubsub_item(&user, NS_NATIVE, &item, max_items as usize)?;
+        }
+        for id in &retract {
+            txn.retract_pubsub_item(&user, NS_NATIVE, id)?;
+        }
+        Ok(Some((published, retract)))
     });
+    let (pep, ctx) = (pep.clone(), ctx.clone());
     IqReply::Later(Box::pin(async move {
         match done.await {
-            Ok(true) => IqReply::Result(None),
-            Ok(false) => IqReply::Error(StanzaError::with_text(
+            Ok(Some((published, retracted))) => {
+                if let Some((_, config, _)) = &compat {
+                    for n in &published {
+                        pep.notify(&ctx, &owner, NS_NATIVE, config, |out| {
+                            wire::write_item_event(out, NS_NATIVE, &n.id, None, Some(&n.payload))
+                        });
+                    }
+                    if config.notify_retract {
+                        for id in &retracted {
+                            pep.notify(&ctx, &owner, NS_NATIVE, config, |out| {
+                                wire::write_retract_event(out, NS_NATIVE, id)
+                            });
+                        }
+                    }
+                }
+                IqReply::Result(None)
+            }
+            Ok(None) => IqReply::Error(StanzaError::with_text(
                 StanzaCondition::ResourceConstraint,
                 format!("at most {max} namespaces of private XML per account"),
             )),

@@ -19,12 +19,13 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
-use xmppd_storage::{PubsubItem, Subscription};
+use xmppd_storage::{PubsubItem, StorageError, Subscription, WriteTxn};
 
+use super::bookmarks::{self, NS_LEGACY, NS_NATIVE};
 use super::config::{AccessModel, Bounds as ConfigBounds, NodeConfig, PreconditionError, SendLast};
 use super::wire::{self, Request, NS_PUBSUB, NS_PUBSUB_ERRORS, NS_PUBSUB_OWNER};
 use crate::core::{storage_failure, Ctx, IqAnswer, IqReply, IqRequest};
-use crate::xml::{self, Element, StreamNs};
+use crate::xml::{self, Element, Limits, StreamNs};
 use crate::xmpp::caps::{self, CapsAlgo, CapsCache, CapsInfo, QueryStart};
 use crate::xmpp::error::{StanzaCondition, StanzaError};
 use crate::xmpp::jid::{bare_of, JidStr};
@@ -453,7 +454,7 @@ impl Pep {
     }
 
     /// Send `event` (written by `write`) about `node` to its recipients.
-    fn notify(
+    pub(super) fn notify(
         &self,
         ctx: &Ctx,
         owner: &str,
@@ -542,7 +543,7 @@ impl Pep {
         }
     }
 
-    fn node_config(
+    pub(super) fn node_config(
         &self,
         ctx: &Ctx,
         owner: &str,
@@ -659,11 +660,16 @@ impl Pep {
             config.max_items as usize,
         );
         let stored = item.clone();
+        let limits = ctx.config().xml_limits();
         let done = ctx.storage().submit(move |txn| {
             if create {
                 txn.create_pubsub_node(&o, &n, &encoded)?;
             }
-            txn.publish_pubsub_item(&o, &n, &stored, max_items)
+            let trimmed = txn.publish_pubsub_item(&o, &n, &stored, max_items)?;
+            if n == NS_NATIVE && trimmed.is_some() {
+                sync_legacy(txn, &o, &limits)?;
+            }
+            Ok(trimmed)
         });
         let (pep, ctx, owner, node) = (
             self.clone(),
@@ -765,9 +771,14 @@ impl Pep {
             Err(e) => return IqReply::Error(e),
         };
         let (o, n, i) = (owner.to_string(), node.to_string(), id.to_string());
-        let done = ctx
-            .storage()
-            .submit(move |txn| txn.retract_pubsub_item(&o, &n, &i));
+        let limits = ctx.config().xml_limits();
+        let done = ctx.storage().submit(move |txn| {
+            let done = txn.retract_pubsub_item(&o, &n, &i)?;
+            if n == NS_NATIVE && done {
+                sync_legacy(txn, &o, &limits)?;
+            }
+            Ok(done)
+        });
         let (pep, ctx, owner, node, id) = (
             self.clone(),
             ctx.clone(),
@@ -878,9 +889,14 @@ impl Pep {
             Err(e) => return IqReply::Error(e),
         };
         let (o, n) = (owner.to_string(), node.to_string());
-        let done = ctx
-            .storage()
-            .submit(move |txn| txn.delete_pubsub_node(&o, &n));
+        let limits = ctx.config().xml_limits();
+        let done = ctx.storage().submit(move |txn| {
+            let done = txn.delete_pubsub_node(&o, &n)?;
+            if n == NS_NATIVE && done {
+                sync_legacy(txn, &o, &limits)?;
+            }
+            Ok(done)
+        });
         let (pep, ctx, owner, node) = (
             self.clone(),
             ctx.clone(),
@@ -911,9 +927,14 @@ impl Pep {
             Err(e) => return IqReply::Error(e),
         };
         let (o, n) = (owner.to_string(), node.to_string());
-        let done = ctx
-            .storage()
-            .submit(move |txn| txn.purge_pubsub_items(&o, &n));
+        let limits = ctx.config().xml_limits();
+        let done = ctx.storage().submit(move |txn| {
+            let done = txn.purge_pubsub_items(&o, &n)?;
+            if n == NS_NATIVE && done.is_some() {
+                sync_legacy(txn, &o, &limits)?;
+            }
+            Ok(done)
+        });
         let (pep, ctx, owner, node) = (
             self.clone(),
             ctx.clone(),
@@ -977,6 +998,32 @@ impl Pep {
         }
         Ok(Some(out))
     }
+}
+
+/// XEP-0402 §6.3: the legacy bookmarks in private XML storage, rebuilt from the native node
+/// inside the transaction that changed it (so the two never disagree after a commit).
+fn sync_legacy(txn: &mut WriteTxn<'_>, owner: &str, limits: &Limits) -> Result<(), StorageError> {
+    let items = txn.pubsub_items(owner, NS_NATIVE)?;
+    let previous = txn
+        .private_fragment(owner, NS_LEGACY)?
+        .and_then(|f| bookmarks::stored_legacy(&f, limits));
+    let view: Vec<(&str, &[u8])> = items
+        .iter()
+        .map(|i| (i.id.as_str(), i.payload.as_slice()))
+        .collect();
+    let legacy = bookmarks::native_to_legacy(&view, previous.as_ref(), limits);
+    txn.put_private(owner, NS_LEGACY, &legacy)
+}
+
+/// The configuration XEP-0402 asks for its node: private to the owner, as many items as the
+/// server keeps, nothing replayed on presence.
+pub fn bookmarks_config(bounds: &ConfigBounds) -> NodeConfig {
+    let mut c = NodeConfig::pep_default(bounds);
+    c.access_model = AccessModel::Whitelist;
+    c.max_items = bounds.max_items;
+    c.send_last_published_item = SendLast::Never;
+    c.persist_items = true;
+    c
 }
 
 fn max_nodes(max: usize) -> StanzaError {
