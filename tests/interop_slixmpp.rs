@@ -71,10 +71,21 @@ fn interop_dir() -> std::path::PathBuf {
 /// different shards, forcing SASL mechanism `mech` (or `default`); it must print
 /// `interop ok`. Returns its standard output.
 fn run(slixmpp: Slixmpp, script: &str, mech: &str) -> String {
+    run_with_accounts(slixmpp, script, mech, 0)
+}
+
+/// [`run`] with `extra` more accounts, all on shard 1 (the second account's), passed after
+/// `mech` as `JID PASSWORD` pairs.
+fn run_with_accounts(slixmpp: Slixmpp, script: &str, mech: &str, extra: usize) -> String {
     let python = slixmpp.python();
     let s = Server::start(&["--shards", "2"]);
     let (a, pa) = s.new_user_on_shard("ia", 0, 2);
     let (b, pb) = s.new_user_on_shard("ib", 1, 2);
+    let mut more = Vec::new();
+    for _ in 0..extra {
+        let (c, pc) = s.new_user_on_shard("ic", 1, 2);
+        more.extend([format!("{c}@localhost"), pc]);
+    }
     let out = Command::new(&python)
         .arg(interop_dir().join(script))
         .args([
@@ -87,6 +98,7 @@ fn run(slixmpp: Slixmpp, script: &str, mech: &str) -> String {
             &pb,
             mech,
         ])
+        .args(&more)
         .output()
         .expect("run the interop script");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -180,5 +192,21 @@ fn interop_slixmpp_xep0045_muc_create_configure_groupchat_pm_kick() {
 #[test]
 fn interop_debian_slixmpp_xep0045_muc_create_configure_groupchat_pm_kick() {
     let stdout = run(Slixmpp::Debian, "muc.py", "default");
+    assert_tls_unique_fallback(&stdout);
+}
+
+/// XEP-0163 with XEP-0115 through slixmpp's xep_0163, xep_0084 and xep_0107 plugins: three
+/// accounts (owner, fan, deaf), mutual subscriptions, the owner's service querying the caps it
+/// has not seen; the owner's mood and avatar metadata notified to the fan (and the owner's own
+/// client), whose caps carry `NODE+notify`, and not to the deaf client, whose caps do not;
+/// the avatar data and the mood read back with items requests.
+#[test]
+fn interop_slixmpp_xep0163_xep0084_pep_notifications() {
+    run_with_accounts(Slixmpp::Pypi, "pep.py", "SCRAM-SHA-256", 1);
+}
+
+#[test]
+fn interop_debian_slixmpp_xep0163_xep0084_pep_notifications() {
+    let stdout = run_with_accounts(Slixmpp::Debian, "pep.py", "default", 1);
     assert_tls_unique_fallback(&stdout);
 }
