@@ -1107,3 +1107,65 @@ fn xep0402_bookmarks_unified_with_private_storage() {
     let jids: Vec<&str> = legacy.elements().filter_map(|e| e.attr("jid")).collect();
     assert_eq!(jids, ["c@conference.localhost"]);
 }
+
+/// slixmpp's interop test found it: a contact whose caps presence reaches the owner while
+/// the owner's roster item is still `to` (the owner subscribed first; the contact's own
+/// subscription comes after, with no new presence) must still be asked and notified.
+#[test]
+fn pep_05_contact_present_before_the_subscription_completes() {
+    let s = Server::start(&["--shards", "1"]);
+    s.adduser("early", "pw");
+    s.adduser("bird", "pw");
+    let mut o = Client::online(&s, "early", "pw", None);
+    let mut f = Client::login(&s, "bird", "pw", None);
+    let notify = format!("{TUNE}+notify");
+    let caps = ClientCaps::new("pep05-early", &[&notify]);
+    // The contact is online with its caps before any subscription exists.
+    f.send(&caps.presence());
+    answer_caps_for(&mut f, &caps, Duration::from_millis(400));
+    // The owner subscribes; the contact approves: its presence now reaches the owner, whose
+    // item says `to`. The service asks for its caps.
+    o.send("<presence to='bird@localhost' type='subscribe'/>");
+    f.recv_until("subscribe", |e| {
+        is_presence(e, Some("subscribe"), Some("early@localhost"))
+    });
+    f.send("<presence to='early@localhost' type='subscribed'/>");
+    answer_caps_for(&mut f, &caps, Duration::from_millis(400));
+    // Then the contact subscribes to the owner, who approves: `both`.
+    f.send("<presence to='early@localhost' type='subscribe'/>");
+    o.recv_until("subscribe", |e| {
+        is_presence(e, Some("subscribe"), Some("bird@localhost"))
+    });
+    o.send("<presence to='bird@localhost' type='subscribed'/>");
+    f.recv_until("subscribed", |e| {
+        is_presence(e, Some("subscribed"), Some("early@localhost"))
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    publish(&mut o, "p", TUNE, Some("x"), &tune("Early"));
+    let (m, _) = f.recv_until("notification", |e| notified_title(e).is_some());
+    assert_eq!(m.attr("from"), Some("early@localhost"));
+}
+
+/// PEP-09: the owner's XEP-0191 blocklist stops notifications to a contact (tracked before
+/// the block: its later presence no longer reaches the owner), and the last-item replay too.
+#[test]
+fn pep_09_no_notifications_to_blocked_contacts() {
+    let s = Server::start(&["--shards", "1"]);
+    s.adduser("blocker", "pw");
+    s.adduser("pest", "pw");
+    let mut o = Client::online(&s, "blocker", "pw", None);
+    let mut f = Client::online(&s, "pest", "pw", None);
+    befriend(&mut o, &mut f);
+    let notify = format!("{TUNE}+notify");
+    let caps = ClientCaps::new("pep09", &[&notify]);
+    f.send(&caps.presence());
+    answer_caps_for(&mut f, &caps, Duration::from_millis(400));
+    publish(&mut o, "p1", TUNE, Some("a"), &tune("Before the block"));
+    f.recv_until("notification", |e| notified_title(e).is_some());
+    o.send("<iq type='set' id='b'><block xmlns='urn:xmpp:blocking'><item jid='pest@localhost'/></block></iq>");
+    o.recv_until("block result", |e| e.attr("id") == Some("b"));
+    let _ = f.collect_for(Duration::from_millis(300));
+    publish(&mut o, "p2", TUNE, Some("b"), &tune("After the block"));
+    let got = f.collect_for(Duration::from_millis(500));
+    assert!(got.iter().all(|e| event(e).is_none()), "PEP-09: {got:?}");
+}

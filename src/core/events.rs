@@ -255,6 +255,16 @@ pub struct ToClient<'a> {
     pub stanza: &'a [u8],
 }
 
+/// Notifications a local account's own service is about to send (PEP, XEP-0163: from the
+/// account's bare JID, kind message): handlers remove the recipients that must not get them
+/// (privacy lists and XEP-0191 blocking, PEP-09), and always continue.
+pub struct Recipients<'a> {
+    /// The sending account's bare JID.
+    pub from: JidStr<'a>,
+    /// The full or bare JIDs it is for.
+    pub to: RefCell<Vec<&'a str>>,
+}
+
 /// Presence notifications from a local account about to go to its contacts (RFC 6121
 /// broadcasts, and the current presence shared with one contact): handlers remove the
 /// contacts that must not get them (privacy lists' `presence-out`), and always continue.
@@ -341,6 +351,9 @@ events! {
     /// presence module for each broadcast and each share, kind presence): handlers narrow
     /// the audience (privacy lists' `presence-out`).
     PresenceOut (presence_out): Filter, Audience<'a>, Flow;
+    /// Notifications an account's own service sends (raised by PEP for each notification, its
+    /// last-item replays included, kind message): handlers narrow the recipients (PEP-09).
+    NotifyOut (notify_out): Filter, Recipients<'a>, Flow;
     /// A resource was bound (it is in the session table).
     SessionBound (session_bound): Notice, Bound<'a>, Option<Pending>;
     /// A bound resource went away; it is no longer in the session table, and the argument is

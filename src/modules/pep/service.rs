@@ -24,13 +24,14 @@ use xmppd_storage::{PubsubItem, StorageError, Subscription, WriteTxn};
 use super::bookmarks::{self, NS_LEGACY, NS_NATIVE};
 use super::config::{AccessModel, Bounds as ConfigBounds, NodeConfig, PreconditionError, SendLast};
 use super::wire::{self, Request, NS_PUBSUB, NS_PUBSUB_ERRORS, NS_PUBSUB_OWNER};
+use crate::core::events::{NotifyOut, Recipients};
 use crate::core::{storage_failure, Ctx, IqAnswer, IqReply, IqRequest};
 use crate::xml::{self, Element, Limits, StreamNs};
 use crate::xmpp::caps::{self, CapsAlgo, CapsCache, CapsInfo, QueryStart};
 use crate::xmpp::error::{StanzaCondition, StanzaError};
 use crate::xmpp::jid::{bare_of, JidStr};
 use crate::xmpp::ns;
-use crate::xmpp::stanza::{IqType, MessageType, PresenceType, StanzaType};
+use crate::xmpp::stanza::{IqType, Kind, MessageType, PresenceType, StanzaType};
 
 /// The id prefix of the caps queries this module sends (`Registry::iq_responses`).
 pub const CAPS_QUERY_PREFIX: &str = "pep-caps-";
@@ -173,16 +174,18 @@ impl Pep {
     /// are due (PEP-07/08); unavailable (or error) ones drop the JID (XEP-0115: a contact going
     /// unavailable drops its interest). Subscription stanzas change nothing.
     ///
-    /// A contact's presence counts only from a contact the owner's presence goes to (`from` or
-    /// `both` in the owner's roster), checked when it first becomes available: a stranger's
-    /// directed presence makes the service track nothing and ask nothing (no caps query on
-    /// the owner's behalf to someone who may never see a node).
+    /// A contact's presence counts only from a JID in the owner's roster, checked when it
+    /// first becomes available: a stranger's directed presence makes the service track
+    /// nothing and ask nothing (no caps query on the owner's behalf to someone with no
+    /// relation to the owner). Any subscription state counts: in the usual handshake the
+    /// contact's presence arrives while the owner's item is still `to`, and the `from` that
+    /// lets it see nodes comes later with no new presence; whether a tracked JID may see a
+    /// node is decided at each notification.
     pub fn presence(&self, ctx: &Ctx, owner: &str, full: &str, ty: PresenceType, stanza: &[u8]) {
         if ty == PresenceType::Available && bare_of(full) != owner && !self.tracks(owner, full) {
             match ctx.storage().rosters().item(owner, bare_of(full)) {
-                Ok(Some(i))
-                    if matches!(i.subscription, Subscription::From | Subscription::Both) => {}
-                Ok(_) => return,
+                Ok(Some(_)) => {}
+                Ok(None) => return,
                 Err(e) => {
                     tracing::warn!(owner, error = %e, "PEP: reading the roster for a presence failed");
                     return;
@@ -354,7 +357,7 @@ impl Pep {
         let Some(info) = self.seen_info(owner, full) else {
             return;
         };
-        if info.notify.is_empty() {
+        if info.notify.is_empty() || narrowed(ctx, owner, vec![full]).is_empty() {
             return;
         }
         let store = ctx.storage().pubsub();
@@ -435,7 +438,7 @@ impl Pep {
         } else {
             None
         };
-        candidates
+        let allowed: Vec<String> = candidates
             .into_iter()
             .filter(|f| {
                 let bare = bare_of(f);
@@ -450,6 +453,11 @@ impl Pep {
                 });
                 Relation::of(item).allows(owner, bare, config)
             })
+            .collect();
+        let tos: Vec<&str> = allowed.iter().map(String::as_str).collect();
+        narrowed(ctx, owner, tos)
+            .into_iter()
+            .map(str::to_string)
             .collect()
     }
 
@@ -1024,6 +1032,21 @@ pub fn bookmarks_config(bounds: &ConfigBounds) -> NodeConfig {
     c.send_last_published_item = SendLast::Never;
     c.persist_items = true;
     c
+}
+
+/// The recipients the account's policy lets its notifications reach (`NotifyOut`: privacy
+/// lists and blocking, PEP-09); with no link it costs a length check.
+fn narrowed<'a>(ctx: &Ctx, owner: &'a str, tos: Vec<&'a str>) -> Vec<&'a str> {
+    let chain = ctx.registry().chain::<NotifyOut>();
+    if tos.is_empty() || !chain.wants(Kind::Message) {
+        return tos;
+    }
+    let r = Recipients {
+        from: JidStr::trusted(owner),
+        to: RefCell::new(tos),
+    };
+    chain.run(ctx, Kind::Message, &r);
+    r.to.into_inner()
 }
 
 fn max_nodes(max: usize) -> StanzaError {

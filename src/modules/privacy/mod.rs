@@ -51,8 +51,8 @@ use ahash::AHashSet;
 
 use crate::config::{pick, Config, ConfigError};
 use crate::core::events::{
-    priority, Audience, ClientStanza, DeliverBare, DeliverFull, Kinds, PresenceOut, SessionBound,
-    SessionEnded, ToClient,
+    priority, Audience, ClientStanza, DeliverBare, DeliverFull, Kinds, NotifyOut, PresenceOut,
+    Recipients, SessionBound, SessionEnded, ToClient,
 };
 use crate::core::sessions::{AccountSessions, Resource};
 use crate::core::{storage_failure, Ctx, Flow, FromClient, Inbound, Refused, Registry, Route};
@@ -716,6 +716,42 @@ impl Privacy {
         Flow::Continue
     }
 
+    /// PEP notifications the account's service sends (`NotifyOut`, PEP-09): recipients its
+    /// default list refuses messages from are dropped (a XEP-0191 blocklist refuses
+    /// everything). Online or not: an offline owner's service still replays last items. Fails
+    /// closed.
+    fn notify_out(&self, ctx: &Ctx, r: &Recipients<'_>) -> Flow {
+        let user = r.from.bare().as_str();
+        let what = What::inbound(StanzaType::Message(MessageType::Headline));
+        let online = self.with_account(ctx, user, |_, default| {
+            if let Some(l) = default {
+                let mut roster = roster_lookup(ctx, user);
+                r.to.borrow_mut().retain(|to| {
+                    let to = JidStr::trusted(to);
+                    exempt(r.from, to) || !l.list.check(what, to, &mut roster).denies()
+                });
+            }
+        });
+        let done = match online {
+            Ok(Some(())) => Ok(()),
+            Ok(None) => ctx.storage().privacy().default_list(user).map(|l| {
+                if let Some(l) = l {
+                    let mut roster = roster_lookup(ctx, user);
+                    r.to.borrow_mut().retain(|to| {
+                        let to = JidStr::trusted(to);
+                        exempt(r.from, to) || !list::evaluate(&l, what, to, &mut roster).denies()
+                    });
+                }
+            }),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = done {
+            r.to.borrow_mut().clear();
+            tracing::warn!(user, error = %e, "notification not sent: privacy lists cannot be read");
+        }
+        Flow::Continue
+    }
+
     /// A stanza for the bare JID offered to one session of an account with active lists
     /// (`BeforeWrite`): that session's own list.
     fn before_write(&self, ctx: &Ctx, w: &ToClient<'_>) -> Flow {
@@ -830,6 +866,13 @@ pub fn register(r: &mut Registry, config: &Config) {
         let (p, armed) = (p.clone(), p.armed.clone());
         r.hook_armed::<PresenceOut>(Kinds::PRESENCE, priority::POLICY, armed, move |ctx, a| {
             p.presence_out(ctx, a)
+        });
+    }
+    {
+        // Not armed: an offline owner's lists count too (last-item replays).
+        let p = p.clone();
+        r.hook_for::<NotifyOut>(Kinds::MESSAGE, priority::POLICY, move |ctx, n| {
+            p.notify_out(ctx, n)
         });
     }
     {
