@@ -117,13 +117,20 @@ impl Pep {
     /// one). Returns true when the JID was not available before (its first presence: the
     /// last items are due, PEP-07/08) and its filter is known now.
     pub fn available(&self, ctx: &Ctx, owner: &str, full: &str, presence: &[u8]) -> bool {
-        let c = xml::parse_element(
-            presence,
-            &StreamNs::new(ns::CLIENT),
-            &ctx.config().xml_limits(),
-        )
-        .ok()
-        .and_then(|el| el.child("c", caps::NS_CAPS).and_then(caps::parse_c));
+        // Only a presence that names the caps namespace is parsed (a tree per presence
+        // otherwise, on the presence path of every account).
+        let has_caps = memchr::memmem::find(presence, caps::NS_CAPS.as_bytes()).is_some();
+        let c = has_caps
+            .then(|| {
+                xml::parse_element(
+                    presence,
+                    &StreamNs::new(ns::CLIENT),
+                    &ctx.config().xml_limits(),
+                )
+                .ok()
+            })
+            .flatten()
+            .and_then(|el| el.child("c", caps::NS_CAPS).and_then(caps::parse_c));
         let first = {
             let mut interest = self.interest.borrow_mut();
             let tracked = interest.entry(owner.to_string()).or_default();
