@@ -84,6 +84,9 @@ pub struct Pep {
     caps: RefCell<CapsCache<(String, String)>>,
     queries: RefCell<AHashMap<String, Query>>,
     next_id: Cell<u64>,
+    /// Finds the caps namespace in a presence (built once: building one costs more than a
+    /// search).
+    caps_finder: memchr::memmem::Finder<'static>,
 }
 
 impl Pep {
@@ -94,6 +97,7 @@ impl Pep {
             caps: RefCell::new(CapsCache::new(bounds.caps_cache, bounds.caps_pending)),
             queries: RefCell::default(),
             next_id: Cell::new(0),
+            caps_finder: memchr::memmem::Finder::new(caps::NS_CAPS.as_bytes()),
         }
     }
 
@@ -117,20 +121,13 @@ impl Pep {
     /// one). Returns true when the JID was not available before (its first presence: the
     /// last items are due, PEP-07/08) and its filter is known now.
     pub fn available(&self, ctx: &Ctx, owner: &str, full: &str, presence: &[u8]) -> bool {
-        // Only a presence that names the caps namespace is parsed (a tree per presence
-        // otherwise, on the presence path of every account).
-        let has_caps = memchr::memmem::find(presence, caps::NS_CAPS.as_bytes()).is_some();
-        let c = has_caps
-            .then(|| {
-                xml::parse_element(
-                    presence,
-                    &StreamNs::new(ns::CLIENT),
-                    &ctx.config().xml_limits(),
-                )
-                .ok()
-            })
-            .flatten()
-            .and_then(|el| el.child("c", caps::NS_CAPS).and_then(caps::parse_c));
+        let c = xml::parse_element(
+            presence,
+            &StreamNs::new(ns::CLIENT),
+            &ctx.config().xml_limits(),
+        )
+        .ok()
+        .and_then(|el| el.child("c", caps::NS_CAPS).and_then(caps::parse_c));
         let first = {
             let mut interest = self.interest.borrow_mut();
             let tracked = interest.entry(owner.to_string()).or_default();
@@ -189,7 +186,20 @@ impl Pep {
     /// lets it see nodes comes later with no new presence; whether a tracked JID may see a
     /// node is decided at each notification.
     pub fn presence(&self, ctx: &Ctx, owner: &str, full: &str, ty: PresenceType, stanza: &[u8]) {
-        if ty == PresenceType::Available && bare_of(full) != owner && !self.tracks(owner, full) {
+        match ty {
+            PresenceType::Available => {}
+            PresenceType::Unavailable | PresenceType::Error => {
+                return self.unavailable(owner, full)
+            }
+            _ => return,
+        }
+        // A client that advertises no caps asks for no notifications: nothing to track (and
+        // nothing kept from an earlier presence). On the presence path of every account this
+        // is one scan and one lookup.
+        if self.caps_finder.find(stanza).is_none() {
+            return self.unavailable(owner, full);
+        }
+        if bare_of(full) != owner && !self.tracks(owner, full) {
             match ctx.storage().rosters().item(owner, bare_of(full)) {
                 Ok(Some(_)) => {}
                 Ok(None) => return,
@@ -199,12 +209,8 @@ impl Pep {
                 }
             }
         }
-        match ty {
-            PresenceType::Available if self.available(ctx, owner, full, stanza) => {
-                self.send_last_items(ctx, owner, full);
-            }
-            PresenceType::Unavailable | PresenceType::Error => self.unavailable(owner, full),
-            _ => {}
+        if self.available(ctx, owner, full, stanza) {
+            self.send_last_items(ctx, owner, full);
         }
     }
 
@@ -218,6 +224,9 @@ impl Pep {
     /// `full` went unavailable (or its session ended): its interest is dropped.
     pub fn unavailable(&self, owner: &str, full: &str) {
         let mut interest = self.interest.borrow_mut();
+        if interest.is_empty() {
+            return;
+        }
         if let Some(tracked) = interest.get_mut(owner) {
             tracked.remove(full);
             if tracked.is_empty() {
