@@ -116,37 +116,6 @@ fn answer_caps_for(c: &mut Client, caps: &ClientCaps, d: Duration) -> usize {
     answered
 }
 
-/// `a` and `b` subscribe to each other (both available, each has seen the other).
-fn befriend(a: &mut Client, b: &mut Client) {
-    let (ja, jb, fa, fb) = (a.bare(), b.bare(), a.full(), b.full());
-    a.send(&format!("<presence to='{jb}' type='subscribe'/>"));
-    b.recv_until("subscribe", |e| {
-        is_presence(e, Some("subscribe"), Some(&ja))
-    });
-    b.send(&format!("<presence to='{ja}' type='subscribed'/>"));
-    b.send(&format!("<presence to='{ja}' type='subscribe'/>"));
-    a.recv_all(&[
-        ("subscribed", &|e: &Element| {
-            is_presence(e, Some("subscribed"), Some(&jb))
-        }),
-        ("subscribe", &|e: &Element| {
-            is_presence(e, Some("subscribe"), Some(&jb))
-        }),
-        ("contact's presence", &|e: &Element| {
-            is_presence(e, None, Some(&fb))
-        }),
-    ]);
-    a.send(&format!("<presence to='{jb}' type='subscribed'/>"));
-    b.recv_all(&[
-        ("subscribed", &|e: &Element| {
-            is_presence(e, Some("subscribed"), Some(&ja))
-        }),
-        ("contact's presence", &|e: &Element| {
-            is_presence(e, None, Some(&fa))
-        }),
-    ]);
-}
-
 fn publish(c: &mut Client, id: &str, node: &str, item_id: Option<&str>, payload: &str) -> Element {
     let item = match item_id {
         Some(i) => format!("<item id='{i}'>{payload}</item>"),

@@ -247,37 +247,6 @@ fn assert_nothing_from(seen: &[Element], bare: &str, ctx: &str) {
 
 // Presence subscriptions (RFC 6121 §3.1).
 
-/// `both` between the two (both available), and each has seen the other's presence.
-fn befriend(a: &mut Client, b: &mut Client) {
-    let (ja, jb, fa, fb) = (a.bare(), b.bare(), a.full(), b.full());
-    a.send(&format!("<presence to='{jb}' type='subscribe'/>"));
-    b.recv_until("subscribe", |e| {
-        is_presence(e, Some("subscribe"), Some(&ja))
-    });
-    b.send(&format!("<presence to='{ja}' type='subscribed'/>"));
-    b.send(&format!("<presence to='{ja}' type='subscribe'/>"));
-    a.recv_all(&[
-        ("subscribed", &|e: &Element| {
-            is_presence(e, Some("subscribed"), Some(&jb))
-        }),
-        ("subscribe", &|e: &Element| {
-            is_presence(e, Some("subscribe"), Some(&jb))
-        }),
-        ("contact's presence", &|e: &Element| {
-            is_presence(e, None, Some(&fb))
-        }),
-    ]);
-    a.send(&format!("<presence to='{jb}' type='subscribed'/>"));
-    b.recv_all(&[
-        ("subscribed", &|e: &Element| {
-            is_presence(e, Some("subscribed"), Some(&ja))
-        }),
-        ("contact's presence", &|e: &Element| {
-            is_presence(e, None, Some(&fa))
-        }),
-    ]);
-}
-
 /// The subscription state of `contact` in `c`'s roster.
 fn subscription_of(c: &mut Client, contact: &str) -> Option<String> {
     let (items, _) = c.roster_items();

@@ -167,21 +167,7 @@ impl PubsubStore {
             let mut items = Vec::new();
             for entry in txn.entries_rev(Table::PubsubOrder, &prefix)? {
                 let (k, v) = entry?;
-                let seq = key::seq_of("pubsub order", &prefix, k)?;
-                let id = decode_order(v)?;
-                let item_key = [&prefix[..], id.as_bytes()].concat();
-                let stored = txn.get(Table::PubsubItems, &item_key)?.ok_or_else(|| {
-                    StorageError::Corrupt(format!(
-                        "pubsub order: sequence {seq} names item {id:?}, which is not stored"
-                    ))
-                })?;
-                let (item_seq, item) = decode_item(id, stored)?;
-                if item_seq != seq {
-                    return Err(StorageError::Corrupt(format!(
-                        "pubsub order: sequence {seq} names item {id:?}, stored under {item_seq}"
-                    )));
-                }
-                items.push(item);
+                items.push(ordered_item(txn, &prefix, k, v)?);
                 if items.len() == max {
                     break;
                 }
@@ -202,21 +188,7 @@ impl WriteTxn<'_> {
         let mut items = Vec::new();
         for entry in self.entries(Table::PubsubOrder, &prefix)? {
             let (k, v) = entry?;
-            let seq = key::seq_of("pubsub order", &prefix, k)?;
-            let id = decode_order(v)?;
-            let item_key = [&prefix[..], id.as_bytes()].concat();
-            let stored = self.get(Table::PubsubItems, &item_key)?.ok_or_else(|| {
-                StorageError::Corrupt(format!(
-                    "pubsub order: sequence {seq} names item {id:?}, which is not stored"
-                ))
-            })?;
-            let (item_seq, item) = decode_item(id, stored)?;
-            if item_seq != seq {
-                return Err(StorageError::Corrupt(format!(
-                    "pubsub order: sequence {seq} names item {id:?}, stored under {item_seq}"
-                )));
-            }
-            items.push(item);
+            items.push(ordered_item(self, &prefix, k, v)?);
         }
         Ok(items)
     }
@@ -447,6 +419,30 @@ pub(crate) fn purge(txn: &mut WriteTxn<'_>, service: &str) -> Result<(), Storage
 }
 
 /// The node record under `key`, if any.
+/// The item an order entry (`prefix` + seq -> id) names, checked against it.
+fn ordered_item(
+    txn: &impl Reader,
+    prefix: &[u8],
+    k: &[u8],
+    v: &[u8],
+) -> Result<PubsubItem, StorageError> {
+    let seq = key::seq_of("pubsub order", prefix, k)?;
+    let id = decode_order(v)?;
+    let item_key = [prefix, id.as_bytes()].concat();
+    let stored = txn.get(Table::PubsubItems, &item_key)?.ok_or_else(|| {
+        StorageError::Corrupt(format!(
+            "pubsub order: sequence {seq} names item {id:?}, which is not stored"
+        ))
+    })?;
+    let (item_seq, item) = decode_item(id, stored)?;
+    if item_seq != seq {
+        return Err(StorageError::Corrupt(format!(
+            "pubsub order: sequence {seq} names item {id:?}, stored under {item_seq}"
+        )));
+    }
+    Ok(item)
+}
+
 fn node_in(txn: &impl Reader, key: &[u8]) -> Result<Option<NodeRecord>, StorageError> {
     txn.get(Table::PubsubNodes, key)?
         .map(NodeRecord::decode)

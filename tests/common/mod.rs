@@ -1143,3 +1143,35 @@ pub fn is_presence(e: &Element, ty: Option<&str>, from: Option<&str>) -> bool {
 pub fn status_of(e: &Element) -> Option<String> {
     e.child("status", "jabber:client").map(|s| s.text())
 }
+
+/// `a` and `b` subscribe to each other (RFC 6121 §3.1; both available, each has seen the
+/// other's presence).
+pub fn befriend(a: &mut Client, b: &mut Client) {
+    let (ja, jb, fa, fb) = (a.bare(), b.bare(), a.full(), b.full());
+    a.send(&format!("<presence to='{jb}' type='subscribe'/>"));
+    b.recv_until("subscribe", |e| {
+        is_presence(e, Some("subscribe"), Some(&ja))
+    });
+    b.send(&format!("<presence to='{ja}' type='subscribed'/>"));
+    b.send(&format!("<presence to='{ja}' type='subscribe'/>"));
+    a.recv_all(&[
+        ("subscribed", &|e: &Element| {
+            is_presence(e, Some("subscribed"), Some(&jb))
+        }),
+        ("subscribe", &|e: &Element| {
+            is_presence(e, Some("subscribe"), Some(&jb))
+        }),
+        ("contact's presence", &|e: &Element| {
+            is_presence(e, None, Some(&fb))
+        }),
+    ]);
+    a.send(&format!("<presence to='{jb}' type='subscribed'/>"));
+    b.recv_all(&[
+        ("subscribed", &|e: &Element| {
+            is_presence(e, Some("subscribed"), Some(&ja))
+        }),
+        ("contact's presence", &|e: &Element| {
+            is_presence(e, None, Some(&fa))
+        }),
+    ]);
+}

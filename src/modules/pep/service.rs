@@ -789,39 +789,63 @@ impl Pep {
         id: &str,
         notify: bool,
     ) -> IqReply {
+        let (i, id) = (id.to_string(), id.to_string());
+        self.change_node(
+            ctx,
+            owner,
+            node,
+            "retracting a PEP item",
+            move |txn, o, n| txn.retract_pubsub_item(o, n, &i),
+            move |c| notify || c.notify_retract,
+            move |out, n| wire::write_retract_event(out, n, &id),
+        )
+    }
+
+    /// A change to an existing node of the owner, answered once durable: `write` runs in one
+    /// transaction with the legacy bookmarks rebuilt when the node is XEP-0402's, and says
+    /// whether there was something to change (`item-not-found` otherwise); then, if the
+    /// configuration says so (`notify`), `event` is sent to the node's recipients.
+    #[allow(clippy::too_many_arguments)]
+    fn change_node(
+        self: &Rc<Self>,
+        ctx: &Ctx,
+        owner: &str,
+        node: &str,
+        what: &'static str,
+        write: impl FnOnce(&mut WriteTxn<'_>, &str, &str) -> Result<bool, StorageError> + Send + 'static,
+        notify: impl FnOnce(&NodeConfig) -> bool + 'static,
+        event: impl FnOnce(&mut Vec<u8>, &str) + 'static,
+    ) -> IqReply {
         let config = match self.node_config(ctx, owner, node) {
             Ok(Some(c)) => c,
             Ok(None) => return IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound)),
             Err(e) => return IqReply::Error(e),
         };
-        let (o, n, i) = (owner.to_string(), node.to_string(), id.to_string());
+        let (o, n) = (owner.to_string(), node.to_string());
         let limits = ctx.config().xml_limits();
         let done = ctx.storage().submit(move |txn| {
-            let done = txn.retract_pubsub_item(&o, &n, &i)?;
+            let done = write(txn, &o, &n)?;
             if n == NS_NATIVE && done {
                 sync_legacy(txn, &o, &limits)?;
             }
             Ok(done)
         });
-        let (pep, ctx, owner, node, id) = (
+        let (pep, ctx, owner, node) = (
             self.clone(),
             ctx.clone(),
             owner.to_string(),
             node.to_string(),
-            id.to_string(),
         );
         IqReply::Later(Box::pin(async move {
             match done.await {
                 Ok(true) => {
-                    if notify || config.notify_retract {
-                        pep.notify(&ctx, &owner, &node, &config, |out| {
-                            wire::write_retract_event(out, &node, &id)
-                        });
+                    if notify(&config) {
+                        pep.notify(&ctx, &owner, &node, &config, |out| event(out, &node));
                     }
                     IqReply::Result(None)
                 }
                 Ok(false) => IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound)),
-                Err(e) => IqReply::Error(storage_failure("retracting a PEP item", &owner, &e)),
+                Err(e) => IqReply::Error(storage_failure(what, &owner, &e)),
             }
         }))
     }
@@ -907,78 +931,28 @@ impl Pep {
     }
 
     fn delete(self: &Rc<Self>, ctx: &Ctx, owner: &str, node: &str) -> IqReply {
-        let config = match self.node_config(ctx, owner, node) {
-            Ok(Some(c)) => c,
-            Ok(None) => return IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound)),
-            Err(e) => return IqReply::Error(e),
-        };
-        let (o, n) = (owner.to_string(), node.to_string());
-        let limits = ctx.config().xml_limits();
-        let done = ctx.storage().submit(move |txn| {
-            let done = txn.delete_pubsub_node(&o, &n)?;
-            if n == NS_NATIVE && done {
-                sync_legacy(txn, &o, &limits)?;
-            }
-            Ok(done)
-        });
-        let (pep, ctx, owner, node) = (
-            self.clone(),
-            ctx.clone(),
-            owner.to_string(),
-            node.to_string(),
-        );
-        IqReply::Later(Box::pin(async move {
-            match done.await {
-                Ok(true) => {
-                    // PEP-12: deleting notifies with <delete/>.
-                    if config.notify_delete {
-                        pep.notify(&ctx, &owner, &node, &config, |out| {
-                            wire::write_delete_event(out, &node)
-                        });
-                    }
-                    IqReply::Result(None)
-                }
-                Ok(false) => IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound)),
-                Err(e) => IqReply::Error(storage_failure("deleting a PEP node", &owner, &e)),
-            }
-        }))
+        // PEP-12: deleting notifies with <delete/>.
+        self.change_node(
+            ctx,
+            owner,
+            node,
+            "deleting a PEP node",
+            |txn, o, n| txn.delete_pubsub_node(o, n),
+            |c| c.notify_delete,
+            wire::write_delete_event,
+        )
     }
 
     fn purge(self: &Rc<Self>, ctx: &Ctx, owner: &str, node: &str) -> IqReply {
-        let config = match self.node_config(ctx, owner, node) {
-            Ok(Some(c)) => c,
-            Ok(None) => return IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound)),
-            Err(e) => return IqReply::Error(e),
-        };
-        let (o, n) = (owner.to_string(), node.to_string());
-        let limits = ctx.config().xml_limits();
-        let done = ctx.storage().submit(move |txn| {
-            let done = txn.purge_pubsub_items(&o, &n)?;
-            if n == NS_NATIVE && done.is_some() {
-                sync_legacy(txn, &o, &limits)?;
-            }
-            Ok(done)
-        });
-        let (pep, ctx, owner, node) = (
-            self.clone(),
-            ctx.clone(),
-            owner.to_string(),
-            node.to_string(),
-        );
-        IqReply::Later(Box::pin(async move {
-            match done.await {
-                Ok(Some(_)) => {
-                    if config.notify_retract {
-                        pep.notify(&ctx, &owner, &node, &config, |out| {
-                            wire::write_purge_event(out, &node)
-                        });
-                    }
-                    IqReply::Result(None)
-                }
-                Ok(None) => IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound)),
-                Err(e) => IqReply::Error(storage_failure("purging a PEP node", &owner, &e)),
-            }
-        }))
+        self.change_node(
+            ctx,
+            owner,
+            node,
+            "purging a PEP node",
+            |txn, o, n| Ok(txn.purge_pubsub_items(o, n)?.is_some()),
+            |c| c.notify_retract,
+            wire::write_purge_event,
+        )
     }
 
     /// PEP-14: the owner's nodes the requester may see, as disco#items.
