@@ -6,7 +6,7 @@
 #
 # Cases: chat-max chat-1000 login-plain login-tls idle-plain idle-tls presence muc muc-20ps
 # (the default set), chat-max-block20 (chat-max with a 20-entry XEP-0191 blocklist on every
-# account) and muc-2shards (xmppd only).
+# account), muc-2shards (xmppd only) and pep.
 #
 # MUC cases (the generator's muc scenario, 10 rooms x 50 occupants = 500 sessions; each room
 # message is delivered to its 50 occupants, the sender's own reflected copy included):
@@ -22,6 +22,20 @@
 #                the cost of crossing shards (tuning/README.md, "MUC"). Prosody and
 #                ejabberd have no shards: the case is recorded as "not supported" for them.
 # A server without MUC (the generator's exit status 3) shows "not supported" too.
+#
+# PEP case (the generator's pep scenario on the presence case's accounts p1..p200 with their
+# provisioned 50-contact rosters, all subscriptions both): every session sends presence with
+# XEP-0115 caps asking for tune notifications (tune+notify) and answers the server's caps
+# queries; after they settle every user publishes XEP-0118 tunes to its own PEP node, each
+# publish notifying its 50 contacts (the owner's own copy is not counted):
+#   pep          saturation: one publish in flight per user (the IQ result releases the next),
+#                2 s warm-up, 10 s measured (--rounds 0); headline: server CPU per delivered
+#                PEP notification. A server that answers the publish with an error or sends no
+#                notification within the warm-up shows "not supported". Before the load, user 1
+#                logs in alone (the server meets the clients' caps ver once), and every user's
+#                first item, which creates its node, is published one user at a time (ejabberd
+#                23.01 cannot create nodes concurrently). Not in the default set: over a minute
+#                per server for 3 runs (tuning/README.md, "PEP").
 #
 # What it does, end to end on a fresh Debian machine:
 #   1. installs Prosody and ejabberd from Debian's packages if missing (apt-get, root or sudo),
@@ -71,7 +85,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-known_cases="chat-max chat-max-block20 chat-1000 login-plain login-tls idle-plain idle-tls presence muc muc-20ps muc-2shards"
+known_cases="chat-max chat-max-block20 chat-1000 login-plain login-tls idle-plain idle-tls presence muc muc-20ps muc-2shards pep"
 for c in $cases; do
   case " $known_cases " in *" $c "*) ;; *) echo "compare.sh: unknown case $c (known: $known_cases)" >&2; exit 2 ;; esac
 done
@@ -273,6 +287,9 @@ case_args() { # case -> generator arguments
     muc | muc-2shards) echo "muc --rooms 10 --occupants 50 --rounds 0 --window 1 --warmup $warmup --duration $duration" ;;
     # 20 room messages/s in all (1,000 deliveries/s), open loop.
     muc-20ps) echo "muc --rooms 10 --occupants 50 --rate 20 --warmup $warmup --duration $duration" ;;
+    # PEP tunes to the presence case's rosters (p1..p200, 50 contacts each, caps with
+    # tune+notify), one publish in flight per user, over a fixed window.
+    pep) echo "pep --users $pres_users --contacts $contacts --rounds 0 --window 1 --warmup $warmup --duration $duration --user-prefix p" ;;
     *) echo "unknown case $1" >&2; return 1 ;;
   esac
 }

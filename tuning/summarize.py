@@ -19,7 +19,7 @@ usage: summarize.py RESULTS.jsonl        the table (Markdown)
 
 Each line of RESULTS.jsonl is {"case", "server", "run", "result": <xmppd-loadtest --json line>},
 or {"case", "server", "run", "unsupported": "<the generator's message>"} for a run the generator
-ended with exit status 3 (the server lacks the feature: MUC, XEP-0191 blocking); such a case
+ended with exit status 3 (the server lacks the feature: MUC, XEP-0191 blocking, PEP); such a case
 shows as "not supported" rather than as a missing figure.
 """
 import json
@@ -53,6 +53,11 @@ HEADLINE = {
     ),
     "muc-2shards": (
         "server CPU per delivered groupchat stanza at saturation, 2 shards on one core",
+        "server_cpu_us_per_op",
+        "µs",
+    ),
+    "pep": (
+        "server CPU per delivered PEP notification at saturation, 200 users x 50 contacts",
         "server_cpu_us_per_op",
         "µs",
     ),

@@ -1,5 +1,6 @@
 //! xmppd-loadtest: a black-box load generator for any XMPP server.
 
+mod caps;
 mod framing;
 mod login;
 mod net;
@@ -35,7 +36,9 @@ after --timeout seconds).
 ops: the unit of work each scenario counts in its measured window: chat = messages delivered, \
 login = completed logins (connect..bound), idle = sessions held, presence = presence stanzas \
 received, muc = groupchat messages received (deliveries: one room message is delivered to every \
-occupant, the sender's own reflected copy included).
+occupant, the sender's own reflected copy included), pep = PEP notifications received by \
+contacts (one publish is delivered to each of the publisher's roster contacts; the owner's own \
+copies are not counted).
 
 muc: the first occupant of each room creates it (instant room), the others join, then every \
 occupant sends groupchat messages: at saturation (default) each keeps at most --window of its own \
@@ -43,6 +46,21 @@ messages in flight, the room's reflection of a message to its sender releasing t
 --rounds messages each (the window ends when all were delivered) or, with --rounds 0, for \
 --warmup + --duration seconds; with --rate R, R room messages/s in total on a fixed timetable \
 spread evenly over rooms and occupants (R × occupants deliveries/s).
+
+pep (XEP-0163 with XEP-0115 caps; needs the rosters of `provision`, as presence): every \
+session sends initial presence with caps whose disco#info includes \
+http://jabber.org/protocol/tune+notify and answers every disco#info query it gets (from any \
+sender, echoing the node); after the logins the generator waits until nothing arrived for \
+--settle seconds, then every user publishes tune items to its own PEP service: at saturation \
+(default) each keeps at most --window publishes in flight, the IQ result releasing the next, \
+for --rounds publishes each or, with --rounds 0, for --warmup + --duration seconds; with \
+--rate R, R publishes/s in total on a fixed timetable (R × contacts notifications/s). \
+Latency runs from the send time stamped into the item id (the intended one with --rate). \
+Before that, user 1 logs in alone so that the server has met the clients' caps ver before \
+the others' presence arrives (--cold-caps: all at once), and every user publishes a first \
+item, one user at a time, which creates its node (uncounted). Not counted either: the \
+owner's own copies and a second copy of the same item to the same contact (reported as \
+duplicates); contact pairs that never got a notification are reported as silent_pairs.
 
 Server CPU per op: (CPU time of --server-pid over the measured window: the run time of its threads from /proc/PID/task/*/schedstat, or utime+stime in clock ticks if threads came or went) / ops, in µs: the cost \
 of one op on the server. Generator CPU per op is the same for this process (getrusage). If the \
@@ -58,7 +76,8 @@ Output: a table on stdout; with --json also one line starting with '{' holding t
 
 Exit status: 0 run completed; 1 run failed (logins failed, timeout before completion, I/O error); \
 2 bad arguments; 3 feature not supported by the server (muc without a MUC service; chat \
---blocklist N without XEP-0191 blocking).";
+--blocklist N without XEP-0191 blocking; pep when a publish is answered with an error or no \
+notification arrives within the warm-up).";
 
 /// Command line.
 #[derive(Parser, Debug)]
@@ -130,6 +149,9 @@ enum Cmd {
     Presence(PresenceArgs),
     /// MUC groupchat at saturation or a fixed --rate; ops = groupchat deliveries. Exit 3 without MUC.
     Muc(MucArgs),
+    /// PEP (XEP-0163) tune publishing to rosters with caps-filtered notifications (needs
+    /// provisioned rosters); ops = notifications received by contacts. Exit 3 without PEP.
+    Pep(PepArgs),
     /// Write provisioning files (XEP-0227 and/or a plain list) with symmetric ring rosters.
     Provision(ProvisionArgs),
 }
@@ -252,6 +274,46 @@ struct MucArgs {
     muc_service: Option<String>,
 }
 
+/// `pep` options.
+#[derive(Args, Debug)]
+struct PepArgs {
+    /// Users (must match provisioning).
+    #[arg(long, default_value_t = 200)]
+    users: usize,
+    /// Contacts per user (must match provisioning): each publish notifies this many.
+    #[arg(long, default_value_t = 50)]
+    contacts: usize,
+    /// Saturation (no --rate): publishes per user; the measured window ends when all were
+    /// delivered to all contacts. 0: no count, publish for --warmup, then measure --duration
+    /// seconds (the same window for every server, however fast).
+    #[arg(long, default_value_t = 5)]
+    rounds: u32,
+    /// Saturation: publishes in flight per user; the publish's IQ result releases the next.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    window: u32,
+    /// Fixed rate (open loop): publishes/s in total, user by user; latency from the intended
+    /// send time. Notifications/s = rate × contacts.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Warmup seconds (--rate, or --rounds 0): load runs, nothing counted. A first
+    /// notification must arrive within it (at least 1 s), with --rounds N too.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Measured seconds (--rate, or --rounds 0).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// After the logins, wait until no presence or caps query arrived for this many seconds
+    /// before publishing (the servers' caps queries and answers settle).
+    #[arg(long, default_value_t = 1.0)]
+    settle: f64,
+    /// Log everyone in at once, so that the server first meets the clients' caps `ver`
+    /// in the middle of the presence storm, with thousands of contact pairs waiting on one
+    /// disco#info query. Default: user 1 logs in alone first and the others only once the
+    /// server asked it (or 2 s passed), as on a server that has met this client before.
+    #[arg(long)]
+    cold_caps: bool,
+}
+
 /// `provision` options.
 #[derive(Args, Debug)]
 struct ProvisionArgs {
@@ -288,6 +350,7 @@ fn main() -> ExitCode {
         Cmd::Idle(a) => idle(c, threads, a, limit),
         Cmd::Presence(a) => presence(c, threads, a, limit),
         Cmd::Muc(a) => muc(c, threads, a, limit),
+        Cmd::Pep(a) => pep(c, threads, a, limit),
         Cmd::Provision(_) => Ok(ExitCode::SUCCESS),
     };
     match res {
@@ -434,6 +497,20 @@ fn measure_for(
     sh.phase.store(phase::RUN, Relaxed);
     progress(&format!("{scenario}: warmup {warmup}s"));
     sleep_bounded(Duration::from_secs_f64(warmup.max(0.0)), deadline);
+    measure_window(c, sh, h, duration, deadline, scenario, mode)
+}
+
+/// The measured window of the time-driven scenarios, the load already running: count
+/// `duration` seconds, then stop the workers and report that window.
+fn measure_window(
+    c: &Common,
+    sh: &Shared,
+    h: Vec<std::thread::JoinHandle<scenarios::Out>>,
+    duration: f64,
+    deadline: Instant,
+    scenario: &str,
+    mode: &str,
+) -> Report {
     let mark = CpuMark::now(c.server_pid);
     let t0 = Instant::now();
     sh.measuring.store(true, Relaxed);
@@ -875,6 +952,254 @@ fn muc(c: &Common, threads: usize, a: &MucArgs, limit: u64) -> Result<ExitCode, 
     if !complete {
         eprintln!(
             "xmppd-loadtest: muc: {ops}/{expected} groupchat deliveries; first error: {}",
+            first_error(&sh)
+        );
+    }
+    Ok(if complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
+}
+
+fn pep(c: &Common, threads: usize, a: &PepArgs, limit: u64) -> Result<ExitCode, String> {
+    if let Some(rate) = a.rate {
+        if !(rate.is_finite() && rate > 0.0) {
+            eprintln!("pep: --rate must be a positive number of publishes per second");
+            return Ok(ExitCode::from(2));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(c.timeout);
+    let users = cap_sessions(a.users, limit, threads);
+    let contacts = a.contacts.min(users.saturating_sub(1)) as u64;
+    let epoch = Instant::now();
+    let sh = Arc::new(Shared::default());
+    let tgt = target(c, users);
+    let cfg = scenarios::PepCfg {
+        users,
+        contacts: a.contacts,
+        rounds: a.rounds,
+        window: a.window.max(1),
+        rate: a.rate,
+        prefix: c.user_prefix.clone(),
+    };
+    let (sh2, conc, cold) = (
+        sh.clone(),
+        c.concurrency.div_ceil(threads).max(1),
+        a.cold_caps,
+    );
+    let h = scenarios::spawn(
+        threads,
+        &tgt,
+        epoch,
+        move |t| {
+            // Warm caps: user 1 first (thread 0), the others from phase JOIN_REST on.
+            let (first, rest) = match (cold, t) {
+                (true, _) => (deal(1..=users, t, threads), Vec::new()),
+                (false, 0) => (vec![1], deal(2..=users, t, threads)),
+                (false, _) => (Vec::new(), deal(2..=users, t, threads)),
+            };
+            scenarios::PepDrv::new(
+                sh2.clone(),
+                cfg.clone(),
+                Launcher::new(first, conc, None),
+                Launcher::new(rest, conc, None),
+            )
+        },
+        scenarios::PepDrv::out,
+    );
+    if !a.cold_caps && users > 1 {
+        progress("pep: logging in user 1 (the server meets the clients' caps)");
+        if let Err(e) = wait_logged_in(&sh, 1, deadline) {
+            return stop_and_fail(&sh, h, e);
+        }
+        let asked = (Instant::now() + Duration::from_secs(2)).min(deadline);
+        let _ = wait_until(asked, || sh.caps_queries.load(Relaxed) > 0);
+        sleep_bounded(Duration::from_millis(200), deadline);
+    }
+    sh.phase.store(phase::JOIN_REST, Relaxed);
+    progress(&format!("pep: logging in {users} sessions"));
+    if let Err(e) = wait_logged_in(&sh, users as u64, deadline) {
+        return stop_and_fail(&sh, h, e);
+    }
+    // Presence and the servers' caps queries have settled when nothing arrived for --settle s.
+    let quiet = Duration::from_secs_f64(a.settle.max(0.0));
+    let mut last = (u64::MAX, Instant::now());
+    let _ = wait_until(deadline, || {
+        let now = sh.progress.load(Relaxed);
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+        last.1.elapsed() >= quiet
+    });
+    progress(&format!(
+        "pep: settled ({} presences and caps queries, {} caps queries answered); publishing",
+        sh.progress.load(Relaxed),
+        sh.caps_queries.load(Relaxed)
+    ));
+    let unsupported = || sh.unsupported.lock().ok().and_then(|e| e.clone());
+    // Every user's first item, one user at a time (per thread): it creates the node.
+    sh.phase.store(phase::CREATE, Relaxed);
+    let created = wait_until(deadline, || {
+        sh.created.load(Relaxed) >= users as u64 || unsupported().is_some()
+    });
+    if !created {
+        let msg = format!(
+            "pep: timeout creating the nodes: {}/{users} first publishes answered",
+            sh.created.load(Relaxed)
+        );
+        return stop_and_fail(&sh, h, msg);
+    }
+    if unsupported().is_none() {
+        // Their notifications drain (at most 10 s: a server may not send them all).
+        let want = users as u64 * contacts;
+        let drained = (Instant::now() + Duration::from_secs(10)).min(deadline);
+        let _ = wait_until(drained, || sh.created_notified.load(Relaxed) >= want);
+        progress(&format!(
+            "pep: {users} nodes created (first items published one user at a time; {}/{want} \
+             of their notifications arrived)",
+            sh.created_notified.load(Relaxed)
+        ));
+        sleep_bounded(Duration::from_millis(100), deadline);
+    }
+    // Exit 3 when the server refuses the publishes or sends no notification at all.
+    let not_supported = |h| -> Result<ExitCode, String> {
+        sh.phase.store(phase::STOP, Relaxed);
+        scenarios::join(h);
+        let why = unsupported().unwrap_or_else(|| {
+            format!(
+                "no PEP notification arrived at a contact within {} s of publishing: {} \
+                 publishes answered with a result, {} own notifications, {} caps queries \
+                 answered",
+                a.warmup,
+                sh.published.load(Relaxed),
+                sh.own_notified.load(Relaxed),
+                sh.caps_queries.load(Relaxed)
+            )
+        });
+        println!("pep: not supported by this server ({why})");
+        Ok(ExitCode::from(EXIT_UNSUPPORTED))
+    };
+    let per_publish = contacts;
+    if unsupported().is_some() {
+        return not_supported(h);
+    }
+    // Whether a contact got a notification of the load phase's publishes yet.
+    let before = sh.notified.load(Relaxed);
+    let silent = || sh.notified.load(Relaxed) == before;
+    let (r, complete, expected, mode) = if a.rate.is_some() || a.rounds == 0 {
+        let mode = if a.rate.is_some() { "open" } else { "closed" };
+        sh.phase.store(phase::RUN, Relaxed);
+        progress(&format!("pep: warmup {}s", a.warmup));
+        let t0 = Instant::now();
+        let warm_end = (t0 + Duration::from_secs_f64(a.warmup.max(0.0))).min(deadline);
+        let _ = wait_until(warm_end, || unsupported().is_some());
+        // A short warm-up: give the first notification a second in all before giving up.
+        let grace_end = (t0 + Duration::from_secs(1)).min(deadline);
+        let _ = wait_until(grace_end, || unsupported().is_some() || !silent());
+        if unsupported().is_some() || silent() {
+            return not_supported(h);
+        }
+        let r = measure_window(c, &sh, h, a.duration, deadline, "pep", mode);
+        match a.rate {
+            Some(rate) => {
+                let expected = (rate * per_publish as f64 * r.duration_s).round() as u64;
+                if r.ops < expected * 9 / 10 {
+                    eprintln!(
+                        "xmppd-loadtest: pep: {}/{expected} notifications in the window: the \
+                         server did not keep up with --rate {rate}",
+                        r.ops
+                    );
+                }
+                let complete = r.ops > 0;
+                (r.param("rate", rate), complete, expected, mode)
+            }
+            None => {
+                let complete = r.ops > 0;
+                (r, complete, 0, mode)
+            }
+        }
+    } else {
+        let expected = users as u64 * per_publish * u64::from(a.rounds);
+        let mark = CpuMark::now(c.server_pid);
+        let t0 = Instant::now();
+        sh.measuring.store(true, Relaxed);
+        sh.phase.store(phase::RUN, Relaxed);
+        let grace = Duration::from_secs_f64(a.warmup.max(1.0));
+        let complete = wait_until(deadline, || {
+            sh.ops.load(Relaxed) >= expected
+                || unsupported().is_some()
+                || (silent() && t0.elapsed() >= grace)
+        });
+        let window = t0.elapsed();
+        let cpu = mark.since(c.server_pid);
+        sh.measuring.store(false, Relaxed);
+        if unsupported().is_some() || silent() {
+            return not_supported(h);
+        }
+        let complete = complete && sh.ops.load(Relaxed) >= expected;
+        let r = stop_and_report(c, &sh, h, "pep", "closed", window, cpu);
+        (r, complete, expected, "closed")
+    };
+    let ops = r.ops;
+    let publishes = sh.published_measured.load(Relaxed);
+    // Contacts that never got a notification from an owner: the server's caps filter left
+    // them out (or the rosters do not match --users/--contacts).
+    let missing: Vec<(usize, usize)> = sh
+        .pep_pairs
+        .lock()
+        .map(|seen| {
+            (1..=users)
+                .flat_map(|o| provision::contacts(o, users, a.contacts).map(move |c| (o, c)))
+                .filter(|p| !seen.contains(p))
+                .collect()
+        })
+        .unwrap_or_default();
+    let dups = sh.duplicates.load(Relaxed);
+    if dups > 0 {
+        eprintln!(
+            "xmppd-loadtest: pep: {dups} notifications came to a contact twice (the same item; \
+             not counted)"
+        );
+    }
+    if !missing.is_empty() {
+        let eg: Vec<String> = missing
+            .iter()
+            .take(8)
+            .map(|(o, k)| format!("{0}{o}->{0}{k}", c.user_prefix))
+            .collect();
+        eprintln!(
+            "xmppd-loadtest: pep: {} of {} (owner->contact) pairs never got a notification \
+             (e.g. {})",
+            missing.len(),
+            users as u64 * contacts,
+            eg.join(" ")
+        );
+    }
+    let per = if publishes > 0 {
+        (ops as f64 / publishes as f64 * 100.0).round() / 100.0
+    } else {
+        0.0
+    };
+    let mut r = r
+        .param("users", users)
+        .param("contacts", a.contacts)
+        .param("rounds", a.rounds)
+        .param("window", a.window)
+        .param("expected", expected)
+        .param("publishes", publishes)
+        .param("notifications_per_publish", per)
+        .param("own_notifications", sh.own_notified.load(Relaxed))
+        .param("silent_pairs", missing.len())
+        .param("duplicates", sh.duplicates.load(Relaxed))
+        .param("cold_caps", a.cold_caps)
+        .param("caps_queries", sh.caps_queries.load(Relaxed))
+        .param("threads", threads);
+    r.server_rss_kib = c.server_pid.and_then(stats::server_rss_kib);
+    emit(c, &r);
+    if !complete {
+        eprintln!(
+            "xmppd-loadtest: pep ({mode}): {ops}/{expected} notifications; first error: {}",
             first_error(&sh)
         );
     }

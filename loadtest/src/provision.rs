@@ -16,6 +16,20 @@ pub fn contacts(i: usize, n: usize, r: usize) -> impl Iterator<Item = usize> {
     offsets.map(move |off| (i - 1 + off) % n + 1)
 }
 
+/// Whether user `j` is among the contacts of user `i` (both 1-based) on the ring of
+/// [`contacts`], without walking it.
+pub fn is_contact(i: usize, j: usize, n: usize, r: usize) -> bool {
+    if i == j || i == 0 || j == 0 || i > n || j > n {
+        return false;
+    }
+    let r = r.min(n.saturating_sub(1));
+    let before = r / 2;
+    let after = r - before;
+    // Distance from i forward to j on the ring: 1..=after, or n-before..n-1.
+    let d = (j + n - i) % n;
+    (1..=after).contains(&d) || d >= n - before
+}
+
 /// Writes the XEP-0227 document for users `{prefix}1..={prefix}{n}` on `domain`.
 pub fn write_xep0227(
     out: &mut impl Write,
@@ -111,6 +125,31 @@ mod tests {
             if r % 2 == 0 {
                 for &(a, b) in &rel {
                     assert!(rel.contains(&(b, a)), "n={n} r={r}: {a}->{b} not mirrored");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn is_contact_agrees_with_the_ring() {
+        for (n, r) in [
+            (10, 4),
+            (7, 6),
+            (5, 2),
+            (3, 10),
+            (100, 50),
+            (200, 50),
+            (4, 0),
+            (1, 2),
+        ] {
+            for i in 1..=n {
+                let cs: BTreeSet<usize> = contacts(i, n, r).collect();
+                for j in 0..=n + 1 {
+                    assert_eq!(
+                        is_contact(i, j, n, r),
+                        cs.contains(&j),
+                        "n={n} r={r} {i}->{j}"
+                    );
                 }
             }
         }

@@ -23,6 +23,9 @@ pub mod phase {
     pub const RUN: u8 = 3;
     /// Close everything and return.
     pub const STOP: u8 = 4;
+    /// PEP: every user publishes its first item, one user at a time per thread (after the
+    /// logins, before [`RUN`]; numerically after [`STOP`] only to keep the others' order).
+    pub const CREATE: u8 = 5;
 }
 
 /// State shared by the main thread and the workers.
@@ -47,6 +50,24 @@ pub struct Shared {
     pub unsupported: Mutex<Option<String>>,
     /// First failure message, for the user.
     pub first_error: Mutex<Option<String>>,
+    /// PEP: publishes answered with a result (all phases).
+    pub published: AtomicU64,
+    /// PEP: publishes answered with a result while measuring.
+    pub published_measured: AtomicU64,
+    /// PEP: notifications received from contacts (all phases).
+    pub notified: AtomicU64,
+    /// PEP: the owners' own notifications (all phases).
+    pub own_notified: AtomicU64,
+    /// PEP: disco#info (caps) queries answered.
+    pub caps_queries: AtomicU64,
+    /// PEP: users whose first item (which creates the node) was published.
+    pub created: AtomicU64,
+    /// PEP: notifications of those first items received by contacts.
+    pub created_notified: AtomicU64,
+    /// PEP: a contact got the same item of the same owner again (not counted as an op).
+    pub duplicates: AtomicU64,
+    /// PEP: the (owner, contact) pairs over which a notification arrived (all phases).
+    pub pep_pairs: Mutex<std::collections::HashSet<(usize, usize)>>,
 }
 
 impl Shared {
@@ -1008,6 +1029,406 @@ impl Driver for MucDrv {
     }
 }
 
+// -------------------------------------------------------------------------------- pep
+
+/// PEP settings.
+#[derive(Clone)]
+pub struct PepCfg {
+    /// Sessions over all threads: users 1..=users of the provisioned ring (a thread's share of
+    /// `rate` is its share of them).
+    pub users: usize,
+    /// Provisioned contacts per user (the ring of [`crate::provision::contacts`]).
+    pub contacts: usize,
+    /// Saturation: publishes per user (0: no limit, the main thread ends the run).
+    pub rounds: u32,
+    /// Saturation: publishes in flight per user; the publish's IQ result releases the next.
+    pub window: u32,
+    /// Fixed rate: publishes per second over all users and threads.
+    pub rate: Option<f64>,
+    /// Account prefix: notifications come from `{prefix}{n}@domain`.
+    pub prefix: String,
+}
+
+/// One user's session.
+struct PepSess {
+    id: Id,
+    /// The account's number.
+    user: usize,
+    /// Publishes sent and not yet answered.
+    inflight: u32,
+    /// Publishes sent in the run phase.
+    sent: u64,
+}
+
+/// The id of publish IQs: `pub{k}`.
+const PUBLISH_ID: &[u8] = b"pub";
+/// The id of the publish IQ that creates the node.
+const CREATE_ID: &[u8] = b"create";
+
+/// The item id prefix of the first items (`c{ns}`): their notifications are not ops.
+const CREATE_ITEM: u8 = b'c';
+
+/// A tune publish IQ with id `iq_id`, item `{k}.{stamp_ns}` (or `c{stamp_ns}` for the
+/// node-creating first item, `k` None).
+fn publish_iq(w: &mut Vec<u8>, iq_id: &[u8], k: Option<u64>, stamp_ns: u64) {
+    w.extend_from_slice(b"<iq type='set' id='");
+    w.extend_from_slice(iq_id);
+    w.extend_from_slice(b"'><pubsub xmlns='");
+    w.extend_from_slice(crate::caps::NS_PUBSUB.as_bytes());
+    w.extend_from_slice(b"'><publish node='");
+    w.extend_from_slice(crate::caps::NS_TUNE.as_bytes());
+    w.extend_from_slice(b"'><item id='");
+    match k {
+        Some(k) => {
+            put_u64(w, k);
+            w.push(b'.');
+        }
+        None => w.push(CREATE_ITEM),
+    }
+    put_u64(w, stamp_ns);
+    w.extend_from_slice(b"'><tune xmlns='");
+    w.extend_from_slice(crate::caps::NS_TUNE.as_bytes());
+    w.extend_from_slice(b"'><artist>xmppd-loadtest</artist><title>t");
+    put_u64(w, k.unwrap_or(0));
+    w.extend_from_slice(b"</title><length>180</length></tune></item></publish></pubsub></iq>");
+}
+
+/// PEP driver: every session sends initial presence with XEP-0115 caps asking for tune
+/// notifications (`+notify`) and answers every disco#info query; in the run phase every
+/// user publishes tune items to its PEP service, at saturation (at most `window` publishes in
+/// flight, the IQ result releasing the next, `rounds` each or unbounded) or on a fixed
+/// timetable (`rate` publishes/s in all, user by user). Ops are tune notifications received
+/// from a roster contact (not the owner's own copies); latency runs from the send time
+/// stamped into the item id (`{k}.{ns}`), the intended one with `rate`.
+pub struct PepDrv {
+    sh: Arc<Shared>,
+    cfg: PepCfg,
+    /// The first wave of logins (at once).
+    launch: Launcher,
+    /// The second wave, from [`phase::JOIN_REST`] on.
+    launch_rest: Launcher,
+    presence: Vec<u8>,
+    sessions: Vec<PepSess>,
+    /// Connection id → index in `sessions` + 1 (0: none).
+    by_id: Vec<usize>,
+    started: bool,
+    t0: u64,
+    k: u64,
+    /// Fixed rate: ns between two publishes of this thread.
+    interval_ns: f64,
+    /// (owner, contact) pairs seen by this thread (also put in [`Shared::pep_pairs`]), with
+    /// the item id of the last notification over each.
+    pairs: std::collections::HashMap<(usize, usize), Vec<u8>>,
+    /// Phase CREATE: sessions whose node is created, and whether one is being created.
+    created: usize,
+    creating: bool,
+    hist: Histogram<u64>,
+    errors: u64,
+}
+
+impl PepDrv {
+    /// Driver logging in `launch`'s users, then, from [`phase::JOIN_REST`] on, `rest`'s.
+    pub fn new(sh: Arc<Shared>, cfg: PepCfg, launch: Launcher, rest: Launcher) -> Self {
+        Self {
+            sh,
+            cfg,
+            launch,
+            launch_rest: rest,
+            presence: crate::caps::presence(),
+            sessions: Vec::new(),
+            by_id: Vec::new(),
+            started: false,
+            t0: 0,
+            k: 0,
+            interval_ns: 0.0,
+            pairs: Default::default(),
+            created: 0,
+            creating: false,
+            hist: new_histogram(),
+            errors: 0,
+        }
+    }
+
+    /// Results.
+    pub fn out(self) -> Out {
+        Out {
+            hist: self.hist,
+            errors: self.errors,
+        }
+    }
+
+    fn add_session(&mut self, id: Id, user: usize) {
+        if self.by_id.len() <= id {
+            self.by_id.resize(id + 1, 0);
+        }
+        self.sessions.push(PepSess {
+            id,
+            user,
+            inflight: 0,
+            sent: 0,
+        });
+        self.by_id[id] = self.sessions.len();
+    }
+
+    fn session_of(&self, id: Id) -> Option<usize> {
+        self.by_id.get(id).and_then(|&i| i.checked_sub(1))
+    }
+
+    /// Publishes one tune item from session `i`, stamped `stamp_ns`.
+    fn publish(&mut self, net: &mut Net, i: usize, stamp_ns: u64) {
+        let Some(s) = self.sessions.get_mut(i) else {
+            return;
+        };
+        let k = s.sent;
+        s.sent += 1;
+        s.inflight += 1;
+        net.send_with(s.id, |w| {
+            let mut iq_id = PUBLISH_ID.to_vec();
+            put_u64(&mut iq_id, k);
+            publish_iq(w, &iq_id, Some(k), stamp_ns);
+        });
+    }
+
+    /// Phase CREATE: publishes the first item of this thread's next user (the node is
+    /// auto-created, XEP-0163 §3), one at a time: creating nodes concurrently is what some
+    /// servers cannot do (ejabberd 23.01's Mnesia transactions on the node index deadlock).
+    fn create_next(&mut self, net: &mut Net, now: u64) {
+        if self.creating {
+            return;
+        }
+        let Some(s) = self.sessions.get(self.created) else {
+            return;
+        };
+        self.creating = true;
+        net.send_with(s.id, |w| publish_iq(w, CREATE_ID, None, now));
+    }
+
+    /// Saturation: whether session `i` may publish another item now.
+    fn may_publish(&self, i: usize) -> bool {
+        self.sessions.get(i).is_some_and(|s| {
+            s.inflight < self.cfg.window
+                && (self.cfg.rounds == 0 || s.sent < u64::from(self.cfg.rounds))
+        })
+    }
+
+    /// The first tick of the run phase.
+    fn start(&mut self, net: &mut Net, now: u64) {
+        self.started = true;
+        self.t0 = now;
+        match self.cfg.rate {
+            Some(rate) => {
+                let share = self.sessions.len() as f64 / self.cfg.users.max(1) as f64;
+                let thread_rate = rate * share;
+                self.interval_ns = if thread_rate > 0.0 {
+                    1e9 / thread_rate
+                } else {
+                    f64::INFINITY
+                };
+            }
+            None => {
+                for i in 0..self.sessions.len() {
+                    while self.may_publish(i) {
+                        self.publish(net, i, now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Fixed rate: publishes everything due, user by user; returns when the next is due.
+    fn publish_due(&mut self, net: &mut Net, now: u64) -> Option<u64> {
+        if self.sessions.is_empty() || !self.interval_ns.is_finite() {
+            return None;
+        }
+        let n = self.sessions.len() as u64;
+        loop {
+            let due = self.t0 + (self.k as f64 * self.interval_ns) as u64;
+            if due > now {
+                return Some(due);
+            }
+            self.publish(net, (self.k % n) as usize, due);
+            self.k += 1;
+        }
+    }
+
+    /// The user number of a bare JID `{prefix}{n}@…`.
+    fn user_of(&self, jid: &[u8]) -> Option<usize> {
+        jid.strip_prefix(self.cfg.prefix.as_bytes())
+            .and_then(|j| j.split(|&b| b == b'@').next())
+            .and_then(parse_u64)
+            .map(|u| u as usize)
+    }
+
+    /// An IQ: a caps query (answered), another request (refused), or the answer to a publish.
+    fn iq(&mut self, net: &mut Net, id: Id, s: &[u8], now: u64) {
+        if let Some(answer) = crate::caps::disco_info_answer(s) {
+            net.send(id, &answer);
+            self.sh.caps_queries.fetch_add(1, Relaxed);
+            self.sh.progress.fetch_add(1, Relaxed);
+            return;
+        }
+        if let Some(refusal) = crate::caps::iq_unavailable(s) {
+            net.send(id, &refusal);
+            return;
+        }
+        if attr(s, b"id") == Some(CREATE_ID) && self.creating {
+            self.creating = false;
+            if attr(s, b"type") == Some(b"result") {
+                self.created += 1;
+                self.sh.created.fetch_add(1, Relaxed);
+                self.sh.published.fetch_add(1, Relaxed);
+                self.create_next(net, now);
+            } else {
+                self.publish_error(s, "the first publish (creating the node)");
+            }
+            return;
+        }
+        if !attr(s, b"id").is_some_and(|v| v.starts_with(PUBLISH_ID)) {
+            return;
+        }
+        let Some(i) = self.session_of(id) else {
+            return;
+        };
+        if let Some(sess) = self.sessions.get_mut(i) {
+            sess.inflight = sess.inflight.saturating_sub(1);
+        }
+        match attr(s, b"type") {
+            Some(b"result") => {
+                self.sh.published.fetch_add(1, Relaxed);
+                if self.sh.measuring.load(Relaxed) {
+                    self.sh.published_measured.fetch_add(1, Relaxed);
+                }
+                if self.cfg.rate.is_none() && self.sh.phase() == phase::RUN && self.may_publish(i) {
+                    self.publish(net, i, now);
+                }
+            }
+            Some(b"error") => self.publish_error(s, "a publish"),
+            _ => {}
+        }
+    }
+
+    /// A publish was answered with an error: the scenario stops there, and the main thread
+    /// reports the server as not supporting PEP publishing, naming the condition.
+    fn publish_error(&mut self, s: &[u8], what: &str) {
+        self.errors += 1;
+        let text = String::from_utf8_lossy(&s[..s.len().min(400)]).into_owned();
+        if let Ok(mut u) = self.sh.unsupported.lock() {
+            u.get_or_insert(format!(
+                "{what} was answered <{}/>: {text}",
+                error_condition(s)
+            ));
+        }
+    }
+
+    /// A message: a tune notification from a contact (an op), the owner's own copy, or else.
+    fn message(&mut self, id: Id, s: &[u8], now: u64) {
+        let Some(n) = crate::caps::tune_notification(s) else {
+            if attr(s, b"type") == Some(b"error") {
+                self.errors += 1;
+            }
+            return;
+        };
+        let me = self
+            .session_of(id)
+            .and_then(|i| self.sessions.get(i))
+            .map(|s| s.user);
+        let (Some(owner), Some(me)) = (self.user_of(n.from), me) else {
+            return;
+        };
+        if owner == me {
+            self.sh.own_notified.fetch_add(1, Relaxed);
+            return;
+        }
+        if !crate::provision::is_contact(owner, me, self.cfg.users, self.cfg.contacts) {
+            return;
+        }
+        match self.pairs.entry((owner, me)) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(n.item_id.to_vec());
+                if let Ok(mut p) = self.sh.pep_pairs.lock() {
+                    p.insert((owner, me));
+                }
+            }
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                if e.get() == n.item_id {
+                    // The same item again (a server sending to the bare and the full JID).
+                    self.sh.duplicates.fetch_add(1, Relaxed);
+                    return;
+                }
+                e.get_mut().clear();
+                e.get_mut().extend_from_slice(n.item_id);
+            }
+        }
+        if n.item_id.first() == Some(&CREATE_ITEM) {
+            self.sh.created_notified.fetch_add(1, Relaxed);
+            return;
+        }
+        self.sh.notified.fetch_add(1, Relaxed);
+        if self.sh.measuring.load(Relaxed) {
+            self.sh.ops.fetch_add(1, Relaxed);
+            if let Some((_, stamp)) = parse_pair(n.item_id) {
+                record_ns(&mut self.hist, now.saturating_sub(stamp));
+            }
+        }
+    }
+}
+
+impl Driver for PepDrv {
+    fn tick(&mut self, net: &mut Net, now: u64) -> (Option<u64>, bool) {
+        let ph = self.sh.phase();
+        if ph == phase::STOP {
+            net.close_all();
+            return (None, true);
+        }
+        let mut wake = None;
+        if ph == phase::CREATE {
+            self.create_next(net, now);
+        }
+        if ph == phase::RUN {
+            if !self.started {
+                self.start(net, now);
+            }
+            if self.cfg.rate.is_some() {
+                wake = self.publish_due(net, now);
+            }
+        }
+        wake = earliest(wake, self.launch.pump(net, &self.sh, now));
+        if ph >= phase::JOIN_REST {
+            wake = earliest(wake, self.launch_rest.pump(net, &self.sh, now));
+        }
+        (wake, false)
+    }
+
+    fn established(&mut self, net: &mut Net, id: Id, _now: u64) {
+        self.sh.established.fetch_add(1, Relaxed);
+        if let Some(u) = net.conn(id).map(|c| c.user) {
+            self.add_session(id, u);
+        }
+        net.send(id, &self.presence);
+    }
+
+    fn stanza(&mut self, net: &mut Net, id: Id, s: &[u8], now: u64) {
+        match name(s) {
+            b"iq" => self.iq(net, id, s, now),
+            b"message" => self.message(id, s, now),
+            b"presence" => {
+                if attr(s, b"type") == Some(b"error") {
+                    self.errors += 1;
+                } else {
+                    self.sh.progress.fetch_add(1, Relaxed);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn closed(&mut self, _net: &mut Net, _id: Id, err: Option<String>) {
+        self.errors += 1;
+        self.sh
+            .fail(err.unwrap_or_else(|| "connection closed by server".into()));
+    }
+}
+
 // ---------------------------------------------------------------------- orchestration
 
 /// Spawns `threads` workers; `make(t)` builds thread `t`'s driver, `fin` extracts its results.
@@ -1179,6 +1600,188 @@ mod tests {
         };
         let net = Net::new(target, Instant::now(), 1).expect("epoll");
         (d, net)
+    }
+
+    /// A loop without connections (sends to unknown ids are dropped).
+    fn no_net() -> Net {
+        let target = Target {
+            host: std::net::Ipv4Addr::LOCALHOST,
+            port: 1,
+            src_ips: 1,
+            login: crate::login::LoginConfig {
+                domain: "localhost".into(),
+                starttls: false,
+                mech: crate::login::Mech::Plain,
+            },
+            prefix: "p".into(),
+            password: "pass".into(),
+            tls: crate::net::tls_config(),
+        };
+        Net::new(target, Instant::now(), 1).expect("epoll")
+    }
+
+    /// A PEP driver with sessions for users 1..=users (connection id = user - 1) on a ring of
+    /// `contacts`.
+    fn pep_driver(users: usize, contacts: usize, window: u32, rounds: u32) -> PepDrv {
+        let cfg = PepCfg {
+            users,
+            contacts,
+            rounds,
+            window,
+            rate: None,
+            prefix: "p".into(),
+        };
+        let mut d = PepDrv::new(
+            Arc::new(Shared::default()),
+            cfg,
+            Launcher::new(Vec::new(), 1, None),
+            Launcher::new(Vec::new(), 1, None),
+        );
+        for u in 1..=users {
+            d.add_session(u - 1, u);
+        }
+        d
+    }
+
+    /// Owner `owner`'s tune notification of item `k` stamped `stamp`.
+    fn tune_event(owner: usize, k: u64, stamp: u64) -> Vec<u8> {
+        format!(
+            "<message type='headline' from='p{owner}@localhost'><event \
+             xmlns='http://jabber.org/protocol/pubsub#event'><items \
+             node='http://jabber.org/protocol/tune'><item id='{k}.{stamp}'><tune \
+             xmlns='http://jabber.org/protocol/tune'/></item></items></event></message>"
+        )
+        .into_bytes()
+    }
+
+    fn pep_sent(d: &PepDrv) -> Vec<u64> {
+        d.sessions.iter().map(|s| s.sent).collect()
+    }
+
+    #[test]
+    fn pep_counts_contact_notifications_only() {
+        // 10 users, 4 contacts each: p1's contacts are p9, p10, p2, p3.
+        let mut d = pep_driver(10, 4, 1, 0);
+        let mut net = no_net();
+        d.sh.measuring.store(true, Relaxed);
+        // p2 (session 1) receives p1's notification: a contact, 40 µs after the stamp.
+        d.stanza(&mut net, 1, &tune_event(1, 0, 1_000), 41_000);
+        // p1 receives its own copy: not an op.
+        d.stanza(&mut net, 0, &tune_event(1, 0, 1_000), 41_000);
+        // p6 receives p1's: not a contact (a stray), not an op.
+        d.stanza(&mut net, 5, &tune_event(1, 0, 1_000), 41_000);
+        // p9 receives p1's (the ring wraps), 60 µs.
+        d.stanza(&mut net, 8, &tune_event(1, 0, 1_000), 61_000);
+        // Someone else's account, and a chat message: nothing.
+        let other = String::from_utf8(tune_event(1, 0, 1_000))
+            .unwrap()
+            .replace("p1@", "user1@");
+        d.stanza(&mut net, 1, other.as_bytes(), 41_000);
+        d.stanza(
+            &mut net,
+            1,
+            b"<message from='p1@localhost' type='chat'><body>x</body></message>",
+            1,
+        );
+        assert_eq!(d.sh.ops.load(Relaxed), 2);
+        assert_eq!(d.sh.notified.load(Relaxed), 2);
+        assert_eq!(d.sh.own_notified.load(Relaxed), 1);
+        assert_eq!((d.hist.min(), d.hist.max()), (40, 60));
+        // Outside the measured window: seen, not counted.
+        d.sh.measuring.store(false, Relaxed);
+        d.stanza(&mut net, 2, &tune_event(1, 1, 1_000), 41_000);
+        assert_eq!(d.sh.ops.load(Relaxed), 2);
+        assert_eq!(d.sh.notified.load(Relaxed), 3);
+        // The notification of a node-creating first item (`c{ns}`): counted apart.
+        d.sh.measuring.store(true, Relaxed);
+        let first = String::from_utf8(tune_event(1, 0, 1_000))
+            .unwrap()
+            .replace("id='0.1000'", "id='c1000'");
+        d.stanza(&mut net, 2, first.as_bytes(), 41_000);
+        assert_eq!(d.sh.ops.load(Relaxed), 2);
+        assert_eq!(d.sh.created_notified.load(Relaxed), 1);
+        // The same item to the same contact again: a duplicate, not an op.
+        d.stanza(&mut net, 1, &tune_event(1, 0, 1_000), 41_000);
+        assert_eq!(d.sh.ops.load(Relaxed), 2);
+        assert_eq!(d.sh.duplicates.load(Relaxed), 1);
+        d.stanza(&mut net, 1, &tune_event(1, 1, 2_000), 42_000);
+        assert_eq!(d.sh.ops.load(Relaxed), 3);
+    }
+
+    #[test]
+    fn pep_creates_nodes_one_user_at_a_time() {
+        let mut d = pep_driver(3, 2, 1, 0);
+        let mut net = no_net();
+        d.sh.phase.store(phase::CREATE, Relaxed);
+        let _ = d.tick(&mut net, 1000);
+        assert!(d.creating);
+        let _ = d.tick(&mut net, 2000);
+        assert_eq!(d.created, 0);
+        // Its answer lets the next user's first publish go; none counts as a load publish.
+        d.stanza(&mut net, 0, b"<iq type='result' id='create'/>", 3000);
+        assert_eq!((d.created, d.creating), (1, true));
+        d.stanza(&mut net, 1, b"<iq type='result' id='create'/>", 3000);
+        d.stanza(&mut net, 2, b"<iq type='result' id='create'/>", 3000);
+        assert_eq!((d.created, d.creating), (3, false));
+        assert_eq!(d.sh.created.load(Relaxed), 3);
+        assert_eq!(pep_sent(&d), [0, 0, 0]);
+        // An error names what failed.
+        let mut d = pep_driver(2, 1, 1, 0);
+        d.sh.phase.store(phase::CREATE, Relaxed);
+        let _ = d.tick(&mut net, 1000);
+        d.stanza(
+            &mut net,
+            0,
+            b"<iq type='error' id='create'><error type='cancel'><item-not-found \
+              xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+            2000,
+        );
+        let u = d.sh.unsupported.lock().unwrap().clone().unwrap();
+        assert!(
+            u.starts_with("the first publish (creating the node) was answered <item-not-found/>"),
+            "{u}"
+        );
+        assert_eq!(d.created, 0);
+    }
+
+    #[test]
+    fn pep_saturation_window_is_released_by_the_publish_result() {
+        let mut d = pep_driver(3, 2, 2, 3);
+        let mut net = no_net();
+        d.sh.phase.store(phase::RUN, Relaxed);
+        let _ = d.tick(&mut net, 1000);
+        assert_eq!(pep_sent(&d), [2, 2, 2]);
+        // A notification releases nothing; the result of a publish releases the next.
+        d.stanza(&mut net, 0, &tune_event(1, 0, 1000), 2000);
+        assert_eq!(pep_sent(&d), [2, 2, 2]);
+        d.stanza(&mut net, 0, b"<iq type='result' id='pub0'/>", 2000);
+        assert_eq!(pep_sent(&d), [3, 2, 2]);
+        assert_eq!(d.sh.published.load(Relaxed), 1);
+        // Rounds reached: no fourth.
+        d.stanza(&mut net, 0, b"<iq type='result' id='pub1'/>", 3000);
+        assert_eq!(pep_sent(&d), [3, 2, 2]);
+        assert_eq!(d.sessions[0].inflight, 1);
+        // Caps queries are answered and counted, not taken for publish answers.
+        d.stanza(
+            &mut net,
+            1,
+            b"<iq type='get' id='pub9' from='p1@localhost'><query \
+              xmlns='http://jabber.org/protocol/disco#info' node='n#v'/></iq>",
+            3000,
+        );
+        assert_eq!(d.sh.caps_queries.load(Relaxed), 1);
+        assert_eq!(d.sessions[1].inflight, 2);
+        // An error answer says the server does not do it.
+        d.stanza(
+            &mut net,
+            2,
+            b"<iq type='error' id='pub0'><error type='cancel'><feature-not-implemented \
+              xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+            3000,
+        );
+        let u = d.sh.unsupported.lock().unwrap().clone().unwrap();
+        assert!(u.contains("<feature-not-implemented/>"), "{u}");
+        assert_eq!(d.errors, 1);
     }
 
     /// Room `room`'s (1-based) groupchat message from `nick{occ}` stamped `stamp`.
