@@ -1138,3 +1138,50 @@ fn pep_09_no_notifications_to_blocked_contacts() {
     let got = f.collect_for(Duration::from_millis(500));
     assert!(got.iter().all(|e| event(e).is_none()), "PEP-09: {got:?}");
 }
+
+/// Many contacts with one new caps `ver` at once (everyone on the same client): the service
+/// asks once, and every one of them gets notifications once the answer comes, however many
+/// were waiting (the load generator's cold-caps run found 64 waiters per query, the rest
+/// never served).
+#[test]
+fn caps_01_one_query_serves_every_contact_waiting_on_that_ver() {
+    const FANS: usize = 70;
+    let s = Server::start(&["--shards", "1"]);
+    let fans: Vec<String> = (0..FANS).map(|i| format!("crowd{i}@localhost")).collect();
+    let mut list = format!("idol@localhost pw {}\n", fans.join(","));
+    for f in &fans {
+        list.push_str(&format!("{f} pw idol@localhost\n"));
+    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), list).unwrap();
+    let out = s.admin(&["import", file.path().to_str().unwrap()], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut idol = Client::online(&s, "idol", "pw", None);
+    let notify = format!("{TUNE}+notify");
+    let caps = ClientCaps::new("crowd", &[&notify]);
+    let mut clients: Vec<Client> = (0..FANS)
+        .map(|i| Client::login(&s, &format!("crowd{i}"), "pw", None))
+        .collect();
+    // All present at once, with the same new ver.
+    for c in clients.iter_mut() {
+        c.send(&caps.presence());
+    }
+    let mut queried = 0;
+    for c in clients.iter_mut() {
+        queried += answer_caps_for(c, &caps, Duration::from_millis(100));
+    }
+    assert_eq!(queried, 1, "CAPS-01: one query per ver on a shard");
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = idol.collect_for(Duration::from_millis(100));
+    publish(&mut idol, "p", TUNE, Some("hit"), &tune("For everyone"));
+    for (i, c) in clients.iter_mut().enumerate() {
+        let (m, _) = c.recv_until(&format!("notification for fan {i}"), |e| {
+            notified_title(e).is_some()
+        });
+        assert_eq!(m.attr("from"), Some("idol@localhost"));
+    }
+}

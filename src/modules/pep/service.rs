@@ -64,6 +64,10 @@ pub struct Bounds {
 struct Seen {
     /// The notify filter, once known (verified caps, or this JID's own answer).
     info: Option<Rc<CapsInfo>>,
+    /// The caps it advertised while their answer is awaited: every JID waiting on one `ver`
+    /// is served when that answer comes, however many there are (the table itself is
+    /// bounded by `--pep-max-tracked`).
+    pending: Option<(CapsAlgo, Rc<str>)>,
 }
 
 /// An outstanding caps query.
@@ -80,8 +84,9 @@ pub struct Pep {
     pub bounds: Bounds,
     /// owner bare JID -> (full JID -> what it wants).
     interest: RefCell<AHashMap<String, AHashMap<String, Seen>>>,
-    /// Verified caps, shared by every account of the shard; waiters are (owner, full JID).
-    caps: RefCell<CapsCache<(String, String)>>,
+    /// Verified caps, shared by every account of the shard (its waiter lists are not used: see
+    /// `Seen::pending`).
+    caps: RefCell<CapsCache<()>>,
     queries: RefCell<AHashMap<String, Query>>,
     next_id: Cell<u64>,
     /// Finds the caps namespace in a presence (built once: building one costs more than a
@@ -138,6 +143,7 @@ impl Pep {
             tracked.entry(full.to_string()).or_default();
             first
         };
+        self.set_pending(owner, full, None);
         // CAPS-03: legacy caps (no hash) say nothing the server can verify.
         let Some(c) = c.filter(|c| !c.hash.is_empty()) else {
             self.set_info(owner, full, None);
@@ -156,12 +162,13 @@ impl Pep {
             return first || changed;
         }
         self.expire_queries(ctx);
-        let start =
-            self.caps
-                .borrow_mut()
-                .begin_query(algo, &c.ver, (owner.to_string(), full.to_string()));
+        // The answer serves every tracked JID waiting on this ver (see `Seen::pending`); the
+        // cache's own waiter list only decides whether a query goes out.
+        self.set_pending(owner, full, Some((algo, Rc::from(c.ver.as_str()))));
+        let start = self.caps.borrow_mut().begin_query(algo, &c.ver, ());
         match start {
             QueryStart::AlreadyKnown(info) => {
+                self.set_pending(owner, full, None);
                 self.set_info(owner, full, Some(info));
                 first
             }
@@ -171,6 +178,43 @@ impl Pep {
             }
             QueryStart::Joined | QueryStart::Refused => false,
         }
+    }
+
+    fn set_pending(&self, owner: &str, full: &str, pending: Option<(CapsAlgo, Rc<str>)>) {
+        if let Some(seen) = self
+            .interest
+            .borrow_mut()
+            .get_mut(owner)
+            .and_then(|t| t.get_mut(full))
+        {
+            seen.pending = pending;
+        }
+    }
+
+    /// The tracked JIDs waiting on `(algo, ver)` (and, with `only`, just that JID), given
+    /// `info` and no longer waiting; returns them for their last items.
+    fn resolve(
+        &self,
+        algo: CapsAlgo,
+        ver: &str,
+        only: Option<&str>,
+        info: &Rc<CapsInfo>,
+    ) -> Vec<(String, String)> {
+        let mut served = Vec::new();
+        for (owner, tracked) in self.interest.borrow_mut().iter_mut() {
+            for (full, seen) in tracked.iter_mut() {
+                let waiting = seen
+                    .pending
+                    .as_ref()
+                    .is_some_and(|(a, v)| *a == algo && &**v == ver);
+                if waiting && only.is_none_or(|o| o == full) {
+                    seen.pending = None;
+                    seen.info = Some(info.clone());
+                    served.push((owner.clone(), full.clone()));
+                }
+            }
+        }
+        served
     }
 
     /// A presence from `full` reached `owner`'s service (a contact's, or a broadcast of the
@@ -327,8 +371,7 @@ impl Pep {
             None
         };
         let Some(info_el) = info_el else {
-            let waiters = self.caps.borrow_mut().fail_query(q.algo, &q.ver);
-            drop(waiters);
+            self.caps.borrow_mut().fail_query(q.algo, &q.ver);
             return;
         };
         let claimed = caps::Caps {
@@ -337,34 +380,19 @@ impl Pep {
             ver: q.ver.clone(),
         };
         let info = CapsInfo::from_disco(&info_el);
-        let waiters = if caps::verify(&info_el, &claimed) {
-            self.caps
-                .borrow_mut()
-                .finish_query(q.algo, &q.ver, Some(info))
+        let served = if caps::verify(&info_el, &claimed) {
+            let cached = self.caps.borrow_mut().insert(q.algo, &q.ver, info);
+            self.caps.borrow_mut().finish_query(q.algo, &q.ver, None);
+            self.resolve(q.algo, &q.ver, None, &cached)
         } else {
-            // CAPS-02: not cached; this JID's own features only.
+            // CAPS-02: not cached; this JID's own features only. The others waiting on that
+            // ver stay without a filter until their next presence.
             tracing::debug!(jid = %q.jid, ver = %q.ver, "caps hash does not verify");
-            let mine = Rc::new(info);
-            let waiters = self.caps.borrow_mut().fail_query(q.algo, &q.ver);
-            for (owner, full) in &waiters {
-                if *full == q.jid {
-                    self.set_info(owner, full, Some(mine.clone()));
-                    self.send_last_items(ctx, owner, full);
-                }
-            }
-            return;
+            self.caps.borrow_mut().fail_query(q.algo, &q.ver);
+            self.resolve(q.algo, &q.ver, Some(&q.jid), &Rc::new(info))
         };
-        let cached = self.caps.borrow_mut().get(q.algo, &q.ver);
-        for (owner, full) in waiters {
-            let tracked = self
-                .interest
-                .borrow()
-                .get(&owner)
-                .is_some_and(|t| t.contains_key(&full));
-            if tracked {
-                self.set_info(&owner, &full, cached.clone());
-                self.send_last_items(ctx, &owner, &full);
-            }
+        for (owner, full) in served {
+            self.send_last_items(ctx, &owner, &full);
         }
     }
 
