@@ -414,8 +414,9 @@ fn reply_on_behalf_of_account_comes_from_bare_jid() {
     for (i, (to, want_from)) in cases.iter().enumerate() {
         for payload in [
             "<query xmlns='urn:example:nope'/>",
-            // Private XML storage (XEP-0049), which no module handles yet.
-            "<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'/></query>",
+            // XEP-0012 last activity, which no module handles (this was XEP-0049 private
+            // storage until it was built; its own replies are checked below).
+            "<query xmlns='jabber:iq:last'/>",
         ] {
             let id = format!("ob{i}");
             a.send(&format!("<iq type='get' id='{id}' {to}>{payload}</iq>"));
@@ -429,5 +430,17 @@ fn reply_on_behalf_of_account_comes_from_bare_jid() {
                 "reply to {to:?} came from {from:?}, want {want_from:?}: {e:?}"
             );
         }
+    }
+    // A handled request on behalf of an account: XEP-0049 answers one's own from the bare JID
+    // (result) and someone else's too (forbidden), also across shards.
+    let payload = "<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'/></query>";
+    for (to, want_from, want_type) in [
+        (format!("to='{a_bare}'"), a_bare.as_str(), "result"),
+        (format!("to='{b_bare}'"), b_bare.as_str(), "error"),
+    ] {
+        a.send(&format!("<iq type='get' id='priv' {to}>{payload}</iq>"));
+        let e = a.recv_el();
+        assert_eq!(e.attr("type"), Some(want_type), "{e:?}");
+        assert_eq!(e.attr("from"), Some(want_from), "{e:?}");
     }
 }
