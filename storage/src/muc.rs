@@ -72,41 +72,13 @@ impl MucStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>, StorageError> {
-        crate::fault::read(service)?;
-        let prefix = key::prefix(service)?;
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        // `after` is a paging cursor, not a key, so it is not validated: the scan starts at
-        // `prefix after \0`, the smallest key above `prefix after` (room names hold no NUL).
-        let start = match after {
-            Some(after) => [&prefix[..], after.as_bytes(), &[0]].concat(),
-            None => prefix.clone(),
-        };
-        self.storage.read(|txn| {
-            let mut names = Vec::new();
-            for entry in txn.entries_from(Table::MucRooms, &start)? {
-                let (k, _) = entry?;
-                if !k.starts_with(&prefix) {
-                    break;
-                }
-                names.push(key::contact_of("muc room", &prefix, k)?.to_owned());
-                if names.len() == limit {
-                    break;
-                }
-            }
-            Ok(names)
-        })
+        self.storage
+            .names_under(Table::MucRooms, "muc room", service, after, limit)
     }
 
     /// How many persistent rooms `service` has.
     pub fn count(&self, service: &str) -> Result<usize, StorageError> {
-        crate::fault::read(service)?;
-        let prefix = key::prefix(service)?;
-        self.storage.read(|txn| {
-            txn.entries(Table::MucRooms, &prefix)?
-                .try_fold(0, |n, entry| entry.map(|_| n + 1))
-        })
+        self.storage.count_under(Table::MucRooms, service)
     }
 }
 

@@ -95,41 +95,13 @@ impl PubsubStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>, StorageError> {
-        crate::fault::read(service)?;
-        let prefix = key::prefix(service)?;
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        // `after` is a paging cursor, not a key, so it is not validated: the scan starts at
-        // `prefix after \0`, the smallest key above `prefix after` (node names hold no NUL).
-        let start = match after {
-            Some(after) => [&prefix[..], after.as_bytes(), &[0]].concat(),
-            None => prefix.clone(),
-        };
-        self.storage.read(|txn| {
-            let mut names = Vec::new();
-            for entry in txn.entries_from(Table::PubsubNodes, &start)? {
-                let (k, _) = entry?;
-                if !k.starts_with(&prefix) {
-                    break;
-                }
-                names.push(key::contact_of("pubsub node", &prefix, k)?.to_owned());
-                if names.len() == limit {
-                    break;
-                }
-            }
-            Ok(names)
-        })
+        self.storage
+            .names_under(Table::PubsubNodes, "pubsub node", service, after, limit)
     }
 
     /// How many nodes `service` has.
     pub fn node_count(&self, service: &str) -> Result<usize, StorageError> {
-        crate::fault::read(service)?;
-        let prefix = key::prefix(service)?;
-        self.storage.read(|txn| {
-            txn.entries(Table::PubsubNodes, &prefix)?
-                .try_fold(0, |n, entry| entry.map(|_| n + 1))
-        })
+        self.storage.count_under(Table::PubsubNodes, service)
     }
 
     /// The item `id` of node `node` of `service`, if stored.

@@ -280,6 +280,58 @@ impl Storage {
     ) -> Result<T, StorageError> {
         self.inner.shared.read(f)
     }
+
+    /// The second key parts under `owner \0` in `table` (node names, room names), in byte
+    /// order, at most `limit`, starting after `after` (exclusive) when given: for paged
+    /// listings (XEP-0059) and disco#items. `what` names the keys in corruption errors.
+    pub(crate) fn names_under(
+        &self,
+        table: crate::table::Table,
+        what: &str,
+        owner: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StorageError> {
+        crate::fault::read(owner)?;
+        let prefix = crate::key::prefix(owner)?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // `after` is a paging cursor, not a key, so it is not validated: the scan starts at
+        // `prefix after \0`, the smallest key above `prefix after` (names hold no NUL).
+        let start = match after {
+            Some(after) => [&prefix[..], after.as_bytes(), &[0]].concat(),
+            None => prefix.clone(),
+        };
+        self.read(|txn| {
+            let mut names = Vec::new();
+            for entry in txn.entries_from(table, &start)? {
+                let (k, _) = entry?;
+                if !k.starts_with(&prefix) {
+                    break;
+                }
+                names.push(crate::key::contact_of(what, &prefix, k)?.to_owned());
+                if names.len() == limit {
+                    break;
+                }
+            }
+            Ok(names)
+        })
+    }
+
+    /// How many keys `table` holds under `owner \0`.
+    pub(crate) fn count_under(
+        &self,
+        table: crate::table::Table,
+        owner: &str,
+    ) -> Result<usize, StorageError> {
+        crate::fault::read(owner)?;
+        let prefix = crate::key::prefix(owner)?;
+        self.read(|txn| {
+            txn.entries(table, &prefix)?
+                .try_fold(0, |n, entry| entry.map(|_| n + 1))
+        })
+    }
 }
 
 impl Inner {
