@@ -1185,3 +1185,318 @@ fn caps_01_one_query_serves_every_contact_waiting_on_that_ver() {
         assert_eq!(m.attr("from"), Some("idol@localhost"));
     }
 }
+
+// ---- explicit subscriptions (XEP-0060 §6.1, §6.2, §5.6, §8.8) -------------------------------
+
+/// An IQ `body` (inside `<pubsub xmlns=ns>`) from `c` to `to`, answered.
+fn pubsub_iq(c: &mut Client, id: &str, ty: &str, to: &str, ns: &str, body: &str) -> Element {
+    c.send(&format!(
+        "<iq type='{ty}' id='{id}' to='{to}'><pubsub xmlns='{ns}'>{body}</pubsub></iq>"
+    ));
+    c.recv_until("pubsub answer", |e| e.attr("id") == Some(id))
+        .0
+}
+
+fn subscribe(c: &mut Client, id: &str, to: &str, node: &str, jid: &str) -> Element {
+    pubsub_iq(
+        c,
+        id,
+        "set",
+        to,
+        PUBSUB,
+        &format!("<subscribe node='{node}' jid='{jid}'/>"),
+    )
+}
+
+fn unsubscribe(c: &mut Client, id: &str, to: &str, node: &str, jid: &str) -> Element {
+    pubsub_iq(
+        c,
+        id,
+        "set",
+        to,
+        PUBSUB,
+        &format!("<unsubscribe node='{node}' jid='{jid}'/>"),
+    )
+}
+
+/// The JIDs of `<subscription/>` children of the `<subscriptions/>` in a result.
+fn listed(r: &Element, ns: &str) -> Vec<String> {
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+    r.child("pubsub", ns)
+        .and_then(|p| p.child("subscriptions", ns))
+        .expect("subscriptions")
+        .elements()
+        .map(|s| {
+            assert_eq!(s.attr("subscription"), Some("subscribed"));
+            s.attr("jid").unwrap().to_string()
+        })
+        .collect()
+}
+
+/// The XEP-0033 `replyto` of a notification, if any (PEP-10).
+fn replyto(e: &Element) -> Option<String> {
+    e.child("addresses", "http://jabber.org/protocol/address")?
+        .elements()
+        .find(|a| a.attr("type") == Some("replyto"))
+        .and_then(|a| a.attr("jid"))
+        .map(str::to_string)
+}
+
+/// The notifications among what `c` receives in `d`.
+fn notifications(c: &mut Client, d: Duration) -> Vec<Element> {
+    c.collect_for(d)
+        .into_iter()
+        .filter(|e| event(e).is_some())
+        .collect()
+}
+
+/// PEP-06 and XEP-0060 §6.1/§6.2 on the wire: a client without caps subscribes explicitly.
+/// A full-JID subscription gets exactly one notification, to that JID (the account's other
+/// resource gets none); a bare-JID one is routed to the bare JID (RFC 6121 §8.5.2.1.1: every
+/// available resource gets a headline), and not at all when a full JID of it is notified
+/// already. The last item
+/// follows a subscription (§6.1.7). Every error of §6.1.3 and §6.2.3 PEP can meet. PEP-10:
+/// presence subscribers see the publishing resource as `replyto`.
+#[test]
+fn pep_06_10_explicit_subscriptions() {
+    let s = Server::start(&["--shards", "2"]);
+    s.adduser("poet", "pw");
+    s.adduser("reader", "pw");
+    s.adduser("other", "pw");
+    let mut o = Client::online(&s, "poet", "pw", Some("desk"));
+    let mut c = Client::online(&s, "reader", "pw", Some("couch"));
+    befriend(&mut o, &mut c);
+    let mut c2 = Client::online(&s, "reader", "pw", Some("bed"));
+    let (ob, cb, cf) = ("poet@localhost", "reader@localhost", c.full());
+    publish(&mut o, "p0", TUNE, Some("t0"), &tune("First"));
+    let _ = notifications(&mut c, Duration::from_millis(200));
+
+    // §6.1.3.12: no such node.
+    let r = subscribe(&mut c, "s0", ob, MOOD, &cf);
+    assert_eq!(stanza_error(&r).unwrap().0, "item-not-found");
+    // §6.1.3.1: someone else's JID.
+    let r = subscribe(&mut c, "s1", ob, TUNE, "other@localhost");
+    assert_eq!(stanza_error(&r).unwrap().0, "bad-request");
+    assert_eq!(app_error(&r).as_deref(), Some("invalid-jid"));
+    // §6.1.2: the full JID, answered with the subscription; then the last item (§6.1.7).
+    c.send(&format!(
+        "<iq type='set' id='s2' to='{ob}'><pubsub xmlns='{PUBSUB}'><subscribe node='{TUNE}' jid='{cf}'/></pubsub></iq>"
+    ));
+    let (got, _) = c.recv_all(&[
+        ("subscribe result", &|e: &Element| {
+            e.attr("id") == Some("s2")
+        }),
+        ("last item", &|e: &Element| notified_title(e).is_some()),
+    ]);
+    let sub = got[0]
+        .child("pubsub", PUBSUB)
+        .and_then(|p| p.child("subscription", PUBSUB))
+        .expect("subscription");
+    assert_eq!(
+        (sub.attr("node"), sub.attr("jid"), sub.attr("subscription")),
+        (Some(TUNE), Some(cf.as_str()), Some("subscribed"))
+    );
+    assert_eq!(notified_title(&got[1]).as_deref(), Some("First"));
+    assert_eq!(got[1].attr("to"), Some(cf.as_str()));
+    assert!(got[1].child("delay", "urn:xmpp:delay").is_some());
+
+    // PEP-06: exactly one notification, to the subscribed full JID; PEP-10: replyto.
+    let _ = c2.collect_for(Duration::from_millis(100));
+    publish(&mut o, "p1", TUNE, Some("t1"), &tune("Second"));
+    let got = notifications(&mut c, Duration::from_millis(500));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(notifications(&mut c2, Duration::from_millis(100)).is_empty());
+    assert_eq!(got[0].attr("from"), Some(ob));
+    assert_eq!(replyto(&got[0]).as_deref(), Some("poet@localhost/desk"));
+
+    // The bare JID too: still one, since its full JID is notified (at most once).
+    // The result and the last item (again, to the bare JID: each resource) in either order.
+    c.send(&format!(
+        "<iq type='set' id='s3' to='{ob}'><pubsub xmlns='{PUBSUB}'><subscribe node='{TUNE}' jid='{cb}'/></pubsub></iq>"
+    ));
+    let (got, _) = c.recv_all(&[
+        ("subscribe result", &|e: &Element| {
+            e.attr("id") == Some("s3")
+        }),
+        ("last item", &|e: &Element| notified_title(e).is_some()),
+    ]);
+    assert_eq!(got[0].attr("type"), Some("result"), "{:?}", got[0]);
+    assert!(got[1].child("delay", "urn:xmpp:delay").is_some());
+    let got = notifications(&mut c2, Duration::from_millis(300));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(notifications(&mut c, Duration::from_millis(100)).is_empty());
+    publish(&mut o, "p2", TUNE, Some("t2"), &tune("Third"));
+    let got = notifications(&mut c, Duration::from_millis(500));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(notifications(&mut c2, Duration::from_millis(100)).is_empty());
+    // §5.6: the requester's own subscriptions, both.
+    let mine = pubsub_iq(&mut c, "l1", "get", ob, PUBSUB, "<subscriptions/>");
+    let mut jids = listed(&mine, PUBSUB);
+    jids.sort();
+    assert_eq!(jids, [cb.to_string(), cf.clone()]);
+
+    // Without the full one: one, addressed to the bare JID.
+    assert_eq!(
+        unsubscribe(&mut c, "u1", ob, TUNE, &cf).attr("type"),
+        Some("result")
+    );
+    publish(&mut o, "p3", TUNE, Some("t3"), &tune("Fourth"));
+    for r in [&mut c, &mut c2] {
+        let got = notifications(r, Duration::from_millis(500));
+        assert_eq!(got.len(), 1, "PEP-06: one each, by the bare JID: {got:?}");
+        assert_eq!(notified_title(&got[0]).as_deref(), Some("Fourth"));
+    }
+
+    // §6.2.3.2: not subscribed (any more).
+    let r = unsubscribe(&mut c, "u2", ob, TUNE, &cf);
+    assert_eq!(stanza_error(&r).unwrap().0, "unexpected-request");
+    assert_eq!(app_error(&r).as_deref(), Some("not-subscribed"));
+    // §6.2.3.3: someone else's subscription.
+    let r = unsubscribe(&mut c, "u3", ob, TUNE, "other@localhost");
+    assert_eq!(stanza_error(&r).unwrap().0, "forbidden");
+    // §6.2.3.4: no such node.
+    let r = unsubscribe(&mut c, "u4", ob, MOOD, cb);
+    assert_eq!(stanza_error(&r).unwrap().0, "item-not-found");
+
+    // §8.8: owner only; the owner lists and removes.
+    let r = pubsub_iq(
+        &mut c,
+        "m0",
+        "get",
+        ob,
+        OWNER,
+        &format!("<subscriptions node='{TUNE}'/>"),
+    );
+    assert_eq!(stanza_error(&r).unwrap().0, "forbidden");
+    let own = format!("<subscriptions node='{TUNE}'/>");
+    let r = pubsub_iq(&mut o, "m1", "get", ob, OWNER, &own);
+    assert_eq!(listed(&r, OWNER), [cb]);
+    let r = pubsub_iq(
+        &mut o,
+        "m2",
+        "set",
+        ob,
+        OWNER,
+        &format!("<subscriptions node='{TUNE}'><subscription jid='{cb}' subscription='none'/></subscriptions>"),
+    );
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+    assert!(listed(&pubsub_iq(&mut o, "m3", "get", ob, OWNER, &own), OWNER).is_empty());
+    publish(&mut o, "p4", TUNE, Some("t4"), &tune("Fifth"));
+    assert!(notifications(&mut c, Duration::from_millis(400)).is_empty());
+
+    // PEP-11 on subscribe: a stranger and the presence model.
+    let mut x = Client::online(&s, "other", "pw", Some("x"));
+    let r = subscribe(&mut x, "x1", ob, TUNE, "other@localhost");
+    assert_eq!(stanza_error(&r).unwrap().0, "not-authorized");
+    assert_eq!(
+        app_error(&r).as_deref(),
+        Some("presence-subscription-required")
+    );
+    // An open node: the stranger subscribes and is notified, without replyto (PEP-10).
+    let mood = |m: &str| format!("<item><mood xmlns='{MOOD}'><{m}/></mood></item>");
+    let open = [("pubsub#access_model", "open")];
+    let r = publish_with_options(&mut o, "p5", MOOD, &mood("happy"), &open);
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+    assert_eq!(
+        subscribe(&mut x, "x2", ob, MOOD, "other@localhost").attr("type"),
+        Some("result")
+    );
+    let _ = notifications(&mut x, Duration::from_millis(200));
+    let r = publish_with_options(&mut o, "p6", MOOD, &mood("sad"), &open);
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+    let got = notifications(&mut x, Duration::from_millis(500));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(replyto(&got[0]), None, "PEP-10: no presence subscription");
+
+    // Deleting the node notifies its subscribers, and takes the subscriptions.
+    let r = pubsub_iq(
+        &mut o,
+        "d1",
+        "set",
+        ob,
+        OWNER,
+        &format!("<delete node='{MOOD}'/>"),
+    );
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+    let (m, _) = x.recv_until("delete event", |e| {
+        event(e).and_then(|ev| ev.child("delete", EVENT)).is_some()
+    });
+    assert_eq!(m.attr("from"), Some(ob));
+    let r = pubsub_iq(&mut x, "x3", "get", ob, PUBSUB, "<subscriptions/>");
+    assert!(listed(&r, PUBSUB).is_empty());
+}
+
+/// `--pep-max-subscribers`: beyond it `policy-violation` + `<too-many-subscriptions/>`; an
+/// owner's change that would pass it changes nothing. Acknowledged subscriptions survive
+/// kill -9.
+#[test]
+fn xep0060_6_1_subscription_bound_and_durability() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--shards", "1", "--pep-max-subscribers", "1"];
+    let own = format!("<subscriptions node='{TUNE}'/>");
+    {
+        let s = Server::start_on(dir.path(), &flags);
+        for u in ["keeper", "first", "second"] {
+            s.adduser(u, "pw");
+        }
+        let mut o = Client::online(&s, "keeper", "pw", None);
+        let mut a = Client::online(&s, "first", "pw", None);
+        let mut b = Client::online(&s, "second", "pw", None);
+        befriend(&mut o, &mut a);
+        befriend(&mut o, &mut b);
+        publish(&mut o, "p", TUNE, Some("t"), &tune("Bounded"));
+        let ok = subscribe(&mut a, "a1", "keeper@localhost", TUNE, "first@localhost");
+        assert_eq!(ok.attr("type"), Some("result"), "{ok:?}");
+        let r = subscribe(&mut b, "b1", "keeper@localhost", TUNE, "second@localhost");
+        assert_eq!(stanza_error(&r).unwrap().0, "policy-violation");
+        assert_eq!(app_error(&r).as_deref(), Some("too-many-subscriptions"));
+        // Remove first, add second and a third: over the bound, so nothing changes.
+        let r = pubsub_iq(
+            &mut o,
+            "m1",
+            "set",
+            "keeper@localhost",
+            OWNER,
+            &format!(
+                "<subscriptions node='{TUNE}'><subscription jid='first@localhost' subscription='none'/>\
+                 <subscription jid='second@localhost' subscription='subscribed'/>\
+                 <subscription jid='third@localhost' subscription='subscribed'/></subscriptions>"
+            ),
+        );
+        assert_eq!(stanza_error(&r).unwrap().0, "policy-violation", "{r:?}");
+        let r = pubsub_iq(&mut o, "m2", "get", "keeper@localhost", OWNER, &own);
+        assert_eq!(listed(&r, OWNER), ["first@localhost"]);
+        let status = s.signal_and_wait(libc::SIGKILL).expect("killed");
+        assert!(!status.success());
+    }
+    let s = Server::start_on(dir.path(), &flags);
+    let mut o = Client::login(&s, "keeper", "pw", None);
+    let r = pubsub_iq(&mut o, "m3", "get", "keeper@localhost", OWNER, &own);
+    assert_eq!(listed(&r, OWNER), ["first@localhost"]);
+}
+
+/// PEP-15 for explicit subscriptions: a contact that loses its presence subscription gets no
+/// further notifications, and its subscription is cancelled.
+#[test]
+fn pep_15_losing_access_cancels_an_explicit_subscription() {
+    let s = Server::start(&["--shards", "1"]);
+    s.adduser("host", "pw");
+    s.adduser("guest", "pw");
+    let mut o = Client::online(&s, "host", "pw", None);
+    let mut g = Client::online(&s, "guest", "pw", None);
+    befriend(&mut o, &mut g);
+    publish(&mut o, "p1", TUNE, Some("a"), &tune("Before"));
+    let r = subscribe(&mut g, "s", "host@localhost", TUNE, "guest@localhost");
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+    let _ = notifications(&mut g, Duration::from_millis(300));
+    o.send("<presence to='guest@localhost' type='unsubscribed'/>");
+    g.recv_until("unsubscribed", |e| {
+        is_presence(e, Some("unsubscribed"), Some("host@localhost"))
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    publish(&mut o, "p2", TUNE, Some("b"), &tune("After"));
+    assert!(notifications(&mut g, Duration::from_millis(500)).is_empty());
+    let own = format!("<subscriptions node='{TUNE}'/>");
+    let r = pubsub_iq(&mut o, "l", "get", "host@localhost", OWNER, &own);
+    assert!(listed(&r, OWNER).is_empty(), "PEP-15: cancelled");
+}

@@ -57,7 +57,10 @@ pub use privacy::{
     PrivacyStore,
 };
 pub use private::PrivateStore;
-pub use pubsub::{PubsubItem, PubsubNode, PubsubStore, MAX_ITEM_RECORD as PUBSUB_MAX_ITEM_RECORD};
+pub use pubsub::{
+    PubsubItem, PubsubNode, PubsubStore, PubsubSubscription, Subscribed,
+    MAX_ITEM_RECORD as PUBSUB_MAX_ITEM_RECORD,
+};
 pub use quota::{MapGauge, MapUsage, FILL_WARNINGS};
 pub use revocations::{
     Revocation, RevocationsAfter, RevokeReason, KEEP_MAX as REVOCATIONS_KEEP_MAX,

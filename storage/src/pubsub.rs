@@ -1,8 +1,8 @@
 //! Publish-subscribe nodes and items (XEP-0060), as the personal eventing service of an
 //! account (XEP-0163: the service is the account's bare JID).
 //!
-//! Three tables hold a service's data, all keyed below `service \0`, so account deletion
-//! removes them with three prefix deletions:
+//! Four tables hold a service's data, all keyed below `service \0`, so account deletion
+//! removes them with four prefix deletions:
 //!
 //! - [`Table::PubsubNodes`], `service \0 node`: the node's configuration (opaque bytes the
 //!   server encodes), its exact item count and the next sequence number of its items.
@@ -12,6 +12,9 @@
 //!   published under `seq`. Sequence numbers are per node and only ever increase, so a scan of
 //!   a node's order entries lists its items oldest first, and a reverse scan newest first
 //!   without reading anything else.
+//! - [`Table::PubsubSubs`], `service \0 node \0 jid`: an explicit subscription (XEP-0060
+//!   §6.1) of `jid`, bare or full as subscribed, and when it was made. A node's deletion
+//!   removes its subscriptions; [`WriteTxn::subscribe_pubsub`] bounds their number per node.
 //!
 //! Republishing an id replaces the item and makes it the newest (its old order entry goes);
 //! a publish trims the oldest items beyond the node's limit in the same transaction, so the
@@ -60,6 +63,15 @@ pub struct PubsubItem {
     pub published_at: u64,
     /// The serialized payload element (opaque to the crate).
     pub payload: Vec<u8>,
+}
+
+/// An explicit subscription to a node (XEP-0060 §6.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PubsubSubscription {
+    /// The subscribed JID, bare or full, as subscribed.
+    pub jid: String,
+    /// When it was made, milliseconds since the Unix epoch.
+    pub since: u64,
 }
 
 /// Read access to pubsub nodes and items. Writes are [`WriteTxn`] methods
@@ -149,8 +161,113 @@ impl PubsubStore {
     }
 }
 
+/// Explicit subscriptions (XEP-0060 §6.1).
+impl PubsubStore {
+    /// The JIDs subscribed to node `node` of `service`, in byte order, at most `limit`.
+    pub fn subscribers(
+        &self,
+        service: &str,
+        node: &str,
+        limit: usize,
+    ) -> Result<Vec<PubsubSubscription>, StorageError> {
+        crate::fault::read(service)?;
+        let prefix = key::nested_prefix(service, "node", node)?;
+        self.storage.read(|txn| {
+            let mut subs = Vec::new();
+            if limit == 0 {
+                return Ok(subs);
+            }
+            for entry in txn.entries(Table::PubsubSubs, &prefix)? {
+                let (k, v) = entry?;
+                let jid = key::contact_of("pubsub subscriber", &prefix, k)?;
+                subs.push(decode_subscription(jid, v)?);
+                if subs.len() == limit {
+                    break;
+                }
+            }
+            Ok(subs)
+        })
+    }
+
+    /// The subscription of `jid` (exactly as subscribed) to node `node` of `service`.
+    pub fn subscription(
+        &self,
+        service: &str,
+        node: &str,
+        jid: &str,
+    ) -> Result<Option<PubsubSubscription>, StorageError> {
+        crate::fault::read(service)?;
+        let key = key::nested(service, "node", node, "pubsub subscriber", jid)?;
+        self.storage.read(|txn| {
+            txn.get(Table::PubsubSubs, &key)?
+                .map(|v| decode_subscription(jid, v))
+                .transpose()
+        })
+    }
+}
+
+/// What [`WriteTxn::subscribe_pubsub`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subscribed {
+    /// The subscription is new and stored.
+    Added,
+    /// The JID was subscribed already; nothing changed.
+    Already,
+    /// The node has `max` subscriptions already; nothing was written.
+    Full,
+    /// There is no such node; nothing was written.
+    NoNode,
+}
+
 /// Pubsub writes inside a write transaction.
 impl WriteTxn<'_> {
+    /// Subscribes `jid` to node `node` of `service` at `since` (milliseconds since the Unix
+    /// epoch), unless the node holds `max` subscriptions already. The count is taken inside
+    /// this transaction, so concurrent subscribers cannot overshoot it.
+    pub fn subscribe_pubsub(
+        &mut self,
+        service: &str,
+        node: &str,
+        jid: &str,
+        since: u64,
+        max: usize,
+    ) -> Result<Subscribed, StorageError> {
+        crate::fault::write(service)?;
+        let node_key = key::named(service, "node", node)?;
+        let prefix = key::nested_prefix(service, "node", node)?;
+        let key = key::nested(service, "node", node, "pubsub subscriber", jid)?;
+        if self.get(Table::PubsubNodes, &node_key)?.is_none() {
+            return Ok(Subscribed::NoNode);
+        }
+        if self.get(Table::PubsubSubs, &key)?.is_some() {
+            return Ok(Subscribed::Already);
+        }
+        // Counts at most `max` entries: the scan is bounded by the limit, not the table.
+        let mut count = 0usize;
+        for entry in self.entries(Table::PubsubSubs, &prefix)?.take(max) {
+            entry?;
+            count += 1;
+        }
+        if count >= max {
+            return Ok(Subscribed::Full);
+        }
+        self.put(Table::PubsubSubs, &key, &encode_subscription(since))?;
+        Ok(Subscribed::Added)
+    }
+
+    /// Removes the subscription of `jid` (exactly as subscribed) to node `node` of `service`;
+    /// returns false if there was none.
+    pub fn unsubscribe_pubsub(
+        &mut self,
+        service: &str,
+        node: &str,
+        jid: &str,
+    ) -> Result<bool, StorageError> {
+        crate::fault::write(service)?;
+        let key = key::nested(service, "node", node, "pubsub subscriber", jid)?;
+        self.delete(Table::PubsubSubs, &key)
+    }
+
     /// Every item of the node, oldest first (empty when there is no such node), read inside
     /// this transaction: for a write that derives other data from all of them (XEP-0411
     /// bookmarks kept in step with private XML).
@@ -220,6 +337,7 @@ impl WriteTxn<'_> {
         }
         self.delete_prefix(Table::PubsubItems, &prefix)?;
         self.delete_prefix(Table::PubsubOrder, &prefix)?;
+        self.delete_prefix(Table::PubsubSubs, &prefix)?;
         Ok(true)
     }
 
@@ -387,6 +505,7 @@ pub(crate) fn purge(txn: &mut WriteTxn<'_>, service: &str) -> Result<(), Storage
     txn.delete_prefix(Table::PubsubNodes, &prefix)?;
     txn.delete_prefix(Table::PubsubItems, &prefix)?;
     txn.delete_prefix(Table::PubsubOrder, &prefix)?;
+    txn.delete_prefix(Table::PubsubSubs, &prefix)?;
     Ok(())
 }
 
@@ -526,6 +645,33 @@ fn decode_order(buf: &[u8]) -> Result<&str, StorageError> {
     }
     d.finish()?;
     Ok(id)
+}
+
+/// Subscription record format 1 (service, node and JID are the key):
+/// `u8 1 | u8 state (1: subscribed) | u64 since`. Only the subscribed state is stored: PEP's
+/// access models decide at once, so no subscription is ever pending (§6.1.4).
+const SUB_V1: u8 = 1;
+const SUB_SUBSCRIBED: u8 = 1;
+
+fn encode_subscription(since: u64) -> Vec<u8> {
+    Encoder::new(SUB_V1).u8(SUB_SUBSCRIBED).u64(since).finish()
+}
+
+fn decode_subscription(jid: &str, buf: &[u8]) -> Result<PubsubSubscription, StorageError> {
+    let (mut d, version) = Decoder::new(buf, "pubsub subscription")?;
+    if version != SUB_V1 {
+        return Err(d.corrupt(&format!("unknown record format {version}")));
+    }
+    let state = d.u8()?;
+    if state != SUB_SUBSCRIBED {
+        return Err(d.corrupt(&format!("unknown subscription state {state}")));
+    }
+    let since = d.u64()?;
+    d.finish()?;
+    Ok(PubsubSubscription {
+        jid: jid.to_owned(),
+        since,
+    })
 }
 
 #[cfg(test)]
@@ -708,11 +854,16 @@ mod tests {
         s.pubsub().node(SVC, node).unwrap().unwrap().items
     }
 
-    /// Every raw key of the three pubsub tables, in table order.
+    /// Every raw key of the four pubsub tables, in table order.
     fn all_keys(s: &Storage) -> Vec<(Table, Vec<u8>)> {
         s.read(|txn| {
             let mut out = Vec::new();
-            for table in [Table::PubsubNodes, Table::PubsubItems, Table::PubsubOrder] {
+            for table in [
+                Table::PubsubNodes,
+                Table::PubsubItems,
+                Table::PubsubOrder,
+                Table::PubsubSubs,
+            ] {
                 for entry in txn.entries(table, b"")? {
                     out.push((table, entry?.0.to_vec()));
                 }
@@ -1010,6 +1161,97 @@ mod tests {
         );
         assert_eq!(ids(&s, "n\u{1}", None), ["z", "y", "x"]);
         assert_eq!(ids(&s, "na", None), ["z", "y", "x"]);
+    }
+
+    fn sub(s: &Storage, node: &str, jid: &str, max: usize) -> Subscribed {
+        s.write_sync(|t| t.subscribe_pubsub(SVC, node, jid, 7, max))
+            .unwrap()
+    }
+
+    fn subscribers(s: &Storage, node: &str) -> Vec<String> {
+        s.pubsub()
+            .subscribers(SVC, node, 100)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.jid)
+            .collect()
+    }
+
+    #[test]
+    fn subscriptions_are_bounded_per_node_and_go_with_node_and_account() {
+        let dir = TempDir::new("subs");
+        let s = setup(&dir, &[SVC, "julietta@capulet.lit"]);
+        assert_eq!(sub(&s, "n", "romeo@montague.lit", 2), Subscribed::NoNode);
+        for node in ["m", "n", "n0", "o"] {
+            create(&s, SVC, node);
+        }
+        create(&s, "julietta@capulet.lit", "n");
+        let r = "romeo@montague.lit";
+        let rf = "romeo@montague.lit/orchard";
+        assert_eq!(sub(&s, "n", rf, 2), Subscribed::Added);
+        assert_eq!(sub(&s, "n", rf, 2), Subscribed::Already);
+        assert_eq!(sub(&s, "n", r, 2), Subscribed::Added);
+        // The bound counts this node only, and a repeat at the bound is still "already".
+        assert_eq!(sub(&s, "n", "nurse@capulet.lit", 2), Subscribed::Full);
+        assert_eq!(sub(&s, "n", r, 2), Subscribed::Already);
+        assert_eq!(sub(&s, "n", "nurse@capulet.lit", 0), Subscribed::Full);
+        for node in ["m", "n0", "o"] {
+            assert_eq!(sub(&s, node, r, 2), Subscribed::Added);
+        }
+        s.write_sync(|t| t.subscribe_pubsub("julietta@capulet.lit", "n", r, 1, 5))
+            .unwrap();
+        assert_eq!(subscribers(&s, "n"), [r, rf]);
+        assert_eq!(
+            s.pubsub().subscription(SVC, "n", rf).unwrap(),
+            Some(PubsubSubscription {
+                jid: rf.into(),
+                since: 7
+            })
+        );
+        assert_eq!(s.pubsub().subscription(SVC, "n", "x@y").unwrap(), None);
+        assert_eq!(s.pubsub().subscribers(SVC, "n", 1).unwrap().len(), 1);
+        assert!(s
+            .write_sync(|t| t.unsubscribe_pubsub(SVC, "n", rf))
+            .unwrap());
+        assert!(!s
+            .write_sync(|t| t.unsubscribe_pubsub(SVC, "n", rf))
+            .unwrap());
+        assert_eq!(subscribers(&s, "n"), [r]);
+        // Deleting the node takes its subscriptions and nobody else's.
+        assert!(s.write_sync(|t| t.delete_pubsub_node(SVC, "n")).unwrap());
+        assert!(subscribers(&s, "n").is_empty());
+        for node in ["m", "n0", "o"] {
+            assert_eq!(subscribers(&s, node), [r]);
+        }
+        create(&s, SVC, "n");
+        assert!(
+            subscribers(&s, "n").is_empty(),
+            "a recreated node starts without"
+        );
+        // Deleting the account takes the rest of its service's, and leaves the neighbour's.
+        s.accounts().delete(SVC).unwrap();
+        assert!(all_keys(&s)
+            .iter()
+            .all(|(_, k)| k.starts_with(b"julietta@capulet.lit\0")));
+        assert_eq!(
+            s.pubsub()
+                .subscribers("julietta@capulet.lit", "n", 10)
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn subscription_records_round_trip_and_refuse_damage() {
+        let decode = |buf: &[u8]| decode_subscription("a@b", buf);
+        let buf = encode_subscription(1_700_000_000_000);
+        assert_eq!(decode(&buf).unwrap().since, 1_700_000_000_000);
+        every_truncation_is_corrupt(&buf, decode);
+        garbage_never_panics(&buf, decode);
+        let mut pending = buf.clone();
+        pending[1] = 2;
+        assert!(matches!(decode(&pending), Err(StorageError::Corrupt(_))));
     }
 
     fn names(s: &Storage, service: &str, after: Option<&str>, limit: usize) -> Vec<String> {

@@ -10,13 +10,13 @@ use crate::txn::{ReadTxn, WriteTxn};
 use crate::StorageError;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// Upgrades data of one version to the next, inside the opening write transaction.
 type Migration = fn(&mut WriteTxn<'_>) -> Result<(), StorageError>;
 
 /// `MIGRATIONS[i]` upgrades an environment from version `i + 1` to version `i + 2`.
-const MIGRATIONS: &[Migration] = &[v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5];
+const MIGRATIONS: &[Migration] = &[v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6];
 
 const _: () = assert!(MIGRATIONS.len() as u32 == SCHEMA_VERSION - 1);
 
@@ -104,6 +104,12 @@ fn v3_to_v4(_txn: &mut WriteTxn<'_>) -> Result<(), StorageError> {
 /// (XEP-0049): new tables, created empty by the opening transaction; no existing record
 /// changes.
 fn v4_to_v5(_txn: &mut WriteTxn<'_>) -> Result<(), StorageError> {
+    Ok(())
+}
+
+/// Version 6 adds explicit pubsub subscriptions (XEP-0060 §6.1): a new table, created empty
+/// by the opening transaction; no existing record changes.
+fn v5_to_v6(_txn: &mut WriteTxn<'_>) -> Result<(), StorageError> {
     Ok(())
 }
 

@@ -71,6 +71,9 @@ tables! {
     /// Private XML storage (XEP-0049) keyed by `user \0 namespace`; values hold the opaque
     /// XML fragment.
     PrivateXml => "private_xml",
+    /// Explicit pubsub subscriptions (XEP-0060 §6.1) keyed by `service \0 node \0 jid` (the
+    /// subscribed JID, bare or full); values hold the subscription's state and time.
+    PubsubSubs => "pubsub_subs",
 }
 
 /// The number of tables, sizing LMDB's `max_dbs` and the handle array.

@@ -458,8 +458,8 @@ fn a_version_1_environment_is_migrated_on_open() {
 
     {
         let s = Storage::open(&data, &opts()).unwrap();
-        assert_eq!(SCHEMA_VERSION, 5);
-        assert_eq!(s.schema_version().unwrap(), 5);
+        assert_eq!(SCHEMA_VERSION, 6);
+        assert_eq!(s.schema_version().unwrap(), 6);
         assert_eq!(
             s.accounts().get("old@example.org").unwrap(),
             Some(account(42))

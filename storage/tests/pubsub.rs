@@ -40,6 +40,7 @@ fn keys(s: &Storage) -> Vec<(Table, Vec<u8>)> {
             Table::PubsubNodes,
             Table::PubsubItems,
             Table::PubsubOrder,
+            Table::PubsubSubs,
             Table::PrivateXml,
         ] {
             for entry in t.entries(table, b"")? {
@@ -339,14 +340,14 @@ fn a_version_4_environment_is_migrated_on_open() {
 
     match Storage::open_readonly(&data, &opts()) {
         Err(StorageError::NeedsMigration { found, supported }) => {
-            assert_eq!((found, supported), (4, 5));
+            assert_eq!((found, supported), (4, SCHEMA_VERSION));
         }
         Err(other) => panic!("unexpected error {other}"),
         Ok(_) => panic!("read-only open accepted a version 4 environment"),
     }
     {
         let s = Storage::open(&data, &opts()).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 5);
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
         assert_eq!(s.accounts().get(JULIET).unwrap(), Some(account(4)));
         assert_eq!(s.vcards().get(JULIET).unwrap(), Some(b"<vCard/>".to_vec()));
         // The new tables exist and start empty.
@@ -356,6 +357,7 @@ fn a_version_4_environment_is_migrated_on_open() {
         write(&s, |t| {
             t.create_pubsub_node(JULIET, GEOLOC, b"cfg")?;
             t.publish_pubsub_item(JULIET, GEOLOC, &item("a", 1), 10)?;
+            t.subscribe_pubsub(JULIET, GEOLOC, "romeo@montague.lit", 5, 10)?;
             t.put_private(JULIET, "storage:bookmarks", b"<storage/>")
         });
     }
@@ -364,6 +366,10 @@ fn a_version_4_environment_is_migrated_on_open() {
         let s = open(&data, &opts()).unwrap();
         assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
         assert_eq!(ids(&s, JULIET, GEOLOC), ["a"]);
+        assert_eq!(
+            s.pubsub().subscribers(JULIET, GEOLOC, 10).unwrap()[0].jid,
+            "romeo@montague.lit"
+        );
         assert_eq!(
             s.private().get(JULIET, "storage:bookmarks").unwrap(),
             Some(b"<storage/>".to_vec())

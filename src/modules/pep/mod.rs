@@ -53,6 +53,10 @@ pub struct PepArgs {
     /// Between 16 and 1000000.
     #[arg(long)]
     pub pep_max_tracked: Option<usize>,
+    /// Explicit subscriptions (XEP-0060 §6.1) one PEP node keeps [default: 1024]; beyond it
+    /// `policy-violation` with `<too-many-subscriptions/>`. Between 1 and 100000.
+    #[arg(long)]
+    pub pep_max_subscribers: Option<usize>,
 }
 
 /// The module's resolved settings.
@@ -96,6 +100,7 @@ impl PepArgs {
                 caps_cache: pick(self.caps_cache, file.caps_cache, 4096),
                 caps_pending: 256,
                 max_tracked: pick(self.pep_max_tracked, file.pep_max_tracked, 4096),
+                max_subscribers: pick(self.pep_max_subscribers, file.pep_max_subscribers, 1024),
             },
         };
         if c.private.max_bytes == 0 || c.private.max_bytes > room {
@@ -135,6 +140,11 @@ impl PepArgs {
                 "--pep-max-tracked must be between 16 and 1000000".into(),
             ));
         }
+        if !(1..=100_000).contains(&c.pep.max_subscribers) {
+            return Err(ConfigError(
+                "--pep-max-subscribers must be between 1 and 100000".into(),
+            ));
+        }
         Ok(c)
     }
 }
@@ -164,6 +174,9 @@ const FEATURES: &[&str] = &[
     "http://jabber.org/protocol/pubsub#retract-items",
     "http://jabber.org/protocol/pubsub#retrieve-default",
     "http://jabber.org/protocol/pubsub#retrieve-items",
+    "http://jabber.org/protocol/pubsub#retrieve-subscriptions",
+    "http://jabber.org/protocol/pubsub#manage-subscriptions",
+    "http://jabber.org/protocol/pubsub#subscribe",
 ];
 
 /// Register PEP and private XML storage.

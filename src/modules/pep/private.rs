@@ -161,6 +161,7 @@ pub fn set(ctx: &Ctx, req: &IqRequest<'_>, bounds: Bounds, pep: &Rc<Pep>) -> IqR
     }
     let user = req.from.bare_str().to_string();
     let owner = user.clone();
+    let publisher = req.from.as_str().to_string();
     let limits = ctx.config().xml_limits();
     // The native side of a bookmarks set: the items it describes and the node's configuration
     // (the node is created with XEP-0402's if it is missing and the account has room).
@@ -238,13 +239,14 @@ pub fn set(ctx: &Ctx, req: &IqRequest<'_>, bounds: Bounds, pep: &Rc<Pep>) -> IqR
             Ok(Some((published, retracted))) => {
                 if let Some((_, config, _)) = &compat {
                     for n in &published {
-                        pep.notify(&ctx, &owner, NS_NATIVE, config, |out| {
+                        let by = Some(publisher.as_str());
+                        pep.notify(&ctx, &owner, NS_NATIVE, config, by, |out| {
                             wire::write_item_event(out, NS_NATIVE, &n.id, None, Some(&n.payload))
                         });
                     }
                     if config.notify_retract {
                         for id in &retracted {
-                            pep.notify(&ctx, &owner, NS_NATIVE, config, |out| {
+                            pep.notify(&ctx, &owner, NS_NATIVE, config, None, |out| {
                                 wire::write_retract_event(out, NS_NATIVE, id)
                             });
                         }

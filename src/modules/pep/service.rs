@@ -19,7 +19,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
-use xmppd_storage::{PubsubItem, StorageError, Subscription, WriteTxn};
+use xmppd_storage::{PubsubItem, StorageError, Subscribed, Subscription, WriteTxn};
 
 use super::bookmarks::{self, NS_LEGACY, NS_NATIVE};
 use super::config::{AccessModel, Bounds as ConfigBounds, NodeConfig, PreconditionError, SendLast};
@@ -29,7 +29,7 @@ use crate::core::{storage_failure, Ctx, IqAnswer, IqReply, IqRequest};
 use crate::xml::{self, Element, Limits, StreamNs};
 use crate::xmpp::caps::{self, CapsAlgo, CapsCache, CapsInfo, QueryStart};
 use crate::xmpp::error::{StanzaCondition, StanzaError};
-use crate::xmpp::jid::{bare_of, JidStr};
+use crate::xmpp::jid::{bare_of, Jid, JidStr};
 use crate::xmpp::ns;
 use crate::xmpp::stanza::{IqType, Kind, MessageType, PresenceType, StanzaType};
 
@@ -57,6 +57,18 @@ pub struct Bounds {
     pub caps_pending: usize,
     /// Full JIDs whose presence one owner's service tracks (`--pep-max-tracked`).
     pub max_tracked: usize,
+    /// Explicit subscriptions per node (`--pep-max-subscribers`).
+    pub max_subscribers: usize,
+}
+
+/// Who gets one notification (PEP-04/05/06), split by PEP-10: presence subscribers (and the
+/// owner's own resources) get the publisher's `replyto` address, the others never do.
+#[derive(Debug, Default)]
+struct Targets {
+    /// Presence subscribers.
+    replyto: Vec<String>,
+    /// Explicit subscribers without a presence subscription (open nodes).
+    plain: Vec<String>,
 }
 
 /// What the service knows about one available full JID it has presence from.
@@ -429,30 +441,17 @@ impl Pep {
             if !rel.allows(owner, bare_of(full), &config) {
                 continue;
             }
-            let Ok(items) = store.items(owner, name, Some(1)) else {
-                continue;
-            };
-            if let Some(item) = items.first() {
-                let mut out = notification_head(owner, Some(full));
-                wire::write_item_event(
-                    &mut out,
-                    name,
-                    &item.id,
-                    None,
-                    config.deliver_payloads.then_some(&item.payload[..]),
-                );
-                write_delay(&mut out, owner, item.published_at);
-                out.extend_from_slice(b"</message>");
-                let route = crate::core::Route::new(JidStr::trusted(owner), JidStr::trusted(full));
-                ctx.route(StanzaType::Message(MessageType::Headline), route, &out);
-            }
+            send_last_item(ctx, owner, name, &config, full);
         }
     }
 
-    /// The full JIDs that get a notification about `node` of `owner` (PEP-04/05): available
-    /// ones whose filter wants the node, and that the access model allows.
-    fn recipients(&self, ctx: &Ctx, owner: &str, node: &str, config: &NodeConfig) -> Vec<String> {
-        let candidates: Vec<String> = self
+    /// Who gets a notification about `node` of `owner`: the available full JIDs whose filter
+    /// wants the node (PEP-04/05), and the explicit subscribers (PEP-06: a full JID gets
+    /// exactly one, a bare JID one unless one of its full JIDs is notified already), each as
+    /// the access model allows and the owner's privacy policy lets through (PEP-09). An
+    /// explicit subscription the access model no longer allows is cancelled (PEP-15).
+    fn targets(&self, ctx: &Ctx, owner: &str, node: &str, config: &NodeConfig) -> Targets {
+        let mut candidates: Vec<String> = self
             .interest
             .borrow()
             .get(owner)
@@ -463,15 +462,36 @@ impl Pep {
                     .collect()
             })
             .unwrap_or_default();
-        if candidates.is_empty() {
-            return candidates;
+        let subscribers =
+            match ctx
+                .storage()
+                .pubsub()
+                .subscribers(owner, node, self.bounds.max_subscribers)
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(owner, node, error = %e, "PEP: reading subscribers failed");
+                    Vec::new()
+                }
+            };
+        let explicit: Vec<String> = subscribers.into_iter().map(|s| s.jid).collect();
+        // Full JIDs first, so that a bare JID sees every full JID of its account notified.
+        let (full, bare): (Vec<&String>, Vec<&String>) =
+            explicit.iter().partition(|j| j.contains('/'));
+        for jid in full {
+            if !candidates.contains(jid) {
+                candidates.push(jid.clone());
+            }
         }
-        let needs_roster = candidates.iter().any(|f| bare_of(f) != owner)
-            && matches!(
-                config.access_model,
-                AccessModel::Presence | AccessModel::Roster
-            );
-        let roster = if needs_roster {
+        for jid in bare {
+            if !candidates.iter().any(|f| bare_of(f) == jid.as_str()) {
+                candidates.push(jid.clone());
+            }
+        }
+        if candidates.is_empty() {
+            return Targets::default();
+        }
+        let roster = if candidates.iter().any(|f| bare_of(f) != owner) {
             match ctx.storage().rosters().load(owner) {
                 Ok(r) => Some(r),
                 Err(e) => {
@@ -482,55 +502,125 @@ impl Pep {
         } else {
             None
         };
-        let allowed: Vec<String> = candidates
-            .into_iter()
-            .filter(|f| {
-                let bare = bare_of(f);
-                if bare == owner {
-                    return true;
-                }
-                let item = roster.as_ref().and_then(|r| {
-                    r.items
-                        .binary_search_by(|i| i.jid.as_str().cmp(bare))
-                        .ok()
-                        .map(|i| &r.items[i])
-                });
-                Relation::of(item).allows(owner, bare, config)
-            })
-            .collect();
-        let tos: Vec<&str> = allowed.iter().map(String::as_str).collect();
-        narrowed(ctx, owner, tos)
-            .into_iter()
-            .map(str::to_string)
-            .collect()
+        let relation = |bare: &str| match &roster {
+            Some(r) => Relation::of(
+                r.items
+                    .binary_search_by(|i| i.jid.as_str().cmp(bare))
+                    .ok()
+                    .map(|i| &r.items[i]),
+            ),
+            // Unknown: only an open node lets it through (and without replyto).
+            None => Relation::Stranger,
+        };
+        let mut replyto = Vec::new();
+        let mut plain = Vec::new();
+        for f in candidates {
+            let bare = bare_of(&f);
+            if bare == owner {
+                replyto.push(f);
+                continue;
+            }
+            let relation = relation(bare);
+            if !relation.allows(owner, bare, config) {
+                continue;
+            }
+            match relation {
+                Relation::Contact { from: true, .. } => replyto.push(f),
+                _ => plain.push(f),
+            }
+        }
+        let cancel: Vec<String> = if roster.is_some() {
+            explicit
+                .into_iter()
+                .filter(|j| {
+                    let bare = bare_of(j);
+                    !relation(bare).allows(owner, bare, config)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if !cancel.is_empty() {
+            self.cancel_subscriptions(ctx, owner, node, cancel);
+        }
+        let keep = |list: Vec<String>| -> Vec<String> {
+            let tos: Vec<&str> = list.iter().map(String::as_str).collect();
+            narrowed(ctx, owner, tos)
+                .into_iter()
+                .map(str::to_string)
+                .collect()
+        };
+        Targets {
+            replyto: keep(replyto),
+            plain: keep(plain),
+        }
     }
 
-    /// Send `event` (written by `write`) about `node` to its recipients.
+    /// PEP-15: the explicit subscriptions among `jids` (caps-based ones are not stored) go;
+    /// nothing waits on it.
+    fn cancel_subscriptions(&self, ctx: &Ctx, owner: &str, node: &str, jids: Vec<String>) {
+        let (o, n) = (owner.to_string(), node.to_string());
+        let done = ctx.storage().submit(move |txn| {
+            for jid in &jids {
+                txn.unsubscribe_pubsub(&o, &n, jid)?;
+            }
+            Ok(())
+        });
+        let owner = owner.to_string();
+        glommio::spawn_local(async move {
+            if let Err(e) = done.await {
+                tracing::warn!(owner, error = %e, "PEP: cancelling subscriptions failed");
+            }
+        })
+        .detach();
+    }
+
+    /// Send `event` (written by `write`) to `to`. A `publisher` (the publishing full JID) is
+    /// named in a XEP-0033 `replyto` address to the presence subscribers (PEP-10).
+    fn send(
+        ctx: &Ctx,
+        owner: &str,
+        to: &Targets,
+        publisher: Option<&str>,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
+        if to.replyto.is_empty() && to.plain.is_empty() {
+            return;
+        }
+        let mut out = notification_head(owner, None);
+        write(&mut out);
+        let ty = StanzaType::Message(MessageType::Headline);
+        let from = JidStr::trusted(owner);
+        let body_end = out.len();
+        for (list, with_replyto) in [(&to.plain, false), (&to.replyto, true)] {
+            if list.is_empty() {
+                continue;
+            }
+            out.truncate(body_end);
+            if let (true, Some(p)) = (with_replyto, publisher) {
+                write_replyto(&mut out, p);
+            }
+            out.extend_from_slice(b"</message>");
+            let tos: Vec<&str> = list.iter().map(String::as_str).collect();
+            ctx.fanout(ty, from, &tos, &out);
+        }
+    }
+
+    /// Send `event` (written by `write`) about `node` to its recipients, now.
     pub(super) fn notify(
         &self,
         ctx: &Ctx,
         owner: &str,
         node: &str,
         config: &NodeConfig,
+        publisher: Option<&str>,
         write: impl FnOnce(&mut Vec<u8>),
     ) {
         if !config.deliver_notifications {
             return;
         }
-        let to = self.recipients(ctx, owner, node, config);
-        if to.is_empty() {
-            return;
-        }
-        let mut out = notification_head(owner, None);
-        write(&mut out);
-        out.extend_from_slice(b"</message>");
-        let tos: Vec<&str> = to.iter().map(String::as_str).collect();
-        ctx.fanout(
-            StanzaType::Message(MessageType::Headline),
-            JidStr::trusted(owner),
-            &tos,
-            &out,
-        );
+        let to = self.targets(ctx, owner, node, config);
+        Self::send(ctx, owner, &to, publisher, write);
     }
 
     // ---- requests ----------------------------------------------------------------------------
@@ -548,7 +638,10 @@ impl Pep {
         // Owner-only operations (PEP-12: only the owner publishes; XEP-0060 §8: owner use cases).
         let owner_only = !matches!(
             parsed,
-            Request::Items { .. } | Request::Subscribe { .. } | Request::Unsubscribe { .. }
+            Request::Items { .. }
+                | Request::Subscribe { .. }
+                | Request::Unsubscribe { .. }
+                | Request::Subscriptions { .. }
         );
         if owner_only && !own {
             return IqReply::Error(StanzaError::with_text(
@@ -562,7 +655,7 @@ impl Pep {
                 id,
                 payload,
                 options,
-            } => self.publish(ctx, owner, node, id, payload, options),
+            } => self.publish(ctx, owner, req.from.as_str(), node, id, payload, options),
             Request::Items {
                 node,
                 max_items,
@@ -581,18 +674,229 @@ impl Pep {
             }
             Request::Delete { node } => self.delete(ctx, owner, node),
             Request::Purge { node } => self.purge(ctx, owner, node),
-            Request::Subscribe { .. } | Request::Unsubscribe { .. } => {
-                // PEP's subscriptions are presence plus caps (+notify); explicit ones are not
-                // kept yet.
-                IqReply::Error(
-                    StanzaError::with_text(
-                        StanzaCondition::FeatureNotImplemented,
-                        "explicit subscriptions are not supported: advertise NODE+notify in entity capabilities",
-                    )
-                    .with_app("unsupported", NS_PUBSUB_ERRORS),
-                )
+            Request::Subscribe { node, jid } => self.subscribe(ctx, req, node, jid),
+            Request::Unsubscribe { node, jid } => self.unsubscribe(ctx, req, node, jid),
+            Request::Subscriptions { node } => self.own_subscriptions(ctx, req, node),
+            Request::OwnerSubscriptionsGet { node } => self.subscribers(ctx, owner, node),
+            Request::OwnerSubscriptionsSet { node, changes } => {
+                self.change_subscribers(ctx, owner, node, changes)
             }
         }
+    }
+
+    // ---- explicit subscriptions (XEP-0060 §6.1, §6.2, §5.6, §8.8) --------------------------
+
+    /// §6.1: subscribe the requester's `jid` (its bare JID or one of its full JIDs) to
+    /// `node`, as the access model allows; durable before the result, then the last item
+    /// (§6.1.7) unless the node says never.
+    fn subscribe(
+        self: &Rc<Self>,
+        ctx: &Ctx,
+        req: &IqRequest<'_>,
+        node: &str,
+        jid: &str,
+    ) -> IqReply {
+        let owner = req.to.bare_str();
+        let jid = match own_jid(req, jid) {
+            Ok(j) => j,
+            // §6.1.3.1: the JIDs do not match.
+            Err(()) => {
+                return IqReply::Error(
+                    StanzaError::with_text(
+                        StanzaCondition::BadRequest,
+                        "the jid to subscribe is not the requester's",
+                    )
+                    .with_app("invalid-jid", NS_PUBSUB_ERRORS),
+                )
+            }
+        };
+        let config = match self.node_config(ctx, owner, node) {
+            Ok(Some(c)) => c,
+            // §6.1.3.12.
+            Ok(None) => return IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound)),
+            Err(e) => return IqReply::Error(e),
+        };
+        // §6.1.3.2-4 (PEP-11): the access model decides at once; nothing is ever pending.
+        if bare_of(&jid) != owner {
+            if let Err(e) = Relation::read(ctx, owner, bare_of(&jid)).check(&config) {
+                return IqReply::Error(e);
+            }
+        }
+        let (o, n, j, max) = (
+            owner.to_string(),
+            node.to_string(),
+            jid.clone(),
+            self.bounds.max_subscribers,
+        );
+        let done = ctx
+            .storage()
+            .submit(move |txn| txn.subscribe_pubsub(&o, &n, &j, unix_ms(), max));
+        let (ctx, owner, node) = (ctx.clone(), owner.to_string(), node.to_string());
+        IqReply::Later(Box::pin(async move {
+            match done.await {
+                Ok(Subscribed::Added | Subscribed::Already) => {
+                    // §6.1.7: the last item, "upon successful processing" (it may reach
+                    // the subscriber before the result).
+                    if config.send_last_published_item != SendLast::Never
+                        && config.deliver_notifications
+                    {
+                        send_last_item(&ctx, &owner, &node, &config, &jid);
+                    }
+                    IqReply::Result(Some(wire::subscription_result(&node, &jid, true)))
+                }
+                // §6.1.3.? (too many subscriptions): the service's bound.
+                Ok(Subscribed::Full) => IqReply::Error(too_many_subscriptions(max)),
+                Ok(Subscribed::NoNode) => {
+                    IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound))
+                }
+                Err(e) => IqReply::Error(storage_failure("subscribing to a PEP node", &owner, &e)),
+            }
+        }))
+    }
+
+    /// §6.2: unsubscribe the requester's `jid` from `node`.
+    fn unsubscribe(&self, ctx: &Ctx, req: &IqRequest<'_>, node: &str, jid: &str) -> IqReply {
+        let owner = req.to.bare_str();
+        let Ok(jid) = own_jid(req, jid) else {
+            // §6.2.3.3: insufficient privileges.
+            return IqReply::Error(StanzaError::with_text(
+                StanzaCondition::Forbidden,
+                "the jid to unsubscribe is not the requester's",
+            ));
+        };
+        match self.node_config(ctx, owner, node) {
+            Ok(Some(_)) => {}
+            // §6.2.3.4.
+            Ok(None) => return IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound)),
+            Err(e) => return IqReply::Error(e),
+        }
+        let (o, n) = (owner.to_string(), node.to_string());
+        let done = ctx
+            .storage()
+            .submit(move |txn| txn.unsubscribe_pubsub(&o, &n, &jid));
+        let owner = owner.to_string();
+        IqReply::Later(Box::pin(async move {
+            match done.await {
+                Ok(true) => IqReply::Result(None),
+                // §6.2.3.2: no such subscriber.
+                Ok(false) => IqReply::Error(
+                    StanzaError::with_text(
+                        StanzaCondition::UnexpectedRequest,
+                        "not subscribed to this node",
+                    )
+                    .with_app("not-subscribed", NS_PUBSUB_ERRORS),
+                ),
+                Err(e) => {
+                    IqReply::Error(storage_failure("unsubscribing from a PEP node", &owner, &e))
+                }
+            }
+        }))
+    }
+
+    /// §5.6: the requester's subscriptions (its bare JID's and its full JIDs') at this
+    /// service, to `node` or to every node.
+    fn own_subscriptions(&self, ctx: &Ctx, req: &IqRequest<'_>, node: Option<&str>) -> IqReply {
+        let owner = req.to.bare_str();
+        let requester = req.from.bare_str();
+        let store = ctx.storage().pubsub();
+        let nodes = match node {
+            Some(n) => match self.node_config(ctx, owner, n) {
+                Ok(Some(_)) => vec![n.to_string()],
+                Ok(None) => return IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound)),
+                Err(e) => return IqReply::Error(e),
+            },
+            None => match store.node_names(owner, None, self.bounds.max_nodes) {
+                Ok(n) => n,
+                Err(e) => return IqReply::Error(storage_failure("listing PEP nodes", owner, &e)),
+            },
+        };
+        let mut found: Vec<(String, String)> = Vec::new();
+        for n in &nodes {
+            match store.subscribers(owner, n, self.bounds.max_subscribers) {
+                Ok(subs) => found.extend(
+                    subs.into_iter()
+                        .filter(|s| bare_of(&s.jid) == requester)
+                        .map(|s| (n.clone(), s.jid)),
+                ),
+                Err(e) => {
+                    return IqReply::Error(storage_failure("reading PEP subscriptions", owner, &e))
+                }
+            }
+        }
+        let view: Vec<(&str, &str)> = found
+            .iter()
+            .map(|(n, j)| (n.as_str(), j.as_str()))
+            .collect();
+        IqReply::Result(Some(wire::subscriptions_result(node, &view)))
+    }
+
+    /// §8.8.1: the owner lists a node's subscribers.
+    fn subscribers(&self, ctx: &Ctx, owner: &str, node: &str) -> IqReply {
+        match self.node_config(ctx, owner, node) {
+            Ok(Some(_)) => {}
+            Ok(None) => return IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound)),
+            Err(e) => return IqReply::Error(e),
+        }
+        match ctx
+            .storage()
+            .pubsub()
+            .subscribers(owner, node, self.bounds.max_subscribers)
+        {
+            Ok(subs) => {
+                let jids: Vec<&str> = subs.iter().map(|s| s.jid.as_str()).collect();
+                IqReply::Result(Some(wire::owner_subscriptions_result(node, &jids)))
+            }
+            Err(e) => IqReply::Error(storage_failure("reading PEP subscriptions", owner, &e)),
+        }
+    }
+
+    /// §8.8.2: the owner subscribes JIDs or removes their subscriptions, all or nothing: over
+    /// the bound, nothing changes.
+    fn change_subscribers(
+        &self,
+        ctx: &Ctx,
+        owner: &str,
+        node: &str,
+        changes: Vec<(&str, bool)>,
+    ) -> IqReply {
+        match self.node_config(ctx, owner, node) {
+            Ok(Some(_)) => {}
+            Ok(None) => return IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound)),
+            Err(e) => return IqReply::Error(e),
+        }
+        let changes: Vec<(String, bool)> = changes
+            .into_iter()
+            .filter_map(|(j, on)| Some((normalized(j)?, on)))
+            .collect();
+        let (o, n, max) = (
+            owner.to_string(),
+            node.to_string(),
+            self.bounds.max_subscribers,
+        );
+        let now = unix_ms();
+        let done = ctx.storage().submit(move |txn| {
+            for (jid, on) in &changes {
+                if !*on {
+                    txn.unsubscribe_pubsub(&o, &n, jid)?;
+                } else if txn.subscribe_pubsub(&o, &n, jid, now, max)? == Subscribed::Full {
+                    // Rolls this request's changes back.
+                    return Err(StorageError::TooLarge {
+                        what: "pubsub subscriptions",
+                        size: max + 1,
+                        limit: max,
+                    });
+                }
+            }
+            Ok(())
+        });
+        let owner = owner.to_string();
+        IqReply::Later(Box::pin(async move {
+            match done.await {
+                Ok(()) => IqReply::Result(None),
+                Err(StorageError::TooLarge { .. }) => IqReply::Error(too_many_subscriptions(max)),
+                Err(e) => IqReply::Error(storage_failure("changing PEP subscriptions", &owner, &e)),
+            }
+        }))
     }
 
     pub(super) fn node_config(
@@ -625,10 +929,12 @@ impl Pep {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn publish(
         self: &Rc<Self>,
         ctx: &Ctx,
         owner: &str,
+        publisher: &str,
         node: &str,
         id: Option<&str>,
         payload: &Element,
@@ -701,7 +1007,7 @@ impl Pep {
         };
         let item = PubsubItem {
             id: id.map(str::to_string).unwrap_or_else(|| self.new_item_id()),
-            publisher: owner.to_string(),
+            publisher: publisher.to_string(),
             published_at: unix_ms(),
             payload: bytes,
         };
@@ -732,7 +1038,8 @@ impl Pep {
         IqReply::Later(Box::pin(async move {
             match done.await {
                 Ok(Some(_trimmed)) => {
-                    pep.notify(&ctx, &owner, &node, &config, |out| {
+                    let publisher = Some(item.publisher.as_str());
+                    pep.notify(&ctx, &owner, &node, &config, publisher, |out| {
                         wire::write_item_event(
                             out,
                             &node,
@@ -849,6 +1156,9 @@ impl Pep {
             Ok(None) => return IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound)),
             Err(e) => return IqReply::Error(e),
         };
+        // Who is told is read before the change: deleting a node takes its subscriptions.
+        let targets = (notify(&config) && config.deliver_notifications)
+            .then(|| self.targets(ctx, owner, node, &config));
         let (o, n) = (owner.to_string(), node.to_string());
         let limits = ctx.config().xml_limits();
         let done = ctx.storage().submit(move |txn| {
@@ -858,17 +1168,12 @@ impl Pep {
             }
             Ok(done)
         });
-        let (pep, ctx, owner, node) = (
-            self.clone(),
-            ctx.clone(),
-            owner.to_string(),
-            node.to_string(),
-        );
+        let (ctx, owner, node) = (ctx.clone(), owner.to_string(), node.to_string());
         IqReply::Later(Box::pin(async move {
             match done.await {
                 Ok(true) => {
-                    if notify(&config) {
-                        pep.notify(&ctx, &owner, &node, &config, |out| event(out, &node));
+                    if let Some(to) = targets {
+                        Self::send(&ctx, &owner, &to, None, |out| event(out, &node));
                     }
                     IqReply::Result(None)
                 }
@@ -1065,6 +1370,68 @@ fn narrowed<'a>(ctx: &Ctx, owner: &'a str, tos: Vec<&'a str>) -> Vec<&'a str> {
     };
     chain.run(ctx, Kind::Message, &r);
     r.to.into_inner()
+}
+
+/// The requester's `jid` normalized, if it is the requester's bare JID or one of its full
+/// JIDs (XEP-0060 §6.1.3.1, §6.2.3.3).
+fn own_jid(req: &IqRequest<'_>, jid: &str) -> Result<String, ()> {
+    let jid = normalized(jid).ok_or(())?;
+    if bare_of(&jid) == req.from.bare_str() {
+        Ok(jid)
+    } else {
+        Err(())
+    }
+}
+
+/// A JID in its normalized form (RFC 7622), if valid.
+fn normalized(jid: &str) -> Option<String> {
+    Jid::parse(jid).ok().map(|j| j.as_str().to_string())
+}
+
+/// XEP-0060 §6.1.3.? (too many subscriptions): `policy-violation` with
+/// `<too-many-subscriptions/>`.
+fn too_many_subscriptions(max: usize) -> StanzaError {
+    StanzaError::with_text(
+        StanzaCondition::PolicyViolation,
+        format!("at most {max} subscriptions per node"),
+    )
+    .with_app("too-many-subscriptions", NS_PUBSUB_ERRORS)
+}
+
+/// The last item of `node` (when there is one), as a notification with its XEP-0203 delay,
+/// to `to` (PEP-07/08, XEP-0060 §6.1.7).
+fn send_last_item(ctx: &Ctx, owner: &str, node: &str, config: &NodeConfig, to: &str) {
+    let items = match ctx.storage().pubsub().items(owner, node, Some(1)) {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::warn!(owner, node, error = %e, "PEP: reading the last item failed");
+            return;
+        }
+    };
+    let Some(item) = items.first() else {
+        return;
+    };
+    let mut out = notification_head(owner, Some(to));
+    wire::write_item_event(
+        &mut out,
+        node,
+        &item.id,
+        None,
+        config.deliver_payloads.then_some(&item.payload[..]),
+    );
+    write_delay(&mut out, owner, item.published_at);
+    out.extend_from_slice(b"</message>");
+    let route = crate::core::Route::new(JidStr::trusted(owner), JidStr::trusted(to));
+    ctx.route(StanzaType::Message(MessageType::Headline), route, &out);
+}
+
+/// PEP-10: the XEP-0033 `replyto` address naming the publishing resource.
+fn write_replyto(out: &mut Vec<u8>, publisher: &str) {
+    out.extend_from_slice(
+        b"<addresses xmlns='http://jabber.org/protocol/address'><address type='replyto'",
+    );
+    attr(out, "jid", publisher);
+    out.extend_from_slice(b"/></addresses>");
 }
 
 fn max_nodes(max: usize) -> StanzaError {

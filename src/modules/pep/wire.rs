@@ -85,6 +85,24 @@ pub enum Request<'a> {
         /// The JID to unsubscribe, as sent.
         jid: &'a str,
     },
+    /// §5.6: the requester's own subscriptions at the service, to `node` or to every node.
+    Subscriptions {
+        /// The NodeID, if the request names one.
+        node: Option<&'a str>,
+    },
+    /// §8.8.1: the owner lists a node's subscriptions.
+    OwnerSubscriptionsGet {
+        /// The NodeID.
+        node: &'a str,
+    },
+    /// §8.8.2: the owner changes subscriptions: each JID (syntactically valid, in request
+    /// order, at most [`MAX_REQUESTED_IDS`]) to `subscribed` (true) or `none` (false).
+    OwnerSubscriptionsSet {
+        /// The NodeID.
+        node: &'a str,
+        /// The JIDs and their new states.
+        changes: Vec<(&'a str, bool)>,
+    },
     /// §8.2.1: the owner asks for the configuration form.
     ConfigureGet {
         /// The NodeID.
@@ -256,6 +274,10 @@ pub fn parse(set: bool, pubsub: &Element) -> Result<Request<'_>, PubsubError> {
             let (node, jid) = subscriber(first)?;
             Ok(Request::Unsubscribe { node, jid })
         }
+        Verb::Subscriptions => Ok(Request::Subscriptions {
+            node: first.attr("node").filter(|n| !n.is_empty()),
+        }),
+        Verb::OwnerSubscriptions => owner_subscriptions(set, first),
         Verb::Configure => configure(set, first),
         Verb::Default => default(first),
         Verb::Delete => Ok(Request::Delete {
@@ -359,6 +381,38 @@ pub fn items_result(
     Ok(Element::new("pubsub", NS_PUBSUB).with_child(list))
 }
 
+/// §5.6.2: `<pubsub xmlns=NS_PUBSUB><subscriptions [node='N']><subscription node jid
+/// subscription='subscribed'/>…</subscriptions></pubsub>` for `(node, jid)` pairs.
+pub fn subscriptions_result(node: Option<&str>, subs: &[(&str, &str)]) -> Element {
+    let mut list = Element::new("subscriptions", NS_PUBSUB);
+    if let Some(node) = node {
+        list.set_attr("node", node);
+    }
+    for (node, jid) in subs {
+        list.push_child(
+            Element::new("subscription", NS_PUBSUB)
+                .with_attr("node", *node)
+                .with_attr("jid", *jid)
+                .with_attr("subscription", "subscribed"),
+        );
+    }
+    Element::new("pubsub", NS_PUBSUB).with_child(list)
+}
+
+/// §8.8.1.2: `<pubsub xmlns=NS_PUBSUB_OWNER><subscriptions node='N'><subscription jid
+/// subscription='subscribed'/>…</subscriptions></pubsub>`.
+pub fn owner_subscriptions_result(node: &str, jids: &[&str]) -> Element {
+    let mut list = Element::new("subscriptions", NS_PUBSUB_OWNER).with_attr("node", node);
+    for jid in jids {
+        list.push_child(
+            Element::new("subscription", NS_PUBSUB_OWNER)
+                .with_attr("jid", *jid)
+                .with_attr("subscription", "subscribed"),
+        );
+    }
+    Element::new("pubsub", NS_PUBSUB_OWNER).with_child(list)
+}
+
 /// §6.1.2 / §6.2.2: `<pubsub xmlns=NS_PUBSUB><subscription node='N' jid='J'
 /// subscription='subscribed'|'none'/></pubsub>`.
 pub fn subscription_result(node: &str, jid: &str, subscribed: bool) -> Element {
@@ -382,6 +436,8 @@ enum Verb {
     Create,
     Subscribe,
     Unsubscribe,
+    Subscriptions,
+    OwnerSubscriptions,
     Configure,
     Default,
     Delete,
@@ -392,8 +448,8 @@ impl Verb {
     /// Whether the request is an IQ set (`None`: either; configure is a get or a set).
     fn set(self) -> Option<bool> {
         match self {
-            Verb::Items | Verb::Default => Some(false),
-            Verb::Configure => None,
+            Verb::Items | Verb::Default | Verb::Subscriptions => Some(false),
+            Verb::Configure | Verb::OwnerSubscriptions => None,
             Verb::Publish
             | Verb::Retract
             | Verb::Create
@@ -416,8 +472,7 @@ fn user_verb(first: &Element, second: Option<&Element>) -> Result<Verb, PubsubEr
         "create" => (Verb::Create, Some("configure")),
         "subscribe" => (Verb::Subscribe, Some("options")),
         "unsubscribe" => (Verb::Unsubscribe, None),
-        // §5.6.
-        "subscriptions" => return Err(PubsubError::unsupported("retrieve-subscriptions")),
+        "subscriptions" => (Verb::Subscriptions, None),
         // §5.7.
         "affiliations" => return Err(PubsubError::unsupported("retrieve-affiliations")),
         // §6.3.4.6 (subscriber-configure-error-options).
@@ -455,8 +510,7 @@ fn owner_verb(first: &Element, second: Option<&Element>) -> Result<Verb, PubsubE
         "default" => Verb::Default,
         "delete" => Verb::Delete,
         "purge" => Verb::Purge,
-        // §8.8.1.3 (owner-subscriptions-retrieve-error).
-        "subscriptions" => return Err(PubsubError::unsupported("manage-subscriptions")),
+        "subscriptions" => Verb::OwnerSubscriptions,
         // §8.9.1.3 (owner-affiliations-retrieve-error).
         "affiliations" => return Err(PubsubError::unsupported("modify-affiliations")),
         _ => return Err(unknown_element(first)),
@@ -648,6 +702,58 @@ fn subscriber(el: &Element) -> Result<(&str, &str), PubsubError> {
         ));
     }
     Ok((node, jid))
+}
+
+/// §8.8 (owner namespace): a get lists, a set changes `<subscription jid subscription/>`
+/// children.
+fn owner_subscriptions(set: bool, el: &Element) -> Result<Request<'_>, PubsubError> {
+    // §8.8.1.3 names no condition for a missing node; §8.2.3.3's is the owner namespace's.
+    let node = node_of(el, bad_nodeid)?;
+    if !set {
+        return Ok(Request::OwnerSubscriptionsGet { node });
+    }
+    let mut changes: Vec<(&str, bool)> = Vec::new();
+    for sub in el.elements() {
+        if !sub.is("subscription", NS_PUBSUB_OWNER) {
+            return Err(bad_request(
+                None,
+                format!("<{}/> in <subscriptions/>", sub.name),
+            ));
+        }
+        let jid = match sub.attr("jid") {
+            Some(j) if Jid::parse(j).is_ok() => j,
+            Some(_) => return Err(bad_request(Some("invalid-jid"), "a jid is not a valid JID")),
+            None => {
+                return Err(bad_request(
+                    Some("jid-required"),
+                    "a <subscription/> has no jid",
+                ))
+            }
+        };
+        // §8.8.2: the owner sets a state; PEP keeps no pending or unconfigured ones.
+        let subscribed = match sub.attr("subscription") {
+            Some("subscribed") => true,
+            Some("none") => false,
+            Some("pending" | "unconfigured") => {
+                return Err(PubsubError::unsupported("subscription-options")
+                    .with_text("only 'subscribed' and 'none' can be set"))
+            }
+            _ => return Err(bad_request(None, "subscription is 'subscribed' or 'none'")),
+        };
+        changes.retain(|(j, _)| *j != jid);
+        changes.push((jid, subscribed));
+        if changes.len() > MAX_REQUESTED_IDS {
+            return Err(
+                PubsubError::new(StanzaCondition::NotAcceptable, None).with_text(format!(
+                    "at most {MAX_REQUESTED_IDS} subscriptions per request"
+                )),
+            );
+        }
+    }
+    if changes.is_empty() {
+        return Err(bad_request(None, "<subscriptions/> changes nothing"));
+    }
+    Ok(Request::OwnerSubscriptionsSet { node, changes })
 }
 
 /// §8.2 (owner namespace).
@@ -863,11 +969,27 @@ mod tests {
     }
 
     #[test]
-    fn xep0060_5_6_and_5_7_retrieval_is_unsupported() {
+    fn xep0060_5_6_subscriptions_retrieval() {
         assert_eq!(
-            refusal(parse(false, &ps("<subscriptions/>"))),
-            (FNI, Some("unsupported"), Some("retrieve-subscriptions"))
+            parse(false, &ps("<subscriptions/>")).unwrap(),
+            Request::Subscriptions { node: None }
         );
+        assert_eq!(
+            parse(false, &ps("<subscriptions node='n'/>")).unwrap(),
+            Request::Subscriptions { node: Some("n") }
+        );
+        assert_eq!(refusal(parse(true, &ps("<subscriptions/>"))).0, BAD);
+        assert_eq!(
+            subscriptions_result(Some("n"), &[("n", "a@b/c")]).to_string_in("jabber:client"),
+            format!(
+                "<pubsub xmlns='{NS_PUBSUB}'><subscriptions node='n'><subscription node='n' \
+                 jid='a@b/c' subscription='subscribed'/></subscriptions></pubsub>"
+            )
+        );
+    }
+
+    #[test]
+    fn xep0060_5_7_affiliations_retrieval_is_unsupported() {
         assert_eq!(
             refusal(parse(false, &ps("<affiliations/>"))),
             (FNI, Some("unsupported"), Some("retrieve-affiliations"))
@@ -1354,11 +1476,66 @@ mod tests {
     }
 
     #[test]
-    fn xep0060_8_8_and_8_9_owner_lists_are_unsupported() {
+    fn xep0060_8_8_owner_subscriptions() {
         assert_eq!(
-            refusal(parse(false, &owner("<subscriptions node='n'/>"))),
-            (FNI, Some("unsupported"), Some("manage-subscriptions"))
+            parse(false, &owner("<subscriptions node='n'/>")).unwrap(),
+            Request::OwnerSubscriptionsGet { node: "n" }
         );
+        assert_eq!(
+            refusal(parse(false, &owner("<subscriptions/>"))),
+            (BAD, Some("nodeid-required"), None)
+        );
+        let set = owner(
+            "<subscriptions node='n'><subscription jid='a@b' subscription='none'/>\
+             <subscription jid='c@d/e' subscription='subscribed'/>\
+             <subscription jid='a@b' subscription='subscribed'/></subscriptions>",
+        );
+        assert_eq!(
+            parse(true, &set).unwrap(),
+            Request::OwnerSubscriptionsSet {
+                node: "n",
+                changes: vec![("c@d/e", true), ("a@b", true)]
+            }
+        );
+        for (bad, app) in [
+            ("<subscription subscription='none'/>", Some("jid-required")),
+            (
+                "<subscription jid='@' subscription='none'/>",
+                Some("invalid-jid"),
+            ),
+            ("<subscription jid='a@b' subscription='maybe'/>", None),
+            ("<subscription jid='a@b'/>", None),
+            ("<item jid='a@b' subscription='none'/>", None),
+            ("", None),
+        ] {
+            let el = owner(&format!("<subscriptions node='n'>{bad}</subscriptions>"));
+            assert_eq!(refusal(parse(true, &el)), (BAD, app, None), "{bad}");
+        }
+        let pending = owner(
+            "<subscriptions node='n'><subscription jid='a@b' subscription='pending'/>\
+             </subscriptions>",
+        );
+        assert_eq!(
+            refusal(parse(true, &pending)),
+            (FNI, Some("unsupported"), Some("subscription-options"))
+        );
+        let many: String = (0..=MAX_REQUESTED_IDS)
+            .map(|i| format!("<subscription jid='u{i}@b' subscription='none'/>"))
+            .collect();
+        let el = owner(&format!("<subscriptions node='n'>{many}</subscriptions>"));
+        assert_eq!(refusal(parse(true, &el)).0, StanzaCondition::NotAcceptable);
+        assert_eq!(
+            owner_subscriptions_result("n", &["a@b", "c@d/e"]).to_string_in("jabber:client"),
+            format!(
+                "<pubsub xmlns='{NS_PUBSUB_OWNER}'><subscriptions node='n'>\
+                 <subscription jid='a@b' subscription='subscribed'/>\
+                 <subscription jid='c@d/e' subscription='subscribed'/></subscriptions></pubsub>"
+            )
+        );
+    }
+
+    #[test]
+    fn xep0060_8_9_owner_affiliations_are_unsupported() {
         assert_eq!(
             refusal(parse(true, &owner("<affiliations node='n'/>"))),
             (FNI, Some("unsupported"), Some("modify-affiliations"))
