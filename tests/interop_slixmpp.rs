@@ -199,14 +199,24 @@ fn interop_debian_slixmpp_xep0045_muc_create_configure_groupchat_pm_kick() {
 /// accounts (owner, fan, deaf), mutual subscriptions, the owner's service querying the caps it
 /// has not seen; the owner's mood and avatar metadata notified to the fan (and the owner's own
 /// client), whose caps carry `NODE+notify`, and not to the deaf client, whose caps do not;
-/// the avatar data and the mood read back with items requests.
+/// the avatar data and the mood read back with items requests; then the deaf client
+/// subscribes explicitly through xep_0060 (XEP-0060 §6.1, PEP-06), is notified once, and
+/// nothing more after it unsubscribes.
 #[test]
 fn interop_slixmpp_xep0163_xep0084_pep_notifications() {
-    run_with_accounts(Slixmpp::Pypi, "pep.py", "SCRAM-SHA-256", 1);
+    let stdout = run_with_accounts(Slixmpp::Pypi, "pep.py", "SCRAM-SHA-256", 1);
+    assert!(
+        stdout.contains("explicit subscription: one notification"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn interop_debian_slixmpp_xep0163_xep0084_pep_notifications() {
     let stdout = run_with_accounts(Slixmpp::Debian, "pep.py", "default", 1);
     assert_tls_unique_fallback(&stdout);
+    assert!(
+        stdout.contains("explicit subscription: one notification"),
+        "{stdout}"
+    );
 }

@@ -339,8 +339,32 @@ async def main(host, port, cert, owner_jid, fan_jid, po, pf, mech):
     assert mood is not None and mood.find("{%s}%s" % (NS_MOOD, MOOD)) is not None, iq
     print("retrieved: avatar data by the fan, mood by the deaf client")
 
+    # XEP-0060 §6.1 explicit subscription, for a client without +notify: the deaf client
+    # subscribes its bare JID to the mood node, gets the next mood once (PEP-06), then
+    # unsubscribes and gets nothing more.
+    iq = await common.settle(
+        deaf.plugin["xep_0060"].subscribe(owner.boundjid.bare, NS_MOOD, timeout=10)
+    )
+    sub = iq["pubsub"]["subscription"]
+    assert (sub["node"], sub["subscription"]) == (NS_MOOD, "subscribed"), iq
+    assert sub["jid"].full == deaf.boundjid.bare, iq
+    await asyncio.sleep(1)
+    deaf.events.clear()
+    await common.settle(owner.plugin["xep_0107"].publish_mood("sad", "subscribed", timeout=10))
+    await asyncio.sleep(QUIET)
+    assert deaf.notifications() == [(NS_MOOD, ["current"])], deaf.notifications()
+    await common.settle(
+        deaf.plugin["xep_0060"].unsubscribe(owner.boundjid.bare, NS_MOOD, timeout=10)
+    )
+    deaf.events.clear()
+    await common.settle(owner.plugin["xep_0107"].publish_mood("happy", "again", timeout=10))
+    await asyncio.sleep(QUIET)
+    assert deaf.notifications() == [], deaf.notifications()
+    print("explicit subscription: one notification while subscribed, none after")
+
     await common.finish(
-        "PEP caps queried, mood and avatar metadata notified by +notify only, items retrieved",
+        "PEP caps queried, mood and avatar metadata notified by +notify only, items retrieved, "
+        "explicit subscription",
         *clients,
     )
 
