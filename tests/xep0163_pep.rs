@@ -1500,3 +1500,140 @@ fn pep_15_losing_access_cancels_an_explicit_subscription() {
     let r = pubsub_iq(&mut o, "l", "get", "host@localhost", OWNER, &own);
     assert!(listed(&r, OWNER).is_empty(), "PEP-15: cancelled");
 }
+
+/// The legacy list in the XEP-0048 PEP node (`storage:bookmarks`, item `current`), as the
+/// owner reads it.
+fn pep_legacy_bookmarks(c: &mut Client, id: &str) -> Element {
+    c.send(&format!(
+        "<iq type='get' id='{id}'><pubsub xmlns='{PUBSUB}'><items node='{BM_LEGACY}'/></pubsub></iq>"
+    ));
+    let r = c
+        .recv_until("legacy PEP bookmarks", |e| e.attr("id") == Some(id))
+        .0;
+    let item = r
+        .child("pubsub", PUBSUB)
+        .and_then(|p| p.child("items", PUBSUB))
+        .and_then(|i| i.child("item", PUBSUB))
+        .unwrap_or_else(|| panic!("no legacy item: {r:?}"));
+    assert_eq!(item.attr("id"), Some("current"));
+    item.child("storage", BM_LEGACY).expect("storage").clone()
+}
+
+fn rooms(storage: &Element) -> Vec<String> {
+    storage
+        .elements()
+        .filter_map(|e| e.attr("jid"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// XEP-0402 §6.3 `#compat-pep`: XEP-0048 bookmarks published to PEP (the XEP-0223 way) are
+/// the same list as the native items and the private XML copy, whichever way a client writes
+/// it; the node is private to the owner even without publish-options.
+#[test]
+fn xep0402_compat_pep_bookmarks_in_pep_are_the_same_list() {
+    let s = Server::start(&["--shards", "1"]);
+    s.adduser("keeper", "pw");
+    s.adduser("peer", "pw");
+    let mut c = Client::online(&s, "keeper", "pw", None);
+    let mut p = Client::online(&s, "peer", "pw", None);
+    befriend(&mut c, &mut p);
+    c.send("<iq type='get' id='i'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>");
+    let r = c.recv_until("disco", |e| e.attr("id") == Some("i")).0;
+    assert!(format!("{r:?}").contains("urn:xmpp:bookmarks:1#compat-pep"));
+    // The owner's client wants legacy PEP bookmark notifications.
+    let notify = format!("{BM_LEGACY}+notify");
+    let caps = ClientCaps::new("compat-pep", &[&notify]);
+    c.send(&caps.presence());
+    answer_caps_for(&mut c, &caps, Duration::from_millis(500));
+    // A XEP-0048-in-PEP client publishes two rooms and a URL, without publish-options.
+    let r = publish(
+        &mut c,
+        "p1",
+        BM_LEGACY,
+        Some("current"),
+        &format!(
+            "<storage xmlns='{BM_LEGACY}'><conference jid='a@conference.localhost' name='A' autojoin='true'>\
+             <nick>me</nick></conference><conference jid='b@conference.localhost'/>\
+             <url name='Site' url='https://example.org/'/></storage>"
+        ),
+    );
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+    let native = native_bookmarks(&mut c, "n1");
+    let ids: Vec<&str> = native.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["a@conference.localhost", "b@conference.localhost"]);
+    assert_eq!(native[0].1.child("nick", BM_NATIVE).unwrap().text(), "me");
+    let private = private_bookmarks(&mut c, "l1");
+    assert_eq!(
+        rooms(&private),
+        ["a@conference.localhost", "b@conference.localhost"]
+    );
+    assert!(private.child("url", BM_LEGACY).is_some());
+    // Private to the owner although no publish-options said so (XEP-0223 §3).
+    p.send(&format!(
+        "<iq type='get' id='g' to='keeper@localhost'><pubsub xmlns='{PUBSUB}'><items node='{BM_LEGACY}'/></pubsub></iq>"
+    ));
+    let r = p.recv_until("peer read", |e| e.attr("id") == Some("g")).0;
+    assert_eq!(stanza_error(&r).unwrap().0, "not-allowed", "{r:?}");
+    let _ = c.collect_for(Duration::from_millis(300));
+
+    // A native client adds C: the PEP copy has A, B, C and the URL, and the owner's client
+    // that wants the legacy node is told.
+    c.send(&format!(
+        "<iq type='set' id='p2'><pubsub xmlns='{PUBSUB}'><publish node='{BM_NATIVE}'>\
+         <item id='c@conference.localhost'><conference xmlns='{BM_NATIVE}' name='C' autojoin='false'/></item>\
+         </publish></pubsub></iq>"
+    ));
+    let (got, _) = c.recv_all(&[
+        ("publish result", &|e: &Element| e.attr("id") == Some("p2")),
+        ("legacy notified", &|e: &Element| {
+            event(e)
+                .and_then(|ev| ev.child("items", EVENT))
+                .is_some_and(|i| i.attr("node") == Some(BM_LEGACY))
+        }),
+    ]);
+    assert_eq!(got[0].attr("type"), Some("result"), "{:?}", got[0]);
+    let notified = event(&got[1])
+        .and_then(|ev| ev.child("items", EVENT))
+        .and_then(|i| i.child("item", EVENT))
+        .and_then(|i| i.child("storage", BM_LEGACY))
+        .expect("the list in the notification");
+    assert_eq!(rooms(notified).len(), 3);
+    let legacy = pep_legacy_bookmarks(&mut c, "l2");
+    assert_eq!(
+        rooms(&legacy),
+        [
+            "a@conference.localhost",
+            "b@conference.localhost",
+            "c@conference.localhost"
+        ]
+    );
+    assert!(legacy.child("url", BM_LEGACY).is_some(), "the URL stays");
+
+    // A XEP-0049 client keeps only C: A and B are retracted natively, and the PEP copy
+    // follows.
+    c.send(&format!(
+        "<iq type='set' id='s3'><query xmlns='jabber:iq:private'><storage xmlns='{BM_LEGACY}'>\
+         <conference jid='c@conference.localhost' name='C' autojoin='false'/></storage></query></iq>"
+    ));
+    let r = c
+        .recv_until("private set", |e| e.attr("id") == Some("s3"))
+        .0;
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+    let native = native_bookmarks(&mut c, "n3");
+    let ids: Vec<&str> = native.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["c@conference.localhost"]);
+    assert_eq!(
+        rooms(&pep_legacy_bookmarks(&mut c, "l3")),
+        ["c@conference.localhost"]
+    );
+
+    // Retracting natively empties both legacy copies.
+    c.send(&format!(
+        "<iq type='set' id='r'><pubsub xmlns='{PUBSUB}'><retract node='{BM_NATIVE}'><item id='c@conference.localhost'/></retract></pubsub></iq>"
+    ));
+    let r = c.recv_until("retract", |e| e.attr("id") == Some("r")).0;
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+    assert!(rooms(&pep_legacy_bookmarks(&mut c, "l4")).is_empty());
+    assert!(rooms(&private_bookmarks(&mut c, "l5")).is_empty());
+}

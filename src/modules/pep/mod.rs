@@ -4,6 +4,7 @@
 //! ([`private`]).
 
 pub mod bookmarks;
+pub mod compat;
 pub mod config;
 pub mod private;
 pub mod service;
@@ -204,6 +205,8 @@ pub fn register(r: &mut Registry, config: &Config) {
     );
     // XEP-0402 §6.3: bookmarks in private XML and in PEP are one list.
     r.account_feature(bookmarks::FEATURE_COMPAT);
+    // XEP-0402 §6.3: and with XEP-0048 bookmarks in PEP (XEP-0223).
+    r.account_feature(compat::FEATURE_COMPAT_PEP);
 
     // PEP (XEP-0163).
     r.account_identity(Identity {

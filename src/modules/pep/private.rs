@@ -8,11 +8,9 @@
 
 use std::rc::Rc;
 
-use xmppd_storage::PubsubItem;
-
-use super::bookmarks::{self, Native, NS_LEGACY, NS_NATIVE};
-use super::service::{bookmarks_config, Pep};
-use super::wire;
+use super::bookmarks::{self, NS_LEGACY};
+use super::compat;
+use super::service::Pep;
 use crate::core::{storage_failure, Ctx, IqReply, IqRequest};
 use crate::xml::{self, Element, StreamNs};
 use crate::xmpp::error::{StanzaCondition, StanzaError};
@@ -144,9 +142,10 @@ pub fn get(ctx: &Ctx, req: &IqRequest<'_>) -> IqReply {
 /// Answer a set: durable before the result; all namespaces of one set are stored in one
 /// transaction (all or none).
 ///
-/// A set of XEP-0048 bookmarks (`storage:bookmarks`) also updates the XEP-0402 node in the same
-/// transaction (XEP-0402 §6.3.2: only the changed items are published, the removed ones
-/// retracted), and the owner's resources that want them are notified.
+/// A set of XEP-0048 bookmarks (`storage:bookmarks`) also updates the XEP-0402 node and the
+/// XEP-0048 PEP node in the same transaction (`compat`; XEP-0402 §6.3.2: only the changed
+/// items are published, the removed ones retracted), and the owner's resources that want them
+/// are notified.
 pub fn set(ctx: &Ctx, req: &IqRequest<'_>, bounds: Bounds, pep: &Rc<Pep>) -> IqReply {
     let groups = match parse(req.own(), false, req.payload) {
         Ok(Parsed::Set(groups)) => groups,
@@ -159,41 +158,46 @@ pub fn set(ctx: &Ctx, req: &IqRequest<'_>, bounds: Bounds, pep: &Rc<Pep>) -> IqR
             format!("the '{ns}' data is larger than {} bytes", bounds.max_bytes),
         ));
     }
-    let user = req.from.bare_str().to_string();
-    let owner = user.clone();
-    let publisher = req.from.as_str().to_string();
+    let owner = req.from.bare_str().to_string();
     let limits = ctx.config().xml_limits();
-    // The native side of a bookmarks set: the items it describes and the node's configuration
-    // (the node is created with XEP-0402's if it is missing and the account has room).
+    // XEP-0402 §6.3: a legacy bookmarks list goes to the native node and the legacy PEP node
+    // too, in the same transaction; which nodes exist or may be created is read first.
     let compat = match groups.iter().find(|(ns, _)| *ns == NS_LEGACY) {
         None => None,
         Some((_, bytes)) => {
-            let native = bookmarks::stored_legacy(bytes, &limits)
-                .map(|st| bookmarks::legacy_to_native(&st))
-                .unwrap_or_default();
-            match pep.node_config(ctx, &owner, NS_NATIVE) {
-                Ok(Some(config)) => Some((native, config, false)),
-                Ok(None) => match ctx.storage().pubsub().node_count(&owner) {
-                    Ok(n) if n < pep.bounds.max_nodes => {
-                        Some((native, bookmarks_config(&pep.bounds.config), true))
-                    }
-                    Ok(_) => None,
-                    Err(e) => {
-                        return IqReply::Error(storage_failure("counting PEP nodes", &owner, &e))
-                    }
-                },
+            let Some(storage) = bookmarks::stored_legacy(bytes, &limits) else {
+                // Not a <storage/> list: stored as sent, nothing to bridge.
+                return store(ctx, req, groups, bounds, None, pep);
+            };
+            match compat::Plan::read(pep, ctx, &owner) {
+                Ok(plan) => Some((plan, storage)),
                 Err(e) => return IqReply::Error(e),
             }
         }
     };
+    store(ctx, req, groups, bounds, compat, pep)
+}
+
+/// Writes the fragments (and bridges a bookmarks list, `compat`), durable before the result.
+fn store(
+    ctx: &Ctx,
+    req: &IqRequest<'_>,
+    groups: Vec<(&str, Vec<u8>)>,
+    bounds: Bounds,
+    compat: Option<(compat::Plan, Element)>,
+    pep: &Rc<Pep>,
+) -> IqReply {
+    let owner = req.from.bare_str().to_string();
+    let publisher = req.from.as_str().to_string();
     let groups: Vec<(String, Vec<u8>)> = groups
         .into_iter()
         .map(|(ns, b)| (ns.to_string(), b))
         .collect();
     let max = bounds.max_namespaces;
-    let native_side = compat.as_ref().map(|(native, config, create)| {
-        (native.clone(), config.encode(), *create, config.max_items)
-    });
+    let bridge = compat
+        .as_ref()
+        .map(|(plan, storage)| (plan.clone(), storage.clone()));
+    let (user, by) = (owner.clone(), publisher.clone());
     let done = ctx.storage().submit(move |txn| {
         let fragments: Vec<(&str, &[u8])> = groups
             .iter()
@@ -202,55 +206,20 @@ pub fn set(ctx: &Ctx, req: &IqRequest<'_>, bounds: Bounds, pep: &Rc<Pep>) -> IqR
         if !txn.put_private_within(&user, &fragments, max)? {
             return Ok(None);
         }
-        let Some((native, encoded, create, max_items)) = native_side else {
-            return Ok(Some((Vec::new(), Vec::new())));
-        };
-        if create {
-            txn.create_pubsub_node(&user, NS_NATIVE, &encoded)?;
+        match &bridge {
+            Some((plan, storage)) => {
+                let now = compat::unix_ms();
+                compat::apply_legacy(txn, &user, plan, storage, false, &by, now).map(Some)
+            }
+            None => Ok(Some(compat::Changes::default())),
         }
-        let old = txn.pubsub_items(&user, NS_NATIVE)?;
-        let old: Vec<(&str, &[u8])> = old
-            .iter()
-            .map(|i| (i.id.as_str(), i.payload.as_slice()))
-            .collect();
-        let (publish, retract) = bookmarks::diff(&old, &native);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let published: Vec<Native> = publish.into_iter().cloned().collect();
-        for n in &published {
-            let item = PubsubItem {
-                id: n.id.clone(),
-                publisher: user.clone(),
-                published_at: now,
-                payload: n.payload.clone(),
-            };
-            txn.publish_pubsub_item(&user, NS_NATIVE, &item, max_items as usize)?;
-        }
-        for id in &retract {
-            txn.retract_pubsub_item(&user, NS_NATIVE, id)?;
-        }
-        Ok(Some((published, retract)))
     });
     let (pep, ctx) = (pep.clone(), ctx.clone());
     IqReply::Later(Box::pin(async move {
         match done.await {
-            Ok(Some((published, retracted))) => {
-                if let Some((_, config, _)) = &compat {
-                    for n in &published {
-                        let by = Some(publisher.as_str());
-                        pep.notify(&ctx, &owner, NS_NATIVE, config, by, |out| {
-                            wire::write_item_event(out, NS_NATIVE, &n.id, None, Some(&n.payload))
-                        });
-                    }
-                    if config.notify_retract {
-                        for id in &retracted {
-                            pep.notify(&ctx, &owner, NS_NATIVE, config, None, |out| {
-                                wire::write_retract_event(out, NS_NATIVE, id)
-                            });
-                        }
-                    }
+            Ok(Some(changes)) => {
+                if let Some((plan, _)) = &compat {
+                    compat::notify(&pep, &ctx, &owner, plan, &changes, Some(&publisher));
                 }
                 IqReply::Result(None)
             }

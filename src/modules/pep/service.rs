@@ -21,12 +21,13 @@ use std::time::{Duration, Instant};
 use ahash::AHashMap;
 use xmppd_storage::{PubsubItem, StorageError, Subscribed, Subscription, WriteTxn};
 
-use super::bookmarks::{self, NS_LEGACY, NS_NATIVE};
+use super::bookmarks::{NS_LEGACY, NS_NATIVE};
+use super::compat;
 use super::config::{AccessModel, Bounds as ConfigBounds, NodeConfig, PreconditionError, SendLast};
 use super::wire::{self, Request, NS_PUBSUB, NS_PUBSUB_ERRORS, NS_PUBSUB_OWNER};
 use crate::core::events::{NotifyOut, Recipients};
 use crate::core::{storage_failure, Ctx, IqAnswer, IqReply, IqRequest};
-use crate::xml::{self, Element, Limits, StreamNs};
+use crate::xml::{self, Element, StreamNs};
 use crate::xmpp::caps::{self, CapsAlgo, CapsCache, CapsInfo, QueryStart};
 use crate::xmpp::error::{StanzaCondition, StanzaError};
 use crate::xmpp::jid::{bare_of, Jid, JidStr};
@@ -991,6 +992,10 @@ impl Pep {
                         Ok(c) => c,
                         Err(e) => return IqReply::Error(e.stanza_error()),
                     },
+                    // The bookmarks nodes are private to the owner even when a client
+                    // forgets its publish-options (XEP-0402 §4, XEP-0223 §3).
+                    None if node == NS_NATIVE => compat::native_config(bounds),
+                    None if node == NS_LEGACY => compat::legacy_config(bounds),
                     None => NodeConfig::pep_default(bounds),
                 };
                 match ctx.storage().pubsub().node_count(owner) {
@@ -1019,15 +1024,46 @@ impl Pep {
         );
         let stored = item.clone();
         let limits = ctx.config().xml_limits();
+        // XEP-0402 §6.3: a bookmarks list published either way reaches the other stores.
+        let legacy_list = (node == NS_LEGACY)
+            .then(|| payload.clone())
+            .filter(|p| p.is("storage", NS_LEGACY));
+        let plan = if node == NS_NATIVE || legacy_list.is_some() {
+            match compat::Plan::read(self, ctx, owner) {
+                Ok(p) => Some(p),
+                Err(e) => return IqReply::Error(e),
+            }
+        } else {
+            None
+        };
+        let bridge = plan.clone();
         let done = ctx.storage().submit(move |txn| {
             if create {
                 txn.create_pubsub_node(&o, &n, &encoded)?;
             }
-            let trimmed = txn.publish_pubsub_item(&o, &n, &stored, max_items)?;
-            if n == NS_NATIVE && trimmed.is_some() {
-                sync_legacy(txn, &o, &limits)?;
-            }
-            Ok(trimmed)
+            let Some(_trimmed) = txn.publish_pubsub_item(&o, &n, &stored, max_items)? else {
+                return Ok(None);
+            };
+            let changes = match (&bridge, &legacy_list) {
+                (Some(plan), Some(list)) => compat::apply_legacy(
+                    txn,
+                    &o,
+                    plan,
+                    list,
+                    true,
+                    &stored.publisher,
+                    stored.published_at,
+                )?,
+                (Some(plan), None) => compat::sync_from_native(
+                    txn,
+                    &o,
+                    plan.legacy.as_ref(),
+                    &limits,
+                    stored.published_at,
+                )?,
+                _ => compat::Changes::default(),
+            };
+            Ok(Some(changes))
         });
         let (pep, ctx, owner, node) = (
             self.clone(),
@@ -1037,7 +1073,7 @@ impl Pep {
         );
         IqReply::Later(Box::pin(async move {
             match done.await {
-                Ok(Some(_trimmed)) => {
+                Ok(Some(changes)) => {
                     let publisher = Some(item.publisher.as_str());
                     pep.notify(&ctx, &owner, &node, &config, publisher, |out| {
                         wire::write_item_event(
@@ -1048,6 +1084,9 @@ impl Pep {
                             config.deliver_payloads.then_some(&item.payload[..]),
                         )
                     });
+                    if let Some(plan) = &plan {
+                        compat::notify(&pep, &ctx, &owner, plan, &changes, publisher);
+                    }
                     IqReply::Result(Some(wire::publish_result(&node, &item.id)))
                 }
                 // Deleted meanwhile (the account is going away).
@@ -1159,25 +1198,47 @@ impl Pep {
         // Who is told is read before the change: deleting a node takes its subscriptions.
         let targets = (notify(&config) && config.deliver_notifications)
             .then(|| self.targets(ctx, owner, node, &config));
+        let plan = if node == NS_NATIVE {
+            match compat::Plan::read(self, ctx, owner) {
+                Ok(p) => Some(p),
+                Err(e) => return IqReply::Error(e),
+            }
+        } else {
+            None
+        };
         let (o, n) = (owner.to_string(), node.to_string());
         let limits = ctx.config().xml_limits();
+        let legacy = plan.as_ref().and_then(|p| p.legacy.clone());
         let done = ctx.storage().submit(move |txn| {
-            let done = write(txn, &o, &n)?;
-            if n == NS_NATIVE && done {
-                sync_legacy(txn, &o, &limits)?;
+            if !write(txn, &o, &n)? {
+                return Ok(None);
             }
-            Ok(done)
+            match n == NS_NATIVE {
+                true => {
+                    compat::sync_from_native(txn, &o, legacy.as_ref(), &limits, compat::unix_ms())
+                        .map(Some)
+                }
+                false => Ok(Some(compat::Changes::default())),
+            }
         });
-        let (ctx, owner, node) = (ctx.clone(), owner.to_string(), node.to_string());
+        let (pep, ctx, owner, node) = (
+            self.clone(),
+            ctx.clone(),
+            owner.to_string(),
+            node.to_string(),
+        );
         IqReply::Later(Box::pin(async move {
             match done.await {
-                Ok(true) => {
+                Ok(Some(changes)) => {
                     if let Some(to) = targets {
                         Self::send(&ctx, &owner, &to, None, |out| event(out, &node));
                     }
+                    if let Some(plan) = &plan {
+                        compat::notify(&pep, &ctx, &owner, plan, &changes, None);
+                    }
                     IqReply::Result(None)
                 }
-                Ok(false) => IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound)),
+                Ok(None) => IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound)),
                 Err(e) => IqReply::Error(storage_failure(what, &owner, &e)),
             }
         }))
@@ -1329,32 +1390,6 @@ impl Pep {
         }
         Ok(Some(out))
     }
-}
-
-/// XEP-0402 §6.3: the legacy bookmarks in private XML storage, rebuilt from the native node
-/// inside the transaction that changed it (so the two never disagree after a commit).
-fn sync_legacy(txn: &mut WriteTxn<'_>, owner: &str, limits: &Limits) -> Result<(), StorageError> {
-    let items = txn.pubsub_items(owner, NS_NATIVE)?;
-    let previous = txn
-        .private_fragment(owner, NS_LEGACY)?
-        .and_then(|f| bookmarks::stored_legacy(&f, limits));
-    let view: Vec<(&str, &[u8])> = items
-        .iter()
-        .map(|i| (i.id.as_str(), i.payload.as_slice()))
-        .collect();
-    let legacy = bookmarks::native_to_legacy(&view, previous.as_ref(), limits);
-    txn.put_private(owner, NS_LEGACY, &legacy)
-}
-
-/// The configuration XEP-0402 asks for its node: private to the owner, as many items as the
-/// server keeps, nothing replayed on presence.
-pub fn bookmarks_config(bounds: &ConfigBounds) -> NodeConfig {
-    let mut c = NodeConfig::pep_default(bounds);
-    c.access_model = AccessModel::Whitelist;
-    c.max_items = bounds.max_items;
-    c.send_last_published_item = SendLast::Never;
-    c.persist_items = true;
-    c
 }
 
 /// The recipients the account's policy lets its notifications reach (`NotifyOut`: privacy
