@@ -252,7 +252,9 @@ pub struct Registry {
     server_features: Vec<&'static str>,
     account_features: Vec<&'static str>,
     server_identities: Vec<Identity>,
-    stream_features: Vec<Element>,
+    /// The post-authentication stream features, serialized once (written as is on every
+    /// stream).
+    stream_features: Vec<u8>,
     modules: Vec<&'static str>,
     hooks: events::Hooks,
     nonzas: Vec<(&'static str, NonzaHandler)>,
@@ -260,7 +262,11 @@ pub struct Registry {
     account_identities: Vec<Identity>,
     account_items: Vec<AccountItems>,
     services: Vec<ServiceHost>,
+    completions: Vec<Completion>,
 }
+
+/// A step a module runs once every module is registered (see [`Registry::when_complete`]).
+type Completion = Box<dyn FnOnce(&mut Registry)>;
 
 /// What a module lists in an account's disco#items (XEP-0030 §4): the items of the node
 /// asked for (`None`: the account itself) that the requester may see. `Ok(None)` when the
@@ -278,7 +284,17 @@ impl Registry {
         for register in modules {
             register(&mut r, config);
         }
+        for complete in std::mem::take(&mut r.completions) {
+            complete(&mut r);
+        }
         r
+    }
+
+    /// Run `f` once every module is registered, in the order these were asked for: for what
+    /// depends on the whole registry (disco's caps `ver` hashes every module's features). `f`
+    /// must not add disco features or identities, which the steps before it may have read.
+    pub fn when_complete(&mut self, f: impl FnOnce(&mut Registry) + 'static) {
+        self.completions.push(Box::new(f));
     }
 
     /// Record a module's name (for logs and `check`); the handlers it adds next are
@@ -464,7 +480,7 @@ impl Registry {
 
     /// Add a stream feature offered after authentication (next to bind).
     pub fn stream_feature(&mut self, feature: Element) {
-        self.stream_features.push(feature);
+        feature.write_to(&mut self.stream_features, crate::xmpp::ns::STREAMS);
     }
 
     /// The handler for a request, if any module handles it.
@@ -504,8 +520,9 @@ impl Registry {
         &self.account_items
     }
 
-    /// Post-authentication stream features added by modules.
-    pub fn stream_features(&self) -> &[Element] {
+    /// Post-authentication stream features added by modules, serialized inside
+    /// `<stream:features>`.
+    pub fn stream_features(&self) -> &[u8] {
         &self.stream_features
     }
 }

@@ -41,8 +41,9 @@ pub struct Env<'a> {
     pub bindings: &'a ChannelBindings,
     /// SASL failures before the stream is closed.
     pub max_auth_failures: u32,
-    /// Stream features modules offer after authentication.
-    pub post_auth_features: &'a [Element],
+    /// Stream features modules offer after authentication, serialized (in the
+    /// `<stream:features>` element's namespace context).
+    pub post_auth_features: &'a [u8],
     /// Account lookup.
     pub accounts: &'a dyn Accounts,
     /// Server secret for fake SCRAM salts of unknown users.
@@ -659,9 +660,7 @@ impl Negotiator {
                 out.extend_from_slice(b"'/><session xmlns='");
                 out.extend_from_slice(ns::SESSION.as_bytes());
                 out.extend_from_slice(b"'><optional/></session>");
-                for f in env.post_auth_features {
-                    f.write_to(out, ns::STREAMS);
-                }
+                out.extend_from_slice(env.post_auth_features);
             }
             _ => {
                 // CORE-TLS-01/02, DTLS-03: STARTTLS only on a plain stream.
