@@ -16,6 +16,9 @@
 #                per delivered groupchat stanza.
 #   muc-20ps     20 room messages/s in total (2 per room, 1,000 deliveries/s) on a fixed
 #                timetable, latency from the intended send time; headline: p99.
+#   muc-20ps-spin  muc-20ps with the generator spinning (--spin, on its own CPU): over loopback
+#                each of the server's sends to a sleeping generator also pays for waking it, a
+#                cost a remote client never charges the server (tuning/README.md, "MUC").
 #   muc-2shards  muc against xmppd --shards 2, both shards on the server's one CPU (taskset),
 #                so occupants and rooms are spread over 2 shards by hash and about half of the
 #                deliveries cross shards; muc-2shards minus muc (server CPU per delivery) is
@@ -85,7 +88,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-known_cases="chat-max chat-max-block20 chat-1000 login-plain login-tls idle-plain idle-tls presence muc muc-20ps muc-2shards pep"
+known_cases="chat-max chat-max-block20 chat-1000 login-plain login-tls idle-plain idle-tls presence muc muc-20ps muc-20ps-spin muc-2shards pep"
 for c in $cases; do
   case " $known_cases " in *" $c "*) ;; *) echo "compare.sh: unknown case $c (known: $known_cases)" >&2; exit 2 ;; esac
 done
@@ -287,6 +290,9 @@ case_args() { # case -> generator arguments
     muc | muc-2shards) echo "muc --rooms 10 --occupants 50 --rounds 0 --window 1 --warmup $warmup --duration $duration" ;;
     # 20 room messages/s in all (1,000 deliveries/s), open loop.
     muc-20ps) echo "muc --rooms 10 --occupants 50 --rate 20 --warmup $warmup --duration $duration" ;;
+    # The same with the generator polling without sleep (--spin): the server's loopback sends
+    # no longer wake a sleeping receiver.
+    muc-20ps-spin) echo "muc --rooms 10 --occupants 50 --rate 20 --warmup $warmup --duration $duration --spin" ;;
     # PEP tunes to the presence case's rosters (p1..p200, 50 contacts each, caps with
     # tune+notify), one publish in flight per user, over a fixed window.
     pep) echo "pep --users $pres_users --contacts $contacts --rounds 0 --window 1 --warmup $warmup --duration $duration --user-prefix p" ;;

@@ -134,6 +134,12 @@ struct Common {
     /// Logins in flight at once (all scenarios' login phase; login storm mode).
     #[arg(long, global = true, default_value_t = 100)]
     concurrency: usize,
+    /// Poll the sockets without sleeping: each worker keeps a core busy. Over loopback a
+    /// send to a sleeping receiver also pays for waking it (an inter-processor interrupt,
+    /// costly in a VM), which a remote client never charges the server; spinning measures
+    /// the server's latency without that. Give the workers cores of their own.
+    #[arg(long, global = true)]
+    spin: bool,
 }
 
 /// Scenarios.
@@ -409,6 +415,7 @@ fn target(c: &Common, conns: usize) -> Target {
         prefix: c.user_prefix.clone(),
         password: c.password.clone(),
         tls: net::tls_config(),
+        spin: c.spin,
     }
 }
 

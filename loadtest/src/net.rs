@@ -115,6 +115,8 @@ pub struct Target {
     pub password: String,
     /// TLS client config (used with STARTTLS).
     pub tls: Arc<ClientConfig>,
+    /// Poll without sleeping (`--spin`).
+    pub spin: bool,
 }
 
 /// The socket loop of one worker thread.
@@ -337,10 +339,14 @@ impl Net {
                 self.arm(next, now);
                 armed = next;
             }
-            // Bounded wait so phase changes made by the main thread are seen promptly.
+            // Bounded wait so phase changes made by the main thread are seen promptly; none
+            // with --spin (a sleeping receiver makes each of the server's loopback sends also
+            // pay for waking it).
+            let wait_ms = if self.target.spin { 0 } else { 5 };
             // SAFETY: valid epoll fd and buffer.
-            let n =
-                unsafe { libc::epoll_wait(self.epfd, events.as_mut_ptr(), events.len() as i32, 5) };
+            let n = unsafe {
+                libc::epoll_wait(self.epfd, events.as_mut_ptr(), events.len() as i32, wait_ms)
+            };
             for ev in events.iter().take(n.max(0) as usize) {
                 let (token, flags) = (ev.u64, ev.events);
                 if token == TIMER_TOKEN {

@@ -1597,6 +1597,7 @@ mod tests {
             prefix: "user".into(),
             password: "pass".into(),
             tls: crate::net::tls_config(),
+            spin: false,
         };
         let net = Net::new(target, Instant::now(), 1).expect("epoll");
         (d, net)
@@ -1616,6 +1617,7 @@ mod tests {
             prefix: "p".into(),
             password: "pass".into(),
             tls: crate::net::tls_config(),
+            spin: false,
         };
         Net::new(target, Instant::now(), 1).expect("epoll")
     }
