@@ -51,6 +51,11 @@ HEADLINE = {
         "latency_us.p99",
         "ms",
     ),
+    "muc-20ps-spin": (
+        "p99 latency, groupchat at 1,000 deliveries/s, generator spinning (--spin)",
+        "latency_us.p99",
+        "ms",
+    ),
     "muc-2shards": (
         "server CPU per delivered groupchat stanza at saturation, 2 shards on one core",
         "server_cpu_us_per_op",
