@@ -132,12 +132,7 @@ impl ClientCaps {
             let Some(node) = q.attr("node").filter(|n| n.ends_with(&self.ver)) else {
                 continue;
             };
-            let (id, to) = (e.attr("id").unwrap(), e.attr("from").unwrap());
-            let mut answer = self.info.clone();
-            answer.insert_str(answer.find('>').unwrap(), &format!(" node='{node}'"));
-            c.send(&format!(
-                "<iq type='result' id='{id}' to='{to}'>{answer}</iq>"
-            ));
+            c.answer_disco_info(&e, &self.info, node);
             answered += 1;
         }
         answered

@@ -82,13 +82,7 @@ fn answer_caps(c: &mut Client, caps: &ClientCaps, info: &str) -> (Element, Vec<E
         "CAPS-01 node#ver"
     );
     assert_eq!(q.attr("to"), Some(c.full().as_str()));
-    let id = q.attr("id").unwrap();
-    let to = q.attr("from").unwrap();
-    let mut answer = info.to_string();
-    answer.insert_str(answer.find('>').unwrap(), &format!(" node='{node}'"));
-    c.send(&format!(
-        "<iq type='result' id='{id}' to='{to}'>{answer}</iq>"
-    ));
+    c.answer_disco_info(&q, info, node);
     (q, skipped)
 }
 
@@ -104,12 +98,7 @@ fn answer_caps_for(c: &mut Client, caps: &ClientCaps, d: Duration) -> usize {
                 format!("{CAPS_NODE}#{}", caps.ver),
                 "CAPS-01 node#ver"
             );
-            let (id, to) = (e.attr("id").unwrap(), e.attr("from").unwrap());
-            let mut answer = caps.info.clone();
-            answer.insert_str(answer.find('>').unwrap(), &format!(" node='{node}'"));
-            c.send(&format!(
-                "<iq type='result' id='{id}' to='{to}'>{answer}</iq>"
-            ));
+            c.answer_disco_info(&e, &caps.info, node);
             answered += 1;
         }
     }

@@ -439,6 +439,17 @@ impl Client {
         io.flush().expect("flush");
     }
 
+    /// Answers the disco#info request `iq` (a XEP-0115 caps query, say) with `info`, a
+    /// `<query xmlns='http://jabber.org/protocol/disco#info'>` element, given the asked `node`.
+    pub fn answer_disco_info(&mut self, iq: &Element, info: &str, node: &str) {
+        let (id, to) = (iq.attr("id").unwrap(), iq.attr("from").unwrap());
+        let mut answer = info.to_string();
+        answer.insert_str(answer.find('>').unwrap(), &format!(" node='{node}'"));
+        self.send(&format!(
+            "<iq type='result' id='{id}' to='{to}'>{answer}</iq>"
+        ));
+    }
+
     /// Send raw bytes, ignoring errors (the server may have closed already).
     pub fn send_bytes(&mut self, b: &[u8]) {
         if let Some(io) = self.io.as_mut() {
