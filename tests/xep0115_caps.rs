@@ -8,20 +8,11 @@
 mod common;
 
 use common::*;
-use xmppd::xml::{self, Element, Limits, StreamNs};
+use xmppd::xml::Element;
 use xmppd::xmpp::caps::{ver_hash, CapsAlgo};
 
 const CAPS: &str = "http://jabber.org/protocol/caps";
 const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
-
-fn parse(text: &str) -> Element {
-    xml::parse_element(
-        text.as_bytes(),
-        &StreamNs::new("jabber:client"),
-        &Limits::default(),
-    )
-    .unwrap()
-}
 
 /// A disco#info get to `to`, with `node`; returns the answer.
 fn disco_info(c: &mut Client, to: &str, node: Option<&str>) -> Element {
@@ -113,7 +104,7 @@ impl ClientCaps {
             "<query xmlns='{DISCO_INFO}'><identity category='client' type='pc' name='t'/>\
              <feature var='{DISCO_INFO}'/><feature var='urn:test:{unique}'/></query>"
         );
-        let ver = ver_hash(&parse(&info), CapsAlgo::Sha1).unwrap();
+        let ver = ver_hash(&parse_client(&info), CapsAlgo::Sha1).unwrap();
         let c = format!(
             "<c xmlns='{CAPS}' hash='sha-1' node='https://xmppd.test/{unique}' ver='{ver}' \
              ext='e1 e2'/>"
@@ -150,7 +141,7 @@ fn caps_06_presence_broadcasts_keep_c_unchanged() {
     let mut b = Client::online(s, &ub, &pb, Some("b"));
     befriend(&mut a, &mut b);
     let caps = ClientCaps::new(&next_id("caps06-"));
-    let sent = parse(&caps.c);
+    let sent = parse_client(&caps.c);
     let fa = a.full();
 
     // A `ver` the server has not seen, then (after answering its query) one it knows.

@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use xmppd::xml::{self, Element, Limits, StreamNs};
+use xmppd::xml::Element;
 use xmppd::xmpp::caps::{ver_hash, CapsAlgo};
 
 const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
@@ -41,7 +41,7 @@ impl ClientCaps {
             info.push_str(&format!("<feature var='{f}'/>"));
         }
         info.push_str("</query>");
-        let el = parse(&info);
+        let el = parse_client(&info);
         let ver = ver_hash(&el, CapsAlgo::Sha1).expect("valid disco#info");
         ClientCaps { info, ver }
     }
@@ -52,15 +52,6 @@ impl ClientCaps {
             self.ver
         )
     }
-}
-
-fn parse(text: &str) -> Element {
-    xml::parse_element(
-        text.as_bytes(),
-        &StreamNs::new("jabber:client"),
-        &Limits::default(),
-    )
-    .unwrap()
 }
 
 fn is_caps_query(e: &Element) -> bool {

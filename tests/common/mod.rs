@@ -15,6 +15,16 @@ use base64::Engine;
 use sha2::Digest;
 use xmppd::xml::{self, Element, Frame, Framer, StreamHeader, StreamNs};
 
+/// Parses `text`, one element in the `jabber:client` namespace (a test's own fixture).
+pub fn parse_client(text: &str) -> Element {
+    xml::parse_element(
+        text.as_bytes(),
+        &StreamNs::new("jabber:client"),
+        &xml::Limits::default(),
+    )
+    .unwrap()
+}
+
 /// How long to wait for any expected data.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
