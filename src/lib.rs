@@ -10,6 +10,7 @@ pub mod config;
 pub mod core;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod http;
 pub mod modules;
 pub mod router;
 pub mod server;
