@@ -412,6 +412,9 @@ pub struct ServeArgs {
     /// Most simultaneous client connections per process (0 = derived from the open-files limit).
     #[arg(long)]
     pub max_connections: Option<usize>,
+    /// The HTTP listener's flags (`http::HttpArgs`).
+    #[command(flatten)]
+    pub http: crate::http::HttpArgs,
     /// Every protocol module's own flags (`modules::ModuleArgs`).
     #[command(flatten)]
     pub modules: crate::modules::ModuleArgs,
@@ -469,6 +472,9 @@ struct FileConfig {
     io_uring_depth: Option<usize>,
     max_connections: Option<usize>,
     shutdown_grace: Option<u64>,
+    /// The HTTP listener's table: `[http]`.
+    #[serde(default)]
+    http: crate::http::HttpArgs,
     /// The modules' tables: `[modules.roster]`, `[modules.offline]`, ...
     #[serde(default)]
     modules: crate::modules::ModuleArgs,
@@ -559,6 +565,8 @@ pub struct Config {
     pub io_uring_depth: usize,
     /// Connection limit per process.
     pub max_connections: usize,
+    /// The HTTP listener's settings.
+    pub http: crate::http::HttpConfig,
     /// Every module's resolved settings.
     pub modules: crate::modules::ModuleConfig,
     /// Shutdown grace period.
@@ -735,6 +743,7 @@ impl Config {
                 DEFAULT_IO_URING_DEPTH,
             ),
             max_connections: pick(serve.max_connections, file.max_connections, 0),
+            http: serve.http.resolve(&file.http)?,
             modules: serve.modules.resolve(&file.modules, max_stanza_size)?,
             shutdown_grace: Duration::from_secs(pick(serve.shutdown_grace, file.shutdown_grace, 3)),
             exit_on_stdin_eof: serve.exit_on_stdin_eof,

@@ -43,10 +43,25 @@ const STOP_MARGIN: Duration = Duration::from_millis(1500);
 
 /// One listening socket per shard for each address (SO_REUSEPORT).
 struct Listeners {
-    /// `[shard][i] = (fd, direct_tls)`
-    per_shard: Vec<Vec<(RawFd, bool)>>,
+    /// `[shard][i] = (fd, what it serves)`
+    per_shard: Vec<Vec<(RawFd, Port)>>,
     c2s: Vec<SocketAddr>,
     c2s_tls: Vec<SocketAddr>,
+    http: Vec<SocketAddr>,
+    https: Vec<SocketAddr>,
+}
+
+/// What a listening socket serves.
+#[derive(Debug, Clone, Copy)]
+enum Port {
+    /// XMPP, STARTTLS.
+    C2s,
+    /// XMPP, direct TLS (XEP-0368).
+    C2sTls,
+    /// HTTP.
+    Http,
+    /// HTTPS.
+    Https,
 }
 
 /// Run the server until a signal (or, with `--exit-on-stdin-eof`, the end of stdin).
@@ -118,6 +133,7 @@ pub fn serve(config: Config, modules: &'static [RegisterFn]) -> Result<(), Start
                     links,
                     rx: receivers[i].clone(),
                     fds,
+                    https_tls: Some(tls.https.clone()),
                     tls,
                     secret,
                     ip_limits,
@@ -141,6 +157,8 @@ pub fn serve(config: Config, modules: &'static [RegisterFn]) -> Result<(), Start
         shards = config.shards,
         c2s = %list(&listeners.c2s),
         c2s_tls = %list(&listeners.c2s_tls),
+        http = %list(&listeners.http),
+        https = %list(&listeners.https),
         max_connections = max_conns,
         "xmppd ready"
     );
@@ -148,9 +166,11 @@ pub fn serve(config: Config, modules: &'static [RegisterFn]) -> Result<(), Start
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(
         stdout,
-        "xmppd ready c2s={} c2s_tls={}",
+        "xmppd ready c2s={} c2s_tls={} http={} https={}",
         list(&listeners.c2s),
-        list(&listeners.c2s_tls)
+        list(&listeners.c2s_tls),
+        list(&listeners.http),
+        list(&listeners.https)
     );
     let _ = stdout.flush();
     drop(stdout);
@@ -287,8 +307,10 @@ struct ShardInit {
     storage: xmppd_storage::Storage,
     links: Arc<Links>,
     rx: crossbeam_channel::Receiver<ShardMsg>,
-    fds: Vec<(RawFd, bool)>,
+    fds: Vec<(RawFd, Port)>,
     tls: TlsSetup,
+    /// The HTTPS ports' TLS configuration.
+    https_tls: Option<Arc<rustls::ServerConfig>>,
     secret: Arc<[u8]>,
     ip_limits: Arc<IpLimits>,
     modules: &'static [RegisterFn],
@@ -314,10 +336,24 @@ async fn shard_main(init: ShardInit) {
     ));
     glommio::spawn_local(outbox.run_flusher()).detach();
     glommio::spawn_local(c2s.clone().sweeper()).detach();
-    for (fd, direct) in init.fds {
+    let http = Rc::new(crate::http::Http::new(
+        init.config.clone(),
+        c2s.clone(),
+        init.https_tls,
+    ));
+    for (fd, port) in init.fds {
         // SAFETY: each listening descriptor was created for this shard alone and is owned here.
         let listener = unsafe { glommio::net::TcpListener::from_raw_fd(fd) };
-        glommio::spawn_local(c2s.clone().accept_loop(listener, direct)).detach();
+        match port {
+            Port::C2s | Port::C2sTls => {
+                let direct = matches!(port, Port::C2sTls);
+                glommio::spawn_local(c2s.clone().accept_loop(listener, direct)).detach();
+            }
+            Port::Http | Port::Https => {
+                let tls = matches!(port, Port::Https);
+                glommio::spawn_local(http.clone().accept_loop(listener, tls)).detach();
+            }
+        }
     }
     tracing::debug!(shard = i, "shard started");
 
@@ -409,7 +445,7 @@ fn freeze_for_tests(i: usize) {
 /// first bind so that all shards share the same ephemeral port.
 fn bind_listeners(config: &Config) -> Result<Listeners, StartError> {
     let mut per_shard = vec![Vec::new(); config.shards];
-    let mut bound = |addrs: &[SocketAddr], direct: bool| -> Result<Vec<SocketAddr>, StartError> {
+    let mut bound = |addrs: &[SocketAddr], port: Port| -> Result<Vec<SocketAddr>, StartError> {
         let mut out = Vec::new();
         for addr in addrs {
             let mut actual = *addr;
@@ -421,18 +457,22 @@ fn bind_listeners(config: &Config) -> Result<Listeners, StartError> {
                     .ok()
                     .and_then(|a| a.as_socket())
                     .unwrap_or(actual);
-                slot.push((s.into_raw_fd(), direct));
+                slot.push((s.into_raw_fd(), port));
             }
             out.push(actual);
         }
         Ok(out)
     };
-    let c2s = bound(&config.c2s_listen, false)?;
-    let c2s_tls = bound(&config.c2s_tls_listen, true)?;
+    let c2s = bound(&config.c2s_listen, Port::C2s)?;
+    let c2s_tls = bound(&config.c2s_tls_listen, Port::C2sTls)?;
+    let http = bound(&config.http.listen, Port::Http)?;
+    let https = bound(&config.http.tls_listen, Port::Https)?;
     Ok(Listeners {
         per_shard,
         c2s,
         c2s_tls,
+        http,
+        https,
     })
 }
 

@@ -22,6 +22,8 @@ pub struct TlsSetup {
     pub starttls: Arc<ServerConfig>,
     /// Config for the direct-TLS port (ALPN `xmpp-client` when the client offers ALPN).
     pub direct: Arc<ServerConfig>,
+    /// Config for the HTTPS ports (ALPN `http/1.1` when the client offers ALPN).
+    pub https: Arc<ServerConfig>,
     /// RFC 5929 `tls-server-end-point` data of the server certificate, if defined for its
     /// signature algorithm.
     pub server_end_point: Option<Arc<[u8]>>,
@@ -75,6 +77,7 @@ impl TlsSetup {
         Ok(TlsSetup {
             starttls: build(None)?,
             direct: build(Some(ALPN_XMPP_CLIENT))?,
+            https: build(Some(b"http/1.1"))?,
             server_end_point,
         })
     }

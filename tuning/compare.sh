@@ -181,6 +181,8 @@ start_xmppd() {
   # per-address limits (a binary from before they existed has no such flag).
   local exempt=""
   "$xmppd" serve --help 2>/dev/null | grep -q -- --exempt-loopback && exempt=--exempt-loopback
+  # No HTTP listener: nothing here uses it, and its default port is Prosody's too.
+  "$xmppd" serve --help 2>/dev/null | grep -q -- --no-http && exempt="$exempt --no-http"
   # Every shard runs on the server CPU (taskset here and pin_all below; no --pin, which would
   # put shard N on CPU N, the generator's): with --shards 2 the two shards share one core.
   taskset -c "$server_cpu" "$xmppd" --data-dir "$d/data" --log warn --shards "$xmppd_shards" \

@@ -41,9 +41,21 @@ pub struct C2s {
     read_buf: RefCell<Box<[u8]>>,
     plain_buf: RefCell<Box<[u8]>>,
     max_conns: usize,
+    /// Connections of other transports on this shard (HTTP), which share `max_conns`.
+    other_conns: Rc<Cell<usize>>,
     shutting_down: Cell<bool>,
     /// The last account revocation this shard acted on (see [`C2s::end_revoked_sessions`]).
     revocations_seen: Cell<u64>,
+}
+
+/// A connection of another transport counted under the shard's connection limit (see
+/// [`C2s::other_connection`]); dropping it gives the place back.
+pub struct OtherConn(Rc<Cell<usize>>);
+
+impl Drop for OtherConn {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
 }
 
 /// A minimal slab of connection handles: stable indices, O(1) insert and remove.
@@ -188,6 +200,7 @@ impl C2s {
             read_buf: RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice()),
             plain_buf: RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice()),
             max_conns,
+            other_conns: Rc::new(Cell::new(0)),
             shutting_down: Cell::new(false),
         }
     }
@@ -213,7 +226,7 @@ impl C2s {
             let peer = stream
                 .peer_addr()
                 .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-            if self.conns.borrow().len >= self.max_conns {
+            if self.conns.borrow().len + self.other_conns.get() >= self.max_conns {
                 tracing::warn!(%peer, "connection limit reached");
                 self.refuse(
                     stream,
@@ -289,6 +302,27 @@ impl C2s {
                 None
             }
         }
+    }
+
+    /// Whether the server is stopping (accept loops end).
+    pub fn stopping(&self) -> bool {
+        self.shutting_down.get() || self.links.stopping()
+    }
+
+    /// A place for a connection of another transport (HTTP) under this shard's connection
+    /// limit, held until the guard drops; `None` when the limit is reached.
+    pub fn other_connection(&self) -> Option<OtherConn> {
+        if self.conns.borrow().len + self.other_conns.get() >= self.max_conns {
+            return None;
+        }
+        self.other_conns.set(self.other_conns.get() + 1);
+        Some(OtherConn(self.other_conns.clone()))
+    }
+
+    /// The per-address admission of a new connection (issue 8), as for XMPP connections: the
+    /// guard holds the address's place among connections not yet authenticated.
+    pub fn admit(&self, peer: SocketAddr) -> Result<Option<limits::Preauth>, limits::Refusal> {
+        self.ip_limits.admit(peer.ip(), Instant::now())
     }
 
     /// Take over a connection that authenticated on another shard.

@@ -36,6 +36,10 @@ pub struct Server {
     _stdin: Mutex<Option<ChildStdin>>,
     pub c2s: SocketAddr,
     pub c2s_tls: Option<SocketAddr>,
+    /// The HTTP port (WebSocket, BOSH, XEP-0156), unless turned off.
+    pub http: Option<SocketAddr>,
+    /// The HTTPS port, unless turned off.
+    pub https: Option<SocketAddr>,
     /// The data directory.
     pub data: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -100,6 +104,10 @@ impl Server {
             "127.0.0.1:0".into(),
             "--c2s-tls-listen".into(),
             "127.0.0.1:0".into(),
+            "--http-listen".into(),
+            "127.0.0.1:0".into(),
+            "--https-listen".into(),
+            "127.0.0.1:0".into(),
             "--log".into(),
             "xmppd=debug,warn".into(),
         ];
@@ -158,6 +166,8 @@ impl Server {
         Server {
             c2s: field("c2s=")[0],
             c2s_tls: field("c2s_tls=").first().copied(),
+            http: field("http=").first().copied(),
+            https: field("https=").first().copied(),
             child: Mutex::new(child),
             _stdin: Mutex::new(stdin),
             data: data.to_path_buf(),
