@@ -18,6 +18,7 @@ use futures_lite::future::poll_fn;
 use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
 use glommio::net::TcpStream;
 
+use super::ws::{Message, WsLink};
 use super::C2s;
 use crate::config::IqAuthMode;
 use crate::core::{sessions, ClientHandle, Pending};
@@ -29,6 +30,7 @@ use crate::xmpp::error::{StreamCondition, StreamError};
 use crate::xmpp::jid::Jid;
 use crate::xmpp::ns;
 use crate::xmpp::stanza::MessageType;
+use tungstenite::protocol::frame::coding::CloseCode;
 
 /// Reads per poll before the task yields to others.
 const READS_PER_POLL: usize = 16;
@@ -62,6 +64,8 @@ pub struct Handoff {
     pub auth_seq: u64,
     /// A XEP-0078 login: its stream continues as it is (no restart) and binds on arrival.
     pub iq_auth: Option<Box<IqAuthHandoff>>,
+    /// An RFC 7395 WebSocket connection: its framing state, undecoded input included.
+    pub ws: Option<Box<WsLink>>,
 }
 
 /// What a XEP-0078 login carries to the home shard besides the SASL hand-off's data.
@@ -86,6 +90,8 @@ enum End {
     Lost,
     /// The connection moved to another shard.
     HandedOff,
+    /// WebSocket: the client sent a Close frame or broke RFC 6455; answer with this Close.
+    WsClose(CloseCode),
 }
 
 /// Asynchronous work that interrupts input processing.
@@ -131,6 +137,11 @@ pub struct Conn {
     /// The connection's place among its address's unauthenticated connections, until it
     /// authenticates or closes (`None` once authenticated, or for an exempt address).
     preauth: Option<super::limits::Preauth>,
+    /// RFC 7395: the stream travels in WebSocket messages (`None` on the XMPP ports; taken
+    /// out while its input is processed).
+    ws: Option<Box<WsLink>>,
+    /// A WebSocket connection (`ws` may be momentarily taken).
+    websocket: bool,
 }
 
 impl Conn {
@@ -172,6 +183,12 @@ impl Conn {
         };
         let mut conn = Conn::build(c2s, sock, h.peer, h.tls, neg, h.created, h.unread);
         conn.handle.auth_seq.set(h.auth_seq);
+        if let Some(ws) = h.ws {
+            conn.reprocess |= !ws.input.is_empty();
+            conn.ns = std::sync::Arc::new(super::ws::client_ns());
+            conn.ws = Some(ws);
+            conn.websocket = true;
+        }
         if let Some((framer, preauth)) = iq_auth {
             conn.framer = framer;
             conn.ns = conn.framer.stream_ns_shared();
@@ -215,7 +232,42 @@ impl Conn {
             sent_to: 0,
             mesh_ticket: 0,
             preauth: None,
+            ws: None,
+            websocket: false,
         }
+    }
+
+    /// A connection upgraded to XMPP over WebSocket on the HTTP port (`tls` on HTTPS);
+    /// `unread` holds the client's frames that followed its handshake.
+    pub fn upgraded(
+        c2s: Rc<C2s>,
+        sock: TcpStream,
+        peer: SocketAddr,
+        tls: Option<Box<rustls::ServerConnection>>,
+        preauth: Option<super::limits::Preauth>,
+        unread: Vec<u8>,
+    ) -> Conn {
+        let secure = tls.is_some();
+        let mut conn = Conn::build(
+            c2s,
+            sock,
+            peer,
+            tls,
+            // Over HTTPS the stream is encrypted from the start, as on a direct-TLS port.
+            Negotiator::new(secure),
+            Instant::now(),
+            Vec::new(),
+        );
+        let limits = conn.c2s.config.preauth_xml_limits();
+        conn.framer.set_limits(limits);
+        conn.ns = std::sync::Arc::new(super::ws::client_ns());
+        let mut ws = Box::new(WsLink::new(conn.c2s.config.xml_limits()));
+        conn.reprocess = !unread.is_empty();
+        ws.input = unread;
+        conn.ws = Some(ws);
+        conn.websocket = true;
+        conn.preauth = preauth;
+        conn
     }
 
     /// The connection's task.
@@ -280,7 +332,7 @@ impl Conn {
                     let bindings = self.bindings.as_deref().cloned().unwrap_or_default();
                     let store = self.c2s.router.storage.accounts();
                     let accounts = super::Lookups::new(&store);
-                    let env = env(&self.c2s, &bindings, &accounts);
+                    let env = env(&self.c2s, &bindings, &accounts, self.websocket);
                     let mut out = self.handle.out();
                     let failed = self.neg.attempts_failed();
                     let action = self.neg.plain_verified(ok, &env, &mut out);
@@ -343,6 +395,10 @@ impl Conn {
                 }
             }
         }
+        if let Some(ws) = self.ws.as_mut() {
+            // WebSocket input is raw frames: it travels in the link, not as stream bytes.
+            ws.input.append(&mut self.inbuf);
+        }
         // SAFETY: dup of a descriptor we own; the result is a new descriptor owned by the OwnedFd.
         let raw = unsafe { libc::dup(self.sock.as_raw_fd()) };
         if raw < 0 {
@@ -365,6 +421,7 @@ impl Conn {
             created: self.handle.created,
             auth_seq: self.handle.auth_seq.get(),
             iq_auth: None,
+            ws: self.ws.take(),
         };
         if iq_auth {
             let limits = self.c2s.config.preauth_xml_limits();
@@ -505,6 +562,12 @@ impl Conn {
 
     /// Process plaintext; an incomplete frame stays in `inbuf`.
     fn on_plain(&mut self, data: &[u8]) -> Result<Option<Job>, End> {
+        if let Some(mut ws) = self.ws.take() {
+            ws.input.extend_from_slice(data);
+            let r = self.on_ws(&mut ws);
+            self.ws = Some(ws);
+            return r;
+        }
         if self.inbuf.is_empty() {
             let (used, job) = self.process(data)?;
             if let Some(rest) = data.get(used..).filter(|r| !r.is_empty()) {
@@ -525,6 +588,46 @@ impl Conn {
             self.inbuf = buf;
         }
         Ok(job)
+    }
+
+    /// RFC 7395: decode the client's WebSocket frames and handle each message, until input
+    /// runs out or a job interrupts (the rest stays in `ws.input`).
+    fn on_ws(&mut self, ws: &mut WsLink) -> Result<Option<Job>, End> {
+        loop {
+            let limits = *self.framer.limits();
+            let decoded = match ws.decoder.decode(&mut ws.input) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::debug!(peer = %self.peer, error = %e, "WebSocket protocol error");
+                    return Err(End::WsClose(e.close_code()));
+                }
+            };
+            let consumed = decoded.consumed;
+            let outcome = match decoded.event {
+                None => Ok(None),
+                Some(crate::http::ws::Event::Text(text)) => {
+                    match WsLink::classify(&mut ws.inframer, text.as_bytes(), &limits) {
+                        Err(e) => Err(End::Error(e)),
+                        Ok(Message::Close) => Err(End::ClientClosed),
+                        Ok(Message::Open(hdr)) => self.on_frame(Frame::StreamOpen(hdr)),
+                        Ok(Message::Element(raw)) => self.on_frame(Frame::Element(raw)),
+                    }
+                }
+                Some(crate::http::ws::Event::Ping(payload)) => {
+                    let payload = payload.to_vec();
+                    ws.pong(&payload);
+                    Ok(None)
+                }
+                Some(crate::http::ws::Event::Pong(_)) => Ok(None),
+                Some(crate::http::ws::Event::Close(_)) => Err(End::WsClose(CloseCode::Normal)),
+            };
+            ws.input.drain(..consumed.min(ws.input.len()));
+            match outcome {
+                Ok(None) if consumed == 0 => return Ok(None),
+                Ok(None) => {}
+                other => return other,
+            }
+        }
     }
 
     /// Frame and handle as much of `data` as possible. Returns the bytes consumed and the job
@@ -550,12 +653,14 @@ impl Conn {
             Frame::Whitespace => Ok(None),
             Frame::StreamClose => Err(End::ClientClosed),
             Frame::StreamOpen(hdr) => {
-                self.ns = self.framer.stream_ns_shared();
+                if !self.websocket {
+                    self.ns = self.framer.stream_ns_shared();
+                }
                 let bindings = self.bindings.as_deref().cloned().unwrap_or_default();
                 let store = self.c2s.router.storage.accounts();
                 let accounts = super::Lookups::new(&store);
                 let action = {
-                    let env = env(&self.c2s, &bindings, &accounts);
+                    let env = env(&self.c2s, &bindings, &accounts, self.websocket);
                     let mut out = self.handle.out();
                     self.neg.on_header(&hdr, &env, &mut out)
                 };
@@ -571,7 +676,7 @@ impl Conn {
                     let stream = session::Stream {
                         user,
                         lang: self.neg.lang(),
-                        ns: self.framer.stream_ns(),
+                        ns: &stream_ns,
                         limits: &limits,
                     };
                     return match self.session.element(&stream, raw, &head) {
@@ -582,7 +687,7 @@ impl Conn {
                 if let Some(err) = session::before_auth(&head) {
                     return Err(End::Error(err));
                 }
-                let el = xml::parse_element(raw, self.framer.stream_ns(), &limits)
+                let el = xml::parse_element(raw, &stream_ns, &limits)
                     .map_err(|e| End::Error(StreamError::from(&e)))?;
                 let bindings = self.bindings.as_deref().cloned().unwrap_or_default();
                 let store = self.c2s.router.storage.accounts();
@@ -595,7 +700,7 @@ impl Conn {
                 };
                 let failed = self.neg.attempts_failed();
                 let action = {
-                    let mut env = env(&self.c2s, &bindings, &accounts);
+                    let mut env = env(&self.c2s, &bindings, &accounts, self.websocket);
                     env.auth_backoff = backoff;
                     let mut out = self.handle.out();
                     self.neg.on_nonza(&el, &env, &mut out)
@@ -663,15 +768,25 @@ impl Conn {
 
     /// Write queued output. With TLS, plaintext is encrypted one record batch at a time, so
     /// the queue bound applies to unsent plaintext and at most one batch of ciphertext waits.
+    /// On a WebSocket the queue is first cut into messages ([`WsLink::frame_output`]), at most
+    /// a bounded batch ahead of the socket.
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         loop {
+            if let Some(ws) = self.ws.as_mut() {
+                let _ = self.handle.drain_with(|unsent| {
+                    Poll::Ready(Ok::<usize, std::convert::Infallible>(
+                        ws.frame_output(unsent),
+                    ))
+                });
+            }
             let Some(tls) = self.tls.as_mut() else {
                 let sock = &mut self.sock;
-                match self
-                    .handle
-                    .drain_with(|unsent| Pin::new(&mut *sock).poll_write(cx, unsent))
-                {
-                    Poll::Ready(Ok(0)) if self.handle.unsent() == 0 => return Poll::Ready(Ok(())),
+                match drain_plain(&self.handle, self.ws.as_deref_mut(), |unsent| {
+                    Pin::new(&mut *sock).poll_write(cx, unsent)
+                }) {
+                    Poll::Ready(Ok(0)) if plain_left(&self.handle, self.ws.as_deref()) == 0 => {
+                        return Poll::Ready(Ok(()))
+                    }
                     Poll::Ready(Ok(0)) => {
                         return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
                     }
@@ -699,9 +814,9 @@ impl Conn {
             self.tls_out.clear();
             // Then encrypt the next batch of plaintext (none during the handshake).
             if !tls.is_handshaking() {
-                let _ = self
-                    .handle
-                    .drain_with(|unsent| Poll::Ready(tls.writer().write(unsent)));
+                let _ = drain_plain(&self.handle, self.ws.as_deref_mut(), |unsent| {
+                    Poll::Ready(tls.writer().write(unsent))
+                });
             }
             if tls.wants_write() {
                 if self.tls_out.capacity() == 0 {
@@ -729,6 +844,12 @@ impl Conn {
     /// Say goodbye as the end requires, then release everything this connection held.
     async fn finish(mut self, end: End) {
         let domains = self.c2s.config.domains.clone();
+        // On a WebSocket every farewell ends with a Close frame (RFC 7395 §3.6).
+        let ws_code = match &end {
+            End::WsClose(code) => Some(*code),
+            _ => Some(CloseCode::Normal),
+        };
+        let client_closed = matches!(end, End::ClientClosed);
         let farewell = match end {
             End::Error(err) => {
                 if err.condition != StreamCondition::SystemShutdown {
@@ -739,16 +860,30 @@ impl Conn {
                 true
             }
             End::ClientClosed => {
-                self.handle.out().extend_from_slice(b"</stream:stream>");
+                // On a WebSocket `<close/>` is answered below, whether or not our `<open/>`
+                // went out.
+                if self.ws.is_none() {
+                    self.handle.out().extend_from_slice(b"</stream:stream>");
+                }
                 true
             }
-            End::Written => true,
+            End::Written | End::WsClose(_) => true,
             End::Lost | End::HandedOff => false,
         };
         if farewell {
             let flush = async {
-                // The last words, then (with TLS) close_notify.
+                // The last words, then (WebSocket) `<close/>` and the Close frame, then (TLS)
+                // close_notify.
                 let _ = self.flush_all().await;
+                if let Some(ws) = self.ws.as_mut() {
+                    if client_closed {
+                        ws.close_stream();
+                    }
+                    if let Some(code) = ws_code {
+                        ws.close(code, "");
+                    }
+                    let _ = self.flush_all().await;
+                }
                 if let Some(tls) = self.tls.as_mut() {
                     tls.send_close_notify();
                     let _ = self.flush_all().await;
@@ -799,17 +934,48 @@ fn feed_tls(
     Ok(())
 }
 
+/// Hands the next plaintext to `write`: the framed WebSocket messages, or the send queue
+/// itself on the XMPP ports.
+fn drain_plain(
+    handle: &ClientHandle,
+    ws: Option<&mut WsLink>,
+    write: impl FnOnce(&[u8]) -> Poll<std::io::Result<usize>>,
+) -> Poll<std::io::Result<usize>> {
+    let Some(ws) = ws else {
+        return handle.drain_with(write);
+    };
+    let Some(unsent) = ws.out.get(ws.out_pos..).filter(|u| !u.is_empty()) else {
+        return Poll::Ready(Ok(0));
+    };
+    let r = write(unsent);
+    if let Poll::Ready(Ok(n)) = r {
+        ws.wrote(n);
+    }
+    r
+}
+
+/// Plaintext still to write: framed messages on a WebSocket (a partial element in the queue
+/// waits for the rest of it), the queue elsewhere.
+fn plain_left(handle: &ClientHandle, ws: Option<&WsLink>) -> usize {
+    match ws {
+        Some(ws) => ws.pending(),
+        None => handle.unsent(),
+    }
+}
+
 fn env<'a>(
     c2s: &'a C2s,
     bindings: &'a ChannelBindings,
     accounts: &'a dyn crate::stream::Accounts,
+    websocket: bool,
 ) -> Env<'a> {
     let config = &c2s.config;
     Env {
         domains: &config.domains,
         require_tls: config.require_tls,
         plain_without_tls: config.plain_without_tls,
-        tls_available: c2s.tls.is_some(),
+        // WS-05: no STARTTLS inside WebSocket; wss:// is the encrypted form.
+        tls_available: c2s.tls.is_some() && !websocket,
         bindings,
         max_auth_failures: config.max_auth_failures,
         post_auth_features: c2s.router.registry.stream_features(),

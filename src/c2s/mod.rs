@@ -4,6 +4,7 @@
 
 mod conn;
 pub mod limits;
+pub mod ws;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -323,6 +324,20 @@ impl C2s {
     /// guard holds the address's place among connections not yet authenticated.
     pub fn admit(&self, peer: SocketAddr) -> Result<Option<limits::Preauth>, limits::Refusal> {
         self.ip_limits.admit(peer.ip(), Instant::now())
+    }
+
+    /// Serve an XMPP-over-WebSocket connection (RFC 7395) that the HTTP listener upgraded:
+    /// `unread` holds the client's frames that followed the handshake. It runs like a
+    /// connection of the XMPP ports (negotiation, shard hand-off, session), on a WebSocket.
+    pub fn websocket(
+        self: &Rc<Self>,
+        sock: glommio::net::TcpStream,
+        peer: SocketAddr,
+        tls: Option<Box<rustls::ServerConnection>>,
+        preauth: Option<limits::Preauth>,
+        unread: Vec<u8>,
+    ) -> impl std::future::Future<Output = ()> {
+        conn::Conn::upgraded(self.clone(), sock, peer, tls, preauth, unread).run()
     }
 
     /// Take over a connection that authenticated on another shard.

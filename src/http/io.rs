@@ -32,6 +32,11 @@ impl Io {
         }
     }
 
+    /// The socket and its TLS state, for a connection that leaves HTTP (a WebSocket upgrade).
+    pub fn into_parts(self) -> (TcpStream, Option<Box<rustls::ServerConnection>>) {
+        (self.sock, self.tls)
+    }
+
     /// Reads what arrives next and appends the plaintext to `buf`; `Ok(0)` when the peer
     /// closed (TCP FIN, or TLS `close_notify`). A TLS error sends rustls's alert and fails.
     pub async fn read(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {

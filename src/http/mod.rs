@@ -55,7 +55,12 @@ enum Next {
     KeepAlive,
     /// Close after the response.
     Close,
+    /// The response switched to XMPP over WebSocket (RFC 7395).
+    WebSocket,
 }
+
+/// The WebSocket endpoint (RFC 7395; advertised by XEP-0156).
+pub const WEBSOCKET_PATH: &str = "/xmpp-websocket";
 
 impl Http {
     /// The service for one shard; connections count against `c2s`'s limits.
@@ -118,8 +123,7 @@ impl Http {
             };
             let this = self.clone();
             glommio::spawn_local(async move {
-                let _slot = slot;
-                this.serve(stream, tls, preauth).await;
+                this.serve(stream, tls, slot, preauth).await;
             })
             .detach();
         }
@@ -130,9 +134,9 @@ impl Http {
         self: Rc<Self>,
         sock: TcpStream,
         tls: Option<Box<rustls::ServerConnection>>,
+        slot: crate::c2s::OtherConn,
         preauth: Option<Preauth>,
     ) {
-        let _preauth = preauth;
         let secure = tls.is_some();
         let mut io = Io::new(sock, tls);
         let mut buf = Vec::new();
@@ -212,6 +216,16 @@ impl Http {
             match next {
                 Next::KeepAlive => {}
                 Next::Close => return io.close(CLOSE_LINGER).await,
+                Next::WebSocket => {
+                    // The XMPP connection counts itself from here; what followed the
+                    // handshake is its first frames.
+                    drop(slot);
+                    let (sock, tls) = io.into_parts();
+                    let peer = sock
+                        .peer_addr()
+                        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                    return self.c2s.websocket(sock, peer, tls, preauth, buf).await;
+                }
             }
         }
     }
@@ -245,6 +259,9 @@ impl Http {
         let cors = &self.config.http.cors;
         let origin = req.header_str("origin");
         let head_only = req.method == "HEAD";
+        if req.path == WEBSOCKET_PATH {
+            return self.upgrade(req, out, &date);
+        }
         let methods = match req.path {
             "/.well-known/host-meta" | "/.well-known/host-meta.json" => "GET, HEAD, OPTIONS",
             "*" => "GET, HEAD, POST, OPTIONS",
@@ -286,9 +303,34 @@ impl Http {
         next(keep_alive)
     }
 
+    /// `GET /xmpp-websocket`: the opening handshake (RFC 6455 §4.2, RFC 7395 §3.1). A page
+    /// from an origin the CORS policy does not allow is refused (403): browsers let any page
+    /// open a WebSocket, so the server is the one to check.
+    fn upgrade(&self, req: &Request<'_, '_>, out: &mut Vec<u8>, date: &str) -> Next {
+        let refused = |status: u16, reason: &str, extra: &[(&str, &str)], out: &mut Vec<u8>| {
+            let mut r = Response::new(status).header("Content-Type", "text/plain; charset=utf-8");
+            for (n, v) in extra {
+                r = r.header(n, v);
+            }
+            r.write(out, date, reason.as_bytes(), req.keep_alive, false);
+            next(req.keep_alive)
+        };
+        let accepted = match ws::accept(req.method, req.minor, req.headers) {
+            Ok(a) => a,
+            Err(r) => return refused(r.status, r.reason, r.headers, out),
+        };
+        if accepted.origin.is_some()
+            && response::allowed(&self.config.http.cors, accepted.origin).is_none()
+        {
+            return refused(403, "this origin may not connect", &[], out);
+        }
+        accepted.write_head(out, &[("Date", date), ("Server", "xmppd")]);
+        Next::WebSocket
+    }
+
     /// The endpoints XEP-0156 advertises: (link relation, URL).
     fn links(&self, req: &Request<'_, '_>, secure: bool) -> Option<Vec<(&'static str, String)>> {
-        let _base = match &self.config.http.public_url {
+        let base = match &self.config.http.public_url {
             Some(u) => u.clone(),
             None => {
                 // HTTP/1.0 may omit Host: the first served domain stands in.
@@ -302,7 +344,12 @@ impl Http {
                 format!("{}://{host}", if secure { "https" } else { "http" })
             }
         };
-        Some(Vec::new())
+        let ws = match base.split_once("://") {
+            Some(("https", rest)) => format!("wss://{rest}{WEBSOCKET_PATH}"),
+            Some((_, rest)) => format!("ws://{rest}{WEBSOCKET_PATH}"),
+            None => return None,
+        };
+        Some(vec![("urn:xmpp:alt-connections:websocket", ws)])
     }
 
     /// `/.well-known/host-meta` (XEP-0156 §3.2, RFC 6415): XRD.

@@ -192,6 +192,15 @@ impl Framer {
         }
     }
 
+    /// A framer already inside a stream whose header declared `ns`: for transports that frame
+    /// elements without a stream header (RFC 7395's one element per WebSocket message).
+    pub fn open_with(ns: StreamNs, limits: Limits) -> Framer {
+        let mut f = Framer::new(limits);
+        f.ns = std::sync::Arc::new(ns);
+        f.phase = Phase::Open;
+        f
+    }
+
     /// Forgets everything; a new stream header is expected next (stream restart after TLS or
     /// SASL, CORE-STREAM-14).
     pub fn reset(&mut self) {
