@@ -457,3 +457,40 @@ fn ws_origins_outside_the_cors_policy_are_refused() {
         c.handshake("Sec-WebSocket-Protocol: xmpp\r\nOrigin: https://app.example\r\n");
     assert_eq!(status, 101);
 }
+
+/// Before authentication a message is held to `--max-preauth-stanza-size` (a larger one
+/// closes the WebSocket with 1009, RFC 6455 §7.4.1); after it, to `--max-stanza-size`.
+#[test]
+fn ws_messages_are_bounded_by_the_stanza_limits_before_and_after_login() {
+    let server = Server::start(&[]);
+    let mut c = wss_connect(&server).open_xmpp();
+    c.open_stream();
+    let big = format!(
+        "<iq type='get' id='x'><query xmlns='urn:x'>{}</query></iq>",
+        "a".repeat(9000)
+    );
+    c.send(&big);
+    assert_eq!(c.expect_close(), 1009);
+
+    let web = User::new(&server, "big");
+    let tcp = User::new(&server, "peer");
+    let mut c = wss_connect(&server).open_xmpp();
+    c.open_stream();
+    let payload =
+        base64::engine::general_purpose::STANDARD.encode(format!("\0{}\0{}", web.local, web.pw));
+    c.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{payload}</auth>"
+    ));
+    assert_eq!(c.recv_el().name, "success");
+    c.open_stream();
+    c.send("<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>");
+    assert_eq!(c.recv_el().attr("type"), Some("result"));
+    let mut t = tcp.login(&server, "desk");
+    let body = "b".repeat(20_000);
+    c.send(&format!(
+        "<message to='{}' type='chat'><body>{body}</body></message>",
+        t.full()
+    ));
+    let (m, _) = t.recv_until("big message", |e| e.name == "message");
+    assert_eq!(m.child("body", "jabber:client").unwrap().text(), body);
+}

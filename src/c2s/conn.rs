@@ -261,7 +261,8 @@ impl Conn {
         let limits = conn.c2s.config.preauth_xml_limits();
         conn.framer.set_limits(limits);
         conn.ns = std::sync::Arc::new(super::ws::client_ns());
-        let mut ws = Box::new(WsLink::new(conn.c2s.config.xml_limits()));
+        // Before authentication a message is held to the smaller limit, as on TCP.
+        let mut ws = Box::new(WsLink::new(limits));
         conn.reprocess = !unread.is_empty();
         ws.input = unread;
         conn.ws = Some(ws);
@@ -362,6 +363,9 @@ impl Conn {
         if !iq_auth {
             self.framer.reset();
             self.framer.set_limits(self.c2s.config.xml_limits());
+            if let Some(ws) = self.ws.as_mut() {
+                ws.set_limits(self.c2s.config.xml_limits());
+            }
             // No longer one of its address's unauthenticated connections.
             self.preauth = None;
         }
@@ -1009,7 +1013,7 @@ pub(super) async fn refuse(mut sock: TcpStream, domains: Vec<String>, err: Strea
 /// too or [`CLOSE_LINGER`] passes. Closing with unread input makes Linux send a RST, which
 /// discards data still in flight and resets a peer that is still writing, so that it may never
 /// process the stream error. The caller drops the socket afterwards.
-async fn linger_close(sock: &mut TcpStream) {
+pub(crate) async fn linger_close(sock: &mut TcpStream) {
     let _ = sock.shutdown(Shutdown::Write).await;
     let drain = async {
         let mut buf = [0u8; 2048];

@@ -3,6 +3,7 @@
 //! moved here after authentication. One task per connection (`conn.rs`) owns the socket.
 
 mod conn;
+pub(crate) use conn::linger_close;
 pub mod limits;
 pub mod ws;
 

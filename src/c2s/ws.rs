@@ -56,24 +56,29 @@ pub enum Message<'a> {
 }
 
 impl WsLink {
-    /// A link whose messages may be as large as `limits` allow (plus WebSocket framing).
+    /// A link whose messages may be as large as `limits` allow.
     pub fn new(limits: Limits) -> WsLink {
-        let max = limits.max_stanza_bytes;
         WsLink {
-            decoder: Decoder::new(wsp::Limits {
-                max_frame: max,
-                max_message: max,
-            }),
+            decoder: Decoder::new(message_limits(&limits)),
             input: Vec::new(),
             inframer: Framer::open_with(client_ns(), limits),
+            // Our own output was checked when it came in or is ours: only framed here, so
+            // no bound of the client's applies to it.
             outframer: Framer::new(Limits {
                 max_stanza_bytes: usize::MAX,
-                ..limits
+                max_depth: 4096,
+                max_attrs: 1 << 16,
             }),
             out: Vec::new(),
             out_pos: 0,
             closed: false,
         }
+    }
+
+    /// Holds messages to `limits` from the next frame on (the larger limit after
+    /// authentication).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.decoder.set_limits(message_limits(&limits));
     }
 
     /// Classifies one text message (with the link's `inframer`) under the connection's current `limits`. A message that is
@@ -161,8 +166,10 @@ impl WsLink {
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    // Our own output is well-formed; a bug here must not loop or leak.
+                    // Our own output is well-formed, so this is a bug: end the WebSocket
+                    // (1011) rather than send a message that is not one element.
                     tracing::error!(error = %e, "WebSocket output framing failed");
+                    self.close(CloseCode::Error, "internal error");
                     used = unsent.len();
                     break;
                 }
@@ -258,6 +265,14 @@ impl WsLink {
                 self.out = Vec::new();
             }
         }
+    }
+}
+
+/// A message is a stanza: the same bound for a frame and for the message.
+fn message_limits(limits: &Limits) -> wsp::Limits {
+    wsp::Limits {
+        max_frame: limits.max_stanza_bytes,
+        max_message: limits.max_stanza_bytes,
     }
 }
 

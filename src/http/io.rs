@@ -3,7 +3,6 @@
 //! connection upgraded to WebSocket can take its TLS state along to the XMPP connection task.
 
 use std::io::{Read, Write};
-use std::net::Shutdown;
 use std::time::Duration;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
@@ -138,9 +137,9 @@ impl Io {
         Ok(())
     }
 
-    /// Closes the way that lets the last response arrive: TLS `close_notify`, a FIN, then
-    /// reading and discarding what the peer still sends for at most `linger` (closing with
-    /// unread input would make the kernel reset the connection and lose the response).
+    /// Closes the way that lets the last response arrive: TLS `close_notify`, then the
+    /// XMPP ports' lingering close (a FIN, then the peer's input read and discarded for a
+    /// bounded time, so that the kernel does not reset the connection under the response).
     pub async fn close(mut self, linger: Duration) {
         if let Some(tls) = self.tls.as_mut() {
             tls.send_close_notify();
@@ -152,20 +151,6 @@ impl Io {
                 })
                 .await;
         }
-        let _ = self.sock.shutdown(Shutdown::Write).await;
-        let sock = &mut self.sock;
-        let drain = async {
-            let mut tmp = [0u8; 2048];
-            while let Ok(n) = sock.read(&mut tmp).await {
-                if n == 0 {
-                    break;
-                }
-            }
-        };
-        drain
-            .or(async {
-                glommio::timer::sleep(linger).await;
-            })
-            .await;
+        crate::c2s::linger_close(&mut self.sock).await;
     }
 }

@@ -206,8 +206,7 @@ impl Http {
                 let Ok(Some(req)) = request::parse(&buf, &mut headers, &limits) else {
                     return;
                 };
-                let body = buf.get(head_len..total).unwrap_or_default();
-                self.respond(&req, body, secure, &mut out)
+                self.respond(&req, secure, &mut out)
             };
             if io.write_all(&out).await.is_err() {
                 return;
@@ -247,13 +246,7 @@ impl Http {
     }
 
     /// Routes one complete request and writes its response.
-    fn respond(
-        &self,
-        req: &Request<'_, '_>,
-        _body: &[u8],
-        secure: bool,
-        out: &mut Vec<u8>,
-    ) -> Next {
+    fn respond(&self, req: &Request<'_, '_>, secure: bool, out: &mut Vec<u8>) -> Next {
         let keep_alive = req.keep_alive;
         let date = self.date();
         let cors = &self.config.http.cors;

@@ -370,6 +370,11 @@ impl Decoder {
         }
     }
 
+    /// Applies `limits` from the next frame on (the larger stanza limit after authentication).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     /// The most bytes the caller's buffer has to hold for the decoder to make progress: a
     /// header and the largest frame. A buffer this full always yields an event, a consumed
     /// fragment or an error.
