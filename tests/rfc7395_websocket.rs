@@ -494,3 +494,24 @@ fn ws_messages_are_bounded_by_the_stanza_limits_before_and_after_login() {
     let (m, _) = t.recv_until("big message", |e| e.name == "message");
     assert_eq!(m.child("body", "jabber:client").unwrap().text(), body);
 }
+
+/// WS-09: with `--websocket-see-other-uri`, `<open/>` is answered with
+/// `<close see-other-uri='…'/>` and the WebSocket closes.
+#[test]
+fn ws_09_see_other_uri_redirects_instead_of_open() {
+    let server = Server::start(&[
+        "--websocket-see-other-uri",
+        "wss://xmpp2.example/xmpp-websocket",
+    ]);
+    let mut c = ws_connect(server.http.unwrap()).open_xmpp();
+    c.send(&format!(
+        "<open xmlns='{FRAMING}' to='localhost' version='1.0'/>"
+    ));
+    let close = c.recv_el();
+    assert_eq!((close.name.as_str(), close.ns.as_str()), ("close", FRAMING));
+    assert_eq!(
+        close.attr("see-other-uri"),
+        Some("wss://xmpp2.example/xmpp-websocket")
+    );
+    assert_eq!(c.expect_close(), 1000);
+}

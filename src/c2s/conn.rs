@@ -613,6 +613,12 @@ impl Conn {
                     match WsLink::classify(&mut ws.inframer, text.as_bytes(), &limits) {
                         Err(e) => Err(End::Error(e)),
                         Ok(Message::Close) => Err(End::ClientClosed),
+                        Ok(Message::Open(_)) if self.c2s.config.http.see_other_uri.is_some() => {
+                            // WS-09: `<close see-other-uri/>` instead of `<open/>`.
+                            let uri = self.c2s.config.http.see_other_uri.as_deref();
+                            ws.redirect(uri.unwrap_or_default());
+                            Err(End::WsClose(CloseCode::Normal))
+                        }
                         Ok(Message::Open(hdr)) => self.on_frame(Frame::StreamOpen(hdr)),
                         Ok(Message::Element(raw)) => self.on_frame(Frame::Element(raw)),
                     }

@@ -228,6 +228,17 @@ impl WsLink {
         }
     }
 
+    /// Queues `<close see-other-uri='URI'/>` (RFC 7395 §3.6.1): the client should reconnect
+    /// there.
+    pub fn redirect(&mut self, uri: &str) {
+        if !self.closed {
+            let mut close = format!("<close xmlns='{NS_FRAMING}' see-other-uri='").into_bytes();
+            xml::escape_attr(uri, &mut close);
+            close.extend_from_slice(b"'/>");
+            wsp::text_frame(&mut self.out, &close);
+        }
+    }
+
     /// Queues `<close/>` (RFC 7395 §3.6), unless the Close frame went out.
     pub fn close_stream(&mut self) {
         if !self.closed {

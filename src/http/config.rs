@@ -51,6 +51,11 @@ pub struct HttpArgs {
     /// [default: the scheme of the port and the request's Host].
     #[arg(long)]
     pub public_http_url: Option<String>,
+    /// Send every WebSocket client elsewhere: `<close see-other-uri='URL'/>` answers its
+    /// `<open/>` (RFC 7395 §3.6.1), e.g. `wss://xmpp2.example.com/xmpp-websocket` while this
+    /// host is drained [default: none].
+    #[arg(long)]
+    pub websocket_see_other_uri: Option<String>,
 }
 
 /// The HTTP listener's resolved settings.
@@ -74,6 +79,8 @@ pub struct HttpConfig {
     pub cors: Cors,
     /// The advertised base URL (no trailing slash), if configured.
     pub public_url: Option<String>,
+    /// Where WebSocket clients are redirected, if anywhere.
+    pub see_other_uri: Option<String>,
 }
 
 /// The CORS policy: which origins get `Access-Control-Allow-Origin`.
@@ -152,6 +159,24 @@ impl HttpArgs {
                 Some(u.trim_end_matches('/').to_string())
             }
         };
+        let see_other_uri = self
+            .websocket_see_other_uri
+            .clone()
+            .or_else(|| file.websocket_see_other_uri.clone());
+        if let Some(u) = &see_other_uri {
+            let ok = (u.starts_with("ws://") || u.starts_with("wss://"))
+                && u.len() <= 1024
+                && !u.bytes().any(|b| {
+                    b.is_ascii_whitespace()
+                        || b.is_ascii_control()
+                        || matches!(b, b'\'' | b'"' | b'<' | b'>')
+                });
+            if !ok {
+                return Err(ConfigError(format!(
+                    "--websocket-see-other-uri {u:?}: expected a ws:// or wss:// URL"
+                )));
+            }
+        }
         let c = HttpConfig {
             listen: addrs(&self.http_listen, &file.http_listen, 5280),
             tls_listen: addrs(&self.https_listen, &file.https_listen, 5443),
@@ -174,6 +199,7 @@ impl HttpArgs {
             )),
             cors,
             public_url,
+            see_other_uri,
         };
         if !(256..=1 << 20).contains(&c.max_request_line) {
             return bad("--http-max-request-line must be between 256 and 1048576");
@@ -268,6 +294,13 @@ mod tests {
         for u in ["example.com", "https://", "https://a b", "https://a/'x"] {
             let r = resolve(HttpArgs {
                 public_http_url: Some(u.into()),
+                ..HttpArgs::default()
+            });
+            assert!(r.is_err(), "{u}");
+        }
+        for u in ["https://x.example/ws", "wss://a b", "wss://x/'"] {
+            let r = resolve(HttpArgs {
+                websocket_see_other_uri: Some(u.into()),
                 ..HttpArgs::default()
             });
             assert!(r.is_err(), "{u}");
