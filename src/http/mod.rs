@@ -123,7 +123,7 @@ impl Http {
             };
             let this = self.clone();
             glommio::spawn_local(async move {
-                this.serve(stream, tls, slot, preauth).await;
+                this.serve(stream, peer, tls, slot, preauth).await;
             })
             .detach();
         }
@@ -133,6 +133,7 @@ impl Http {
     async fn serve(
         self: Rc<Self>,
         sock: TcpStream,
+        peer: SocketAddr,
         tls: Option<Box<rustls::ServerConnection>>,
         slot: crate::c2s::OtherConn,
         preauth: Option<Preauth>,
@@ -212,6 +213,10 @@ impl Http {
                 return;
             }
             buf.drain(..total);
+            // A large body does not stay allocated for the connection's idle life.
+            if buf.capacity() > 64 * 1024 && buf.len() <= 4096 {
+                buf.shrink_to(4096);
+            }
             match next {
                 Next::KeepAlive => {}
                 Next::Close => return io.close(CLOSE_LINGER).await,
@@ -220,9 +225,6 @@ impl Http {
                     // handshake is its first frames.
                     drop(slot);
                     let (sock, tls) = io.into_parts();
-                    let peer = sock
-                        .peer_addr()
-                        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
                     return self.c2s.websocket(sock, peer, tls, preauth, buf).await;
                 }
             }
