@@ -567,8 +567,9 @@ impl Conn {
     /// Process plaintext; an incomplete frame stays in `inbuf`.
     fn on_plain(&mut self, data: &[u8]) -> Result<Option<Job>, End> {
         if let Some(mut ws) = self.ws.take() {
-            ws.input.extend_from_slice(data);
+            ws.receive(data);
             let r = self.on_ws(&mut ws);
+            ws.release_input();
             self.ws = Some(ws);
             return r;
         }

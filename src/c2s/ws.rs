@@ -15,6 +15,7 @@
 
 use tungstenite::protocol::frame::coding::CloseCode;
 
+use crate::core::sessions::{give_buffer, take_buffer};
 use crate::http::ws::{self as wsp, Decoder};
 use crate::xml::{self, Frame, Framer, Limits, StreamHeader, StreamNs};
 use crate::xmpp::error::{StreamCondition, StreamError};
@@ -179,6 +180,9 @@ impl WsLink {
     }
 
     fn push(&mut self, frame: Frame<'_>) {
+        if self.out.capacity() == 0 {
+            self.out = take_buffer();
+        }
         match frame {
             Frame::StreamOpen(h) => {
                 let mut open = Vec::with_capacity(160);
@@ -235,6 +239,9 @@ impl WsLink {
             let mut close = format!("<close xmlns='{NS_FRAMING}' see-other-uri='").into_bytes();
             xml::escape_attr(uri, &mut close);
             close.extend_from_slice(b"'/>");
+            if self.out.capacity() == 0 {
+                self.out = take_buffer();
+            }
             wsp::text_frame(&mut self.out, &close);
         }
     }
@@ -248,14 +255,35 @@ impl WsLink {
 
     /// Queues a Close frame (RFC 6455 §5.5.1); nothing is sent after it.
     pub fn close(&mut self, code: CloseCode, reason: &str) {
+        if self.out.capacity() == 0 {
+            self.out = take_buffer();
+        }
         if !self.closed {
             wsp::close_frame(&mut self.out, code, reason);
             self.closed = true;
         }
     }
 
+    /// Takes `data`, raw bytes from the client, behind what is not decoded yet.
+    pub fn receive(&mut self, data: &[u8]) {
+        if self.input.capacity() == 0 {
+            self.input = take_buffer();
+        }
+        self.input.extend_from_slice(data);
+    }
+
+    /// After decoding: an empty input buffer goes back to the shard's pool.
+    pub fn release_input(&mut self) {
+        if self.input.is_empty() {
+            give_buffer(std::mem::take(&mut self.input));
+        }
+    }
+
     /// Queues a Pong for a Ping's payload (§5.5.3).
     pub fn pong(&mut self, payload: &[u8]) {
+        if self.out.capacity() == 0 {
+            self.out = take_buffer();
+        }
         if !self.closed {
             wsp::pong_frame(&mut self.out, payload);
         }
@@ -270,11 +298,10 @@ impl WsLink {
     pub fn wrote(&mut self, n: usize) {
         self.out_pos += n;
         if self.out_pos >= self.out.len() {
-            self.out.clear();
+            // All written: the buffer goes back to the shard's pool, so an idle connection
+            // holds none.
+            give_buffer(std::mem::take(&mut self.out));
             self.out_pos = 0;
-            if self.out.capacity() > 4 * OUT_HIGH {
-                self.out = Vec::new();
-            }
         }
     }
 }
@@ -435,6 +462,31 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(e.condition, StreamCondition::PolicyViolation);
+    }
+
+    #[test]
+    fn an_idle_link_holds_no_buffers() {
+        let mut l = link();
+        l.frame_output(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'><presence/>");
+        assert!(l.out.capacity() > 0);
+        l.wrote(l.pending());
+        assert_eq!(l.out.capacity(), 0, "written out: back to the pool");
+        // A masked client frame holding <presence/>.
+        let payload = b"<presence/>";
+        let key = [1u8, 2, 3, 4];
+        let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+        frame.extend_from_slice(&key);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        l.receive(&frame[..5]);
+        l.release_input();
+        assert!(l.input.capacity() > 0, "an incomplete frame is kept");
+        l.receive(&frame[5..]);
+        let d = l.decoder.decode(&mut l.input).unwrap();
+        assert_eq!(d.event, Some(wsp::Event::Text("<presence/>")));
+        let n = d.consumed;
+        l.input.drain(..n);
+        l.release_input();
+        assert_eq!(l.input.capacity(), 0);
     }
 
     #[test]
