@@ -412,6 +412,10 @@ pub struct ServeArgs {
     /// Most simultaneous client connections per process (0 = derived from the open-files limit).
     #[arg(long)]
     pub max_connections: Option<usize>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (docs/METRICS.md); keep it on loopback
+    /// or a private network [default: off].
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
     /// The HTTP listener's flags (`http::HttpArgs`).
     #[command(flatten)]
     pub http: crate::http::HttpArgs,
@@ -472,6 +476,7 @@ struct FileConfig {
     io_uring_depth: Option<usize>,
     max_connections: Option<usize>,
     shutdown_grace: Option<u64>,
+    metrics_listen: Option<SocketAddr>,
     /// The HTTP listener's table: `[http]`.
     #[serde(default)]
     http: crate::http::HttpArgs,
@@ -565,6 +570,8 @@ pub struct Config {
     pub io_uring_depth: usize,
     /// Connection limit per process.
     pub max_connections: usize,
+    /// The metrics listener, if any.
+    pub metrics_listen: Option<SocketAddr>,
     /// The HTTP listener's settings.
     pub http: crate::http::HttpConfig,
     /// Every module's resolved settings.
@@ -743,6 +750,7 @@ impl Config {
                 DEFAULT_IO_URING_DEPTH,
             ),
             max_connections: pick(serve.max_connections, file.max_connections, 0),
+            metrics_listen: serve.metrics_listen.or(file.metrics_listen),
             http: serve.http.resolve(&file.http)?,
             modules: serve.modules.resolve(&file.modules, max_stanza_size)?,
             shutdown_grace: Duration::from_secs(pick(serve.shutdown_grace, file.shutdown_grace, 3)),

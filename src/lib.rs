@@ -11,6 +11,7 @@ pub mod core;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
+pub mod metrics;
 pub mod modules;
 pub mod router;
 pub mod server;

@@ -95,6 +95,22 @@ pub fn serve(config: Config, modules: &'static [RegisterFn]) -> Result<(), Start
     let per_shard_conns = max_conns.div_ceil(config.shards).max(1);
     let (links, receivers) = Links::new(config.shards, config.shard_queue);
     let receivers = Arc::new(receivers);
+    let metrics = Arc::new(crate::metrics::Metrics::new(
+        config.shards,
+        links.clone(),
+        storage.clone(),
+    ));
+    let metrics_addr = match config.metrics_listen {
+        None => None,
+        Some(addr) => {
+            let l = crate::metrics::bind(addr)
+                .map_err(|e| StartError(format!("metrics listener on {addr}: {e}")))?;
+            let bound = l.local_addr().unwrap_or(addr);
+            crate::metrics::serve(l, metrics.clone())
+                .map_err(|e| StartError(format!("metrics thread: {e}")))?;
+            Some(bound)
+        }
+    };
     let per_shard = Arc::new(listeners.per_shard);
 
     install_stop_triggers(&links, config.exit_on_stdin_eof)?;
@@ -119,6 +135,7 @@ pub fn serve(config: Config, modules: &'static [RegisterFn]) -> Result<(), Start
             let tls = tls.clone();
             let secret = secret.clone();
             let ip_limits = ip_limits.clone();
+            let shard_metrics = metrics.shards[i].clone();
             let exited = ShardExit {
                 index: i,
                 tx: exited_tx.clone(),
@@ -134,6 +151,7 @@ pub fn serve(config: Config, modules: &'static [RegisterFn]) -> Result<(), Start
                     rx: receivers[i].clone(),
                     fds,
                     https_tls: Some(tls.https.clone()),
+                    metrics: shard_metrics,
                     tls,
                     secret,
                     ip_limits,
@@ -166,11 +184,12 @@ pub fn serve(config: Config, modules: &'static [RegisterFn]) -> Result<(), Start
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(
         stdout,
-        "xmppd ready c2s={} c2s_tls={} http={} https={}",
+        "xmppd ready c2s={} c2s_tls={} http={} https={} metrics={}",
         list(&listeners.c2s),
         list(&listeners.c2s_tls),
         list(&listeners.http),
-        list(&listeners.https)
+        list(&listeners.https),
+        metrics_addr.map(|a| a.to_string()).unwrap_or_default()
     );
     let _ = stdout.flush();
     drop(stdout);
@@ -311,6 +330,8 @@ struct ShardInit {
     tls: TlsSetup,
     /// The HTTPS ports' TLS configuration.
     https_tls: Option<Arc<rustls::ServerConfig>>,
+    /// This shard's metrics.
+    metrics: Arc<crate::metrics::ShardMetrics>,
     secret: Arc<[u8]>,
     ip_limits: Arc<IpLimits>,
     modules: &'static [RegisterFn],
@@ -319,11 +340,10 @@ struct ShardInit {
 
 async fn shard_main(init: ShardInit) {
     let i = init.index;
-    let outbox = Rc::new(shard::Outbox::new(
-        i,
-        init.links.clone(),
-        init.config.shard_queue_bytes,
-    ));
+    let outbox = Rc::new(
+        shard::Outbox::new(i, init.links.clone(), init.config.shard_queue_bytes)
+            .with_metrics(init.metrics.clone()),
+    );
     let registry = Registry::build(init.modules, &init.config);
     let router = Router::new(init.config.clone(), init.storage, registry, outbox.clone());
     let c2s = Rc::new(C2s::new(
@@ -403,6 +423,7 @@ async fn shard_main(init: ShardInit) {
                 handled += 1;
                 match msg {
                     ShardMsg::Stanzas(batch) => {
+                        init.metrics.hop.record(batch.age());
                         for e in batch.iter() {
                             router.deliver_entry(&e);
                         }

@@ -22,6 +22,7 @@ use super::ws::{Message, WsLink};
 use super::C2s;
 use crate::config::IqAuthMode;
 use crate::core::{sessions, ClientHandle, Pending};
+use crate::metrics::{ConnState, Transport};
 use crate::session::{self, Session};
 use crate::stream::sasl::{self, ChannelBindings, ScramKeys};
 use crate::stream::{Action, Env, Negotiator};
@@ -142,6 +143,8 @@ pub struct Conn {
     ws: Option<Box<WsLink>>,
     /// A WebSocket connection (`ws` may be momentarily taken).
     websocket: bool,
+    /// How the connections gauge counts this one (metrics).
+    counted: Option<(Transport, ConnState)>,
 }
 
 impl Conn {
@@ -165,6 +168,7 @@ impl Conn {
         // Issue 8: before authentication, elements are held to the smaller pre-auth limit.
         conn.framer.set_limits(conn.c2s.config.preauth_xml_limits());
         conn.preauth = preauth;
+        conn.count_as(ConnState::Authenticating);
         conn
     }
 
@@ -189,6 +193,7 @@ impl Conn {
             conn.ws = Some(ws);
             conn.websocket = true;
         }
+        conn.count_as(ConnState::Established);
         if let Some((framer, preauth)) = iq_auth {
             conn.framer = framer;
             conn.ns = conn.framer.stream_ns_shared();
@@ -234,6 +239,7 @@ impl Conn {
             preauth: None,
             ws: None,
             websocket: false,
+            counted: None,
         }
     }
 
@@ -268,6 +274,7 @@ impl Conn {
         conn.ws = Some(ws);
         conn.websocket = true;
         conn.preauth = preauth;
+        conn.count_as(ConnState::Authenticating);
         conn
     }
 
@@ -359,6 +366,11 @@ impl Conn {
     /// XEP-0078 login succeeded: its resource is bound on the home shard, and the stream goes
     /// on there.
     async fn authenticated(&mut self, user: Jid) -> Option<End> {
+        self.c2s
+            .router
+            .outbox
+            .metrics()
+            .auth_ok(self.neg.auth_method());
         let iq_auth = self.neg.iq_auth_pending().is_some();
         if !iq_auth {
             self.framer.reset();
@@ -374,6 +386,7 @@ impl Conn {
         }
         let home = self.c2s.router.home_of(user.bare_str());
         if home == self.c2s.router.shard() {
+            self.count_as(ConnState::Established);
             return self.iq_auth_bind().err().map(End::Error);
         }
         // Whatever was received travels with the connection, decrypted.
@@ -759,12 +772,33 @@ impl Conn {
         Ok(())
     }
 
+    /// Counts this connection in the connections gauge as `state` (moving it from where it
+    /// was counted).
+    fn count_as(&mut self, state: ConnState) {
+        let t = if self.websocket {
+            Transport::WebSocket
+        } else {
+            Transport::Tcp
+        };
+        let m = self.c2s.router.outbox.metrics();
+        if let Some((t0, s0)) = self.counted.take() {
+            m.conn(t0, s0, -1);
+        }
+        m.conn(t, state, 1);
+        self.counted = Some((t, state));
+    }
+
     /// Remember the revocation sequence number of SASL's last account lookup (issue 8).
     /// Count the failed authentication attempts since the negotiator had `before` of them
     /// against the peer's address.
     fn note_attempts(&self, before: u32) {
         let n = self.neg.attempts_failed().saturating_sub(before);
         if n > 0 {
+            self.c2s
+                .router
+                .outbox
+                .metrics()
+                .auth_failed(self.neg.auth_method(), u64::from(n));
             self.c2s
                 .ip_limits
                 .auth_failed(self.peer.ip(), n, Instant::now());
@@ -907,6 +941,9 @@ impl Conn {
                 .await;
         }
         self.session.end();
+        if let Some((t, s)) = self.counted.take() {
+            self.c2s.router.outbox.metrics().conn(t, s, -1);
+        }
         self.c2s.unregister(self.slot);
         self.handle.discard();
         // Its address's place among connections authenticating is free now, not after the

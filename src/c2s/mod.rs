@@ -52,11 +52,12 @@ pub struct C2s {
 
 /// A connection of another transport counted under the shard's connection limit (see
 /// [`C2s::other_connection`]); dropping it gives the place back.
-pub struct OtherConn(Rc<Cell<usize>>);
+pub struct OtherConn(Rc<Cell<usize>>, Arc<crate::metrics::ShardMetrics>);
 
 impl Drop for OtherConn {
     fn drop(&mut self) {
         self.0.set(self.0.get().saturating_sub(1));
+        self.1.http_conn(-1);
     }
 }
 
@@ -318,7 +319,9 @@ impl C2s {
             return None;
         }
         self.other_conns.set(self.other_conns.get() + 1);
-        Some(OtherConn(self.other_conns.clone()))
+        let metrics = self.router.outbox.metrics().clone();
+        metrics.http_conn(1);
+        Some(OtherConn(self.other_conns.clone(), metrics))
     }
 
     /// The per-address admission of a new connection (issue 8), as for XMPP connections: the

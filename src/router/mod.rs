@@ -396,6 +396,7 @@ impl Router {
 
     /// Route a stanza from a bound client homed on this shard (RFC 6120 §10.3–10.5).
     pub fn from_client(self: &Rc<Self>, s: FromClient<'_>) -> Option<Pending> {
+        self.outbox.metrics().stanza_in(s.ty);
         let chain = self.registry.chain::<events::ClientStanza>();
         let kind = s.ty.kind();
         if chain.wants(kind) {
@@ -686,6 +687,7 @@ impl Router {
     /// collected first and the session table released before anything is offered, so the
     /// `BeforeWrite` handlers may use it.
     fn to_sessions(self: &Rc<Self>, ty: StanzaType, route: Route<'_>, stanza: &[u8]) -> Delivery {
+        self.outbox.metrics().stanza_out(ty);
         let (bare, resource) = (route.to.bare().as_str(), route.to.resource());
         let (decision, targets) = {
             let sessions = self.sessions.borrow();

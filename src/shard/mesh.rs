@@ -133,10 +133,11 @@ impl Links {
 
     /// Send a batch of stanzas to `dst`, counting its bytes as in flight until the receiver
     /// reports them delivered ([`Links::delivered`]). Gives the batch back when full.
-    pub fn send_batch(&self, dst: usize, batch: Batch) -> Result<(), Batch> {
+    pub fn send_batch(&self, dst: usize, mut batch: Batch) -> Result<(), Batch> {
         let Some(count) = self.in_flight.get(dst) else {
             return Err(batch);
         };
+        batch.sent_ns = monotonic_ns();
         let bytes = batch.bytes();
         // Count before sending: the receiver may subtract as soon as the batch is in the inbox.
         count.fetch_add(bytes, Ordering::AcqRel);
@@ -151,6 +152,11 @@ impl Links {
                 }
             }
         }
+    }
+
+    /// Batches waiting in `dst`'s inbox (for metrics).
+    pub fn inbox_len(&self, dst: usize) -> usize {
+        self.senders.get(dst).map_or(0, |s| s.len())
     }
 
     /// Bytes sent to shard `dst` that it has not delivered yet.
@@ -240,6 +246,15 @@ impl Links {
 pub struct Batch {
     data: Vec<u8>,
     items: Vec<BatchItem>,
+    /// When it was sent ([`monotonic_ns`]), for the routing-latency metric.
+    sent_ns: u64,
+}
+
+/// Nanoseconds on a process-wide monotonic clock (from its first use).
+pub fn monotonic_ns() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let epoch = EPOCH.get_or_init(std::time::Instant::now);
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// One stanza in a [`Batch`]: ranges into the batch buffer.
@@ -276,6 +291,11 @@ impl Batch {
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.data.len()
+    }
+
+    /// How long ago it was sent ([`Links::send_batch`]).
+    pub fn age(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(monotonic_ns().saturating_sub(self.sent_ns))
     }
 
     /// Append one stanza; `write` appends the stanza bytes to the buffer it is given.
@@ -385,6 +405,9 @@ pub struct Outbox {
     waiters: RefCell<Vec<Waker>>,
     round: Cell<u32>,
     bound: usize,
+    /// This shard's metrics (congestion events here; the rest of the shard reaches them
+    /// through [`Outbox::metrics`]).
+    metrics: Arc<crate::metrics::ShardMetrics>,
 }
 
 impl Outbox {
@@ -405,7 +428,19 @@ impl Outbox {
             waiters: RefCell::new(Vec::new()),
             round: Cell::new(1),
             bound,
+            metrics: Arc::default(),
         }
+    }
+
+    /// The same, counting into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::ShardMetrics>) -> Outbox {
+        self.metrics = metrics;
+        self
+    }
+
+    /// This shard's metrics.
+    pub fn metrics(&self) -> &Arc<crate::metrics::ShardMetrics> {
+        &self.metrics
     }
 
     /// This shard's index.
@@ -440,6 +475,9 @@ impl Outbox {
         let mut bytes = self.pending_bytes.borrow_mut();
         bytes[dst] += added;
         if bytes[dst] > self.bound {
+            if self.congested.get() & bit(dst) == 0 {
+                self.metrics.congested();
+            }
             self.congested.set(self.congested.get() | bit(dst));
         }
         drop(bytes);

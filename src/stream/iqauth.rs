@@ -177,6 +177,9 @@ impl Negotiator {
             }
         };
         let set = iq.attr("type") == Some("set");
+        if set {
+            self.method = Some("iq-auth");
+        }
         let Some(id) = id else {
             // CORE-STANZA-06
             let err = StanzaError::with_text(StanzaCondition::BadRequest, "missing id");

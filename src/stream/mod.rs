@@ -154,6 +154,9 @@ pub struct Negotiator {
     /// A SASL element arrived on this stream: XEP-0078 is refused from then on (IQAUTH-08).
     sasl_attempted: bool,
     stream_id: String,
+    /// The authentication method of the last attempt: a SASL mechanism's name or `iq-auth`
+    /// (for metrics).
+    method: Option<&'static str>,
 }
 
 impl Negotiator {
@@ -177,6 +180,7 @@ impl Negotiator {
             binding_fallback: None,
             sasl_attempted: false,
             stream_id: String::new(),
+            method: None,
         }
     }
 
@@ -195,7 +199,14 @@ impl Negotiator {
             binding_fallback: None,
             sasl_attempted: false,
             stream_id: String::new(),
+            method: None,
         }
+    }
+
+    /// The method of the last authentication attempt on this stream: a SASL mechanism's
+    /// name, `iq-auth` (XEP-0078), or None when no attempt named a mechanism we offer.
+    pub fn auth_method(&self) -> Option<&'static str> {
+        self.method
     }
 
     /// True once TLS is on (or negotiated and about to start).
@@ -421,6 +432,7 @@ impl Negotiator {
             .attr("mechanism")
             .and_then(Mechanism::from_name)
             .filter(|m| self.offered(env).contains(m));
+        self.method = mech.map(Mechanism::name);
         let Some(mech) = mech else {
             return self.fail(SaslFailure::InvalidMechanism, env, out);
         };

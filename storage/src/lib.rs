@@ -32,6 +32,7 @@ mod accounts;
 mod codec;
 mod error;
 mod fault;
+mod histogram;
 mod key;
 mod muc;
 mod offline;
@@ -50,6 +51,7 @@ mod writer;
 
 pub use accounts::{Account, AccountStore, ScramKeys};
 pub use error::{LmdbError, StorageError};
+pub use histogram::{HistogramSnapshot, LatencyHistogram, BOUNDS_US as LATENCY_BOUNDS_US};
 pub use muc::{MucAffiliation, MucRoom, MucStore};
 pub use offline::{OfflineFull, OfflineMessage, OfflinePush, OfflineQuota, OfflineStore};
 pub use privacy::{

@@ -225,6 +225,11 @@ impl Storage {
         self.inner.queue.stats()
     }
 
+    /// How long the group-commit writer's commits took (the durable write included).
+    pub fn commit_latency(&self) -> crate::HistogramSnapshot {
+        self.inner.queue.commit_latency.snapshot()
+    }
+
     /// Stops accepting group-committed writes, lets the writer commit everything already
     /// queued, and joins it. Idempotent; also done when the last handle is dropped. Reads
     /// and synchronous writes keep working afterwards. Blocks while the queue drains, so

@@ -131,6 +131,8 @@ pub(crate) struct Queue {
     parked: Mutex<Vec<Waker>>,
     commits: AtomicU64,
     jobs: AtomicU64,
+    /// How long each commit took (the durable write, fsync included).
+    pub(crate) commit_latency: crate::histogram::LatencyHistogram,
 }
 
 pub(crate) enum Rejected {
@@ -146,6 +148,7 @@ impl Queue {
             parked: Mutex::new(Vec::new()),
             commits: AtomicU64::new(0),
             jobs: AtomicU64::new(0),
+            commit_latency: crate::histogram::LatencyHistogram::default(),
         };
         (Arc::new(queue), rx)
     }
@@ -401,7 +404,9 @@ fn apply_batch(shared: &Shared, queue: &Queue, batch: &mut Vec<Box<dyn Job>>) {
                 break;
             }
         }
+        let started = std::time::Instant::now();
         let committed = parent.commit().map_err(LmdbError);
+        queue.commit_latency.record(started.elapsed());
         // Counted before anyone learns of the commit, so stats never lag a Completion.
         queue.commits.fetch_add(1, Ordering::Relaxed);
         for job in done.drain(..) {

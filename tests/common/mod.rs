@@ -40,6 +40,8 @@ pub struct Server {
     pub http: Option<SocketAddr>,
     /// The HTTPS port, unless turned off.
     pub https: Option<SocketAddr>,
+    /// The metrics port, with `--metrics-listen`.
+    pub metrics: Option<SocketAddr>,
     /// The data directory.
     pub data: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -168,6 +170,7 @@ impl Server {
             c2s_tls: field("c2s_tls=").first().copied(),
             http: field("http=").first().copied(),
             https: field("https=").first().copied(),
+            metrics: field("metrics=").first().copied(),
             child: Mutex::new(child),
             _stdin: Mutex::new(stdin),
             data: data.to_path_buf(),
