@@ -162,6 +162,7 @@ fn pep_01_the_account_is_a_pep_service() {
         "publish",
         "retrieve-items",
         "publish-options",
+        "config-node-max",
     ] {
         let var = format!("{PUBSUB}#{f}");
         assert!(features.contains(&var.as_str()), "{var} in {features:?}");

@@ -365,6 +365,27 @@ try {
     }
     if (!a.received.some((f) => f.includes(groupA))) throw new Error("A's own groupchat message was not reflected to A");
 
+    // Joining made A's Converse save the room as a XEP-0402 bookmark: published with
+    // publish-options, and accepted (it asks for `max_items` `max` when the server lists
+    // pubsub#config-node-max, else a number over the server's bound).
+    const attrOf = (frame, name) => frame.match(new RegExp(`\\s${name}=["']([^"']*)["']`))?.[1];
+    const bookmarkIds = a.sent
+        .filter((f) => f.startsWith('<iq') && /<publish\s[^>]*node=["']urn:xmpp:bookmarks:1["']/.test(f))
+        .map((f) => attrOf(f, 'id'));
+    if (bookmarkIds.length === 0) throw new Error('A published no XEP-0402 bookmark on joining the room');
+    for (const id of bookmarkIds) {
+        const deadline = Date.now() + STEP_TIMEOUT_MS;
+        let answer;
+        while (!(answer = a.received.find((f) => f.startsWith('<iq') && attrOf(f, 'id') === id))
+            && Date.now() < deadline) {
+            await new Promise((r) => setTimeout(r, 50));
+        }
+        if (!answer || attrOf(answer, 'type') !== 'result') {
+            throw new Error(`A's bookmark publish ${id} was not accepted: ${answer ?? '(no answer yet)'}`);
+        }
+    }
+    step(`A's room bookmark was stored (${bookmarkIds.length} publish)`);
+
     await screenshots('');
     for (const u of users) {
         if (u.pageErrors.length) throw new Error(`${u.name} had page errors: ${u.pageErrors.join(' | ')}`);

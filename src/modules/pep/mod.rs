@@ -160,6 +160,9 @@ const FEATURES: &[&str] = &[
     "http://jabber.org/protocol/pubsub#auto-create",
     "http://jabber.org/protocol/pubsub#auto-subscribe",
     "http://jabber.org/protocol/pubsub#config-node",
+    // `max` for `pubsub#max_items` (§17.7). Clients look for it before asking for `max`
+    // instead of a number (Converse.js asks for 9999 bookmarks otherwise, over the bound).
+    "http://jabber.org/protocol/pubsub#config-node-max",
     "http://jabber.org/protocol/pubsub#create-and-configure",
     "http://jabber.org/protocol/pubsub#create-nodes",
     "http://jabber.org/protocol/pubsub#delete-items",
