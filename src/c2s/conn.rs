@@ -638,8 +638,11 @@ impl Conn {
                     }
                 }
                 Some(crate::http::ws::Event::Ping(payload)) => {
-                    let payload = payload.to_vec();
-                    ws.pong(&payload);
+                    // At most 125 bytes (RFC 6455 §5.5): copied out of the input it borrows.
+                    let mut copy = [0u8; crate::http::ws::MAX_CONTROL_PAYLOAD];
+                    let n = payload.len().min(copy.len());
+                    copy[..n].copy_from_slice(&payload[..n]);
+                    ws.pong(&copy[..n]);
                     Ok(None)
                 }
                 Some(crate::http::ws::Event::Pong(_)) => Ok(None),
