@@ -6,7 +6,19 @@
 #
 # Cases: chat-max chat-1000 login-plain login-tls idle-plain idle-tls presence muc muc-20ps
 # (the default set), chat-max-block20 (chat-max with a 20-entry XEP-0191 blocklist on every
-# account), muc-2shards (xmppd only) and pep.
+# account), muc-2shards (xmppd only), pep, and the WebSocket cases below.
+#
+# WebSocket cases (XMPP over WebSocket, RFC 7395: the generator's --transport websocket on the
+# server's HTTP port, ws://127.0.0.1:PORT/xmpp-websocket, subprotocol xmpp, one element per
+# masked text frame; no TLS, so the servers allow SCRAM over plain ws://):
+#   chat-max-ws  chat-max over WebSocket; headline: server CPU per delivered message.
+#   chat-1000-ws chat-1000 over WebSocket; headline: p99 (p50 in the raw results).
+#   login-ws     login-plain over WebSocket (the HTTP upgrade is part of each login).
+#   idle-ws      idle-plain over WebSocket (10,000 sessions); headline: RSS per session.
+# Only for these cases does a server get an HTTP listener: xmppd --http-listen (instead of
+# --no-http), Prosody mod_websocket on its http_ports (consider_websocket_secure), ejabberd an
+# ejabberd_http listener with /xmpp-websocket: ejabberd_http_ws. An xmppd binary without
+# --http-listen (XMPPD_BIN of an older commit) shows "not supported".
 #
 # MUC cases (the generator's muc scenario, 10 rooms x 50 occupants = 500 sessions; each room
 # message is delivered to its 50 occupants, the sender's own reflected copy included):
@@ -60,7 +72,8 @@
 # `tuning/summarize.py --paired RESULTS.jsonl A B` prints every pair and the median difference.
 #
 # XMPPD_BIN=PATH measures that xmppd binary instead of building this tree (for before/after
-# comparisons: keep the release binary of the old commit and point at it).
+# comparisons: keep the release binary of the old commit and point at it). The builds go to
+# $CARGO_TARGET_DIR if set (else target/), and the generator is taken from there.
 #
 # The headline figure of each case is server CPU time per operation, read from /proc of the
 # server process: it stays comparable when the machine is noisy. Throughput, latency and the
@@ -88,7 +101,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-known_cases="chat-max chat-max-block20 chat-1000 login-plain login-tls idle-plain idle-tls presence muc muc-20ps muc-20ps-spin muc-2shards pep"
+known_cases="chat-max chat-max-block20 chat-1000 login-plain login-tls idle-plain idle-tls presence muc muc-20ps muc-20ps-spin muc-2shards pep chat-max-ws chat-1000-ws login-ws idle-ws"
 for c in $cases; do
   case " $known_cases " in *" $c "*) ;; *) echo "compare.sh: unknown case $c (known: $known_cases)" >&2; exit 2 ;; esac
 done
@@ -119,8 +132,10 @@ build=(-p xmppd-loadtest)
 case " $servers " in *" xmppd "*) [ -n "${XMPPD_BIN:-}" ] || build+=(-p xmppd) ;; esac
 echo "== building ${build[*]//-p /} (release)"
 cargo build --release --locked "${build[@]}" --bins 2>&1 | grep -v '^\s*\(Compiling\|Finished\)' || true
-xmppd=${XMPPD_BIN:-$root/target/release/xmppd}
-lt=$root/target/release/xmppd-loadtest
+# Cargo's CARGO_TARGET_DIR is honoured (a build directory of one's own while others build).
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+xmppd=${XMPPD_BIN:-$target_dir/release/xmppd}
+lt=$target_dir/release/xmppd-loadtest
 case " $servers " in *" xmppd "*) [ -x "$xmppd" ] || { echo "build failed (xmppd)" >&2; exit 1; } ;; esac
 [ -x "$lt" ] || { echo "build failed (xmppd-loadtest)" >&2; exit 1; }
 
@@ -138,6 +153,8 @@ results=$work/results.jsonl
 server_pid=""
 stop_server=""
 xmppd_shards=1 # set per case by run_one (muc-2shards: 2)
+websocket=false # set per case by run_one (the *-ws cases): the server gets an HTTP listener
+http_port=""    # set by start_*: the server's HTTP port when $websocket
 
 cleanup() {
   if [ -n "$stop_server" ]; then $stop_server || true; fi
@@ -172,7 +189,7 @@ pin_all() { # pid: pin every thread of the process to the server CPU
 
 # ---- xmppd ---------------------------------------------------------------------------------
 start_xmppd() {
-  port=25222
+  port=25222 http_port=25280
   local d=$work/xmppd
   rm -rf "$d" && mkdir -p "$d"
   "$xmppd" import --data-dir "$d/data" --shared-salt "$work/users.txt" >/dev/null
@@ -181,16 +198,23 @@ start_xmppd() {
   # per-address limits (a binary from before they existed has no such flag).
   local exempt=""
   "$xmppd" serve --help 2>/dev/null | grep -q -- --exempt-loopback && exempt=--exempt-loopback
-  # No HTTP listener: nothing here uses it, and its default port is Prosody's too.
-  "$xmppd" serve --help 2>/dev/null | grep -q -- --no-http && exempt="$exempt --no-http"
+  # No HTTP listener except for the WebSocket cases: nothing else uses it, and its default
+  # port is Prosody's too. HTTPS (which nothing here uses) moves off its default port.
+  local http=""
+  if $websocket; then
+    http="--http-listen 127.0.0.1:$http_port --https-listen 127.0.0.1:25243"
+  else
+    "$xmppd" serve --help 2>/dev/null | grep -q -- --no-http && http=--no-http
+  fi
   # Every shard runs on the server CPU (taskset here and pin_all below; no --pin, which would
   # put shard N on CPU N, the generator's): with --shards 2 the two shards share one core.
   taskset -c "$server_cpu" "$xmppd" --data-dir "$d/data" --log warn --shards "$xmppd_shards" \
     --c2s-listen 127.0.0.1:$port --no-c2s-tls --cert "$work/cert.pem" --key "$work/key.pem" \
-    --allow-plain-without-tls --max-connections 30000 $exempt >"$d/log" 2>&1 &
+    --allow-plain-without-tls --max-connections 30000 $exempt $http >"$d/log" 2>&1 &
   server_pid=$!
   stop_server=stop_xmppd
   wait_port 127.0.0.1 $port 30
+  if $websocket; then wait_port 127.0.0.1 $http_port 30; fi
   pin_all "$server_pid"
 }
 stop_xmppd() {
@@ -200,18 +224,21 @@ stop_xmppd() {
 
 # ---- Prosody -------------------------------------------------------------------------------
 start_prosody() {
-  port=25322
-  local d=$work/prosody
+  port=25322 http_port=25380
+  local d=$work/prosody ws_modules=""
   rm -rf "$d" && mkdir -p "$d/data" "$d/certs"
   cp "$work/cert.pem" "$d/certs/localhost.crt"
   cp "$work/key.pem" "$d/certs/localhost.key"
-  sed -e "s|@DIR@|$d|g" -e "s|@PORT@|$port|g" tuning/peers/prosody.cfg.lua.in >"$d/prosody.cfg.lua"
+  if $websocket; then ws_modules='"websocket";'; fi
+  sed -e "s|@DIR@|$d|g" -e "s|@PORT@|$port|g" -e "s|@HTTP_PORT@|$http_port|g" \
+    -e "s|^    @WS_MODULES@\$|    $ws_modules|" tuning/peers/prosody.cfg.lua.in >"$d/prosody.cfg.lua"
   python3 tuning/peers/prosody_accounts.py "$d/data" localhost <"$work/users.txt"
   python3 tuning/peers/prosody_accounts.py "$d/data" localhost <"$work/pres.txt"
   taskset -c "$server_cpu" prosody --config "$d/prosody.cfg.lua" -F >"$d/stdout" 2>&1 &
   server_pid=$!
   stop_server=stop_prosody
   wait_port 127.0.0.1 $port 30
+  if $websocket; then wait_port 127.0.0.1 $http_port 30; fi
   pin_all "$server_pid"
 }
 stop_prosody() {
@@ -229,7 +256,7 @@ ejctl() {
     --spool "$d/spool" --logs "$d/logs" --node bench@localhost "$@"
 }
 start_ejabberd() {
-  port=25422
+  port=25422 http_port=25480
   local d=$work/ejabberd
   if [ ! -d "$work/ejabberd-spool" ]; then
     # Import once (XEP-0227 through ejabberdctl takes about a minute for 10k users), keep
@@ -253,12 +280,18 @@ start_ejabberd() {
   ejctl started >/dev/null
   server_pid=$(pgrep -f 'beam.*bench@localhost' | head -1)
   wait_port 127.0.0.1 $port 60
+  if $websocket; then wait_port 127.0.0.1 $http_port 60; fi
   pin_all "$server_pid"
 }
 ejabberd_files() { # dir: config, certificate, ejabberdctl settings, owned by ejabberd
   local d=$1
   cat "$work/cert.pem" "$work/key.pem" >"$d/cert.pem"
-  sed -e "s|@DIR@|$d|g" -e "s|@PORT@|$port|g" tuning/peers/ejabberd.yml.in >"$d/ejabberd.yml"
+  local ws_listener=""
+  if $websocket; then
+    ws_listener="  - {port: $http_port, ip: \"127.0.0.1\", module: ejabberd_http, backlog: 4096, request_handlers: {/xmpp-websocket: ejabberd_http_ws}}"
+  fi
+  sed -e "s|@DIR@|$d|g" -e "s|@PORT@|$port|g" -e "s|@HTTP_PORT@|$http_port|g" \
+    -e "s|^@WS_LISTENER@\$|$ws_listener|" tuning/peers/ejabberd.yml.in >"$d/ejabberd.yml"
   # One scheduler for one core (the default is one per online CPU, which would thrash).
   cat >"$d/ejabberdctl.cfg" <<'EOF'
 ERL_OPTIONS="+S 1:1 -env ERL_CRASH_DUMP_BYTES 0"
@@ -298,6 +331,11 @@ case_args() { # case -> generator arguments
     # PEP tunes to the presence case's rosters (p1..p200, 50 contacts each, caps with
     # tune+notify), one publish in flight per user, over a fixed window.
     pep) echo "pep --users $pres_users --contacts $contacts --rounds 0 --window 1 --warmup $warmup --duration $duration --user-prefix p" ;;
+    # The same loads over XMPP over WebSocket (RFC 7395), to the server's HTTP port (run_one).
+    chat-max-ws) echo "$(case_args chat-max) --transport websocket" ;;
+    chat-1000-ws) echo "$(case_args chat-1000) --transport websocket" ;;
+    login-ws) echo "$(case_args login-plain) --transport websocket" ;;
+    idle-ws) echo "$(case_args idle-plain) --transport websocket" ;;
     *) echo "unknown case $1" >&2; return 1 ;;
   esac
 }
@@ -307,6 +345,9 @@ xmppd_only() { # case -> whether only xmppd can run it (its shards)
 }
 shards_of() { # case -> xmppd --shards
   case "$1" in muc-2shards) echo 2 ;; *) echo 1 ;; esac
+}
+websocket_case() { # case -> whether it runs over WebSocket (the server's HTTP port)
+  case "$1" in *-ws) return 0 ;; *) return 1 ;; esac
 }
 
 run_one() { # server case run: one run on a fresh server, its result appended to $results
@@ -318,10 +359,22 @@ run_one() { # server case run: one run on a fresh server, its result appended to
     return 0
   fi
   xmppd_shards=$(shards_of "$c")
+  websocket=false
+  if websocket_case "$c"; then
+    websocket=true
+    if [ "$server" = xmppd ] && ! "$xmppd" serve --help 2>/dev/null | grep -q -- --http-listen; then
+      why="this xmppd binary has no HTTP listener (--http-listen): no XMPP over WebSocket"
+      printf '{"case":"%s","server":"%s","run":%d,"unsupported":"%s"}\n' "$c" "$server" "$r" "$why" >>"$results"
+      echo "   $c run $r: not supported by $server ($why)"
+      return 0
+    fi
+  fi
   # A fresh server for every run: no state (caches, heap growth) carried between runs.
   "start_$server"
+  local gen_port=$port
+  if $websocket; then gen_port=$http_port; fi
   # shellcheck disable=SC2046
-  taskset -c "$gen_cpu" "$lt" $(case_args "$c") --port "$port" --domain localhost \
+  taskset -c "$gen_cpu" "$lt" $(case_args "$c") --port "$gen_port" --domain localhost \
     --server-pid "$server_pid" --label "$server" --json --timeout 300 \
     >"$work/$server-$c-$r.out" 2>"$work/$server-$c-$r.err" || rc=$?
   line=$(grep '^{' "$work/$server-$c-$r.out" | tail -1) || true

@@ -66,6 +66,18 @@ HEADLINE = {
         "server_cpu_us_per_op",
         "µs",
     ),
+    "chat-max-ws": (
+        "server CPU per delivered 1:1 message at saturation, WebSocket",
+        "server_cpu_us_per_op",
+        "µs",
+    ),
+    "chat-1000-ws": (
+        "p99 latency, 1:1 chat at a fixed 1,000 msg/s, WebSocket",
+        "latency_us.p99",
+        "ms",
+    ),
+    "login-ws": ("server CPU per login, SCRAM-SHA-1, WebSocket", "server_cpu_us_per_op", "ms"),
+    "idle-ws": ("RSS per idle authenticated session, WebSocket", "rss_kib_per_session", "KiB"),
 }
 # Context figures shown beside the headline: (label, key, unit)
 CONTEXT = [

@@ -138,7 +138,13 @@ impl Login {
         nonce: &str,
         out: &mut Vec<u8>,
     ) -> Result<(Login, Action), LoginError> {
-        let n = name(stanza);
+        // Over WebSocket (RFC 7395 §3.3.3) a server may also send these unprefixed, with the
+        // streams namespace as the default one.
+        let n = match name(stanza) {
+            b"features" => &b"stream:features"[..],
+            b"error" => b"stream:error",
+            n => n,
+        };
         if n == b"stream:error" {
             return Err(LoginError::StreamError(
                 String::from_utf8_lossy(stanza).into_owned(),

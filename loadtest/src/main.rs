@@ -8,6 +8,7 @@ mod provision;
 mod scenarios;
 mod scram;
 mod stats;
+mod ws;
 
 use std::io::{BufWriter, Write as _};
 use std::net::Ipv4Addr;
@@ -19,15 +20,22 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand};
 
 use login::{LoginConfig, Mech};
-use net::Target;
+use net::{Target, Transport};
 use scenarios::{phase, progress, sleep_bounded, wait_until, Launcher, Shared};
 use stats::{CpuMark, Latency, Report};
 
 const ABOUT: &str = "Black-box XMPP load generator: drives any XMPP server (xmppd, Prosody, \
-ejabberd) over loopback TCP with thread-per-core epoll workers.";
+ejabberd) over loopback TCP or WebSocket with thread-per-core epoll workers.";
 
 const LONG_ABOUT: &str = "Black-box XMPP load generator: drives any XMPP server (xmppd, Prosody, \
-ejabberd) over loopback TCP with thread-per-core epoll workers (--threads).
+ejabberd) over loopback TCP or WebSocket with thread-per-core epoll workers (--threads).
+
+Transports (--transport): tcp (RFC 6120, the default) or websocket (RFC 7395 over plain ws://: \
+--port is then the server's HTTP port, the endpoint is --ws-path, subprotocol xmpp; each \
+connection makes the HTTP/1.1 upgrade, then sends every element as one masked text frame and \
+takes every server text message as one element, answering pings; no STARTTLS, so --starttls \
+is refused and the server must allow authentication without TLS). Every scenario runs over \
+either; login latency over WebSocket includes the upgrade. bosh is not supported yet (exit 3).
 
 Every scenario logs accounts {prefix}{i} in (stream, optional STARTTLS, SASL PLAIN / SCRAM-SHA-1 / \
 SCRAM-SHA-256, bind, session if required), runs a bounded load and ends by itself (at the latest \
@@ -95,9 +103,16 @@ struct Common {
     /// Server address (IPv4).
     #[arg(long, global = true, default_value = "127.0.0.1")]
     host: Ipv4Addr,
-    /// Server c2s port.
+    /// Server port: the c2s port, or with --transport websocket the server's HTTP port.
     #[arg(long, global = true, default_value_t = 5222)]
     port: u16,
+    /// How XMPP is carried: tcp (RFC 6120), websocket (RFC 7395, ws:// on --port at
+    /// --ws-path), bosh (not supported yet: exit 3).
+    #[arg(long, global = true, value_enum, default_value = "tcp")]
+    transport: TransportArg,
+    /// WebSocket endpoint path (--transport websocket).
+    #[arg(long, global = true, default_value = "/xmpp-websocket")]
+    ws_path: String,
     /// XMPP domain of the accounts (stream `to`).
     #[arg(long, global = true, default_value = "localhost")]
     domain: String,
@@ -140,6 +155,27 @@ struct Common {
     /// the server's latency without that. Give the workers cores of their own.
     #[arg(long, global = true)]
     spin: bool,
+}
+
+/// `--transport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TransportArg {
+    /// XMPP over TCP (RFC 6120).
+    Tcp,
+    /// XMPP over WebSocket (RFC 7395), plain ws://.
+    Websocket,
+    /// XMPP over BOSH (XEP-0124/XEP-0206): not supported yet.
+    Bosh,
+}
+
+impl TransportArg {
+    fn name(self) -> &'static str {
+        match self {
+            TransportArg::Tcp => "tcp",
+            TransportArg::Websocket => "websocket",
+            TransportArg::Bosh => "bosh",
+        }
+    }
 }
 
 /// Scenarios.
@@ -346,9 +382,26 @@ fn main() -> ExitCode {
     if let Cmd::Provision(a) = &cli.cmd {
         return provision(&cli.common, a);
     }
+    let c = &cli.common;
+    match c.transport {
+        TransportArg::Bosh => {
+            println!(
+                "transport bosh: not supported yet (xmppd-loadtest speaks tcp and websocket; \
+                 BOSH, XEP-0124/XEP-0206, is not implemented)"
+            );
+            return ExitCode::from(EXIT_UNSUPPORTED);
+        }
+        TransportArg::Websocket if c.starttls => {
+            eprintln!(
+                "xmppd-loadtest: --starttls with --transport websocket: RFC 7395 has no \
+                 STARTTLS (and the generator speaks ws://, not wss://)"
+            );
+            return ExitCode::from(2);
+        }
+        _ => {}
+    }
     let limit = raise_nofile();
     println!("RLIMIT_NOFILE: {limit}");
-    let c = &cli.common;
     let threads = c.threads.max(1);
     let res = match &cli.cmd {
         Cmd::Chat(a) => chat(c, threads, a, limit),
@@ -416,10 +469,19 @@ fn target(c: &Common, conns: usize) -> Target {
         password: c.password.clone(),
         tls: net::tls_config(),
         spin: c.spin,
+        transport: match c.transport {
+            TransportArg::Websocket => Transport::WebSocket {
+                path: c.ws_path.clone(),
+            },
+            TransportArg::Tcp | TransportArg::Bosh => Transport::Tcp,
+        },
     }
 }
 
 fn emit(c: &Common, r: &Report) {
+    let mut r = r.clone();
+    r.params
+        .insert("transport".into(), c.transport.name().into());
     print!("{}", r.table());
     if c.json {
         println!("{}", r.json_line());

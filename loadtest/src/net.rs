@@ -2,6 +2,12 @@
 //! scheduled sends, optional rustls client TLS. Reads and writes are batched: one read drains
 //! the socket into the connection's buffer, every stanza in it is handled, and each touched
 //! connection is flushed once per loop turn.
+//!
+//! Transports: XMPP over TCP (RFC 6120 stream framing), or XMPP over WebSocket (RFC 7395):
+//! an HTTP/1.1 upgrade, then one element per masked text frame each way. The scenarios do not
+//! see the difference: [`Net::send`] and [`Net::send_with`] take exactly one element per
+//! call, which a WebSocket connection sends as one message, and every server message is
+//! handed to the driver as one stanza.
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
@@ -13,8 +19,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
 
-use crate::framing::{Frame, Splitter};
+use crate::framing::{name, Frame, Splitter};
 use crate::login::{stream_header, Account, Action, Login, LoginConfig, LoginError};
+use crate::ws;
 
 /// Connection handle: index into the worker's slab.
 pub type Id = usize;
@@ -32,12 +39,34 @@ pub trait Driver {
     fn closed(&mut self, net: &mut Net, id: Id, err: Option<String>);
 }
 
+/// Where a WebSocket connection is (TCP connections are [`WsState::Off`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WsState {
+    /// XMPP over TCP.
+    Off,
+    /// The upgrade request is out, the 101 not yet in.
+    Handshake,
+    /// Upgraded: frames each way.
+    Open,
+}
+
+/// The reading side of a WebSocket connection.
+struct WsRead {
+    reader: ws::Reader,
+    /// The `Sec-WebSocket-Accept` the server must answer.
+    accept: String,
+}
+
 /// One client connection.
 pub struct Conn {
     sock: TcpStream,
     tls: Option<Box<ClientConnection>>,
+    /// TCP: the XMPP stream's bytes; WebSocket: the raw bytes (response head, frames).
     rbuf: Vec<u8>,
     split: Splitter,
+    ws: WsState,
+    /// WebSocket decoder (taken out while the connection's input is processed).
+    wsr: Option<Box<WsRead>>,
     wbuf: Vec<u8>,
     wpos: usize,
     login: Option<Login>,
@@ -98,6 +127,18 @@ pub fn tls_config() -> Arc<ClientConfig> {
     Arc::new(cfg)
 }
 
+/// How XMPP is carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// RFC 6120 over TCP.
+    Tcp,
+    /// RFC 7395 over WebSocket (plain `ws://`) at this HTTP path.
+    WebSocket {
+        /// Endpoint path, e.g. `/xmpp-websocket`.
+        path: String,
+    },
+}
+
 /// Where and how to connect.
 #[derive(Clone)]
 pub struct Target {
@@ -117,6 +158,8 @@ pub struct Target {
     pub tls: Arc<ClientConfig>,
     /// Poll without sleeping (`--spin`).
     pub spin: bool,
+    /// TCP or WebSocket.
+    pub transport: Transport,
 }
 
 /// The socket loop of one worker thread.
@@ -130,6 +173,12 @@ pub struct Net {
     target: Target,
     epoch: Instant,
     nonce_seed: u64,
+    /// xorshift state for WebSocket mask keys.
+    mask_seed: u64,
+    /// WebSocket: the login's output before it is framed.
+    login_out: Vec<u8>,
+    /// WebSocket: the `Host` of the upgrade request.
+    ws_host: String,
     /// Connections currently logging in.
     pub logging_in: usize,
     /// Connections open.
@@ -177,9 +226,12 @@ impl Net {
             free: Vec::new(),
             dirty: Vec::new(),
             scratch: vec![0u8; 256 * 1024],
+            ws_host: format!("{}:{}", target.login.domain, target.port),
             target,
             epoch,
             nonce_seed: seed,
+            mask_seed: seed ^ 0x2545_f491_4f6c_dd1d | 1,
+            login_out: Vec::new(),
             logging_in: 0,
             open: 0,
         })
@@ -194,12 +246,30 @@ impl Net {
     pub fn connect(&mut self, user: usize, seq: usize, t_start_ns: u64) -> io::Result<Id> {
         let sock = self.open_socket(seq)?;
         let mut wbuf = Vec::with_capacity(4096);
-        stream_header(&mut wbuf, &self.target.login.domain);
+        let (ws, wsr) = match &self.target.transport {
+            Transport::Tcp => {
+                stream_header(&mut wbuf, &self.target.login.domain);
+                (WsState::Off, None)
+            }
+            Transport::WebSocket { path } => {
+                let mut key = [0u8; 16];
+                key[..8].copy_from_slice(&xorshift(&mut self.mask_seed).to_ne_bytes());
+                key[8..].copy_from_slice(&xorshift(&mut self.mask_seed).to_ne_bytes());
+                let accept = ws::request(&mut wbuf, &self.ws_host, path, &key);
+                let reader = ws::Reader::new(MAX_PENDING);
+                (
+                    WsState::Handshake,
+                    Some(Box::new(WsRead { reader, accept })),
+                )
+            }
+        };
         let conn = Conn {
             sock,
             tls: None,
             rbuf: Vec::with_capacity(4096),
             split: Splitter::new(),
+            ws,
+            wsr,
             wbuf,
             wpos: 0,
             login: Some(Login::start()),
@@ -273,21 +343,22 @@ impl Net {
         }
     }
 
-    /// Queues `bytes` on connection `id` (flushed at the end of the loop turn).
+    /// Queues one element, `bytes`, on connection `id` (flushed at the end of the loop turn).
     pub fn send(&mut self, id: Id, bytes: &[u8]) {
-        if let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) {
-            c.wbuf.extend_from_slice(bytes);
-            if !c.dirty {
-                c.dirty = true;
-                self.dirty.push(id);
-            }
-        }
+        self.send_with(id, |w| w.extend_from_slice(bytes));
     }
 
-    /// Appends to the write buffer of `id` through a closure (no intermediate allocation).
+    /// Queues one element on connection `id`, written by `f` straight into the write buffer
+    /// (no intermediate allocation). Over WebSocket it becomes one masked text message, so `f`
+    /// must write exactly one element.
     pub fn send_with(&mut self, id: Id, f: impl FnOnce(&mut Vec<u8>)) {
         if let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) {
-            f(&mut c.wbuf);
+            if c.ws == WsState::Off {
+                f(&mut c.wbuf);
+            } else {
+                let key = mask_key(&mut self.mask_seed);
+                ws::encode_element(&mut c.wbuf, key, f);
+            }
             if !c.dirty {
                 c.dirty = true;
                 self.dirty.push(id);
@@ -295,11 +366,38 @@ impl Net {
         }
     }
 
-    /// Sends `</stream:stream>` and closes once it is written.
+    /// Queues a WebSocket frame (no-op on TCP).
+    fn send_frame(&mut self, id: Id, opcode: u8, payload: &[u8]) {
+        if let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) {
+            if c.ws == WsState::Off {
+                return;
+            }
+            ws::encode(&mut c.wbuf, opcode, payload, mask_key(&mut self.mask_seed));
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push(id);
+            }
+        }
+    }
+
+    /// Ends the stream (`</stream:stream>`; over WebSocket `<close/>` and a Close frame,
+    /// RFC 7395 §3.6) and closes once it is written.
     pub fn close_gracefully(&mut self, id: Id) {
-        self.send(id, b"</stream:stream>");
+        match self.conn(id).map(|c| c.ws) {
+            None => return,
+            Some(WsState::Off) => self.send(id, b"</stream:stream>"),
+            Some(WsState::Open) => {
+                self.send(id, ws::CLOSE_ELEMENT);
+                self.send_frame(id, ws::op::CLOSE, &1000u16.to_be_bytes());
+            }
+            Some(WsState::Handshake) => {}
+        }
         if let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) {
             c.close_after_flush = true;
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push(id);
+            }
         }
     }
 
@@ -580,6 +678,10 @@ impl Net {
         let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) else {
             return;
         };
+        if c.ws != WsState::Off {
+            self.process_ws(id, d);
+            return;
+        }
         let mut rbuf = std::mem::take(&mut c.rbuf);
         let mut split = std::mem::take(&mut c.split);
         let mut restart = false;
@@ -592,33 +694,14 @@ impl Net {
                     self.kill(id, d, e);
                     return;
                 }
-                Frame::Stanza(r) => {
-                    let stanza = &rbuf[r];
-                    let in_login = self.conn(id).is_some_and(|c| c.login.is_some());
-                    if in_login {
-                        match self.login_step(id, stanza) {
-                            Ok(Action::None) => {}
-                            Ok(Action::Established) => {
-                                let now = self.now_ns();
-                                d.established(self, id, now);
-                            }
-                            Ok(Action::StartTls | Action::Restart) => {
-                                restart = true;
-                                break;
-                            }
-                            Err(e) => {
-                                self.kill(id, d, Some(format!("login: {e:?}")));
-                                return;
-                            }
-                        }
-                    } else {
-                        let now = self.now_ns();
-                        d.stanza(self, id, stanza, now);
+                Frame::Stanza(r) => match self.element(id, d, &rbuf[r]) {
+                    Flow::Go => {}
+                    Flow::Restart => {
+                        restart = true;
+                        break;
                     }
-                    if self.conn(id).is_none() {
-                        return;
-                    }
-                }
+                    Flow::Gone => return,
+                },
             }
         }
         if restart {
@@ -634,6 +717,121 @@ impl Net {
         if let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) {
             c.rbuf = rbuf;
             c.split = split;
+        }
+    }
+
+    /// Handles one stanza (or nonza) of `id`: a login step or the driver's.
+    fn element<D: Driver>(&mut self, id: Id, d: &mut D, stanza: &[u8]) -> Flow {
+        let in_login = self.conn(id).is_some_and(|c| c.login.is_some());
+        let mut flow = Flow::Go;
+        if in_login {
+            match self.login_step(id, stanza) {
+                Ok(Action::None) => {}
+                Ok(Action::Established) => {
+                    let now = self.now_ns();
+                    d.established(self, id, now);
+                }
+                Ok(Action::StartTls | Action::Restart) => flow = Flow::Restart,
+                Err(e) => {
+                    self.kill(id, d, Some(format!("login: {e:?}")));
+                    return Flow::Gone;
+                }
+            }
+        } else {
+            let now = self.now_ns();
+            d.stanza(self, id, stanza, now);
+        }
+        if self.conn(id).is_none() {
+            Flow::Gone
+        } else {
+            flow
+        }
+    }
+
+    /// WebSocket: completes the upgrade, then decodes every complete frame buffered on `id`
+    /// and handles each text message as one element.
+    fn process_ws<D: Driver>(&mut self, id: Id, d: &mut D) {
+        let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(mut wsr) = c.wsr.take() else {
+            return;
+        };
+        let mut rbuf = std::mem::take(&mut c.rbuf);
+        let mut pos = 0;
+        if c.ws == WsState::Handshake {
+            let Some(end) = ws::head_end(&rbuf) else {
+                if rbuf.len() > 64 * 1024 {
+                    self.kill(
+                        id,
+                        d,
+                        Some("websocket upgrade: response head too long".into()),
+                    );
+                } else {
+                    c.rbuf = rbuf;
+                    c.wsr = Some(wsr);
+                }
+                return;
+            };
+            if let Err(e) = ws::check_response(&rbuf[..end], &wsr.accept) {
+                self.kill(id, d, Some(e));
+                return;
+            }
+            c.ws = WsState::Open;
+            pos = end;
+            let domain = &self.target.login.domain;
+            let key = mask_key(&mut self.mask_seed);
+            ws::encode_with(&mut c.wbuf, ws::op::TEXT, key, |w| {
+                ws::open_element(w, domain)
+            });
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push(id);
+            }
+        }
+        loop {
+            let ev = match wsr.reader.next(&rbuf, &mut pos) {
+                Ok(Some(ev)) => ev,
+                Ok(None) => break,
+                Err(e) => {
+                    self.kill(id, d, Some(e.to_string()));
+                    return;
+                }
+            };
+            match ev {
+                ws::Event::Text(t) => {
+                    let el = t.trim_ascii();
+                    match name(el) {
+                        b"" => {}
+                        b"open" => {}
+                        b"close" => {
+                            let during_login = self.conn(id).is_some_and(|c| c.login.is_some());
+                            let e = during_login.then(|| "stream closed during login".to_string());
+                            self.kill(id, d, e);
+                            return;
+                        }
+                        _ => {
+                            if let Flow::Gone = self.element(id, d, el) {
+                                return;
+                            }
+                        }
+                    }
+                }
+                ws::Event::Ping(p) => self.send_frame(id, ws::op::PONG, p),
+                ws::Event::Pong => {}
+                ws::Event::Close(code) => {
+                    let during_login = self.conn(id).is_some_and(|c| c.login.is_some());
+                    let e = during_login
+                        .then(|| format!("websocket closed during login (code {code:?})"));
+                    self.kill(id, d, e);
+                    return;
+                }
+            }
+        }
+        rbuf.drain(..pos);
+        if let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) {
+            c.rbuf = rbuf;
+            c.wsr = Some(wsr);
         }
     }
 
@@ -653,8 +851,47 @@ impl Net {
             user: format!("{}{}", self.target.prefix, c.user),
             password: self.target.password.clone(),
         };
-        let (next, action) =
-            state.handle(stanza, &self.target.login, &acct, &nonce, &mut c.wbuf)?;
+        let websocket = c.ws != WsState::Off;
+        let out = if websocket {
+            self.login_out.clear();
+            &mut self.login_out
+        } else {
+            &mut c.wbuf
+        };
+        let (next, action) = state.handle(stanza, &self.target.login, &acct, &nonce, out)?;
+        if websocket {
+            // One element per message: a login step writes at most one, a restart one more.
+            if !self.login_out.is_empty() {
+                let key = mask_key(&mut self.mask_seed);
+                let el = &self.login_out;
+                ws::encode_element(&mut c.wbuf, key, |w| w.extend_from_slice(el));
+            }
+            match action {
+                Action::StartTls => {
+                    return Err(LoginError::StreamError(
+                        "STARTTLS inside a WebSocket stream".into(),
+                    ))
+                }
+                Action::Restart => {
+                    let domain = &self.target.login.domain;
+                    let key = mask_key(&mut self.mask_seed);
+                    ws::encode_with(&mut c.wbuf, ws::op::TEXT, key, |w| {
+                        ws::open_element(w, domain)
+                    });
+                }
+                _ => {}
+            }
+            if action == Action::Established {
+                self.logging_in -= 1;
+            } else {
+                c.login = Some(next);
+            }
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push(id);
+            }
+            return Ok(action);
+        }
         match action {
             Action::StartTls => {
                 let name = ServerName::try_from(self.target.login.domain.clone())
@@ -682,6 +919,16 @@ impl Net {
     }
 }
 
+/// What [`Net::element`] left of the connection.
+enum Flow {
+    /// Go on with its next stanza.
+    Go,
+    /// Its stream restarts (TCP: drop the buffered bytes, a new header follows).
+    Restart,
+    /// It is closed.
+    Gone,
+}
+
 impl Drop for Net {
     fn drop(&mut self) {
         // SAFETY: fds owned by this struct.
@@ -690,6 +937,22 @@ impl Drop for Net {
             libc::close(self.timerfd);
         }
     }
+}
+
+/// The next xorshift64* value of `state` (WebSocket mask keys and handshake nonces: a client
+/// must not let the server predict them, RFC 6455 §5.3; seeded from /dev/urandom).
+fn xorshift(state: &mut u64) -> u64 {
+    let mut x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
+/// A fresh WebSocket mask key.
+fn mask_key(state: &mut u64) -> [u8; 4] {
+    ((xorshift(state) >> 32) as u32).to_ne_bytes()
 }
 
 fn sockaddr(ip: Ipv4Addr, port: u16) -> libc::sockaddr_in {

@@ -1598,6 +1598,7 @@ mod tests {
             password: "pass".into(),
             tls: crate::net::tls_config(),
             spin: false,
+            transport: crate::net::Transport::Tcp,
         };
         let net = Net::new(target, Instant::now(), 1).expect("epoll");
         (d, net)
@@ -1618,6 +1619,7 @@ mod tests {
             password: "pass".into(),
             tls: crate::net::tls_config(),
             spin: false,
+            transport: crate::net::Transport::Tcp,
         };
         Net::new(target, Instant::now(), 1).expect("epoll")
     }
