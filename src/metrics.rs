@@ -24,6 +24,8 @@ pub enum Transport {
     Tcp = 0,
     /// RFC 7395 on the HTTP ports.
     WebSocket = 1,
+    /// XEP-0124/0206 sessions on the HTTP ports.
+    Bosh = 2,
 }
 
 /// Where a client connection is.
@@ -35,7 +37,7 @@ pub enum ConnState {
     Established = 1,
 }
 
-const TRANSPORTS: [&str; 2] = ["tcp", "websocket"];
+const TRANSPORTS: [&str; 3] = ["tcp", "websocket", "bosh"];
 const STATES: [&str; 2] = ["authenticating", "established"];
 const KINDS: [&str; 3] = ["message", "presence", "iq"];
 /// Authentication methods counted, by the names the negotiator reports; the last is any
@@ -54,7 +56,7 @@ const METHODS: [&str; 7] = [
 #[repr(align(128))]
 #[derive(Debug, Default)]
 pub struct ShardMetrics {
-    conns: [[AtomicI64; 2]; 2],
+    conns: [[AtomicI64; 2]; 3],
     http_conns: AtomicI64,
     stanzas_in: [AtomicU64; 3],
     stanzas_out: [AtomicU64; 3],

@@ -429,10 +429,20 @@ async fn shard_main(init: ShardInit) {
                         }
                         links.delivered(i, batch.bytes());
                     }
-                    ShardMsg::Adopt(any) => match any.downcast::<Handoff>() {
-                        Ok(h) => c2s.adopt(*h),
-                        Err(_) => tracing::error!("unknown hand-off type"),
-                    },
+                    ShardMsg::Adopt(any) => {
+                        // A client connection, an HTTP connection carrying a BOSH request, or
+                        // the end of a BOSH session created here.
+                        match any.downcast::<Handoff>() {
+                            Ok(h) => c2s.adopt(*h),
+                            Err(any) => match any.downcast::<crate::http::Handoff>() {
+                                Ok(h) => http.adopt(*h),
+                                Err(any) => match any.downcast::<crate::c2s::bosh::Gone>() {
+                                    Ok(g) => c2s.bosh.remove(&g.sid),
+                                    Err(_) => tracing::error!("unknown hand-off type"),
+                                },
+                            },
+                        }
+                    }
                     // Kept for callers that stop one shard by message: same as a stop request.
                     ShardMsg::Shutdown => links.request_stop(),
                 }

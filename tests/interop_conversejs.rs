@@ -1,6 +1,7 @@
 //! Interop with a real web client nobody here wrote: Converse.js (the pinned npm release in
 //! `tests/webclient/package-lock.json`) in Debian's headless Chromium, driven by
-//! playwright-core, logging in over XMPP on WebSocket (RFC 7395) on the HTTP listener.
+//! playwright-core, logging in over XMPP on WebSocket (RFC 7395) and over BOSH (XEP-0124/0206)
+//! on the HTTP listener.
 //!
 //! `tests/webclient/setup.sh` installs what it needs when missing: Debian's `chromium` with
 //! apt-get, and the npm packages with `npm ci` into `tests/webclient/node_modules` (ignored by
@@ -12,8 +13,9 @@
 //! the other's room; A logs out (Converse sends the framing's `<close/>`), and B sees A leave
 //! the room. One test does it over `ws://` (the server with `--allow-plaintext`, so
 //! SCRAM works without TLS), one over `wss://` (the server's self-signed certificate accepted
-//! by Chromium). Screenshots of both pages are left in
-//! `target/interop-artifacts/conversejs-{ws,wss}/`.
+//! by Chromium), and one over BOSH at `http://…/http-bind` (`--allow-plaintext`; Converse's
+//! XHRs from the page's origin go through CORS). Screenshots of both pages are left in
+//! `target/interop-artifacts/conversejs-{ws,wss,bosh}/`.
 //!
 //! The script prints `conversejs ok` only when all of that worked; it bounds every wait, and
 //! this test bounds the whole run and kills the script's process group (Node and Chromium)
@@ -145,6 +147,8 @@ enum Transport {
     /// `wss://` on `--https-listen` with the server's self-signed certificate (Chromium told to
     /// accept it), the server started without `--allow-plaintext`.
     Wss,
+    /// BOSH at `http://…/http-bind` on `--http-listen`, the server with `--allow-plaintext`.
+    Bosh,
 }
 
 /// What one run showed.
@@ -187,7 +191,7 @@ fn run(transport: Transport) -> Run {
     let (chromium, node) = SETUP.get_or_init(setup);
 
     let s = match transport {
-        Transport::Ws => Server::start(&["--allow-plaintext"]),
+        Transport::Ws | Transport::Bosh => Server::start(&["--allow-plaintext"]),
         Transport::Wss => Server::start(&[]),
     };
     let url = match transport {
@@ -196,6 +200,11 @@ fn run(transport: Transport) -> Run {
             "wss://{}/xmpp-websocket",
             s.https.expect("the HTTPS listener")
         ),
+        Transport::Bosh => format!("http://{}/http-bind", s.http.expect("the HTTP listener")),
+    };
+    let url_var = match transport {
+        Transport::Bosh => "XMPPD_BOSH_URL",
+        _ => "XMPPD_WS_URL",
     };
     let (a, pa) = s.new_user("cjsa");
     let (b, pb) = s.new_user("cjsb");
@@ -208,7 +217,7 @@ fn run(transport: Transport) -> Run {
     let mut child = Command::new(node)
         .arg(webclient_dir().join("run.mjs"))
         .current_dir(webclient_dir())
-        .env("XMPPD_WS_URL", &url)
+        .env(url_var, &url)
         .env("XMPPD_A_JID", format!("{a}@{DOMAIN}"))
         .env("XMPPD_A_PW", &pa)
         .env("XMPPD_B_JID", format!("{b}@{DOMAIN}"))
@@ -317,6 +326,22 @@ fn interop_conversejs_secure_websocket_login_chat_and_muc() {
         assert!(
             offered.contains(&"PLAIN") && offered.contains(&"SCRAM-SHA-256"),
             "over wss:// the server offered {who} {offered:?}"
+        );
+        assert_eq!(r.used(who), "SCRAM-SHA-256", "{who} in {:?}", r.out_dir);
+    }
+}
+
+/// Over BOSH (`http://`, no TLS): the same scenario on XEP-0124/0206 sessions: session
+/// creation and `xmpp:restart` (checked by `run.mjs` on the wire), SCRAM as over `ws://`, and
+/// the logout's `type='terminate'` request ending A's session, which B's room sees.
+#[test]
+fn interop_conversejs_bosh_login_chat_and_muc() {
+    let r = run(Transport::Bosh);
+    for who in ["A", "B"] {
+        let offered = r.offered(who);
+        assert!(
+            !offered.is_empty() && offered.iter().all(|m| m.starts_with("SCRAM-SHA-")),
+            "over BOSH on http:// the server offered {who} {offered:?}"
         );
         assert_eq!(r.used(who), "SCRAM-SHA-256", "{who} in {:?}", r.out_dir);
     }

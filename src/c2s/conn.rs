@@ -18,6 +18,7 @@ use futures_lite::future::poll_fn;
 use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
 use glommio::net::TcpStream;
 
+use super::bosh::{BoshLink, BoshMove, Ending};
 use super::ws::{Message, WsLink};
 use super::C2s;
 use crate::config::IqAuthMode;
@@ -43,8 +44,8 @@ const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
 /// A connection moving to its home shard after authentication.
 pub struct Handoff {
-    /// The socket (a dup of the original descriptor).
-    pub fd: OwnedFd,
+    /// The socket (a dup of the original descriptor); `None` for a BOSH session.
+    pub fd: Option<OwnedFd>,
     /// TLS state, if TLS is on.
     pub tls: Option<Box<rustls::ServerConnection>>,
     /// Decrypted bytes received but not processed yet (e.g. the pipelined restart header).
@@ -67,6 +68,8 @@ pub struct Handoff {
     pub iq_auth: Option<Box<IqAuthHandoff>>,
     /// An RFC 7395 WebSocket connection: its framing state, undecoded input included.
     pub ws: Option<Box<WsLink>>,
+    /// A BOSH session (XEP-0124/0206): its state; it has no socket of its own.
+    pub bosh: Option<Box<BoshMove>>,
 }
 
 /// What a XEP-0078 login carries to the home shard besides the SASL hand-off's data.
@@ -110,7 +113,10 @@ enum Ev {
 
 pub struct Conn {
     c2s: Rc<C2s>,
-    sock: TcpStream,
+    /// The socket (`None` for a BOSH session, whose requests arrive on HTTP connections).
+    sock: Option<TcpStream>,
+    /// A BOSH session: where its input comes from and its output goes.
+    bosh: Option<Rc<BoshLink>>,
     tls: Option<Box<rustls::ServerConnection>>,
     tls_out: Vec<u8>,
     tls_out_pos: usize,
@@ -158,7 +164,7 @@ impl Conn {
     ) -> Conn {
         let mut conn = Conn::build(
             c2s,
-            sock,
+            Some(sock),
             peer,
             tls,
             Negotiator::new(direct_tls),
@@ -174,7 +180,8 @@ impl Conn {
 
     pub(super) fn adopted(c2s: Rc<C2s>, h: Handoff) -> Conn {
         // SAFETY: the descriptor was dup'ed for this hand-off and is owned by nobody else.
-        let sock = unsafe { TcpStream::from_raw_fd(h.fd.into_raw_fd()) };
+        let sock =
+            h.fd.map(|fd| unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) });
         let (neg, iq_auth) = match h.iq_auth {
             Some(x) => {
                 tracing::debug!(jid = %h.user, peer = %h.peer, "XEP-0078 login moved here");
@@ -187,6 +194,13 @@ impl Conn {
         };
         let mut conn = Conn::build(c2s, sock, h.peer, h.tls, neg, h.created, h.unread);
         conn.handle.auth_seq.set(h.auth_seq);
+        if let Some(m) = h.bosh {
+            let link = BoshLink::arrive(conn.handle.clone(), m);
+            conn.c2s
+                .bosh
+                .set(&link.sid(), super::bosh::Entry::Local(link.clone()));
+            conn.bosh = Some(link);
+        }
         if let Some(ws) = h.ws {
             conn.reprocess |= !ws.input.is_empty();
             conn.ns = std::sync::Arc::new(super::ws::client_ns());
@@ -207,14 +221,29 @@ impl Conn {
 
     fn build(
         c2s: Rc<C2s>,
-        sock: TcpStream,
+        sock: Option<TcpStream>,
         peer: SocketAddr,
         tls: Option<Box<rustls::ServerConnection>>,
         neg: Negotiator,
         created: Instant,
         unread: Vec<u8>,
     ) -> Conn {
-        let handle = Rc::new(ClientHandle::new(c2s.config.max_send_queue, created));
+        Conn::build_with(c2s, sock, peer, tls, neg, created, unread, None)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build_with(
+        c2s: Rc<C2s>,
+        sock: Option<TcpStream>,
+        peer: SocketAddr,
+        tls: Option<Box<rustls::ServerConnection>>,
+        neg: Negotiator,
+        created: Instant,
+        unread: Vec<u8>,
+        handle: Option<Rc<ClientHandle>>,
+    ) -> Conn {
+        let handle = handle
+            .unwrap_or_else(|| Rc::new(ClientHandle::new(c2s.config.max_send_queue, created)));
         let slot = c2s.register(handle.clone());
         let session = Session::new(c2s.router.clone(), handle.clone());
         Conn {
@@ -223,6 +252,7 @@ impl Conn {
             ns: std::sync::Arc::new(StreamNs::new(ns::CLIENT)),
             c2s,
             sock,
+            bosh: None,
             tls,
             tls_out: Vec::new(),
             tls_out_pos: 0,
@@ -256,7 +286,7 @@ impl Conn {
         let secure = tls.is_some();
         let mut conn = Conn::build(
             c2s,
-            sock,
+            Some(sock),
             peer,
             tls,
             // Over HTTPS the stream is encrypted from the start, as on a direct-TLS port.
@@ -273,6 +303,33 @@ impl Conn {
         ws.input = unread;
         conn.ws = Some(ws);
         conn.websocket = true;
+        conn.preauth = preauth;
+        conn.count_as(ConnState::Authenticating);
+        conn
+    }
+
+    /// A new BOSH session (XEP-0124/0206) whose requests the HTTP listener hands to `link`;
+    /// `secure` when it was created over HTTPS (then it is an encrypted stream).
+    pub fn bosh(
+        c2s: Rc<C2s>,
+        handle: Rc<ClientHandle>,
+        link: Rc<BoshLink>,
+        peer: SocketAddr,
+        secure: bool,
+        preauth: Option<super::limits::Preauth>,
+    ) -> Conn {
+        let mut conn = Conn::build_with(
+            c2s,
+            None,
+            peer,
+            None,
+            Negotiator::new(secure),
+            Instant::now(),
+            Vec::new(),
+            Some(handle),
+        );
+        conn.framer.set_limits(conn.c2s.config.preauth_xml_limits());
+        conn.bosh = Some(link);
         conn.preauth = preauth;
         conn.count_as(ConnState::Authenticating);
         conn
@@ -340,7 +397,12 @@ impl Conn {
                     let bindings = self.bindings.as_deref().cloned().unwrap_or_default();
                     let store = self.c2s.router.storage.accounts();
                     let accounts = super::Lookups::new(&store);
-                    let env = env(&self.c2s, &bindings, &accounts, self.websocket);
+                    let env = env(
+                        &self.c2s,
+                        &bindings,
+                        &accounts,
+                        self.websocket || self.bosh.is_some(),
+                    );
                     let mut out = self.handle.out();
                     let failed = self.neg.attempts_failed();
                     let action = self.neg.plain_verified(ok, &env, &mut out);
@@ -416,18 +478,34 @@ impl Conn {
             // WebSocket input is raw frames: it travels in the link, not as stream bytes.
             ws.input.append(&mut self.inbuf);
         }
-        // SAFETY: dup of a descriptor we own; the result is a new descriptor owned by the OwnedFd.
-        let raw = unsafe { libc::dup(self.sock.as_raw_fd()) };
-        if raw < 0 {
-            tracing::error!(error = %std::io::Error::last_os_error(), "dup failed");
-            return Some(End::Error(StreamError::new(
-                StreamCondition::InternalServerError,
-            )));
-        }
-        // SAFETY: `raw` is a fresh descriptor returned by dup and owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = match self.sock.as_ref() {
+            Some(sock) => {
+                // SAFETY: dup of a descriptor we own; the result is a new descriptor owned by
+                // the OwnedFd.
+                let raw = unsafe { libc::dup(sock.as_raw_fd()) };
+                if raw < 0 {
+                    tracing::error!(error = %std::io::Error::last_os_error(), "dup failed");
+                    return Some(End::Error(StreamError::new(
+                        StreamCondition::InternalServerError,
+                    )));
+                }
+                // SAFETY: `raw` is a fresh descriptor returned by dup and owned by nobody else.
+                Some(unsafe { OwnedFd::from_raw_fd(raw) })
+            }
+            None => None,
+        };
+        // A BOSH session's state travels instead of a socket: requests for it are handed
+        // to the home shard from now on (the creating shard keeps a forwarding entry).
+        let bosh = self.bosh.take().map(|link| {
+            self.inbuf.extend_from_slice(&link.take_input());
+            self.c2s
+                .bosh
+                .set(&link.sid(), super::bosh::Entry::Moved(home));
+            link.depart(home)
+        });
         let mut h = Handoff {
             fd,
+            bosh,
             tls: self.tls.take(),
             unread: std::mem::take(&mut self.inbuf),
             user,
@@ -495,7 +573,12 @@ impl Conn {
                 }
             }
             let mut buf = c2s.read_buf.borrow_mut();
-            let n = match Pin::new(&mut self.sock).poll_read(cx, &mut buf) {
+            let read = match (&mut self.sock, &self.bosh) {
+                (_, Some(link)) => link.poll_read(cx, &mut buf).map(Ok),
+                (Some(sock), None) => Pin::new(sock).poll_read(cx, &mut buf),
+                (None, None) => Poll::Ready(Ok(0)),
+            };
+            let n = match read {
                 Poll::Pending => {
                     self.handle.set_waker(cx.waker());
                     return Poll::Pending;
@@ -687,7 +770,12 @@ impl Conn {
                 let store = self.c2s.router.storage.accounts();
                 let accounts = super::Lookups::new(&store);
                 let action = {
-                    let env = env(&self.c2s, &bindings, &accounts, self.websocket);
+                    let env = env(
+                        &self.c2s,
+                        &bindings,
+                        &accounts,
+                        self.websocket || self.bosh.is_some(),
+                    );
                     let mut out = self.handle.out();
                     self.neg.on_header(&hdr, &env, &mut out)
                 };
@@ -727,7 +815,12 @@ impl Conn {
                 };
                 let failed = self.neg.attempts_failed();
                 let action = {
-                    let mut env = env(&self.c2s, &bindings, &accounts, self.websocket);
+                    let mut env = env(
+                        &self.c2s,
+                        &bindings,
+                        &accounts,
+                        self.websocket || self.bosh.is_some(),
+                    );
                     env.auth_backoff = backoff;
                     let mut out = self.handle.out();
                     self.neg.on_nonza(&el, &env, &mut out)
@@ -778,7 +871,9 @@ impl Conn {
     /// Counts this connection in the connections gauge as `state` (moving it from where it
     /// was counted).
     fn count_as(&mut self, state: ConnState) {
-        let t = if self.websocket {
+        let t = if self.bosh.is_some() {
+            Transport::Bosh
+        } else if self.websocket {
             Transport::WebSocket
         } else {
             Transport::Tcp
@@ -819,6 +914,19 @@ impl Conn {
     /// On a WebSocket the queue is first cut into messages ([`WsLink::frame_output`]), at most
     /// a bounded batch ahead of the socket.
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if let Some(link) = self.bosh.as_ref() {
+            // BOSH: the queue is cut into the session's output, which requests take.
+            let _ = self.handle.drain_with(|unsent| {
+                Poll::Ready(Ok::<usize, std::convert::Infallible>(
+                    link.write_output(unsent, cx),
+                ))
+            });
+            return if self.handle.unsent() == 0 {
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Pending
+            };
+        }
         loop {
             if let Some(ws) = self.ws.as_mut() {
                 let _ = self.handle.drain_with(|unsent| {
@@ -827,8 +935,10 @@ impl Conn {
                     ))
                 });
             }
+            let Some(sock) = self.sock.as_mut() else {
+                return Poll::Ready(Ok(()));
+            };
             let Some(tls) = self.tls.as_mut() else {
-                let sock = &mut self.sock;
                 match drain_plain(&self.handle, self.ws.as_deref_mut(), |unsent| {
                     Pin::new(&mut *sock).poll_write(cx, unsent)
                 }) {
@@ -846,7 +956,7 @@ impl Conn {
             // Ciphertext first.
             if self.tls_out_pos < self.tls_out.len() {
                 let pending = &self.tls_out[self.tls_out_pos..];
-                match Pin::new(&mut self.sock).poll_write(cx, pending) {
+                match Pin::new(&mut *sock).poll_write(cx, pending) {
                     Poll::Ready(Ok(0)) => {
                         return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
                     }
@@ -898,6 +1008,11 @@ impl Conn {
             _ => Some(CloseCode::Normal),
         };
         let client_closed = matches!(end, End::ClientClosed);
+        let bosh_ending = match &end {
+            End::ClientClosed => Ending::Client,
+            End::Error(_) | End::Written | End::WsClose(_) => Ending::Server,
+            End::Lost | End::HandedOff => Ending::Silent,
+        };
         let farewell = match end {
             End::Error(err) => {
                 if err.condition != StreamCondition::SystemShutdown {
@@ -952,10 +1067,13 @@ impl Conn {
         // Its address's place among connections authenticating is free now, not after the
         // linger.
         self.preauth = None;
-        if farewell {
+        if let Some(link) = self.bosh.take() {
+            self.c2s.bosh_ended(&link, bosh_ending);
+        }
+        if let (true, Some(sock)) = (farewell, self.sock.as_mut()) {
             // The session and its slot are gone already; only the descriptor lingers, for a
             // bounded time.
-            linger_close(&mut self.sock).await;
+            linger_close(sock).await;
         }
     }
 }
@@ -1018,15 +1136,15 @@ fn env<'a>(
     c2s: &'a C2s,
     bindings: &'a ChannelBindings,
     accounts: &'a dyn crate::stream::Accounts,
-    websocket: bool,
+    http: bool,
 ) -> Env<'a> {
     let config = &c2s.config;
     Env {
         domains: &config.domains,
         require_tls: config.require_tls,
         plain_without_tls: config.plain_without_tls,
-        // WS-05: no STARTTLS inside WebSocket; wss:// is the encrypted form.
-        tls_available: c2s.tls.is_some() && !websocket,
+        // WS-05, XBOSH-07: no STARTTLS inside WebSocket or BOSH; HTTPS is the encrypted form.
+        tls_available: c2s.tls.is_some() && !http,
         bindings,
         max_auth_failures: config.max_auth_failures,
         post_auth_features: c2s.router.registry.stream_features(),

@@ -2,6 +2,7 @@
 //! that enforces timeouts and sends keepalive pings, and the adoption of connections that
 //! moved here after authentication. One task per connection (`conn.rs`) owns the socket.
 
+pub mod bosh;
 mod conn;
 pub(crate) use conn::linger_close;
 pub mod limits;
@@ -48,6 +49,8 @@ pub struct C2s {
     shutting_down: Cell<bool>,
     /// The last account revocation this shard acted on (see [`C2s::end_revoked_sessions`]).
     revocations_seen: Cell<u64>,
+    /// The BOSH sessions living on (or moved away from) this shard.
+    pub bosh: bosh::Table,
 }
 
 /// A connection of another transport counted under the shard's connection limit (see
@@ -205,6 +208,7 @@ impl C2s {
             max_conns,
             other_conns: Rc::new(Cell::new(0)),
             shutting_down: Cell::new(false),
+            bosh: bosh::Table::default(),
         }
     }
 
@@ -342,6 +346,74 @@ impl C2s {
         unread: Vec<u8>,
     ) -> impl std::future::Future<Output = ()> {
         conn::Conn::upgraded(self.clone(), sock, peer, tls, preauth, unread).run()
+    }
+
+    /// Start a BOSH session (XEP-0124/0206) that the HTTP listener created: its connection
+    /// task reads the requests' payloads from `link` and writes its output there.
+    pub fn bosh_session(
+        self: &Rc<Self>,
+        handle: Rc<ClientHandle>,
+        link: Rc<bosh::BoshLink>,
+        peer: SocketAddr,
+        secure: bool,
+        preauth: Option<limits::Preauth>,
+    ) {
+        self.bosh.set(&link.sid(), bosh::Entry::Local(link.clone()));
+        let c = conn::Conn::bosh(self.clone(), handle, link, peer, secure, preauth);
+        glommio::spawn_local(c.run()).detach();
+    }
+
+    /// A BOSH session living here ended: its last answers go out, and its sid is forgotten
+    /// (after a while when a last answer waits for the client's next request), here and on
+    /// the shard that created it.
+    fn bosh_ended(self: &Rc<Self>, link: &Rc<bosh::BoshLink>, how: bosh::Ending) {
+        link.end(how);
+        let sid = link.sid();
+        let origin = link.origin();
+        let this = self.clone();
+        let linger = (how == bosh::Ending::Server).then(|| link.farewell_kept());
+        glommio::spawn_local(async move {
+            if let Some(d) = linger {
+                glommio::timer::sleep(d).await;
+            }
+            this.bosh.remove(&sid);
+            if origin != this.router.shard() {
+                let gone = bosh::Gone { sid };
+                this.links
+                    .send(origin, crate::shard::ShardMsg::Adopt(Box::new(gone)))
+                    .await;
+            }
+        })
+        .detach();
+    }
+
+    /// Sends `msg` to shard `dst` (waiting while its inbox is full); false if the server is
+    /// stopping.
+    pub async fn send_to_shard(&self, dst: usize, msg: crate::shard::ShardMsg) -> bool {
+        self.links.send(dst, msg).await
+    }
+
+    /// The shard this service runs on.
+    pub fn shard(&self) -> usize {
+        self.router.shard()
+    }
+
+    /// The number of shards.
+    pub fn shards(&self) -> usize {
+        self.links.shards()
+    }
+
+    /// The shard's connection limit is reached.
+    pub fn full(&self) -> bool {
+        self.conns.borrow().len + self.other_conns.get() >= self.max_conns
+    }
+
+    /// A new client handle (send queue) for a session starting now.
+    pub fn new_handle(&self) -> Rc<ClientHandle> {
+        Rc::new(ClientHandle::new(
+            self.config.max_send_queue,
+            Instant::now(),
+        ))
     }
 
     /// Take over a connection that authenticated on another shard.

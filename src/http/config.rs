@@ -56,6 +56,25 @@ pub struct HttpArgs {
     /// host is drained [default: none].
     #[arg(long)]
     pub websocket_see_other_uri: Option<String>,
+    /// BOSH (XEP-0124): the longest `wait` granted, seconds a request may be held
+    /// [default: 60].
+    #[arg(long)]
+    pub bosh_max_wait: Option<u32>,
+    /// BOSH: the most requests held at once per session (`hold`; `requests` is one more)
+    /// [default: 2].
+    #[arg(long)]
+    pub bosh_max_hold: Option<u32>,
+    /// BOSH: seconds without a request after which a session ends (`inactivity`)
+    /// [default: 60].
+    #[arg(long)]
+    pub bosh_inactivity: Option<u32>,
+    /// BOSH: the shortest interval in seconds between two empty requests (`polling`, §12)
+    /// [default: 2].
+    #[arg(long)]
+    pub bosh_polling: Option<u32>,
+    /// BOSH: the longest pause in seconds a client may ask for (`maxpause`) [default: 120].
+    #[arg(long)]
+    pub bosh_max_pause: Option<u32>,
 }
 
 /// The HTTP listener's resolved settings.
@@ -81,6 +100,8 @@ pub struct HttpConfig {
     pub public_url: Option<String>,
     /// Where WebSocket clients are redirected, if anywhere.
     pub see_other_uri: Option<String>,
+    /// BOSH session bounds.
+    pub bosh: super::bosh::Policy,
 }
 
 /// The CORS policy: which origins get `Access-Control-Allow-Origin`.
@@ -200,6 +221,16 @@ impl HttpArgs {
             cors,
             public_url,
             see_other_uri,
+            bosh: {
+                let d = super::bosh::Policy::default();
+                super::bosh::Policy {
+                    max_wait: pick(self.bosh_max_wait, file.bosh_max_wait, d.max_wait),
+                    max_hold: pick(self.bosh_max_hold, file.bosh_max_hold, d.max_hold),
+                    inactivity: pick(self.bosh_inactivity, file.bosh_inactivity, d.inactivity),
+                    polling: pick(self.bosh_polling, file.bosh_polling, d.polling),
+                    maxpause: pick(self.bosh_max_pause, file.bosh_max_pause, d.maxpause),
+                }
+            },
         };
         if !(256..=1 << 20).contains(&c.max_request_line) {
             return bad("--http-max-request-line must be between 256 and 1048576");
@@ -218,6 +249,24 @@ impl HttpArgs {
         }
         if !(1..=3600).contains(&c.idle_timeout.as_secs()) {
             return bad("--http-idle-timeout must be between 1 and 3600 seconds");
+        }
+        let b = &c.bosh;
+        if !(1..=3600).contains(&b.max_wait) {
+            return bad("--bosh-max-wait must be between 1 and 3600 seconds");
+        }
+        if !(1..=16).contains(&b.max_hold) {
+            return bad("--bosh-max-hold must be between 1 and 16");
+        }
+        if !(1..=86400).contains(&b.inactivity) || b.inactivity <= b.polling {
+            return bad(
+                "--bosh-inactivity must be between 1 and 86400 seconds and above --bosh-polling",
+            );
+        }
+        if b.polling > 3600 {
+            return bad("--bosh-polling must be at most 3600 seconds");
+        }
+        if b.maxpause > 86400 {
+            return bad("--bosh-max-pause must be at most 86400 seconds");
         }
         Ok(c)
     }

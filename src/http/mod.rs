@@ -9,6 +9,8 @@
 //! its status, after which the connection closes. HTTP connections count against
 //! `--max-connections` and the per-address limits like XMPP connections.
 
+mod bind;
+pub mod bosh;
 mod config;
 pub mod io;
 pub mod request;
@@ -17,6 +19,7 @@ pub mod ws;
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +27,7 @@ use std::time::{Duration, Instant};
 use futures_lite::FutureExt;
 use glommio::net::{TcpListener, TcpStream};
 
+pub use bind::{Handoff, BOSH_PATH};
 pub use config::{Cors, HttpArgs, HttpConfig};
 
 use crate::c2s::limits::Preauth;
@@ -57,6 +61,8 @@ enum Next {
     Close,
     /// The response switched to XMPP over WebSocket (RFC 7395).
     WebSocket,
+    /// A BOSH request: what to do with it, the request's Origin and keep-alive.
+    Bosh(bind::Step, Option<String>, bool),
 }
 
 /// The WebSocket endpoint (RFC 7395; advertised by XEP-0156).
@@ -123,13 +129,35 @@ impl Http {
             };
             let this = self.clone();
             glommio::spawn_local(async move {
-                this.serve(stream, peer, tls, slot, preauth).await;
+                this.serve(stream, peer, tls, slot, preauth, Vec::new(), 0)
+                    .await;
             })
             .detach();
         }
     }
 
-    /// One connection: requests until it closes, times out or is refused.
+    /// Takes over an HTTP connection another shard handed here with a BOSH request for a
+    /// session living here ([`Handoff`]).
+    pub fn adopt(self: &Rc<Self>, h: Handoff) {
+        // SAFETY: the descriptor was dup'ed for this hand-off and is owned by nobody else.
+        let stream = unsafe { TcpStream::from_raw_fd(h.fd.into_raw_fd()) };
+        // It counts on this shard now (the sending shard gave its place back).
+        let Some(slot) = self.c2s.other_connection() else {
+            tracing::warn!(peer = %h.peer, "connection limit reached (HTTP hand-off)");
+            return;
+        };
+        let this = self.clone();
+        glommio::spawn_local(async move {
+            this.serve(stream, h.peer, h.tls, slot, h.preauth, h.buf, h.hops)
+                .await;
+        })
+        .detach();
+    }
+
+    /// One connection: requests until it closes, times out or is refused. `buf` holds what
+    /// was read already (a connection handed over from another shard: its BOSH request, which
+    /// went through `hops` shards).
+    #[allow(clippy::too_many_arguments)]
     async fn serve(
         self: Rc<Self>,
         sock: TcpStream,
@@ -137,10 +165,11 @@ impl Http {
         tls: Option<Box<rustls::ServerConnection>>,
         slot: crate::c2s::OtherConn,
         preauth: Option<Preauth>,
+        mut buf: Vec<u8>,
+        mut hops: u8,
     ) {
         let secure = tls.is_some();
         let mut io = Io::new(sock, tls);
-        let mut buf = Vec::new();
         let h = &self.config.http;
         let limits = Limits {
             max_request_line: h.max_request_line,
@@ -207,7 +236,50 @@ impl Http {
                 let Ok(Some(req)) = request::parse(&buf, &mut headers, &limits) else {
                     return;
                 };
-                self.respond(&req, secure, &mut out)
+                if req.path == BOSH_PATH && req.method == "POST" {
+                    let body = buf.get(head_len..total).unwrap_or_default();
+                    let step = self.bosh_request(&req, body, secure, peer, hops);
+                    let origin = req.header_str("origin").map(str::to_string);
+                    Next::Bosh(step, origin, req.keep_alive)
+                } else {
+                    self.respond(&req, secure, &mut out)
+                }
+            };
+            let step = match next {
+                Next::Bosh(step, origin, keep_alive) => {
+                    let (answer, content) = match step {
+                        bind::Step::Answer(a, content) => (a, content),
+                        bind::Step::Wait(link, wait_slot, wait, rid) => {
+                            let content = link.content_type();
+                            (Http::bosh_wait(link, wait_slot, wait, rid).await, content)
+                        }
+                        bind::Step::Hop(shard) => {
+                            drop(slot);
+                            self.hop(io, buf, peer, preauth, hops, shard).await;
+                            return;
+                        }
+                    };
+                    if let crate::c2s::bosh::Answer::Moved(shard) = answer {
+                        drop(slot);
+                        self.hop(io, buf, peer, preauth, hops, shard).await;
+                        return;
+                    }
+                    let written = self.bosh_response(
+                        &answer,
+                        content.as_deref(),
+                        origin.as_deref(),
+                        keep_alive,
+                        &mut out,
+                    );
+                    // The next request on this connection starts counting hops afresh.
+                    hops = 0;
+                    if !written {
+                        // BOSH-SEC-01: closed without an answer.
+                        return io.close(CLOSE_LINGER).await;
+                    }
+                    self::next(keep_alive)
+                }
+                other => other,
             };
             if io.write_all(&out).await.is_err() {
                 return;
@@ -217,8 +289,10 @@ impl Http {
             if buf.capacity() > 64 * 1024 && buf.len() <= 4096 {
                 buf.shrink_to(4096);
             }
-            match next {
+            match step {
                 Next::KeepAlive => {}
+                // Turned into KeepAlive or Close above.
+                Next::Bosh(..) => return io.close(CLOSE_LINGER).await,
                 Next::Close => return io.close(CLOSE_LINGER).await,
                 Next::WebSocket => {
                     // The XMPP connection counts itself from here; what followed the
@@ -259,6 +333,7 @@ impl Http {
         }
         let methods = match req.path {
             "/.well-known/host-meta" | "/.well-known/host-meta.json" => "GET, HEAD, OPTIONS",
+            BOSH_PATH => "POST, OPTIONS",
             "*" => "GET, HEAD, POST, OPTIONS",
             _ => {
                 Response::new(404)
@@ -271,7 +346,7 @@ impl Http {
             "OPTIONS" => {
                 preflight(req, methods, cors, origin).write(out, &date, b"", keep_alive, false)
             }
-            "GET" | "HEAD" => {
+            "GET" | "HEAD" if req.path != BOSH_PATH => {
                 let (content_type, body) = if req.path.ends_with(".json") {
                     ("application/json", self.host_meta_json(req, secure))
                 } else {
@@ -344,7 +419,11 @@ impl Http {
             Some((_, rest)) => format!("ws://{rest}{WEBSOCKET_PATH}"),
             None => return None,
         };
-        Some(vec![("urn:xmpp:alt-connections:websocket", ws)])
+        let bosh = format!("{base}{BOSH_PATH}");
+        Some(vec![
+            ("urn:xmpp:alt-connections:xbosh", bosh),
+            ("urn:xmpp:alt-connections:websocket", ws),
+        ])
     }
 
     /// `/.well-known/host-meta` (XEP-0156 §3.2, RFC 6415): XRD.

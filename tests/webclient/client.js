@@ -46,7 +46,10 @@
 
     converse.initialize({
         whitelisted_plugins: ['xmppd-test-hook'],
-        websocket_url: cfg.websocket_url,
+        // One transport: WebSocket (RFC 7395) or BOSH (XEP-0124/0206).
+        ...(cfg.bosh_service_url
+            ? { bosh_service_url: cfg.bosh_service_url }
+            : { websocket_url: cfg.websocket_url }),
         // XEP-0156 discovery would fetch host-meta from the JID's domain on this page's own
         // origin (not the server's HTTP port): the URL is given instead.
         discover_connection_methods: false,

@@ -1,8 +1,10 @@
-// Converse.js in headless Chromium against a running xmppd, over XMPP on WebSocket (RFC 7395).
+// Converse.js in headless Chromium against a running xmppd, over XMPP on WebSocket (RFC 7395)
+// or BOSH (XEP-0124/0206).
 // Run by tests/interop_conversejs.rs, which starts the server and makes the two accounts:
 //
 //   node run.mjs   (settings in the environment, all required)
-//     XMPPD_WS_URL       ws://127.0.0.1:PORT/xmpp-websocket (or wss://)
+//     XMPPD_WS_URL       ws://127.0.0.1:PORT/xmpp-websocket (or wss://), or
+//     XMPPD_BOSH_URL     http://127.0.0.1:PORT/http-bind (or https://): exactly one of the two
 //     XMPPD_A_JID/_PW    first account
 //     XMPPD_B_JID/_PW    second account
 //     XMPPD_ROOM         a MUC room JID, e.g. room1@conference.localhost
@@ -18,8 +20,8 @@
 // `conversejs ok` and exits 0 only when all of it worked; every wait is bounded, and the whole
 // run is bounded by RUN_TIMEOUT_MS. Then lists the IQ errors the pages got (for diagnosis).
 //
-// What the pages log (console, page errors, failed requests) and every WebSocket frame go to
-// stderr, prefixed with the user (A or B).
+// What the pages log (console, page errors, failed requests) and every WebSocket frame or BOSH
+// request and response body go to stderr, prefixed with the user (A or B).
 
 import http from 'node:http';
 import fs from 'node:fs';
@@ -44,8 +46,10 @@ function env(name, fallback) {
     return v;
 }
 
+const bosh = process.env.XMPPD_BOSH_URL || null;
 const cfg = {
-    ws: env('XMPPD_WS_URL'),
+    ws: bosh ? null : env('XMPPD_WS_URL'),
+    bosh,
     a: { name: 'A', jid: env('XMPPD_A_JID'), password: env('XMPPD_A_PW') },
     b: { name: 'B', jid: env('XMPPD_B_JID'), password: env('XMPPD_B_PW') },
     room: env('XMPPD_ROOM'),
@@ -166,7 +170,8 @@ async function openPage(user) {
     // Only this page's origin: anything else Converse might fetch is refused and logged.
     await context.route('**/*', (route) => {
         const u = route.request().url();
-        if (u.startsWith(origin + '/') || u.startsWith('data:') || u.startsWith('blob:')) {
+        if (u.startsWith(origin + '/') || u.startsWith('data:') || u.startsWith('blob:')
+            || (cfg.bosh && u === cfg.bosh)) {
             return route.continue();
         }
         log(user.name, `refused request to ${u}`);
@@ -197,9 +202,27 @@ async function openPage(user) {
         ws.on('socketerror', (e) => log(user.name, `websocket error: ${e}`));
         ws.on('close', () => log(user.name, 'websocket closed'));
     });
+    // BOSH: every request body the page sends to the endpoint and every response body, in the
+    // same lists as WebSocket frames.
+    page.on('request', (r) => {
+        if (!cfg.bosh || r.url() !== cfg.bosh || r.method() !== 'POST') return;
+        const text = r.postData() ?? '';
+        user.sent.push(text);
+        log(user.name, `bosh> ${text}`);
+    });
+    page.on('response', async (r) => {
+        if (!cfg.bosh || r.url() !== cfg.bosh || r.request().method() !== 'POST') return;
+        try {
+            const text = await r.text();
+            user.received.push(text);
+            log(user.name, `bosh< ${r.status()} ${text}`);
+        } catch (e) {
+            log(user.name, `bosh< (body unavailable: ${e})`);
+        }
+    });
     await page.addInitScript((settings) => {
         window.__XMPPD_CONVERSE = settings;
-    }, { websocket_url: cfg.ws, jid: user.jid, password: user.password, loglevel: cfg.loglevel });
+    }, { websocket_url: cfg.ws, bosh_service_url: cfg.bosh, jid: user.jid, password: user.password, loglevel: cfg.loglevel });
     user.context = context;
     user.page = page;
     return page;
@@ -320,8 +343,14 @@ try {
         const mech = auth?.match(/mechanism=["']([^"']+)["']/)?.[1];
         step(`${u.name} SASL mechanism on the wire: ${mech}`);
         if (mech !== u.mechanism) throw new Error(`${u.name}: Strophe says ${u.mechanism}, the wire says ${mech}`);
-        const open = u.sent.find((f) => f.includes('<open '));
-        if (!open || !open.includes('urn:ietf:params:xml:ns:xmpp-framing')) throw new Error(`${u.name}: no RFC 7395 <open/> sent`);
+        if (cfg.bosh) {
+            // XEP-0206: the session was created, and restarted after SASL.
+            if (!u.received.some((f) => /\ssid=["']/.test(f))) throw new Error(`${u.name}: no BOSH session creation response`);
+            if (!u.sent.some((f) => /restart=["']true["']/.test(f))) throw new Error(`${u.name}: no xmpp:restart request sent`);
+        } else {
+            const open = u.sent.find((f) => f.includes('<open '));
+            if (!open || !open.includes('urn:ietf:params:xml:ns:xmpp-framing')) throw new Error(`${u.name}: no RFC 7395 <open/> sent`);
+        }
     }
 
     // One-to-one chat, typed and sent with Enter, both ways.
@@ -369,14 +398,16 @@ try {
     // publish-options, and accepted (it asks for `max_items` `max` when the server lists
     // pubsub#config-node-max, else a number over the server's bound).
     const attrOf = (frame, name) => frame.match(new RegExp(`\\s${name}=["']([^"']*)["']`))?.[1];
-    const bookmarkIds = a.sent
-        .filter((f) => f.startsWith('<iq') && /<publish\s[^>]*node=["']urn:xmpp:bookmarks:1["']/.test(f))
+    // The IQs in what was sent or received: one per WebSocket frame, any number per BOSH body.
+    const iqs = (list) => list.flatMap((f) => f.match(/<iq[\s>][\s\S]*?<\/iq>|<iq[^>]*\/>/g) ?? []);
+    const bookmarkIds = iqs(a.sent)
+        .filter((f) => /<publish\s[^>]*node=["']urn:xmpp:bookmarks:1["']/.test(f))
         .map((f) => attrOf(f, 'id'));
     if (bookmarkIds.length === 0) throw new Error('A published no XEP-0402 bookmark on joining the room');
     for (const id of bookmarkIds) {
         const deadline = Date.now() + STEP_TIMEOUT_MS;
         let answer;
-        while (!(answer = a.received.find((f) => f.startsWith('<iq') && attrOf(f, 'id') === id))
+        while (!(answer = iqs(a.received).find((f) => attrOf(f, 'id') === id))
             && Date.now() < deadline) {
             await new Promise((r) => setTimeout(r, 50));
         }
@@ -407,11 +438,16 @@ try {
         { room: cfg.room, nick: aNick },
         { timeout: STEP_TIMEOUT_MS },
     );
-    const closeSent = a.sent.some((f) => f.startsWith('<close'));
-    const closeReceived = a.received.some((f) => f.startsWith('<close'));
+    // Over BOSH the end is a `type='terminate'` request (XEP-0124 §13).
+    const closeSent = cfg.bosh
+        ? a.sent.some((f) => /type=["']terminate["']/.test(f))
+        : a.sent.some((f) => f.startsWith('<close'));
+    const closeReceived = cfg.bosh
+        ? a.received.some((f) => /type=["']terminate["']/.test(f))
+        : a.received.some((f) => f.startsWith('<close'));
     step(`A logged out (<close/> sent: ${closeSent}, the server's <close/> seen before the socket closed: ${closeReceived})`);
     step(`B saw ${aNick} leave ${cfg.room}`);
-    if (!closeSent) throw new Error('Converse sent no <close/> when A logged out');
+    if (!closeSent) throw new Error(`Converse sent no ${cfg.bosh ? "type='terminate'" : '<close/>'} when A logged out`);
     if (!(await b.page.evaluate(() => window.__xmppd.connected))) throw new Error('B is no longer connected');
     step('conversejs ok');
 } catch (e) {
