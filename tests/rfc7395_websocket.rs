@@ -415,7 +415,8 @@ fn ws_10_ping_pong_and_rfc6455_errors_close_with_their_codes() {
 }
 
 /// WS-11 (XEP-0156): host-meta advertises the WebSocket endpoint, `wss://` on the HTTPS
-/// port and with a public https URL.
+/// port and with a public https URL; and the BOSH endpoint beside it (XEP-0156 §3.2,
+/// `urn:xmpp:alt-connections:xbosh`).
 #[test]
 fn ws_11_host_meta_advertises_the_websocket_endpoint() {
     let server = Server::start(&[]);
@@ -435,10 +436,20 @@ fn ws_11_host_meta_advertises_the_websocket_endpoint() {
         ),
         "{xrd}"
     );
+    assert!(
+        xrd.contains(
+            "<Link rel='urn:xmpp:alt-connections:xbosh' href='http://chat.example:5280/http-bind'/>"
+        ),
+        "{xrd}"
+    );
     let public = Server::start(&["--public-http-url", "https://xmpp.example/base/"]);
     let xrd = get(public.http.unwrap());
     assert!(
         xrd.contains("href='wss://xmpp.example/base/xmpp-websocket'"),
+        "{xrd}"
+    );
+    assert!(
+        xrd.contains("href='https://xmpp.example/base/http-bind'"),
         "{xrd}"
     );
 }

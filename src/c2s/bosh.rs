@@ -45,8 +45,8 @@ use crate::xml::{self, Frame, Framer, Limits};
 /// keeps the rest, under its own bound.
 const OUT_HIGH: usize = 64 * 1024;
 
-/// How long a session that ended with words for the client (a stream error) keeps them for
-/// its next request.
+/// How long a session that ended stays known: its last words (a stream error) for the
+/// client's next request, then `item-not-found` as the client expects it.
 const FAREWELL_KEPT: Duration = Duration::from_secs(30);
 
 /// Milliseconds on a process-wide monotonic clock (the rid cache's timestamps travel between
@@ -187,7 +187,11 @@ pub struct BoshMove {
     secure: bool,
     authid: String,
     out: Vec<u8>,
+    /// BOSH-POLL-01: when the last request arrived, if it was empty and was answered empty
+    /// (the rule compares request arrivals, §12).
     prev_empty: Option<u64>,
+    /// The last request, if it was empty: its rid and arrival time, until it is answered.
+    empty_pending: Option<(u64, u64)>,
     /// The shard the session was created on (its sid names it).
     origin: usize,
 }
@@ -214,6 +218,9 @@ struct State {
     outframer: Framer,
     /// Processed requests not answered yet, in rid order.
     held: VecDeque<(u64, Rc<Slot>)>,
+    /// With key sequencing (§15): the key each held request carried, so that a resend of a
+    /// held rid (BOSH-RID-03) must carry it too.
+    held_keys: Vec<(u64, String)>,
     /// The creation request, until the stream features make its answer.
     creating: Option<u64>,
     early: Vec<Early>,
@@ -315,6 +322,7 @@ impl BoshLink {
             authid: String::new(),
             out: Vec::new(),
             prev_empty: None,
+            empty_pending: None,
             origin,
         };
         let mut st = State::new(m, legacy, inactivity);
@@ -399,6 +407,13 @@ impl BoshLink {
                 Submit::Now(Answer::Body(body))
             }
             Arrival::Held => {
+                // BOSH-SEC-02: with keys in use, a resend carries the key of the original.
+                if st.m.keys.in_use() {
+                    let original = st.held_keys.iter().find(|(r, _)| *r == rid);
+                    if original.map(|(_, k)| Some(k.as_str())) != Some(req.key.as_deref()) {
+                        return Submit::Now(self.fail(&mut st, Condition::ItemNotFound));
+                    }
+                }
                 // BOSH-RID-03: the older request for this rid is answered with a recoverable
                 // error; the new one takes its place.
                 let slot = Rc::new(Slot::default());
@@ -463,19 +478,30 @@ impl BoshLink {
     fn process(&self, st: &mut State, req: Request, slot: Rc<Slot>) -> Result<(), Condition> {
         st.m.rids.processed(req.rid);
         st.m.keys.check(req.key.as_deref(), req.newkey.as_deref())?;
-        if let Some(ack) = req.ack {
-            st.m.rids.client_ack(ack);
+        if let Some(key) = req.key.as_ref() {
+            let held = &st.held;
+            st.held_keys
+                .retain(|(r, _)| held.iter().any(|(h, _)| h == r));
+            st.held_keys.push((req.rid, key.clone()));
+        }
+        match req.ack {
+            Some(ack) => st.m.rids.client_ack(ack),
+            // §9.2: in a session with acks, a request without one acknowledges every response
+            // before it.
+            None if st.m.params.ack => st.m.rids.client_ack(req.rid.saturating_sub(1)),
+            None => {}
         }
         let now = now_ms();
+        // BOSH-POLL-01 (BOSH-POLL-03: polling 0 imposes nothing): two empty requests that
+        // arrived closer than `polling`, the first answered empty.
+        let previous = st.m.prev_empty.take();
         if req.is_empty() {
-            // BOSH-POLL-01 (BOSH-POLL-03: polling 0 imposes nothing).
-            if st.m.params.polling > 0
-                && wire::too_frequent(st.m.prev_empty, now, st.m.params.polling)
-            {
+            if st.m.params.polling > 0 && wire::too_frequent(previous, now, st.m.params.polling) {
                 return Err(Condition::PolicyViolation);
             }
+            st.m.empty_pending = Some((req.rid, now));
         } else {
-            st.m.prev_empty = None;
+            st.m.empty_pending = None;
         }
         // The inactivity period is the granted one again (a pause lasts until this request).
         st.inactivity = Some(Duration::from_secs(u64::from(st.m.params.inactivity)));
@@ -749,6 +775,7 @@ impl BoshLink {
             authid: String::new(),
             out: Vec::new(),
             prev_empty: None,
+            empty_pending: None,
             origin: st.m.origin,
         };
         Box::new(std::mem::replace(&mut st.m, placeholder))
@@ -774,6 +801,7 @@ impl State {
                 max_attrs: 1 << 16,
             }),
             held: VecDeque::new(),
+            held_keys: Vec::new(),
             creating: None,
             early: Vec::new(),
             ended: None,
@@ -839,11 +867,12 @@ impl State {
         if self.creating == Some(rid) {
             self.creating = None;
         }
-        // BOSH-POLL-01 counts from an empty request answered empty.
-        if out.is_empty() {
-            self.m.prev_empty.get_or_insert(now);
-        } else {
-            self.m.prev_empty = None;
+        // BOSH-POLL-01 counts from the arrival of an empty request answered empty.
+        if let Some((empty_rid, arrived)) = self.m.empty_pending {
+            if empty_rid == rid {
+                self.m.empty_pending = None;
+                self.m.prev_empty = out.is_empty().then_some(arrived);
+            }
         }
         give_buffer(out);
         self.m.rids.answered(rid, &body, true, now);

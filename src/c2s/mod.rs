@@ -371,7 +371,10 @@ impl C2s {
         let sid = link.sid();
         let origin = link.origin();
         let this = self.clone();
-        let linger = (how == bosh::Ending::Server).then(|| link.farewell_kept());
+        // The ended session answers its sid for a while: its last words (a stream error) for
+        // a client that had no request held, and `item-not-found` in the form the client
+        // understands (an HTTP status for one without `ver`, §17.1).
+        let linger = Some(link.farewell_kept());
         glommio::spawn_local(async move {
             if let Some(d) = linger {
                 glommio::timer::sleep(d).await;

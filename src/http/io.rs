@@ -36,6 +36,12 @@ impl Io {
         (self.sock, self.tls)
     }
 
+    /// Frees the read buffer while the connection reads nothing (a held BOSH request): the
+    /// next read allocates it again.
+    pub fn release_buffer(&mut self) {
+        self.chunk = Vec::new();
+    }
+
     /// Reads what arrives next and appends the plaintext to `buf`; `Ok(0)` when the peer
     /// closed (TCP FIN, or TLS `close_notify`). A TLS error sends rustls's alert and fails.
     pub async fn read(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {

@@ -251,6 +251,9 @@ impl Http {
                         bind::Step::Answer(a, content) => (a, content),
                         bind::Step::Wait(link, wait_slot, wait, rid) => {
                             let content = link.content_type();
+                            // A held request may wait long; the connection reads nothing
+                            // meanwhile.
+                            io.release_buffer();
                             (Http::bosh_wait(link, wait_slot, wait, rid).await, content)
                         }
                         bind::Step::Hop(shard) => {
