@@ -6,7 +6,7 @@
 #
 # Cases: chat-max chat-1000 login-plain login-tls idle-plain idle-tls presence muc muc-20ps
 # (the default set), chat-max-block20 (chat-max with a 20-entry XEP-0191 blocklist on every
-# account), muc-2shards (xmppd only), pep, and the WebSocket cases below.
+# account), muc-2shards (xmppd only), pep, and the WebSocket and BOSH cases below.
 #
 # WebSocket cases (XMPP over WebSocket, RFC 7395: the generator's --transport websocket on the
 # server's HTTP port, ws://127.0.0.1:PORT/xmpp-websocket, subprotocol xmpp, one element per
@@ -15,10 +15,29 @@
 #   chat-1000-ws chat-1000 over WebSocket; headline: p99 (p50 in the raw results).
 #   login-ws     login-plain over WebSocket (the HTTP upgrade is part of each login).
 #   idle-ws      idle-plain over WebSocket (10,000 sessions); headline: RSS per session.
-# Only for these cases does a server get an HTTP listener: xmppd --http-listen (instead of
-# --no-http), Prosody mod_websocket on its http_ports (consider_websocket_secure), ejabberd an
-# ejabberd_http listener with /xmpp-websocket: ejabberd_http_ws. An xmppd binary without
-# --http-listen (XMPPD_BIN of an older commit) shows "not supported".
+#
+# BOSH cases (XMPP over BOSH, XEP-0124 with XEP-0206: the generator's --transport bosh on the
+# server's HTTP port, http://127.0.0.1:PORT/http-bind, plain HTTP/1.1 keep-alive; each session
+# is created with hold='1' wait='60' and keeps one request held by the server at all times,
+# so the server pushes stanzas in its response; what a session sends goes in the body of a
+# new request on its second connection, at most two per session; no TLS, so the servers
+# allow SCRAM over plain http://):
+#   chat-max-bosh  chat-max over BOSH; headline: server CPU per delivered message (the HTTP
+#                requests and responses that carry it included).
+#   chat-1000-bosh chat-1000 over BOSH; headline: p99 from the send to the delivery in a held
+#                response.
+#   login-bosh   login-plain over BOSH (session creation, SASL, restart request, bind; then a
+#                terminate request).
+#   idle-bosh    idle-plain over BOSH (10,000 sessions, each holding one request on its only
+#                connection, renewed every 60 s); headline: RSS per session.
+#
+# Only for the WebSocket and BOSH cases does a server get an HTTP listener: xmppd
+# --http-listen (instead of --no-http; both endpoints on that port), Prosody mod_websocket or
+# mod_bosh on its http_ports (consider_websocket_secure, consider_bosh_secure), ejabberd an
+# ejabberd_http listener with /xmpp-websocket: ejabberd_http_ws or /http-bind: mod_bosh (and
+# mod_bosh in its modules). An xmppd binary without --http-listen (XMPPD_BIN of an older
+# commit) shows "not supported", and so does a server whose /http-bind answers 404, 405 or
+# 501 (the generator's exit status 3).
 #
 # MUC cases (the generator's muc scenario, 10 rooms x 50 occupants = 500 sessions; each room
 # message is delivered to its 50 occupants, the sender's own reflected copy included):
@@ -101,7 +120,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-known_cases="chat-max chat-max-block20 chat-1000 login-plain login-tls idle-plain idle-tls presence muc muc-20ps muc-20ps-spin muc-2shards pep chat-max-ws chat-1000-ws login-ws idle-ws"
+known_cases="chat-max chat-max-block20 chat-1000 login-plain login-tls idle-plain idle-tls presence muc muc-20ps muc-20ps-spin muc-2shards pep chat-max-ws chat-1000-ws login-ws idle-ws chat-max-bosh chat-1000-bosh login-bosh idle-bosh"
 for c in $cases; do
   case " $known_cases " in *" $c "*) ;; *) echo "compare.sh: unknown case $c (known: $known_cases)" >&2; exit 2 ;; esac
 done
@@ -153,8 +172,9 @@ results=$work/results.jsonl
 server_pid=""
 stop_server=""
 xmppd_shards=1 # set per case by run_one (muc-2shards: 2)
-websocket=false # set per case by run_one (the *-ws cases): the server gets an HTTP listener
-http_port=""    # set by start_*: the server's HTTP port when $websocket
+http_transport="" # set per case by run_one: websocket (*-ws) or bosh (*-bosh) gives the server
+                  # an HTTP listener with that endpoint; empty for the other cases
+http_port=""      # set by start_*: the server's HTTP port when $http_transport is set
 
 cleanup() {
   if [ -n "$stop_server" ]; then $stop_server || true; fi
@@ -198,10 +218,10 @@ start_xmppd() {
   # per-address limits (a binary from before they existed has no such flag).
   local exempt=""
   "$xmppd" serve --help 2>/dev/null | grep -q -- --exempt-loopback && exempt=--exempt-loopback
-  # No HTTP listener except for the WebSocket cases: nothing else uses it, and its default
-  # port is Prosody's too. HTTPS (which nothing here uses) moves off its default port.
+  # No HTTP listener except for the WebSocket and BOSH cases: nothing else uses it, and its
+  # default port is Prosody's too. HTTPS (which nothing here uses) moves off its default port.
   local http=""
-  if $websocket; then
+  if [ -n "$http_transport" ]; then
     http="--http-listen 127.0.0.1:$http_port --https-listen 127.0.0.1:25243"
   else
     "$xmppd" serve --help 2>/dev/null | grep -q -- --no-http && http=--no-http
@@ -214,7 +234,7 @@ start_xmppd() {
   server_pid=$!
   stop_server=stop_xmppd
   wait_port 127.0.0.1 $port 30
-  if $websocket; then wait_port 127.0.0.1 $http_port 30; fi
+  if [ -n "$http_transport" ]; then wait_port 127.0.0.1 $http_port 30; fi
   pin_all "$server_pid"
 }
 stop_xmppd() {
@@ -225,20 +245,20 @@ stop_xmppd() {
 # ---- Prosody -------------------------------------------------------------------------------
 start_prosody() {
   port=25322 http_port=25380
-  local d=$work/prosody ws_modules=""
+  local d=$work/prosody http_modules=""
   rm -rf "$d" && mkdir -p "$d/data" "$d/certs"
   cp "$work/cert.pem" "$d/certs/localhost.crt"
   cp "$work/key.pem" "$d/certs/localhost.key"
-  if $websocket; then ws_modules='"websocket";'; fi
+  if [ -n "$http_transport" ]; then http_modules="\"$http_transport\";"; fi
   sed -e "s|@DIR@|$d|g" -e "s|@PORT@|$port|g" -e "s|@HTTP_PORT@|$http_port|g" \
-    -e "s|^    @WS_MODULES@\$|    $ws_modules|" tuning/peers/prosody.cfg.lua.in >"$d/prosody.cfg.lua"
+    -e "s|^    @HTTP_MODULES@\$|    $http_modules|" tuning/peers/prosody.cfg.lua.in >"$d/prosody.cfg.lua"
   python3 tuning/peers/prosody_accounts.py "$d/data" localhost <"$work/users.txt"
   python3 tuning/peers/prosody_accounts.py "$d/data" localhost <"$work/pres.txt"
   taskset -c "$server_cpu" prosody --config "$d/prosody.cfg.lua" -F >"$d/stdout" 2>&1 &
   server_pid=$!
   stop_server=stop_prosody
   wait_port 127.0.0.1 $port 30
-  if $websocket; then wait_port 127.0.0.1 $http_port 30; fi
+  if [ -n "$http_transport" ]; then wait_port 127.0.0.1 $http_port 30; fi
   pin_all "$server_pid"
 }
 stop_prosody() {
@@ -280,18 +300,23 @@ start_ejabberd() {
   ejctl started >/dev/null
   server_pid=$(pgrep -f 'beam.*bench@localhost' | head -1)
   wait_port 127.0.0.1 $port 60
-  if $websocket; then wait_port 127.0.0.1 $http_port 60; fi
+  if [ -n "$http_transport" ]; then wait_port 127.0.0.1 $http_port 60; fi
   pin_all "$server_pid"
 }
 ejabberd_files() { # dir: config, certificate, ejabberdctl settings, owned by ejabberd
   local d=$1
   cat "$work/cert.pem" "$work/key.pem" >"$d/cert.pem"
-  local ws_listener=""
-  if $websocket; then
-    ws_listener="  - {port: $http_port, ip: \"127.0.0.1\", module: ejabberd_http, backlog: 4096, request_handlers: {/xmpp-websocket: ejabberd_http_ws}}"
+  local http_listener="" bosh_module="" handler=""
+  case "$http_transport" in
+    websocket) handler="/xmpp-websocket: ejabberd_http_ws" ;;
+    bosh) handler="/http-bind: mod_bosh" bosh_module="  mod_bosh: {}" ;;
+  esac
+  if [ -n "$handler" ]; then
+    http_listener="  - {port: $http_port, ip: \"127.0.0.1\", module: ejabberd_http, backlog: 4096, request_handlers: {$handler}}"
   fi
   sed -e "s|@DIR@|$d|g" -e "s|@PORT@|$port|g" -e "s|@HTTP_PORT@|$http_port|g" \
-    -e "s|^@WS_LISTENER@\$|$ws_listener|" tuning/peers/ejabberd.yml.in >"$d/ejabberd.yml"
+    -e "s|^@HTTP_LISTENER@\$|$http_listener|" -e "s|^@BOSH_MODULE@\$|$bosh_module|" \
+    tuning/peers/ejabberd.yml.in >"$d/ejabberd.yml"
   # One scheduler for one core (the default is one per online CPU, which would thrash).
   cat >"$d/ejabberdctl.cfg" <<'EOF'
 ERL_OPTIONS="+S 1:1 -env ERL_CRASH_DUMP_BYTES 0"
@@ -336,6 +361,11 @@ case_args() { # case -> generator arguments
     chat-1000-ws) echo "$(case_args chat-1000) --transport websocket" ;;
     login-ws) echo "$(case_args login-plain) --transport websocket" ;;
     idle-ws) echo "$(case_args idle-plain) --transport websocket" ;;
+    # The same loads over XMPP over BOSH (XEP-0124/XEP-0206), to the server's HTTP port.
+    chat-max-bosh) echo "$(case_args chat-max) --transport bosh" ;;
+    chat-1000-bosh) echo "$(case_args chat-1000) --transport bosh" ;;
+    login-bosh) echo "$(case_args login-plain) --transport bosh" ;;
+    idle-bosh) echo "$(case_args idle-plain) --transport bosh" ;;
     *) echo "unknown case $1" >&2; return 1 ;;
   esac
 }
@@ -346,8 +376,8 @@ xmppd_only() { # case -> whether only xmppd can run it (its shards)
 shards_of() { # case -> xmppd --shards
   case "$1" in muc-2shards) echo 2 ;; *) echo 1 ;; esac
 }
-websocket_case() { # case -> whether it runs over WebSocket (the server's HTTP port)
-  case "$1" in *-ws) return 0 ;; *) return 1 ;; esac
+http_transport_of() { # case -> websocket or bosh when it runs over HTTP (the server's HTTP port)
+  case "$1" in *-ws) echo websocket ;; *-bosh) echo bosh ;; *) echo "" ;; esac
 }
 
 run_one() { # server case run: one run on a fresh server, its result appended to $results
@@ -359,11 +389,10 @@ run_one() { # server case run: one run on a fresh server, its result appended to
     return 0
   fi
   xmppd_shards=$(shards_of "$c")
-  websocket=false
-  if websocket_case "$c"; then
-    websocket=true
+  http_transport=$(http_transport_of "$c")
+  if [ -n "$http_transport" ]; then
     if [ "$server" = xmppd ] && ! "$xmppd" serve --help 2>/dev/null | grep -q -- --http-listen; then
-      why="this xmppd binary has no HTTP listener (--http-listen): no XMPP over WebSocket"
+      why="this xmppd binary has no HTTP listener (--http-listen): no XMPP over $http_transport"
       printf '{"case":"%s","server":"%s","run":%d,"unsupported":"%s"}\n' "$c" "$server" "$r" "$why" >>"$results"
       echo "   $c run $r: not supported by $server ($why)"
       return 0
@@ -372,7 +401,7 @@ run_one() { # server case run: one run on a fresh server, its result appended to
   # A fresh server for every run: no state (caches, heap growth) carried between runs.
   "start_$server"
   local gen_port=$port
-  if $websocket; then gen_port=$http_port; fi
+  if [ -n "$http_transport" ]; then gen_port=$http_port; fi
   # shellcheck disable=SC2046
   taskset -c "$gen_cpu" "$lt" $(case_args "$c") --port "$gen_port" --domain localhost \
     --server-pid "$server_pid" --label "$server" --json --timeout 300 \
@@ -381,7 +410,7 @@ run_one() { # server case run: one run on a fresh server, its result appended to
   "$stop_server"
   if [ "$rc" = 3 ]; then
     # The generator's "feature not supported by the server" (muc without MUC, a blocklist
-    # without XEP-0191): recorded as such, not as a failed run.
+    # without XEP-0191, no BOSH endpoint): recorded as such, not as a failed run.
     why=$(grep -m1 'not supported' "$work/$server-$c-$r.out" | sed 's/["\\]/\x27/g') || true
     printf '{"case":"%s","server":"%s","run":%d,"unsupported":"%s"}\n' "$c" "$server" "$r" "$why" >>"$results"
     echo "   $c run $r: not supported by $server ($why)"

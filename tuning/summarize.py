@@ -19,7 +19,7 @@ usage: summarize.py RESULTS.jsonl        the table (Markdown)
 
 Each line of RESULTS.jsonl is {"case", "server", "run", "result": <xmppd-loadtest --json line>},
 or {"case", "server", "run", "unsupported": "<the generator's message>"} for a run the generator
-ended with exit status 3 (the server lacks the feature: MUC, XEP-0191 blocking, PEP); such a case
+ended with exit status 3 (the server lacks the feature: MUC, XEP-0191 blocking, PEP, BOSH); such a case
 shows as "not supported" rather than as a missing figure.
 """
 import json
@@ -78,6 +78,18 @@ HEADLINE = {
     ),
     "login-ws": ("server CPU per login, SCRAM-SHA-1, WebSocket", "server_cpu_us_per_op", "ms"),
     "idle-ws": ("RSS per idle authenticated session, WebSocket", "rss_kib_per_session", "KiB"),
+    "chat-max-bosh": (
+        "server CPU per delivered 1:1 message at saturation, BOSH",
+        "server_cpu_us_per_op",
+        "µs",
+    ),
+    "chat-1000-bosh": (
+        "p99 latency, 1:1 chat at a fixed 1,000 msg/s, BOSH",
+        "latency_us.p99",
+        "ms",
+    ),
+    "login-bosh": ("server CPU per login, SCRAM-SHA-1, BOSH", "server_cpu_us_per_op", "ms"),
+    "idle-bosh": ("RSS per idle authenticated session, BOSH", "rss_kib_per_session", "KiB"),
 }
 # Context figures shown beside the headline: (label, key, unit)
 CONTEXT = [

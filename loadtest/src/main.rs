@@ -1,5 +1,6 @@
 //! xmppd-loadtest: a black-box load generator for any XMPP server.
 
+mod bosh;
 mod caps;
 mod framing;
 mod login;
@@ -25,17 +26,28 @@ use scenarios::{phase, progress, sleep_bounded, wait_until, Launcher, Shared};
 use stats::{CpuMark, Latency, Report};
 
 const ABOUT: &str = "Black-box XMPP load generator: drives any XMPP server (xmppd, Prosody, \
-ejabberd) over loopback TCP or WebSocket with thread-per-core epoll workers.";
+ejabberd) over loopback TCP, WebSocket or BOSH with thread-per-core epoll workers.";
 
 const LONG_ABOUT: &str = "Black-box XMPP load generator: drives any XMPP server (xmppd, Prosody, \
-ejabberd) over loopback TCP or WebSocket with thread-per-core epoll workers (--threads).
+ejabberd) over loopback TCP, WebSocket or BOSH with thread-per-core epoll workers (--threads).
 
-Transports (--transport): tcp (RFC 6120, the default) or websocket (RFC 7395 over plain ws://: \
+Transports (--transport): tcp (RFC 6120, the default), websocket (RFC 7395 over plain ws://: \
 --port is then the server's HTTP port, the endpoint is --ws-path, subprotocol xmpp; each \
 connection makes the HTTP/1.1 upgrade, then sends every element as one masked text frame and \
-takes every server text message as one element, answering pings; no STARTTLS, so --starttls \
-is refused and the server must allow authentication without TLS). Every scenario runs over \
-either; login latency over WebSocket includes the upgrade. bosh is not supported yet (exit 3).
+takes every server text message as one element, answering pings) or bosh (XEP-0124 with \
+XEP-0206 over plain http://: --port is the server's HTTP port, the endpoint --bosh-path; each \
+session is created with hold='1' and wait=--bosh-wait, SASL ends with a restart request, and \
+one request is kept held by the server at all times so that it can push stanzas in its \
+response; the stanzas sent in one loop turn go out together in one request body, on the \
+session's second HTTP/1.1 keep-alive connection when the first holds a request (a session \
+never has more than two requests out, one per connection; one that only receives, like an \
+idle one, opens only one connection); a response's <body/> children are the server's \
+stanzas; a type='terminate' response is an error; closing sends a terminate request if a \
+connection is free). Neither websocket nor bosh has STARTTLS, so --starttls is refused and the server must allow \
+authentication without TLS. Every scenario runs over any of them; login latency over \
+WebSocket includes the upgrade, over BOSH the session creation; chat latency over BOSH runs \
+from the send to the delivery in a held response. The fd limit caps sessions at 1 socket each \
+(2 over BOSH for the scenarios that send after login: chat, presence, muc, pep).
 
 Every scenario logs accounts {prefix}{i} in (stream, optional STARTTLS, SASL PLAIN / SCRAM-SHA-1 / \
 SCRAM-SHA-256, bind, session if required), runs a bounded load and ends by itself (at the latest \
@@ -85,7 +97,8 @@ Output: a table on stdout; with --json also one line starting with '{' holding t
 Exit status: 0 run completed; 1 run failed (logins failed, timeout before completion, I/O error); \
 2 bad arguments; 3 feature not supported by the server (muc without a MUC service; chat \
 --blocklist N without XEP-0191 blocking; pep when a publish is answered with an error or no \
-notification arrives within the warm-up).";
+notification arrives within the warm-up; bosh when the session creation request is answered \
+HTTP 404, 405 or 501: no BOSH endpoint at --bosh-path).";
 
 /// Command line.
 #[derive(Parser, Debug)]
@@ -103,16 +116,23 @@ struct Common {
     /// Server address (IPv4).
     #[arg(long, global = true, default_value = "127.0.0.1")]
     host: Ipv4Addr,
-    /// Server port: the c2s port, or with --transport websocket the server's HTTP port.
+    /// Server port: the c2s port, or with --transport websocket or bosh the server's HTTP port.
     #[arg(long, global = true, default_value_t = 5222)]
     port: u16,
     /// How XMPP is carried: tcp (RFC 6120), websocket (RFC 7395, ws:// on --port at
-    /// --ws-path), bosh (not supported yet: exit 3).
+    /// --ws-path), bosh (XEP-0124/XEP-0206, http:// on --port at --bosh-path).
     #[arg(long, global = true, value_enum, default_value = "tcp")]
     transport: TransportArg,
     /// WebSocket endpoint path (--transport websocket).
     #[arg(long, global = true, default_value = "/xmpp-websocket")]
     ws_path: String,
+    /// BOSH endpoint path (--transport bosh).
+    #[arg(long, global = true, default_value = "/http-bind")]
+    bosh_path: String,
+    /// BOSH `wait` (--transport bosh): the longest the server holds a request, in seconds;
+    /// an idle session's held request is answered empty after it and at once replaced.
+    #[arg(long, global = true, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    bosh_wait: u32,
     /// XMPP domain of the accounts (stream `to`).
     #[arg(long, global = true, default_value = "localhost")]
     domain: String,
@@ -164,7 +184,7 @@ enum TransportArg {
     Tcp,
     /// XMPP over WebSocket (RFC 7395), plain ws://.
     Websocket,
-    /// XMPP over BOSH (XEP-0124/XEP-0206): not supported yet.
+    /// XMPP over BOSH (XEP-0124/XEP-0206), plain http://.
     Bosh,
 }
 
@@ -384,17 +404,17 @@ fn main() -> ExitCode {
     }
     let c = &cli.common;
     match c.transport {
-        TransportArg::Bosh => {
-            println!(
-                "transport bosh: not supported yet (xmppd-loadtest speaks tcp and websocket; \
-                 BOSH, XEP-0124/XEP-0206, is not implemented)"
-            );
-            return ExitCode::from(EXIT_UNSUPPORTED);
-        }
         TransportArg::Websocket if c.starttls => {
             eprintln!(
                 "xmppd-loadtest: --starttls with --transport websocket: RFC 7395 has no \
                  STARTTLS (and the generator speaks ws://, not wss://)"
+            );
+            return ExitCode::from(2);
+        }
+        TransportArg::Bosh if c.starttls => {
+            eprintln!(
+                "xmppd-loadtest: --starttls with --transport bosh: XEP-0206 has no STARTTLS \
+                 (and the generator speaks http://, not https://)"
             );
             return ExitCode::from(2);
         }
@@ -412,6 +432,10 @@ fn main() -> ExitCode {
         Cmd::Pep(a) => pep(c, threads, a, limit),
         Cmd::Provision(_) => Ok(ExitCode::SUCCESS),
     };
+    if let Some(why) = bosh::no_endpoint() {
+        println!("transport bosh: not supported by this server ({why})");
+        return ExitCode::from(EXIT_UNSUPPORTED);
+    }
     match res {
         Ok(code) => code,
         Err(e) => {
@@ -437,14 +461,24 @@ fn raise_nofile() -> u64 {
     rl.rlim_cur
 }
 
-/// Caps `n` sessions to what the fd limit allows, saying so.
-fn cap_sessions(n: usize, limit: u64, threads: usize) -> usize {
+/// Sockets one session may use: 1, or over BOSH 2 for a session that sends after login
+/// (`sends`; its second HTTP connection carries what it sends while the first holds a request).
+fn sockets_per_session(c: &Common, sends: bool) -> u64 {
+    if c.transport == TransportArg::Bosh && sends {
+        2
+    } else {
+        1
+    }
+}
+
+/// Caps `n` sessions of `per` sockets each to what the fd limit allows, saying so.
+fn cap_sessions(n: usize, limit: u64, threads: usize, per: u64) -> usize {
     let reserve = 32 + 4 * threads as u64;
-    let max = limit.saturating_sub(reserve) as usize;
+    let max = (limit.saturating_sub(reserve) / per.max(1)) as usize;
     if n > max {
         eprintln!(
-            "xmppd-loadtest: {n} sessions need more file descriptors than RLIMIT_NOFILE {limit} \
-             allows; capping to {max}"
+            "xmppd-loadtest: {n} sessions of {per} socket(s) need more file descriptors than \
+             RLIMIT_NOFILE {limit} allows; capping to {max}"
         );
         max
     } else {
@@ -452,7 +486,9 @@ fn cap_sessions(n: usize, limit: u64, threads: usize) -> usize {
     }
 }
 
-fn target(c: &Common, conns: usize) -> Target {
+fn target(c: &Common, sessions: usize) -> Target {
+    // A BOSH session may use two connections.
+    let conns = sessions * sockets_per_session(c, true) as usize;
     Target {
         host: c.host,
         port: c.port,
@@ -473,7 +509,11 @@ fn target(c: &Common, conns: usize) -> Target {
             TransportArg::Websocket => Transport::WebSocket {
                 path: c.ws_path.clone(),
             },
-            TransportArg::Tcp | TransportArg::Bosh => Transport::Tcp,
+            TransportArg::Bosh => Transport::Bosh {
+                path: c.bosh_path.clone(),
+                wait: c.bosh_wait,
+            },
+            TransportArg::Tcp => Transport::Tcp,
         },
     }
 }
@@ -626,7 +666,7 @@ fn stop_and_fail(
 }
 
 fn chat(c: &Common, threads: usize, a: &ChatArgs, limit: u64) -> Result<ExitCode, String> {
-    let pairs = cap_sessions(2 * a.pairs, limit, threads) / 2;
+    let pairs = cap_sessions(2 * a.pairs, limit, threads, sockets_per_session(c, true)) / 2;
     let deadline = Instant::now() + Duration::from_secs(c.timeout);
     let epoch = Instant::now();
     let sh = Arc::new(Shared::default());
@@ -753,7 +793,7 @@ fn login_pass(
 fn login(c: &Common, threads: usize, a: &LoginArgs, limit: u64) -> Result<ExitCode, String> {
     let deadline = Instant::now() + Duration::from_secs(c.timeout);
     let users = if a.keep {
-        cap_sessions(a.users, limit, threads)
+        cap_sessions(a.users, limit, threads, sockets_per_session(c, false))
     } else {
         a.users
     };
@@ -799,7 +839,7 @@ fn login(c: &Common, threads: usize, a: &LoginArgs, limit: u64) -> Result<ExitCo
 
 fn idle(c: &Common, threads: usize, a: &IdleArgs, limit: u64) -> Result<ExitCode, String> {
     let deadline = Instant::now() + Duration::from_secs(c.timeout);
-    let users = cap_sessions(a.users, limit, threads);
+    let users = cap_sessions(a.users, limit, threads, sockets_per_session(c, false));
     let before = c.server_pid.and_then(stats::server_rss_kib);
     let mark = CpuMark::now(c.server_pid);
     let t0 = Instant::now();
@@ -849,7 +889,7 @@ fn idle(c: &Common, threads: usize, a: &IdleArgs, limit: u64) -> Result<ExitCode
 
 fn presence(c: &Common, threads: usize, a: &PresenceArgs, limit: u64) -> Result<ExitCode, String> {
     let deadline = Instant::now() + Duration::from_secs(c.timeout);
-    let users = cap_sessions(a.users, limit, threads);
+    let users = cap_sessions(a.users, limit, threads, sockets_per_session(c, true));
     let epoch = Instant::now();
     let sh = Arc::new(Shared::default());
     let tgt = target(c, users);
@@ -921,7 +961,12 @@ fn muc(c: &Common, threads: usize, a: &MucArgs, limit: u64) -> Result<ExitCode, 
         .muc_service
         .clone()
         .unwrap_or_else(|| format!("conference.{}", c.domain));
-    let users = cap_sessions(a.rooms * a.occupants, limit, threads);
+    let users = cap_sessions(
+        a.rooms * a.occupants,
+        limit,
+        threads,
+        sockets_per_session(c, true),
+    );
     let occupants = a.occupants.max(1);
     let rooms = users / occupants;
     let users = rooms * occupants;
@@ -1039,7 +1084,7 @@ fn pep(c: &Common, threads: usize, a: &PepArgs, limit: u64) -> Result<ExitCode, 
         }
     }
     let deadline = Instant::now() + Duration::from_secs(c.timeout);
-    let users = cap_sessions(a.users, limit, threads);
+    let users = cap_sessions(a.users, limit, threads, sockets_per_session(c, true));
     let contacts = a.contacts.min(users.saturating_sub(1)) as u64;
     let epoch = Instant::now();
     let sh = Arc::new(Shared::default());

@@ -7,7 +7,11 @@
 //! an HTTP/1.1 upgrade, then one element per masked text frame each way. The scenarios do not
 //! see the difference: [`Net::send`] and [`Net::send_with`] take exactly one element per
 //! call, which a WebSocket connection sends as one message, and every server message is
-//! handed to the driver as one stanza.
+//! handed to the driver as one stanza. Or XMPP over BOSH (XEP-0124/XEP-0206, plain http://):
+//! a connection is then a BOSH session of up to two HTTP/1.1 keep-alive connections ("links",
+//! epoll tokens `id` and `id | LINK1`), one request held by the server at all times
+//! ([`crate::bosh`]); the stanzas sent in one loop turn go out together in one request body,
+//! and every child of a response's `<body/>` is handed to the driver as one stanza.
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
@@ -19,7 +23,8 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
 
-use crate::framing::{name, Frame, Splitter};
+use crate::bosh;
+use crate::framing::{attr, name, Frame, Splitter};
 use crate::login::{stream_header, Account, Action, Login, LoginConfig, LoginError};
 use crate::ws;
 
@@ -57,7 +62,27 @@ struct WsRead {
     accept: String,
 }
 
-/// One client connection.
+/// A plain socket with its buffers: a BOSH session's second HTTP connection.
+struct Link {
+    sock: TcpStream,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    writable: bool,
+}
+
+/// The BOSH side of a connection: the session's request bookkeeping and its second link (the
+/// first is the [`Conn`]'s own socket).
+struct BoshConn {
+    sess: bosh::Session,
+    /// The second HTTP connection, opened when a request must go out while the first holds
+    /// one (an idle session never opens it).
+    second: Option<Box<Link>>,
+    /// The server closed the first link between requests: it is reopened for the next one.
+    first_dead: bool,
+}
+
+/// One client connection (over BOSH: one session).
 pub struct Conn {
     sock: TcpStream,
     tls: Option<Box<ClientConnection>>,
@@ -67,6 +92,8 @@ pub struct Conn {
     ws: WsState,
     /// WebSocket decoder (taken out while the connection's input is processed).
     wsr: Option<Box<WsRead>>,
+    /// BOSH session (XMPP over BOSH only).
+    bosh: Option<Box<BoshConn>>,
     wbuf: Vec<u8>,
     wpos: usize,
     login: Option<Login>,
@@ -137,6 +164,14 @@ pub enum Transport {
         /// Endpoint path, e.g. `/xmpp-websocket`.
         path: String,
     },
+    /// XEP-0124/XEP-0206 BOSH (plain `http://`) at this HTTP path.
+    Bosh {
+        /// Endpoint path, e.g. `/http-bind`.
+        path: String,
+        /// The `wait` of the session creation request: the longest the server holds a
+        /// request (seconds).
+        wait: u32,
+    },
 }
 
 /// Where and how to connect.
@@ -177,8 +212,10 @@ pub struct Net {
     mask_seed: u64,
     /// WebSocket: the login's output before it is framed.
     login_out: Vec<u8>,
-    /// WebSocket: the `Host` of the upgrade request.
+    /// WebSocket and BOSH: the `Host` of the HTTP requests.
     ws_host: String,
+    /// BOSH: the children of the response being handled (kept for the next).
+    bosh_children: Vec<std::ops::Range<usize>>,
     /// Connections currently logging in.
     pub logging_in: usize,
     /// Connections open.
@@ -190,6 +227,8 @@ const TIMER_TOKEN: u64 = u64::MAX;
 const READ_BATCH: usize = 1 << 20;
 /// The most unconsumed bytes (one incomplete stanza) a connection may hold.
 const MAX_PENDING: usize = 4 << 20;
+/// Epoll token bit of a BOSH session's second link (the first's token is the bare id).
+const LINK1: u64 = 1 << 48;
 
 impl Net {
     /// A new loop. `epoch` is the time base shared by all threads.
@@ -232,6 +271,7 @@ impl Net {
             nonce_seed: seed,
             mask_seed: seed ^ 0x2545_f491_4f6c_dd1d | 1,
             login_out: Vec::new(),
+            bosh_children: Vec::new(),
             logging_in: 0,
             open: 0,
         })
@@ -246,10 +286,27 @@ impl Net {
     pub fn connect(&mut self, user: usize, seq: usize, t_start_ns: u64) -> io::Result<Id> {
         let sock = self.open_socket(seq)?;
         let mut wbuf = Vec::with_capacity(4096);
-        let (ws, wsr) = match &self.target.transport {
+        let (ws, wsr, bosh) = match &self.target.transport {
             Transport::Tcp => {
                 stream_header(&mut wbuf, &self.target.login.domain);
-                (WsState::Off, None)
+                (WsState::Off, None, None)
+            }
+            Transport::Bosh { path, wait } => {
+                let rid = bosh::first_rid(xorshift(&mut self.mask_seed));
+                let mut sess = bosh::Session::new(rid);
+                sess.create(
+                    &mut wbuf,
+                    path,
+                    &self.ws_host,
+                    &self.target.login.domain,
+                    *wait,
+                );
+                let b = BoshConn {
+                    sess,
+                    second: None,
+                    first_dead: false,
+                };
+                (WsState::Off, None, Some(Box::new(b)))
             }
             Transport::WebSocket { path } => {
                 let mut key = [0u8; 16];
@@ -260,6 +317,7 @@ impl Net {
                 (
                     WsState::Handshake,
                     Some(Box::new(WsRead { reader, accept })),
+                    None,
                 )
             }
         };
@@ -270,6 +328,7 @@ impl Net {
             split: Splitter::new(),
             ws,
             wsr,
+            bosh,
             wbuf,
             wpos: 0,
             login: Some(Login::start()),
@@ -290,13 +349,7 @@ impl Net {
             }
         };
         let fd = self.conns[id].as_ref().map_or(-1, |c| c.sock.as_raw_fd());
-        let mut ev = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
-            u64: id as u64,
-        };
-        // SAFETY: valid fds and event pointer.
-        if unsafe { libc::epoll_ctl(self.epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
-            let e = io::Error::last_os_error();
+        if let Err(e) = self.register(fd, id as u64) {
             self.conns[id] = None;
             self.free.push(id);
             return Err(e);
@@ -304,6 +357,55 @@ impl Net {
         self.logging_in += 1;
         self.open += 1;
         Ok(id)
+    }
+
+    /// Adds socket `fd` to the epoll set under `token`.
+    fn register(&self, fd: i32, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+            u64: token,
+        };
+        // SAFETY: valid fds and event pointer.
+        if unsafe { libc::epoll_ctl(self.epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// BOSH: (re)opens `link` of session `id`: the second link, or the first one after the
+    /// server closed it.
+    fn open_link(&mut self, id: Id, link: usize) -> io::Result<()> {
+        let Some(user) = self.conn(id).map(|c| c.user) else {
+            return Ok(());
+        };
+        let sock = self.open_socket(user + link * 7919)?;
+        self.register(
+            sock.as_raw_fd(),
+            id as u64 | if link == 1 { LINK1 } else { 0 },
+        )?;
+        let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) else {
+            return Ok(());
+        };
+        let Some(b) = c.bosh.as_mut() else {
+            return Ok(());
+        };
+        if link == 1 {
+            b.second = Some(Box::new(Link {
+                sock,
+                rbuf: Vec::new(),
+                wbuf: Vec::new(),
+                wpos: 0,
+                writable: false,
+            }));
+        } else {
+            b.first_dead = false;
+            c.sock = sock;
+            c.rbuf.clear();
+            c.wbuf.clear();
+            c.wpos = 0;
+            c.writable = false;
+        }
+        Ok(())
     }
 
     fn open_socket(&self, seq: usize) -> io::Result<TcpStream> {
@@ -353,7 +455,9 @@ impl Net {
     /// must write exactly one element.
     pub fn send_with(&mut self, id: Id, f: impl FnOnce(&mut Vec<u8>)) {
         if let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) {
-            if c.ws == WsState::Off {
+            if let Some(b) = c.bosh.as_mut() {
+                bosh::push_element(&mut b.sess.pending, f);
+            } else if c.ws == WsState::Off {
                 f(&mut c.wbuf);
             } else {
                 let key = mask_key(&mut self.mask_seed);
@@ -381,10 +485,14 @@ impl Net {
     }
 
     /// Ends the stream (`</stream:stream>`; over WebSocket `<close/>` and a Close frame,
-    /// RFC 7395 §3.6) and closes once it is written.
+    /// RFC 7395 §3.6; over BOSH a terminate request, with the stanzas not sent yet, if a link
+    /// has no request out, else nothing: the server times the session out) and closes once it
+    /// is written.
     pub fn close_gracefully(&mut self, id: Id) {
+        let is_bosh = self.conn(id).is_some_and(|c| c.bosh.is_some());
         match self.conn(id).map(|c| c.ws) {
             None => return,
+            Some(_) if is_bosh => self.bosh_terminate(id),
             Some(WsState::Off) => self.send(id, b"</stream:stream>"),
             Some(WsState::Open) => {
                 self.send(id, ws::CLOSE_ELEMENT);
@@ -454,10 +562,14 @@ impl Net {
                     armed = None;
                     continue;
                 }
-                let id = token as usize;
+                let (id, link) = ((token & (LINK1 - 1)) as usize, (token / LINK1) as usize);
                 if flags & libc::EPOLLOUT as u32 != 0 {
                     if let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) {
-                        c.writable = true;
+                        if link == 0 {
+                            c.writable = true;
+                        } else if let Some(l) = c.bosh.as_mut().and_then(|b| b.second.as_mut()) {
+                            l.writable = true;
+                        }
                         if !c.dirty {
                             c.dirty = true;
                             self.dirty.push(id);
@@ -468,7 +580,7 @@ impl Net {
                     & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32
                     != 0
                 {
-                    self.readable(id, d);
+                    self.readable(id, link, d);
                 }
             }
             self.flush_all(d);
@@ -504,7 +616,12 @@ impl Net {
     }
 
     /// Writes pending bytes of `id`; closes it if it asked to be closed and all is written.
+    /// Over BOSH it first sends the requests that are due (the stanzas queued since the last
+    /// request, or an empty one to keep one held).
     fn flush(&mut self, id: Id) -> io::Result<()> {
+        if self.conn(id).is_some_and(|c| c.bosh.is_some()) {
+            return self.flush_bosh(id);
+        }
         let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) else {
             return Ok(());
         };
@@ -529,21 +646,7 @@ impl Net {
                 }
             }
         } else {
-            while c.wpos < c.wbuf.len() {
-                match c.sock.write(&c.wbuf[c.wpos..]) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => c.wpos += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        c.writable = false;
-                        break;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            if c.wpos == c.wbuf.len() {
-                c.wbuf.clear();
-                c.wpos = 0;
-            }
+            write_plain(&mut c.sock, &mut c.wbuf, &mut c.wpos, &mut c.writable)?;
         }
         let all_out = c.wbuf.is_empty() && c.tls.as_ref().is_none_or(|t| !t.wants_write());
         if c.close_after_flush && all_out {
@@ -551,6 +654,87 @@ impl Net {
             self.drop_conn(id);
         }
         Ok(())
+    }
+
+    /// [`Net::flush`] of a BOSH session: the due requests, then both links.
+    fn flush_bosh(&mut self, id: Id) -> io::Result<()> {
+        self.bosh_pump(id)?;
+        let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) else {
+            return Ok(());
+        };
+        c.dirty = false;
+        let Some(b) = c.bosh.as_mut() else {
+            return Ok(());
+        };
+        if c.writable && !b.first_dead {
+            write_plain(&mut c.sock, &mut c.wbuf, &mut c.wpos, &mut c.writable)?;
+        }
+        if let Some(l) = b.second.as_mut().filter(|l| l.writable) {
+            write_plain(&mut l.sock, &mut l.wbuf, &mut l.wpos, &mut l.writable)?;
+        }
+        let all_out = c.wbuf.is_empty() && b.second.as_ref().is_none_or(|l| l.wbuf.is_empty());
+        if c.close_after_flush && all_out {
+            let _ = c.sock.shutdown(std::net::Shutdown::Write);
+            if let Some(l) = b.second.as_ref() {
+                let _ = l.sock.shutdown(std::net::Shutdown::Write);
+            }
+            self.drop_conn(id);
+        }
+        Ok(())
+    }
+
+    /// BOSH: writes the requests that are due into their links' buffers, opening a link
+    /// first if it is needed and not open.
+    fn bosh_pump(&mut self, id: Id) -> io::Result<()> {
+        let Transport::Bosh { path, .. } = &self.target.transport else {
+            return Ok(());
+        };
+        loop {
+            let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) else {
+                return Ok(());
+            };
+            if c.close_after_flush {
+                return Ok(());
+            }
+            let Some(b) = c.bosh.as_mut() else {
+                return Ok(());
+            };
+            let Some((link, what)) = b.sess.due() else {
+                return Ok(());
+            };
+            let out = match (link, b.second.as_mut()) {
+                (0, _) if !b.first_dead => &mut c.wbuf,
+                (1, Some(l)) => &mut l.wbuf,
+                _ => {
+                    self.open_link(id, link).map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!("bosh: opening HTTP connection {link}: {e}"),
+                        )
+                    })?;
+                    return self.bosh_pump(id);
+                }
+            };
+            let host = &self.ws_host;
+            b.sess
+                .send(link, what, out, path, host, &self.target.login.domain);
+        }
+    }
+
+    /// BOSH: the terminate request on a link without a request out, if there is one.
+    fn bosh_terminate(&mut self, id: Id) {
+        let Transport::Bosh { path, .. } = &self.target.transport else {
+            return;
+        };
+        let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(b) = c.bosh.as_mut() else {
+            return;
+        };
+        let first = (!b.first_dead).then_some(&mut c.wbuf);
+        let second = b.second.as_mut().map(|l| &mut l.wbuf);
+        b.sess.terminate(&mut [first, second], path, &self.ws_host);
     }
 
     fn drop_conn(&mut self, id: Id) {
@@ -577,12 +761,12 @@ impl Net {
         }
     }
 
-    fn readable<D: Driver>(&mut self, id: Id, d: &mut D) {
+    fn readable<D: Driver>(&mut self, id: Id, link: usize, d: &mut D) {
         // Edge-triggered: read until the socket is drained, but hand what was read to the
         // stanza handlers every READ_BATCH bytes, so a fast server cannot grow the buffer
         // without bound; a single stanza larger than MAX_PENDING is an error.
         loop {
-            let (more, pending) = self.read_some(id, d);
+            let (more, pending) = self.read_some(id, link, d);
             if !more {
                 return;
             }
@@ -598,7 +782,7 @@ impl Net {
     }
 
     /// One bounded round of `readable`: (the socket may hold more, unconsumed bytes left).
-    fn read_some<D: Driver>(&mut self, id: Id, d: &mut D) -> (bool, usize) {
+    fn read_some<D: Driver>(&mut self, id: Id, link: usize, d: &mut D) -> (bool, usize) {
         let mut eof = false;
         let mut err = None;
         let mut more = false;
@@ -606,12 +790,20 @@ impl Net {
             let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) else {
                 return (false, 0);
             };
-            loop {
+            if link == 1 {
+                let Some(l) = c.bosh.as_mut().and_then(|b| b.second.as_mut()) else {
+                    return (false, 0);
+                };
+                (eof, err, more) = read_plain(&mut l.sock, &mut l.rbuf, &mut self.scratch);
+            } else if c.tls.is_none() {
+                (eof, err, more) = read_plain(&mut c.sock, &mut c.rbuf, &mut self.scratch);
+            }
+            while let Some(tls) = c.tls.as_mut().filter(|_| link == 0) {
                 if c.rbuf.len() >= READ_BATCH {
                     more = true;
                     break;
                 }
-                if let Some(tls) = c.tls.as_mut() {
+                {
                     match tls.read_tls(&mut c.sock) {
                         Ok(0) => eof = true,
                         Ok(_) => {}
@@ -642,42 +834,60 @@ impl Net {
                     if eof {
                         break;
                     }
-                } else {
-                    match c.sock.read(&mut self.scratch) {
-                        Ok(0) => {
-                            eof = true;
-                            break;
-                        }
-                        Ok(n) => c.rbuf.extend_from_slice(&self.scratch[..n]),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => {
-                            err = Some(format!("read: {e}"));
-                            break;
-                        }
-                    }
                 }
             }
         }
-        self.process(id, d);
+        self.process(id, link, d);
         if let Some(e) = err {
             self.kill(id, d, Some(e));
+        } else if eof && self.conn(id).is_some_and(|c| c.bosh.is_some()) {
+            self.bosh_eof(id, link, d);
         } else if eof {
             let during_login = self.conn(id).is_some_and(|c| c.login.is_some());
             let e = during_login.then(|| "server closed during login".to_string());
             self.kill(id, d, e);
         } else if more {
             if let Some(c) = self.conn(id) {
-                return (true, c.rbuf.len());
+                let l1 = c.bosh.as_ref().and_then(|b| b.second.as_ref());
+                let n = match (link, l1) {
+                    (0, _) => c.rbuf.len(),
+                    (_, Some(l)) => l.rbuf.len(),
+                    _ => return (false, 0),
+                };
+                return (true, n);
             }
         }
         (false, 0)
     }
 
-    /// Splits and handles every complete stanza buffered on `id`.
-    fn process<D: Driver>(&mut self, id: Id, d: &mut D) {
+    /// BOSH: the server closed `link`: between requests it is reopened when next needed;
+    /// with a request out, the session fails.
+    fn bosh_eof<D: Driver>(&mut self, id: Id, link: usize, d: &mut D) {
         let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) else {
             return;
         };
+        let Some(b) = c.bosh.as_mut() else {
+            return;
+        };
+        if c.close_after_flush || b.sess.busy(link) {
+            let msg = "bosh: the server closed an HTTP connection with a request out";
+            self.kill(id, d, Some(msg.into()));
+        } else if link == 0 {
+            b.first_dead = true;
+        } else {
+            b.second = None;
+        }
+    }
+
+    /// Splits and handles every complete stanza buffered on `id` (BOSH: on its `link`).
+    fn process<D: Driver>(&mut self, id: Id, link: usize, d: &mut D) {
+        let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) else {
+            return;
+        };
+        if c.bosh.is_some() {
+            self.process_bosh(id, link, d);
+            return;
+        }
         if c.ws != WsState::Off {
             self.process_ws(id, d);
             return;
@@ -746,6 +956,135 @@ impl Net {
         } else {
             flow
         }
+    }
+
+    /// BOSH: handles every complete HTTP response buffered on `link` of session `id`: the link
+    /// has no request out any more, and each child of the `<body/>` is one element (a login
+    /// step or the driver's). A `type='terminate'` body, an HTTP error status or an
+    /// unparsable response ends the session with an error.
+    fn process_bosh<D: Driver>(&mut self, id: Id, link: usize, d: &mut D) {
+        let mut children = std::mem::take(&mut self.bosh_children);
+        while let Some(rbuf) = self.bosh_take_rbuf(id, link) {
+            let (rbuf, resp) = match bosh::response(&rbuf, MAX_PENDING) {
+                Ok(Some(r)) => (rbuf, r),
+                Ok(None) => {
+                    if let Some(dest) = self.bosh_rbuf(id, link) {
+                        *dest = rbuf;
+                    }
+                    break;
+                }
+                Err(e) => {
+                    self.kill(id, d, Some(e));
+                    break;
+                }
+            };
+            match self.bosh_response(id, link, &rbuf, &resp, &mut children) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    self.kill(id, d, Some(e));
+                    break;
+                }
+            }
+            let body = &rbuf[resp.body.clone()];
+            let mut gone = false;
+            for r in &children {
+                if self.conn(id).is_none_or(|c| c.close_after_flush) {
+                    gone = true;
+                    break;
+                }
+                if let Flow::Gone = self.element(id, d, &body[r.clone()]) {
+                    gone = true;
+                    break;
+                }
+            }
+            if gone {
+                break;
+            }
+            let mut rbuf = rbuf;
+            rbuf.drain(..resp.len());
+            match self.bosh_rbuf(id, link) {
+                Some(dest) => *dest = rbuf,
+                None => break,
+            }
+        }
+        self.bosh_children = children;
+    }
+
+    /// BOSH: the read buffer of `link` of session `id`.
+    fn bosh_rbuf(&mut self, id: Id, link: usize) -> Option<&mut Vec<u8>> {
+        let c = self.conns.get_mut(id).and_then(Option::as_mut)?;
+        if link == 0 {
+            return Some(&mut c.rbuf);
+        }
+        Some(&mut c.bosh.as_mut()?.second.as_mut()?.rbuf)
+    }
+
+    /// BOSH: takes the read buffer of `link` out, if it has bytes.
+    fn bosh_take_rbuf(&mut self, id: Id, link: usize) -> Option<Vec<u8>> {
+        let rbuf = self.bosh_rbuf(id, link)?;
+        (!rbuf.is_empty()).then(|| std::mem::take(rbuf))
+    }
+
+    /// BOSH: the bookkeeping of one response on `link` (its request is answered, the session
+    /// created, the link closed if the server says so), the response's `<body/>` parsed into
+    /// `children`. Ok(false): the session was closing and is now gone; Err: it fails.
+    fn bosh_response(
+        &mut self,
+        id: Id,
+        link: usize,
+        rbuf: &[u8],
+        resp: &bosh::Response,
+        children: &mut Vec<std::ops::Range<usize>>,
+    ) -> Result<bool, String> {
+        let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) else {
+            return Ok(false);
+        };
+        let Some(b) = c.bosh.as_mut() else {
+            return Ok(false);
+        };
+        b.sess.answered(link)?;
+        if c.close_after_flush {
+            self.drop_conn(id);
+            return Ok(false);
+        }
+        let body = &rbuf[resp.body.clone()];
+        if b.sess.sid.is_none() {
+            if let Transport::Bosh { path, .. } = &self.target.transport {
+                if let Some(why) = bosh::missing_endpoint(resp.status, path) {
+                    return Err(format!("bosh: {why}"));
+                }
+            }
+        }
+        if resp.status != 200 {
+            let n = body.len().min(200);
+            return Err(format!(
+                "bosh: HTTP {} (body: {})",
+                resp.status,
+                String::from_utf8_lossy(&body[..n])
+            ));
+        }
+        let tag = bosh::parse_body(body, children)?;
+        let tag = &body[tag];
+        if let Some(e) = bosh::terminated(tag, body, children) {
+            return Err(e);
+        }
+        if b.sess.sid.is_none() {
+            let sid = attr(tag, b"sid").ok_or("bosh: session creation response without sid")?;
+            b.sess.sid = Some(String::from_utf8_lossy(sid).into());
+        }
+        if resp.close {
+            if link == 0 {
+                b.first_dead = true;
+            } else {
+                b.second = None;
+            }
+        }
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push(id);
+        }
+        Ok(true)
     }
 
     /// WebSocket: completes the upgrade, then decodes every complete frame buffered on `id`
@@ -852,6 +1191,40 @@ impl Net {
             password: self.target.password.clone(),
         };
         let websocket = c.ws != WsState::Off;
+        if c.bosh.is_some() {
+            self.login_out.clear();
+            let (next, action) = state.handle(
+                stanza,
+                &self.target.login,
+                &acct,
+                &nonce,
+                &mut self.login_out,
+            )?;
+            let Some(b) = c.bosh.as_mut() else {
+                return Ok(Action::None);
+            };
+            if !self.login_out.is_empty() {
+                let el = &self.login_out;
+                bosh::push_element(&mut b.sess.pending, |w| w.extend_from_slice(el));
+            }
+            match action {
+                Action::StartTls => {
+                    return Err(LoginError::StreamError("STARTTLS over BOSH".into()))
+                }
+                Action::Restart => b.sess.restart = true,
+                _ => {}
+            }
+            if action == Action::Established {
+                self.logging_in -= 1;
+            } else {
+                c.login = Some(next);
+            }
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push(id);
+            }
+            return Ok(action);
+        }
         let out = if websocket {
             self.login_out.clear();
             &mut self.login_out
@@ -937,6 +1310,52 @@ impl Drop for Net {
             libc::close(self.timerfd);
         }
     }
+}
+
+/// Reads `sock` into `rbuf` until it would block, hits EOF, fails, or `rbuf` holds
+/// [`READ_BATCH`] bytes: (EOF, error, more may be there).
+fn read_plain(
+    sock: &mut TcpStream,
+    rbuf: &mut Vec<u8>,
+    scratch: &mut [u8],
+) -> (bool, Option<String>, bool) {
+    loop {
+        if rbuf.len() >= READ_BATCH {
+            return (false, None, true);
+        }
+        match sock.read(scratch) {
+            Ok(0) => return (true, None, false),
+            Ok(n) => rbuf.extend_from_slice(&scratch[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return (false, None, false),
+            Err(e) => return (false, Some(format!("read: {e}")), false),
+        }
+    }
+}
+
+/// Writes `wbuf[*wpos..]` to `sock` until all is out or it would block (then `writable` is
+/// cleared until the next EPOLLOUT).
+fn write_plain(
+    sock: &mut TcpStream,
+    wbuf: &mut Vec<u8>,
+    wpos: &mut usize,
+    writable: &mut bool,
+) -> io::Result<()> {
+    while *wpos < wbuf.len() {
+        match sock.write(&wbuf[*wpos..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => *wpos += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                *writable = false;
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if *wpos == wbuf.len() {
+        wbuf.clear();
+        *wpos = 0;
+    }
+    Ok(())
 }
 
 /// The next xorshift64* value of `state` (WebSocket mask keys and handshake nonces: a client

@@ -51,7 +51,7 @@ pub const CLOSE_ELEMENT: &[u8] = b"<close xmlns='urn:ietf:params:xml:ns:xmpp-fra
 /// over WebSocket each message is parsed on its own below `<open/>`, whose namespace is the
 /// framing one, so stanzas carry it themselves (RFC 7395 §3.3.3 and its examples: Prosody
 /// 0.12 refuses an `<iq/>` without it, `unsupported-stanza-type`).
-const CLIENT_NS_ATTR: &[u8] = b" xmlns='jabber:client'";
+pub const CLIENT_NS_ATTR: &[u8] = b" xmlns='jabber:client'";
 
 /// Where [`CLIENT_NS_ATTR`] goes in `el`: after the name of a `message`, `presence` or `iq`
 /// whose start tag declares no default namespace; `None` for anything else.

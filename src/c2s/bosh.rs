@@ -526,7 +526,6 @@ impl BoshLink {
         if let Some(w) = st.conn_waker.take() {
             w.wake();
         }
-        let empty = req.is_empty();
         st.held.push_back((req.rid, slot));
         if let Some(pause) = req.pause {
             // BOSH-INACT-03: every held request is answered now, without payloads, and the
@@ -548,7 +547,7 @@ impl BoshLink {
         while st.held.len() > st.m.params.hold as usize
             || (!st.m.out.is_empty() && !st.held.is_empty() && st.creating.is_none())
         {
-            if !st.answer_oldest(empty) {
+            if !st.answer_oldest() {
                 break;
             }
         }
@@ -590,7 +589,7 @@ impl BoshLink {
             return;
         }
         while st.held.iter().any(|(r, _)| *r <= rid) {
-            if !st.answer_oldest(false) {
+            if !st.answer_oldest() {
                 break;
             }
         }
@@ -688,13 +687,12 @@ impl BoshLink {
             st.conn_waker = Some(cx.waker().clone());
         }
         if !st.m.out.is_empty() && !st.server_closed {
-            if let Some(rid) = st.creating {
+            if st.creating.is_some() {
                 if !st.m.authid.is_empty() && features_complete(&st.m.out) {
-                    let _ = rid;
-                    st.answer_oldest(false);
+                    st.answer_oldest();
                 }
             } else if !st.held.is_empty() {
-                st.answer_oldest(false);
+                st.answer_oldest();
             }
         }
         used
@@ -856,8 +854,8 @@ impl State {
     }
 
     /// Answers the oldest held request with the pending output. Returns false if none is
-    /// held. `empty_request`: the request that caused this was empty (for the polling rule).
-    fn answer_oldest(&mut self, _empty_request: bool) -> bool {
+    /// held.
+    fn answer_oldest(&mut self) -> bool {
         let Some((rid, slot)) = self.held.pop_front() else {
             return false;
         };
@@ -889,19 +887,7 @@ impl State {
 
     /// A terminal answer with condition `c` (an HTTP status for a client without `ver`).
     fn terminal(&self, c: Condition) -> Answer {
-        if self.legacy {
-            return Answer::Status(c.legacy_status());
-        }
-        let mut body = Vec::new();
-        wire::write_body(
-            &mut body,
-            &Reply {
-                ty: ReplyType::Terminate(Some(c)),
-                ..Reply::default()
-            },
-            b"",
-        );
-        Answer::Body(body)
+        terminal(c, self.legacy)
     }
 
     /// Every request still waiting gets the terminal condition `c`.
@@ -911,13 +897,27 @@ impl State {
             slot.fill(answer(self));
         }
         for e in std::mem::take(&mut self.early) {
-            slot_fill(&e.slot, answer(self));
+            e.slot.fill(answer(self));
         }
     }
 }
 
-fn slot_fill(slot: &Slot, a: Answer) {
-    slot.fill(a);
+/// A terminal answer with condition `c`: the binding condition, or the HTTP status for a
+/// client without `ver` (`legacy`, §17.1).
+pub fn terminal(c: Condition, legacy: bool) -> Answer {
+    if legacy {
+        return Answer::Status(c.legacy_status());
+    }
+    let mut body = Vec::new();
+    wire::write_body(
+        &mut body,
+        &Reply {
+            ty: ReplyType::Terminate(Some(c)),
+            ..Reply::default()
+        },
+        b"",
+    );
+    Answer::Body(body)
 }
 
 /// The stream header that session creation and a restart stand for.

@@ -10,11 +10,10 @@ use std::time::Duration;
 
 use futures_lite::FutureExt;
 
-use super::bosh::{self as wire, Condition, Reply, ReplyType};
-use super::request::Request;
+use super::bosh::{self as wire, Condition, Reply};
 use super::response::Response;
 use super::Http;
-use crate::c2s::bosh::{self, Answer, BoshLink, Entry, Slot, Submit};
+use crate::c2s::bosh::{self, terminal, Answer, BoshLink, Entry, Slot, Submit};
 use crate::c2s::limits::Preauth;
 
 /// The BOSH endpoint (XEP-0206 §3 recommends it; XEP-0156 advertises it).
@@ -61,7 +60,6 @@ impl Http {
     /// A complete `POST /http-bind` request: finds or creates its session and submits it.
     pub(super) fn bosh_request(
         &self,
-        req: &Request<'_, '_>,
         body: &[u8],
         secure: bool,
         peer: SocketAddr,
@@ -72,7 +70,6 @@ impl Http {
             // BOSH-HTTP-03: not one `<body/>` of complete elements.
             Err(c) => return Step::Answer(terminal(c, false), None),
         };
-        let _ = req;
         let Some(rid) = parsed.rid else {
             return Step::Answer(terminal(Condition::BadRequest, parsed.ver.is_none()), None);
         };
@@ -126,7 +123,6 @@ impl Http {
                 return fail(Condition::PolicyViolation);
             }
         };
-        let content = params.content.clone();
         let shard = self.c2s.shard();
         let handle = self.c2s.new_handle();
         let created = BoshLink::create(
@@ -147,7 +143,6 @@ impl Http {
         let wait = link.wait();
         self.c2s
             .bosh_session(handle, link.clone(), peer, secure, preauth);
-        let _ = content;
         Step::Wait(link, slot, wait, rid)
     }
 
@@ -256,22 +251,4 @@ impl Http {
             .send_to_shard(shard, crate::shard::ShardMsg::Adopt(Box::new(h)))
             .await
     }
-}
-
-/// A terminal answer for a request that has no session (yet): the binding condition, or the
-/// HTTP status for a client without `ver` (§17.1).
-fn terminal(c: Condition, legacy: bool) -> Answer {
-    if legacy {
-        return Answer::Status(c.legacy_status());
-    }
-    let mut body = Vec::new();
-    wire::write_body(
-        &mut body,
-        &Reply {
-            ty: ReplyType::Terminate(Some(c)),
-            ..Reply::default()
-        },
-        b"",
-    );
-    Answer::Body(body)
 }

@@ -238,7 +238,7 @@ impl Http {
                 };
                 if req.path == BOSH_PATH && req.method == "POST" {
                     let body = buf.get(head_len..total).unwrap_or_default();
-                    let step = self.bosh_request(&req, body, secure, peer, hops);
+                    let step = self.bosh_request(body, secure, peer, hops);
                     let origin = req.header_str("origin").map(str::to_string);
                     Next::Bosh(step, origin, req.keep_alive)
                 } else {
