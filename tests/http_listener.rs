@@ -9,26 +9,6 @@ use std::sync::Arc;
 
 use common::*;
 
-/// One parsed response.
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
 /// A raw HTTP client over any byte stream.
 struct Http<S: Read + Write> {
     s: S,
@@ -52,35 +32,8 @@ impl<S: Read + Write> Http<S> {
     /// Reads one response (a HEAD's has no body: `head`).
     fn recv_response(&mut self, head: bool) -> Resp {
         loop {
-            let mut headers = [httparse::EMPTY_HEADER; 64];
-            let mut r = httparse::Response::new(&mut headers);
-            if let httparse::Status::Complete(n) = r.parse(&self.buf).unwrap() {
-                let status = r.code.unwrap();
-                let headers: Vec<(String, String)> = r
-                    .headers
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.name.to_string(),
-                            String::from_utf8_lossy(h.value).into_owned(),
-                        )
-                    })
-                    .collect();
-                let len: usize = headers
-                    .iter()
-                    .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-                    .map(|(_, v)| v.parse().unwrap())
-                    .unwrap_or(0);
-                let len = if head { 0 } else { len };
-                if self.buf.len() >= n + len {
-                    let body = self.buf[n..n + len].to_vec();
-                    self.buf.drain(..n + len);
-                    return Resp {
-                        status,
-                        headers,
-                        body,
-                    };
-                }
+            if let Some(r) = take_http_response(&mut self.buf, head) {
+                return r;
             }
             let mut tmp = [0u8; 4096];
             let k = self.s.read(&mut tmp).expect("read");

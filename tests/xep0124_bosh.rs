@@ -61,26 +61,8 @@ const CONDITIONS: [&str; 13] = [
 trait Stream: Read + Write + Send {}
 impl<T: Read + Write + Send> Stream for T {}
 
-/// One parsed response.
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
+/// What BOSH tests read off a response (`Resp` is the harness's).
 impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
     /// The `<body/>` wrapper of a 200 response, parsed.
     fn el(&self) -> Element {
         assert_eq!(self.status, 200, "{self:?}: {}", self.text());
@@ -123,34 +105,8 @@ impl Http {
     /// Reads one response.
     fn recv(&mut self) -> std::io::Result<Resp> {
         loop {
-            let mut headers = [httparse::EMPTY_HEADER; 64];
-            let mut r = httparse::Response::new(&mut headers);
-            if let httparse::Status::Complete(n) = r.parse(&self.buf).unwrap() {
-                let status = r.code.unwrap();
-                let headers: Vec<(String, String)> = r
-                    .headers
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.name.to_string(),
-                            String::from_utf8_lossy(h.value).into_owned(),
-                        )
-                    })
-                    .collect();
-                let len: usize = headers
-                    .iter()
-                    .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-                    .map(|(_, v)| v.parse().unwrap())
-                    .unwrap_or(0);
-                if self.buf.len() >= n + len {
-                    let body = self.buf[n..n + len].to_vec();
-                    self.buf.drain(..n + len);
-                    return Ok(Resp {
-                        status,
-                        headers,
-                        body,
-                    });
-                }
+            if let Some(r) = take_http_response(&mut self.buf, false) {
+                return Ok(r);
             }
             let mut tmp = [0u8; 8192];
             let k = self.s.read(&mut tmp)?;

@@ -1209,3 +1209,63 @@ pub fn befriend(a: &mut Client, b: &mut Client) {
         }),
     ]);
 }
+
+/// One HTTP response as the tests' raw HTTP clients read it.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    /// A header's value (the first of that name, case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Takes one whole response (head and Content-Length body; none for a HEAD's, `head`) off the
+/// front of `buf`; `None` while it is incomplete.
+pub fn take_http_response(buf: &mut Vec<u8>, head: bool) -> Option<Resp> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut r = httparse::Response::new(&mut headers);
+    let httparse::Status::Complete(n) = r.parse(buf).expect("an HTTP response") else {
+        return None;
+    };
+    let status = r.code.expect("a status code");
+    let headers: Vec<(String, String)> = r
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v.parse().expect("a Content-Length"))
+        .unwrap_or(0);
+    let len = if head { 0 } else { len };
+    if buf.len() < n + len {
+        return None;
+    }
+    let body = buf[n..n + len].to_vec();
+    buf.drain(..n + len);
+    Some(Resp {
+        status,
+        headers,
+        body,
+    })
+}
