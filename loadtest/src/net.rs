@@ -1191,18 +1191,15 @@ impl Net {
             password: self.target.password.clone(),
         };
         let websocket = c.ws != WsState::Off;
-        if c.bosh.is_some() {
-            self.login_out.clear();
-            let (next, action) = state.handle(
-                stanza,
-                &self.target.login,
-                &acct,
-                &nonce,
-                &mut self.login_out,
-            )?;
-            let Some(b) = c.bosh.as_mut() else {
-                return Ok(Action::None);
-            };
+        // WebSocket and BOSH frame what a login step writes; TCP takes it as it is.
+        self.login_out.clear();
+        let out = if websocket || c.bosh.is_some() {
+            &mut self.login_out
+        } else {
+            &mut c.wbuf
+        };
+        let (next, action) = state.handle(stanza, &self.target.login, &acct, &nonce, out)?;
+        if let Some(b) = c.bosh.as_mut() {
             if !self.login_out.is_empty() {
                 let el = &self.login_out;
                 bosh::push_element(&mut b.sess.pending, |w| w.extend_from_slice(el));
@@ -1214,25 +1211,7 @@ impl Net {
                 Action::Restart => b.sess.restart = true,
                 _ => {}
             }
-            if action == Action::Established {
-                self.logging_in -= 1;
-            } else {
-                c.login = Some(next);
-            }
-            if !c.dirty {
-                c.dirty = true;
-                self.dirty.push(id);
-            }
-            return Ok(action);
-        }
-        let out = if websocket {
-            self.login_out.clear();
-            &mut self.login_out
-        } else {
-            &mut c.wbuf
-        };
-        let (next, action) = state.handle(stanza, &self.target.login, &acct, &nonce, out)?;
-        if websocket {
+        } else if websocket {
             // One element per message: a login step writes at most one, a restart one more.
             if !self.login_out.is_empty() {
                 let key = mask_key(&mut self.mask_seed);
@@ -1254,30 +1233,21 @@ impl Net {
                 }
                 _ => {}
             }
-            if action == Action::Established {
-                self.logging_in -= 1;
-            } else {
-                c.login = Some(next);
+        } else {
+            match action {
+                Action::StartTls => {
+                    let name = ServerName::try_from(self.target.login.domain.clone())
+                        .unwrap_or_else(|_| ServerName::IpAddress(Ipv4Addr::LOCALHOST.into()));
+                    let tls = ClientConnection::new(self.target.tls.clone(), name)
+                        .map_err(|e| LoginError::StreamError(format!("tls: {e}")))?;
+                    c.tls = Some(Box::new(tls));
+                    c.wbuf.clear();
+                    c.wpos = 0;
+                    stream_header(&mut c.wbuf, &self.target.login.domain);
+                }
+                Action::Restart => stream_header(&mut c.wbuf, &self.target.login.domain),
+                _ => {}
             }
-            if !c.dirty {
-                c.dirty = true;
-                self.dirty.push(id);
-            }
-            return Ok(action);
-        }
-        match action {
-            Action::StartTls => {
-                let name = ServerName::try_from(self.target.login.domain.clone())
-                    .unwrap_or_else(|_| ServerName::IpAddress(Ipv4Addr::LOCALHOST.into()));
-                let tls = ClientConnection::new(self.target.tls.clone(), name)
-                    .map_err(|e| LoginError::StreamError(format!("tls: {e}")))?;
-                c.tls = Some(Box::new(tls));
-                c.wbuf.clear();
-                c.wpos = 0;
-                stream_header(&mut c.wbuf, &self.target.login.domain);
-            }
-            Action::Restart => stream_header(&mut c.wbuf, &self.target.login.domain),
-            _ => {}
         }
         if action == Action::Established {
             self.logging_in -= 1;
