@@ -419,6 +419,9 @@ pub struct ServeArgs {
     /// The HTTP listener's flags (`http::HttpArgs`).
     #[command(flatten)]
     pub http: crate::http::HttpArgs,
+    /// The XEP-0114 component listener's flags (`component::ComponentArgs`).
+    #[command(flatten)]
+    pub components: crate::component::ComponentArgs,
     /// Every protocol module's own flags (`modules::ModuleArgs`).
     #[command(flatten)]
     pub modules: crate::modules::ModuleArgs,
@@ -480,6 +483,9 @@ struct FileConfig {
     /// The HTTP listener's table: `[http]`.
     #[serde(default)]
     http: crate::http::HttpArgs,
+    /// The component listener's table: `[components]`, secrets in `[components.secrets]`.
+    #[serde(default)]
+    components: crate::component::ComponentArgs,
     /// The modules' tables: `[modules.roster]`, `[modules.offline]`, ...
     #[serde(default)]
     modules: crate::modules::ModuleArgs,
@@ -574,6 +580,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// The HTTP listener's settings.
     pub http: crate::http::HttpConfig,
+    /// XEP-0114 components.
+    pub components: crate::component::ComponentConfig,
     /// Every module's resolved settings.
     pub modules: crate::modules::ModuleConfig,
     /// Shutdown grace period.
@@ -672,6 +680,17 @@ impl Config {
             )
         };
         let max_stanza_size = pick(serve.max_stanza_size, file.max_stanza_size, 262_144);
+        let modules = serve.modules.resolve(&file.modules, max_stanza_size)?;
+        let muc_sub = modules
+            .muc
+            .enabled
+            .then_some(modules.muc.subdomain.as_str());
+        let components = serve.components.resolve(&file.components, &|d| {
+            domains.iter().any(|s| {
+                s == d
+                    || muc_sub.is_some_and(|m| d.strip_suffix(s.as_str()) == Some(&format!("{m}.")))
+            })
+        })?;
         let config = Config {
             domains,
             data_dir,
@@ -752,7 +771,8 @@ impl Config {
             max_connections: pick(serve.max_connections, file.max_connections, 0),
             metrics_listen: serve.metrics_listen.or(file.metrics_listen),
             http: serve.http.resolve(&file.http)?,
-            modules: serve.modules.resolve(&file.modules, max_stanza_size)?,
+            components,
+            modules,
             shutdown_grace: Duration::from_secs(pick(serve.shutdown_grace, file.shutdown_grace, 3)),
             exit_on_stdin_eof: serve.exit_on_stdin_eof,
         };

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod c2s;
+pub mod component;
 pub mod config;
 pub mod core;
 #[doc(hidden)]

@@ -49,6 +49,7 @@ struct Listeners {
     c2s_tls: Vec<SocketAddr>,
     http: Vec<SocketAddr>,
     https: Vec<SocketAddr>,
+    component: Vec<SocketAddr>,
 }
 
 /// What a listening socket serves.
@@ -62,6 +63,8 @@ enum Port {
     Http,
     /// HTTPS.
     Https,
+    /// XEP-0114 components.
+    Component,
 }
 
 /// Run the server until a signal (or, with `--exit-on-stdin-eof`, the end of stdin).
@@ -94,6 +97,7 @@ pub fn serve(config: Config, modules: &'static [RegisterFn]) -> Result<(), Start
     };
     let per_shard_conns = max_conns.div_ceil(config.shards).max(1);
     let (links, receivers) = Links::new(config.shards, config.shard_queue);
+    let component_dir = Arc::new(crate::core::components::Directory::default());
     let receivers = Arc::new(receivers);
     let metrics = Arc::new(crate::metrics::Metrics::new(
         config.shards,
@@ -136,6 +140,7 @@ pub fn serve(config: Config, modules: &'static [RegisterFn]) -> Result<(), Start
             let secret = secret.clone();
             let ip_limits = ip_limits.clone();
             let shard_metrics = metrics.shards[i].clone();
+            let component_dir = component_dir.clone();
             let exited = ShardExit {
                 index: i,
                 tx: exited_tx.clone(),
@@ -157,6 +162,7 @@ pub fn serve(config: Config, modules: &'static [RegisterFn]) -> Result<(), Start
                     ip_limits,
                     modules,
                     max_conns: per_shard_conns,
+                    component_dir,
                 })
                 .await
             }
@@ -177,6 +183,7 @@ pub fn serve(config: Config, modules: &'static [RegisterFn]) -> Result<(), Start
         c2s_tls = %list(&listeners.c2s_tls),
         http = %list(&listeners.http),
         https = %list(&listeners.https),
+        component = %list(&listeners.component),
         max_connections = max_conns,
         "xmppd ready"
     );
@@ -184,12 +191,13 @@ pub fn serve(config: Config, modules: &'static [RegisterFn]) -> Result<(), Start
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(
         stdout,
-        "xmppd ready c2s={} c2s_tls={} http={} https={} metrics={}",
+        "xmppd ready c2s={} c2s_tls={} http={} https={} metrics={} component={}",
         list(&listeners.c2s),
         list(&listeners.c2s_tls),
         list(&listeners.http),
         list(&listeners.https),
-        metrics_addr.map(|a| a.to_string()).unwrap_or_default()
+        metrics_addr.map(|a| a.to_string()).unwrap_or_default(),
+        list(&listeners.component),
     );
     let _ = stdout.flush();
     drop(stdout);
@@ -336,6 +344,8 @@ struct ShardInit {
     ip_limits: Arc<IpLimits>,
     modules: &'static [RegisterFn],
     max_conns: usize,
+    /// Which XEP-0114 components are connected (shared by the shards).
+    component_dir: Arc<crate::core::components::Directory>,
 }
 
 async fn shard_main(init: ShardInit) {
@@ -345,7 +355,15 @@ async fn shard_main(init: ShardInit) {
             .with_metrics(init.metrics.clone()),
     );
     let registry = Registry::build(init.modules, &init.config);
-    let router = Router::new(init.config.clone(), init.storage, registry, outbox.clone());
+    let router = Router::new(
+        init.config.clone(),
+        init.storage,
+        registry,
+        outbox.clone(),
+        init.component_dir,
+    );
+    let components =
+        crate::component::Components::new(router.clone(), init.config.clone(), init.links.clone());
     let c2s = Rc::new(C2s::new(
         router.clone(),
         Some(init.tls),
@@ -372,6 +390,9 @@ async fn shard_main(init: ShardInit) {
             Port::Http | Port::Https => {
                 let tls = matches!(port, Port::Https);
                 glommio::spawn_local(http.clone().accept_loop(listener, tls)).detach();
+            }
+            Port::Component => {
+                glommio::spawn_local(components.clone().accept_loop(listener)).detach();
             }
         }
     }
@@ -413,6 +434,7 @@ async fn shard_main(init: ShardInit) {
                     && init.rx.is_empty()
                     && since.elapsed() >= STOP_POLL * 2;
                 if delivered || since.elapsed() >= STOP_NOTICE {
+                    components.shutdown();
                     c2s.shutdown().await;
                     tracing::debug!(shard = i, "shard stopped");
                     return;
@@ -438,7 +460,10 @@ async fn shard_main(init: ShardInit) {
                                 Ok(h) => http.adopt(*h),
                                 Err(any) => match any.downcast::<crate::c2s::bosh::Gone>() {
                                     Ok(g) => c2s.bosh.remove(&g.sid),
-                                    Err(_) => tracing::error!("unknown hand-off type"),
+                                    Err(any) => match any.downcast::<crate::component::Handoff>() {
+                                        Ok(h) => components.adopt(*h),
+                                        Err(_) => tracing::error!("unknown hand-off type"),
+                                    },
                                 },
                             },
                         }
@@ -498,12 +523,14 @@ fn bind_listeners(config: &Config) -> Result<Listeners, StartError> {
     let c2s_tls = bound(&config.c2s_tls_listen, Port::C2sTls)?;
     let http = bound(&config.http.listen, Port::Http)?;
     let https = bound(&config.http.tls_listen, Port::Https)?;
+    let component = bound(&config.components.listen, Port::Component)?;
     Ok(Listeners {
         per_shard,
         c2s,
         c2s_tls,
         http,
         https,
+        component,
     })
 }
 

@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `Local` | a served domain (`--domain`) | accounts: delivered on the account's home shard; the bare domain: the server itself |
 //! | `Service` | an in-process service (MUC is the first) | the service, on the home shard of the addressed entity |
-//! | `Component` | an XEP-0114 component's domain | its link (the transport comes with the federation issue: until then `service-unavailable`) |
+//! | `Component` | an XEP-0114 component's domain, and its subdomains | the component's stream, on the home shard of its domain (`service-unavailable` while it is not connected) |
 //! | (absent) | any other domain: remote | server-to-server (until then `remote-server-not-found`) |
 //!
 //! Each entity has a home shard, `shard_of(bare JID)`, for accounts, service entities (a
@@ -55,7 +55,8 @@ pub enum Host {
     Local,
     /// An in-process service.
     Service(Rc<dyn Service>),
-    /// An external component (XEP-0114); the link is not built yet.
+    /// An external component (XEP-0114): its domain and every subdomain of it that is not
+    /// in the table itself.
     Component,
 }
 
@@ -66,6 +67,8 @@ pub enum Host {
 pub struct HostTable {
     few: Vec<(Box<str>, Host)>,
     many: Option<AHashMap<Box<str>, Host>>,
+    /// Some domain is a component's: a domain not in the table may be a subdomain of one.
+    components: bool,
 }
 
 /// Up to this many domains the table is a list.
@@ -80,8 +83,9 @@ pub enum Dest {
     Account(usize),
     /// An in-process service's domain or entity, on this home shard.
     Service(usize),
-    /// A component's domain: no link yet (`service-unavailable`).
-    Component,
+    /// A component's domain (or a subdomain of it), on the home shard of the component's
+    /// domain, where its stream lives.
+    Component(usize),
     /// A domain this server does not host: no federation yet (`remote-server-not-found`).
     Remote,
 }
@@ -89,6 +93,7 @@ pub enum Dest {
 impl HostTable {
     /// Add (or replace) a domain.
     pub fn insert(&mut self, domain: &str, host: Host) {
+        self.components |= matches!(host, Host::Component);
         if let Some(map) = self.many.as_mut() {
             map.insert(domain.into(), host);
             return;
@@ -114,6 +119,27 @@ impl HostTable {
         }
     }
 
+    /// The component domain that serves `domain`: itself, or the nearest parent domain that
+    /// is a component's (`x.irc.example.org` belongs to `irc.example.org`) unless the
+    /// table names `domain` as something else.
+    pub fn component_of<'d>(&self, domain: &'d str) -> Option<&'d str> {
+        match self.get(domain) {
+            Some(Host::Component) => return Some(domain),
+            Some(_) => return None,
+            None if !self.components => return None,
+            None => {}
+        }
+        let mut rest = domain;
+        while let Some((_, parent)) = rest.split_once('.') {
+            match self.get(parent) {
+                Some(Host::Component) => return Some(parent),
+                Some(_) => return None,
+                None => rest = parent,
+            }
+        }
+        None
+    }
+
     /// True for a served domain with local accounts.
     pub fn is_local(&self, domain: &str) -> bool {
         matches!(self.get(domain), Some(Host::Local))
@@ -128,8 +154,11 @@ pub fn decide(hosts: &HostTable, to: JidStr<'_>, shards: usize) -> Dest {
         None => (false, bare),
     };
     match hosts.get(domain) {
-        None => Dest::Remote,
-        Some(Host::Component) => Dest::Component,
+        None => match hosts.component_of(domain) {
+            Some(c) => Dest::Component(shard_of(c, shards)),
+            None => Dest::Remote,
+        },
+        Some(Host::Component) => Dest::Component(shard_of(domain, shards)),
         Some(Host::Service(_)) => Dest::Service(shard_of(bare, shards)),
         Some(Host::Local) if !has_local => Dest::Server,
         Some(Host::Local) => Dest::Account(shard_of(bare, shards)),
@@ -173,8 +202,22 @@ mod tests {
                 "room@conference.example.org/nick",
                 Dest::Service(home("room@conference.example.org")),
             ),
-            ("irc.example.org", Dest::Component),
-            ("#chan@irc.example.org/nick", Dest::Component),
+            ("irc.example.org", Dest::Component(home("irc.example.org"))),
+            (
+                "#chan@irc.example.org/nick",
+                Dest::Component(home("irc.example.org")),
+            ),
+            // COMP-06/07: a subdomain of a component's domain is the component's.
+            (
+                "x@sub.irc.example.org",
+                Dest::Component(home("irc.example.org")),
+            ),
+            (
+                "deep.sub.irc.example.org",
+                Dest::Component(home("irc.example.org")),
+            ),
+            // ... but a subdomain of a served domain or a service is not.
+            ("x@room.conference.example.org", Dest::Remote),
             ("bob@elsewhere.net", Dest::Remote),
             ("elsewhere.net", Dest::Remote),
             // A subdomain of a served domain is a different domain.

@@ -9,6 +9,7 @@
 //! registry. Every shard builds its own registry from the same list of register functions, so
 //! handlers hold shard-local (`Rc`) state.
 
+pub mod components;
 pub mod events;
 pub mod hosts;
 pub mod locks;
@@ -110,6 +111,8 @@ pub trait Services {
     /// here) by the RFC 6121 §8.5 rules, without the delivery chains (what a module does
     /// after its own checks). Queued like [`Services::route`].
     fn deliver_to_sessions(&self, ty: StanzaType, route: Route<'_>, stanza: &[u8]);
+    /// The XEP-0114 component domains connected now (any shard), sorted.
+    fn connected_components(&self) -> Vec<String>;
 }
 
 /// The stanza error that reports a storage failure to whoever's stanza it stopped, logged

@@ -95,6 +95,22 @@ pub fn register(r: &mut Registry, _config: &Config) {
                     q.push_child(item);
                 }
             }
+            // COMP-09: the connected components under this domain (a subdomain of it), or
+            // under the primary domain when a component's name is not one.
+            let primary = ctx.config().domains.first().map(String::as_str);
+            for c in ctx.connected_components() {
+                let under = |d: &str| c.strip_suffix(d).is_some_and(|p| p.ends_with('.'));
+                let parent = ctx.config().domains.iter().find(|d| under(d));
+                let listed = match parent {
+                    Some(p) => p.as_str() == req.to.domain(),
+                    None => primary == Some(req.to.domain()),
+                };
+                if listed {
+                    q.push_child(
+                        Element::new("item", ns::DISCO_ITEMS).with_attr("jid", c.as_str()),
+                    );
+                }
+            }
             IqReply::Result(Some(q))
         },
     );

@@ -252,6 +252,10 @@ pub struct Router {
     pub sessions: RefCell<Sessions>,
     /// Stanzas for other shards.
     pub outbox: Rc<Outbox>,
+    /// The XEP-0114 component streams living on this shard.
+    pub components: crate::core::components::Links,
+    /// Which component domains are connected (all shards).
+    pub component_dir: Arc<crate::core::components::Directory>,
     hosts: HostTable,
     shards: usize,
     client_ns: StreamNs,
@@ -273,6 +277,7 @@ impl Router {
         storage: xmppd_storage::Storage,
         registry: Registry,
         outbox: Rc<Outbox>,
+        component_dir: Arc<crate::core::components::Directory>,
     ) -> Rc<Router> {
         let shards = outbox.links().shards();
         let hosts = host_table(&config, &registry);
@@ -282,6 +287,8 @@ impl Router {
             registry,
             sessions: RefCell::new(Sessions::default()),
             outbox,
+            components: Default::default(),
+            component_dir,
             hosts,
             shards,
             client_ns: StreamNs::new(ns::CLIENT),
@@ -429,6 +436,29 @@ impl Router {
         }
     }
 
+    /// The component domain serving `domain` (itself or a parent), if any.
+    pub fn component_of<'d>(&self, domain: &'d str) -> Option<&'d str> {
+        self.hosts.component_of(domain)
+    }
+
+    /// Route a stanza from an XEP-0114 component (its stream checked `from` and `to`): to
+    /// the server itself when it names a served domain, otherwise like any routed stanza.
+    /// The client chains do not run: the sender is not a local account.
+    pub fn from_component(
+        self: &Rc<Self>,
+        ty: StanzaType,
+        from: &Jid,
+        to: &Jid,
+        id: Option<&str>,
+        stanza: &[u8],
+    ) -> Option<Pending> {
+        self.outbox.metrics().stanza_in(ty);
+        if to.local().is_none() && self.hosts.is_local(to.domain()) {
+            return self.to_server(ty, from, to, id, stanza);
+        }
+        self.route(ty, Route::new(from, to), stanza)
+    }
+
     /// Route a stanza: delivered here, handed to the addressee's home shard, or bounced for
     /// a domain this server cannot reach. Inside a delivery scope a local stanza is queued
     /// (None); outside (router code only: modules send through `Services`), what is queued
@@ -459,7 +489,9 @@ impl Router {
     /// host again (a room's fan-out routes one copy per occupant session).
     fn send(self: &Rc<Self>, ty: StanzaType, mode: Mode, route: Route<'_>, stanza: &[u8]) {
         match hosts::decide(&self.hosts, route.to, self.shards) {
-            Dest::Account(home) | Dest::Service(home) if home != self.shard() => {
+            Dest::Account(home) | Dest::Service(home) | Dest::Component(home)
+                if home != self.shard() =>
+            {
                 self.to_shard(home, ty, route, stanza)
             }
             Dest::Account(_) if matches!(mode, Mode::Route) => {
@@ -488,9 +520,8 @@ impl Router {
                 self.bounce_stanza(ty, stanza, route, StanzaCondition::RemoteServerNotFound);
                 None
             }
-            Dest::Component => {
-                // No component link yet.
-                self.bounce_stanza(ty, stanza, route, StanzaCondition::ServiceUnavailable);
+            Dest::Component(home) if home == self.shard() => {
+                self.to_component(ty, route, stanza);
                 None
             }
             // The server itself, as the addressee of a generated stanza: nothing to deliver.
@@ -499,10 +530,31 @@ impl Router {
                 self.deliver_to_account(ty, route, stanza)
             }
             Dest::Service(home) if home == self.shard() => self.deliver(ty, route, stanza),
-            Dest::Account(home) | Dest::Service(home) => {
+            Dest::Account(home) | Dest::Service(home) | Dest::Component(home) => {
                 self.to_shard(home, ty, route, stanza);
                 None
             }
+        }
+    }
+
+    /// Hand a stanza to the XEP-0114 component serving its addressee's domain, whose stream
+    /// lives on this shard (COMP-08): `to` and `from` as they are. Without a connected
+    /// stream the sender gets `service-unavailable`; a component that does not read gets
+    /// the send-queue policy of any client (`resource-constraint` to the sender).
+    fn to_component(self: &Rc<Self>, ty: StanzaType, route: Route<'_>, stanza: &[u8]) {
+        let link = self
+            .hosts
+            .component_of(route.to.domain())
+            .and_then(|d| self.components.get(d));
+        let Some(handle) = link else {
+            self.bounce_stanza(ty, stanza, route, StanzaCondition::ServiceUnavailable);
+            return;
+        };
+        self.outbox.metrics().stanza_out(ty);
+        if handle.offer(route.from.as_str(), stanza).is_err()
+            && !matches!(ty, StanzaType::Iq(IqType::Result))
+        {
+            self.bounce_stanza(ty, stanza, route, StanzaCondition::ResourceConstraint);
         }
     }
 
@@ -536,7 +588,9 @@ impl Router {
         let mut others: SmallVec<[&str; 2]> = SmallVec::new();
         for to in tos {
             match hosts::decide(&self.hosts, JidStr::trusted(to), self.shards) {
-                Dest::Account(home) | Dest::Service(home) if home != self.shard() => {
+                Dest::Account(home) | Dest::Service(home) | Dest::Component(home)
+                    if home != self.shard() =>
+                {
                     remote[home].push(to)
                 }
                 Dest::Account(_) => accounts.push(to),
@@ -595,8 +649,17 @@ impl Router {
                 let inbound = Inbound { ty, route, stanza };
                 self.scoped(|| service.stanza(&ctx, &inbound))
             }
-            // Not hosted here (the table is the same on every shard, so only a stanza for
-            // the domain itself, or one routed by mistake).
+            Some(Host::Component) => {
+                self.to_component(ty, route, stanza);
+                None
+            }
+            // A subdomain of a component's domain is the component's; anything else is not
+            // hosted here (the table is the same on every shard, so only a stanza for the
+            // domain itself, or one routed by mistake).
+            None if self.hosts.component_of(route.to.domain()).is_some() => {
+                self.to_component(ty, route, stanza);
+                None
+            }
             _ => None,
         }
     }
@@ -1083,6 +1146,10 @@ fn host_table(config: &Config, registry: &Registry) -> HostTable {
         }
         t.insert(&s.domain, Host::Service(s.service.clone()));
     }
+    // Config::resolve refuses a component domain that is served or a service's.
+    for (domain, _) in &config.components.secrets {
+        t.insert(domain, Host::Component);
+    }
     t
 }
 
@@ -1141,6 +1208,10 @@ impl Services for Router {
         if let Some(me) = self.me.upgrade() {
             me.enqueue(ty, Mode::Sessions, route, stanza);
         }
+    }
+
+    fn connected_components(&self) -> Vec<String> {
+        self.component_dir.connected()
     }
 }
 

@@ -188,7 +188,7 @@ fn with_router(modules: &'static [RegisterFn], test: impl FnOnce(Rc<Router>) + S
             let (links, _rx) = Links::new(1, 16);
             let outbox = Rc::new(Outbox::new(0, links, 1 << 20));
             let registry = Registry::build(modules, &config);
-            let router = Router::new(config, storage, registry, outbox);
+            let router = Router::new(config, storage, registry, outbox, Default::default());
             test(router.clone());
             // Let queued tasks run (drains scheduled outside scopes).
             glommio::yield_if_needed().await;

@@ -136,6 +136,20 @@ impl Element {
             .collect()
     }
 
+    /// Put this element and every descendant in namespace `from` into `to` instead: a
+    /// stanza moves between streams whose content namespaces differ (a component's
+    /// `jabber:component:accept`, a server's `jabber:server`, a client's `jabber:client`).
+    pub fn rename_ns(&mut self, from: &str, to: &str) {
+        if self.ns == from {
+            self.ns = to.to_string();
+        }
+        for child in &mut self.children {
+            if let Node::Element(e) = child {
+                e.rename_ns(from, to);
+            }
+        }
+    }
+
     /// Whether this element has this local name and namespace.
     pub fn is(&self, name: &str, ns: &str) -> bool {
         self.name == name && self.ns == ns

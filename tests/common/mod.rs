@@ -42,6 +42,8 @@ pub struct Server {
     pub https: Option<SocketAddr>,
     /// The metrics port, with `--metrics-listen`.
     pub metrics: Option<SocketAddr>,
+    /// The XEP-0114 component port, when components are configured (`--component`).
+    pub component: Option<SocketAddr>,
     /// The data directory.
     pub data: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -110,6 +112,8 @@ impl Server {
             "127.0.0.1:0".into(),
             "--https-listen".into(),
             "127.0.0.1:0".into(),
+            "--component-listen".into(),
+            "127.0.0.1:0".into(),
             "--log".into(),
             "xmppd=debug,warn".into(),
         ];
@@ -171,6 +175,7 @@ impl Server {
             http: field("http=").first().copied(),
             https: field("https=").first().copied(),
             metrics: field("metrics=").first().copied(),
+            component: field("component=").first().copied(),
             child: Mutex::new(child),
             _stdin: Mutex::new(stdin),
             data: data.to_path_buf(),
