@@ -422,6 +422,9 @@ pub struct ServeArgs {
     /// The XEP-0114 component listener's flags (`component::ComponentArgs`).
     #[command(flatten)]
     pub components: crate::component::ComponentArgs,
+    /// Federation's flags (`s2s::S2sArgs`).
+    #[command(flatten)]
+    pub s2s: crate::s2s::S2sArgs,
     /// Every protocol module's own flags (`modules::ModuleArgs`).
     #[command(flatten)]
     pub modules: crate::modules::ModuleArgs,
@@ -486,6 +489,9 @@ struct FileConfig {
     /// The component listener's table: `[components]`, secrets in `[components.secrets]`.
     #[serde(default)]
     components: crate::component::ComponentArgs,
+    /// Federation's table: `[s2s]`, static routes in `[s2s.routes]`.
+    #[serde(default)]
+    s2s: crate::s2s::S2sArgs,
     /// The modules' tables: `[modules.roster]`, `[modules.offline]`, ...
     #[serde(default)]
     modules: crate::modules::ModuleArgs,
@@ -582,6 +588,8 @@ pub struct Config {
     pub http: crate::http::HttpConfig,
     /// XEP-0114 components.
     pub components: crate::component::ComponentConfig,
+    /// Federation.
+    pub s2s: crate::s2s::S2sConfig,
     /// Every module's resolved settings.
     pub modules: crate::modules::ModuleConfig,
     /// Shutdown grace period.
@@ -772,6 +780,7 @@ impl Config {
             metrics_listen: serve.metrics_listen.or(file.metrics_listen),
             http: serve.http.resolve(&file.http)?,
             components,
+            s2s: serve.s2s.resolve(&file.s2s)?,
             modules,
             shutdown_grace: Duration::from_secs(pick(serve.shutdown_grace, file.shutdown_grace, 3)),
             exit_on_stdin_eof: serve.exit_on_stdin_eof,

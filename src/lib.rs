@@ -15,6 +15,7 @@ pub mod http;
 pub mod metrics;
 pub mod modules;
 pub mod router;
+pub mod s2s;
 pub mod server;
 pub mod session;
 pub mod shard;

@@ -50,6 +50,8 @@ struct Listeners {
     http: Vec<SocketAddr>,
     https: Vec<SocketAddr>,
     component: Vec<SocketAddr>,
+    s2s: Vec<SocketAddr>,
+    s2s_tls: Vec<SocketAddr>,
 }
 
 /// What a listening socket serves.
@@ -65,6 +67,10 @@ enum Port {
     Https,
     /// XEP-0114 components.
     Component,
+    /// Server-to-server, STARTTLS.
+    S2s,
+    /// Server-to-server, direct TLS (XEP-0368).
+    S2sTls,
 }
 
 /// Run the server until a signal (or, with `--exit-on-stdin-eof`, the end of stdin).
@@ -91,6 +97,13 @@ pub fn serve(config: Config, modules: &'static [RegisterFn]) -> Result<(), Start
     )
     .map_err(|e| StartError(format!("TLS: {e}")))?;
     let listeners = bind_listeners(&config)?;
+    let s2s_shared = match config.s2s.enabled {
+        true => Some(Arc::new(
+            crate::s2s::Shared::new(&config, &tls, &secret)
+                .map_err(|e| StartError(format!("federation: {e}")))?,
+        )),
+        false => None,
+    };
     let max_conns = match config.max_connections {
         0 => nofile.saturating_sub(256).max(16) as usize,
         n => n,
@@ -141,6 +154,7 @@ pub fn serve(config: Config, modules: &'static [RegisterFn]) -> Result<(), Start
             let ip_limits = ip_limits.clone();
             let shard_metrics = metrics.shards[i].clone();
             let component_dir = component_dir.clone();
+            let s2s_shared = s2s_shared.clone();
             let exited = ShardExit {
                 index: i,
                 tx: exited_tx.clone(),
@@ -163,6 +177,7 @@ pub fn serve(config: Config, modules: &'static [RegisterFn]) -> Result<(), Start
                     modules,
                     max_conns: per_shard_conns,
                     component_dir,
+                    s2s_shared,
                 })
                 .await
             }
@@ -184,6 +199,7 @@ pub fn serve(config: Config, modules: &'static [RegisterFn]) -> Result<(), Start
         http = %list(&listeners.http),
         https = %list(&listeners.https),
         component = %list(&listeners.component),
+        s2s = %list(&listeners.s2s),
         max_connections = max_conns,
         "xmppd ready"
     );
@@ -191,13 +207,15 @@ pub fn serve(config: Config, modules: &'static [RegisterFn]) -> Result<(), Start
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(
         stdout,
-        "xmppd ready c2s={} c2s_tls={} http={} https={} metrics={} component={}",
+        "xmppd ready c2s={} c2s_tls={} http={} https={} metrics={} component={} s2s={} s2s_tls={}",
         list(&listeners.c2s),
         list(&listeners.c2s_tls),
         list(&listeners.http),
         list(&listeners.https),
         metrics_addr.map(|a| a.to_string()).unwrap_or_default(),
         list(&listeners.component),
+        list(&listeners.s2s),
+        list(&listeners.s2s_tls),
     );
     let _ = stdout.flush();
     drop(stdout);
@@ -346,6 +364,8 @@ struct ShardInit {
     max_conns: usize,
     /// Which XEP-0114 components are connected (shared by the shards).
     component_dir: Arc<crate::core::components::Directory>,
+    /// Federation's shared state, when it is on.
+    s2s_shared: Option<Arc<crate::s2s::Shared>>,
 }
 
 async fn shard_main(init: ShardInit) {
@@ -364,6 +384,14 @@ async fn shard_main(init: ShardInit) {
     );
     let components =
         crate::component::Components::new(router.clone(), init.config.clone(), init.links.clone());
+    let s2s = init.s2s_shared.map(|shared| {
+        crate::s2s::S2s::new(
+            router.clone(),
+            init.config.clone(),
+            init.links.clone(),
+            shared,
+        )
+    });
     let c2s = Rc::new(C2s::new(
         router.clone(),
         Some(init.tls),
@@ -393,6 +421,12 @@ async fn shard_main(init: ShardInit) {
             }
             Port::Component => {
                 glommio::spawn_local(components.clone().accept_loop(listener)).detach();
+            }
+            Port::S2s | Port::S2sTls => {
+                if let Some(s2s) = &s2s {
+                    let direct = matches!(port, Port::S2sTls);
+                    glommio::spawn_local(s2s.clone().accept_loop(listener, direct)).detach();
+                }
             }
         }
     }
@@ -435,6 +469,9 @@ async fn shard_main(init: ShardInit) {
                     && since.elapsed() >= STOP_POLL * 2;
                 if delivered || since.elapsed() >= STOP_NOTICE {
                     components.shutdown();
+                    if let Some(s2s) = &s2s {
+                        s2s.shutdown();
+                    }
                     c2s.shutdown().await;
                     tracing::debug!(shard = i, "shard stopped");
                     return;
@@ -462,7 +499,12 @@ async fn shard_main(init: ShardInit) {
                                     Ok(g) => c2s.bosh.remove(&g.sid),
                                     Err(any) => match any.downcast::<crate::component::Handoff>() {
                                         Ok(h) => components.adopt(*h),
-                                        Err(_) => tracing::error!("unknown hand-off type"),
+                                        Err(any) => {
+                                            match (any.downcast::<crate::s2s::VerifyAsk>(), &s2s) {
+                                                (Ok(ask), Some(s2s)) => s2s.verify_here(*ask),
+                                                _ => tracing::error!("unknown hand-off type"),
+                                            }
+                                        }
                                     },
                                 },
                             },
@@ -524,6 +566,8 @@ fn bind_listeners(config: &Config) -> Result<Listeners, StartError> {
     let http = bound(&config.http.listen, Port::Http)?;
     let https = bound(&config.http.tls_listen, Port::Https)?;
     let component = bound(&config.components.listen, Port::Component)?;
+    let s2s = bound(&config.s2s.listen, Port::S2s)?;
+    let s2s_tls = bound(&config.s2s.tls_listen, Port::S2sTls)?;
     Ok(Listeners {
         per_shard,
         c2s,
@@ -531,6 +575,8 @@ fn bind_listeners(config: &Config) -> Result<Listeners, StartError> {
         http,
         https,
         component,
+        s2s,
+        s2s_tls,
     })
 }
 

@@ -27,6 +27,10 @@ pub struct TlsSetup {
     /// RFC 5929 `tls-server-end-point` data of the server certificate, if defined for its
     /// signature algorithm.
     pub server_end_point: Option<Arc<[u8]>>,
+    /// The certificate chain (server-to-server streams build their own configs from it).
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The private key.
+    pub key: Arc<PrivateKeyDer<'static>>,
 }
 
 /// A TLS setup problem.
@@ -79,6 +83,8 @@ impl TlsSetup {
             direct: build(Some(ALPN_XMPP_CLIENT))?,
             https: build(Some(b"http/1.1"))?,
             server_end_point,
+            chain: chain.clone(),
+            key: Arc::new(key_der.clone_key()),
         })
     }
 }

@@ -534,7 +534,7 @@ impl Conn {
             el.write_to(&mut buf, ns::CLIENT);
             &buf
         };
-        let p = router.from_component(ty, &from, &to, id.as_deref(), routed);
+        let p = router.from_peer(ty, &from, &to, id.as_deref(), routed);
         crate::core::sessions::give_buffer(buf);
         Ok(p)
     }

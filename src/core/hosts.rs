@@ -7,7 +7,7 @@
 //! | `Local` | a served domain (`--domain`) | accounts: delivered on the account's home shard; the bare domain: the server itself |
 //! | `Service` | an in-process service (MUC is the first) | the service, on the home shard of the addressed entity |
 //! | `Component` | an XEP-0114 component's domain, and its subdomains | the component's stream, on the home shard of its domain (`service-unavailable` while it is not connected) |
-//! | (absent) | any other domain: remote | server-to-server (until then `remote-server-not-found`) |
+//! | (absent) | any other domain: remote | server-to-server, on the home shard of that domain |
 //!
 //! Each entity has a home shard, `shard_of(bare JID)`, for accounts, service entities (a
 //! room) and service domains alike, so everything about one entity happens on one thread.
@@ -86,8 +86,9 @@ pub enum Dest {
     /// A component's domain (or a subdomain of it), on the home shard of the component's
     /// domain, where its stream lives.
     Component(usize),
-    /// A domain this server does not host: no federation yet (`remote-server-not-found`).
-    Remote,
+    /// A domain this server does not host: server-to-server, on the home shard of that
+    /// domain (where its outgoing streams live).
+    Remote(usize),
 }
 
 impl HostTable {
@@ -156,7 +157,7 @@ pub fn decide(hosts: &HostTable, to: JidStr<'_>, shards: usize) -> Dest {
     match hosts.get(domain) {
         None => match hosts.component_of(domain) {
             Some(c) => Dest::Component(shard_of(c, shards)),
-            None => Dest::Remote,
+            None => Dest::Remote(shard_of(domain, shards)),
         },
         Some(Host::Component) => Dest::Component(shard_of(domain, shards)),
         Some(Host::Service(_)) => Dest::Service(shard_of(bare, shards)),
@@ -217,11 +218,17 @@ mod tests {
                 Dest::Component(home("irc.example.org")),
             ),
             // ... but a subdomain of a served domain or a service is not.
-            ("x@room.conference.example.org", Dest::Remote),
-            ("bob@elsewhere.net", Dest::Remote),
-            ("elsewhere.net", Dest::Remote),
+            (
+                "x@room.conference.example.org",
+                Dest::Remote(home("room.conference.example.org")),
+            ),
+            ("bob@elsewhere.net", Dest::Remote(home("elsewhere.net"))),
+            ("elsewhere.net/r", Dest::Remote(home("elsewhere.net"))),
             // A subdomain of a served domain is a different domain.
-            ("carol@sub.example.org", Dest::Remote),
+            (
+                "carol@sub.example.org",
+                Dest::Remote(home("sub.example.org")),
+            ),
         ];
         for (to, want) in cases {
             assert_eq!(decide(&t, JidStr::trusted(to), 4), *want, "{to}");

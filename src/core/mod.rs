@@ -115,6 +115,13 @@ pub trait Services {
     fn connected_components(&self) -> Vec<String>;
 }
 
+/// Federation as the router sees it: where a stanza for a domain this server does not host
+/// goes (the `s2s` module implements it). Called on the home shard of the remote domain.
+pub trait Remote {
+    /// Queue a stanza for its remote domain. An error is the sender's bounce.
+    fn send(&self, ty: StanzaType, route: Route<'_>, stanza: &[u8]) -> Result<(), StanzaError>;
+}
+
 /// The stanza error that reports a storage failure to whoever's stanza it stopped, logged
 /// here at warn with its cause and `what` was being done (issue 8: a failure is never
 /// answered as if the data were absent). A capacity limit (LMDB map or reader table full)

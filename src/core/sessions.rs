@@ -339,6 +339,12 @@ impl ClientHandle {
         }
     }
 
+    /// Wake the connection task (it has work besides the queue: a server-to-server stream's
+    /// dialback requests).
+    pub fn wake_task(&self) {
+        self.wake();
+    }
+
     fn wake(&self) {
         if let Some(w) = self.waker.borrow().as_ref() {
             w.wake_by_ref();

@@ -256,6 +256,8 @@ pub struct Router {
     pub components: crate::core::components::Links,
     /// Which component domains are connected (all shards).
     pub component_dir: Arc<crate::core::components::Directory>,
+    /// Federation, when on.
+    remote: RefCell<Option<Rc<dyn crate::core::Remote>>>,
     hosts: HostTable,
     shards: usize,
     client_ns: StreamNs,
@@ -289,6 +291,7 @@ impl Router {
             outbox,
             components: Default::default(),
             component_dir,
+            remote: RefCell::new(None),
             hosts,
             shards,
             client_ns: StreamNs::new(ns::CLIENT),
@@ -436,15 +439,22 @@ impl Router {
         }
     }
 
+    /// True if `domain` is this server's: served, an in-process service's or a
+    /// component's (or under one).
+    pub fn hosts_domain(&self, domain: &str) -> bool {
+        self.hosts.get(domain).is_some() || self.hosts.component_of(domain).is_some()
+    }
+
     /// The component domain serving `domain` (itself or a parent), if any.
     pub fn component_of<'d>(&self, domain: &'d str) -> Option<&'d str> {
         self.hosts.component_of(domain)
     }
 
-    /// Route a stanza from an XEP-0114 component (its stream checked `from` and `to`): to
-    /// the server itself when it names a served domain, otherwise like any routed stanza.
-    /// The client chains do not run: the sender is not a local account.
-    pub fn from_component(
+    /// Route a stanza from a peer, an XEP-0114 component or a remote server (its stream
+    /// checked `from` and `to`): to the server itself when it names a served domain,
+    /// otherwise like any routed stanza. The client chains do not run: the sender is not a
+    /// local account.
+    pub fn from_peer(
         self: &Rc<Self>,
         ty: StanzaType,
         from: &Jid,
@@ -489,7 +499,10 @@ impl Router {
     /// host again (a room's fan-out routes one copy per occupant session).
     fn send(self: &Rc<Self>, ty: StanzaType, mode: Mode, route: Route<'_>, stanza: &[u8]) {
         match hosts::decide(&self.hosts, route.to, self.shards) {
-            Dest::Account(home) | Dest::Service(home) | Dest::Component(home)
+            Dest::Account(home)
+            | Dest::Service(home)
+            | Dest::Component(home)
+            | Dest::Remote(home)
                 if home != self.shard() =>
             {
                 self.to_shard(home, ty, route, stanza)
@@ -515,9 +528,8 @@ impl Router {
         stanza: &[u8],
     ) -> Option<Pending> {
         match hosts::decide(&self.hosts, route.to, self.shards) {
-            Dest::Remote => {
-                // No server-to-server yet: every remote domain is unreachable (§10.4.3).
-                self.bounce_stanza(ty, stanza, route, StanzaCondition::RemoteServerNotFound);
+            Dest::Remote(home) if home == self.shard() => {
+                self.to_remote(ty, route, stanza);
                 None
             }
             Dest::Component(home) if home == self.shard() => {
@@ -530,11 +542,34 @@ impl Router {
                 self.deliver_to_account(ty, route, stanza)
             }
             Dest::Service(home) if home == self.shard() => self.deliver(ty, route, stanza),
-            Dest::Account(home) | Dest::Service(home) | Dest::Component(home) => {
+            Dest::Account(home)
+            | Dest::Service(home)
+            | Dest::Component(home)
+            | Dest::Remote(home) => {
                 self.to_shard(home, ty, route, stanza);
                 None
             }
         }
+    }
+
+    /// Hand a stanza to federation on the home shard of its remote domain; without
+    /// federation (`--no-s2s`) every remote domain is unreachable (§10.4.3).
+    fn to_remote(self: &Rc<Self>, ty: StanzaType, route: Route<'_>, stanza: &[u8]) {
+        let remote = self.remote.borrow().clone();
+        let Some(remote) = remote else {
+            self.bounce_stanza(ty, stanza, route, StanzaCondition::RemoteServerNotFound);
+            return;
+        };
+        self.outbox.metrics().stanza_out(ty);
+        if let Err(e) = remote.send(ty, route, stanza) {
+            let id = self.id_of(stanza);
+            self.bounce(refused(ty, id.as_deref(), route), e);
+        }
+    }
+
+    /// Federation is on: stanzas for remote domains go to `remote`.
+    pub fn set_remote(&self, remote: Rc<dyn crate::core::Remote>) {
+        *self.remote.borrow_mut() = Some(remote);
     }
 
     /// Hand a stanza to the XEP-0114 component serving its addressee's domain, whose stream
@@ -588,7 +623,10 @@ impl Router {
         let mut others: SmallVec<[&str; 2]> = SmallVec::new();
         for to in tos {
             match hosts::decide(&self.hosts, JidStr::trusted(to), self.shards) {
-                Dest::Account(home) | Dest::Service(home) | Dest::Component(home)
+                Dest::Account(home)
+                | Dest::Service(home)
+                | Dest::Component(home)
+                | Dest::Remote(home)
                     if home != self.shard() =>
                 {
                     remote[home].push(to)
@@ -660,7 +698,11 @@ impl Router {
                 self.to_component(ty, route, stanza);
                 None
             }
-            _ => None,
+            // A remote domain homed here.
+            None => {
+                self.to_remote(ty, route, stanza);
+                None
+            }
         }
     }
 
@@ -1039,7 +1081,8 @@ impl Router {
         );
     }
 
-    fn id_of(&self, stanza: &[u8]) -> Option<String> {
+    /// The `id` of a routed stanza (None when it has none).
+    pub fn id_of(&self, stanza: &[u8]) -> Option<String> {
         let head = xml::scan_stanza(stanza, &self.client_ns, &self.config.xml_limits()).ok()?;
         head.attr("id").map(|c| c.into_owned())
     }

@@ -44,8 +44,12 @@ pub struct Server {
     pub metrics: Option<SocketAddr>,
     /// The XEP-0114 component port, when components are configured (`--component`).
     pub component: Option<SocketAddr>,
+    /// The server-to-server port, unless federation is off.
+    pub s2s: Option<SocketAddr>,
     /// The data directory.
     pub data: PathBuf,
+    /// The first served domain (`--domain`, else `localhost`).
+    pub domain: String,
     _tmp: Option<tempfile::TempDir>,
     pub log: Arc<Mutex<String>>,
     users: AtomicUsize,
@@ -121,6 +125,9 @@ impl Server {
             args.push("--exempt-loopback".into());
         }
         args.extend(extra.iter().map(|s| s.to_string()));
+        if !args.iter().any(|a| a == "--s2s-listen") {
+            args.extend(["--s2s-listen".into(), "127.0.0.1:0".into()]);
+        }
         let mut child = Command::new(bin())
             .arg("serve")
             .args(&args)
@@ -169,13 +176,21 @@ impl Server {
                 .unwrap_or_default()
         };
         let stdin = child.stdin.take();
+        let domain = args
+            .iter()
+            .position(|a| a == "--domain")
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+            .unwrap_or_else(|| DOMAIN.to_string());
         Server {
+            domain,
             c2s: field("c2s=")[0],
             c2s_tls: field("c2s_tls=").first().copied(),
             http: field("http=").first().copied(),
             https: field("https=").first().copied(),
             metrics: field("metrics=").first().copied(),
             component: field("component=").first().copied(),
+            s2s: field("s2s=").first().copied(),
             child: Mutex::new(child),
             _stdin: Mutex::new(stdin),
             data: data.to_path_buf(),
@@ -202,6 +217,10 @@ impl Server {
             .args(args)
             .arg("--data-dir")
             .arg(&self.data)
+            .args(match self.domain.as_str() {
+                DOMAIN => Vec::new(),
+                d => vec!["--domain", d],
+            })
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -215,7 +234,11 @@ impl Server {
     /// Create an account.
     pub fn adduser(&self, local: &str, password: &str) {
         let out = self.admin(
-            &["adduser", &format!("{local}@{DOMAIN}"), "--password-stdin"],
+            &[
+                "adduser",
+                &format!("{local}@{}", self.domain),
+                "--password-stdin",
+            ],
             &format!("{password}\n"),
         );
         assert!(
@@ -239,7 +262,7 @@ impl Server {
         loop {
             let n = self.users.fetch_add(1, Ordering::SeqCst);
             let local = format!("{prefix}{n}");
-            if xmppd::shard::shard_of(&format!("{local}@{DOMAIN}"), shards) == shard {
+            if xmppd::shard::shard_of(&format!("{local}@{}", self.domain), shards) == shard {
                 let pw = format!("pw-{local}-secret");
                 self.adduser(&local, &pw);
                 return (local, pw);
@@ -345,6 +368,8 @@ pub struct Client {
     /// Everything received, for diagnostics.
     pub transcript: String,
     cert: Option<PathBuf>,
+    /// The domain the stream is opened to (the server's first `--domain`).
+    pub domain: String,
 }
 
 pub fn tls_config(cert: &Path, alpn: Option<&[u8]>) -> Arc<rustls::ClientConfig> {
@@ -383,6 +408,7 @@ impl Client {
             stream_id: None,
             transcript: String::new(),
             cert: None,
+            domain: DOMAIN.to_string(),
         }
     }
 
@@ -397,6 +423,7 @@ impl Client {
         s.set_read_timeout(Some(TIMEOUT)).unwrap();
         let mut c = Client::connect_stream(s);
         c.cert = Some(server.cert_path());
+        c.domain = server.domain.clone();
         c
     }
 
@@ -411,6 +438,7 @@ impl Client {
         s.set_nodelay(true)?;
         let mut c = Client::connect_stream(s);
         c.cert = Some(server.cert_path());
+        c.domain = server.domain.clone();
         Ok(c)
     }
 
@@ -418,6 +446,7 @@ impl Client {
     pub fn plain(server: &Server) -> Client {
         let mut c = Client::connect(server.c2s);
         c.cert = Some(server.cert_path());
+        c.domain = server.domain.clone();
         c
     }
 
@@ -433,6 +462,7 @@ impl Client {
     pub fn direct_tls(server: &Server, alpn: Option<&[u8]>) -> std::io::Result<Client> {
         let mut c = Client::connect(server.c2s_tls.expect("direct TLS port"));
         c.cert = Some(server.cert_path());
+        c.domain = server.domain.clone();
         c.upgrade(alpn)?;
         Ok(c)
     }
@@ -443,7 +473,8 @@ impl Client {
         let Some(Transport::Plain(tcp)) = self.io.take() else {
             panic!("already TLS");
         };
-        let conn = rustls::ClientConnection::new(cfg, DOMAIN.try_into().unwrap()).unwrap();
+        let name = self.domain.clone().try_into().unwrap();
+        let conn = rustls::ClientConnection::new(cfg, name).unwrap();
         let mut tls = rustls::StreamOwned::new(conn, tcp);
         while tls.conn.is_handshaking() {
             tls.conn.complete_io(&mut tls.sock)?;
@@ -500,8 +531,9 @@ impl Client {
     pub fn open_stream(&mut self) {
         // Every stream (including a restart) is a new XML document.
         self.framer.reset();
+        let domain = self.domain.clone();
         self.send(&format!(
-            "<?xml version='1.0'?><stream:stream to='{DOMAIN}' xmlns='jabber:client' \
+            "<?xml version='1.0'?><stream:stream to='{domain}' xmlns='jabber:client' \
              xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"
         ));
     }
@@ -1121,14 +1153,14 @@ impl User {
     /// A fresh account homed on `shard` of a server with `shards` shards.
     pub fn on_shard(s: &Server, prefix: &str, shard: usize, shards: usize) -> User {
         let (local, pw) = s.new_user_on_shard(prefix, shard, shards);
-        let jid = format!("{local}@{DOMAIN}").to_lowercase();
+        let jid = format!("{local}@{}", s.domain).to_lowercase();
         User { local, pw, jid }
     }
 
     /// A fresh account, wherever it is homed.
     pub fn new(s: &Server, prefix: &str) -> User {
         let (local, pw) = s.new_user(prefix);
-        let jid = format!("{local}@{DOMAIN}").to_lowercase();
+        let jid = format!("{local}@{}", s.domain).to_lowercase();
         User { local, pw, jid }
     }
 

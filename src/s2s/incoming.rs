@@ -1,0 +1,573 @@
+//! One incoming server-to-server stream, on the shard that accepted it: our header and
+//! features (STARTTLS, then SASL EXTERNAL when the peer's certificate validates for its
+//! domain, and dialback), TLS, authentication of domain pairs, and the stanzas the peer
+//! sends for them, routed from here.
+//!
+//! | element | answer |
+//! |---|---|
+//! | header, `to` not ours | `host-unknown` (CORE-S2S-03) |
+//! | header, other namespace | `invalid-namespace` |
+//! | `<starttls/>` | `<proceed/>`, TLS, a new header |
+//! | `<auth mechanism='EXTERNAL'/>`, certificate valid for the header's `from`, authzid empty or that domain | `<success/>`, a new header; stanzas from that domain (EXT-S2S-02) |
+//! | `db:result` | verified through the authoritative server, then `valid`/`invalid`/`error` (DB-RECV-*) |
+//! | `db:verify` | `valid`/`invalid`/`error` at once (DB-AUTH-*) |
+//! | stanza without `to` or `from` | `improper-addressing` (CORE-S2S-05) |
+//! | stanza from a domain not authenticated on this stream | `invalid-from` (CORE-S2S-06) |
+//! | stanza to a domain not ours, or not authenticated for | `host-unknown` (CORE-S2S-07) |
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_lite::future::poll_fn;
+use futures_lite::FutureExt;
+use glommio::net::TcpStream;
+
+use super::dialback::{self, Action, Inbound, Policy};
+use super::link::{Link, LinkError, Owned};
+use super::{identity, S2s};
+use crate::core::{ClientHandle, Pending};
+use crate::xml::{self, escape_attr, Element, StreamHeader};
+use crate::xmpp::error::{StreamCondition, StreamError};
+use crate::xmpp::jid::{nameprep_domain, Jid};
+use crate::xmpp::ns;
+use crate::xmpp::stanza::{Kind, StanzaType};
+
+const TICK: Duration = Duration::from_secs(1);
+
+enum End {
+    Error(StreamError),
+    PeerClosed,
+    Lost,
+    /// Close after what is queued (a refused dialback key, DB-RECV-04).
+    Close,
+    Idle,
+}
+
+/// Verdicts that came back for this stream's pending pairs.
+type Outcomes = Rc<RefCell<Vec<(dialback::Pair, dialback::VerifyOutcome)>>>;
+
+struct In {
+    s2s: Rc<S2s>,
+    peer: SocketAddr,
+    handle: Rc<ClientHandle>,
+    /// The header's `to`, once a header was accepted.
+    local: Option<String>,
+    /// The header's `from`.
+    remote: Option<String>,
+    /// The domain SASL EXTERNAL authenticated, for stanzas to `local`.
+    sasl: Option<String>,
+    db: Inbound,
+    outcomes: Outcomes,
+    /// A `<proceed/>` went out: start TLS once it is flushed.
+    start_tls: bool,
+    /// Authentication must be done by then.
+    deadline: Instant,
+    last_stanza: Instant,
+    /// The certificate verdict for `remote`, once TLS is up.
+    cert: Option<identity::CertStatus>,
+}
+
+/// Serve one accepted connection.
+pub(super) async fn serve(s2s: Rc<S2s>, sock: TcpStream, peer: SocketAddr, direct_tls: bool) {
+    let limits = s2s.config.xml_limits();
+    let mut link = Link::new(sock, None, limits);
+    if direct_tls {
+        match rustls::ServerConnection::new(s2s.shared.server_tls.clone()) {
+            Ok(c) => link.start_tls(rustls::Connection::Server(c)),
+            Err(_) => return,
+        }
+    }
+    let mut c = In {
+        s2s: s2s.clone(),
+        peer,
+        handle: Rc::new(ClientHandle::new(s2s.config.max_send_queue, Instant::now())),
+        local: None,
+        remote: None,
+        sasl: None,
+        db: Inbound::new(String::new(), Policy::default()),
+        outcomes: Rc::default(),
+        start_tls: false,
+        deadline: Instant::now() + s2s.config.s2s.connect_timeout,
+        last_stanza: Instant::now(),
+        cert: None,
+    };
+    let end = c.run(&mut link).await;
+    c.finish(&mut link, end).await;
+}
+
+impl In {
+    async fn run(&mut self, link: &mut Link) -> End {
+        let mut tick = Box::pin(glommio::timer::Timer::new(TICK));
+        loop {
+            let ev = poll_fn(|cx| self.poll(cx, link, &mut tick)).await;
+            let r = match ev {
+                Ev::Tick => {
+                    tick = Box::pin(glommio::timer::Timer::new(TICK));
+                    self.on_tick()
+                }
+                Ev::Input => self.frames(link).await,
+                Ev::End(end) => Err(end),
+            };
+            if let Err(end) = r {
+                return end;
+            }
+            if self.start_tls {
+                self.start_tls = false;
+                if poll_fn(|cx| link.poll_flush(cx, &self.handle))
+                    .await
+                    .is_err()
+                {
+                    return End::Lost;
+                }
+                match rustls::ServerConnection::new(self.s2s.shared.server_tls.clone()) {
+                    Ok(c) => link.start_tls(rustls::Connection::Server(c)),
+                    Err(_) => return End::Lost,
+                }
+            }
+        }
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        link: &mut Link,
+        tick: &mut std::pin::Pin<Box<glommio::timer::Timer>>,
+    ) -> Poll<Ev> {
+        self.handle.set_waker(cx.waker());
+        if !self.outcomes.borrow().is_empty() {
+            return Poll::Ready(Ev::Input);
+        }
+        if let Poll::Ready(Err(_)) = link.poll_flush(cx, &self.handle) {
+            return Poll::Ready(Ev::End(End::Lost));
+        }
+        if let Some(e) = self.handle.take_close() {
+            return Poll::Ready(Ev::End(End::Error(e)));
+        }
+        if tick.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Ev::Tick);
+        }
+        match link.poll_fill(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Poll::Ready(Ev::End(End::Lost)),
+            Poll::Ready(Ok(_)) => Poll::Ready(Ev::Input),
+        }
+    }
+
+    fn on_tick(&mut self) -> Result<(), End> {
+        let authenticated = self.sasl.is_some() || self.db_verified();
+        if !authenticated && self.db.pending().next().is_none() && Instant::now() >= self.deadline {
+            return Err(End::Error(StreamError::with_text(
+                StreamCondition::ConnectionTimeout,
+                "authenticate first",
+            )));
+        }
+        if authenticated && self.last_stanza.elapsed() >= self.s2s.config.s2s.idle_timeout {
+            return Err(End::Idle);
+        }
+        Ok(())
+    }
+
+    fn db_verified(&self) -> bool {
+        match (&self.remote, &self.local) {
+            (Some(r), Some(l)) => self.db.is_verified(r, l),
+            _ => false,
+        }
+    }
+
+    /// Verdicts, then every complete frame; await what routing started.
+    async fn frames(&mut self, link: &mut Link) -> Result<(), End> {
+        let outcomes: Vec<_> = self.outcomes.borrow_mut().drain(..).collect();
+        for (pair, outcome) in outcomes {
+            if let Some(reply) = self
+                .db
+                .on_verify_outcome(&pair.sender, &pair.target, outcome)
+            {
+                self.handle.send(&reply.bytes);
+                if reply.close {
+                    return Err(End::Close);
+                }
+            }
+        }
+        let mut pending: Vec<Pending> = Vec::new();
+        let r = loop {
+            if self.start_tls {
+                break Ok(());
+            }
+            let frame = match link.take_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => break Ok(()),
+                Err(LinkError::Xml(e)) => break Err(End::Error(StreamError::from(&e))),
+                Err(LinkError::Io) => break Err(End::Lost),
+            };
+            let r = match frame {
+                Owned::Close => Err(End::PeerClosed),
+                Owned::Header(hdr) => self.on_header(&hdr, link).map_err(End::Error),
+                Owned::Element(raw) => self.on_element(&raw, link, &mut pending),
+            };
+            if r.is_err() {
+                break r;
+            }
+        };
+        for p in pending {
+            p.await;
+        }
+        r
+    }
+
+    fn on_header(&mut self, hdr: &StreamHeader, link: &Link) -> Result<(), StreamError> {
+        let to = hdr
+            .to
+            .as_deref()
+            .and_then(|t| nameprep_domain(t).ok())
+            .map(|d| d.into_owned());
+        let from = hdr
+            .from
+            .as_deref()
+            .and_then(|f| nameprep_domain(f).ok())
+            .map(|d| d.into_owned());
+        let id = crate::util::stream_id();
+        let version = hdr.version.as_deref().is_some_and(|v| v.starts_with("1."));
+        {
+            let mut out = self.handle.out();
+            out.extend_from_slice(b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'");
+            out.extend_from_slice(dialback::STREAM_HEADER_DECL.as_bytes());
+            out.extend_from_slice(b" id='");
+            out.extend_from_slice(id.as_bytes());
+            out.push(b'\'');
+            if let Some(to) = &to {
+                out.extend_from_slice(b" from='");
+                escape_attr(to, &mut out);
+                out.push(b'\'');
+            }
+            if let Some(from) = &from {
+                out.extend_from_slice(b" to='");
+                escape_attr(from, &mut out);
+                out.push(b'\'');
+            }
+            if version {
+                out.extend_from_slice(b" version='1.0'");
+            }
+            out.push(b'>');
+        }
+        if hdr.default_ns.as_deref() != Some(ns::SERVER) {
+            return Err(StreamError::new(StreamCondition::InvalidNamespace));
+        }
+        // CORE-S2S-03
+        let Some(to) = to.filter(|d| self.s2s.hosted(d)) else {
+            return Err(StreamError::new(StreamCondition::HostUnknown));
+        };
+        if self.local.as_ref().is_some_and(|l| *l != to) {
+            return Err(StreamError::with_text(
+                StreamCondition::HostUnknown,
+                "the domain changed on a restart",
+            ));
+        }
+        self.local = Some(to);
+        if from.is_some() {
+            self.remote = from;
+        }
+        let cfg = &self.s2s.config.s2s;
+        self.db = Inbound::new(
+            id,
+            Policy {
+                require_tls: !cfg.allow_plaintext,
+                ..Policy::default()
+            },
+        );
+        if link.secured() {
+            self.cert = self.remote.as_deref().map(|r| {
+                identity::verify_peer(
+                    link.peer_certificates().unwrap_or_default(),
+                    r,
+                    &self.s2s.shared.anchors,
+                    rustls::pki_types::UnixTime::now(),
+                )
+            });
+        }
+        if !version {
+            return Ok(());
+        }
+        let mut out = self.handle.out();
+        out.extend_from_slice(b"<stream:features>");
+        if !link.secured() {
+            out.extend_from_slice(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'>");
+            if !cfg.allow_plaintext {
+                out.extend_from_slice(b"<required/>");
+            }
+            out.extend_from_slice(b"</starttls>");
+        }
+        if self.sasl.is_none() {
+            // EXT-S2S-01: EXTERNAL only when the certificate names the stream's `from`.
+            if self.cert.as_ref().is_some_and(|c| c.is_valid()) {
+                out.extend_from_slice(b"<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>EXTERNAL</mechanism></mechanisms>");
+            }
+            // DB-ADV-02
+            if cfg.dialback && (link.secured() || cfg.allow_plaintext) {
+                dialback::write_feature(&mut out);
+            }
+        }
+        out.extend_from_slice(b"</stream:features>");
+        Ok(())
+    }
+
+    fn on_element(
+        &mut self,
+        raw: &[u8],
+        link: &Link,
+        pending: &mut Vec<Pending>,
+    ) -> Result<(), End> {
+        if self.local.is_none() {
+            return Err(End::Error(StreamError::new(StreamCondition::NotAuthorized)));
+        }
+        let limits = *link.framer.limits();
+        let ns_ctx = link.ns.clone();
+        let head = xml::scan_stanza(raw, &ns_ctx, &limits)
+            .map_err(|e| End::Error(StreamError::from(&e)))?;
+        let kind = (head.ns == ns::SERVER)
+            .then(|| Kind::from_name(head.name))
+            .flatten();
+        if let Some(kind) = kind {
+            return self.on_stanza(kind, &head, raw, link, pending);
+        }
+        let el = xml::parse_element(raw, &ns_ctx, &limits)
+            .map_err(|e| End::Error(StreamError::from(&e)))?;
+        if el.is("starttls", ns::TLS) {
+            if link.secured() {
+                self.handle
+                    .send(b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:stream>");
+                return Err(End::Close);
+            }
+            self.handle
+                .send(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+            self.start_tls = true;
+            return Ok(());
+        }
+        if el.is("auth", ns::SASL) {
+            return self.on_auth(&el, link);
+        }
+        if el.ns == dialback::DIALBACK {
+            return self.on_dialback(&el, link);
+        }
+        if el.is("error", ns::STREAMS) {
+            tracing::info!(peer = %self.peer, remote = ?self.remote, error = ?el.elements().next().map(|e| e.name.clone()), "s2s stream error from the peer");
+            return Err(End::PeerClosed);
+        }
+        Err(End::Error(StreamError::with_text(
+            StreamCondition::UnsupportedStanzaType,
+            format!("unexpected <{}/>", el.name),
+        )))
+    }
+
+    /// EXT-S2S-02: SASL EXTERNAL with a certificate valid for the stream's `from`.
+    fn on_auth(&mut self, el: &Element, link: &Link) -> Result<(), End> {
+        let authzid = el.text();
+        let authzid = authzid.trim();
+        let claimed = match authzid {
+            "" | "=" => self.remote.clone(),
+            b64 => {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .and_then(|d| nameprep_domain(&d).ok().map(|d| d.into_owned()))
+            }
+        };
+        let ok = el.attr("mechanism") == Some("EXTERNAL")
+            && link.secured()
+            && self.sasl.is_none()
+            && claimed.is_some()
+            && claimed == self.remote
+            && self.cert.as_ref().is_some_and(|c| c.is_valid());
+        if !ok {
+            self.handle.send(
+                b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>",
+            );
+            return Ok(());
+        }
+        self.sasl = claimed;
+        self.handle
+            .send(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+        tracing::info!(peer = %self.peer, remote = ?self.sasl, "s2s incoming stream authenticated (SASL EXTERNAL)");
+        Ok(())
+    }
+
+    fn on_dialback(&mut self, el: &Element, link: &Link) -> Result<(), End> {
+        let cfg = &self.s2s.config.s2s;
+        let s2s = self.s2s.clone();
+        let hosted = |d: &str| s2s.hosted(d);
+        if !cfg.dialback {
+            // Not offered: answered like a refused pair, the stream stays.
+            if let Ok(db) = dialback::parse(el) {
+                if db.verdict.is_none() {
+                    let mut out = Vec::new();
+                    let v = dialback::Verdict::Error(
+                        crate::xmpp::error::StanzaCondition::PolicyViolation.into(),
+                    );
+                    match db.kind {
+                        dialback::Kind::Result => {
+                            dialback::write_result(&db.to, &db.from, v, &mut out)
+                        }
+                        dialback::Kind::Verify => dialback::write_verify(
+                            &db.to,
+                            &db.from,
+                            db.id.as_deref().unwrap_or_default(),
+                            v,
+                            &mut out,
+                        ),
+                    }
+                    self.handle.send(&out);
+                }
+            }
+            return Ok(());
+        }
+        match self
+            .db
+            .on_element(el, &hosted, link.secured(), &s2s.shared.secret)
+        {
+            Action::Ignore(why) => {
+                tracing::debug!(peer = %self.peer, ?why, "dialback element ignored");
+                Ok(())
+            }
+            Action::Answer(bytes) => {
+                self.handle.send(&bytes);
+                Ok(())
+            }
+            Action::Close(e) => Err(End::Error(e)),
+            Action::Verify(req) => {
+                let pair = req.pair.clone();
+                let rx = s2s.verify(req);
+                let outcomes = self.outcomes.clone();
+                let handle = self.handle.clone();
+                let limit = cfg.connect_timeout;
+                glommio::spawn_local(async move {
+                    let outcome = async { rx.await.ok() }
+                        .or(async {
+                            glommio::timer::sleep(limit).await;
+                            None
+                        })
+                        .await
+                        .unwrap_or(dialback::VerifyOutcome::Failed(
+                            dialback::VerifyFailure::Timeout,
+                        ));
+                    outcomes.borrow_mut().push((pair, outcome));
+                    handle.wake_task();
+                })
+                .detach();
+                Ok(())
+            }
+        }
+    }
+
+    fn on_stanza(
+        &mut self,
+        kind: Kind,
+        head: &xml::StanzaHead<'_>,
+        raw: &[u8],
+        link: &Link,
+        pending: &mut Vec<Pending>,
+    ) -> Result<(), End> {
+        let close = |c: StreamCondition, t: &str| Err(End::Error(StreamError::with_text(c, t)));
+        // CORE-S2S-05
+        let (Some(to), Some(from)) = (head.attr("to"), head.attr("from")) else {
+            return close(
+                StreamCondition::ImproperAddressing,
+                "a stanza between servers carries to and from",
+            );
+        };
+        let (Ok(to), Ok(from)) = (Jid::parse(&to), Jid::parse(&from)) else {
+            return close(StreamCondition::ImproperAddressing, "malformed to or from");
+        };
+        // CORE-S2S-06/07, DB-RECV-01: the pair must be authenticated on this stream.
+        let sasl_ok = self.sasl.as_deref() == Some(from.domain())
+            && self.local.as_deref() == Some(to.domain());
+        if !sasl_ok {
+            if let Err(cond) = self.db.gate(from.domain(), to.domain()) {
+                let cond = match cond {
+                    StreamCondition::InvalidFrom if self.sasl.is_some() => {
+                        StreamCondition::InvalidFrom
+                    }
+                    c => c,
+                };
+                return close(cond, "not authenticated for this pair of domains");
+            }
+        }
+        if !self.s2s.hosted(to.domain()) {
+            return close(StreamCondition::HostUnknown, "not a domain of this server");
+        }
+        self.last_stanza = Instant::now();
+        let Ok(ty) = StanzaType::parse(kind, head.attr("type").as_deref()) else {
+            // An undefined type: answered like a client's.
+            let err = crate::xmpp::error::StanzaError::with_text(
+                crate::xmpp::error::StanzaCondition::BadRequest,
+                "unknown type",
+            );
+            let id = head.attr("id");
+            let mut buf = Vec::new();
+            err.write_reply(
+                kind.name(),
+                id.as_deref(),
+                Some(from.as_str()),
+                Some(to.as_str()),
+                self.s2s.router.config.legacy_error_codes,
+                &mut buf,
+            );
+            self.s2s.router.route(
+                StanzaType::Iq(crate::xmpp::stanza::IqType::Error),
+                crate::core::Route::new(&to, &from),
+                &buf,
+            );
+            return Ok(());
+        };
+        let id = head.attr("id");
+        let limits = *link.framer.limits();
+        let mut buf = crate::core::sessions::take_buffer();
+        let routed = super::routable(head, raw, &link.ns, ns::SERVER, &limits, &mut buf)
+            .map_err(|e| End::Error(StreamError::from(&e)))?;
+        let p = self
+            .s2s
+            .router
+            .from_peer(ty, &from, &to, id.as_deref(), routed);
+        crate::core::sessions::give_buffer(buf);
+        if let Some(p) = p {
+            pending.push(p);
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self, link: &mut Link, end: End) {
+        match end {
+            End::Lost => {
+                self.handle.discard();
+                return;
+            }
+            End::Error(e) => {
+                tracing::debug!(peer = %self.peer, error = e.condition.name(), "s2s incoming stream error");
+                let mut out = Vec::new();
+                e.write_to(&mut out);
+                self.handle.out().extend_from_slice(&out);
+            }
+            End::PeerClosed | End::Close | End::Idle => {
+                self.handle.out().extend_from_slice(b"</stream:stream>")
+            }
+        }
+        let handle = self.handle.clone();
+        let _ = poll_fn(|cx| link.poll_flush(cx, &handle))
+            .or(async {
+                glommio::timer::sleep(Duration::from_secs(2)).await;
+                Ok(())
+            })
+            .await;
+        self.handle.discard();
+        link.close().await;
+    }
+}
+
+enum Ev {
+    Input,
+    Tick,
+    End(End),
+}

@@ -1,0 +1,551 @@
+//! Server-to-server federation (RFC 6120 over `jabber:server`): outgoing streams homed on
+//! the shard of their remote domain, incoming streams served where they were accepted,
+//! authentication by certificate (SASL EXTERNAL, XEP-0178) or by dialback (XEP-0220), and
+//! DNS resolution off the shards.
+//!
+//! - [`config`]: flags and the `[s2s]` table.
+//! - [`resolve`]: SRV (`_xmpps-server`, `_xmpp-server`) and address lookups on a resolver
+//!   thread, static routes.
+//! - [`identity`]: certificate chains and RFC 6125 identities; TLS verifiers that leave the
+//!   verdict to the stream (a certificate that does not validate may still be dialed back).
+//! - [`dialback`]: XEP-0220/0185 as pure state: keys, elements, the three roles.
+//! - [`link`]: socket, TLS, framing of one stream.
+//! - `outgoing`, `incoming`: the two stream tasks.
+//!
+//! # Where things live
+//!
+//! A stanza for a remote domain is routed (like any stanza) to the home shard of that
+//! domain, `shard_of(domain)`, where [`S2s`] keeps one outgoing stream per (local domain,
+//! remote domain) pair ([`Out`]). While the stream is set up, stanzas wait in the pair's
+//! queue (bounded by `--s2s-max-queue`; beyond it `resource-constraint`); if set-up fails
+//! they are bounced with the failure's condition (`remote-server-not-found`,
+//! `remote-server-timeout`, ...) and, for a short while, so is every new stanza for the
+//! pair. Once up, the stream writes through a [`ClientHandle`] like a client's.
+//!
+//! An incoming stream lives on the shard that accepted it and routes what it receives from
+//! there. A dialback verification it needs (`db:verify` to the authoritative server) goes
+//! to the home shard of the sender domain and out on the outgoing stream to that domain;
+//! the verdict comes back over a oneshot channel.
+
+pub mod config;
+pub mod dialback;
+pub mod identity;
+mod incoming;
+pub mod link;
+mod outgoing;
+pub mod resolve;
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ahash::AHashMap;
+use futures_channel::oneshot;
+use glommio::net::TcpListener;
+
+pub use config::{S2sArgs, S2sConfig};
+
+use crate::config::Config;
+use crate::core::{ClientHandle, Remote, Route};
+use crate::router::Router;
+use crate::shard::{Links, ShardMsg};
+use crate::xml::{self, StanzaHead, StreamNs};
+use crate::xmpp::error::{StanzaCondition, StanzaError};
+use crate::xmpp::ns;
+use crate::xmpp::stanza::StanzaType;
+
+/// How long a pair whose stream failed bounces new stanzas at once before trying again.
+const RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// What every shard shares: the resolver, TLS settings, trust anchors, the dialback secret
+/// and the incoming connection count.
+pub struct Shared {
+    /// The resolver thread.
+    pub resolver: resolve::Resolver,
+    /// TLS client settings for outgoing streams (our certificate as client certificate).
+    pub client_tls: Arc<rustls::ClientConfig>,
+    /// TLS server settings for incoming streams (a client certificate is asked for).
+    pub server_tls: Arc<rustls::ServerConfig>,
+    /// Trust anchors for peer certificates.
+    pub anchors: identity::TrustAnchors,
+    /// The dialback secret (XEP-0185), derived from the install's secret.
+    pub secret: Vec<u8>,
+    /// Incoming connections now (all shards).
+    pub incoming: AtomicUsize,
+}
+
+impl Shared {
+    /// Build the shared state: TLS configs from our certificate, trust anchors from
+    /// `--s2s-ca` or the system, the resolver thread.
+    pub fn new(
+        config: &Config,
+        tls: &crate::tls::TlsSetup,
+        install_secret: &[u8],
+    ) -> Result<Shared, String> {
+        let s2s = &config.s2s;
+        let anchors = match &s2s.ca {
+            Some(path) => identity::TrustAnchors::from_pem_file(path)
+                .map_err(|e| format!("--s2s-ca {}: {e}", path.display()))?,
+            None => identity::TrustAnchors::from_system().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "no system trust anchors: peer certificates will not validate");
+                identity::TrustAnchors::empty()
+            }),
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let versions = &[&rustls::version::TLS13, &rustls::version::TLS12];
+        let client_tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(versions)
+            .map_err(|e| e.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(identity::DeferredServerCertVerifier::new(
+                &provider,
+            )))
+            .with_client_auth_cert(tls.chain.clone(), tls.key.clone_key())
+            .map_err(|e| format!("s2s client certificate: {e}"))?;
+        let mut server_tls = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(versions)
+            .map_err(|e| e.to_string())?
+            .with_client_cert_verifier(Arc::new(
+                identity::DeferredClientCertVerifier::new(&provider).with_root_hints(&anchors),
+            ))
+            .with_single_cert(tls.chain.clone(), tls.key.clone_key())
+            .map_err(|e| format!("s2s server certificate: {e}"))?;
+        server_tls.alpn_protocols = vec![b"xmpp-server".to_vec()];
+        let mut rcfg = resolve::ResolverConfig::default();
+        if !s2s.dns.is_empty() {
+            rcfg.nameservers = Some(s2s.dns.clone());
+        }
+        for (domain, target) in &s2s.routes {
+            let (d, t) = resolve::parse_route(&format!("{domain}={target}"))?;
+            rcfg.add_route(d, t);
+        }
+        let resolver =
+            resolve::Resolver::start(rcfg).map_err(|e| format!("resolver thread: {e}"))?;
+        let mut secret = Vec::with_capacity(32);
+        {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            h.update(b"xmppd dialback secret\0");
+            h.update(install_secret);
+            secret.extend_from_slice(&h.finalize());
+        }
+        Ok(Shared {
+            resolver,
+            client_tls: Arc::new(client_tls),
+            server_tls: Arc::new(server_tls),
+            anchors,
+            secret,
+            incoming: AtomicUsize::new(0),
+        })
+    }
+}
+
+/// A stanza waiting for its stream.
+struct Queued {
+    ty: StanzaType,
+    to: String,
+    from: String,
+    bytes: Vec<u8>,
+}
+
+/// Where an outgoing stream is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutState {
+    /// Resolving, connecting, negotiating, authenticating: stanzas queue.
+    Connecting,
+    /// Authenticated: stanzas go to the send queue.
+    Up,
+    /// Set-up failed: stanzas bounce with this condition until `retry`.
+    Failed(StanzaCondition),
+}
+
+/// One outgoing stream (local domain → remote domain), on the remote domain's home shard.
+pub struct Out {
+    local: String,
+    remote: String,
+    state: Cell<OutState>,
+    retry: Cell<Option<Instant>>,
+    queue: RefCell<VecDeque<Queued>>,
+    queued_bytes: Cell<usize>,
+    handle: Rc<ClientHandle>,
+    /// `db:verify` requests to send on this stream, with where to answer.
+    verifies: RefCell<Vec<VerifyAsk>>,
+    /// When a stanza last went out (idle timeout).
+    last_used: Cell<Instant>,
+    /// How it was authenticated, for `xmppd s2s` and logs.
+    auth: Cell<&'static str>,
+}
+
+/// A verification asked of another shard: send `req` to the authoritative server of
+/// `req.pair.sender` from the home shard of that domain.
+pub struct VerifyAsk {
+    req: dialback::VerifyRequest,
+    reply: oneshot::Sender<dialback::VerifyOutcome>,
+}
+
+/// (local domain, remote domain) of an outgoing stream.
+type PairKey = (Box<str>, Box<str>);
+
+/// The federation service of one shard.
+pub struct S2s {
+    router: Rc<Router>,
+    config: Arc<Config>,
+    links: Arc<Links>,
+    shared: Arc<Shared>,
+    out: RefCell<AHashMap<PairKey, Rc<Out>>>,
+    me: std::rc::Weak<S2s>,
+}
+
+impl S2s {
+    /// The federation service of the shard whose router this is; installs itself as the
+    /// router's [`Remote`].
+    pub fn new(
+        router: Rc<Router>,
+        config: Arc<Config>,
+        links: Arc<Links>,
+        shared: Arc<Shared>,
+    ) -> Rc<S2s> {
+        let s = Rc::new_cyclic(|me| S2s {
+            router: router.clone(),
+            config,
+            links,
+            shared,
+            out: RefCell::default(),
+            me: me.clone(),
+        });
+        router.set_remote(s.clone());
+        s
+    }
+
+    /// Accept incoming streams until the server stops.
+    pub async fn accept_loop(self: Rc<Self>, listener: TcpListener, direct_tls: bool) {
+        loop {
+            let stream = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    if self.links.stopping() {
+                        return;
+                    }
+                    tracing::warn!(error = %e, "s2s accept failed");
+                    glommio::timer::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if self.links.stopping() {
+                return;
+            }
+            let peer = stream
+                .peer_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+            let n = self.shared.incoming.fetch_add(1, Ordering::AcqRel);
+            if n >= self.config.s2s.max_incoming {
+                self.shared.incoming.fetch_sub(1, Ordering::AcqRel);
+                tracing::warn!(%peer, "s2s: too many incoming streams");
+                drop(stream);
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let me = self.clone();
+            glommio::spawn_local(async move {
+                incoming::serve(me.clone(), stream, peer, direct_tls).await;
+                me.shared.incoming.fetch_sub(1, Ordering::AcqRel);
+            })
+            .detach();
+        }
+    }
+
+    /// True if `domain` is ours: served, a service's or a component's.
+    fn hosted(&self, domain: &str) -> bool {
+        self.router.hosts_domain(domain)
+    }
+
+    /// The outgoing stream for a pair, started if there is none (on this shard, the home
+    /// shard of `remote`).
+    fn out_for(self: &Rc<Self>, local: &str, remote: &str) -> Rc<Out> {
+        let key = (Box::<str>::from(local), Box::<str>::from(remote));
+        if let Some(o) = self.out.borrow().get(&key) {
+            let retry_due = matches!(o.state.get(), OutState::Failed(_))
+                && o.retry.get().is_some_and(|t| Instant::now() >= t);
+            if !retry_due {
+                return o.clone();
+            }
+        }
+        let o = Rc::new(Out {
+            local: local.to_string(),
+            remote: remote.to_string(),
+            state: Cell::new(OutState::Connecting),
+            retry: Cell::new(None),
+            queue: RefCell::default(),
+            queued_bytes: Cell::new(0),
+            handle: Rc::new(ClientHandle::new(
+                self.config.s2s.max_queue.max(self.config.max_send_queue),
+                Instant::now(),
+            )),
+            verifies: RefCell::default(),
+            last_used: Cell::new(Instant::now()),
+            auth: Cell::new("none"),
+        });
+        self.out.borrow_mut().insert(key, o.clone());
+        let me = self.clone();
+        let task = o.clone();
+        glommio::spawn_local(async move { outgoing::run(me, task).await }).detach();
+        o
+    }
+
+    /// The stream of a pair is gone: forget it unless a newer one replaced it.
+    fn out_ended(&self, o: &Rc<Out>) {
+        let key = (
+            Box::<str>::from(o.local.as_str()),
+            Box::<str>::from(o.remote.as_str()),
+        );
+        let mut m = self.out.borrow_mut();
+        if m.get(&key).is_some_and(|x| Rc::ptr_eq(x, o)) {
+            if matches!(o.state.get(), OutState::Failed(_)) {
+                return; // kept to bounce at once until the retry time
+            }
+            m.remove(&key);
+        }
+    }
+
+    /// Set-up failed: bounce what waited, refuse verifications, and bounce new stanzas
+    /// for a while.
+    fn out_failed(&self, o: &Out, cond: StanzaCondition, why: &str) {
+        tracing::info!(local = %o.local, remote = %o.remote, condition = cond.name(), why, "s2s stream failed");
+        o.state.set(OutState::Failed(cond));
+        o.retry.set(Some(Instant::now() + RETRY_AFTER));
+        let queued: Vec<Queued> = o.queue.borrow_mut().drain(..).collect();
+        o.queued_bytes.set(0);
+        for q in queued {
+            self.bounce_queued(&q, StanzaError::with_text(cond, why));
+        }
+        let failure = match cond {
+            StanzaCondition::RemoteServerTimeout => dialback::VerifyFailure::Timeout,
+            StanzaCondition::RemoteServerNotFound => dialback::VerifyFailure::NotFound,
+            _ => dialback::VerifyFailure::ConnectionFailed,
+        };
+        for ask in o.verifies.borrow_mut().drain(..) {
+            let _ = ask.reply.send(dialback::VerifyOutcome::Failed(failure));
+        }
+    }
+
+    fn bounce_queued(&self, q: &Queued, err: StanzaError) {
+        let id = self.router.id_of(&q.bytes);
+        let route = Route::new(
+            crate::xmpp::jid::JidStr::trusted(&q.from),
+            crate::xmpp::jid::JidStr::trusted(&q.to),
+        );
+        let refused = crate::core::Refused {
+            ty: q.ty,
+            id: id.as_deref(),
+            route,
+        };
+        crate::core::Services::bounce(&*self.router, refused, err);
+    }
+
+    /// Ask the authoritative server of `req.pair.sender` whether the key is right
+    /// (DB-RECV-02), over the outgoing stream to that domain, wherever it lives.
+    pub fn verify(
+        self: &Rc<Self>,
+        req: dialback::VerifyRequest,
+    ) -> oneshot::Receiver<dialback::VerifyOutcome> {
+        let (tx, rx) = oneshot::channel();
+        let home = self.router.home_of(&req.pair.sender);
+        if home == self.router.shard() {
+            self.verify_here(VerifyAsk { req, reply: tx });
+        } else {
+            let links = self.links.clone();
+            glommio::spawn_local(async move {
+                // Not delivered (stopping): the sender is dropped and the waiter sees a
+                // failure.
+                let _ = links
+                    .send(
+                        home,
+                        ShardMsg::Adopt(Box::new(VerifyAsk { req, reply: tx })),
+                    )
+                    .await;
+            })
+            .detach();
+        }
+        rx
+    }
+
+    /// A verification for a remote domain homed here.
+    pub fn verify_here(self: &Rc<Self>, ask: VerifyAsk) {
+        let o = self.out_for(&ask.req.pair.target, &ask.req.pair.sender);
+        if let OutState::Failed(_) = o.state.get() {
+            let _ = ask.reply.send(dialback::VerifyOutcome::Failed(
+                dialback::VerifyFailure::NotFound,
+            ));
+            return;
+        }
+        o.verifies.borrow_mut().push(ask);
+        o.handle.wake_task();
+    }
+
+    /// The server is stopping: close every stream on this shard.
+    pub fn shutdown(&self) {
+        for o in self.out.borrow().values() {
+            o.handle.request_close(crate::xmpp::error::StreamError::new(
+                crate::xmpp::error::StreamCondition::SystemShutdown,
+            ));
+        }
+    }
+}
+
+impl Remote for S2s {
+    fn send(&self, ty: StanzaType, route: Route<'_>, stanza: &[u8]) -> Result<(), StanzaError> {
+        let (local, remote) = (route.from.domain(), route.to.domain());
+        if !self.hosted(local) {
+            // Only our own domains' stanzas leave over our streams.
+            return Err(StanzaError::new(StanzaCondition::NotAllowed));
+        }
+        let Some(me) = self.me.upgrade() else {
+            return Err(StanzaError::new(StanzaCondition::RemoteServerNotFound));
+        };
+        let o = me.out_for(local, remote);
+        match o.state.get() {
+            OutState::Failed(cond) => Err(StanzaError::new(cond)),
+            OutState::Connecting => {
+                let bytes = for_server_stream(stanza);
+                let total = o.queued_bytes.get() + bytes.len();
+                if total > self.config.s2s.max_queue && !o.queue.borrow().is_empty() {
+                    return Err(StanzaError::with_text(
+                        StanzaCondition::ResourceConstraint,
+                        "too much waiting for the remote server",
+                    ));
+                }
+                o.queued_bytes.set(total);
+                o.queue.borrow_mut().push_back(Queued {
+                    ty,
+                    to: route.to.as_str().to_string(),
+                    from: route.from.as_str().to_string(),
+                    bytes: bytes.into_owned(),
+                });
+                Ok(())
+            }
+            OutState::Up => {
+                o.last_used.set(Instant::now());
+                let bytes = for_server_stream(stanza);
+                o.handle
+                    .offer(route.from.as_str(), &bytes)
+                    .map_err(|_| StanzaError::new(StanzaCondition::ResourceConstraint))
+            }
+        }
+    }
+}
+
+/// The bytes of a routed stanza as they go on a `jabber:server` stream: unchanged, unless
+/// the stanza names its content namespace itself (a client's explicit
+/// `xmlns='jabber:client'`), which is then written in `jabber:server`.
+pub fn for_server_stream(stanza: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let start = match memchr::memchr(b'>', stanza) {
+        Some(i) => &stanza[..i],
+        None => stanza,
+    };
+    if memchr::memmem::find(start, b"xmlns").is_none() {
+        return std::borrow::Cow::Borrowed(stanza);
+    }
+    let client = StreamNs::new(ns::CLIENT);
+    let ns = &client;
+    let limits = xml::Limits {
+        max_stanza_bytes: stanza.len().max(1),
+        max_depth: 1024,
+        max_attrs: 4096,
+    };
+    let declares = xml::scan_stanza(stanza, ns, &limits).is_ok_and(|h| declares_default_ns(&h));
+    match declares {
+        true => match xml::parse_element(stanza, ns, &limits) {
+            Ok(mut el) => {
+                el.rename_ns(ns::CLIENT, ns::SERVER);
+                let mut out = Vec::with_capacity(stanza.len());
+                el.write_to(&mut out, ns::SERVER);
+                std::borrow::Cow::Owned(out)
+            }
+            Err(_) => std::borrow::Cow::Borrowed(stanza),
+        },
+        false => std::borrow::Cow::Borrowed(stanza),
+    }
+}
+
+/// True when the stanza's start tag declares the default namespace itself (`xmlns='…'`).
+pub fn declares_default_ns(head: &StanzaHead<'_>) -> bool {
+    let start = head.raw.split('>').next().unwrap_or_default();
+    let mut rest = start;
+    while let Some(i) = rest.find("xmlns") {
+        let after = rest[i + 5..].trim_start();
+        if after.starts_with('=') {
+            return true;
+        }
+        rest = &rest[i + 5..];
+    }
+    false
+}
+
+/// A stanza received from a peer (component or server) as it is routed: unchanged, or,
+/// when it names the stream's content namespace itself or relies on the stream header's
+/// prefixes, written again in `jabber:client` (the namespace routed stanzas are kept in).
+pub fn routable<'a>(
+    head: &StanzaHead<'_>,
+    raw: &'a [u8],
+    stream_ns: &StreamNs,
+    content_ns: &str,
+    limits: &xml::Limits,
+    buf: &'a mut Vec<u8>,
+) -> Result<&'a [u8], xml::XmlError> {
+    if head.self_contained && !declares_default_ns(head) {
+        return Ok(raw);
+    }
+    let mut el = xml::parse_element(raw, stream_ns, limits)?;
+    el.rename_ns(content_ns, ns::CLIENT);
+    el.write_to(buf, ns::CLIENT);
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_default_namespace_declaration_is_seen_on_the_start_tag_only() {
+        let ns = StreamNs::new(ns::COMPONENT_ACCEPT);
+        let l = xml::Limits::default();
+        let yes = [
+            "<message xmlns='jabber:component:accept' to='a@b'/>",
+            "<message to='a@b' xmlns = 'jabber:client'><body/></message>",
+        ];
+        let no = [
+            "<message to='a@b'><x xmlns='urn:x'/></message>",
+            "<message xmlns:p='urn:p' p:a='1'/>",
+            "<message id='xmlns'/>",
+        ];
+        for s in yes {
+            let h = xml::scan_stanza(s.as_bytes(), &ns, &l).unwrap();
+            assert!(declares_default_ns(&h), "{s}");
+        }
+        for s in no {
+            let h = xml::scan_stanza(s.as_bytes(), &ns, &l).unwrap();
+            assert!(!declares_default_ns(&h), "{s}");
+        }
+    }
+
+    #[test]
+    fn client_stanzas_go_on_server_streams_in_jabber_server() {
+        let plain = b"<message to='a@b.example' from='c@d.example'><body>x</body></message>";
+        assert!(matches!(
+            for_server_stream(plain),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        let explicit =
+            b"<message xmlns='jabber:client' to='a@b.example'><body>x</body><x xmlns='urn:x'/></message>";
+        let out = for_server_stream(explicit);
+        let s = std::str::from_utf8(&out).unwrap();
+        assert_eq!(
+            s,
+            "<message to='a@b.example'><body>x</body><x xmlns='urn:x'/></message>"
+        );
+    }
+}

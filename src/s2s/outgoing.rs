@@ -1,0 +1,589 @@
+//! One outgoing server-to-server stream (local domain → remote domain), on the home shard of
+//! the remote domain: resolve, connect, stream header, STARTTLS (or direct TLS), then SASL
+//! EXTERNAL when the peer offers it (it does when our certificate validated, XEP-0178) or
+//! dialback (XEP-0220), then stanzas. The same stream carries our `db:verify` requests for
+//! incoming streams from the remote domain.
+
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_lite::future::poll_fn;
+use futures_lite::FutureExt;
+use glommio::net::TcpStream;
+
+use super::dialback::{self, Outbound, OutboundEvent};
+use super::link::{Link, LinkError, Owned};
+use super::{identity, Out, OutState, S2s};
+use crate::xml::{self, escape_attr, Element, StreamHeader};
+use crate::xmpp::error::{StanzaCondition, StreamCondition, StreamError};
+use crate::xmpp::ns;
+
+/// How often an established stream looks at its clocks.
+const TICK: Duration = Duration::from_secs(1);
+/// Silence after which a whitespace keepalive goes out.
+const KEEPALIVE: Duration = Duration::from_secs(60);
+/// Longest wait for one TCP connection attempt.
+const CONNECT_ATTEMPT: Duration = Duration::from_secs(10);
+
+/// Why set-up failed: the condition queued stanzas bounce with, and a reason for the log.
+pub(super) struct Fail {
+    cond: StanzaCondition,
+    why: String,
+}
+
+fn fail(cond: StanzaCondition, why: impl Into<String>) -> Fail {
+    Fail {
+        cond,
+        why: why.into(),
+    }
+}
+
+fn lost(e: LinkError) -> Fail {
+    match e {
+        LinkError::Xml(e) => fail(
+            StanzaCondition::RemoteServerNotFound,
+            format!("the remote server sent bad XML: {e}"),
+        ),
+        LinkError::Io => fail(
+            StanzaCondition::RemoteServerNotFound,
+            "the connection closed during set-up",
+        ),
+    }
+}
+
+/// How the stream authenticated, or is authenticating.
+enum Auth {
+    /// SASL EXTERNAL succeeded: up.
+    Sasl,
+    /// Our `db:result` is out; its answer decides.
+    Dialback,
+}
+
+/// Run the stream until it fails, idles out or the server stops.
+pub(super) async fn run(s2s: Rc<S2s>, o: Rc<Out>) {
+    let limit = s2s.config.s2s.connect_timeout;
+    let started = Instant::now();
+    let setup = set_up(&s2s, &o)
+        .or(async {
+            glommio::timer::sleep(limit).await;
+            Err(fail(
+                StanzaCondition::RemoteServerTimeout,
+                "setting up the stream took too long",
+            ))
+        })
+        .await;
+    let (mut link, db, auth) = match setup {
+        Ok(x) => x,
+        Err(f) => {
+            s2s.out_failed(&o, f.cond, &f.why);
+            s2s.out_ended(&o);
+            return;
+        }
+    };
+    let mut stream = Stream {
+        s2s: s2s.clone(),
+        o: o.clone(),
+        db,
+        waiting: Vec::new(),
+        deadline: started + limit,
+        last_write: Instant::now(),
+    };
+    if let Auth::Sasl = auth {
+        stream.up("sasl-external");
+    }
+    let end = stream.established(&mut link).await;
+    // Whatever still waits for this stream learns it is gone.
+    if o.state.get() == OutState::Connecting {
+        s2s.out_failed(
+            &o,
+            StanzaCondition::RemoteServerTimeout,
+            "the stream ended before dialback completed",
+        );
+    }
+    for (_, _, reply) in stream.waiting.drain(..) {
+        let _ = reply.send(dialback::VerifyOutcome::Failed(
+            dialback::VerifyFailure::Timeout,
+        ));
+    }
+    for ask in o.verifies.borrow_mut().drain(..) {
+        let _ = ask.reply.send(dialback::VerifyOutcome::Failed(
+            dialback::VerifyFailure::Timeout,
+        ));
+    }
+    if o.state.get() == OutState::Up {
+        // Closed: the next stanza opens a new stream.
+        o.state
+            .set(OutState::Failed(StanzaCondition::RemoteServerTimeout));
+        o.retry.set(Some(Instant::now()));
+    }
+    s2s.out_ended(&o);
+    finish(&mut link, &o, end).await;
+    tracing::debug!(local = %o.local, remote = %o.remote, "s2s outgoing stream closed");
+}
+
+/// Resolve, connect, negotiate TLS, and authenticate (or send our `db:result`).
+async fn set_up(s2s: &Rc<S2s>, o: &Out) -> Result<(Link, Outbound, Auth), Fail> {
+    let cfg = &s2s.config.s2s;
+    let addrs = s2s
+        .shared
+        .resolver
+        .resolve(&o.remote)
+        .await
+        .map_err(|e| match e {
+            super::resolve::ResolveError::Timeout => fail(
+                StanzaCondition::RemoteServerTimeout,
+                format!("resolving {}: timed out", o.remote),
+            ),
+            e => fail(
+                StanzaCondition::RemoteServerNotFound,
+                format!("resolving {}: {e}", o.remote),
+            ),
+        })?;
+    let mut connected = None;
+    let mut last_err = String::from("no address");
+    for a in addrs.iter().take(8) {
+        let attempt = TcpStream::connect(a.socket_addr()).or(async {
+            glommio::timer::sleep(CONNECT_ATTEMPT).await;
+            Err(glommio::GlommioError::IoError(
+                std::io::ErrorKind::TimedOut.into(),
+            ))
+        });
+        match attempt.await {
+            Ok(sock) => {
+                connected = Some((sock, a.direct_tls));
+                break;
+            }
+            Err(e) => last_err = format!("{}: {e}", a.socket_addr()),
+        }
+    }
+    let Some((sock, direct_tls)) = connected else {
+        return Err(fail(
+            StanzaCondition::RemoteServerNotFound,
+            format!("connecting to {}: {last_err}", o.remote),
+        ));
+    };
+    let _ = sock.set_nodelay(true);
+    let limits = s2s.config.xml_limits();
+    let mut link = Link::new(sock, None, limits);
+    if direct_tls {
+        start_tls(s2s, o, &mut link, true)?;
+        link.handshake().await.map_err(lost)?;
+    }
+    loop {
+        let (hdr, features) = open(&mut link, o).await?;
+        if !link.secured() {
+            if features.child("starttls", ns::TLS).is_some() {
+                link.write_all(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+                    .await
+                    .map_err(|_| lost(LinkError::Io))?;
+                match link.next_frame().await.map_err(lost)? {
+                    Owned::Element(raw) if element(&link, &raw)?.is("proceed", ns::TLS) => {}
+                    _ => {
+                        return Err(fail(
+                            StanzaCondition::RemoteServerNotFound,
+                            "the remote server refused STARTTLS",
+                        ))
+                    }
+                }
+                start_tls(s2s, o, &mut link, false)?;
+                link.handshake().await.map_err(lost)?;
+                continue;
+            }
+            if !cfg.allow_plaintext {
+                return Err(fail(
+                    StanzaCondition::RemoteServerNotFound,
+                    "the remote server does not offer TLS",
+                ));
+            }
+        } else {
+            let status = peer_status(s2s, &link, &o.remote);
+            if cfg.require_valid_cert && !status.is_valid() {
+                return Err(fail(
+                    StanzaCondition::RemoteServerNotFound,
+                    format!("the remote server's certificate is {status}"),
+                ));
+            }
+        }
+        let stream_id = hdr.id.clone().unwrap_or_default();
+        let mut db = Outbound::new(stream_id, dialback::DEFAULT_MAX_PAIRS);
+        db.set_peer_features(&features);
+        // XEP-0178: the peer offers EXTERNAL when our certificate validated for us.
+        if link.secured() && offers_external(&features) {
+            let mut auth = Vec::new();
+            auth.extend_from_slice(
+                b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>",
+            );
+            // EXT-S2S-03: our domain as authzid.
+            auth.extend_from_slice(base64_encode(o.local.as_bytes()).as_bytes());
+            auth.extend_from_slice(b"</auth>");
+            link.write_all(&auth)
+                .await
+                .map_err(|_| lost(LinkError::Io))?;
+            let answer = match link.next_frame().await.map_err(lost)? {
+                Owned::Element(raw) => element(&link, &raw)?,
+                _ => return Err(lost(LinkError::Io)),
+            };
+            if answer.is("success", ns::SASL) {
+                let (hdr, _) = open(&mut link, o).await?;
+                let id = hdr.id.unwrap_or_default();
+                return Ok((
+                    link,
+                    Outbound::new(id, dialback::DEFAULT_MAX_PAIRS),
+                    Auth::Sasl,
+                ));
+            }
+            tracing::info!(local = %o.local, remote = %o.remote, "SASL EXTERNAL refused: trying dialback");
+        }
+        let dialback_offered = features
+            .child("dialback", dialback::DIALBACK_FEATURES)
+            .is_some()
+            || hdr_declares_dialback(&link);
+        if !cfg.dialback || !dialback_offered {
+            return Err(fail(
+                StanzaCondition::RemoteServerNotFound,
+                "no authentication method in common with the remote server",
+            ));
+        }
+        let req = db
+            .request_result(&s2s.shared.secret, &o.local, &o.remote)
+            .map_err(|e| fail(StanzaCondition::RemoteServerNotFound, format!("{e:?}")))?;
+        link.write_all(&req)
+            .await
+            .map_err(|_| lost(LinkError::Io))?;
+        return Ok((link, db, Auth::Dialback));
+    }
+}
+
+/// DB-ADV-01: the peer's header declared the dialback namespace.
+fn hdr_declares_dialback(link: &Link) -> bool {
+    link.ns.prefixes().any(|(_, uri)| uri == dialback::DIALBACK)
+}
+
+fn offers_external(features: &Element) -> bool {
+    features.child("mechanisms", ns::SASL).is_some_and(|m| {
+        m.elements()
+            .any(|e| e.name == "mechanism" && e.text().trim() == "EXTERNAL")
+    })
+}
+
+fn peer_status(s2s: &S2s, link: &Link, domain: &str) -> identity::CertStatus {
+    let chain = link.peer_certificates().unwrap_or_default();
+    identity::verify_peer(
+        chain,
+        domain,
+        &s2s.shared.anchors,
+        rustls::pki_types::UnixTime::now(),
+    )
+}
+
+fn start_tls(s2s: &S2s, o: &Out, link: &mut Link, direct: bool) -> Result<(), Fail> {
+    let ascii = identity::to_ascii_domain(&o.remote).unwrap_or_else(|| o.remote.clone());
+    let name = rustls::pki_types::ServerName::try_from(ascii)
+        .map_err(|_| fail(StanzaCondition::RemoteServerNotFound, "not a DNS name"))?;
+    let config = if direct {
+        let mut c = (*s2s.shared.client_tls).clone();
+        c.alpn_protocols = vec![b"xmpp-server".to_vec()];
+        std::sync::Arc::new(c)
+    } else {
+        s2s.shared.client_tls.clone()
+    };
+    let conn = rustls::ClientConnection::new(config, name)
+        .map_err(|e| fail(StanzaCondition::RemoteServerNotFound, e.to_string()))?;
+    link.start_tls(rustls::Connection::Client(conn));
+    Ok(())
+}
+
+/// Send our header; read the peer's header and features.
+async fn open(link: &mut Link, o: &Out) -> Result<(StreamHeader, Element), Fail> {
+    let mut h = Vec::with_capacity(256);
+    h.extend_from_slice(b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'");
+    h.extend_from_slice(dialback::STREAM_HEADER_DECL.as_bytes());
+    h.extend_from_slice(b" from='");
+    escape_attr(&o.local, &mut h);
+    h.extend_from_slice(b"' to='");
+    escape_attr(&o.remote, &mut h);
+    h.extend_from_slice(b"' version='1.0'>");
+    link.write_all(&h).await.map_err(|_| lost(LinkError::Io))?;
+    let hdr = match link.next_frame().await.map_err(lost)? {
+        Owned::Header(h) => h,
+        _ => return Err(lost(LinkError::Io)),
+    };
+    if hdr.default_ns.as_deref() != Some(ns::SERVER) {
+        return Err(fail(
+            StanzaCondition::RemoteServerNotFound,
+            "the remote server's stream is not jabber:server",
+        ));
+    }
+    if hdr.version.as_deref().is_none_or(|v| !v.starts_with("1.")) {
+        // A pre-1.0 server sends no features: dialback only, without TLS.
+        return Ok((hdr, Element::new("features", ns::STREAMS)));
+    }
+    let features = match link.next_frame().await.map_err(lost)? {
+        Owned::Element(raw) => element(link, &raw)?,
+        _ => return Err(lost(LinkError::Io)),
+    };
+    if features.is("error", ns::STREAMS) {
+        let cond = features
+            .elements()
+            .next()
+            .map(|e| e.name.clone())
+            .unwrap_or_default();
+        return Err(fail(
+            if cond == "host-unknown" {
+                StanzaCondition::RemoteServerNotFound
+            } else {
+                StanzaCondition::RemoteServerTimeout
+            },
+            format!("the remote server answered with a stream error: {cond}"),
+        ));
+    }
+    Ok((hdr, features))
+}
+
+fn element(link: &Link, raw: &[u8]) -> Result<Element, Fail> {
+    xml::parse_element(raw, &link.ns, link.framer.limits()).map_err(|e| {
+        fail(
+            StanzaCondition::RemoteServerNotFound,
+            format!("the remote server sent bad XML: {e}"),
+        )
+    })
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// Why an established stream ends.
+enum End {
+    Error(StreamError),
+    PeerClosed,
+    Lost,
+    Idle,
+}
+
+/// A `db:verify` sent on this stream: the pair, the incoming stream's id, where the
+/// verdict goes.
+type Waiting = (
+    dialback::Pair,
+    String,
+    futures_channel::oneshot::Sender<dialback::VerifyOutcome>,
+);
+
+struct Stream {
+    s2s: Rc<S2s>,
+    o: Rc<Out>,
+    db: Outbound,
+    /// Our `db:verify` requests sent on this stream, with where their verdict goes.
+    waiting: Vec<Waiting>,
+    /// Dialback must complete by then.
+    deadline: Instant,
+    last_write: Instant,
+}
+
+impl Stream {
+    /// Authenticated: what waited goes out, in order.
+    fn up(&mut self, how: &'static str) {
+        let o = &self.o;
+        o.state.set(OutState::Up);
+        o.auth.set(how);
+        o.last_used.set(Instant::now());
+        let queued: Vec<_> = o.queue.borrow_mut().drain(..).collect();
+        o.queued_bytes.set(0);
+        for q in queued {
+            o.handle.send(&q.bytes);
+        }
+        tracing::info!(local = %o.local, remote = %o.remote, auth = how, "s2s outgoing stream up");
+    }
+
+    async fn established(&mut self, link: &mut Link) -> End {
+        let mut tick = Box::pin(glommio::timer::Timer::new(TICK));
+        loop {
+            let ev = poll_fn(|cx| self.poll(cx, link, &mut tick)).await;
+            match ev {
+                Ev::Tick => {
+                    tick = Box::pin(glommio::timer::Timer::new(TICK));
+                    if let Some(end) = self.on_tick() {
+                        return end;
+                    }
+                }
+                Ev::Input => {
+                    if let Some(end) = self.frames(link) {
+                        return end;
+                    }
+                }
+                Ev::End(end) => return end,
+            }
+        }
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        link: &mut Link,
+        tick: &mut std::pin::Pin<Box<glommio::timer::Timer>>,
+    ) -> Poll<Ev> {
+        let handle = self.o.handle.clone();
+        handle.set_waker(cx.waker());
+        self.send_verifies();
+        if handle.unsent() > 0 {
+            self.last_write = Instant::now();
+        }
+        if let Poll::Ready(Err(_)) = link.poll_flush(cx, &handle) {
+            return Poll::Ready(Ev::End(End::Lost));
+        }
+        if let Some(e) = handle.take_close() {
+            return Poll::Ready(Ev::End(End::Error(e)));
+        }
+        if tick.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Ev::Tick);
+        }
+        match link.poll_fill(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Poll::Ready(Ev::End(End::Lost)),
+            Poll::Ready(Ok(_)) => Poll::Ready(Ev::Input),
+        }
+    }
+
+    /// Verifications asked of this stream go out (DB-RECV-02).
+    fn send_verifies(&mut self) {
+        let asks: Vec<_> = self.o.verifies.borrow_mut().drain(..).collect();
+        for super::VerifyAsk { req, reply } in asks {
+            match self.db.send_verify(&req) {
+                Ok(bytes) => {
+                    self.o.handle.send(&bytes);
+                    self.waiting.push((req.pair, req.stream_id, reply));
+                }
+                Err(e) => {
+                    tracing::debug!(error = ?e, "db:verify not sent");
+                    let _ = reply.send(dialback::VerifyOutcome::Failed(
+                        dialback::VerifyFailure::ConnectionFailed,
+                    ));
+                }
+            }
+        }
+    }
+
+    fn on_tick(&mut self) -> Option<End> {
+        let o = &self.o;
+        let now = Instant::now();
+        if o.state.get() == OutState::Connecting && now >= self.deadline {
+            return Some(End::Error(StreamError::with_text(
+                StreamCondition::ConnectionTimeout,
+                "no dialback answer",
+            )));
+        }
+        let idle = self.s2s.config.s2s.idle_timeout;
+        if o.state.get() == OutState::Up
+            && o.last_used.get().elapsed() >= idle
+            && self.waiting.is_empty()
+            && o.handle.unsent() == 0
+        {
+            return Some(End::Idle);
+        }
+        if now.duration_since(self.last_write) >= KEEPALIVE && o.handle.unsent() == 0 {
+            // A whitespace keepalive (RFC 6120 §4.6.1).
+            o.handle.out().push(b' ');
+            self.last_write = now;
+        }
+        None
+    }
+
+    /// Everything complete that arrived.
+    fn frames(&mut self, link: &mut Link) -> Option<End> {
+        loop {
+            let frame = match link.take_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => return None,
+                Err(LinkError::Xml(e)) => return Some(End::Error(StreamError::from(&e))),
+                Err(LinkError::Io) => return Some(End::Lost),
+            };
+            let raw = match frame {
+                Owned::Close => return Some(End::PeerClosed),
+                Owned::Header(_) => {
+                    return Some(End::Error(StreamError::with_text(
+                        StreamCondition::BadFormat,
+                        "unexpected stream header",
+                    )))
+                }
+                Owned::Element(raw) => raw,
+            };
+            let el = match xml::parse_element(&raw, &link.ns, link.framer.limits()) {
+                Ok(e) => e,
+                Err(e) => return Some(End::Error(StreamError::from(&e))),
+            };
+            if el.ns == dialback::DIALBACK {
+                if let Some(end) = self.on_dialback(&el) {
+                    return Some(end);
+                }
+            } else if el.is("error", ns::STREAMS) {
+                let cond = el.elements().next().map(|e| e.name.clone());
+                tracing::info!(local = %self.o.local, remote = %self.o.remote, condition = ?cond, "s2s stream error from the remote server");
+                return Some(End::PeerClosed);
+            } else {
+                // CORE-S2S-08: without XEP-0288 the peer sends nothing on our stream.
+                tracing::debug!(remote = %self.o.remote, element = %el.name, "ignored on an outgoing stream");
+            }
+        }
+    }
+
+    fn on_dialback(&mut self, el: &Element) -> Option<End> {
+        match self.db.on_answer(el) {
+            OutboundEvent::Authorized(_) => self.up("dialback"),
+            OutboundEvent::Refused(_, why) => {
+                let cond = dialback::bounce_condition(why);
+                self.s2s
+                    .out_failed(&self.o, cond, "the remote server refused our dialback key");
+                return Some(End::PeerClosed);
+            }
+            OutboundEvent::Verified { pair, id, outcome } => {
+                if let Some(at) = self
+                    .waiting
+                    .iter()
+                    .position(|(p, i, _)| *p == pair && *i == id)
+                {
+                    let (_, _, reply) = self.waiting.swap_remove(at);
+                    let _ = reply.send(outcome);
+                }
+            }
+            OutboundEvent::Unsolicited | OutboundEvent::UnexpectedRequest => {
+                // DB-SEC-01/02: it authorizes nothing.
+                tracing::info!(remote = %self.o.remote, "unsolicited dialback element ignored");
+            }
+            OutboundEvent::Close(e) => return Some(End::Error(e)),
+        }
+        None
+    }
+}
+
+enum Ev {
+    Input,
+    Tick,
+    End(End),
+}
+
+/// Say goodbye and close.
+async fn finish(link: &mut Link, o: &Out, end: End) {
+    let handle = &o.handle;
+    match end {
+        End::Lost => {
+            handle.discard();
+            return;
+        }
+        End::Error(e) => {
+            let mut out = Vec::new();
+            e.write_to(&mut out);
+            handle.out().extend_from_slice(&out);
+        }
+        End::PeerClosed | End::Idle => handle.out().extend_from_slice(b"</stream:stream>"),
+    }
+    let _ = poll_fn(|cx| link.poll_flush(cx, handle))
+        .or(async {
+            glommio::timer::sleep(Duration::from_secs(2)).await;
+            Ok(())
+        })
+        .await;
+    handle.discard();
+    link.close().await;
+}
