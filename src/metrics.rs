@@ -52,12 +52,27 @@ const METHODS: [&str; 7] = [
     "other",
 ];
 
+/// A stream with another server or a component, as the `xmppd_peer_streams` gauge counts it.
+#[derive(Debug, Clone, Copy)]
+pub enum Peer {
+    /// An incoming server-to-server stream (accepted, any state).
+    S2sIn = 0,
+    /// An outgoing server-to-server stream (being set up or up).
+    S2sOut = 1,
+    /// An XEP-0114 component stream (authenticated).
+    Component = 2,
+}
+
+const PEERS: [&str; 3] = ["s2s_in", "s2s_out", "component"];
+
 /// One shard's counters; written by that shard only.
 #[repr(align(128))]
 #[derive(Debug, Default)]
 pub struct ShardMetrics {
     conns: [[AtomicI64; 2]; 3],
     http_conns: AtomicI64,
+    /// Server-to-server streams (incoming, outgoing) and component streams.
+    peers: [AtomicI64; 3],
     stanzas_in: [AtomicU64; 3],
     stanzas_out: [AtomicU64; 3],
     auth_ok: [AtomicU64; METHODS.len()],
@@ -98,6 +113,11 @@ impl ShardMetrics {
     /// An HTTP connection (not upgraded) came or went.
     pub fn http_conn(&self, delta: i64) {
         shift(&self.http_conns, delta);
+    }
+
+    /// A peer stream opened (`delta` 1) or closed (-1) on this shard.
+    pub fn peer(&self, p: Peer, delta: i64) {
+        shift(&self.peers[p as usize], delta);
     }
 
     /// A stanza from a client of this shard.
@@ -174,6 +194,17 @@ impl Metrics {
             &[("transport", "http"), ("state", "open")],
             v as f64,
         );
+
+        family(
+            &mut out,
+            "xmppd_peer_streams",
+            "gauge",
+            "Streams with other servers (s2s_in, s2s_out) and components.",
+        );
+        for (p, pn) in PEERS.iter().enumerate() {
+            let v = sum(&|m| m.peers[p].load(Ordering::Relaxed));
+            sample(&mut out, "xmppd_peer_streams", &[("kind", pn)], v as f64);
+        }
 
         for (name, help, pick) in [
             (

@@ -228,9 +228,12 @@ impl Conn {
                 } else {
                     String::new()
                 };
+                // `<handshake/>` is written once the stream is attached on its home shard
+                // (`session`): before that, stanzas for the component would find no link.
+                let mut greeting = Vec::new();
                 let domain = self
                     .hs
-                    .on_element(&head, &text, &view, &mut self.handle.out())
+                    .on_element(&head, &text, &view, &mut greeting)
                     .map_err(|e| {
                         tracing::info!(peer = %self.peer, domain = ?self.hs.domain(),
                             error = %e.condition.name(), "component handshake refused");
@@ -308,7 +311,12 @@ impl Conn {
         router
             .components
             .attach(domain.as_str(), self.handle.clone());
+        // COMP-04: the component learns it is connected once stanzas can reach it.
+        self.handle.out().extend_from_slice(b"<handshake/>");
+        let metrics = router.outbox.metrics().clone();
+        metrics.peer(crate::metrics::Peer::Component, 1);
         let end = self.stream().await;
+        metrics.peer(crate::metrics::Peer::Component, -1);
         router.components.detach(domain.as_str(), &self.handle);
         if let Some((d, claim)) = self.domain.take() {
             router.component_dir.release(d.as_str(), claim);

@@ -582,7 +582,16 @@ impl Router {
             .component_of(route.to.domain())
             .and_then(|d| self.components.get(d));
         let Some(handle) = link else {
-            self.bounce_stanza(ty, stanza, route, StanzaCondition::ServiceUnavailable);
+            // COMP-08: requests and messages learn the component is gone; presence,
+            // results and errors are dropped (RFC 6120 §8.3.1: never an error to a result).
+            let answer = match ty {
+                StanzaType::Presence(_) => false,
+                StanzaType::Iq(_) => ty.is_request(),
+                StanzaType::Message(_) => !ty.is_error(),
+            };
+            if answer {
+                self.bounce_stanza(ty, stanza, route, StanzaCondition::ServiceUnavailable);
+            }
             return;
         };
         self.outbox.metrics().stanza_out(ty);

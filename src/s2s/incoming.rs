@@ -94,8 +94,11 @@ pub(super) async fn serve(s2s: Rc<S2s>, sock: TcpStream, peer: SocketAddr, direc
         last_stanza: Instant::now(),
         cert: None,
     };
+    let metrics = s2s.router.outbox.metrics().clone();
+    metrics.peer(crate::metrics::Peer::S2sIn, 1);
     let end = c.run(&mut link).await;
     c.finish(&mut link, end).await;
+    metrics.peer(crate::metrics::Peer::S2sIn, -1);
 }
 
 impl In {

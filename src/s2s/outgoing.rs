@@ -62,9 +62,16 @@ enum Auth {
 
 /// Run the stream until it fails, idles out or the server stops.
 pub(super) async fn run(s2s: Rc<S2s>, o: Rc<Out>) {
+    let metrics = s2s.router.outbox.metrics().clone();
+    metrics.peer(crate::metrics::Peer::S2sOut, 1);
+    run_counted(&s2s, o).await;
+    metrics.peer(crate::metrics::Peer::S2sOut, -1);
+}
+
+async fn run_counted(s2s: &Rc<S2s>, o: Rc<Out>) {
     let limit = s2s.config.s2s.connect_timeout;
     let started = Instant::now();
-    let setup = set_up(&s2s, &o)
+    let setup = set_up(s2s, &o)
         .or(async {
             glommio::timer::sleep(limit).await;
             Err(fail(
