@@ -110,17 +110,18 @@ enum State {
 }
 
 /// Who is at the other end of a stream: its content namespace, and what is negotiated.
-/// One negotiator serves every role, so server-to-server and components extend it.
+/// Server and component streams are negotiated by `s2s::incoming` and
+/// `component::handshake`; here those roles only check the namespace and offer nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// A client (`jabber:client`): STARTTLS, SASL (or XEP-0078), then resource binding in
     /// the session layer.
     Client,
     /// A peer server (`jabber:server`, RFC 6120 s2s). No mechanism is offered and nothing is
-    /// bound: SASL EXTERNAL and dialback come with the federation issue.
+    /// bound (federation negotiates in `s2s::incoming`).
     Server,
-    /// An external component (`jabber:component:accept`, XEP-0114). No SASL: its
-    /// `<handshake/>` comes with the components issue.
+    /// An external component (`jabber:component:accept`, XEP-0114). No SASL (the handshake
+    /// is `component::handshake`).
     Component,
 }
 
