@@ -19,7 +19,7 @@ use super::handshake::{self, Handshake, Secrets};
 use super::{Components, Handoff};
 use crate::core::components::{Claim, Directory};
 use crate::core::{ClientHandle, Pending};
-use crate::xml::{self, Frame, Framer, StanzaHead, StreamNs};
+use crate::xml::{self, Frame, Framer, StreamNs};
 use crate::xmpp::error::{StanzaCondition, StanzaError, StreamCondition, StreamError};
 use crate::xmpp::jid::Jid;
 use crate::xmpp::ns;
@@ -531,17 +531,15 @@ impl Conn {
             }
         }
         let mut buf = crate::core::sessions::take_buffer();
-        let routed: &[u8] = if head.self_contained && !declares_default_ns(&head) {
-            raw
-        } else {
-            // The stanza names the component namespace itself, or relies on a prefix of the
-            // stream header: written again, in the client namespace every stream shares.
-            let mut el =
-                xml::parse_element(raw, &ns, &limits).map_err(|e| StreamError::from(&e))?;
-            el.rename_ns(ns::COMPONENT_ACCEPT, ns::CLIENT);
-            el.write_to(&mut buf, ns::CLIENT);
-            &buf
-        };
+        let routed = crate::xmpp::content::routable(
+            &head,
+            raw,
+            &ns,
+            ns::COMPONENT_ACCEPT,
+            &limits,
+            &mut buf,
+        )
+        .map_err(|e| StreamError::from(&e))?;
         let p = router.from_peer(ty, &from, &to, id.as_deref(), routed);
         crate::core::sessions::give_buffer(buf);
         Ok(p)
@@ -613,46 +611,4 @@ enum Ev {
     Input(usize),
     Tick,
     End(End),
-}
-
-/// True when the stanza's start tag declares the default namespace itself (`xmlns='…'`).
-fn declares_default_ns(head: &StanzaHead<'_>) -> bool {
-    let start = head.raw.split('>').next().unwrap_or_default();
-    let mut rest = start;
-    while let Some(i) = rest.find("xmlns") {
-        let after = rest[i + 5..].trim_start();
-        if after.starts_with('=') {
-            return true;
-        }
-        rest = &rest[i + 5..];
-    }
-    false
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_default_namespace_declaration_is_seen_on_the_start_tag_only() {
-        let ns = StreamNs::new(ns::COMPONENT_ACCEPT);
-        let l = xml::Limits::default();
-        let yes = [
-            "<message xmlns='jabber:component:accept' to='a@b'/>",
-            "<message to='a@b' xmlns = 'jabber:client'><body/></message>",
-        ];
-        let no = [
-            "<message to='a@b'><x xmlns='urn:x'/></message>",
-            "<message xmlns:p='urn:p' p:a='1'/>",
-            "<message id='xmlns'/>",
-        ];
-        for s in yes {
-            let h = xml::scan_stanza(s.as_bytes(), &ns, &l).unwrap();
-            assert!(declares_default_ns(&h), "{s}");
-        }
-        for s in no {
-            let h = xml::scan_stanza(s.as_bytes(), &ns, &l).unwrap();
-            assert!(!declares_default_ns(&h), "{s}");
-        }
-    }
 }

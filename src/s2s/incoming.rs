@@ -528,8 +528,9 @@ impl In {
         let id = head.attr("id");
         let limits = *link.framer.limits();
         let mut buf = crate::core::sessions::take_buffer();
-        let routed = super::routable(head, raw, &link.ns, ns::SERVER, &limits, &mut buf)
-            .map_err(|e| End::Error(StreamError::from(&e)))?;
+        let routed =
+            crate::xmpp::content::routable(head, raw, &link.ns, ns::SERVER, &limits, &mut buf)
+                .map_err(|e| End::Error(StreamError::from(&e)))?;
         let p = self
             .s2s
             .router

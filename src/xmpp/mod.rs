@@ -1,6 +1,7 @@
 //! XMPP vocabulary without I/O: JIDs, namespaces, stanza kinds, errors.
 
 pub mod caps;
+pub mod content;
 pub mod dataform;
 pub mod error;
 pub mod jid;
