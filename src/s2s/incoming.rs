@@ -63,6 +63,8 @@ struct In {
     outcomes: Outcomes,
     /// A `<proceed/>` went out: start TLS once it is flushed.
     start_tls: bool,
+    /// SASL succeeded: the next frame is a new stream's header.
+    restart: bool,
     /// Authentication must be done by then.
     deadline: Instant,
     last_stanza: Instant,
@@ -90,6 +92,7 @@ pub(super) async fn serve(s2s: Rc<S2s>, sock: TcpStream, peer: SocketAddr, direc
         db: Inbound::new(String::new(), Policy::default()),
         outcomes: Rc::default(),
         start_tls: false,
+        restart: false,
         deadline: Instant::now() + s2s.config.s2s.connect_timeout,
         last_stanza: Instant::now(),
         cert: None,
@@ -208,7 +211,14 @@ impl In {
             let r = match frame {
                 Owned::Close => Err(End::PeerClosed),
                 Owned::Header(hdr) => self.on_header(&hdr, link).map_err(End::Error),
-                Owned::Element(raw) => self.on_element(&raw, link, &mut pending),
+                Owned::Element(raw) => {
+                    let r = self.on_element(&raw, link, &mut pending);
+                    if std::mem::take(&mut self.restart) {
+                        // After SASL success the peer opens a new stream (a new document).
+                        link.framer.reset();
+                    }
+                    r
+                }
             };
             if r.is_err() {
                 break r;
@@ -233,6 +243,11 @@ impl In {
             .map(|d| d.into_owned());
         let id = crate::util::stream_id();
         let version = hdr.version.as_deref().is_some_and(|v| v.starts_with("1."));
+        // RFC 6120 §4.7.1: our header names one of our domains, the asked one if it is ours.
+        let ours = to
+            .clone()
+            .filter(|d| self.s2s.hosted(d))
+            .or_else(|| self.s2s.config.domains.first().cloned());
         {
             let mut out = self.handle.out();
             out.extend_from_slice(b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'");
@@ -240,9 +255,9 @@ impl In {
             out.extend_from_slice(b" id='");
             out.extend_from_slice(id.as_bytes());
             out.push(b'\'');
-            if let Some(to) = &to {
+            if let Some(ours) = &ours {
                 out.extend_from_slice(b" from='");
-                escape_attr(to, &mut out);
+                escape_attr(ours, &mut out);
                 out.push(b'\'');
             }
             if let Some(from) = &from {
@@ -392,6 +407,7 @@ impl In {
             return Ok(());
         }
         self.sasl = claimed;
+        self.restart = true;
         self.handle
             .send(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
         tracing::info!(peer = %self.peer, remote = ?self.sasl, "s2s incoming stream authenticated (SASL EXTERNAL)");

@@ -408,7 +408,11 @@ impl Remote for S2s {
         match o.state.get() {
             OutState::Failed(cond) => Err(StanzaError::new(cond)),
             OutState::Connecting => {
-                let bytes = crate::xmpp::content::for_server_stream(stanza);
+                let bytes = crate::xmpp::content::for_server_stream(
+                    stanza,
+                    route.to.as_str(),
+                    route.from.as_str(),
+                );
                 let total = o.queued_bytes.get() + bytes.len();
                 if total > self.config.s2s.max_queue && !o.queue.borrow().is_empty() {
                     return Err(StanzaError::with_text(
@@ -427,7 +431,11 @@ impl Remote for S2s {
             }
             OutState::Up => {
                 o.last_used.set(Instant::now());
-                let bytes = crate::xmpp::content::for_server_stream(stanza);
+                let bytes = crate::xmpp::content::for_server_stream(
+                    stanza,
+                    route.to.as_str(),
+                    route.from.as_str(),
+                );
                 o.handle
                     .offer(route.from.as_str(), &bytes)
                     .map_err(|_| StanzaError::new(StanzaCondition::ResourceConstraint))

@@ -232,6 +232,8 @@ async fn set_up(s2s: &Rc<S2s>, o: &Out) -> Result<(Link, Outbound, Auth), Fail> 
                 _ => return Err(lost(LinkError::Io)),
             };
             if answer.is("success", ns::SASL) {
+                // A new stream: a new XML document.
+                link.framer.reset();
                 let (hdr, _) = open(&mut link, o).await?;
                 let id = hdr.id.unwrap_or_default();
                 return Ok((
