@@ -190,8 +190,8 @@ fn signature_algorithm_oid(der: &[u8]) -> Option<&[u8]> {
     (tag == 0x06).then_some(oid)
 }
 
-/// One DER TLV: (tag, contents, remaining input).
-fn der_item(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+/// One DER TLV: (tag, contents, remaining input). Single-byte tags only.
+pub(crate) fn der_item(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&tag, rest) = input.split_first()?;
     let (&first, rest) = rest.split_first()?;
     let (len, rest) = if first < 0x80 {

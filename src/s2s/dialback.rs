@@ -253,35 +253,6 @@ impl ParseError {
     }
 }
 
-/// Every stanza error condition, to map a received condition name back to its value.
-const CONDITIONS: [StanzaCondition; 22] = {
-    use StanzaCondition::*;
-    [
-        BadRequest,
-        Conflict,
-        FeatureNotImplemented,
-        Forbidden,
-        Gone,
-        InternalServerError,
-        ItemNotFound,
-        JidMalformed,
-        NotAcceptable,
-        NotAllowed,
-        NotAuthorized,
-        PolicyViolation,
-        RecipientUnavailable,
-        Redirect,
-        RegistrationRequired,
-        RemoteServerNotFound,
-        RemoteServerTimeout,
-        ResourceConstraint,
-        ServiceUnavailable,
-        SubscriptionRequired,
-        UndefinedCondition,
-        UnexpectedRequest,
-    ]
-};
-
 /// The condition of a `type='error'` dialback element: the first child of its `<error/>`
 /// child in the stanzas namespace. The `<error/>` element is matched by local name only (it
 /// is "implicitly qualified by jabber:server", which depends on the peer's default namespace).
@@ -295,7 +266,7 @@ fn error_condition(el: &Element) -> Condition {
     if name == Some(Condition::RemoteConnectionFailed.name()) {
         return Condition::RemoteConnectionFailed;
     }
-    let known = name.and_then(|n| CONDITIONS.iter().copied().find(|k| k.name() == n));
+    let known = name.and_then(|n| StanzaCondition::ALL.iter().copied().find(|k| k.name() == n));
     Condition::Stanza(known.unwrap_or(StanzaCondition::UndefinedCondition))
 }
 
@@ -1304,7 +1275,7 @@ mod tests {
             Some(Verdict::Error(Condition::RemoteConnectionFailed))
         );
         // Every condition name maps back.
-        for c in CONDITIONS {
+        for c in StanzaCondition::ALL {
             let xml = format!(
                 "<error type='cancel'><{} xmlns='{STANZAS}'/></error>",
                 c.name()

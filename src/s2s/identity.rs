@@ -615,29 +615,7 @@ fn other_name_string(value: &[u8]) -> Option<&str> {
     std::str::from_utf8(content).ok()
 }
 
-/// One DER TLV: (tag, contents, remaining input). Single-byte tags only.
-fn der_item(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let (bytes, rest) = rest.split_at(n);
-        let len = bytes
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        (len, rest)
-    };
-    if rest.len() < len {
-        return None;
-    }
-    let (content, rest) = rest.split_at(len);
-    Some((tag, content, rest))
-}
+use crate::tls::der_item;
 
 // ---------------------------------------------------------------------------------------------
 // Matching

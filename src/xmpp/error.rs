@@ -244,6 +244,35 @@ pub enum StanzaCondition {
 }
 
 impl StanzaCondition {
+    /// Every defined condition (RFC 6120 §8.3.3), to map a received name back to its value.
+    pub const ALL: [StanzaCondition; 22] = {
+        use StanzaCondition::*;
+        [
+            BadRequest,
+            Conflict,
+            FeatureNotImplemented,
+            Forbidden,
+            Gone,
+            InternalServerError,
+            ItemNotFound,
+            JidMalformed,
+            NotAcceptable,
+            NotAllowed,
+            NotAuthorized,
+            PolicyViolation,
+            RecipientUnavailable,
+            Redirect,
+            RegistrationRequired,
+            RemoteServerNotFound,
+            RemoteServerTimeout,
+            ResourceConstraint,
+            ServiceUnavailable,
+            SubscriptionRequired,
+            UndefinedCondition,
+            UnexpectedRequest,
+        ]
+    };
+
     /// The element name of the condition.
     pub fn name(self) -> &'static str {
         use StanzaCondition::*;
