@@ -763,6 +763,42 @@ fn core_s2s_02_features_after_starttls_offer_dialback() {
     );
 }
 
+/// XEP-0368 for servers: on the direct-TLS s2s port the stream starts inside TLS (ALPN
+/// `xmpp-server`), and the features offer dialback without STARTTLS.
+#[test]
+fn xep0368_direct_tls_s2s_port_starts_inside_tls() {
+    let s = server(&["--s2s-tls-listen", "127.0.0.1:0"]);
+    let addr = s.s2s_tls.expect("the direct-TLS s2s port");
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(WAIT)).unwrap();
+    let cfg = common::tls_config(&s.cert_path(), Some(b"xmpp-server"));
+    let conn = rustls::ClientConnection::new(cfg, LOCAL.to_string().try_into().unwrap()).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn
+            .complete_io(&mut tls.sock)
+            .unwrap_or_else(|e| panic!("TLS handshake on the direct-TLS s2s port: {e}"));
+    }
+    assert_eq!(tls.conn.alpn_protocol(), Some(&b"xmpp-server"[..]));
+    let mut p = Peer::new(
+        "peer.test → a.test (direct TLS)",
+        tls.sock.try_clone().unwrap(),
+    );
+    p.io = Some(Io::Tls(Box::new(tls)));
+    let (h, f) = p.open(Some("peer.test"), LOCAL);
+    let t = p.transcript();
+    assert_eq!(h.default_ns.as_deref(), Some(NS_SERVER), "{t}");
+    assert_eq!(h.from.as_deref(), Some(LOCAL), "{t}");
+    assert!(
+        f.child("starttls", NS_TLS).is_none(),
+        "no STARTTLS inside TLS: {f:?}"
+    );
+    assert!(
+        f.child("dialback", NS_DB_FEATURES).is_some(),
+        "dialback offered over TLS: {f:?}"
+    );
+}
+
 /// CORE-S2S-03: a header whose `to` is not hosted gets our header, then host-unknown.
 #[test]
 fn core_s2s_03_unhosted_to_is_host_unknown() {

@@ -46,6 +46,8 @@ pub struct Server {
     pub component: Option<SocketAddr>,
     /// The server-to-server port, unless federation is off.
     pub s2s: Option<SocketAddr>,
+    /// The direct-TLS server-to-server port, with `--s2s-tls-listen`.
+    pub s2s_tls: Option<SocketAddr>,
     /// The data directory.
     pub data: PathBuf,
     /// The first served domain (`--domain`, else `localhost`).
@@ -191,6 +193,7 @@ impl Server {
             metrics: field("metrics=").first().copied(),
             component: field("component=").first().copied(),
             s2s: field("s2s=").first().copied(),
+            s2s_tls: field("s2s_tls=").first().copied(),
             child: Mutex::new(child),
             _stdin: Mutex::new(stdin),
             data: data.to_path_buf(),
