@@ -546,6 +546,16 @@ fn bind_listeners(config: &Config) -> Result<Listeners, StartError> {
     let mut bound = |addrs: &[SocketAddr], port: Port| -> Result<Vec<SocketAddr>, StartError> {
         let mut out = Vec::new();
         for addr in addrs {
+            // SO_REUSEPORT lets every shard share the port, and would as silently let a
+            // second process (another xmppd on the same address) take half the connections:
+            // a plain bind first proves nobody else listens there.
+            if addr.port() != 0 {
+                exclusive_probe(*addr).map_err(|e| {
+                    StartError(format!(
+                        "listening on {addr}: {e} (is another server already listening there?)"
+                    ))
+                })?;
+            }
             let mut actual = *addr;
             for slot in per_shard.iter_mut() {
                 let s = listen_socket(actual)
@@ -578,6 +588,15 @@ fn bind_listeners(config: &Config) -> Result<Listeners, StartError> {
         s2s,
         s2s_tls,
     })
+}
+
+/// Bind `addr` without SO_REUSEPORT and let it go: fails with `AddrInUse` while any other
+/// socket listens there, including another process's SO_REUSEPORT listener.
+fn exclusive_probe(addr: SocketAddr) -> std::io::Result<()> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())
 }
 
 fn listen_socket(addr: SocketAddr) -> std::io::Result<socket2::Socket> {

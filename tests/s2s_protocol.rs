@@ -799,6 +799,61 @@ fn xep0368_direct_tls_s2s_port_starts_inside_tls() {
     );
 }
 
+/// A second server on an address another server listens on refuses to start with a clear
+/// error, instead of silently sharing the port through SO_REUSEPORT (the load measurement saw
+/// streams land in another process that way).
+#[test]
+fn a_second_server_on_the_same_s2s_address_refuses_to_start() {
+    let first = server(&[]);
+    let addr = s2s_addr(&first).to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(common::bin())
+        .args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .args([
+            "--domain",
+            "b.test",
+            "--c2s-listen",
+            "127.0.0.1:0",
+            "--no-c2s-tls",
+            "--no-http",
+        ])
+        .args(["--s2s-listen", &addr])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run a second xmppd");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the second server started on {addr} and kept running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!status.success(), "the second server started: {err}");
+    assert!(
+        err.contains(&format!("listening on {addr}")),
+        "the error names the address: {err}"
+    );
+    // The first server still owns its port.
+    let mut p = Peer::connect("peer.test → a.test", s2s_addr(&first));
+    let (h, _) = p.open(Some("peer.test"), LOCAL);
+    assert_eq!(h.from.as_deref(), Some(LOCAL));
+}
+
 /// CORE-S2S-03: a header whose `to` is not hosted gets our header, then host-unknown.
 #[test]
 fn core_s2s_03_unhosted_to_is_host_unknown() {

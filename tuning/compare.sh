@@ -71,6 +71,26 @@
 #                23.01 cannot create nodes concurrently). Not in the default set: over a minute
 #                per server for 3 runs (tuning/README.md, "PEP").
 #
+# Federation cases (two instances of the same server software federating with each other
+# over server-to-server streams, STARTTLS with self-signed certificates, so each peer is
+# authenticated by dialback, XEP-0220; tuning/S2S.md has the method and the figures): server
+# A serves a.test on 127.48.0.2 (c2s on the server's usual port, s2s on 5269), server B b.test
+# on 127.48.0.3; the chat senders user1..user50@a.test log into A, the receivers
+# user51..user100@b.test into B (the generator's --peer-host/--peer-port/--peer-domain), so
+# every message is relayed A -> s2s -> B. Both servers run on the server CPU (they share it),
+# the generator on its own; the headline is the sum of both servers' CPU per message (each
+# side in the raw results: sender_cpu_us_per_op, peer_cpu_us_per_op). How each finds the
+# other without touching the machine's DNS or /etc/hosts: xmppd --s2s-route; Prosody's
+# libunbound resolver reading a private hosts file (its `unbound.hoststxt`); ejabberd started
+# under `unshare -m` with a private /etc/hosts bind-mounted over the machine's (the SRV
+# lookups of _xmpp-server._tcp fail for .test, and both fall back to the domain's address on
+# port 5269). Configs in tuning/s2s/. Not in the default set. S2S_LOG=LEVEL sets the two
+# servers' log level (xmppd and Prosody: debug, info, warn; ejabberd: debug, info, warning).
+#   chat-max-s2s   chat-max across federation; headline: both servers' CPU per relayed
+#                  message.
+#   chat-1000-s2s  chat-1000 across federation (the table's headline is CPU too;
+#                  tuning/s2s/summarize_s2s.py prints p50/p99 and each side's CPU).
+#
 # What it does, end to end on a fresh Debian machine:
 #   1. installs Prosody and ejabberd from Debian's packages if missing (apt-get, root or sudo),
 #      and builds xmppd-loadtest, and xmppd when it is measured without XMPPD_BIN, in release
@@ -120,7 +140,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-known_cases="chat-max chat-max-block20 chat-1000 login-plain login-tls idle-plain idle-tls presence muc muc-20ps muc-20ps-spin muc-2shards pep chat-max-ws chat-1000-ws login-ws idle-ws chat-max-bosh chat-1000-bosh login-bosh idle-bosh"
+known_cases="chat-max chat-max-s2s chat-1000-s2s chat-max-block20 chat-1000 login-plain login-tls idle-plain idle-tls presence muc muc-20ps muc-20ps-spin muc-2shards pep chat-max-ws chat-1000-ws login-ws idle-ws chat-max-bosh chat-1000-bosh login-bosh idle-bosh"
 for c in $cases; do
   case " $known_cases " in *" $c "*) ;; *) echo "compare.sh: unknown case $c (known: $known_cases)" >&2; exit 2 ;; esac
 done
@@ -187,6 +207,27 @@ echo "== provisioning into $work"
   --domain localhost --out-xep0227 "$work/users.xml" --out-list "$work/users.txt" >/dev/null
 "$lt" provision --users "$pres_users" --contacts "$contacts" --user-prefix p --password pass \
   --domain localhost --out-xep0227 "$work/pres.xml" --out-list "$work/pres.txt" >/dev/null
+# Federation cases: the accounts of each side (senders user1..user50@a.test on server A,
+# receivers user51..user100@b.test on B; 100 on each side, the unused half is harmless), one
+# self-signed certificate per domain, and the hosts file that maps the two domains.
+s2s=false
+for c in $cases; do case "$c" in *-s2s) s2s=true ;; esac; done
+if $s2s; then
+  for side in a b; do
+    "$lt" provision --users 100 --contacts 0 --user-prefix user --password pass \
+      --domain "$side.test" --out-xep0227 "$work/s2s-$side.xml" --out-list "$work/s2s-$side.txt" >/dev/null
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+      -subj "/CN=$side.test" -addext "subjectAltName=DNS:$side.test" \
+      -keyout "$work/s2s-$side.test.key" -out "$work/s2s-$side.test.crt" 2>/dev/null
+  done
+  { cat /etc/hosts; printf '127.48.0.2 a.test\n127.48.0.3 b.test\n'; } >"$work/s2s-hosts"
+  chmod 644 "$work"/s2s-*
+fi
+s2s_ip() { case "$1" in a) echo 127.48.0.2 ;; b) echo 127.48.0.3 ;; esac; }
+s2s_other() { case "$1" in a) echo b ;; b) echo a ;; esac; }
+pair_server="" # federation cases: the server software of the running pair
+peer_pid=""    # federation cases: server B's pid (server_pid is A's)
+
 # One ECDSA P-256 certificate for every server (what xmppd generates for itself; an RSA-2048
 # signature would cost each TLS login ~0.5 ms more on every server).
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
@@ -331,6 +372,131 @@ stop_ejabberd() {
   stop_server=""
 }
 
+# ---- federation pairs (the *-s2s cases) -----------------------------------------------------
+# start_SERVER_s2s starts server A (a.test on 127.48.0.2) and server B (b.test on 127.48.0.3),
+# both pinned to the server CPU, sets server_pid (A), peer_pid (B) and port (the c2s port, the
+# same on both addresses), and returns once both listen for c2s and s2s.
+start_xmppd_s2s() {
+  port=25222
+  local side d ip other exempt=""
+  "$xmppd" serve --help 2>/dev/null | grep -q -- --exempt-loopback && exempt=--exempt-loopback
+  stop_server=stop_pair
+  for side in a b; do
+    d=$work/xmppd-s2s-$side ip=$(s2s_ip $side) other=$(s2s_other $side)
+    rm -rf "$d" && mkdir -p "$d"
+    "$xmppd" import --domain "$side.test" --data-dir "$d/data" --shared-salt "$work/s2s-$side.txt" >/dev/null
+    taskset -c "$server_cpu" "$xmppd" --data-dir "$d/data" --log "${S2S_LOG:-warn}" --shards 1 \
+      --domain "$side.test" --c2s-listen "$ip:$port" --no-c2s-tls \
+      --cert "$work/s2s-$side.test.crt" --key "$work/s2s-$side.test.key" \
+      --allow-plain-without-tls --max-connections 30000 $exempt --no-http \
+      --s2s-listen "$ip:5269" --s2s-route "$other.test=$(s2s_ip "$other"):5269" >"$d/log" 2>&1 &
+    if [ $side = a ]; then server_pid=$!; else peer_pid=$!; fi
+  done
+  for side in a b; do
+    wait_port "$(s2s_ip $side)" $port 30
+    wait_port "$(s2s_ip $side)" 5269 30
+  done
+  pin_all "$server_pid"
+  pin_all "$peer_pid"
+}
+
+start_prosody_s2s() {
+  port=25322
+  local side d ip
+  stop_server=stop_pair
+  for side in a b; do
+    d=$work/prosody-s2s-$side ip=$(s2s_ip $side)
+    rm -rf "$d" && mkdir -p "$d/data" "$d/certs"
+    cp "$work/s2s-$side.test.crt" "$d/certs/$side.test.crt"
+    cp "$work/s2s-$side.test.key" "$d/certs/$side.test.key"
+    cp "$work/s2s-hosts" "$d/hosts"
+    sed -e "s|@DIR@|$d|g" -e "s|@PORT@|$port|g" -e "s|@IP@|$ip|g" -e "s|@DOMAIN@|$side.test|g" \
+      -e "s|@LOGLEVEL@|${S2S_LOG:-warn}|g" tuning/s2s/prosody.cfg.lua.in >"$d/prosody.cfg.lua"
+    python3 tuning/peers/prosody_accounts.py "$d/data" "$side.test" <"$work/s2s-$side.txt"
+    taskset -c "$server_cpu" prosody --config "$d/prosody.cfg.lua" -F >"$d/stdout" 2>&1 &
+    if [ $side = a ]; then server_pid=$!; else peer_pid=$!; fi
+  done
+  for side in a b; do
+    wait_port "$(s2s_ip $side)" $port 30
+    wait_port "$(s2s_ip $side)" 5269 30
+  done
+  pin_all "$server_pid"
+  pin_all "$peer_pid"
+}
+
+ejctl_s2s() { # side command...: ejabberdctl of the federation node bench-SIDE
+  local side=$1 d=$work/ejabberd-s2s-$1
+  shift
+  as_root setpriv --reuid=ejabberd --regid=ejabberd --init-groups \
+    env HOME=/var/lib/ejabberd EJABBERDCTL_CONFIG_PATH="$d/ejabberdctl.cfg" ejabberdctl --config "$d/ejabberd.yml" \
+    --spool "$d/spool" --logs "$d/logs" --node "bench-$side@localhost" "$@"
+}
+start_ejabberd_s2s() {
+  port=25422
+  local side d ip
+  stop_server=stop_pair
+  for side in a b; do
+    d=$work/ejabberd-s2s-$side ip=$(s2s_ip $side)
+    rm -rf "$d" && mkdir -p "$d/spool" "$d/logs"
+    cat "$work/s2s-$side.test.crt" "$work/s2s-$side.test.key" >"$d/cert.pem"
+    sed -e "s|@DIR@|$d|g" -e "s|@PORT@|$port|g" -e "s|@IP@|$ip|g" -e "s|@DOMAIN@|$side.test|g" \
+      -e "s|@LOGLEVEL@|${S2S_LOG:-warning}|g" tuning/s2s/ejabberd.yml.in >"$d/ejabberd.yml"
+    # One scheduler for one core, as in ejabberd_files.
+    printf '%s\n' 'ERL_OPTIONS="+S 1:1 -env ERL_CRASH_DUMP_BYTES 0"' 'ERL_MAX_PORTS=65536' >"$d/ejabberdctl.cfg"
+    chown -R ejabberd:ejabberd "$d" 2>/dev/null || as_root chown -R ejabberd:ejabberd "$d"
+    # The private /etc/hosts: a mount namespace of its own (unshare -m: the bind mount is
+    # invisible outside it), inherited by the Erlang VM that ejabberdctl starts in it.
+    taskset -c "$server_cpu" unshare -m bash -c "mount --bind '$work/s2s-hosts' /etc/hosts && \
+      $(declare -f ejctl_s2s as_root); work=$work; ejctl_s2s $side start"
+    ejctl_s2s $side started >/dev/null
+    ejctl_s2s $side --no-timeout import_piefxis "$work/s2s-$side.xml" >/dev/null
+    if [ $side = a ]; then
+      server_pid=$(pgrep -f 'beam.*bench-a@localhost' | head -1)
+    else
+      peer_pid=$(pgrep -f 'beam.*bench-b@localhost' | head -1)
+    fi
+  done
+  for side in a b; do
+    wait_port "$(s2s_ip $side)" $port 60
+    wait_port "$(s2s_ip $side)" 5269 60
+  done
+  pin_all "$server_pid"
+  pin_all "$peer_pid"
+}
+
+s2s_log() { # server side: where that server writes its log
+  case "$1" in
+    xmppd) echo "$work/xmppd-s2s-$2/log" ;;
+    prosody) echo "$work/prosody-s2s-$2/prosody.log" ;;
+    ejabberd) echo "$work/ejabberd-s2s-$2/logs/ejabberd.log" ;;
+  esac
+}
+s2s_check_free() { # nothing else may listen on the pair's addresses: xmppd binds with
+  # SO_REUSEPORT, so a second listener on the same address would share its connections
+  if ss -ltnH 2>/dev/null | awk '{print $4}' | grep -qE '^127\.48\.0\.[23]:'; then
+    echo "compare.sh: something already listens on 127.48.0.2 or 127.48.0.3:" >&2
+    ss -ltnp | grep -E '127\.48\.0\.[23]:' >&2
+    return 1
+  fi
+}
+
+stop_pair() { # stops both servers of a federation pair
+  local side p
+  case "$pair_server" in
+    ejabberd)
+      for side in a b; do
+        ejctl_s2s $side stop >/dev/null 2>&1 || true
+        ejctl_s2s $side stopped >/dev/null 2>&1 || true
+      done
+      for p in $server_pid $peer_pid; do kill "$p" 2>/dev/null || true; done ;;
+    *)
+      for p in $server_pid $peer_pid; do kill "$p" 2>/dev/null || true; done
+      for p in $server_pid $peer_pid; do wait "$p" 2>/dev/null || true; done ;;
+  esac
+  peer_pid=""
+  stop_server=""
+}
+
 # ---- cases ---------------------------------------------------------------------------------
 case_args() { # case -> generator arguments
   case "$1" in
@@ -339,6 +505,9 @@ case_args() { # case -> generator arguments
     # what the privacy filter costs a message when every account has one.
     chat-max-block20) echo "chat --pairs 50 --window 16 --warmup $warmup --duration $duration --blocklist 20" ;;
     chat-1000) echo "chat --pairs 50 --rate 1000 --warmup $warmup --duration $duration" ;;
+    # The same loads across federation (run_one adds the second server's address and pid).
+    chat-max-s2s) case_args chat-max ;;
+    chat-1000-s2s) case_args chat-1000 ;;
     login-plain) echo "login --users $login_users --concurrency 50" ;;
     login-tls) echo "login --users $login_users --concurrency 50 --starttls" ;;
     idle-plain) echo "idle --users $idle_users --settle 5" ;;
@@ -399,15 +568,32 @@ run_one() { # server case run: one run on a fresh server, its result appended to
     fi
   fi
   # A fresh server for every run: no state (caches, heap growth) carried between runs.
-  "start_$server"
+  local target=(--domain localhost)
+  case "$c" in
+    *-s2s)
+      # A federation pair: senders on A (a.test), receivers on B (b.test).
+      pair_server=$server
+      s2s_check_free
+      "start_${server}_s2s"
+      target=(--host 127.48.0.2 --domain a.test --peer-host 127.48.0.3 --peer-port "$port"
+        --peer-domain b.test --peer-pid "$peer_pid") ;;
+    *) "start_$server" ;;
+  esac
   local gen_port=$port
   if [ -n "$http_transport" ]; then gen_port=$http_port; fi
   # shellcheck disable=SC2046
-  taskset -c "$gen_cpu" "$lt" $(case_args "$c") --port "$gen_port" --domain localhost \
+  taskset -c "$gen_cpu" "$lt" $(case_args "$c") --port "$gen_port" "${target[@]}" \
     --server-pid "$server_pid" --label "$server" --json --timeout 300 \
     >"$work/$server-$c-$r.out" 2>"$work/$server-$c-$r.err" || rc=$?
   line=$(grep '^{' "$work/$server-$c-$r.out" | tail -1) || true
   "$stop_server"
+  case "$c" in
+    *-s2s) # keep both servers' logs of every federation run
+      local side
+      for side in a b; do
+        cp "$(s2s_log "$server" "$side")" "$work/$server-$c-$r.$side.log" 2>/dev/null || true
+      done ;;
+  esac
   if [ "$rc" = 3 ]; then
     # The generator's "feature not supported by the server" (muc without MUC, a blocklist
     # without XEP-0191, no BOSH endpoint): recorded as such, not as a failed run.

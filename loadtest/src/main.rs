@@ -154,6 +154,21 @@ struct Common {
     /// Server process id: its CPU (/proc/PID/task/*/schedstat, /proc/PID/stat) and RSS (/proc/PID/status) are reported.
     #[arg(long, global = true)]
     server_pid: Option<u32>,
+    /// Federation (chat only): address of a second server; the receivers (users P+1..2P) log
+    /// into it, as {prefix}{i}@--peer-domain, and the senders address them there, so every
+    /// message crosses a server-to-server stream from --domain to --peer-domain. TCP only.
+    #[arg(long, global = true, requires = "peer_domain")]
+    peer_host: Option<Ipv4Addr>,
+    /// Federation: the second server's c2s port [default: --port].
+    #[arg(long, global = true, requires = "peer_domain")]
+    peer_port: Option<u16>,
+    /// Federation: the second server's XMPP domain (the receivers' accounts).
+    #[arg(long, global = true)]
+    peer_domain: Option<String>,
+    /// Federation: the second server's process id; its CPU is read like --server-pid's and
+    /// reported per op beside it (server_cpu_us_per_op is then the sum of both).
+    #[arg(long, global = true)]
+    peer_pid: Option<u32>,
     /// Also print one JSON line (starting with '{') per run.
     #[arg(long, global = true)]
     json: bool,
@@ -239,6 +254,10 @@ struct ChatArgs {
     /// Body size in bytes.
     #[arg(long, default_value_t = 64)]
     body_bytes: usize,
+    /// After the measured window, stop sending and wait up to this many seconds for the
+    /// messages in flight; those neither delivered nor bounced by then are reported as lost.
+    #[arg(long, default_value_t = 5.0)]
+    drain: f64,
     /// Give every account a blocklist of N JIDs (blocked{i}@blocked.example, none of them in
     /// the test) before loading: after login each account unblocks all, then blocks them with
     /// XEP-0191 IQs of at most 200 items, each awaited. 0: no blocking IQs at all. Exit 3 if
@@ -420,6 +439,10 @@ fn main() -> ExitCode {
         }
         _ => {}
     }
+    if c.peer_domain.is_some() && !matches!(cli.cmd, Cmd::Chat(_)) {
+        eprintln!("xmppd-loadtest: --peer-domain (federation) is for the chat scenario only");
+        return ExitCode::from(2);
+    }
     let limit = raise_nofile();
     println!("RLIMIT_NOFILE: {limit}");
     let threads = c.threads.max(1);
@@ -515,6 +538,7 @@ fn target(c: &Common, sessions: usize) -> Target {
             },
             TransportArg::Tcp => Transport::Tcp,
         },
+        peer: None,
     }
 }
 
@@ -575,13 +599,13 @@ fn measure_until(
     scenario: &str,
     mode: &str,
 ) -> (Report, bool) {
-    let mark = CpuMark::now(c.server_pid);
+    let mark = CpuMark::now(c.server_pid, c.peer_pid);
     let t0 = Instant::now();
     sh.measuring.store(true, Relaxed);
     sh.phase.store(phase::RUN, Relaxed);
     let complete = wait_until(deadline, || sh.ops.load(Relaxed) >= expected);
     let window = t0.elapsed();
-    let cpu = mark.since(c.server_pid);
+    let cpu = mark.since(c.server_pid, c.peer_pid);
     sh.measuring.store(false, Relaxed);
     (
         stop_and_report(c, sh, h, scenario, mode, window, cpu),
@@ -620,14 +644,14 @@ fn measure_window(
     scenario: &str,
     mode: &str,
 ) -> Report {
-    let mark = CpuMark::now(c.server_pid);
+    let mark = CpuMark::now(c.server_pid, c.peer_pid);
     let t0 = Instant::now();
     sh.measuring.store(true, Relaxed);
     progress(&format!("{scenario}: measuring {duration}s"));
     sleep_bounded(Duration::from_secs_f64(duration.max(0.0)), deadline);
     sh.measuring.store(false, Relaxed);
     let window = t0.elapsed();
-    let cpu = mark.since(c.server_pid);
+    let cpu = mark.since(c.server_pid, c.peer_pid);
     stop_and_report(c, sh, h, scenario, mode, window, cpu)
 }
 
@@ -670,13 +694,25 @@ fn chat(c: &Common, threads: usize, a: &ChatArgs, limit: u64) -> Result<ExitCode
     let deadline = Instant::now() + Duration::from_secs(c.timeout);
     let epoch = Instant::now();
     let sh = Arc::new(Shared::default());
-    let tgt = target(c, 2 * pairs);
+    let mut tgt = target(c, 2 * pairs);
+    if let Some(domain) = &c.peer_domain {
+        if c.transport != TransportArg::Tcp {
+            return Err("--peer-domain: federation runs are TCP only".into());
+        }
+        tgt.peer = Some(net::Peer {
+            host: c.peer_host.unwrap_or(c.host),
+            port: c.peer_port.unwrap_or(c.port),
+            domain: domain.clone(),
+            first_user: pairs + 1,
+        });
+    }
     let cfg = scenarios::ChatCfg {
         pairs,
         window: a.window.max(1),
         rate: a.rate,
         body_bytes: a.body_bytes,
         blocklist: usize::from(a.blocklist),
+        peer_domain: c.peer_domain.clone(),
     };
     let (sh2, dom, pre, conc) = (
         sh.clone(),
@@ -730,7 +766,47 @@ fn chat(c: &Common, threads: usize, a: &ChatArgs, limit: u64) -> Result<ExitCode
     // Let initial presence traffic drain before loading.
     sleep_bounded(Duration::from_millis(300), deadline);
     let mode = if a.rate.is_some() { "open" } else { "closed" };
-    let r = measure_for(c, &sh, h, a.warmup, a.duration, deadline, "chat", mode);
+    sh.phase.store(phase::RUN, Relaxed);
+    progress(&format!("chat: warmup {}s", a.warmup));
+    sleep_bounded(Duration::from_secs_f64(a.warmup.max(0.0)), deadline);
+    let mark = CpuMark::now(c.server_pid, c.peer_pid);
+    let t0 = Instant::now();
+    sh.measuring.store(true, Relaxed);
+    progress(&format!("chat: measuring {}s", a.duration));
+    sleep_bounded(Duration::from_secs_f64(a.duration.max(0.0)), deadline);
+    sh.measuring.store(false, Relaxed);
+    let window = t0.elapsed();
+    let cpu = mark.since(c.server_pid, c.peer_pid);
+    // Stop sending and let what is in flight arrive (at most --drain seconds): every message
+    // sent must be delivered or bounced; the rest were lost.
+    sh.phase.store(phase::DRAIN, Relaxed);
+    let settled = || {
+        sh.chat_delivered.load(Relaxed) + sh.chat_bounced.load(Relaxed)
+            >= sh.chat_sent.load(Relaxed)
+    };
+    let drain_deadline = (Instant::now() + Duration::from_secs_f64(a.drain.max(0.0))).min(deadline);
+    let t_drain = Instant::now();
+    wait_until(drain_deadline, settled);
+    let drain_s = t_drain.elapsed().as_secs_f64();
+    let (sent, delivered, bounced) = (
+        sh.chat_sent.load(Relaxed),
+        sh.chat_delivered.load(Relaxed),
+        sh.chat_bounced.load(Relaxed),
+    );
+    let lost = sent.saturating_sub(delivered + bounced);
+    if lost > 0 || bounced > 0 {
+        eprintln!(
+            "xmppd-loadtest: chat: {sent} messages sent, {delivered} delivered, {bounced} \
+             bounced, {lost} neither after {drain_s:.1} s of drain; first error: {}",
+            first_error(&sh)
+        );
+    }
+    let r = stop_and_report(c, &sh, h, "chat", mode, window, cpu)
+        .param("sent", sent)
+        .param("delivered", delivered)
+        .param("bounced", bounced)
+        .param("lost", lost)
+        .param("drain_s", (drain_s * 1000.0).round() / 1000.0);
     let ops = r.ops;
     let mut r = r
         .param("pairs", pairs)
@@ -743,7 +819,13 @@ fn chat(c: &Common, threads: usize, a: &ChatArgs, limit: u64) -> Result<ExitCode
     if let Some(rate) = a.rate {
         r = r.param("rate", rate);
     }
+    if let Some(d) = &c.peer_domain {
+        r = r
+            .param("domain", c.domain.clone())
+            .param("peer_domain", d.clone());
+    }
     r.server_rss_kib = c.server_pid.and_then(stats::server_rss_kib);
+    r.peer_rss_kib = c.peer_pid.and_then(stats::server_rss_kib);
     emit(c, &r);
     Ok(if ops > 0 {
         ExitCode::SUCCESS
@@ -805,11 +887,11 @@ fn login(c: &Common, threads: usize, a: &LoginArgs, limit: u64) -> Result<ExitCo
         std::thread::sleep(Duration::from_millis(500));
     }
     progress(&format!("login: {users} accounts"));
-    let mark = CpuMark::now(c.server_pid);
+    let mark = CpuMark::now(c.server_pid, c.peer_pid);
     let t0 = Instant::now();
     let (sh, h, ok) = login_pass(c, threads, users, a.rate, a.presence, a.keep, deadline);
     let window = t0.elapsed();
-    let cpu = mark.since(c.server_pid);
+    let cpu = mark.since(c.server_pid, c.peer_pid);
     let rss = c.server_pid.and_then(stats::server_rss_kib);
     let mode = if a.rate.is_some() { "rate" } else { "storm" };
     let r = stop_and_report(c, &sh, h, "login", mode, window, cpu);
@@ -841,12 +923,12 @@ fn idle(c: &Common, threads: usize, a: &IdleArgs, limit: u64) -> Result<ExitCode
     let deadline = Instant::now() + Duration::from_secs(c.timeout);
     let users = cap_sessions(a.users, limit, threads, sockets_per_session(c, false));
     let before = c.server_pid.and_then(stats::server_rss_kib);
-    let mark = CpuMark::now(c.server_pid);
+    let mark = CpuMark::now(c.server_pid, c.peer_pid);
     let t0 = Instant::now();
     progress(&format!("idle: logging in {users} sessions"));
     let (sh, h, ok) = login_pass(c, threads, users, None, a.presence, true, deadline);
     let window = t0.elapsed();
-    let cpu = mark.since(c.server_pid);
+    let cpu = mark.since(c.server_pid, c.peer_pid);
     if !ok || sh.established.load(Relaxed) < users as u64 {
         let msg = format!(
             "only {}/{users} sessions logged in; first error: {}",
@@ -1235,7 +1317,7 @@ fn pep(c: &Common, threads: usize, a: &PepArgs, limit: u64) -> Result<ExitCode, 
         }
     } else {
         let expected = users as u64 * per_publish * u64::from(a.rounds);
-        let mark = CpuMark::now(c.server_pid);
+        let mark = CpuMark::now(c.server_pid, c.peer_pid);
         let t0 = Instant::now();
         sh.measuring.store(true, Relaxed);
         sh.phase.store(phase::RUN, Relaxed);
@@ -1246,7 +1328,7 @@ fn pep(c: &Common, threads: usize, a: &PepArgs, limit: u64) -> Result<ExitCode, 
                 || (silent() && t0.elapsed() >= grace)
         });
         let window = t0.elapsed();
-        let cpu = mark.since(c.server_pid);
+        let cpu = mark.since(c.server_pid, c.peer_pid);
         sh.measuring.store(false, Relaxed);
         if unsupported().is_some() || silent() {
             return not_supported(h);

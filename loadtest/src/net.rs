@@ -195,6 +195,38 @@ pub struct Target {
     pub spin: bool,
     /// TCP or WebSocket.
     pub transport: Transport,
+    /// A second server (federation): users from [`Peer::first_user`] on log in there.
+    pub peer: Option<Peer>,
+}
+
+/// The second server of a federation run: the accounts `{prefix}{first_user..}` live there
+/// (their domain is `domain`); the others on [`Target::host`]. TCP only.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    /// Peer server address.
+    pub host: Ipv4Addr,
+    /// Peer c2s port.
+    pub port: u16,
+    /// Peer's XMPP domain (stream `to`, account domain).
+    pub domain: String,
+    /// First user (1-based) homed on the peer.
+    pub first_user: usize,
+}
+
+impl Target {
+    /// The peer when `user` is homed there.
+    fn peer_of(&self, user: usize) -> Option<&Peer> {
+        self.peer.as_ref().filter(|p| user >= p.first_user)
+    }
+    /// The XMPP domain of `user`'s server.
+    pub fn domain_of(&self, user: usize) -> &str {
+        self.peer_of(user).map_or(&self.login.domain, |p| &p.domain)
+    }
+    /// The c2s address of `user`'s server.
+    fn addr_of(&self, user: usize) -> (Ipv4Addr, u16) {
+        self.peer_of(user)
+            .map_or((self.host, self.port), |p| (p.host, p.port))
+    }
 }
 
 /// The socket loop of one worker thread.
@@ -284,11 +316,11 @@ impl Net {
 
     /// Starts connecting and logging in user `user` (1-based); `seq` picks the source address.
     pub fn connect(&mut self, user: usize, seq: usize, t_start_ns: u64) -> io::Result<Id> {
-        let sock = self.open_socket(seq)?;
+        let sock = self.open_socket(seq, user)?;
         let mut wbuf = Vec::with_capacity(4096);
         let (ws, wsr, bosh) = match &self.target.transport {
             Transport::Tcp => {
-                stream_header(&mut wbuf, &self.target.login.domain);
+                stream_header(&mut wbuf, self.target.domain_of(user));
                 (WsState::Off, None, None)
             }
             Transport::Bosh { path, wait } => {
@@ -378,7 +410,7 @@ impl Net {
         let Some(user) = self.conn(id).map(|c| c.user) else {
             return Ok(());
         };
-        let sock = self.open_socket(user + link * 7919)?;
+        let sock = self.open_socket(user + link * 7919, user)?;
         self.register(
             sock.as_raw_fd(),
             id as u64 | if link == 1 { LINK1 } else { 0 },
@@ -408,7 +440,7 @@ impl Net {
         Ok(())
     }
 
-    fn open_socket(&self, seq: usize) -> io::Result<TcpStream> {
+    fn open_socket(&self, seq: usize, user: usize) -> io::Result<TcpStream> {
         // SAFETY: socket/bind/connect on a fresh fd we own; errors checked.
         unsafe {
             let fd = libc::socket(
@@ -433,7 +465,8 @@ impl Net {
                     return Err(io::Error::last_os_error());
                 }
             }
-            let sa = sockaddr(self.target.host, self.target.port);
+            let (host, port) = self.target.addr_of(user);
+            let sa = sockaddr(host, port);
             let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
             if libc::connect(fd, &sa as *const _ as *const libc::sockaddr, len) < 0 {
                 let e = io::Error::last_os_error();
@@ -1236,16 +1269,17 @@ impl Net {
         } else {
             match action {
                 Action::StartTls => {
-                    let name = ServerName::try_from(self.target.login.domain.clone())
+                    let domain = self.target.domain_of(c.user);
+                    let name = ServerName::try_from(domain.to_string())
                         .unwrap_or_else(|_| ServerName::IpAddress(Ipv4Addr::LOCALHOST.into()));
                     let tls = ClientConnection::new(self.target.tls.clone(), name)
                         .map_err(|e| LoginError::StreamError(format!("tls: {e}")))?;
                     c.tls = Some(Box::new(tls));
                     c.wbuf.clear();
                     c.wpos = 0;
-                    stream_header(&mut c.wbuf, &self.target.login.domain);
+                    stream_header(&mut c.wbuf, domain);
                 }
-                Action::Restart => stream_header(&mut c.wbuf, &self.target.login.domain),
+                Action::Restart => stream_header(&mut c.wbuf, self.target.domain_of(c.user)),
                 _ => {}
             }
         }

@@ -26,6 +26,9 @@ pub mod phase {
     /// PEP: every user publishes its first item, one user at a time per thread (after the
     /// logins, before [`RUN`]; numerically after [`STOP`] only to keep the others' order).
     pub const CREATE: u8 = 5;
+    /// Chat: the load stopped (nothing new is sent), the connections stay open so that the
+    /// messages in flight arrive and lost ones can be counted (after [`RUN`], before [`STOP`]).
+    pub const DRAIN: u8 = 6;
 }
 
 /// State shared by the main thread and the workers.
@@ -60,6 +63,12 @@ pub struct Shared {
     pub own_notified: AtomicU64,
     /// PEP: disco#info (caps) queries answered.
     pub caps_queries: AtomicU64,
+    /// Chat: messages sent (all phases).
+    pub chat_sent: AtomicU64,
+    /// Chat: messages delivered to their receivers (all phases).
+    pub chat_delivered: AtomicU64,
+    /// Chat: messages bounced back to their senders as errors (all phases).
+    pub chat_bounced: AtomicU64,
     /// PEP: users whose first item (which creates the node) was published.
     pub created: AtomicU64,
     /// PEP: notifications of those first items received by contacts.
@@ -189,6 +198,9 @@ pub struct ChatCfg {
     pub body_bytes: usize,
     /// Blocklist entries each account sets up after login (0: no blocking IQs at all).
     pub blocklist: usize,
+    /// Federation: the receivers' domain (they log into the peer server), None: the
+    /// senders' own.
+    pub peer_domain: Option<String>,
 }
 
 /// Most `<item/>`s per blocking IQ.
@@ -270,6 +282,8 @@ impl Chat {
         conc: usize,
     ) -> Self {
         let p = cfg.pairs;
+        // Receivers on a federated peer are addressed in its domain.
+        let domain = cfg.peer_domain.as_deref().unwrap_or(domain);
         let mine: Vec<usize> = (t..p).step_by(threads).collect();
         let users: Vec<usize> = mine.iter().flat_map(|&i| [i + 1, i + 1 + p]).collect();
         let pairs = mine
@@ -319,6 +333,7 @@ impl Chat {
         };
         let Some(id) = pair.sender else { return };
         pair.inflight += 1;
+        self.sh.chat_sent.fetch_add(1, Relaxed);
         let (prefix, suffix) = (&pair.prefix, &self.suffix);
         net.send_with(id, |w| {
             w.extend_from_slice(prefix);
@@ -455,9 +470,18 @@ impl Driver for Chat {
         let li = li as usize;
         if attr(s, b"type") == Some(b"error") {
             self.errors += 1;
+            self.sh.chat_bounced.fetch_add(1, Relaxed);
+            if let Ok(mut e) = self.sh.first_error.lock() {
+                e.get_or_insert_with(|| {
+                    format!("chat: message bounced: {}", String::from_utf8_lossy(s))
+                });
+            }
         } else if self.sh.measuring.load(Relaxed) {
+            self.sh.chat_delivered.fetch_add(1, Relaxed);
             self.sh.ops.fetch_add(1, Relaxed);
             record_ns(&mut self.hist, now.saturating_sub(stamp));
+        } else {
+            self.sh.chat_delivered.fetch_add(1, Relaxed);
         }
         if let Some(p) = self.pairs.get_mut(li) {
             p.inflight = p.inflight.saturating_sub(1);
@@ -1599,6 +1623,7 @@ mod tests {
             tls: crate::net::tls_config(),
             spin: false,
             transport: crate::net::Transport::Tcp,
+            peer: None,
         };
         let net = Net::new(target, Instant::now(), 1).expect("epoll");
         (d, net)
@@ -1620,6 +1645,7 @@ mod tests {
             tls: crate::net::tls_config(),
             spin: false,
             transport: crate::net::Transport::Tcp,
+            peer: None,
         };
         Net::new(target, Instant::now(), 1).expect("epoll")
     }

@@ -168,6 +168,7 @@ fn parse_cpu_line(line: &str) -> Option<(u64, u64)> {
 #[derive(Debug, Clone)]
 pub struct CpuMark {
     server: Option<ServerCpu>,
+    peer: Option<ServerCpu>,
     gen_us: u64,
     machine: Option<(u64, u64)>,
 }
@@ -177,6 +178,8 @@ pub struct CpuMark {
 pub struct CpuUse {
     /// The server's, in µs (None without `--server-pid`).
     pub server_us: Option<u64>,
+    /// The federated peer server's, in µs (None without `--peer-pid`).
+    pub peer_us: Option<u64>,
     /// The generator's, in µs.
     pub gen_us: u64,
     /// Share of the machine's CPU time the hypervisor gave to others (steal), in percent:
@@ -188,18 +191,23 @@ pub struct CpuUse {
 
 impl CpuMark {
     /// Reads both sides and the machine now.
-    pub fn now(server_pid: Option<u32>) -> Self {
+    pub fn now(server_pid: Option<u32>, peer_pid: Option<u32>) -> Self {
         Self {
             server: server_pid.and_then(server_cpu),
+            peer: peer_pid.and_then(server_cpu),
             gen_us: self_cpu_us(),
             machine: machine_ticks(),
         }
     }
 
     /// CPU used since `self`.
-    pub fn since(&self, server_pid: Option<u32>) -> CpuUse {
-        let now = Self::now(server_pid);
+    pub fn since(&self, server_pid: Option<u32>, peer_pid: Option<u32>) -> CpuUse {
+        let now = Self::now(server_pid, peer_pid);
         let server_us = match (&self.server, &now.server) {
+            (Some(a), Some(b)) => Some(a.delta_us(b)),
+            _ => None,
+        };
+        let peer_us = match (&self.peer, &now.peer) {
             (Some(a), Some(b)) => Some(a.delta_us(b)),
             _ => None,
         };
@@ -211,6 +219,7 @@ impl CpuMark {
         };
         CpuUse {
             server_us,
+            peer_us,
             gen_us: now.gen_us.saturating_sub(self.gen_us),
             steal_pct,
         }
@@ -240,8 +249,15 @@ pub struct Report {
     pub duration_s: f64,
     /// ops / duration_s.
     pub throughput_per_s: f64,
-    /// Server CPU µs per op (needs `--server-pid`).
+    /// Server CPU µs per op (needs `--server-pid`); with `--peer-pid` (federation) the sum
+    /// of both servers'.
     pub server_cpu_us_per_op: Option<f64>,
+    /// Federation: the first server's (`--server-pid`, the senders' side) CPU µs per op.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender_cpu_us_per_op: Option<f64>,
+    /// Federation: the peer server's (`--peer-pid`, the receivers' side) CPU µs per op.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_cpu_us_per_op: Option<f64>,
     /// Generator CPU µs per op.
     pub gen_cpu_us_per_op: Option<f64>,
     /// Server CPU utilisation over the window, percent of one core.
@@ -257,6 +273,9 @@ pub struct Report {
     pub rss_kib_per_session: Option<f64>,
     /// Server VmRSS at the end, KiB.
     pub server_rss_kib: Option<u64>,
+    /// Federation: the peer server's VmRSS at the end, KiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_rss_kib: Option<u64>,
     /// Errors (failed logins, stream errors, lost connections, …).
     pub errors: u64,
     /// Scenario parameters (flattened into the top-level object).
@@ -278,6 +297,11 @@ impl Report {
         errors: u64,
     ) -> Self {
         let secs = window.as_secs_f64().max(1e-9);
+        // Federation: both servers' CPU (each side is reported on its own as well).
+        let both = match (cpu.server_us, cpu.peer_us) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, _) => a,
+        };
         Self {
             scenario: scenario.into(),
             mode: mode.into(),
@@ -285,16 +309,17 @@ impl Report {
             ops,
             duration_s: round3(window.as_secs_f64()),
             throughput_per_s: round3(ops as f64 / secs),
-            server_cpu_us_per_op: us_per_op(cpu.server_us, ops).map(round3),
+            server_cpu_us_per_op: us_per_op(both, ops).map(round3),
+            sender_cpu_us_per_op: cpu.peer_us.and(us_per_op(cpu.server_us, ops)).map(round3),
+            peer_cpu_us_per_op: us_per_op(cpu.peer_us, ops).map(round3),
             gen_cpu_us_per_op: us_per_op(Some(cpu.gen_us), ops).map(round3),
-            server_cpu_pct: cpu
-                .server_us
-                .map(|us| round3(us as f64 / 1e6 / secs * 100.0)),
+            server_cpu_pct: both.map(|us| round3(us as f64 / 1e6 / secs * 100.0)),
             gen_cpu_pct: round3(cpu.gen_us as f64 / 1e6 / secs * 100.0),
             steal_pct: cpu.steal_pct.map(round3),
             latency_us: latency,
             rss_kib_per_session: None,
             server_rss_kib: None,
+            peer_rss_kib: None,
             errors,
             params: serde_json::Map::new(),
         }
@@ -344,6 +369,13 @@ impl Report {
             "  server cpu/op       {:>14}\n",
             opt(self.server_cpu_us_per_op, " us")
         ));
+        if let (Some(a), Some(b)) = (self.sender_cpu_us_per_op, self.peer_cpu_us_per_op) {
+            s.push_str(&format!(
+                "    sender side       {:>14}\n    receiver side     {:>14}\n",
+                opt(Some(a), " us"),
+                opt(Some(b), " us")
+            ));
+        }
         s.push_str(&format!(
             "  generator cpu/op    {:>14}\n",
             opt(self.gen_cpu_us_per_op, " us")
@@ -369,6 +401,9 @@ impl Report {
         }
         if let Some(r) = self.server_rss_kib {
             s.push_str(&format!("  server rss          {r:>10} KiB\n"));
+        }
+        if let Some(r) = self.peer_rss_kib {
+            s.push_str(&format!("  peer server rss     {r:>10} KiB\n"));
         }
         s.push_str(&format!("  errors              {:>14}\n", self.errors));
         if let (Some(sv), Some(g)) = (self.server_cpu_us_per_op, self.gen_cpu_us_per_op) {
@@ -446,6 +481,7 @@ mod tests {
             Duration::from_secs(2),
             CpuUse {
                 server_us: Some(1_000_000),
+                peer_us: None,
                 gen_us: 250_000,
                 steal_pct: Some(1.5),
             },
@@ -457,6 +493,29 @@ mod tests {
         assert_eq!(r.gen_cpu_us_per_op, Some(250.0));
         assert_eq!(r.server_cpu_pct, Some(50.0));
         assert_eq!(r.steal_pct, Some(1.5));
+        assert_eq!(r.sender_cpu_us_per_op, None);
+        assert!(!r.json_line().contains("peer_cpu_us_per_op"));
+        // Federation: the headline is the sum of both servers, each side reported too.
+        let f = Report::new(
+            "chat",
+            "closed",
+            "xmppd",
+            1000,
+            Duration::from_secs(2),
+            CpuUse {
+                server_us: Some(1_000_000),
+                peer_us: Some(500_000),
+                gen_us: 250_000,
+                steal_pct: None,
+            },
+            Latency::default(),
+            0,
+        );
+        assert_eq!(f.server_cpu_us_per_op, Some(1500.0));
+        assert_eq!(f.sender_cpu_us_per_op, Some(1000.0));
+        assert_eq!(f.peer_cpu_us_per_op, Some(500.0));
+        assert_eq!(f.server_cpu_pct, Some(75.0));
+        assert!(f.table().contains("receiver side"));
     }
 
     #[test]

@@ -559,6 +559,14 @@ impl In {
     }
 
     async fn finish(&mut self, link: &mut Link, end: End) {
+        let why = match &end {
+            End::Error(e) => e.condition.name(),
+            End::PeerClosed => "closed by the peer",
+            End::Lost => "connection lost",
+            End::Close => "refused dialback key",
+            End::Idle => "idle",
+        };
+        tracing::debug!(peer = %self.peer, remote = ?self.remote, local = ?self.local, why, "s2s incoming stream ends");
         match end {
             End::Lost => {
                 self.handle.discard();
