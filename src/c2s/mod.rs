@@ -28,6 +28,33 @@ use crate::xmpp::jid::Jid;
 
 pub use conn::Handoff;
 
+/// The next accepted connection and its peer address; None once the server is stopping. A
+/// failed accept (EMFILE and friends) is logged and retried after a pause instead of
+/// spinning. For the listeners whose loops need nothing more (components, s2s).
+pub async fn accept_next(
+    listener: &TcpListener,
+    links: &Links,
+    what: &str,
+) -> Option<(glommio::net::TcpStream, SocketAddr)> {
+    loop {
+        match listener.accept().await {
+            Ok(s) if !links.stopping() => {
+                let peer = s
+                    .peer_addr()
+                    .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                let _ = s.set_nodelay(true);
+                return Some((s, peer));
+            }
+            Ok(_) => return None,
+            Err(_) if links.stopping() => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, listener = what, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// Size of the shard's socket read buffer (and of its decrypted-data buffer).
 const READ_CHUNK: usize = 64 * 1024;
 

@@ -20,7 +20,6 @@ use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
 
 use glommio::net::TcpListener;
 
@@ -75,30 +74,14 @@ impl Components {
 
     /// Accept component connections until the server stops.
     pub async fn accept_loop(self: Rc<Self>, listener: TcpListener) {
-        loop {
-            let stream = match listener.accept().await {
-                Ok(s) => s,
-                Err(e) => {
-                    if self.links.stopping() {
-                        return;
-                    }
-                    tracing::warn!(error = %e, "component accept failed");
-                    glommio::timer::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            if self.links.stopping() {
-                return;
-            }
-            let peer = stream
-                .peer_addr()
-                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        while let Some((stream, peer)) =
+            crate::c2s::accept_next(&listener, &self.links, "component").await
+        {
             if self.handshaking.get() >= MAX_HANDSHAKING {
                 tracing::warn!(%peer, "too many component connections in their handshake");
                 drop(stream);
                 continue;
             }
-            let _ = stream.set_nodelay(true);
             let me = self.clone();
             glommio::spawn_local(async move {
                 conn::accepted(me, stream, peer).await;

@@ -37,7 +37,6 @@ pub mod resolve;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -223,24 +222,9 @@ impl S2s {
 
     /// Accept incoming streams until the server stops.
     pub async fn accept_loop(self: Rc<Self>, listener: TcpListener, direct_tls: bool) {
-        loop {
-            let stream = match listener.accept().await {
-                Ok(s) => s,
-                Err(e) => {
-                    if self.links.stopping() {
-                        return;
-                    }
-                    tracing::warn!(error = %e, "s2s accept failed");
-                    glommio::timer::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            if self.links.stopping() {
-                return;
-            }
-            let peer = stream
-                .peer_addr()
-                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        while let Some((stream, peer)) =
+            crate::c2s::accept_next(&listener, &self.links, "s2s").await
+        {
             let n = self.shared.incoming.fetch_add(1, Ordering::AcqRel);
             if n >= self.config.s2s.max_incoming {
                 self.shared.incoming.fetch_sub(1, Ordering::AcqRel);
@@ -248,7 +232,6 @@ impl S2s {
                 drop(stream);
                 continue;
             }
-            let _ = stream.set_nodelay(true);
             let me = self.clone();
             glommio::spawn_local(async move {
                 incoming::serve(me.clone(), stream, peer, direct_tls).await;
