@@ -502,6 +502,14 @@ async fn shard_main(init: ShardInit) {
                                         Err(any) => {
                                             match (any.downcast::<crate::s2s::VerifyAsk>(), &s2s) {
                                                 (Ok(ask), Some(s2s)) => s2s.verify_here(*ask),
+                                                (Err(any), Some(s2s)) => {
+                                                    match any.downcast::<crate::s2s::InHandoff>() {
+                                                        Ok(h) => s2s.adopt(*h),
+                                                        Err(_) => {
+                                                            tracing::error!("unknown hand-off type")
+                                                        }
+                                                    }
+                                                }
                                                 _ => tracing::error!("unknown hand-off type"),
                                             }
                                         }

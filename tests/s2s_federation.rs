@@ -125,6 +125,20 @@ fn log_line(log: &str, needles: &[&str]) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The first log line of `s` holding every needle, waited for a few seconds: the harness
+/// copies the server's log on a thread of its own, so a line may trail what the test saw on
+/// the wire.
+fn wait_line(s: &Server, needles: &[&str]) -> Option<String> {
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let l = log_line(&s.log(), needles);
+        if l.is_some() || std::time::Instant::now() >= until {
+            return l;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The log without terminal colours.
 fn strip_ansi(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -213,8 +227,8 @@ fn s2s_dialback_chat_both_ways_with_self_signed_certificates() {
         Some(format!("{}/laptop", bob.jid).as_str()),
         "{m:?}"
     );
-    let la = log_line(&a.log(), &["s2s outgoing stream up", "dialback"]);
-    let lb = log_line(&b.log(), &["s2s outgoing stream up", "dialback"]);
+    let la = wait_line(&a, &["s2s outgoing stream up", "dialback"]);
+    let lb = wait_line(&b, &["s2s outgoing stream up", "dialback"]);
     assert!(la.is_some(), "A's s2s log:\n{}", s2s_lines(&a));
     assert!(lb.is_some(), "B's s2s log:\n{}", s2s_lines(&b));
 }
@@ -1115,15 +1129,16 @@ fn exchange(a: &Server, b: &Server) {
 }
 
 /// EXT-S2S-01/02/03, CORE-S2S-04/09: with certificates from a CA both trust (`--s2s-ca`),
-/// the streams authenticate by SASL EXTERNAL, not dialback, both ways.
+/// the streams authenticate by SASL EXTERNAL, not dialback, both ways (bidirectional streams
+/// off, so that each side opens its own).
 #[test]
 fn ext_s2s_01_02_03_sasl_external_with_a_test_ca() {
     let setup = ca_setup(&["a.test", "b.test"]);
-    let (a, b) = ca_pair(&setup, &[]);
+    let (a, b) = ca_pair(&setup, &["--s2s-no-bidi"]);
     let _g = dump(&a, &b);
     exchange(&a, &b);
     for (s, name) in [(&a, "A"), (&b, "B")] {
-        let up = log_line(&s.log(), &["s2s outgoing stream up"])
+        let up = wait_line(s, &["s2s outgoing stream up"])
             .unwrap_or_else(|| panic!("{name}: no stream up; s2s log:\n{}", s2s_lines(s)));
         assert!(
             up.contains("sasl-external"),
@@ -1136,11 +1151,51 @@ fn ext_s2s_01_02_03_sasl_external_with_a_test_ca() {
             s2s_lines(s)
         );
         assert!(
-            log_line(&s.log(), &["incoming stream authenticated (SASL EXTERNAL)"]).is_some(),
+            wait_line(s, &["incoming stream authenticated (SASL EXTERNAL)"]).is_some(),
             "{name}: the incoming stream did not authenticate by EXTERNAL:\n{}",
             s2s_lines(s)
         );
     }
+}
+
+/// XEP-0288 with SASL EXTERNAL: A's stream to B asks for bidirectionality, and B answers
+/// over it: one connection carries both ways, B opens none (the reverse pair is
+/// authenticated by the stream's certificate and `to`).
+#[test]
+fn xep0288_bidi_one_connection_both_ways_with_sasl_external() {
+    let setup = ca_setup(&["a.test", "b.test"]);
+    let (a, b) = ca_pair(&setup, &[]);
+    let _g = dump(&a, &b);
+    exchange(&a, &b);
+    let up = wait_line(&a, &["s2s outgoing stream up"]).unwrap_or_default();
+    assert!(
+        up.contains("sasl-external") && up.contains("bidi=true"),
+        "A's stream: {up}\n{}",
+        s2s_lines(&a)
+    );
+    assert!(
+        wait_line(
+            &b,
+            &[
+                "carries our stanzas too (bidi)",
+                "local=\"b.test\"",
+                "remote=\"a.test\""
+            ]
+        )
+        .is_some(),
+        "B did not use A's stream:\n{}",
+        s2s_lines(&b)
+    );
+    assert!(
+        log_line(&b.log(), &["s2s outgoing stream up"]).is_none(),
+        "B opened a stream of its own:\n{}",
+        s2s_lines(&b)
+    );
+    assert!(
+        log_line(&a.log(), &["incoming stream authenticated"]).is_none(),
+        "B connected to A:\n{}",
+        s2s_lines(&a)
+    );
 }
 
 /// CORE-S2S-09, EXT-S2S-01: with valid certificates, dialback off and valid certificates
@@ -1151,7 +1206,7 @@ fn ext_s2s_01_sasl_external_alone_when_dialback_is_off() {
     let (a, b) = ca_pair(&setup, &["--s2s-no-dialback", "--s2s-require-valid-cert"]);
     let _g = dump(&a, &b);
     exchange(&a, &b);
-    let up = log_line(&a.log(), &["s2s outgoing stream up"]).unwrap_or_default();
+    let up = wait_line(&a, &["s2s outgoing stream up"]).unwrap_or_default();
     assert!(up.contains("sasl-external"), "{up}\n{}", s2s_lines(&a));
 }
 
@@ -1194,8 +1249,8 @@ fn core_s2s_09_no_dialback_with_self_signed_certificates_bounces() {
         s2s_lines(&a)
     );
     assert!(
-        log_line(
-            &a.log(),
+        wait_line(
+            &a,
             &["s2s stream failed", "no authentication method in common"]
         )
         .is_some(),
@@ -1217,7 +1272,7 @@ fn core_s2s_09_require_valid_cert_with_self_signed_certificates_bounces() {
         s2s_lines(&a)
     );
     assert!(
-        log_line(&a.log(), &["s2s stream failed", "certificate is"]).is_some(),
+        wait_line(&a, &["s2s stream failed", "certificate is"]).is_some(),
         "the reason: {}",
         s2s_lines(&a)
     );

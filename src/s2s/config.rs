@@ -56,6 +56,11 @@ pub struct S2sArgs {
     #[arg(long)]
     #[serde(default)]
     pub s2s_allow_plaintext: bool,
+    /// Never use a stream in both directions (XEP-0288): neither offer nor ask for
+    /// bidirectional streams.
+    #[arg(long)]
+    #[serde(default)]
+    pub s2s_no_bidi: bool,
     /// Seconds a stream may carry no stanza before it is closed [default: 600].
     #[arg(long)]
     pub s2s_idle_timeout: Option<u64>,
@@ -97,6 +102,8 @@ pub struct S2sConfig {
     pub dialback: bool,
     /// Streams without TLS are allowed (tests).
     pub allow_plaintext: bool,
+    /// Bidirectional streams (XEP-0288) are offered and asked for.
+    pub bidi: bool,
     /// Idle stream timeout.
     pub idle_timeout: Duration,
     /// Outgoing stream set-up timeout.
@@ -177,6 +184,7 @@ impl S2sArgs {
             require_valid_cert,
             dialback: dialback && !require_valid_cert,
             allow_plaintext: self.s2s_allow_plaintext || file.s2s_allow_plaintext,
+            bidi: !(self.s2s_no_bidi || file.s2s_no_bidi),
             idle_timeout: Duration::from_secs(idle),
             connect_timeout: Duration::from_secs(connect),
             max_queue,
@@ -218,6 +226,7 @@ mod tests {
         assert_eq!(c.listen, vec!["0.0.0.0:5269".parse().unwrap()]);
         assert!(c.tls_listen.is_empty());
         assert!(c.dialback && !c.require_valid_cert && !c.allow_plaintext);
+        assert!(c.bidi);
         assert_eq!(c.idle_timeout, Duration::from_secs(600));
     }
 

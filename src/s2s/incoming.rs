@@ -11,6 +11,7 @@
 //! | `<auth mechanism='EXTERNAL'/>`, certificate valid for the header's `from`, authzid empty or that domain | `<success/>`, a new header; stanzas from that domain (EXT-S2S-02) |
 //! | `db:result` | verified through the authoritative server, then `valid`/`invalid`/`error` (DB-RECV-*) |
 //! | `db:verify` | `valid`/`invalid`/`error` at once (DB-AUTH-*) |
+//! | `<bidi xmlns='urn:xmpp:bidi'/>` after TLS (XEP-0288) | nothing; once a pair is authenticated, our stanzas for its reverse may go out on this stream |
 //! | stanza without `to` or `from` | `improper-addressing` (CORE-S2S-05) |
 //! | stanza from a domain not authenticated on this stream | `invalid-from` (CORE-S2S-06) |
 //! | stanza to a domain not ours, or not authenticated for | `host-unknown` (CORE-S2S-07) |
@@ -27,7 +28,7 @@ use glommio::net::TcpStream;
 
 use super::dialback::{self, Action, Inbound, Policy};
 use super::link::{Link, LinkError, Owned};
-use super::{identity, S2s};
+use super::{identity, InHandoff, Out, S2s};
 use crate::core::{ClientHandle, Pending};
 use crate::xml::{self, escape_attr, Element, StreamHeader};
 use crate::xmpp::error::{StreamCondition, StreamError};
@@ -44,10 +45,12 @@ enum End {
     /// Close after what is queued (a refused dialback key, DB-RECV-04).
     Close,
     Idle,
+    /// The first header names a domain homed on another shard: the stream moves there.
+    HandOff(Box<StreamHeader>),
 }
 
 /// Verdicts that came back for this stream's pending pairs.
-type Outcomes = Rc<RefCell<Vec<(dialback::Pair, dialback::VerifyOutcome)>>>;
+pub(super) type Outcomes = Rc<RefCell<Vec<(dialback::Pair, dialback::VerifyOutcome)>>>;
 
 struct In {
     s2s: Rc<S2s>,
@@ -70,41 +73,103 @@ struct In {
     last_stanza: Instant,
     /// The certificate verdict for `remote`, once TLS is up.
     cert: Option<identity::CertStatus>,
+    /// The stream came from another shard (it is home).
+    adopted: bool,
+    /// The peer made the stream bidirectional (XEP-0288).
+    bidi: bool,
+    /// The pairs this stream carries from us to the peer (bidi).
+    carried: Vec<Rc<Out>>,
 }
 
-/// Serve one accepted connection.
-pub(super) async fn serve(s2s: Rc<S2s>, sock: TcpStream, peer: SocketAddr, direct_tls: bool) {
+/// XEP-0288 namespaces.
+pub(super) const BIDI_FEATURE: &str = "urn:xmpp:features:bidi";
+pub(super) const BIDI: &str = "urn:xmpp:bidi";
+
+/// Serve one accepted connection. False when it moved to another shard (which counts it
+/// from then on).
+pub(super) async fn serve(
+    s2s: Rc<S2s>,
+    sock: TcpStream,
+    peer: SocketAddr,
+    direct_tls: bool,
+) -> bool {
     let limits = s2s.config.xml_limits();
     let mut link = Link::new(sock, None, limits);
     if direct_tls {
         match rustls::ServerConnection::new(s2s.shared.server_tls.clone()) {
             Ok(c) => link.start_tls(rustls::Connection::Server(c)),
-            Err(_) => return,
+            Err(_) => return true,
         }
     }
-    let mut c = In {
-        s2s: s2s.clone(),
-        peer,
-        handle: Rc::new(ClientHandle::new(s2s.config.max_send_queue, Instant::now())),
-        local: None,
-        remote: None,
-        sasl: None,
-        db: Inbound::new(String::new(), Policy::default()),
-        outcomes: Rc::default(),
-        start_tls: false,
-        restart: false,
-        deadline: Instant::now() + s2s.config.s2s.connect_timeout,
-        last_stanza: Instant::now(),
-        cert: None,
-    };
+    let mut c = In::new(s2s.clone(), peer);
     let metrics = s2s.router.outbox.metrics().clone();
     metrics.peer(crate::metrics::Peer::S2sIn, 1);
     let end = c.run(&mut link).await;
+    metrics.peer(crate::metrics::Peer::S2sIn, -1);
+    if let End::HandOff(hdr) = end {
+        let home = hdr
+            .from
+            .as_deref()
+            .map(|f| s2s.router.home_of(f))
+            .unwrap_or(s2s.router.shard());
+        match link.into_parts() {
+            Ok(parts) => {
+                let h = InHandoff {
+                    link: parts,
+                    peer,
+                    hdr: *hdr,
+                };
+                let msg = crate::shard::ShardMsg::Adopt(Box::new(h));
+                if s2s.links.send(home, msg).await {
+                    return false;
+                }
+            }
+            Err(e) => tracing::warn!(%peer, error = %e, "s2s: moving an incoming stream failed"),
+        }
+        return true;
+    }
+    c.finish(&mut link, end).await;
+    true
+}
+
+/// A stream that moved here from the shard that accepted it: its first header is answered
+/// here.
+pub(super) async fn adopted(s2s: Rc<S2s>, h: InHandoff) {
+    let mut link = Link::from_parts(h.link);
+    let mut c = In::new(s2s.clone(), h.peer);
+    c.adopted = true;
+    let metrics = s2s.router.outbox.metrics().clone();
+    metrics.peer(crate::metrics::Peer::S2sIn, 1);
+    let end = match c.on_header(&h.hdr, &link) {
+        Ok(()) => c.run(&mut link).await,
+        Err(e) => End::Error(e),
+    };
     c.finish(&mut link, end).await;
     metrics.peer(crate::metrics::Peer::S2sIn, -1);
 }
 
 impl In {
+    fn new(s2s: Rc<S2s>, peer: SocketAddr) -> In {
+        In {
+            handle: Rc::new(ClientHandle::new(s2s.config.max_send_queue, Instant::now())),
+            local: None,
+            remote: None,
+            sasl: None,
+            db: Inbound::new(String::new(), Policy::default()),
+            outcomes: Rc::default(),
+            start_tls: false,
+            restart: false,
+            deadline: Instant::now() + s2s.config.s2s.connect_timeout,
+            last_stanza: Instant::now(),
+            cert: None,
+            adopted: false,
+            bidi: false,
+            carried: Vec::new(),
+            s2s,
+            peer,
+        }
+    }
+
     async fn run(&mut self, link: &mut Link) -> End {
         let mut tick = Box::pin(glommio::timer::Timer::new(TICK));
         loop {
@@ -170,7 +235,15 @@ impl In {
                 "authenticate first",
             )));
         }
-        if authenticated && self.last_stanza.elapsed() >= self.s2s.config.s2s.idle_timeout {
+        let last = self
+            .carried
+            .iter()
+            .map(|o| o.last_used.get())
+            .fold(self.last_stanza, Instant::max);
+        if authenticated
+            && last.elapsed() >= self.s2s.config.s2s.idle_timeout
+            && self.handle.unsent() == 0
+        {
             return Err(End::Idle);
         }
         Ok(())
@@ -187,6 +260,7 @@ impl In {
     async fn frames(&mut self, link: &mut Link) -> Result<(), End> {
         let outcomes: Vec<_> = self.outcomes.borrow_mut().drain(..).collect();
         for (pair, outcome) in outcomes {
+            let valid = outcome == dialback::VerifyOutcome::Valid;
             if let Some(reply) = self
                 .db
                 .on_verify_outcome(&pair.sender, &pair.target, outcome)
@@ -194,6 +268,9 @@ impl In {
                 self.handle.send(&reply.bytes);
                 if reply.close {
                     return Err(End::Close);
+                }
+                if valid {
+                    self.carry(&pair.target, &pair.sender);
                 }
             }
         }
@@ -210,6 +287,7 @@ impl In {
             };
             let r = match frame {
                 Owned::Close => Err(End::PeerClosed),
+                Owned::Header(hdr) if self.moves(&hdr) => Err(End::HandOff(Box::new(hdr))),
                 Owned::Header(hdr) => self.on_header(&hdr, link).map_err(End::Error),
                 Owned::Element(raw) => {
                     let r = self.on_element(&raw, link, &mut pending);
@@ -228,6 +306,39 @@ impl In {
             p.await;
         }
         r
+    }
+
+    /// The first header names a sender domain homed on another shard: the stream moves
+    /// there, next to our own streams to that domain (XEP-0288 needs them together; it
+    /// also keeps dialback verification local).
+    fn moves(&self, hdr: &StreamHeader) -> bool {
+        if self.adopted || self.local.is_some() {
+            return false;
+        }
+        let router = &self.s2s.router;
+        hdr.from
+            .as_deref()
+            .and_then(|f| nameprep_domain(f).ok())
+            .is_some_and(|f| router.home_of(&f) != router.shard())
+    }
+
+    /// The peer may receive our stanzas from `local` to `remote` on this stream (XEP-0288,
+    /// once it authenticated the reverse pair). Only pairs homed here: a multiplexed sender
+    /// domain homed on another shard keeps its own streams.
+    fn carry(&mut self, local: &str, remote: &str) {
+        if !self.bidi || self.s2s.router.home_of(remote) != self.s2s.router.shard() {
+            return;
+        }
+        if self
+            .carried
+            .iter()
+            .any(|o| o.local == local && o.remote == remote)
+        {
+            return;
+        }
+        if let Some(o) = self.s2s.bidi_open(local, remote, &self.handle) {
+            self.carried.push(o);
+        }
     }
 
     fn on_header(&mut self, hdr: &StreamHeader, link: &Link) -> Result<(), StreamError> {
@@ -322,10 +433,13 @@ impl In {
             if self.cert.as_ref().is_some_and(|c| c.is_valid()) {
                 out.extend_from_slice(b"<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>EXTERNAL</mechanism></mechanisms>");
             }
-            // DB-ADV-02
-            if cfg.dialback && (link.secured() || cfg.allow_plaintext) {
-                dialback::write_feature(&mut out);
+            if cfg.bidi && !self.bidi && (link.secured() || cfg.allow_plaintext) {
+                out.extend_from_slice(b"<bidi xmlns='urn:xmpp:features:bidi'/>");
             }
+        }
+        // DB-ADV-02; after SASL too, so that the peer may add sender domains (XEP-0220 §2.6).
+        if cfg.dialback && (link.secured() || cfg.allow_plaintext) {
+            dialback::write_feature(&mut out);
         }
         out.extend_from_slice(b"</stream:features>");
         Ok(())
@@ -365,6 +479,21 @@ impl In {
         }
         if el.is("auth", ns::SASL) {
             return self.on_auth(&el, link);
+        }
+        if el.is("bidi", BIDI) && self.s2s.config.s2s.bidi {
+            if !link.secured() && !self.s2s.config.s2s.allow_plaintext {
+                return Err(End::Error(StreamError::with_text(
+                    StreamCondition::PolicyViolation,
+                    "bidirectional streams need TLS first",
+                )));
+            }
+            self.bidi = true;
+            // Pairs authenticated before the request may be carried too.
+            if let (Some(l), Some(r)) = (self.local.clone(), self.sasl.clone()) {
+                self.carry(&l, &r);
+            }
+            tracing::debug!(peer = %self.peer, remote = ?self.remote, "s2s: bidirectional stream requested");
+            return Ok(());
         }
         if el.ns == dialback::DIALBACK {
             return self.on_dialback(&el, link);
@@ -408,6 +537,9 @@ impl In {
         }
         self.sasl = claimed;
         self.restart = true;
+        if let (Some(l), Some(r)) = (self.local.clone(), self.sasl.clone()) {
+            self.carry(&l, &r);
+        }
         self.handle
             .send(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
         tracing::info!(peer = %self.peer, remote = ?self.sasl, "s2s incoming stream authenticated (SASL EXTERNAL)");
@@ -457,25 +589,7 @@ impl In {
             }
             Action::Close(e) => Err(End::Error(e)),
             Action::Verify(req) => {
-                let pair = req.pair.clone();
-                let rx = s2s.verify(req);
-                let outcomes = self.outcomes.clone();
-                let handle = self.handle.clone();
-                let limit = cfg.connect_timeout;
-                glommio::spawn_local(async move {
-                    let outcome = async { rx.await.ok() }
-                        .or(async {
-                            glommio::timer::sleep(limit).await;
-                            None
-                        })
-                        .await
-                        .unwrap_or(dialback::VerifyOutcome::Failed(
-                            dialback::VerifyFailure::Timeout,
-                        ));
-                    outcomes.borrow_mut().push((pair, outcome));
-                    handle.wake_task();
-                })
-                .detach();
+                spawn_verify(&s2s, req, self.outcomes.clone(), self.handle.clone());
                 Ok(())
             }
         }
@@ -489,72 +603,16 @@ impl In {
         link: &Link,
         pending: &mut Vec<Pending>,
     ) -> Result<(), End> {
-        let close = |c: StreamCondition, t: &str| Err(End::Error(StreamError::with_text(c, t)));
-        // CORE-S2S-05
-        let (Some(to), Some(from)) = (head.attr("to"), head.attr("from")) else {
-            return close(
-                StreamCondition::ImproperAddressing,
-                "a stanza between servers carries to and from",
-            );
-        };
-        let (Ok(to), Ok(from)) = (Jid::parse(&to), Jid::parse(&from)) else {
-            return close(StreamCondition::ImproperAddressing, "malformed to or from");
-        };
+        let (sasl, local, db) = (&self.sasl, &self.local, &self.db);
         // CORE-S2S-06/07, DB-RECV-01: the pair must be authenticated on this stream.
-        let sasl_ok = self.sasl.as_deref() == Some(from.domain())
-            && self.local.as_deref() == Some(to.domain());
-        if !sasl_ok {
-            if let Err(cond) = self.db.gate(from.domain(), to.domain()) {
-                let cond = match cond {
-                    StreamCondition::InvalidFrom if self.sasl.is_some() => {
-                        StreamCondition::InvalidFrom
-                    }
-                    c => c,
-                };
-                return close(cond, "not authenticated for this pair of domains");
+        let gate = |from: &str, to: &str| {
+            if sasl.as_deref() == Some(from) && local.as_deref() == Some(to) {
+                return Ok(());
             }
-        }
-        if !self.s2s.hosted(to.domain()) {
-            return close(StreamCondition::HostUnknown, "not a domain of this server");
-        }
-        self.last_stanza = Instant::now();
-        let Ok(ty) = StanzaType::parse(kind, head.attr("type").as_deref()) else {
-            // An undefined type: answered like a client's.
-            let err = crate::xmpp::error::StanzaError::with_text(
-                crate::xmpp::error::StanzaCondition::BadRequest,
-                "unknown type",
-            );
-            let id = head.attr("id");
-            let mut buf = Vec::new();
-            err.write_reply(
-                kind.name(),
-                id.as_deref(),
-                Some(from.as_str()),
-                Some(to.as_str()),
-                self.s2s.router.config.legacy_error_codes,
-                &mut buf,
-            );
-            self.s2s.router.route(
-                StanzaType::Iq(crate::xmpp::stanza::IqType::Error),
-                crate::core::Route::new(&to, &from),
-                &buf,
-            );
-            return Ok(());
+            db.gate(from, to)
         };
-        let id = head.attr("id");
-        let limits = *link.framer.limits();
-        let mut buf = crate::core::sessions::take_buffer();
-        let routed =
-            crate::xmpp::content::routable(head, raw, &link.ns, ns::SERVER, &limits, &mut buf)
-                .map_err(|e| End::Error(StreamError::from(&e)))?;
-        let p = self
-            .s2s
-            .router
-            .from_peer(ty, &from, &to, id.as_deref(), routed);
-        crate::core::sessions::give_buffer(buf);
-        if let Some(p) = p {
-            pending.push(p);
-        }
+        peer_stanza(&self.s2s, kind, head, raw, link, gate, pending).map_err(End::Error)?;
+        self.last_stanza = Instant::now();
         Ok(())
     }
 
@@ -565,10 +623,15 @@ impl In {
             End::Lost => "connection lost",
             End::Close => "refused dialback key",
             End::Idle => "idle",
+            End::HandOff(_) => "moved",
         };
         tracing::debug!(peer = %self.peer, remote = ?self.remote, local = ?self.local, why, "s2s incoming stream ends");
+        // Our stanzas for these pairs take an outgoing stream from now on.
+        for o in self.carried.drain(..) {
+            self.s2s.bidi_closed(&o);
+        }
         match end {
-            End::Lost => {
+            End::Lost | End::HandOff(_) => {
                 self.handle.discard();
                 return;
             }
@@ -592,6 +655,98 @@ impl In {
         self.handle.discard();
         link.close().await;
     }
+}
+
+/// Ask the authoritative server (DB-RECV-02); the verdict, or a timeout, lands in
+/// `outcomes` and wakes the stream's task.
+pub(super) fn spawn_verify(
+    s2s: &Rc<S2s>,
+    req: dialback::VerifyRequest,
+    outcomes: Outcomes,
+    handle: Rc<ClientHandle>,
+) {
+    let pair = req.pair.clone();
+    let rx = s2s.verify(req);
+    let limit = s2s.config.s2s.connect_timeout;
+    glommio::spawn_local(async move {
+        let outcome = async { rx.await.ok() }
+            .or(async {
+                glommio::timer::sleep(limit).await;
+                None
+            })
+            .await
+            .unwrap_or(dialback::VerifyOutcome::Failed(
+                dialback::VerifyFailure::Timeout,
+            ));
+        outcomes.borrow_mut().push((pair, outcome));
+        handle.wake_task();
+    })
+    .detach();
+}
+
+/// A stanza a peer sent on a server stream, either direction: addressing (CORE-S2S-05),
+/// the stream's `gate` for the pair of domains (CORE-S2S-06/07), our domain (CORE-S2S-07),
+/// then routed from here. The error closes the stream.
+pub(super) fn peer_stanza(
+    s2s: &S2s,
+    kind: Kind,
+    head: &xml::StanzaHead<'_>,
+    raw: &[u8],
+    link: &Link,
+    gate: impl FnOnce(&str, &str) -> Result<(), StreamCondition>,
+    pending: &mut Vec<Pending>,
+) -> Result<(), StreamError> {
+    let close = |c: StreamCondition, t: &str| Err(StreamError::with_text(c, t));
+    // CORE-S2S-05
+    let (Some(to), Some(from)) = (head.attr("to"), head.attr("from")) else {
+        return close(
+            StreamCondition::ImproperAddressing,
+            "a stanza between servers carries to and from",
+        );
+    };
+    let (Ok(to), Ok(from)) = (Jid::parse(&to), Jid::parse(&from)) else {
+        return close(StreamCondition::ImproperAddressing, "malformed to or from");
+    };
+    if let Err(cond) = gate(from.domain(), to.domain()) {
+        return close(cond, "not authenticated for this pair of domains");
+    }
+    if !s2s.hosted(to.domain()) {
+        return close(StreamCondition::HostUnknown, "not a domain of this server");
+    }
+    let Ok(ty) = StanzaType::parse(kind, head.attr("type").as_deref()) else {
+        // An undefined type: answered like a client's.
+        let err = crate::xmpp::error::StanzaError::with_text(
+            crate::xmpp::error::StanzaCondition::BadRequest,
+            "unknown type",
+        );
+        let id = head.attr("id");
+        let mut buf = Vec::new();
+        err.write_reply(
+            kind.name(),
+            id.as_deref(),
+            Some(from.as_str()),
+            Some(to.as_str()),
+            s2s.router.config.legacy_error_codes,
+            &mut buf,
+        );
+        s2s.router.route(
+            StanzaType::Iq(crate::xmpp::stanza::IqType::Error),
+            crate::core::Route::new(&to, &from),
+            &buf,
+        );
+        return Ok(());
+    };
+    let id = head.attr("id");
+    let limits = *link.framer.limits();
+    let mut buf = crate::core::sessions::take_buffer();
+    let routed = crate::xmpp::content::routable(head, raw, &link.ns, ns::SERVER, &limits, &mut buf)
+        .map_err(|e| StreamError::from(&e))?;
+    let p = s2s.router.from_peer(ty, &from, &to, id.as_deref(), routed);
+    crate::core::sessions::give_buffer(buf);
+    if let Some(p) = p {
+        pending.push(p);
+    }
+    Ok(())
 }
 
 enum Ev {

@@ -57,7 +57,58 @@ pub struct Link {
     pub ns: Arc<StreamNs>,
 }
 
+/// A link on its way to another shard: the socket as a duplicated descriptor, and the
+/// TLS, buffer and framer state, which are plain data.
+pub struct Parts {
+    fd: std::os::fd::OwnedFd,
+    tls: Option<Box<rustls::Connection>>,
+    tls_out: Vec<u8>,
+    tls_out_pos: usize,
+    plain: Vec<u8>,
+    framer: Framer,
+    ns: Arc<StreamNs>,
+}
+
 impl Link {
+    /// Take the link apart to move it to another shard. The socket is duplicated; this
+    /// link's own descriptor closes when it is dropped, without a shutdown, so the
+    /// connection lives on in the parts.
+    pub fn into_parts(self) -> std::io::Result<Parts> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: dup of a descriptor we own; the duplicate is owned by the parts.
+        let fd = unsafe { libc::dup(self.sock.as_raw_fd()) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Parts {
+            // SAFETY: `fd` is a fresh descriptor from dup, owned by nobody else.
+            fd: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) },
+            tls: self.tls,
+            tls_out: self.tls_out,
+            tls_out_pos: self.tls_out_pos,
+            plain: self.plain,
+            framer: self.framer,
+            ns: self.ns,
+        })
+    }
+
+    /// Put a moved link together again on the shard that adopted it.
+    pub fn from_parts(p: Parts) -> Link {
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        // SAFETY: the descriptor was dup'ed for this move and is owned by nobody else.
+        let sock = unsafe { TcpStream::from_raw_fd(p.fd.into_raw_fd()) };
+        Link {
+            sock,
+            tls: p.tls,
+            tls_out: p.tls_out,
+            tls_out_pos: p.tls_out_pos,
+            rbuf: vec![0u8; CHUNK],
+            plain: p.plain,
+            framer: p.framer,
+            ns: p.ns,
+        }
+    }
+
     /// A transport over `sock`, with `tls` already started (direct TLS) or not.
     pub fn new(sock: TcpStream, tls: Option<Box<rustls::Connection>>, limits: xml::Limits) -> Link {
         let framer = Framer::new(limits);

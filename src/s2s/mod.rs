@@ -143,6 +143,14 @@ impl Shared {
     }
 }
 
+/// An incoming stream on its way to the home shard of the domain it comes from (the
+/// `from` of its first header), where our own streams to that domain live.
+pub struct InHandoff {
+    link: link::Parts,
+    peer: std::net::SocketAddr,
+    hdr: crate::xml::StreamHeader,
+}
+
 /// A stanza waiting for its stream.
 struct Queued {
     ty: StanzaType,
@@ -179,6 +187,23 @@ pub struct Out {
     auth: Cell<&'static str>,
 }
 
+impl Out {
+    fn new(local: &str, remote: &str, handle: Rc<ClientHandle>) -> Out {
+        Out {
+            local: local.to_string(),
+            remote: remote.to_string(),
+            state: Cell::new(OutState::Connecting),
+            retry: Cell::new(None),
+            queue: RefCell::default(),
+            queued_bytes: Cell::new(0),
+            handle,
+            verifies: RefCell::default(),
+            last_used: Cell::new(Instant::now()),
+            auth: Cell::new("none"),
+        }
+    }
+}
+
 /// A verification asked of another shard: send `req` to the authoritative server of
 /// `req.pair.sender` from the home shard of that domain.
 pub struct VerifyAsk {
@@ -189,6 +214,20 @@ pub struct VerifyAsk {
 /// (local domain, remote domain) of an outgoing stream.
 type PairKey = (Box<str>, Box<str>);
 
+/// One outgoing connection that further local domains may ride on (sender multiplexing,
+/// XEP-0220 §2.6): every pair on it writes to the same send queue, and the stream task sends
+/// the `db:result` of each pair that joins.
+pub struct Conn {
+    handle: Rc<ClientHandle>,
+    /// Pairs that asked to ride on this connection and wait for their `db:result` to go out.
+    joining: RefCell<Vec<Rc<Out>>>,
+    /// Pairs on the connection (the one that opened it included).
+    riders: Cell<usize>,
+}
+
+/// Most local domains on one outgoing connection; more get a connection of their own.
+const MAX_RIDERS: usize = 16;
+
 /// The federation service of one shard.
 pub struct S2s {
     router: Rc<Router>,
@@ -196,6 +235,11 @@ pub struct S2s {
     links: Arc<Links>,
     shared: Arc<Shared>,
     out: RefCell<AHashMap<PairKey, Rc<Out>>>,
+    /// Outgoing connections that further local domains may join, by remote domain.
+    conns: RefCell<AHashMap<Box<str>, Rc<Conn>>>,
+    /// Incoming streams the peer made bidirectional (XEP-0288), by the pair they may carry
+    /// from us: used when the pair has no outgoing stream of its own that is up.
+    bidi: RefCell<AHashMap<PairKey, Rc<Out>>>,
     me: std::rc::Weak<S2s>,
 }
 
@@ -214,6 +258,8 @@ impl S2s {
             links,
             shared,
             out: RefCell::default(),
+            conns: RefCell::default(),
+            bidi: RefCell::default(),
             me: me.clone(),
         });
         router.set_remote(s.clone());
@@ -234,11 +280,22 @@ impl S2s {
             }
             let me = self.clone();
             glommio::spawn_local(async move {
-                incoming::serve(me.clone(), stream, peer, direct_tls).await;
-                me.shared.incoming.fetch_sub(1, Ordering::AcqRel);
+                if incoming::serve(me.clone(), stream, peer, direct_tls).await {
+                    me.shared.incoming.fetch_sub(1, Ordering::AcqRel);
+                }
             })
             .detach();
         }
+    }
+
+    /// An incoming stream moved here, the home shard of the domain it comes from.
+    pub fn adopt(self: &Rc<Self>, h: InHandoff) {
+        let me = self.clone();
+        glommio::spawn_local(async move {
+            incoming::adopted(me.clone(), h).await;
+            me.shared.incoming.fetch_sub(1, Ordering::AcqRel);
+        })
+        .detach();
     }
 
     /// True if `domain` is ours: served, a service's or a component's.
@@ -249,7 +306,12 @@ impl S2s {
     /// The outgoing stream for a pair, started if there is none (on this shard, the home
     /// shard of `remote`).
     fn out_for(self: &Rc<Self>, local: &str, remote: &str) -> Rc<Out> {
-        let key = (Box::<str>::from(local), Box::<str>::from(remote));
+        self.out_for_key((Box::<str>::from(local), Box::<str>::from(remote)))
+    }
+
+    /// [`S2s::out_for`] with the pair's key built.
+    fn out_for_key(self: &Rc<Self>, key: PairKey) -> Rc<Out> {
+        let (local, remote) = (&*key.0, &*key.1);
         if let Some(o) = self.out.borrow().get(&key) {
             let retry_due = matches!(o.state.get(), OutState::Failed(_))
                 && o.retry.get().is_some_and(|t| Instant::now() >= t);
@@ -257,21 +319,30 @@ impl S2s {
                 return o.clone();
             }
         }
-        let o = Rc::new(Out {
-            local: local.to_string(),
-            remote: remote.to_string(),
-            state: Cell::new(OutState::Connecting),
-            retry: Cell::new(None),
-            queue: RefCell::default(),
-            queued_bytes: Cell::new(0),
-            handle: Rc::new(ClientHandle::new(
+        // XEP-0220 §2.6: a connection to the remote domain that is up takes another local
+        // domain; its stream task sends the pair's db:result.
+        let joinable = self
+            .conns
+            .borrow()
+            .get(remote)
+            .filter(|c| c.riders.get() < MAX_RIDERS)
+            .cloned();
+        if let Some(c) = joinable {
+            let o = Rc::new(Out::new(local, remote, c.handle.clone()));
+            c.riders.set(c.riders.get() + 1);
+            c.joining.borrow_mut().push(o.clone());
+            c.handle.wake_task();
+            self.out.borrow_mut().insert(key, o.clone());
+            return o;
+        }
+        let o = Rc::new(Out::new(
+            local,
+            remote,
+            Rc::new(ClientHandle::new(
                 self.config.s2s.max_queue.max(self.config.max_send_queue),
                 Instant::now(),
             )),
-            verifies: RefCell::default(),
-            last_used: Cell::new(Instant::now()),
-            auth: Cell::new("none"),
-        });
+        ));
         self.out.borrow_mut().insert(key, o.clone());
         let me = self.clone();
         let task = o.clone();
@@ -292,6 +363,34 @@ impl S2s {
             }
             m.remove(&key);
         }
+    }
+
+    /// A local domain that was joining a connection which ended: it gets a connection of
+    /// its own, with what waited for it.
+    fn out_restart(self: &Rc<Self>, o: &Rc<Out>) {
+        let key = (
+            Box::<str>::from(o.local.as_str()),
+            Box::<str>::from(o.remote.as_str()),
+        );
+        {
+            let mut m = self.out.borrow_mut();
+            if m.get(&key).is_some_and(|x| Rc::ptr_eq(x, o)) {
+                m.remove(&key);
+            }
+        }
+        let fresh = self.out_for_key(key);
+        fresh
+            .queue
+            .borrow_mut()
+            .extend(o.queue.borrow_mut().drain(..));
+        fresh
+            .queued_bytes
+            .set(fresh.queued_bytes.get() + o.queued_bytes.replace(0));
+        fresh
+            .verifies
+            .borrow_mut()
+            .extend(o.verifies.borrow_mut().drain(..));
+        fresh.handle.wake_task();
     }
 
     /// Set-up failed: bounce what waited, refuse verifications, and bounce new stanzas
@@ -369,6 +468,53 @@ impl S2s {
         o.handle.wake_task();
     }
 
+    /// An outgoing connection is up and the peer offered dialback on it: further local
+    /// domains may join it (XEP-0220 §2.6).
+    fn conn_open(&self, remote: &str, c: &Rc<Conn>) {
+        self.conns.borrow_mut().insert(remote.into(), c.clone());
+    }
+
+    /// The connection takes no further local domains (it is closing).
+    fn conn_closed(&self, remote: &str, c: &Rc<Conn>) {
+        let mut m = self.conns.borrow_mut();
+        if m.get(remote).is_some_and(|x| Rc::ptr_eq(x, c)) {
+            m.remove(remote);
+        }
+    }
+
+    /// An incoming bidirectional stream (XEP-0288) authenticated for stanzas from `remote`
+    /// to `local` may carry ours from `local` to `remote`. None when another stream carries
+    /// the pair already.
+    fn bidi_open(&self, local: &str, remote: &str, handle: &Rc<ClientHandle>) -> Option<Rc<Out>> {
+        let key = (Box::<str>::from(local), Box::<str>::from(remote));
+        let mut m = self.bidi.borrow_mut();
+        if m.contains_key(&key) {
+            return None;
+        }
+        let o = Rc::new(Out::new(local, remote, handle.clone()));
+        o.state.set(OutState::Up);
+        o.auth.set("bidi");
+        m.insert(key, o.clone());
+        tracing::info!(
+            local,
+            remote,
+            "s2s: the incoming stream carries our stanzas too (bidi)"
+        );
+        Some(o)
+    }
+
+    /// The incoming bidirectional stream is gone.
+    fn bidi_closed(&self, o: &Rc<Out>) {
+        let key = (
+            Box::<str>::from(o.local.as_str()),
+            Box::<str>::from(o.remote.as_str()),
+        );
+        let mut m = self.bidi.borrow_mut();
+        if m.get(&key).is_some_and(|x| Rc::ptr_eq(x, o)) {
+            m.remove(&key);
+        }
+    }
+
     /// The server is stopping: close every stream on this shard.
     pub fn shutdown(&self) {
         for o in self.out.borrow().values() {
@@ -389,7 +535,25 @@ impl Remote for S2s {
         let Some(me) = self.me.upgrade() else {
             return Err(StanzaError::new(StanzaCondition::RemoteServerNotFound));
         };
-        let o = me.out_for(local, remote);
+        let key = (Box::<str>::from(local), Box::<str>::from(remote));
+        let up = self
+            .out
+            .borrow()
+            .get(&key)
+            .filter(|o| o.state.get() == OutState::Up)
+            .cloned();
+        let o = match up {
+            Some(o) => o,
+            None => {
+                // XEP-0288: the peer's bidirectional stream carries the pair while we have
+                // no stream of our own up.
+                let bidi = self.bidi.borrow().get(&key).cloned();
+                match bidi {
+                    Some(b) => b,
+                    None => me.out_for_key(key),
+                }
+            }
+        };
         match o.state.get() {
             OutState::Failed(cond) => Err(StanzaError::new(cond)),
             OutState::Connecting => {

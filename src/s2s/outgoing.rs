@@ -12,12 +12,17 @@ use futures_lite::future::poll_fn;
 use futures_lite::FutureExt;
 use glommio::net::TcpStream;
 
-use super::dialback::{self, Outbound, OutboundEvent};
+use std::cell::{Cell, RefCell};
+
+use super::dialback::{self, Action, Inbound, Outbound, OutboundEvent, Policy};
+use super::incoming::{Outcomes, BIDI_FEATURE};
 use super::link::{Link, LinkError, Owned};
-use super::{identity, Out, OutState, S2s};
+use super::{identity, Conn, Out, OutState, S2s};
+use crate::core::{ClientHandle, Pending};
 use crate::xml::{self, escape_attr, Element, StreamHeader};
 use crate::xmpp::error::{StanzaCondition, StreamCondition, StreamError};
 use crate::xmpp::ns;
+use crate::xmpp::stanza::Kind;
 
 /// How often an established stream looks at its clocks.
 const TICK: Duration = Duration::from_secs(1);
@@ -80,7 +85,7 @@ async fn run_counted(s2s: &Rc<S2s>, o: Rc<Out>) {
             ))
         })
         .await;
-    let (mut link, db, auth) = match setup {
+    let ready = match setup {
         Ok(x) => x,
         Err(f) => {
             s2s.out_failed(&o, f.cond, &f.why);
@@ -88,49 +93,89 @@ async fn run_counted(s2s: &Rc<S2s>, o: Rc<Out>) {
             return;
         }
     };
+    let mut link = ready.link;
+    let conn = Rc::new(Conn {
+        handle: o.handle.clone(),
+        joining: RefCell::default(),
+        riders: Cell::new(1),
+    });
     let mut stream = Stream {
         s2s: s2s.clone(),
-        o: o.clone(),
-        db,
+        conn: conn.clone(),
+        remote: o.remote.clone(),
+        riders: vec![Rider {
+            o: o.clone(),
+            deadline: started + limit,
+        }],
+        rev: Inbound::new(ready.db_stream_id.clone(), Policy::default()),
+        db: ready.db,
         waiting: Vec::new(),
-        deadline: started + limit,
         last_write: Instant::now(),
+        mux: ready.mux && s2s.config.s2s.dialback,
+        bidi: ready.bidi,
+        sasl: false,
+        outcomes: Rc::default(),
     };
-    if let Auth::Sasl = auth {
-        stream.up("sasl-external");
+    if let Auth::Sasl = ready.auth {
+        stream.sasl = true;
+        stream.up(0, "sasl-external");
     }
     let end = stream.established(&mut link).await;
+    s2s.conn_closed(&stream.remote, &conn);
     // Whatever still waits for this stream learns it is gone.
-    if o.state.get() == OutState::Connecting {
-        s2s.out_failed(
-            &o,
-            StanzaCondition::RemoteServerTimeout,
-            "the stream ended before dialback completed",
-        );
-    }
     for (_, _, reply) in stream.waiting.drain(..) {
         let _ = reply.send(dialback::VerifyOutcome::Failed(
             dialback::VerifyFailure::Timeout,
         ));
     }
-    for ask in o.verifies.borrow_mut().drain(..) {
-        let _ = ask.reply.send(dialback::VerifyOutcome::Failed(
-            dialback::VerifyFailure::Timeout,
-        ));
+    let joining: Vec<_> = conn.joining.borrow_mut().drain(..).collect();
+    let riders = std::mem::take(&mut stream.riders);
+    for (i, o) in riders.into_iter().map(|r| r.o).chain(joining).enumerate() {
+        if o.state.get() == OutState::Connecting {
+            if i == 0 {
+                s2s.out_failed(
+                    &o,
+                    StanzaCondition::RemoteServerTimeout,
+                    "the stream ended before dialback completed",
+                );
+            } else {
+                // A domain that was joining: it gets a stream of its own.
+                s2s.out_restart(&o);
+                continue;
+            }
+        }
+        for ask in o.verifies.borrow_mut().drain(..) {
+            let _ = ask.reply.send(dialback::VerifyOutcome::Failed(
+                dialback::VerifyFailure::Timeout,
+            ));
+        }
+        if o.state.get() == OutState::Up {
+            // Closed: the next stanza opens a new stream.
+            o.state
+                .set(OutState::Failed(StanzaCondition::RemoteServerTimeout));
+            o.retry.set(Some(Instant::now()));
+        }
+        s2s.out_ended(&o);
     }
-    if o.state.get() == OutState::Up {
-        // Closed: the next stanza opens a new stream.
-        o.state
-            .set(OutState::Failed(StanzaCondition::RemoteServerTimeout));
-        o.retry.set(Some(Instant::now()));
-    }
-    s2s.out_ended(&o);
-    finish(&mut link, &o, end).await;
+    finish(&mut link, &conn.handle, end).await;
     tracing::debug!(local = %o.local, remote = %o.remote, "s2s outgoing stream closed");
 }
 
+/// A stream set up: authenticated (SASL) or with our `db:result` sent.
+struct Ready {
+    link: Link,
+    db: Outbound,
+    /// The id of the stream (the peer's), for reverse dialback keys.
+    db_stream_id: String,
+    auth: Auth,
+    /// The peer offered dialback on the stream: further local domains may join it.
+    mux: bool,
+    /// XEP-0288 negotiated.
+    bidi: bool,
+}
+
 /// Resolve, connect, negotiate TLS, and authenticate (or send our `db:result`).
-async fn set_up(s2s: &Rc<S2s>, o: &Out) -> Result<(Link, Outbound, Auth), Fail> {
+async fn set_up(s2s: &Rc<S2s>, o: &Out) -> Result<Ready, Fail> {
     let cfg = &s2s.config.s2s;
     let addrs = s2s
         .shared
@@ -213,8 +258,17 @@ async fn set_up(s2s: &Rc<S2s>, o: &Out) -> Result<(Link, Outbound, Auth), Fail> 
             }
         }
         let stream_id = hdr.id.clone().unwrap_or_default();
-        let mut db = Outbound::new(stream_id, dialback::DEFAULT_MAX_PAIRS);
+        let mut db = Outbound::new(stream_id.clone(), dialback::DEFAULT_MAX_PAIRS);
         db.set_peer_features(&features);
+        // XEP-0288: asked for before authenticating, once TLS is up.
+        let bidi = cfg.bidi
+            && (link.secured() || cfg.allow_plaintext)
+            && features.child("bidi", BIDI_FEATURE).is_some();
+        if bidi {
+            link.write_all(b"<bidi xmlns='urn:xmpp:bidi'/>")
+                .await
+                .map_err(|_| lost(LinkError::Io))?;
+        }
         // XEP-0178: the peer offers EXTERNAL when our certificate validated for us.
         if link.secured() && offers_external(&features) {
             let mut auth = Vec::new();
@@ -234,20 +288,22 @@ async fn set_up(s2s: &Rc<S2s>, o: &Out) -> Result<(Link, Outbound, Auth), Fail> 
             if answer.is("success", ns::SASL) {
                 // A new stream: a new XML document.
                 link.framer.reset();
-                let (hdr, _) = open(&mut link, o).await?;
+                let (hdr, features) = open(&mut link, o).await?;
                 let id = hdr.id.unwrap_or_default();
-                return Ok((
+                let mut db = Outbound::new(id.clone(), dialback::DEFAULT_MAX_PAIRS);
+                db.set_peer_features(&features);
+                return Ok(Ready {
                     link,
-                    Outbound::new(id, dialback::DEFAULT_MAX_PAIRS),
-                    Auth::Sasl,
-                ));
+                    db,
+                    db_stream_id: id,
+                    auth: Auth::Sasl,
+                    mux: offers_dialback(&features),
+                    bidi,
+                });
             }
             tracing::info!(local = %o.local, remote = %o.remote, "SASL EXTERNAL refused: trying dialback");
         }
-        let dialback_offered = features
-            .child("dialback", dialback::DIALBACK_FEATURES)
-            .is_some()
-            || hdr_declares_dialback(&link);
+        let dialback_offered = offers_dialback(&features) || hdr_declares_dialback(&link);
         if !cfg.dialback || !dialback_offered {
             return Err(fail(
                 StanzaCondition::RemoteServerNotFound,
@@ -260,13 +316,28 @@ async fn set_up(s2s: &Rc<S2s>, o: &Out) -> Result<(Link, Outbound, Auth), Fail> 
         link.write_all(&req)
             .await
             .map_err(|_| lost(LinkError::Io))?;
-        return Ok((link, db, Auth::Dialback));
+        return Ok(Ready {
+            link,
+            db,
+            db_stream_id: stream_id,
+            auth: Auth::Dialback,
+            mux: offers_dialback(&features),
+            bidi,
+        });
     }
 }
 
 /// DB-ADV-01: the peer's header declared the dialback namespace.
 fn hdr_declares_dialback(link: &Link) -> bool {
     link.ns.prefixes().any(|(_, uri)| uri == dialback::DIALBACK)
+}
+
+/// The peer's features offer dialback (DB-ADV-02): the condition for adding further local
+/// domains to the stream (XEP-0220 §2.6).
+fn offers_dialback(features: &Element) -> bool {
+    features
+        .child("dialback", dialback::DIALBACK_FEATURES)
+        .is_some()
 }
 
 fn offers_external(features: &Element) -> bool {
@@ -380,21 +451,38 @@ type Waiting = (
     futures_channel::oneshot::Sender<dialback::VerifyOutcome>,
 );
 
+/// A local domain on the connection, and when its dialback must have completed.
+struct Rider {
+    o: Rc<Out>,
+    deadline: Instant,
+}
+
 struct Stream {
     s2s: Rc<S2s>,
-    o: Rc<Out>,
+    conn: Rc<Conn>,
+    remote: String,
+    /// The pairs on this connection; the first opened it.
+    riders: Vec<Rider>,
     db: Outbound,
     /// Our `db:verify` requests sent on this stream, with where their verdict goes.
     waiting: Vec<Waiting>,
-    /// Dialback must complete by then.
-    deadline: Instant,
     last_write: Instant,
+    /// The peer offered dialback: further local domains may join (XEP-0220 §2.6).
+    mux: bool,
+    /// XEP-0288: the peer may send stanzas for the reverse of authenticated pairs.
+    bidi: bool,
+    /// SASL EXTERNAL authenticated the first pair.
+    sasl: bool,
+    /// Dialback requests the peer sends on a bidirectional stream, for its other domains.
+    rev: Inbound,
+    /// Verdicts for those requests.
+    outcomes: Outcomes,
 }
 
 impl Stream {
-    /// Authenticated: what waited goes out, in order.
-    fn up(&mut self, how: &'static str) {
-        let o = &self.o;
+    /// A pair is authenticated: what waited goes out, in order.
+    fn up(&mut self, at: usize, how: &'static str) {
+        let o = &self.riders[at].o;
         o.state.set(OutState::Up);
         o.auth.set(how);
         o.last_used.set(Instant::now());
@@ -403,7 +491,32 @@ impl Stream {
         for q in queued {
             o.handle.send(&q.bytes);
         }
-        tracing::info!(local = %o.local, remote = %o.remote, auth = how, "s2s outgoing stream up");
+        tracing::info!(local = %o.local, remote = %o.remote, auth = how, bidi = self.bidi, "s2s outgoing stream up");
+        if at == 0 && self.mux {
+            self.s2s.conn_open(&self.remote, &self.conn);
+        }
+    }
+
+    /// True once a pair may send: before that the peer may send nothing either.
+    fn authenticated(&self) -> bool {
+        self.sasl || self.riders.iter().any(|r| r.o.state.get() == OutState::Up)
+    }
+
+    /// XEP-0288: what the peer may send on our stream. SASL authenticated the reverse of
+    /// the first pair; dialback the reverse of each pair it authorized; the peer's own
+    /// dialback requests on this stream further pairs.
+    fn gate(&self, from: &str, to: &str) -> Result<(), StreamCondition> {
+        let first = &self.riders[0].o;
+        let sasl = self.sasl && from == first.remote && to == first.local;
+        if sasl || self.db.is_authorized(to, from) || self.rev.is_verified(from, to) {
+            return Ok(());
+        }
+        let known = from == self.remote && self.authenticated();
+        match self.rev.gate(from, to) {
+            Err(StreamCondition::HostUnknown) => Err(StreamCondition::HostUnknown),
+            _ if known => Err(StreamCondition::HostUnknown),
+            _ => Err(StreamCondition::InvalidFrom),
+        }
     }
 
     async fn established(&mut self, link: &mut Link) -> End {
@@ -418,7 +531,7 @@ impl Stream {
                     }
                 }
                 Ev::Input => {
-                    if let Some(end) = self.frames(link) {
+                    if let Some(end) = self.frames(link).await {
                         return end;
                     }
                 }
@@ -433,9 +546,13 @@ impl Stream {
         link: &mut Link,
         tick: &mut std::pin::Pin<Box<glommio::timer::Timer>>,
     ) -> Poll<Ev> {
-        let handle = self.o.handle.clone();
+        let handle = self.conn.handle.clone();
         handle.set_waker(cx.waker());
+        self.join();
         self.send_verifies();
+        if !self.outcomes.borrow().is_empty() {
+            return Poll::Ready(Ev::Input);
+        }
         if handle.unsent() > 0 {
             self.last_write = Instant::now();
         }
@@ -455,96 +572,263 @@ impl Stream {
         }
     }
 
-    /// Verifications asked of this stream go out (DB-RECV-02).
-    fn send_verifies(&mut self) {
-        let asks: Vec<_> = self.o.verifies.borrow_mut().drain(..).collect();
-        for super::VerifyAsk { req, reply } in asks {
-            match self.db.send_verify(&req) {
+    /// Local domains that joined the connection send their `db:result` (XEP-0220 §2.6).
+    fn join(&mut self) {
+        let joining: Vec<_> = self.conn.joining.borrow_mut().drain(..).collect();
+        let limit = self.s2s.config.s2s.connect_timeout;
+        for o in joining {
+            match self
+                .db
+                .request_result(&self.s2s.shared.secret, &o.local, &self.remote)
+            {
                 Ok(bytes) => {
-                    self.o.handle.send(&bytes);
-                    self.waiting.push((req.pair, req.stream_id, reply));
+                    self.conn.handle.send(&bytes);
+                    tracing::debug!(local = %o.local, remote = %o.remote, "s2s: another local domain on the stream");
+                    self.riders.push(Rider {
+                        o,
+                        deadline: Instant::now() + limit,
+                    });
                 }
                 Err(e) => {
-                    tracing::debug!(error = ?e, "db:verify not sent");
-                    let _ = reply.send(dialback::VerifyOutcome::Failed(
-                        dialback::VerifyFailure::ConnectionFailed,
-                    ));
+                    tracing::debug!(local = %o.local, remote = %o.remote, error = ?e, "s2s: joining the stream refused");
+                    self.conn.riders.set(self.conn.riders.get() - 1);
+                    self.s2s.out_failed(
+                        &o,
+                        StanzaCondition::InternalServerError,
+                        "the stream could not take this domain",
+                    );
+                    self.s2s.out_ended(&o);
+                }
+            }
+        }
+    }
+
+    /// Verifications asked of this stream go out (DB-RECV-02).
+    fn send_verifies(&mut self) {
+        for at in 0..self.riders.len() {
+            let asks: Vec<_> = self.riders[at].o.verifies.borrow_mut().drain(..).collect();
+            for super::VerifyAsk { req, reply } in asks {
+                match self.db.send_verify(&req) {
+                    Ok(bytes) => {
+                        self.conn.handle.send(&bytes);
+                        self.waiting.push((req.pair, req.stream_id, reply));
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = ?e, "db:verify not sent");
+                        let _ = reply.send(dialback::VerifyOutcome::Failed(
+                            dialback::VerifyFailure::ConnectionFailed,
+                        ));
+                    }
                 }
             }
         }
     }
 
     fn on_tick(&mut self) -> Option<End> {
-        let o = &self.o;
         let now = Instant::now();
-        if o.state.get() == OutState::Connecting && now >= self.deadline {
+        let first = &self.riders[0];
+        if first.o.state.get() == OutState::Connecting && now >= first.deadline {
             return Some(End::Error(StreamError::with_text(
                 StreamCondition::ConnectionTimeout,
                 "no dialback answer",
             )));
         }
+        // A joined domain whose answer does not come: its stanzas bounce, the stream stays.
+        let mut at = 1;
+        while at < self.riders.len() {
+            let r = &self.riders[at];
+            if r.o.state.get() == OutState::Connecting && now >= r.deadline {
+                let r = self.riders.swap_remove(at);
+                self.db.cancel_result(&r.o.local, &self.remote);
+                self.drop_rider(&r.o, dialback::Refusal::Closed, "no dialback answer");
+                continue;
+            }
+            at += 1;
+        }
+        let handle = &self.conn.handle;
         let idle = self.s2s.config.s2s.idle_timeout;
-        if o.state.get() == OutState::Up
-            && o.last_used.get().elapsed() >= idle
+        let last = self
+            .riders
+            .iter()
+            .map(|r| r.o.last_used.get())
+            .max()
+            .unwrap_or(now);
+        if self
+            .riders
+            .iter()
+            .all(|r| r.o.state.get() != OutState::Connecting)
+            && now.duration_since(last) >= idle
             && self.waiting.is_empty()
-            && o.handle.unsent() == 0
+            && self.conn.joining.borrow().is_empty()
+            && handle.unsent() == 0
         {
             return Some(End::Idle);
         }
-        if now.duration_since(self.last_write) >= KEEPALIVE && o.handle.unsent() == 0 {
+        if now.duration_since(self.last_write) >= KEEPALIVE && handle.unsent() == 0 {
             // A whitespace keepalive (RFC 6120 §4.6.1).
-            o.handle.out().push(b' ');
+            handle.out().push(b' ');
             self.last_write = now;
         }
         None
     }
 
-    /// Everything complete that arrived.
-    fn frames(&mut self, link: &mut Link) -> Option<End> {
-        loop {
+    /// A joined domain is refused: its stanzas bounce; the stream carries on for the others.
+    fn drop_rider(&mut self, o: &Rc<Out>, why: dialback::Refusal, text: &str) {
+        self.conn.riders.set(self.conn.riders.get() - 1);
+        self.s2s
+            .out_failed(o, dialback::bounce_condition(why), text);
+        self.s2s.out_ended(o);
+    }
+
+    /// Reverse verdicts, then everything complete that arrived; await what routing started.
+    async fn frames(&mut self, link: &mut Link) -> Option<End> {
+        let outcomes: Vec<_> = self.outcomes.borrow_mut().drain(..).collect();
+        for (pair, outcome) in outcomes {
+            if let Some(reply) = self
+                .rev
+                .on_verify_outcome(&pair.sender, &pair.target, outcome)
+            {
+                // A refused key does not close a stream that carries our stanzas too.
+                self.conn.handle.send(&reply.bytes);
+            }
+        }
+        let mut pending: Vec<Pending> = Vec::new();
+        let r = loop {
             let frame = match link.take_frame() {
                 Ok(Some(f)) => f,
-                Ok(None) => return None,
-                Err(LinkError::Xml(e)) => return Some(End::Error(StreamError::from(&e))),
-                Err(LinkError::Io) => return Some(End::Lost),
+                Ok(None) => break None,
+                Err(LinkError::Xml(e)) => break Some(End::Error(StreamError::from(&e))),
+                Err(LinkError::Io) => break Some(End::Lost),
             };
             let raw = match frame {
-                Owned::Close => return Some(End::PeerClosed),
+                Owned::Close => break Some(End::PeerClosed),
                 Owned::Header(_) => {
-                    return Some(End::Error(StreamError::with_text(
+                    break Some(End::Error(StreamError::with_text(
                         StreamCondition::BadFormat,
                         "unexpected stream header",
                     )))
                 }
                 Owned::Element(raw) => raw,
             };
-            let el = match xml::parse_element(&raw, &link.ns, link.framer.limits()) {
-                Ok(e) => e,
+            if let Some(end) = self.on_element(&raw, link, &mut pending) {
+                break Some(end);
+            }
+        };
+        for p in pending {
+            p.await;
+        }
+        r
+    }
+
+    fn on_element(&mut self, raw: &[u8], link: &Link, pending: &mut Vec<Pending>) -> Option<End> {
+        let limits = *link.framer.limits();
+        if self.bidi {
+            let head = match xml::scan_stanza(raw, &link.ns, &limits) {
+                Ok(h) => h,
                 Err(e) => return Some(End::Error(StreamError::from(&e))),
             };
-            if el.ns == dialback::DIALBACK {
-                if let Some(end) = self.on_dialback(&el) {
-                    return Some(end);
+            let kind = (head.ns == ns::SERVER)
+                .then(|| Kind::from_name(head.name))
+                .flatten();
+            if let Some(kind) = kind {
+                if !self.authenticated() {
+                    return Some(End::Error(StreamError::with_text(
+                        StreamCondition::NotAuthorized,
+                        "no stanza before authentication",
+                    )));
                 }
-            } else if el.is("error", ns::STREAMS) {
-                let cond = el.elements().next().map(|e| e.name.clone());
-                tracing::info!(local = %self.o.local, remote = %self.o.remote, condition = ?cond, "s2s stream error from the remote server");
-                return Some(End::PeerClosed);
-            } else {
-                // CORE-S2S-08: without XEP-0288 the peer sends nothing on our stream.
-                tracing::debug!(remote = %self.o.remote, element = %el.name, "ignored on an outgoing stream");
+                let gate = |from: &str, to: &str| self.gate(from, to);
+                let s2s = self.s2s.clone();
+                if let Err(e) =
+                    super::incoming::peer_stanza(&s2s, kind, &head, raw, link, gate, pending)
+                {
+                    return Some(End::Error(e));
+                }
+                self.riders[0].o.last_used.set(Instant::now());
+                return None;
+            }
+        }
+        let el = match xml::parse_element(raw, &link.ns, &limits) {
+            Ok(e) => e,
+            Err(e) => return Some(End::Error(StreamError::from(&e))),
+        };
+        if el.ns == dialback::DIALBACK {
+            if self.bidi && el.attr("type").is_none() {
+                return self.on_reverse_dialback(&el, link);
+            }
+            return self.on_dialback(&el);
+        }
+        if el.is("error", ns::STREAMS) {
+            let cond = el.elements().next().map(|e| e.name.clone());
+            tracing::info!(remote = %self.remote, condition = ?cond, "s2s stream error from the remote server");
+            return Some(End::PeerClosed);
+        }
+        // CORE-S2S-08: without XEP-0288 the peer sends nothing on our stream.
+        tracing::debug!(remote = %self.remote, element = %el.name, "ignored on an outgoing stream");
+        None
+    }
+
+    /// XEP-0288: the peer asks, on our stream, to send from another of its domains.
+    fn on_reverse_dialback(&mut self, el: &Element, link: &Link) -> Option<End> {
+        let handle = self.conn.handle.clone();
+        // The reverse of a pair we use is authenticated already; it must not be verified
+        // over this very stream either.
+        if let Ok(db) = dialback::parse(el) {
+            if db.kind == dialback::Kind::Result && db.from == self.remote {
+                let verdict = match self.gate(&db.from, &db.to) {
+                    Ok(()) => dialback::Verdict::Valid,
+                    Err(_) => dialback::Verdict::Error(StanzaCondition::NotAuthorized.into()),
+                };
+                let mut out = Vec::new();
+                dialback::write_result(&db.to, &db.from, verdict, &mut out);
+                handle.send(&out);
+                return None;
+            }
+        }
+        let s2s = self.s2s.clone();
+        let hosted = |d: &str| s2s.hosted(d);
+        match self
+            .rev
+            .on_element(el, &hosted, link.secured(), &s2s.shared.secret)
+        {
+            Action::Ignore(why) => {
+                tracing::debug!(remote = %self.remote, ?why, "reverse dialback element ignored");
+                None
+            }
+            Action::Answer(bytes) => {
+                handle.send(&bytes);
+                None
+            }
+            Action::Close(e) => Some(End::Error(e)),
+            Action::Verify(req) => {
+                super::incoming::spawn_verify(&s2s, req, self.outcomes.clone(), handle);
+                None
             }
         }
     }
 
     fn on_dialback(&mut self, el: &Element) -> Option<End> {
         match self.db.on_answer(el) {
-            OutboundEvent::Authorized(_) => self.up("dialback"),
-            OutboundEvent::Refused(_, why) => {
-                let cond = dialback::bounce_condition(why);
-                self.s2s
-                    .out_failed(&self.o, cond, "the remote server refused our dialback key");
-                return Some(End::PeerClosed);
+            OutboundEvent::Authorized(pair) => {
+                if let Some(at) = self.riders.iter().position(|r| {
+                    r.o.local == pair.sender && r.o.state.get() == OutState::Connecting
+                }) {
+                    self.up(at, "dialback");
+                }
+            }
+            OutboundEvent::Refused(pair, why) => {
+                let at = self.riders.iter().position(|r| r.o.local == pair.sender)?;
+                if at == 0 && self.riders[0].o.state.get() == OutState::Connecting {
+                    let cond = dialback::bounce_condition(why);
+                    self.s2s.out_failed(
+                        &self.riders[0].o,
+                        cond,
+                        "the remote server refused our dialback key",
+                    );
+                    return Some(End::PeerClosed);
+                }
+                let r = self.riders.swap_remove(at);
+                self.drop_rider(&r.o, why, "the remote server refused our dialback key");
             }
             OutboundEvent::Verified { pair, id, outcome } => {
                 if let Some(at) = self
@@ -558,7 +842,7 @@ impl Stream {
             }
             OutboundEvent::Unsolicited | OutboundEvent::UnexpectedRequest => {
                 // DB-SEC-01/02: it authorizes nothing.
-                tracing::info!(remote = %self.o.remote, "unsolicited dialback element ignored");
+                tracing::info!(remote = %self.remote, "unsolicited dialback element ignored");
             }
             OutboundEvent::Close(e) => return Some(End::Error(e)),
         }
@@ -573,8 +857,7 @@ enum Ev {
 }
 
 /// Say goodbye and close.
-async fn finish(link: &mut Link, o: &Out, end: End) {
-    let handle = &o.handle;
+async fn finish(link: &mut Link, handle: &ClientHandle, end: End) {
     match end {
         End::Lost => {
             handle.discard();
