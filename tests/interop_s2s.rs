@@ -27,6 +27,15 @@
 //! is encrypted: all three require TLS on s2s, and the self-signed certificates of all three
 //! fall back to dialback.
 //!
+//! XEP-0288 (bidirectional streams, `xep0288_*`): Prosody with its mod_s2s_bidi (off by
+//! default; `s2s_peers.sh setup --modules s2s_bidi`), the same exchange, then the evidence
+//! that bidi was negotiated and used (see `check_bidi`): Prosody's debug log (mod_s2s_bidi
+//! logs both sides of the negotiation) and the TCP connections seen between the two s2s
+//! ports during the exchange. Those are only telling without dialback, whose verification
+//! connection becomes the receiving server's own outgoing stream; so the main two tests
+//! have each side trust the other's certificate (SASL EXTERNAL), and expect exactly one
+//! connection, the initiator's, and two more check the negotiation alongside dialback.
+//!
 //! Needs root (namespaces, port 53) or passwordless sudo; installs the peers with apt-get
 //! when missing. A peer that cannot be installed or started fails the test. On failure the
 //! logs of both sides (and the DNS queries seen) are printed and kept under
@@ -35,7 +44,7 @@
 mod common;
 
 use std::fs::File;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -336,17 +345,16 @@ struct Peer {
 }
 
 impl Peer {
-    /// Writes the peer's private state and starts it; returns once its c2s and s2s ports
-    /// accept connections.
-    fn start(kind: Kind, ip: Ipv4Addr, xmppd_ip: Ipv4Addr) -> Peer {
+    /// Writes the peer's private state (`s2s_peers.sh setup`, with `options` for a variant of
+    /// the config); [`Peer::run`] starts it.
+    fn setup(kind: Kind, ip: Ipv4Addr, xmppd_ip: Ipv4Addr, options: &[String]) -> Peer {
         let dir = tempfile::Builder::new()
             .prefix(&format!("xmppd-s2s-{}-", kind.name()))
             .tempdir()
             .expect("tempdir");
         let d = dir.path().to_str().unwrap().to_string();
         let out = run_bounded(
-            Command::new(SCRIPT).args([
-                "setup",
+            Command::new(SCRIPT).arg("setup").args(options).args([
                 kind.name(),
                 &d,
                 kind.domain(),
@@ -361,23 +369,29 @@ impl Peer {
             Ok((false, o, e)) => panic!("{} setup failed:\n{o}{e}", kind.name()),
             Err(e) => panic!("{} setup: {e}", kind.name()),
         }
-        let log = File::create(dir.path().join("run.out")).unwrap();
+        Peer {
+            kind,
+            ip,
+            dir,
+            child: None,
+        }
+    }
+
+    /// Starts the peer set up by [`Peer::setup`]; returns once its c2s and s2s ports accept
+    /// connections.
+    fn run(&mut self) {
+        let d = self.path().to_str().unwrap().to_string();
+        let log = File::create(self.path().join("run.out")).unwrap();
         let child = Command::new(SCRIPT)
-            .args(["run", kind.name(), &d])
+            .args(["run", self.kind.name(), &d])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .process_group(0)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", kind.name()));
-        let mut p = Peer {
-            kind,
-            ip,
-            dir,
-            child: Some(child),
-        };
-        p.wait_listening();
-        p
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.kind.name()));
+        self.child = Some(child);
+        self.wait_listening();
     }
 
     fn wait_listening(&mut self) {
@@ -644,24 +658,58 @@ fn log_dir(test: &str) -> PathBuf {
         .join(test)
 }
 
-/// The whole exchange between an xmppd user and a peer user; `xmppd_first`: the xmppd user
-/// initiates everything (so the first stream is xmppd's outgoing one), else the peer user.
+/// The whole exchange between an xmppd user and a peer user, with the peer's default
+/// config; `xmppd_first`: the xmppd user initiates everything (so the first stream is
+/// xmppd's outgoing one), else the peer user.
 fn federate(kind: Kind, xmppd_first: bool, test: &str) {
+    federate_variant(kind, Variant::Default, xmppd_first, test);
+}
+
+/// [`federate`] with a variant of the peer's config, and for the XEP-0288 variants the
+/// evidence that bidirectional streams were negotiated (and used).
+fn federate_variant(kind: Kind, variant: Variant, xmppd_first: bool, test: &str) {
+    assert!(
+        variant == Variant::Default || kind == Kind::Prosody,
+        "the {variant:?} variant is for Prosody"
+    );
     let t0 = Instant::now();
     let versions = install();
     let (xip, pip, dns_sock) = pick_addresses();
     let dns = Dns::start(dns_sock, XMPPD_DOMAIN, xip, 5269);
     let listen = format!("{xip}:5269");
     let route = format!("{}={pip}:5269", kind.domain());
-    let server = Server::start(&[
+    // The peer is set up before xmppd starts and started after it: with trusted
+    // certificates each side names the other's certificate (xmppd writes its own into its
+    // data directory when it starts; the peer reads it when it starts).
+    let xmppd_data = tempfile::tempdir().expect("tempdir");
+    let xmppd_cert = xmppd_data.path().join("tls").join("cert.pem");
+    let mut options: Vec<String> = Vec::new();
+    if variant != Variant::Default {
+        options.extend(["--modules".into(), "s2s_bidi".into()]);
+    }
+    if variant == Variant::BidiCerts {
+        options.extend(["--trust".into(), xmppd_cert.to_str().unwrap().into()]);
+    }
+    let mut peer = Peer::setup(kind, pip, xip, &options);
+    let peer_cert = peer.path().join("cert.pem");
+    let mut args = vec![
         "--domain",
         XMPPD_DOMAIN,
         "--s2s-listen",
         &listen,
         "--s2s-route",
         &route,
-    ]);
-    let peer = Peer::start(kind, pip, xip);
+    ];
+    if variant == Variant::BidiCerts {
+        args.extend(["--s2s-ca", peer_cert.to_str().unwrap()]);
+    }
+    let server = Server::start_on(xmppd_data.path(), &args);
+    assert!(
+        variant != Variant::BidiCerts || xmppd_cert.exists(),
+        "xmppd wrote no certificate at {} for the peer to trust",
+        xmppd_cert.display()
+    );
+    peer.run();
     let started = t0.elapsed();
     eprintln!(
         "{test}: {} started in {started:?} (xmppd {xip}, {} {pip}); {}",
@@ -672,6 +720,16 @@ fn federate(kind: Kind, xmppd_first: bool, test: &str) {
     let keep = log_dir(test);
     let _ = std::fs::remove_dir_all(&keep);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if variant != Variant::Default {
+            // The setup is right: the peer offers XEP-0288 on an encrypted incoming stream.
+            let f = s2s_features_after_tls(pip, kind.domain());
+            assert!(
+                f.child("bidi", NS_BIDI_FEATURE).is_some(),
+                "{} with s2s_bidi offers no <bidi xmlns='{NS_BIDI_FEATURE}'/> after STARTTLS: \
+                 {f:?}",
+                kind.name()
+            );
+        }
         let user = User::new(&server, "anna");
         let (pu, ppw) = ("bert", "pw-bert-secret");
         peer.register(pu, ppw);
@@ -687,6 +745,8 @@ fn federate(kind: Kind, xmppd_first: bool, test: &str) {
             name: kind.name(),
             c: pc,
         };
+        // Every connection between the two s2s ports from here on (the probe above is closed).
+        let watch = ConnWatch::start(SocketAddr::from((xip, 5269)), SocketAddr::from((pip, 5269)));
         let t1 = Instant::now();
         let (first, second) = if xmppd_first {
             (&mut x, &mut p)
@@ -741,7 +801,25 @@ fn federate(kind: Kind, xmppd_first: bool, test: &str) {
             .recv_until(&format!("unavailable from {ff} at {}", second.name), |e| {
                 is_presence(e, Some("unavailable"), Some(&ff))
             });
-        t1.elapsed()
+        let exchange = t1.elapsed();
+        let (to_peer, to_xmppd) = watch.finish();
+        eprintln!(
+            "{test}: s2s connections seen established: xmppd -> {} {to_peer:?}, {} -> xmppd \
+             {to_xmppd:?}",
+            kind.name(),
+            kind.name()
+        );
+        if variant != Variant::Default {
+            check_bidi(
+                variant,
+                xmppd_first,
+                &peer,
+                &server.log(),
+                &to_peer,
+                &to_xmppd,
+            );
+        }
+        exchange
     }));
     // Keep the logs of both sides (always: they are small).
     let _ = std::fs::create_dir_all(&keep);
@@ -770,6 +848,287 @@ fn federate(kind: Kind, xmppd_first: bool, test: &str) {
                 keep.display()
             );
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// XEP-0288: bidirectional server-to-server streams.
+
+/// The peer's config.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Variant {
+    /// The default: self-signed certificates that do not validate, dialback (XEP-0220).
+    Default,
+    /// Prosody with mod_s2s_bidi (XEP-0288), dialback as in the default.
+    BidiDialback,
+    /// Prosody with mod_s2s_bidi, and each side trusting the other's certificate
+    /// (`s2s_peers.sh setup --trust`, `--s2s-ca`): every stream authenticates with SASL
+    /// EXTERNAL (XEP-0178), so no dialback verification connections.
+    BidiCerts,
+}
+
+const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+const NS_BIDI_FEATURE: &str = "urn:xmpp:features:bidi";
+/// Prosody's debug log (mod_s2s_bidi): an incoming stream asked for bidi (`<bidi/>` from
+/// xmppd as initiating server).
+const PROSODY_REQUESTED: &str = "Requested bidirectional stream";
+/// Prosody's debug log (mod_s2s_bidi): its outgoing stream saw the bidi feature (offered by
+/// xmppd as receiving server) and asked for bidi.
+const PROSODY_REQUESTING: &str = "Requesting bidirectional stream";
+
+/// Opens a server-to-server stream to the peer at `ip` as a server would (no `from`),
+/// negotiates STARTTLS (any certificate: only the features matter) and returns the features
+/// of the encrypted stream; then closes the stream.
+fn s2s_features_after_tls(ip: Ipv4Addr, domain: &str) -> Element {
+    let mut c = Client::connect(SocketAddr::from((ip, 5269)));
+    let header = format!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
+         xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' \
+         to='{domain}' version='1.0'>"
+    );
+    c.send(&header);
+    c.recv_header();
+    let f = c.recv_el();
+    assert!(
+        f.name == "features" && f.child("starttls", NS_TLS).is_some(),
+        "{domain} offers no STARTTLS on s2s: {f:?}"
+    );
+    c.send(&format!("<starttls xmlns='{NS_TLS}'/>"));
+    let p = c.recv_el();
+    assert_eq!(p.name, "proceed", "{domain} STARTTLS: {p:?}");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(
+            xmppd::s2s::identity::DeferredServerCertVerifier::new(&provider),
+        ))
+        .with_no_client_auth();
+    c.upgrade_with(Arc::new(cfg), domain)
+        .unwrap_or_else(|e| panic!("TLS with {domain} on s2s: {e}"));
+    c.send(&header);
+    c.recv_header();
+    let f = c.recv_el();
+    assert_eq!(f.name, "features", "{domain} after STARTTLS: {f:?}");
+    c.send("</stream:stream>");
+    f
+}
+
+/// Watches the TCP connections between the two servers' s2s ports: samples the established
+/// connections to either s2s port (/proc/net/tcp and tcp6) every 50 ms, and keeps each one
+/// seen once, by its initiating end (its local address) and the s2s port it goes to.
+struct ConnWatch {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<(SocketAddr, SocketAddr)>>>,
+    thread: Option<JoinHandle<()>>,
+    xmppd: SocketAddr,
+    peer: SocketAddr,
+}
+
+impl ConnWatch {
+    fn start(xmppd: SocketAddr, peer: SocketAddr) -> ConnWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (stop2, seen2) = (stop.clone(), seen.clone());
+        let thread = std::thread::spawn(move || loop {
+            // One last sample after the stop.
+            let last = stop2.load(Ordering::SeqCst);
+            for c in established_to(&[xmppd, peer]) {
+                let mut s = seen2.lock().unwrap();
+                if !s.contains(&c) {
+                    s.push(c);
+                }
+            }
+            if last {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        });
+        ConnWatch {
+            stop,
+            seen,
+            thread: Some(thread),
+            xmppd,
+            peer,
+        }
+    }
+
+    /// Stops watching: the initiating ends of the connections seen to the peer's s2s port
+    /// (xmppd -> peer) and to xmppd's (peer -> xmppd).
+    fn finish(mut self) -> (Vec<SocketAddr>, Vec<SocketAddr>) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let seen = self.seen.lock().unwrap();
+        let to = |port: SocketAddr| -> Vec<SocketAddr> {
+            seen.iter()
+                .filter(|(_, r)| *r == port)
+                .map(|(l, _)| *l)
+                .collect()
+        };
+        (to(self.peer), to(self.xmppd))
+    }
+}
+
+impl Drop for ConnWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The established TCP connections (of this network namespace) whose remote end is one of
+/// `targets`: (local, remote) of the connecting side.
+fn established_to(targets: &[SocketAddr]) -> Vec<(SocketAddr, SocketAddr)> {
+    let mut out = Vec::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            // sl local_address rem_address st ...; st 01 is ESTABLISHED.
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 4 || f[3] != "01" {
+                continue;
+            }
+            if let (Some(local), Some(remote)) = (proc_addr(f[1]), proc_addr(f[2])) {
+                if targets.contains(&remote) {
+                    out.push((local, remote));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// An address of /proc/net/tcp{,6}: the address as 32-bit words printed in host byte order,
+/// `:`, the port; IPv4-mapped IPv6 addresses as IPv4.
+fn proc_addr(s: &str) -> Option<SocketAddr> {
+    let (a, p) = s.split_once(':')?;
+    let port = u16::from_str_radix(p, 16).ok()?;
+    let mut bytes = Vec::with_capacity(16);
+    for i in (0..a.len()).step_by(8) {
+        let w = u32::from_str_radix(a.get(i..i + 8)?, 16).ok()?;
+        bytes.extend_from_slice(&w.to_ne_bytes());
+    }
+    let ip = match bytes.len() {
+        4 => IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3])),
+        16 => {
+            let v6 = Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?);
+            v6.to_ipv4_mapped()
+                .map(IpAddr::V4)
+                .unwrap_or(IpAddr::V6(v6))
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// The evidence that XEP-0288 was negotiated, and with trusted certificates used, after the
+/// exchange of [`federate_variant`]; `to_peer`, `to_xmppd`: the connections seen (their
+/// initiating ends) to the peer's s2s port and to xmppd's.
+///
+/// With dialback, both servers open a connection each whether bidi is negotiated or not:
+/// the receiving server verifies the initiator's key over a connection of its own to the
+/// authoritative server (Prosody and xmppd alike send `db:verify` on their normal outgoing
+/// stream), and that stream, authenticated in turn, is then its route for its own stanzas
+/// (Prosody keeps an outgoing stream it has over an incoming bidi one; xmppd uses a bidi
+/// stream only without an established outgoing one). So with dialback only the
+/// negotiation is checked (bidi on both streams); with certificates there is no
+/// verification connection, and the one the initiator opens must carry both directions.
+fn check_bidi(
+    variant: Variant,
+    xmppd_first: bool,
+    peer: &Peer,
+    xmppd_log: &str,
+    to_peer: &[SocketAddr],
+    to_xmppd: &[SocketAddr],
+) {
+    let plog = std::fs::read_to_string(peer.path().join("prosody.log")).unwrap_or_default();
+    let has = |line: &str| plog.contains(line);
+    let (pn, pd) = (peer.kind.name(), peer.kind.domain());
+    if variant == Variant::BidiCerts {
+        // The premise of what follows: no dialback on the initiator's stream.
+        let (line, stream) = if xmppd_first {
+            (
+                format!("Accepting SASL EXTERNAL identity from {XMPPD_DOMAIN}"),
+                format!("xmppd's stream to {pn}"),
+            )
+        } else {
+            (
+                format!("SASL EXTERNAL with {XMPPD_DOMAIN} succeeded"),
+                format!("{pn}'s stream to xmppd"),
+            )
+        };
+        assert!(
+            has(&line),
+            "setup: {stream} did not authenticate by certificate (SASL EXTERNAL; no {line:?} \
+             in {pn}'s log), so the XEP-0288 checks do not apply"
+        );
+    }
+    let mut missing = Vec::new();
+    let requested = (
+        PROSODY_REQUESTED,
+        format!("xmppd did not send <bidi/> on its stream to {pn} (which offers the feature)"),
+    );
+    let requesting = (
+        PROSODY_REQUESTING,
+        format!("xmppd did not offer the bidi feature on {pn}'s stream (so {pn} sent no <bidi/>)"),
+    );
+    let negotiated = match (variant, xmppd_first) {
+        (Variant::BidiCerts, true) => vec![requested],
+        (Variant::BidiCerts, false) => vec![requesting],
+        _ => vec![requested, requesting],
+    };
+    for (line, what) in negotiated {
+        if !has(line) {
+            missing.push(format!(
+                "not negotiated: {what} (no {line:?} in {pn}'s log)"
+            ));
+        }
+    }
+    if variant == Variant::BidiCerts {
+        let (initiator, receiver, forward, back) = if xmppd_first {
+            ("xmppd", pn, to_peer, to_xmppd)
+        } else {
+            (pn, "xmppd", to_xmppd, to_peer)
+        };
+        if forward.len() != 1 || !back.is_empty() {
+            missing.push(format!(
+                "not used: the one connection {initiator} opened should carry both directions \
+                 and {receiver} should never connect to {initiator}; seen established: \
+                 {initiator} -> {receiver} {forward:?}, {receiver} -> {initiator} {back:?}"
+            ));
+        }
+        if xmppd_first {
+            let route = format!("Setting up to handle route from {pd} to {XMPPD_DOMAIN}");
+            if !has(&route) {
+                missing.push(format!(
+                    "not used: {pn} did not take xmppd's stream as its route to \
+                     {XMPPD_DOMAIN} (no {route:?} in its log)"
+                ));
+            }
+            let opened = "opening a new outgoing connection";
+            if has(opened) {
+                missing.push(format!(
+                    "not used: {pn} opened an outgoing s2s connection ({opened:?} in its log)"
+                ));
+            }
+        }
+    }
+    if !missing.is_empty() {
+        let bidi_lines: Vec<&str> = xmppd_log
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().contains("bidi"))
+            .collect();
+        panic!(
+            "XEP-0288 evidence missing:\n- {}\nxmppd's log lines mentioning bidi: {bidi_lines:#?}",
+            missing.join("\n- ")
+        );
     }
 }
 
@@ -802,5 +1161,55 @@ fn ejabberd_federation_initiated_by_ejabberd() {
         Kind::Ejabberd,
         false,
         "ejabberd_federation_initiated_by_ejabberd",
+    );
+}
+
+/// XEP-0288 with Prosody's mod_s2s_bidi and trusted certificates (SASL EXTERNAL): xmppd's
+/// user starts, so xmppd opens the only connection, asks for bidi, and Prosody sends its
+/// stanzas back over it without ever connecting to xmppd.
+#[test]
+fn xep0288_prosody_bidi_xmppd_initiates() {
+    federate_variant(
+        Kind::Prosody,
+        Variant::BidiCerts,
+        true,
+        "xep0288_prosody_bidi_xmppd_initiates",
+    );
+}
+
+/// XEP-0288 with Prosody's mod_s2s_bidi and trusted certificates (SASL EXTERNAL): Prosody's
+/// user starts, so Prosody opens the only connection, asks for bidi (xmppd offers it), and
+/// xmppd sends its stanzas back over it without ever connecting to Prosody.
+#[test]
+fn xep0288_prosody_bidi_prosody_initiates() {
+    federate_variant(
+        Kind::Prosody,
+        Variant::BidiCerts,
+        false,
+        "xep0288_prosody_bidi_prosody_initiates",
+    );
+}
+
+/// XEP-0288 with Prosody's mod_s2s_bidi and dialback: both streams (the initiator's and the
+/// one the receiving server opens for the dialback verification) negotiate bidi, and the
+/// federation works as without it.
+#[test]
+fn xep0288_prosody_bidi_dialback_xmppd_initiates() {
+    federate_variant(
+        Kind::Prosody,
+        Variant::BidiDialback,
+        true,
+        "xep0288_prosody_bidi_dialback_xmppd_initiates",
+    );
+}
+
+/// As [`xep0288_prosody_bidi_dialback_xmppd_initiates`], Prosody's user starting.
+#[test]
+fn xep0288_prosody_bidi_dialback_prosody_initiates() {
+    federate_variant(
+        Kind::Prosody,
+        Variant::BidiDialback,
+        false,
+        "xep0288_prosody_bidi_dialback_prosody_initiates",
     );
 }

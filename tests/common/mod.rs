@@ -473,10 +473,21 @@ impl Client {
     /// Wrap the TCP stream in TLS and complete the handshake.
     pub fn upgrade(&mut self, alpn: Option<&[u8]>) -> std::io::Result<()> {
         let cfg = tls_config(self.cert.as_ref().expect("cert"), alpn);
+        let name = self.domain.clone();
+        self.upgrade_with(cfg, &name)
+    }
+
+    /// Wrap the TCP stream in TLS with `cfg`, for server name `name`, and complete the
+    /// handshake.
+    pub fn upgrade_with(
+        &mut self,
+        cfg: Arc<rustls::ClientConfig>,
+        name: &str,
+    ) -> std::io::Result<()> {
         let Some(Transport::Plain(tcp)) = self.io.take() else {
             panic!("already TLS");
         };
-        let name = self.domain.clone().try_into().unwrap();
+        let name = name.to_string().try_into().unwrap();
         let conn = rustls::ClientConnection::new(cfg, name).unwrap();
         let mut tls = rustls::StreamOwned::new(conn, tcp);
         while tls.conn.is_handshaking() {

@@ -7,10 +7,19 @@
 #       Installs prosody, ejabberd, openssl and util-linux (unshare, setpriv) with apt-get when
 #       missing (as root, or with sudo -n; one install at a time: flock), and prints the
 #       versions. Exits non-zero when a peer cannot be installed.
-#   s2s_peers.sh setup prosody|ejabberd DIR DOMAIN IP RESOLVER_IP NAME=IP...
+#   s2s_peers.sh setup [--modules M1,M2] [--trust FILE] prosody|ejabberd DIR DOMAIN IP
+#                      RESOLVER_IP NAME=IP...
 #       Writes the peer's private state into DIR: config (from tests/interop/s2s/*.in), a
 #       self-signed certificate for DOMAIN, and the private name-resolution files (below).
-#       The peer listens on IP (c2s 5222, s2s 5269).
+#       The peer listens on IP (c2s 5222, s2s 5269). Prosody only, for variants of the
+#       default config:
+#         --modules  more modules_enabled (e.g. s2s_bidi: XEP-0288, off by default);
+#         --trust    the peer trusts the certificates in FILE (PEM) on s2s, so that a peer
+#                    presenting one of them authenticates by certificate (SASL EXTERNAL,
+#                    XEP-0178) instead of dialback. FILE is read when the peer starts: it
+#                    may be written between setup and run. The peer's own certificate then
+#                    carries CA:FALSE, so that xmppd can trust it in turn (--s2s-ca
+#                    DIR/cert.pem; webpki refuses a CA certificate as an end entity).
 #   s2s_peers.sh register prosody|ejabberd DIR DOMAIN USER PASSWORD
 #       Creates an account (Prosody: prosodyctl, before or after the start; ejabberd:
 #       ejabberdctl against the running node).
@@ -79,9 +88,25 @@ case "$cmd" in
     ;;
 
   setup)
-    [ $# -ge 5 ] || die "usage: setup prosody|ejabberd DIR DOMAIN IP RESOLVER_IP NAME=IP..."
+    modules="" trust=""
+    while [ $# -gt 0 ]; do
+      case "$1" in
+        --modules) [ $# -ge 2 ] || die "--modules needs a value"; modules=$2; shift 2 ;;
+        --trust) [ $# -ge 2 ] || die "--trust needs a value"; trust=$2; shift 2 ;;
+        --*) die "unknown option $1" ;;
+        *) break ;;
+      esac
+    done
+    [ $# -ge 5 ] || die "usage: setup [--modules M1,M2] [--trust FILE] prosody|ejabberd DIR DOMAIN IP RESOLVER_IP NAME=IP..."
     peer=$1 dir=$2 domain=$3 ip=$4 resolver=$5
     shift 5
+    if [ "$peer" != prosody ] && { [ -n "$modules" ] || [ -n "$trust" ]; }; then
+      die "--modules and --trust are for prosody only"
+    fi
+    # Both end up in sed replacements and Lua strings.
+    case "$modules$trust" in
+      *[\"\\\|\&]*) die "no quotes, backslashes, | or & in --modules or --trust" ;;
+    esac
     mkdir -p "$dir"
     chmod 755 "$dir"
     # Private resolution files (bind-mounted by `run`).
@@ -92,11 +117,24 @@ case "$cmd" in
     printf 'nameserver %s\noptions timeout:2 attempts:2\n' "$resolver" >"$dir/resolv.conf"
     chmod 644 "$dir/hosts" "$dir/resolv.conf"
     # A self-signed certificate for the peer's domain (it will not validate at xmppd:
-    # dialback authenticates).
+    # dialback authenticates; unless xmppd is told to trust it, with --trust here).
+    ext=()
+    [ -z "$trust" ] || ext=(-addext "basicConstraints=critical,CA:FALSE")
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
-      -subj "/CN=$domain" -addext "subjectAltName=DNS:$domain" \
+      -subj "/CN=$domain" -addext "subjectAltName=DNS:$domain" "${ext[@]}" \
       -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
-    fill() { sed -e "s|@DIR@|$dir|g" -e "s|@IP@|$ip|g" -e "s|@DOMAIN@|$domain|g" "$1"; }
+    # Prosody variants: more modules (a Lua list), trusted s2s certificates (a Lua line).
+    extra_modules="-- (no more modules)"
+    if [ -n "$modules" ]; then
+      IFS=, read -ra mods <<<"$modules"
+      extra_modules=$(printf '"%s"; ' "${mods[@]}")
+    fi
+    s2s_trust="-- (no trusted s2s certificates: dialback authenticates)"
+    [ -z "$trust" ] || s2s_trust="s2s_ssl = { cafile = \"$trust\" }"
+    fill() {
+      sed -e "s|@DIR@|$dir|g" -e "s|@IP@|$ip|g" -e "s|@DOMAIN@|$domain|g" \
+        -e "s|@EXTRA_MODULES@|$extra_modules|g" -e "s|@S2S_TRUST@|$s2s_trust|g" "$1"
+    }
     case "$peer" in
       prosody)
         mkdir -p "$dir/data" "$dir/certs"
