@@ -979,6 +979,26 @@ fn db_pol_01_plaintext_dialback_refused_with_policy_violation() {
     assert_eq!(a.accepted.load(Ordering::SeqCst), 0, "no verification");
 }
 
+/// DB-POL-01 for `db:verify` too: a verification asked in the clear, where TLS is required
+/// before dialback, is answered `type='error'` with `<policy-violation/>`, not with a verdict
+/// (which would tell an eavesdropper whether a key is right).
+#[test]
+fn db_pol_01_plaintext_db_verify_refused_with_policy_violation() {
+    let s = server(&[]);
+    let mut p = Peer::connect("peer.test → a.test (clear)", s2s_addr(&s));
+    p.open(Some("peer.test"), LOCAL);
+    p.send("<db:verify from='peer.test' to='a.test' id='some-stream'>somekey</db:verify>");
+    let r = p.recv_el("the db:verify answer");
+    let t = p.transcript();
+    assert_db(&r, "verify", LOCAL, "peer.test", Some("error"), &t);
+    assert_eq!(r.attr("id"), Some("some-stream"), "{t}");
+    assert_eq!(
+        db_error(&r).map(|(c, _)| c).as_deref(),
+        Some("policy-violation"),
+        "{t}"
+    );
+}
+
 /// DB-RECV-02/03, CORE-S2S-04: the server verifies our key with the authoritative server
 /// (`db:verify from='a.test' to='peer.test' id='<our stream id>'>KEY`), answers
 /// `type='valid'` on our stream, and then delivers our stanza to the local user with `from`

@@ -607,6 +607,25 @@ impl Inbound {
     ) -> Action {
         match parse(el) {
             Err(e) => Action::Close(e.stream_error()),
+            // DB-POL-01 for verifications too: a verdict in the clear would tell an
+            // eavesdropper whether a key is right.
+            Ok(db)
+                if db.kind == Kind::Verify
+                    && db.verdict.is_none()
+                    && self.policy.require_tls
+                    && !secured =>
+            {
+                let mut out = Vec::new();
+                let v = Verdict::Error(StanzaCondition::PolicyViolation.into());
+                write_verify(
+                    &db.to,
+                    &db.from,
+                    db.id.as_deref().unwrap_or_default(),
+                    v,
+                    &mut out,
+                );
+                Action::Answer(out)
+            }
             Ok(db) if db.kind == Kind::Verify => answer_verify(&db, secret, hosted),
             Ok(db) => self.on_result_request(&db, hosted, secured),
         }
@@ -1744,6 +1763,30 @@ mod tests {
         assert_eq!(
             verify(i.on_element(&req, &ours, true, b"s")).pair,
             Pair::new("capulet.example", "montague.example")
+        );
+    }
+
+    #[test]
+    fn db_pol_01_plaintext_verify_refused_when_tls_required() {
+        let policy = Policy {
+            require_tls: true,
+            ..Policy::default()
+        };
+        let mut i = Inbound::new("id1", policy);
+        let req = el(
+            "<db:verify xmlns:db='jabber:server:dialback' from='capulet.example' \
+                      to='montague.example' id='s1'>k</db:verify>",
+        );
+        assert_eq!(
+            answer(i.on_element(&req, &ours, false, b"s")),
+            "<db:verify from='montague.example' to='capulet.example' id='s1' type='error'>\
+             <error type='modify'><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>\
+             </error></db:verify>"
+        );
+        // Over TLS it is judged: a wrong key is invalid.
+        assert_eq!(
+            answer(i.on_element(&req, &ours, true, b"s")),
+            "<db:verify from='montague.example' to='capulet.example' id='s1' type='invalid'/>"
         );
     }
 
