@@ -152,7 +152,12 @@ pub struct Metrics {
     pub shards: Box<[Arc<ShardMetrics>]>,
     links: Arc<Links>,
     storage: xmppd_storage::Storage,
+    /// Families another part of the server renders (the federation's domain pairs).
+    extra: std::sync::OnceLock<Section>,
 }
+
+/// A part of the exposition rendered by its owner at each scrape.
+pub type Section = Arc<dyn Fn(&mut String) + Send + Sync>;
 
 impl Metrics {
     /// Metrics for `shards` shards.
@@ -161,7 +166,13 @@ impl Metrics {
             shards: (0..shards).map(|_| Arc::default()).collect(),
             links,
             storage,
+            extra: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Add the families that `f` renders (set once, at start-up).
+    pub fn add_section(&self, f: Section) {
+        let _ = self.extra.set(f);
     }
 
     /// The exposition text (Prometheus text format 0.0.4).
@@ -355,6 +366,9 @@ impl Metrics {
                 "Resident set size of the process.",
             );
             sample(&mut out, "process_resident_memory_bytes", &[], rss);
+        }
+        if let Some(f) = self.extra.get() {
+            f(&mut out);
         }
         out
     }

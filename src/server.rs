@@ -117,6 +117,10 @@ pub fn serve(config: Config, modules: &'static [RegisterFn]) -> Result<(), Start
         links.clone(),
         storage.clone(),
     ));
+    if let Some(sh) = &s2s_shared {
+        let sh = sh.clone();
+        metrics.add_section(Arc::new(move |out: &mut String| sh.book.render(out)));
+    }
     let metrics_addr = match config.metrics_listen {
         None => None,
         Some(addr) => {

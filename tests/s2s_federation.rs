@@ -1158,6 +1158,76 @@ fn ext_s2s_01_02_03_sasl_external_with_a_test_ca() {
     }
 }
 
+/// The metrics body of `s` (`--metrics-listen`).
+fn metrics_text(s: &Server) -> String {
+    use std::io::{Read, Write};
+    let addr = s.metrics.expect("--metrics-listen");
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    let _ = c.read_to_string(&mut body);
+    body
+}
+
+/// The `xmppd_s2s_pairs` lines of `s`, waited for until `want` holds (a pair is listed when
+/// its stream's task gets to it, a moment after the first stanza crossed).
+fn pairs_until(s: &Server, want: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let lines: Vec<String> = metrics_text(s)
+            .lines()
+            .filter(|l| l.starts_with("xmppd_s2s_pairs{"))
+            .map(str::to_string)
+            .collect();
+        if want(&lines) || std::time::Instant::now() >= until {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `xmppd s2s` as a metrics family: every authenticated pair, by direction, domains and
+/// authentication, with dialback (bidirectional streams off: each side opens its own); gone
+/// when the streams close.
+#[test]
+fn s2s_open_streams_listed_in_metrics_by_pair() {
+    let (a, b) = pair_with(
+        &[
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--s2s-no-bidi",
+            "--s2s-idle-timeout",
+            "5",
+        ],
+        &["--s2s-no-bidi", "--s2s-idle-timeout", "5"],
+    );
+    let _g = dump(&a, &b);
+    exchange(&a, &b);
+    let out =
+        "xmppd_s2s_pairs{direction=\"out\",local=\"a.test\",remote=\"b.test\",auth=\"dialback\"} 1";
+    let inc =
+        "xmppd_s2s_pairs{direction=\"in\",local=\"a.test\",remote=\"b.test\",auth=\"dialback\"} 1";
+    let lines = pairs_until(&a, |l| {
+        l.iter().any(|x| x == out) && l.iter().any(|x| x == inc)
+    });
+    assert!(lines.iter().any(|x| x == out), "{lines:#?}");
+    assert!(lines.iter().any(|x| x == inc), "{lines:#?}");
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    // Idle streams close (5 s without stanzas); their pairs leave the list.
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    let mut lines = lines;
+    while !lines.is_empty() && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(200));
+        lines = pairs_until(&a, |_| true);
+    }
+    assert!(
+        lines.is_empty(),
+        "still listed after the idle timeout: {lines:#?}"
+    );
+}
+
 /// XEP-0288 with SASL EXTERNAL: A's stream to B asks for bidirectionality, and B answers
 /// over it: one connection carries both ways, B opens none (the reverse pair is
 /// authenticated by the stream's certificate and `to`).

@@ -79,6 +79,8 @@ struct In {
     bidi: bool,
     /// The pairs this stream carries from us to the peer (bidi).
     carried: Vec<Rc<Out>>,
+    /// Its authenticated pairs' entries in the [`super::PairBook`].
+    listed: Vec<u64>,
 }
 
 /// XEP-0288 namespaces.
@@ -165,6 +167,7 @@ impl In {
             adopted: false,
             bidi: false,
             carried: Vec::new(),
+            listed: Vec::new(),
             s2s,
             peer,
         }
@@ -270,6 +273,9 @@ impl In {
                     return Err(End::Close);
                 }
                 if valid {
+                    let book = &self.s2s.shared.book;
+                    self.listed
+                        .push(book.add("in", &pair.target, &pair.sender, "dialback"));
                     self.carry(&pair.target, &pair.sender);
                 }
             }
@@ -538,6 +544,8 @@ impl In {
         self.sasl = claimed;
         self.restart = true;
         if let (Some(l), Some(r)) = (self.local.clone(), self.sasl.clone()) {
+            let book = &self.s2s.shared.book;
+            self.listed.push(book.add("in", &l, &r, "sasl-external"));
             self.carry(&l, &r);
         }
         self.handle
@@ -629,6 +637,9 @@ impl In {
         // Our stanzas for these pairs take an outgoing stream from now on.
         for o in self.carried.drain(..) {
             self.s2s.bidi_closed(&o);
+        }
+        for id in self.listed.drain(..) {
+            self.s2s.shared.book.remove(id);
         }
         match end {
             End::Lost | End::HandOff(_) => {

@@ -73,6 +73,127 @@ pub struct Shared {
     pub secret: Vec<u8>,
     /// Incoming connections now (all shards).
     pub incoming: AtomicUsize,
+    /// The authenticated domain pairs, for `xmppd_s2s_pairs` in the metrics.
+    pub book: PairBook,
+}
+
+/// The authenticated domain pairs of every shard, for operators: written when a pair is
+/// authenticated or its stream ends, read at a metrics scrape; never on the stanza path.
+#[derive(Default)]
+pub struct PairBook {
+    next: std::sync::atomic::AtomicU64,
+    open: std::sync::Mutex<std::collections::BTreeMap<u64, Listed>>,
+}
+
+/// One authenticated pair on one stream.
+struct Listed {
+    direction: &'static str,
+    local: String,
+    remote: String,
+    auth: &'static str,
+}
+
+impl PairBook {
+    /// A pair is authenticated: its entry's number, for [`PairBook::remove`].
+    pub fn add(
+        &self,
+        direction: &'static str,
+        local: &str,
+        remote: &str,
+        auth: &'static str,
+    ) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let l = Listed {
+            direction,
+            local: local.to_string(),
+            remote: remote.to_string(),
+            auth,
+        };
+        if let Ok(mut m) = self.open.lock() {
+            m.insert(id, l);
+        }
+        id
+    }
+
+    /// Its stream ended (0: nothing listed).
+    pub fn remove(&self, id: u64) {
+        if id == 0 {
+            return;
+        }
+        if let Ok(mut m) = self.open.lock() {
+            m.remove(&id);
+        }
+    }
+
+    /// `xmppd_s2s_pairs{direction,local,remote,auth}`: streams per authenticated pair.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let mut counts: std::collections::BTreeMap<(&str, &str, &str, &str), u64> =
+            std::collections::BTreeMap::new();
+        let Ok(m) = self.open.lock() else {
+            return;
+        };
+        for l in m.values() {
+            *counts
+                .entry((l.direction, &l.local, &l.remote, l.auth))
+                .or_default() += 1;
+        }
+        out.push_str(
+            "# HELP xmppd_s2s_pairs Authenticated server-to-server domain pairs: streams per \
+             direction (in: the remote domain sends to the local one; out: we send), local \
+             domain, remote domain and authentication (sasl-external, dialback, bidi: carried by \
+             the peer's bidirectional stream).\n# TYPE xmppd_s2s_pairs gauge\n",
+        );
+        for ((dir, local, remote, auth), n) in counts {
+            let _ = writeln!(
+                out,
+                "xmppd_s2s_pairs{{direction=\"{dir}\",local=\"{}\",remote=\"{}\",auth=\"{auth}\"}} {n}",
+                label(local),
+                label(remote)
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod book_tests {
+    use super::PairBook;
+
+    #[test]
+    fn pairs_are_counted_by_labels_and_leave_when_removed() {
+        let b = PairBook::default();
+        let x = b.add("out", "a.test", "b.test", "dialback");
+        let y = b.add("out", "a.test", "b.test", "dialback");
+        let z = b.add("in", "a.test", "we\"ird", "sasl-external");
+        let mut out = String::new();
+        b.render(&mut out);
+        let lines: Vec<&str> = out.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            lines,
+            [
+                "xmppd_s2s_pairs{direction=\"in\",local=\"a.test\",remote=\"we\\\"ird\",auth=\"sasl-external\"} 1",
+                "xmppd_s2s_pairs{direction=\"out\",local=\"a.test\",remote=\"b.test\",auth=\"dialback\"} 2",
+            ]
+        );
+        for id in [x, y, z, 0] {
+            b.remove(id);
+        }
+        let mut out = String::new();
+        b.render(&mut out);
+        assert!(out.lines().all(|l| l.starts_with('#')), "{out}");
+    }
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(v: &str) -> std::borrow::Cow<'_, str> {
+    if !v.contains(['\\', '"', '\n']) {
+        return std::borrow::Cow::Borrowed(v);
+    }
+    std::borrow::Cow::Owned(
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n"),
+    )
 }
 
 impl Shared {
@@ -139,6 +260,7 @@ impl Shared {
             anchors,
             secret,
             incoming: AtomicUsize::new(0),
+            book: PairBook::default(),
         })
     }
 }
@@ -183,8 +305,10 @@ pub struct Out {
     verifies: RefCell<Vec<VerifyAsk>>,
     /// When a stanza last went out (idle timeout).
     last_used: Cell<Instant>,
-    /// How it was authenticated, for `xmppd s2s` and logs.
+    /// How it was authenticated, for the metrics and logs.
     auth: Cell<&'static str>,
+    /// Its entry in the [`PairBook`] while up (0: none).
+    listed: Cell<u64>,
 }
 
 impl Out {
@@ -200,6 +324,7 @@ impl Out {
             verifies: RefCell::default(),
             last_used: Cell::new(Instant::now()),
             auth: Cell::new("none"),
+            listed: Cell::new(0),
         }
     }
 }
@@ -352,6 +477,7 @@ impl S2s {
 
     /// The stream of a pair is gone: forget it unless a newer one replaced it.
     fn out_ended(&self, o: &Rc<Out>) {
+        self.shared.book.remove(o.listed.replace(0));
         let key = (
             Box::<str>::from(o.local.as_str()),
             Box::<str>::from(o.remote.as_str()),
@@ -494,6 +620,8 @@ impl S2s {
         let o = Rc::new(Out::new(local, remote, handle.clone()));
         o.state.set(OutState::Up);
         o.auth.set("bidi");
+        o.listed
+            .set(self.shared.book.add("out", local, remote, "bidi"));
         m.insert(key, o.clone());
         tracing::info!(
             local,
@@ -505,6 +633,7 @@ impl S2s {
 
     /// The incoming bidirectional stream is gone.
     fn bidi_closed(&self, o: &Rc<Out>) {
+        self.shared.book.remove(o.listed.replace(0));
         let key = (
             Box::<str>::from(o.local.as_str()),
             Box::<str>::from(o.remote.as_str()),

@@ -115,6 +115,7 @@ async fn run_counted(s2s: &Rc<S2s>, o: Rc<Out>) {
         bidi: ready.bidi,
         sasl: false,
         outcomes: Rc::default(),
+        listed: Vec::new(),
     };
     if let Auth::Sasl = ready.auth {
         stream.sasl = true;
@@ -122,6 +123,9 @@ async fn run_counted(s2s: &Rc<S2s>, o: Rc<Out>) {
     }
     let end = stream.established(&mut link).await;
     s2s.conn_closed(&stream.remote, &conn);
+    for id in stream.listed.drain(..) {
+        s2s.shared.book.remove(id);
+    }
     // Whatever still waits for this stream learns it is gone.
     for (_, _, reply) in stream.waiting.drain(..) {
         let _ = reply.send(dialback::VerifyOutcome::Failed(
@@ -477,6 +481,8 @@ struct Stream {
     rev: Inbound,
     /// Verdicts for those requests.
     outcomes: Outcomes,
+    /// Reverse pairs verified, in the [`super::PairBook`].
+    listed: Vec<u64>,
 }
 
 impl Stream {
@@ -486,6 +492,8 @@ impl Stream {
         o.state.set(OutState::Up);
         o.auth.set(how);
         o.last_used.set(Instant::now());
+        o.listed
+            .set(self.s2s.shared.book.add("out", &o.local, &o.remote, how));
         let queued: Vec<_> = o.queue.borrow_mut().drain(..).collect();
         o.queued_bytes.set(0);
         for q in queued {
@@ -684,12 +692,18 @@ impl Stream {
     async fn frames(&mut self, link: &mut Link) -> Option<End> {
         let outcomes: Vec<_> = self.outcomes.borrow_mut().drain(..).collect();
         for (pair, outcome) in outcomes {
+            let valid = outcome == dialback::VerifyOutcome::Valid;
             if let Some(reply) = self
                 .rev
                 .on_verify_outcome(&pair.sender, &pair.target, outcome)
             {
                 // A refused key does not close a stream that carries our stanzas too.
                 self.conn.handle.send(&reply.bytes);
+                if valid {
+                    let book = &self.s2s.shared.book;
+                    self.listed
+                        .push(book.add("in", &pair.target, &pair.sender, "dialback"));
+                }
             }
         }
         let mut pending: Vec<Pending> = Vec::new();
