@@ -1572,8 +1572,10 @@ struct Mux {
     carol_client: Client,
 }
 
-fn mux_setup() -> Mux {
-    let o = out_setup(&["--domain", LOCAL2]);
+fn mux_setup(extra: &[&str]) -> Mux {
+    let mut args = vec!["--domain", LOCAL2];
+    args.extend_from_slice(extra);
+    let o = out_setup(&args);
     let (carol, pw) = user_of(&o.server, "carol", LOCAL2);
     let carol_client = online_on(&o.server, &carol, &pw, LOCAL2, "r");
     Mux {
@@ -1668,7 +1670,7 @@ impl Mux {
 /// second connection is opened.
 #[test]
 fn xep0220_2_6_sender_multiplexing_reuses_stream() {
-    let mut x = mux_setup();
+    let mut x = mux_setup(&[]);
     let mut p = x.first_pair_up("mux-1", DIALBACK_FEATURE);
     x.carol_sends("c1");
     x.expect_multiplexed_result(&mut p, "mux-1");
@@ -1699,7 +1701,7 @@ fn xep0220_2_6_sender_multiplexing_reuses_stream() {
 /// multiplexing.
 #[test]
 fn xep0220_2_6_sender_multiplexing_with_dialback_feature_without_errors() {
-    let mut x = mux_setup();
+    let mut x = mux_setup(&[]);
     let mut p = x.first_pair_up("mux-1", DIALBACK_FEATURE_NO_ERRORS);
     x.carol_sends("c1");
     x.expect_multiplexed_result(&mut p, "mux-1");
@@ -1717,7 +1719,7 @@ fn xep0220_2_6_sender_multiplexing_with_dialback_feature_without_errors() {
 /// for a.test.
 #[test]
 fn xep0220_2_6_multiplexed_sender_invalid_bounces_and_stream_stays() {
-    let mut x = mux_setup();
+    let mut x = mux_setup(&[]);
     let mut p = x.first_pair_up("mux-1", DIALBACK_FEATURE);
     x.carol_sends("c1");
     x.expect_multiplexed_result(&mut p, "mux-1");
@@ -1746,7 +1748,7 @@ fn xep0220_2_6_multiplexed_sender_invalid_bounces_and_stream_stays() {
 /// for a.test.
 #[test]
 fn xep0220_2_6_multiplexed_sender_error_bounces_and_stream_stays() {
-    let mut x = mux_setup();
+    let mut x = mux_setup(&[]);
     let mut p = x.first_pair_up("mux-1", DIALBACK_FEATURE);
     x.carol_sends("c1");
     x.expect_multiplexed_result(&mut p, "mux-1");
@@ -1776,9 +1778,15 @@ fn xep0220_2_6_multiplexed_sender_error_bounces_and_stream_stays() {
 /// sent on the first).
 #[test]
 fn xep0220_2_6_no_multiplexing_without_dialback_feature() {
-    let mut x = mux_setup();
+    let mut x = mux_setup(&[]);
     let mut p = x.first_pair_up("mux-1", "");
     x.carol_sends("c1");
+    expect_own_connection_for_a2(&x, &mut p, "mux-2-pre");
+}
+
+/// Waits for xmppd to open a second TCP connection for a2.test (header from a2.test to
+/// b.test), failing if anything for a2.test comes on `p` first.
+fn expect_own_connection_for_a2(x: &Mux, p: &mut Peer, id: &str) -> Peer {
     let deadline = Instant::now() + WAIT;
     let second = loop {
         if let Some(s) = accept_within(&x.o.listener, Duration::ZERO) {
@@ -1786,8 +1794,8 @@ fn xep0220_2_6_no_multiplexing_without_dialback_feature() {
         }
         if let Some(ev) = p.try_recv(Duration::from_millis(100)) {
             panic!(
-                "XEP-0220 §2.6 (C4): nothing for a2.test may go on a stream whose peer did not \
-                 offer the dialback feature, got {ev:?}\n{}",
+                "XEP-0220 §2.6: expected a connection of its own for a2.test, got {ev:?} on the \
+                 first stream\n{}",
                 p.transcript()
             );
         }
@@ -1798,9 +1806,42 @@ fn xep0220_2_6_no_multiplexing_without_dialback_feature() {
         );
     };
     let mut p2 = Peer::new("a2.test → b.test (second connection)", second);
-    let h = p2.answer_header(REMOTE, "mux-2-pre", STARTTLS_REQUIRED, true);
+    let h = p2.answer_header(REMOTE, id, STARTTLS_REQUIRED, true);
     assert_eq!(h.from.as_deref(), Some(LOCAL2), "{}", p2.transcript());
     assert_eq!(h.to.as_deref(), Some(REMOTE), "{}", p2.transcript());
+    p2
+}
+
+/// XEP-0220 §2.5/§2.6: the peer refuses the multiplexed a2.test pair with
+/// `resource-constraint` (it takes no more pairs on this stream): a2.test opens a connection
+/// of its own instead of bouncing carol's message.
+#[test]
+fn xep0220_2_5_resource_constraint_on_multiplexed_sender_opens_own_connection() {
+    let mut x = mux_setup(&[]);
+    let mut p = x.first_pair_up("mux-1", DIALBACK_FEATURE);
+    x.carol_sends("c1");
+    x.expect_multiplexed_result(&mut p, "mux-1");
+    p.send(&format!(
+        "<db:result from='{REMOTE}' to='{LOCAL2}' type='error'><error type='wait'>\
+         <resource-constraint xmlns='{NS_STANZAS}'/></error></db:result>"
+    ));
+    let _p2 = expect_own_connection_for_a2(&x, &mut p, "mux-2");
+    let got = x.carol_client.collect_for(Duration::from_millis(300));
+    assert!(
+        !got.iter().any(|e| e.attr("type") == Some("error")),
+        "carol's message must wait for the new connection, not bounce: {got:?}"
+    );
+}
+
+/// XEP-0220 §2.6: a peer that never answers the multiplexed a2.test pair (it ignores
+/// multiplexing): after the set-up timeout a2.test opens a connection of its own.
+#[test]
+fn xep0220_2_6_unanswered_multiplexed_sender_opens_own_connection() {
+    let mut x = mux_setup(&["--s2s-connect-timeout", "2"]);
+    let mut p = x.first_pair_up("mux-1", DIALBACK_FEATURE);
+    x.carol_sends("c1");
+    x.expect_multiplexed_result(&mut p, "mux-1");
+    expect_own_connection_for_a2(&x, &mut p, "mux-2");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -431,11 +431,12 @@ impl S2s {
     /// The outgoing stream for a pair, started if there is none (on this shard, the home
     /// shard of `remote`).
     fn out_for(self: &Rc<Self>, local: &str, remote: &str) -> Rc<Out> {
-        self.out_for_key((Box::<str>::from(local), Box::<str>::from(remote)))
+        self.out_for_key((Box::<str>::from(local), Box::<str>::from(remote)), true)
     }
 
-    /// [`S2s::out_for`] with the pair's key built.
-    fn out_for_key(self: &Rc<Self>, key: PairKey) -> Rc<Out> {
+    /// [`S2s::out_for`] with the pair's key built; `join`: a new pair may ride on an
+    /// existing connection.
+    fn out_for_key(self: &Rc<Self>, key: PairKey, join: bool) -> Rc<Out> {
         let (local, remote) = (&*key.0, &*key.1);
         if let Some(o) = self.out.borrow().get(&key) {
             let retry_due = matches!(o.state.get(), OutState::Failed(_))
@@ -450,7 +451,7 @@ impl S2s {
             .conns
             .borrow()
             .get(remote)
-            .filter(|c| c.riders.get() < MAX_RIDERS)
+            .filter(|c| join && c.riders.get() < MAX_RIDERS)
             .cloned();
         if let Some(c) = joinable {
             let o = Rc::new(Out::new(local, remote, c.handle.clone()));
@@ -491,8 +492,8 @@ impl S2s {
         }
     }
 
-    /// A local domain that was joining a connection which ended: it gets a connection of
-    /// its own, with what waited for it.
+    /// A local domain that was joining a connection which ended, or that the peer would not
+    /// take on it: it gets a connection of its own, with what waited for it.
     fn out_restart(self: &Rc<Self>, o: &Rc<Out>) {
         let key = (
             Box::<str>::from(o.local.as_str()),
@@ -504,7 +505,7 @@ impl S2s {
                 m.remove(&key);
             }
         }
-        let fresh = self.out_for_key(key);
+        let fresh = self.out_for_key(key, false);
         fresh
             .queue
             .borrow_mut()
@@ -679,7 +680,7 @@ impl Remote for S2s {
                 let bidi = self.bidi.borrow().get(&key).cloned();
                 match bidi {
                     Some(b) => b,
-                    None => me.out_for_key(key),
+                    None => me.out_for_key(key, true),
                 }
             }
         };

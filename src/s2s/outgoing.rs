@@ -14,7 +14,7 @@ use glommio::net::TcpStream;
 
 use std::cell::{Cell, RefCell};
 
-use super::dialback::{self, Action, Inbound, Outbound, OutboundEvent, Policy};
+use super::dialback::{self, Action, Inbound, Outbound, OutboundEvent, Policy, Refusal};
 use super::incoming::{Outcomes, BIDI_FEATURE};
 use super::link::{Link, LinkError, Owned};
 use super::{identity, Conn, Out, OutState, S2s};
@@ -641,14 +641,17 @@ impl Stream {
                 "no dialback answer",
             )));
         }
-        // A joined domain whose answer does not come: its stanzas bounce, the stream stays.
+        // A joined domain whose answer does not come (a peer that ignores multiplexing):
+        // it gets a connection of its own.
         let mut at = 1;
         while at < self.riders.len() {
             let r = &self.riders[at];
             if r.o.state.get() == OutState::Connecting && now >= r.deadline {
                 let r = self.riders.swap_remove(at);
                 self.db.cancel_result(&r.o.local, &self.remote);
-                self.drop_rider(&r.o, dialback::Refusal::Closed, "no dialback answer");
+                self.conn.riders.set(self.conn.riders.get() - 1);
+                tracing::info!(local = %r.o.local, remote = %self.remote, "s2s: no answer for a domain on a shared stream: it gets its own");
+                self.s2s.out_restart(&r.o);
                 continue;
             }
             at += 1;
@@ -842,6 +845,13 @@ impl Stream {
                     return Some(End::PeerClosed);
                 }
                 let r = self.riders.swap_remove(at);
+                if at != 0 && why == Refusal::Error(StanzaCondition::ResourceConstraint.into()) {
+                    // XEP-0220 §2.5: the peer takes no more pairs on this stream; a new
+                    // connection may be accepted.
+                    self.conn.riders.set(self.conn.riders.get() - 1);
+                    self.s2s.out_restart(&r.o);
+                    return None;
+                }
                 self.drop_rider(&r.o, why, "the remote server refused our dialback key");
             }
             OutboundEvent::Verified { pair, id, outcome } => {
