@@ -336,8 +336,43 @@ pub struct VerifyAsk {
     reply: oneshot::Sender<dialback::VerifyOutcome>,
 }
 
-/// (local domain, remote domain) of an outgoing stream.
-type PairKey = (Box<str>, Box<str>);
+/// Streams by (local domain, remote domain), found without building a key: by remote
+/// domain, then among its few local domains. An entry is keyed by its `Out`'s domains.
+#[derive(Default)]
+struct PairTable(AHashMap<Box<str>, smallvec::SmallVec<[Rc<Out>; 2]>>);
+
+impl PairTable {
+    fn get(&self, local: &str, remote: &str) -> Option<&Rc<Out>> {
+        self.0.get(remote)?.iter().find(|o| o.local == local)
+    }
+
+    /// Add `o`, replacing the pair's entry if there is one.
+    fn insert(&mut self, o: Rc<Out>) {
+        let v = match self.0.get_mut(o.remote.as_str()) {
+            Some(v) => v,
+            None => self.0.entry(o.remote.as_str().into()).or_default(),
+        };
+        match v.iter_mut().find(|x| x.local == o.local) {
+            Some(x) => *x = o,
+            None => v.push(o),
+        }
+    }
+
+    /// Remove `o` itself (not a newer entry for its pair).
+    fn remove(&mut self, o: &Rc<Out>) {
+        let Some(v) = self.0.get_mut(o.remote.as_str()) else {
+            return;
+        };
+        v.retain(|x| !Rc::ptr_eq(x, o));
+        if v.is_empty() {
+            self.0.remove(o.remote.as_str());
+        }
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Rc<Out>> {
+        self.0.values().flatten()
+    }
+}
 
 /// One outgoing connection that further local domains may ride on (sender multiplexing,
 /// XEP-0220 §2.6): every pair on it writes to the same send queue, and the stream task sends
@@ -359,12 +394,12 @@ pub struct S2s {
     config: Arc<Config>,
     links: Arc<Links>,
     shared: Arc<Shared>,
-    out: RefCell<AHashMap<PairKey, Rc<Out>>>,
+    out: RefCell<PairTable>,
     /// Outgoing connections that further local domains may join, by remote domain.
     conns: RefCell<AHashMap<Box<str>, Rc<Conn>>>,
     /// Incoming streams the peer made bidirectional (XEP-0288), by the pair they may carry
     /// from us: used when the pair has no outgoing stream of its own that is up.
-    bidi: RefCell<AHashMap<PairKey, Rc<Out>>>,
+    bidi: RefCell<PairTable>,
     me: std::rc::Weak<S2s>,
 }
 
@@ -430,15 +465,9 @@ impl S2s {
 
     /// The outgoing stream for a pair, started if there is none (on this shard, the home
     /// shard of `remote`).
-    fn out_for(self: &Rc<Self>, local: &str, remote: &str) -> Rc<Out> {
-        self.out_for_key((Box::<str>::from(local), Box::<str>::from(remote)), true)
-    }
-
-    /// [`S2s::out_for`] with the pair's key built; `join`: a new pair may ride on an
-    /// existing connection.
-    fn out_for_key(self: &Rc<Self>, key: PairKey, join: bool) -> Rc<Out> {
-        let (local, remote) = (&*key.0, &*key.1);
-        if let Some(o) = self.out.borrow().get(&key) {
+    /// `join`: a new pair may ride on an existing connection.
+    fn out_for(self: &Rc<Self>, local: &str, remote: &str, join: bool) -> Rc<Out> {
+        if let Some(o) = self.out.borrow().get(local, remote) {
             let retry_due = matches!(o.state.get(), OutState::Failed(_))
                 && o.retry.get().is_some_and(|t| Instant::now() >= t);
             if !retry_due {
@@ -458,7 +487,7 @@ impl S2s {
             c.riders.set(c.riders.get() + 1);
             c.joining.borrow_mut().push(o.clone());
             c.handle.wake_task();
-            self.out.borrow_mut().insert(key, o.clone());
+            self.out.borrow_mut().insert(o.clone());
             return o;
         }
         let o = Rc::new(Out::new(
@@ -469,7 +498,7 @@ impl S2s {
                 Instant::now(),
             )),
         ));
-        self.out.borrow_mut().insert(key, o.clone());
+        self.out.borrow_mut().insert(o.clone());
         let me = self.clone();
         let task = o.clone();
         glommio::spawn_local(async move { outgoing::run(me, task).await }).detach();
@@ -479,33 +508,17 @@ impl S2s {
     /// The stream of a pair is gone: forget it unless a newer one replaced it.
     fn out_ended(&self, o: &Rc<Out>) {
         self.shared.book.remove(o.listed.replace(0));
-        let key = (
-            Box::<str>::from(o.local.as_str()),
-            Box::<str>::from(o.remote.as_str()),
-        );
-        let mut m = self.out.borrow_mut();
-        if m.get(&key).is_some_and(|x| Rc::ptr_eq(x, o)) {
-            if matches!(o.state.get(), OutState::Failed(_)) {
-                return; // kept to bounce at once until the retry time
-            }
-            m.remove(&key);
+        if matches!(o.state.get(), OutState::Failed(_)) {
+            return; // kept to bounce at once until the retry time (or replaced)
         }
+        self.out.borrow_mut().remove(o);
     }
 
     /// A local domain that was joining a connection which ended, or that the peer would not
     /// take on it: it gets a connection of its own, with what waited for it.
     fn out_restart(self: &Rc<Self>, o: &Rc<Out>) {
-        let key = (
-            Box::<str>::from(o.local.as_str()),
-            Box::<str>::from(o.remote.as_str()),
-        );
-        {
-            let mut m = self.out.borrow_mut();
-            if m.get(&key).is_some_and(|x| Rc::ptr_eq(x, o)) {
-                m.remove(&key);
-            }
-        }
-        let fresh = self.out_for_key(key, false);
+        self.out.borrow_mut().remove(o);
+        let fresh = self.out_for(&o.local, &o.remote, false);
         fresh
             .queue
             .borrow_mut()
@@ -584,7 +597,7 @@ impl S2s {
 
     /// A verification for a remote domain homed here.
     pub fn verify_here(self: &Rc<Self>, ask: VerifyAsk) {
-        let o = self.out_for(&ask.req.pair.target, &ask.req.pair.sender);
+        let o = self.out_for(&ask.req.pair.target, &ask.req.pair.sender, true);
         if let OutState::Failed(_) = o.state.get() {
             let _ = ask.reply.send(dialback::VerifyOutcome::Failed(
                 dialback::VerifyFailure::NotFound,
@@ -613,9 +626,8 @@ impl S2s {
     /// to `local` may carry ours from `local` to `remote`. None when another stream carries
     /// the pair already.
     fn bidi_open(&self, local: &str, remote: &str, handle: &Rc<ClientHandle>) -> Option<Rc<Out>> {
-        let key = (Box::<str>::from(local), Box::<str>::from(remote));
         let mut m = self.bidi.borrow_mut();
-        if m.contains_key(&key) {
+        if m.get(local, remote).is_some() {
             return None;
         }
         let o = Rc::new(Out::new(local, remote, handle.clone()));
@@ -623,7 +635,7 @@ impl S2s {
         o.auth.set("bidi");
         o.listed
             .set(self.shared.book.add("out", local, remote, "bidi"));
-        m.insert(key, o.clone());
+        m.insert(o.clone());
         tracing::info!(
             local,
             remote,
@@ -635,14 +647,7 @@ impl S2s {
     /// The incoming bidirectional stream is gone.
     fn bidi_closed(&self, o: &Rc<Out>) {
         self.shared.book.remove(o.listed.replace(0));
-        let key = (
-            Box::<str>::from(o.local.as_str()),
-            Box::<str>::from(o.remote.as_str()),
-        );
-        let mut m = self.bidi.borrow_mut();
-        if m.get(&key).is_some_and(|x| Rc::ptr_eq(x, o)) {
-            m.remove(&key);
-        }
+        self.bidi.borrow_mut().remove(o);
     }
 
     /// The server is stopping: close every stream on this shard.
@@ -665,11 +670,10 @@ impl Remote for S2s {
         let Some(me) = self.me.upgrade() else {
             return Err(StanzaError::new(StanzaCondition::RemoteServerNotFound));
         };
-        let key = (Box::<str>::from(local), Box::<str>::from(remote));
         let up = self
             .out
             .borrow()
-            .get(&key)
+            .get(local, remote)
             .filter(|o| o.state.get() == OutState::Up)
             .cloned();
         let o = match up {
@@ -677,10 +681,10 @@ impl Remote for S2s {
             None => {
                 // XEP-0288: the peer's bidirectional stream carries the pair while we have
                 // no stream of our own up.
-                let bidi = self.bidi.borrow().get(&key).cloned();
+                let bidi = self.bidi.borrow().get(local, remote).cloned();
                 match bidi {
                     Some(b) => b,
-                    None => me.out_for_key(key, true),
+                    None => me.out_for(local, remote, true),
                 }
             }
         };
