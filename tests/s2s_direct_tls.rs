@@ -789,3 +789,39 @@ fn xep0368_direct_tls_certificate_is_validated_for_the_domain_not_the_srv_target
         s2s_lines(&b)
     );
 }
+
+/// RFC 6120 §3.2.1 with XEP-0368: the first address (`_xmpps-server`, priority 0) accepts
+/// the TCP connection and hangs up at once, so TLS fails there; the set-up goes on to the
+/// next address (`_xmpp-server`, priority 10) instead of bouncing the message.
+#[test]
+fn rfc6120_3_2_1_tls_failure_at_first_address_tries_the_next() {
+    let dns = Dns::start();
+    let a = start_a(&dns, &[]);
+    let b = start_b(&a);
+    let _g = dump(&dns, &[&a, &b]);
+    let (_, starttls_port) = ports(&b);
+    // Accepts and closes every connection at once, counting them.
+    let closer = TcpListener::bind("127.0.0.1:0").unwrap();
+    let closer_port = closer.local_addr().unwrap().port();
+    let hung_up = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let hung_up = hung_up.clone();
+        std::thread::spawn(move || {
+            for c in closer.incoming() {
+                drop(c);
+                hung_up.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+    }
+    dns.srv(DIRECT_TLS_SRV, 0, closer_port, "xmpps.b.test");
+    dns.srv(STARTTLS_SRV, 10, starttls_port, "xmpp.b.test");
+
+    exchange(&a, &b);
+
+    assert!(
+        hung_up.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the direct-TLS address was not tried first: {}",
+        resolved_b(&a)
+    );
+    assert!(log_line(&a, &["s2s outgoing stream up", "b.test"]).is_some());
+}

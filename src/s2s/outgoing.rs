@@ -180,7 +180,6 @@ struct Ready {
 
 /// Resolve, connect, negotiate TLS, and authenticate (or send our `db:result`).
 async fn set_up(s2s: &Rc<S2s>, o: &Out) -> Result<Ready, Fail> {
-    let cfg = &s2s.config.s2s;
     let addrs = s2s
         .shared
         .resolver
@@ -196,8 +195,12 @@ async fn set_up(s2s: &Rc<S2s>, o: &Out) -> Result<Ready, Fail> {
                 format!("resolving {}: {e}", o.remote),
             ),
         })?;
-    let mut connected = None;
-    let mut last_err = String::from("no address");
+    // RFC 6120 §3.2.1: the addresses in order; a connection that fails, or whose TLS or
+    // stream set-up fails, passes to the next.
+    let mut last = fail(
+        StanzaCondition::RemoteServerNotFound,
+        format!("connecting to {}: no address", o.remote),
+    );
     for a in addrs.iter().take(8) {
         let attempt = TcpStream::connect(a.socket_addr()).or(async {
             glommio::timer::sleep(CONNECT_ATTEMPT).await;
@@ -205,20 +208,36 @@ async fn set_up(s2s: &Rc<S2s>, o: &Out) -> Result<Ready, Fail> {
                 std::io::ErrorKind::TimedOut.into(),
             ))
         });
-        match attempt.await {
-            Ok(sock) => {
-                connected = Some((sock, a.direct_tls));
-                break;
+        let sock = match attempt.await {
+            Ok(sock) => sock,
+            Err(e) => {
+                last = fail(
+                    StanzaCondition::RemoteServerNotFound,
+                    format!("connecting to {} at {}: {e}", o.remote, a.socket_addr()),
+                );
+                continue;
             }
-            Err(e) => last_err = format!("{}: {e}", a.socket_addr()),
+        };
+        match negotiate(s2s, o, sock, a.direct_tls).await {
+            Ok(ready) => return Ok(ready),
+            Err(f) => {
+                tracing::debug!(remote = %o.remote, addr = %a.socket_addr(), why = %f.why, "s2s: set-up failed at this address");
+                last = f;
+            }
         }
     }
-    let Some((sock, direct_tls)) = connected else {
-        return Err(fail(
-            StanzaCondition::RemoteServerNotFound,
-            format!("connecting to {}: {last_err}", o.remote),
-        ));
-    };
+    Err(last)
+}
+
+/// TLS, stream header and features, and authentication (or our `db:result`) over one
+/// connection.
+async fn negotiate(
+    s2s: &Rc<S2s>,
+    o: &Out,
+    sock: TcpStream,
+    direct_tls: bool,
+) -> Result<Ready, Fail> {
+    let cfg = &s2s.config.s2s;
     let _ = sock.set_nodelay(true);
     let limits = s2s.config.xml_limits();
     let mut link = Link::new(sock, None, limits);
