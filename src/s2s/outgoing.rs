@@ -283,8 +283,13 @@ async fn negotiate(
         let stream_id = hdr.id.clone().unwrap_or_default();
         let mut db = Outbound::new(stream_id.clone(), dialback::DEFAULT_MAX_PAIRS);
         db.set_peer_features(&features);
-        // XEP-0288: asked for before authenticating, once TLS is up.
+        // XEP-0288: asked for before authenticating, once TLS is up, and only when we would
+        // accept stanzas from the peer's domain on this stream: by dialback's standard (we
+        // found the peer through DNS), or, when dialback is off, by its certificate.
+        let trusted = cfg.dialback
+            || (link.secured() && peer_status(s2s, &link, &o.remote).is_valid());
         let bidi = cfg.bidi
+            && trusted
             && (link.secured() || cfg.allow_plaintext)
             && features.child("bidi", BIDI_FEATURE).is_some();
         if bidi {
