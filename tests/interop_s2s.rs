@@ -228,32 +228,8 @@ impl Drop for Dns {
 
 /// The response to one query, and a line describing it.
 fn dns_answer(q: &[u8], zone: &str, addr: Ipv4Addr, port: u16) -> Option<(Vec<u8>, String)> {
-    if q.len() < 12 || q[2] & 0x80 != 0 {
-        return None;
-    }
-    let qdcount = u16::from_be_bytes([q[4], q[5]]);
-    let arcount = u16::from_be_bytes([q[10], q[11]]);
-    // The question: labels (no compression in a question), type, class.
-    let mut i = 12;
-    let mut labels = Vec::new();
-    loop {
-        let len = *q.get(i)? as usize;
-        i += 1;
-        if len == 0 {
-            break;
-        }
-        if len > 63 {
-            return None;
-        }
-        labels.push(String::from_utf8_lossy(q.get(i..i + len)?).to_ascii_lowercase());
-        i += len;
-    }
-    let qtype = u16::from_be_bytes([*q.get(i)?, *q.get(i + 1)?]);
-    let q_end = i + 4;
-    if qdcount != 1 || q.len() < q_end {
-        return None;
-    }
-    let name = labels.join(".");
+    let question = common::dns::question(q)?;
+    let (name, qtype) = (question.name.as_str(), question.qtype);
     let srv_name = format!("_xmpp-server._tcp.{zone}");
     let mut answers: Vec<(u16, Vec<u8>)> = Vec::new();
     let rcode = if name == zone {
@@ -267,38 +243,19 @@ fn dns_answer(q: &[u8], zone: &str, addr: Ipv4Addr, port: u16) -> Option<(Vec<u8
             rdata.extend_from_slice(&0u16.to_be_bytes()); // priority
             rdata.extend_from_slice(&0u16.to_be_bytes()); // weight
             rdata.extend_from_slice(&port.to_be_bytes());
-            for l in zone.split('.') {
-                rdata.push(l.len() as u8);
-                rdata.extend_from_slice(l.as_bytes());
-            }
-            rdata.push(0);
+            common::dns::encode_name(zone, &mut rdata);
             answers.push((33, rdata));
         }
         0
     } else {
         3 // NXDOMAIN
     };
-    let mut r = Vec::with_capacity(512);
-    r.extend_from_slice(&q[0..2]); // id
-    let rd = q[2] & 0x01;
-    r.push(0x80 | 0x04 | rd); // QR, AA, RD echoed (opcode 0)
-    r.push(0x80 | rcode); // RA, rcode
-    r.extend_from_slice(&1u16.to_be_bytes());
-    r.extend_from_slice(&(answers.len() as u16).to_be_bytes());
-    r.extend_from_slice(&0u16.to_be_bytes());
-    r.extend_from_slice(&u16::from(arcount > 0).to_be_bytes());
-    r.extend_from_slice(&q[12..q_end]);
+    let mut r = common::dns::response_start(q, &question, rcode, answers.len(), 0);
     for (ty, rdata) in &answers {
-        r.extend_from_slice(&[0xc0, 0x0c]); // the question's name
-        r.extend_from_slice(&ty.to_be_bytes());
-        r.extend_from_slice(&1u16.to_be_bytes()); // IN
-        r.extend_from_slice(&30u32.to_be_bytes()); // TTL
-        r.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-        r.extend_from_slice(rdata);
+        common::dns::push_answer(&mut r, *ty, rdata);
     }
-    if arcount > 0 {
-        // EDNS(0) asked: answer with an OPT record of our own (1232-byte payload).
-        r.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+    if question.edns {
+        common::dns::push_opt(&mut r);
     }
     let what = format!(
         "type {qtype} {name} -> {}",

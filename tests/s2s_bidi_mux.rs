@@ -18,30 +18,22 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use common::ca::{Ca, Leaf};
+use common::s2s::*;
 use common::{stanza_error, Client, Server, User};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use xmppd::xml::{self, Element, Frame, Framer, StreamHeader};
+use rustls::pki_types::CertificateDer;
+use xmppd::xml::{Element, StreamHeader};
 
 const LOCAL: &str = "a.test";
 const LOCAL2: &str = "a2.test";
 const REMOTE: &str = "b.test";
 
-const NS_SERVER: &str = "jabber:server";
 const NS_CLIENT: &str = "jabber:client";
-const NS_DB: &str = "jabber:server:dialback";
-const NS_DB_FEATURES: &str = "urn:xmpp:features:dialback";
-const NS_STREAMS: &str = "http://etherx.jabber.org/streams";
-const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
-const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
-const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
-const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 const NS_BIDI: &str = "urn:xmpp:bidi";
 const NS_BIDI_FEATURES: &str = "urn:xmpp:features:bidi";
 const NS_PING: &str = "urn:xmpp:ping";
@@ -50,8 +42,6 @@ const NS_PING: &str = "urn:xmpp:ping";
 const BIDI: &str = "<bidi xmlns='urn:xmpp:bidi'/>";
 /// The stream feature announcing XEP-0288.
 const BIDI_FEATURE: &str = "<bidi xmlns='urn:xmpp:features:bidi'/>";
-/// The dialback feature with error support (XEP-0220 §2.4.2).
-const DIALBACK_FEATURE: &str = "<dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback>";
 /// The dialback feature without error support.
 const DIALBACK_FEATURE_NO_ERRORS: &str = "<dialback xmlns='urn:xmpp:features:dialback'/>";
 /// SASL EXTERNAL offered (XEP-0178).
@@ -60,448 +50,12 @@ const EXTERNAL_FEATURE: &str = "<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-s
 const STARTTLS_REQUIRED: &str =
     "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>";
 
-/// How long to wait for anything expected.
-const WAIT: Duration = Duration::from_secs(10);
-/// How long "nothing happens" is watched for.
-const QUIET: Duration = Duration::from_millis(1500);
-
-// ---------------------------------------------------------------------------------------------
-// A raw s2s peer (either direction, TLS as client or as server)
-// ---------------------------------------------------------------------------------------------
-
-/// What a raw peer read.
-#[derive(Debug)]
-#[allow(dead_code)]
-enum Ev {
-    Header(StreamHeader),
-    El(Element, String),
-    Close,
-    /// The connection ended with a FIN.
-    Eof,
-    /// The connection ended with a reset (or another read error).
-    Reset(String),
-}
-
-enum Io {
-    Plain(TcpStream),
-    TlsClient(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
-    TlsServer(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
-}
-
-impl Io {
-    fn tcp(&self) -> &TcpStream {
-        match self {
-            Io::Plain(s) => s,
-            Io::TlsClient(t) => t.get_ref(),
-            Io::TlsServer(t) => t.get_ref(),
-        }
-    }
-
-    fn write_flush(&mut self, b: &[u8]) -> std::io::Result<()> {
-        match self {
-            Io::Plain(t) => t.write_all(b).and_then(|_| t.flush()),
-            Io::TlsClient(t) => t.write_all(b).and_then(|_| t.flush()),
-            Io::TlsServer(t) => t.write_all(b).and_then(|_| t.flush()),
-        }
-    }
-
-    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Io::Plain(t) => t.read(b),
-            Io::TlsClient(t) => t.read(b),
-            Io::TlsServer(t) => t.read(b),
-        }
-    }
-}
-
-/// One raw server-to-server connection.
-struct Peer {
-    name: String,
-    io: Option<Io>,
-    framer: Framer,
-    buf: Vec<u8>,
-    /// Everything sent, for failure messages.
-    sent: String,
-    /// Everything received (decrypted), for failure messages.
-    got: String,
-}
-
-impl Peer {
-    fn new(name: &str, s: TcpStream) -> Peer {
-        s.set_nonblocking(false).unwrap();
-        s.set_nodelay(true).unwrap();
-        s.set_read_timeout(Some(WAIT)).unwrap();
-        s.set_write_timeout(Some(WAIT)).unwrap();
-        Peer {
-            name: name.to_string(),
-            io: Some(Io::Plain(s)),
-            framer: Framer::new(xml::Limits::default()),
-            buf: Vec::new(),
-            sent: String::new(),
-            got: String::new(),
-        }
-    }
-
-    fn connect(name: &str, addr: SocketAddr) -> Peer {
-        Peer::new(
-            name,
-            TcpStream::connect(addr).expect("connect to the s2s port"),
-        )
-    }
-
-    /// The exchange so far, for failure messages.
-    fn transcript(&self) -> String {
-        format!(
-            "[{}]\n  sent:     {}\n  received: {}",
-            self.name, self.sent, self.got
-        )
-    }
-
-    fn send(&mut self, s: &str) {
-        self.sent.push_str(s);
-        let r = self.io.as_mut().expect("open").write_flush(s.as_bytes());
-        r.unwrap_or_else(|e| panic!("write failed: {e}\n{}", self.transcript()));
-    }
-
-    /// Send, ignoring errors (the other side may have closed).
-    fn send_lossy(&mut self, s: &str) {
-        self.sent.push_str(s);
-        if let Some(io) = self.io.as_mut() {
-            let _ = io.write_flush(s.as_bytes());
-        }
-    }
-
-    /// The next event, or None after `timeout`.
-    fn try_recv(&mut self, timeout: Duration) -> Option<Ev> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.framer.next(&self.buf) {
-                Ok(Some((frame, used))) => {
-                    let ev = match frame {
-                        Frame::StreamOpen(h) => Some(Ev::Header(h)),
-                        Frame::Element(raw) => {
-                            let raw_s = String::from_utf8_lossy(raw).into_owned();
-                            let el = xml::parse_element(
-                                raw,
-                                self.framer.stream_ns(),
-                                &xml::Limits::default(),
-                            )
-                            .unwrap_or_else(|e| {
-                                panic!("bad XML {raw_s}: {e}\n{}", self.transcript())
-                            });
-                            Some(Ev::El(el, raw_s))
-                        }
-                        Frame::Whitespace => None,
-                        Frame::StreamClose => Some(Ev::Close),
-                    };
-                    self.buf.drain(..used);
-                    match ev {
-                        Some(ev) => return Some(ev),
-                        None => continue,
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => panic!("not well-formed: {e}\n{}", self.transcript()),
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return None;
-            }
-            let io = self.io.as_mut()?;
-            io.tcp().set_read_timeout(Some(deadline - now)).unwrap();
-            let mut chunk = [0u8; 16384];
-            match io.read(&mut chunk) {
-                Ok(0) => return Some(Ev::Eof),
-                Ok(n) => {
-                    self.got.push_str(&String::from_utf8_lossy(&chunk[..n]));
-                    self.buf.extend_from_slice(&chunk[..n]);
-                }
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.kind() == std::io::ErrorKind::TimedOut =>
-                {
-                    if Instant::now() >= deadline {
-                        return None;
-                    }
-                }
-                Err(e) => return Some(Ev::Reset(e.to_string())),
-            }
-        }
-    }
-
-    fn recv(&mut self, what: &str) -> Ev {
-        match self.try_recv(WAIT) {
-            Some(ev) => ev,
-            None => panic!(
-                "timed out ({WAIT:?}) waiting for {what}\n{}",
-                self.transcript()
-            ),
-        }
-    }
-
-    fn recv_header(&mut self, what: &str) -> StreamHeader {
-        match self.recv(what) {
-            Ev::Header(h) => h,
-            other => panic!("expected {what}, got {other:?}\n{}", self.transcript()),
-        }
-    }
-
-    /// The next element, which must satisfy `pred`; `what` says what was expected.
-    fn expect_el(&mut self, what: &str, pred: impl Fn(&Element) -> bool) -> Element {
-        match self.recv(what) {
-            Ev::El(e, _) if pred(&e) => e,
-            Ev::El(_, raw) => panic!("expected {what}, got {raw}\n{}", self.transcript()),
-            other => panic!("expected {what}, got {other:?}\n{}", self.transcript()),
-        }
-    }
-
-    /// A stream error with `condition`, `</stream:stream>` and the end of the connection.
-    fn expect_stream_error(&mut self, condition: &str, why: &str) {
-        let what = format!("stream error <{condition}/> ({why})");
-        loop {
-            match self.recv(&what) {
-                Ev::Header(_) => continue,
-                Ev::El(e, raw) if e.is("error", NS_STREAMS) => {
-                    let cond = e
-                        .elements()
-                        .find(|c| c.ns == NS_STREAM_ERRORS && c.name != "text")
-                        .map(|c| c.name.clone());
-                    assert_eq!(
-                        cond.as_deref(),
-                        Some(condition),
-                        "{why}: stream error {raw}\n{}",
-                        self.transcript()
-                    );
-                    break;
-                }
-                other => panic!("expected {what}, got {other:?}\n{}", self.transcript()),
-            }
-        }
-        match self.recv("</stream:stream> after the stream error") {
-            Ev::Close => {}
-            other => panic!(
-                "expected </stream:stream> after the error, got {other:?}\n{}",
-                self.transcript()
-            ),
-        }
-        self.expect_end();
-    }
-
-    /// The connection ends (FIN or reset) within the wait.
-    fn expect_end(&mut self) {
-        match self.recv("the end of the connection") {
-            Ev::Eof | Ev::Reset(_) => {}
-            other => panic!(
-                "expected the connection to end, got {other:?}\n{}",
-                self.transcript()
-            ),
-        }
-    }
-
-    /// Everything that arrives within `d` (stops at the end of the connection).
-    fn collect_for(&mut self, d: Duration) -> Vec<Ev> {
-        let deadline = Instant::now() + d;
-        let mut out = Vec::new();
-        loop {
-            let now = Instant::now();
-            if now >= deadline {
-                return out;
-            }
-            match self.try_recv(deadline - now) {
-                None => return out,
-                Some(ev @ (Ev::Eof | Ev::Reset(_))) => {
-                    out.push(ev);
-                    return out;
-                }
-                Some(ev) => out.push(ev),
-            }
-        }
-    }
-
-    /// Nothing at all arrives within `d`.
-    fn expect_silence(&mut self, d: Duration, why: &str) {
-        let got = self.collect_for(d);
-        assert!(
-            got.is_empty(),
-            "{why}: expected nothing, got {got:?}\n{}",
-            self.transcript()
-        );
-    }
-
-    /// As the Initiating Server: open a stream `from` → `to` and read the answer header and
-    /// the features.
-    fn open(&mut self, from: &str, to: &str) -> (StreamHeader, Element) {
-        self.framer.reset();
-        self.send(&format!(
-            "<?xml version='1.0'?><stream:stream xmlns='{NS_SERVER}' \
-             xmlns:stream='{NS_STREAMS}' xmlns:db='{NS_DB}' from='{from}' to='{to}' \
-             version='1.0'>"
-        ));
-        let h = self.recv_header("the server's stream header");
-        let f = self.expect_el("the server's stream features", |f| {
-            f.is("features", NS_STREAMS)
-        });
-        (h, f)
-    }
-
-    /// As the Initiating Server: STARTTLS with `cfg` (server name `name`), then a new
-    /// document.
-    fn starttls_client(&mut self, cfg: Arc<rustls::ClientConfig>, name: &str) {
-        self.send(&format!("<starttls xmlns='{NS_TLS}'/>"));
-        self.expect_el("<proceed/>", |p| p.is("proceed", NS_TLS));
-        let Some(Io::Plain(tcp)) = self.io.take() else {
-            panic!("already TLS")
-        };
-        let conn =
-            rustls::ClientConnection::new(cfg, name.to_string().try_into().unwrap()).unwrap();
-        let mut tls = rustls::StreamOwned::new(conn, tcp);
-        while tls.conn.is_handshaking() {
-            if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
-                panic!("TLS handshake (as client): {e}\n{}", self.transcript());
-            }
-        }
-        self.io = Some(Io::TlsClient(Box::new(tls)));
-        self.framer.reset();
-        self.buf.clear();
-    }
-
-    /// As the Receiving Server of xmppd's connection: read its header, answer with ours (`me`,
-    /// id `id`, `xmlns:db` declared if `declare_db`) and `features`.
-    fn answer_header(
-        &mut self,
-        me: &str,
-        id: &str,
-        features: &str,
-        declare_db: bool,
-    ) -> StreamHeader {
-        let h = self.recv_header("xmppd's outgoing stream header");
-        let to = h.from.clone().unwrap_or_default();
-        let db = if declare_db {
-            format!(" xmlns:db='{NS_DB}'")
-        } else {
-            String::new()
-        };
-        self.send(&format!(
-            "<?xml version='1.0'?><stream:stream xmlns='{NS_SERVER}' \
-             xmlns:stream='{NS_STREAMS}'{db} id='{id}' from='{me}' to='{to}' \
-             version='1.0'><stream:features>{features}</stream:features>"
-        ));
-        h
-    }
-
-    /// As the Receiving Server: xmppd's `<starttls/>`, our `<proceed/>`, the TLS handshake as
-    /// server, then a new document.
-    fn accept_starttls(&mut self, cfg: Arc<rustls::ServerConfig>) {
-        self.expect_el("xmppd's <starttls/>", |e| e.is("starttls", NS_TLS));
-        self.send(&format!("<proceed xmlns='{NS_TLS}'/>"));
-        let Some(Io::Plain(tcp)) = self.io.take() else {
-            panic!("already TLS")
-        };
-        let conn = rustls::ServerConnection::new(cfg).unwrap();
-        let mut tls = rustls::StreamOwned::new(conn, tcp);
-        while tls.conn.is_handshaking() {
-            if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
-                panic!("TLS handshake (as server): {e}\n{}", self.transcript());
-            }
-        }
-        self.io = Some(Io::TlsServer(Box::new(tls)));
-        self.framer.reset();
-        self.buf.clear();
-    }
-}
-
-/// A listener on a free loopback port.
-fn listen() -> (TcpListener, u16) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    (l, port)
-}
-
-/// Accept one connection within `d`.
-fn accept_within(l: &TcpListener, d: Duration) -> Option<TcpStream> {
-    l.set_nonblocking(true).unwrap();
-    let deadline = Instant::now() + d;
-    loop {
-        match l.accept() {
-            Ok((s, _)) => return Some(s),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => panic!("accept: {e}"),
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A loopback TCP port nothing listens on.
-fn closed_tcp_port() -> u16 {
-    listen().1
-}
-
 // ---------------------------------------------------------------------------------------------
 // Certificates: a test CA, leaves for the peer's domains, rustls configurations
 // ---------------------------------------------------------------------------------------------
 
-/// A certificate chain (leaf, then CA) and its key.
-struct Leaf {
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-}
-
-/// A test CA whose PEM file xmppd trusts with `--s2s-ca`.
-struct Ca {
-    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
-    pem: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Ca {
-    fn new() -> Ca {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
-        let dir = tempfile::tempdir().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "xmppd bidi/mux test CA");
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let issuer =
-            rcgen::CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        let pem = dir.path().join("ca.pem");
-        std::fs::write(&pem, issuer.pem()).unwrap();
-        Ca {
-            issuer,
-            pem,
-            _dir: dir,
-        }
-    }
-
-    fn pem_arg(&self) -> String {
-        self.pem.to_str().unwrap().to_string()
-    }
-
-    /// A certificate for `domain` (DNS-ID), server and client use.
-    fn leaf(&self, domain: &str) -> Leaf {
-        use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
-        let mut p = CertificateParams::new(vec![domain.to_string()]).unwrap();
-        p.distinguished_name.push(DnType::CommonName, domain);
-        p.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let key = KeyPair::generate().unwrap();
-        let cert = p.signed_by(&key, &self.issuer).unwrap();
-        Leaf {
-            chain: vec![cert.der().clone(), self.issuer.der().clone()],
-            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        }
-    }
-}
+/// The name of the test CA.
+const TEST_CA: &str = "xmppd bidi/mux test CA";
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -538,34 +92,6 @@ fn server_tls(leaf: &Leaf) -> Arc<rustls::ServerConfig> {
             .with_single_cert(leaf.chain.clone(), leaf.key.clone_key())
             .unwrap(),
     )
-}
-
-// ---------------------------------------------------------------------------------------------
-// Dialback keys (XEP-0185), computed independently of the server's code
-// ---------------------------------------------------------------------------------------------
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// The server's dialback secret: SHA256("xmppd dialback secret\0" || the data dir's secret).
-fn dialback_secret(server: &Server) -> Vec<u8> {
-    use sha2::Digest;
-    let raw = std::fs::read(server.data.join("secret")).expect("the server's secret file");
-    let mut h = sha2::Sha256::new();
-    h.update(b"xmppd dialback secret\0");
-    h.update(&raw);
-    h.finalize().to_vec()
-}
-
-/// XEP-0185 §3: HMAC-SHA256(hex(SHA256(secret)), receiving ' ' originating ' ' id), hex.
-fn db_key(secret: &[u8], receiving: &str, originating: &str, id: &str) -> String {
-    use hmac::{KeyInit, Mac};
-    use sha2::Digest;
-    let k = hex(&sha2::Sha256::digest(secret));
-    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(k.as_bytes()).unwrap();
-    m.update(format!("{receiving} {originating} {id}").as_bytes());
-    hex(&m.finalize().into_bytes())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -692,16 +218,7 @@ impl Authoritative {
 
     /// The next event that satisfies `pred`.
     fn next_where(&self, what: &str, pred: impl Fn(&AuthEv) -> bool) -> AuthEv {
-        let deadline = Instant::now() + WAIT;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.events.recv_timeout(left) {
-                Ok(ev) if pred(&ev) => return ev,
-                Ok(ev) => seen.push(ev),
-                Err(_) => panic!("the fake authoritative server never saw {what}; saw {seen:?}"),
-            }
-        }
+        next_event_where(&self.events, what, pred)
     }
 
     /// Everything seen so far (without waiting).
@@ -745,18 +262,6 @@ fn require_flag(flag: &str) {
     );
 }
 
-fn s2s_addr(s: &Server) -> SocketAddr {
-    s.s2s.expect("the server has an s2s port")
-}
-
-/// The dialback element `name` with these attributes.
-fn assert_db(e: &Element, name: &str, from: &str, to: &str, ty: Option<&str>, ctx: &str) {
-    assert!(e.is(name, NS_DB), "expected db:{name}, got {e:?}\n{ctx}");
-    assert_eq!(e.attr("from"), Some(from), "from of {e:?}\n{ctx}");
-    assert_eq!(e.attr("to"), Some(to), "to of {e:?}\n{ctx}");
-    assert_eq!(e.attr("type"), ty, "type of {e:?}\n{ctx}");
-}
-
 fn has_bidi_feature(f: &Element) -> bool {
     f.child("bidi", NS_BIDI_FEATURES).is_some()
 }
@@ -766,11 +271,6 @@ fn offers_external(f: &Element) -> bool {
         m.elements()
             .any(|e| e.name == "mechanism" && e.text().trim() == "EXTERNAL")
     })
-}
-
-/// True for a message of type error with this id.
-fn is_bounce(e: &Element, id: &str) -> bool {
-    e.name == "message" && e.attr("type") == Some("error") && e.attr("id") == Some(id)
 }
 
 fn body(e: &Element, ns: &str) -> Option<String> {
@@ -864,7 +364,7 @@ struct BidiIn {
 }
 
 fn bidi_in(bidi: bool, extra: &[&str]) -> BidiIn {
-    let ca = Ca::new();
+    let ca = Ca::new(TEST_CA);
     let ca_arg = ca.pem_arg();
     let route = format!("{REMOTE}=127.0.0.1:{}", closed_tcp_port());
     let mut args = vec!["--s2s-ca", &ca_arg, "--s2s-route", &route];
@@ -921,7 +421,7 @@ struct Out {
 fn out_setup(extra: &[&str]) -> Out {
     let (listener, port) = listen();
     let route = format!("{REMOTE}=127.0.0.1:{port}");
-    let ca = Ca::new();
+    let ca = Ca::new(TEST_CA);
     let tls = server_tls(&ca.leaf(REMOTE));
     let mut args = vec!["--s2s-route", &route];
     args.extend_from_slice(extra);
@@ -1154,7 +654,7 @@ fn xep0288_receiving_bidi_answers_peer_iq_on_incoming_stream() {
 /// message goes out on the incoming connection.
 #[test]
 fn xep0288_receiving_dialback_bidi_sends_local_stanzas_on_incoming_stream() {
-    let ca = Ca::new();
+    let ca = Ca::new(TEST_CA);
     let auth = Authoritative::start(REMOTE, server_tls(&ca.leaf(REMOTE)), "goodkey");
     let route = auth.route(REMOTE);
     let s = server(&["--s2s-route", &route]);
@@ -1852,7 +1352,7 @@ fn xep0220_2_6_unanswered_multiplexed_sender_opens_own_connection() {
 /// dialback, so the peer may authenticate more sender domains on it.
 #[test]
 fn xep0220_2_6_receiving_offers_dialback_after_sasl_external() {
-    let ca = Ca::new();
+    let ca = Ca::new(TEST_CA);
     let ca_arg = ca.pem_arg();
     let s = server(&["--s2s-ca", &ca_arg]);
     let (p, _, f) = incoming_external(&s, &ca, REMOTE, false);
@@ -1870,7 +1370,7 @@ fn xep0220_2_6_receiving_offers_dialback_after_sasl_external() {
 /// delivered, a third domain's is `invalid-from`.
 #[test]
 fn xep0220_2_6_receiving_sender_multiplexing_after_sasl_external() {
-    let ca = Ca::new();
+    let ca = Ca::new(TEST_CA);
     let ca_arg = ca.pem_arg();
     let auth2 = Authoritative::start("b2.test", server_tls(&ca.leaf("b2.test")), "key2");
     let route2 = auth2.route("b2.test");

@@ -33,8 +33,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::s2s::{eprint_log_tail, exchange, s2s_lines, strip_ansi};
 use common::*;
-use xmppd::xml::Element;
 
 const DIRECT_TLS_SRV: &str = "_xmpps-server._tcp.b.test";
 const STARTTLS_SRV: &str = "_xmpp-server._tcp.b.test";
@@ -43,7 +43,6 @@ const TYPE_A: u16 = 1;
 const TYPE_SOA: u16 = 6;
 const TYPE_AAAA: u16 = 28;
 const TYPE_SRV: u16 = 33;
-const TYPE_OPT: u16 = 41;
 
 // ---------------------------------------------------------------------------------------------
 // A DNS responder over UDP.
@@ -81,20 +80,11 @@ impl Rr {
                 r.extend_from_slice(&priority.to_be_bytes());
                 r.extend_from_slice(&weight.to_be_bytes());
                 r.extend_from_slice(&port.to_be_bytes());
-                encode_name(target, &mut r);
+                dns::encode_name(target, &mut r);
                 r
             }
         }
     }
-}
-
-/// `name` (dotted, no trailing dot; empty for the root) in DNS wire form, uncompressed.
-fn encode_name(name: &str, out: &mut Vec<u8>) {
-    for label in name.split('.').filter(|l| !l.is_empty()) {
-        out.push(u8::try_from(label.len()).expect("a label under 64 bytes"));
-        out.extend_from_slice(label.as_bytes());
-    }
-    out.push(0);
 }
 
 type Zone = Arc<Mutex<Vec<(String, Rr)>>>;
@@ -204,32 +194,8 @@ impl Drop for Dns {
 
 /// The response to one query, with the asked name (lowercase, no trailing dot) and type.
 fn dns_answer(q: &[u8], zone: &[(String, Rr)]) -> Option<(Vec<u8>, String, u16)> {
-    if q.len() < 12 || q[2] & 0x80 != 0 {
-        return None;
-    }
-    let qdcount = u16::from_be_bytes([q[4], q[5]]);
-    let arcount = u16::from_be_bytes([q[10], q[11]]);
-    // The question: labels (never compressed in a query), type, class.
-    let mut i = 12;
-    let mut labels = Vec::new();
-    loop {
-        let len = usize::from(*q.get(i)?);
-        i += 1;
-        if len == 0 {
-            break;
-        }
-        if len > 63 {
-            return None;
-        }
-        labels.push(String::from_utf8_lossy(q.get(i..i + len)?).to_ascii_lowercase());
-        i += len;
-    }
-    let qtype = u16::from_be_bytes([*q.get(i)?, *q.get(i + 1)?]);
-    let q_end = i + 4;
-    if qdcount != 1 || q.len() < q_end {
-        return None;
-    }
-    let name = labels.join(".");
+    let question = dns::question(q)?;
+    let (name, qtype) = (question.name.clone(), question.qtype);
     let held: Vec<&Rr> = zone
         .iter()
         .filter(|(n, _)| *n == name)
@@ -241,29 +207,21 @@ fn dns_answer(q: &[u8], zone: &[(String, Rr)]) -> Option<(Vec<u8>, String, u16)>
         .filter(|rr| rr.rtype() == qtype)
         .collect();
     let nxdomain = held.is_empty();
-    let mut r = Vec::with_capacity(512);
-    r.extend_from_slice(&q[0..2]); // id
-    r.push(0x80 | 0x04 | (q[2] & 0x01)); // QR, AA, RD echoed; opcode 0
-    r.push(0x80 | if nxdomain { 3 } else { 0 }); // RA, rcode
-    r.extend_from_slice(&1u16.to_be_bytes());
-    r.extend_from_slice(&u16::try_from(answers.len()).unwrap().to_be_bytes());
-    r.extend_from_slice(&u16::from(answers.is_empty()).to_be_bytes());
-    r.extend_from_slice(&u16::from(arcount > 0).to_be_bytes());
-    r.extend_from_slice(&q[12..q_end]);
+    let mut r = dns::response_start(
+        q,
+        &question,
+        if nxdomain { 3 } else { 0 },
+        answers.len(),
+        usize::from(answers.is_empty()),
+    );
     for rr in &answers {
-        let rdata = rr.rdata();
-        r.extend_from_slice(&[0xc0, 0x0c]); // the question's name
-        r.extend_from_slice(&rr.rtype().to_be_bytes());
-        r.extend_from_slice(&1u16.to_be_bytes()); // IN
-        r.extend_from_slice(&30u32.to_be_bytes()); // TTL
-        r.extend_from_slice(&u16::try_from(rdata.len()).unwrap().to_be_bytes());
-        r.extend_from_slice(&rdata);
+        dns::push_answer(&mut r, rr.rtype(), &rr.rdata());
     }
     if answers.is_empty() {
         // A negative answer carries the zone's SOA (RFC 2308); the root stands for the zone.
         let mut rdata = Vec::new();
-        encode_name("ns.test", &mut rdata);
-        encode_name("hostmaster.test", &mut rdata);
+        dns::encode_name("ns.test", &mut rdata);
+        dns::encode_name("hostmaster.test", &mut rdata);
         for v in [1u32, 3600, 600, 86400, 30] {
             rdata.extend_from_slice(&v.to_be_bytes());
         }
@@ -274,11 +232,8 @@ fn dns_answer(q: &[u8], zone: &[(String, Rr)]) -> Option<(Vec<u8>, String, u16)>
         r.extend_from_slice(&u16::try_from(rdata.len()).unwrap().to_be_bytes());
         r.extend_from_slice(&rdata);
     }
-    if arcount > 0 {
-        // EDNS(0) asked: an OPT record of our own (1232-byte payload).
-        r.push(0);
-        r.extend_from_slice(&TYPE_OPT.to_be_bytes());
-        r.extend_from_slice(&[0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+    if question.edns {
+        dns::push_opt(&mut r);
     }
     Some((r, name, qtype))
 }
@@ -362,51 +317,6 @@ impl Trap {
 // ---------------------------------------------------------------------------------------------
 // Checks.
 
-fn body(e: &Element) -> Option<String> {
-    e.child("body", "jabber:client").map(|b| b.text())
-}
-
-/// A chat message from a fresh user on `a` to a fresh user on `b` and the reply, each with
-/// the sender's full JID as `from`.
-fn exchange(a: &Server, b: &Server) {
-    let alice = User::new(a, "alice");
-    let bob = User::new(b, "bob");
-    let mut ca = alice.online(a, "phone");
-    let mut cb = bob.online(b, "laptop");
-    ca.send(&format!(
-        "<message to='{}' type='chat' id='x1'><body>a to b</body></message>",
-        bob.jid
-    ));
-    let (m, _) = cb.recv_until("alice's message", |e| e.name == "message");
-    assert_eq!(body(&m).as_deref(), Some("a to b"), "{m:?}");
-    assert_eq!(m.attr("from"), Some(alice.full("phone").as_str()), "{m:?}");
-    cb.send(&format!(
-        "<message to='{}' type='chat' id='x2'><body>b to a</body></message>",
-        alice.jid
-    ));
-    let (m, _) = ca.recv_until("bob's reply", |e| e.name == "message");
-    assert_eq!(body(&m).as_deref(), Some("b to a"), "{m:?}");
-    assert_eq!(m.attr("from"), Some(bob.full("laptop").as_str()), "{m:?}");
-}
-
-/// The log without terminal colours.
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut it = s.chars();
-    while let Some(c) = it.next() {
-        if c == '\u{1b}' {
-            for c in it.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// The first line of `s`'s log containing every one of `needles`, waiting up to [`TIMEOUT`]
 /// for it: the harness reads the server's stderr on a thread of its own, so a line written
 /// before a stanza went out may be captured after the stanza arrived.
@@ -430,15 +340,6 @@ fn resolved_b(a: &Server) -> String {
         .unwrap_or_else(|| panic!("a never resolved b.test:\n{}", s2s_lines(a)))
 }
 
-/// The federation lines of a log, for failure messages.
-fn s2s_lines(s: &Server) -> String {
-    strip_ansi(&s.log())
-        .lines()
-        .filter(|l| l.contains("s2s") || l.contains("dialback") || l.contains("SASL"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// On a failing test: the DNS questions and the tail of each server's log.
 struct DumpOnPanic<'a> {
     dns: &'a Dns,
@@ -450,17 +351,7 @@ impl Drop for DumpOnPanic<'_> {
         if std::thread::panicking() {
             eprintln!("===== DNS questions =====\n{}", self.dns.questions());
             for s in &self.servers {
-                let log = strip_ansi(&s.log());
-                let lines: Vec<&str> = log.lines().collect();
-                let from = lines.len().saturating_sub(100);
-                eprintln!(
-                    "===== {} log, last {} lines =====",
-                    s.domain,
-                    lines.len() - from
-                );
-                for l in &lines[from..] {
-                    eprintln!("{l}");
-                }
+                eprint_log_tail(&s.domain, s, 100);
             }
         }
     }
@@ -667,64 +558,19 @@ struct Certs {
     ca_pem: PathBuf,
     /// Per domain: the data directory (`tls/cert.pem`: leaf then CA, `tls/key.pem`).
     dirs: Vec<tempfile::TempDir>,
-    _ca_dir: tempfile::TempDir,
-}
-
-fn write_private(path: &Path, data: &[u8]) {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .unwrap();
-    f.write_all(data).unwrap();
+    _ca: ca::Ca,
 }
 
 fn certs(domains: &[&str]) -> Certs {
-    use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
-        IsCa, KeyPair, KeyUsagePurpose,
-    };
-    let ca_dir = tempfile::tempdir().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "xmppd XEP-0368 test CA");
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-    let ca_pem = ca_dir.path().join("ca.pem");
-    std::fs::write(&ca_pem, ca.pem()).unwrap();
+    let ca = ca::Ca::new("xmppd XEP-0368 test CA");
     let dirs = domains
         .iter()
-        .map(|d| {
-            let mut p = CertificateParams::new(vec![d.to_string()]).unwrap();
-            p.distinguished_name.push(DnType::CommonName, *d);
-            p.extended_key_usages = vec![
-                ExtendedKeyUsagePurpose::ServerAuth,
-                ExtendedKeyUsagePurpose::ClientAuth,
-            ];
-            let key = KeyPair::generate().unwrap();
-            let cert = p.signed_by(&key, &ca).unwrap();
-            let dir = tempfile::tempdir().unwrap();
-            let tls = dir.path().join("tls");
-            std::fs::create_dir_all(&tls).unwrap();
-            std::fs::write(tls.join("cert.pem"), format!("{}{}", cert.pem(), ca.pem())).unwrap();
-            write_private(&tls.join("key.pem"), key.serialize_pem().as_bytes());
-            dir
-        })
+        .map(|d| ca.data_dir(d, vec![d.to_string()]).0)
         .collect();
     Certs {
-        ca_pem,
+        ca_pem: ca.pem.clone(),
         dirs,
-        _ca_dir: ca_dir,
+        _ca: ca,
     }
 }
 

@@ -12,9 +12,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::s2s::{eprint_log_tail, exchange, s2s_lines, strip_ansi};
 use common::*;
 use xmppd::xml::Element;
 use xmppd::xmpp::caps::{ver_hash, CapsAlgo};
@@ -139,33 +140,6 @@ fn wait_line(s: &Server, needles: &[&str]) -> Option<String> {
     }
 }
 
-/// The log without terminal colours.
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut it = s.chars();
-    while let Some(c) = it.next() {
-        if c == '\u{1b}' {
-            for c in it.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// The outgoing-stream lines of a log, for failure messages.
-fn s2s_lines(s: &Server) -> String {
-    strip_ansi(&s.log())
-        .lines()
-        .filter(|l| l.contains("s2s") || l.contains("dialback") || l.contains("SASL"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// Prints the servers' logs when the test fails (the server side of the exchange).
 struct DumpOnPanic<'a>(Vec<(&'static str, &'a Server)>);
 
@@ -173,17 +147,7 @@ impl Drop for DumpOnPanic<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
             for (name, s) in &self.0 {
-                let log = strip_ansi(&s.log());
-                let lines: Vec<&str> = log.lines().collect();
-                let from = lines.len().saturating_sub(120);
-                eprintln!(
-                    "===== {name} ({}) log, last {} lines =====",
-                    s.domain,
-                    lines.len() - from
-                );
-                for l in &lines[from..] {
-                    eprintln!("{l}");
-                }
+                eprint_log_tail(&format!("{name} ({})", s.domain), s, 120);
             }
         }
     }
@@ -1016,69 +980,24 @@ fn pep_03_05_remote_contact_gets_notifications() {
 struct CaSetup {
     ca_pem: PathBuf,
     dirs: Vec<(tempfile::TempDir, PathBuf, PathBuf)>,
-    _ca_dir: tempfile::TempDir,
-}
-
-fn write_private(path: &Path, data: &[u8]) {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .unwrap();
-    f.write_all(data).unwrap();
+    _ca: ca::Ca,
 }
 
 fn ca_setup(domains: &[&str]) -> CaSetup {
-    use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
-        IsCa, KeyPair, KeyUsagePurpose,
-    };
-    let ca_dir = tempfile::tempdir().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "xmppd s2s test CA");
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-    let ca_pem = ca_dir.path().join("ca.pem");
-    std::fs::write(&ca_pem, ca.pem()).unwrap();
-    let mut dirs = Vec::new();
-    for d in domains {
-        let mut p = CertificateParams::new(vec![
-            d.to_string(),
-            format!("conference.{d}"),
-            format!("*.{d}"),
-        ])
-        .unwrap();
-        p.distinguished_name.push(DnType::CommonName, *d);
-        p.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let key = KeyPair::generate().unwrap();
-        let cert = p.signed_by(&key, &ca).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let tls = dir.path().join("tls");
-        std::fs::create_dir_all(&tls).unwrap();
-        let cert_path = tls.join("cert.pem");
-        let key_path = tls.join("key.pem");
-        std::fs::write(&cert_path, format!("{}{}", cert.pem(), ca.pem())).unwrap();
-        write_private(&key_path, key.serialize_pem().as_bytes());
-        dirs.push((dir, cert_path, key_path));
-    }
+    let ca = ca::Ca::new("xmppd s2s test CA");
+    let dirs = domains
+        .iter()
+        .map(|d| {
+            ca.data_dir(
+                d,
+                vec![d.to_string(), format!("conference.{d}"), format!("*.{d}")],
+            )
+        })
+        .collect();
     CaSetup {
-        ca_pem,
+        ca_pem: ca.pem.clone(),
         dirs,
-        _ca_dir: ca_dir,
+        _ca: ca,
     }
 }
 
@@ -1104,28 +1023,6 @@ fn ca_pair(setup: &CaSetup, extra: &[&str]) -> (Server, Server) {
         mk(0, "a.test", pa, "b.test", pb),
         mk(1, "b.test", pb, "a.test", pa),
     )
-}
-
-/// One message each way between two fresh users; returns nothing, panics on failure.
-fn exchange(a: &Server, b: &Server) {
-    let alice = User::new(a, "alice");
-    let bob = User::new(b, "bob");
-    let mut ca = alice.online(a, "phone");
-    let mut cb = bob.online(b, "laptop");
-    ca.send(&format!(
-        "<message to='{}' type='chat' id='x1'><body>a to b</body></message>",
-        bob.jid
-    ));
-    let (m, _) = cb.recv_until("a to b", |e| e.name == "message");
-    assert_eq!(body(&m).as_deref(), Some("a to b"), "{m:?}");
-    assert_eq!(m.attr("from"), Some(alice.full("phone").as_str()), "{m:?}");
-    cb.send(&format!(
-        "<message to='{}' type='chat' id='x2'><body>b to a</body></message>",
-        alice.jid
-    ));
-    let (m, _) = ca.recv_until("b to a", |e| e.name == "message");
-    assert_eq!(body(&m).as_deref(), Some("b to a"), "{m:?}");
-    assert_eq!(m.attr("from"), Some(bob.full("laptop").as_str()), "{m:?}");
 }
 
 /// EXT-S2S-01/02/03, CORE-S2S-04/09: with certificates from a CA both trust (`--s2s-ca`),

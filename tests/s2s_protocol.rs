@@ -16,411 +16,17 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use common::s2s::*;
 use common::{stanza_error, Client, Server, User};
-use xmppd::xml::{self, Element, Frame, Framer, StreamHeader};
+use xmppd::xml::{Element, StreamHeader};
 
 const LOCAL: &str = "a.test";
-const NS_SERVER: &str = "jabber:server";
-const NS_DB: &str = "jabber:server:dialback";
-const NS_DB_FEATURES: &str = "urn:xmpp:features:dialback";
-const NS_STREAMS: &str = "http://etherx.jabber.org/streams";
-const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
-const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
-const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
-const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
-
-/// How long to wait for anything expected.
-const WAIT: Duration = Duration::from_secs(10);
-/// How long "nothing happens" is watched for.
-const QUIET: Duration = Duration::from_millis(1500);
-
-// ---------------------------------------------------------------------------------------------
-// A raw s2s peer
-// ---------------------------------------------------------------------------------------------
-
-/// What a raw peer read.
-#[derive(Debug)]
-#[allow(dead_code)]
-enum Ev {
-    Header(StreamHeader),
-    El(Element, String),
-    Close,
-    /// The connection ended with a FIN.
-    Eof,
-    /// The connection ended with a reset (or another read error).
-    Reset(String),
-}
-
-enum Io {
-    Plain(TcpStream),
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
-}
-
-impl Io {
-    fn tcp(&self) -> &TcpStream {
-        match self {
-            Io::Plain(s) => s,
-            Io::Tls(t) => t.get_ref(),
-        }
-    }
-}
-
-/// One raw server-to-server connection, either direction, plain or TLS (as client).
-struct Peer {
-    name: String,
-    io: Option<Io>,
-    framer: Framer,
-    buf: Vec<u8>,
-    /// Everything sent, for failure messages.
-    sent: String,
-    /// Everything received, for failure messages.
-    got: String,
-}
-
-impl Peer {
-    fn new(name: &str, s: TcpStream) -> Peer {
-        s.set_nonblocking(false).unwrap();
-        s.set_nodelay(true).unwrap();
-        s.set_read_timeout(Some(WAIT)).unwrap();
-        s.set_write_timeout(Some(WAIT)).unwrap();
-        Peer {
-            name: name.to_string(),
-            io: Some(Io::Plain(s)),
-            framer: Framer::new(xml::Limits::default()),
-            buf: Vec::new(),
-            sent: String::new(),
-            got: String::new(),
-        }
-    }
-
-    fn connect(name: &str, addr: SocketAddr) -> Peer {
-        Peer::new(
-            name,
-            TcpStream::connect(addr).expect("connect to the s2s port"),
-        )
-    }
-
-    /// The exchange so far, for failure messages.
-    fn transcript(&self) -> String {
-        format!(
-            "[{}]\n  sent:     {}\n  received: {}",
-            self.name, self.sent, self.got
-        )
-    }
-
-    fn send(&mut self, s: &str) {
-        self.sent.push_str(s);
-        let io = self.io.as_mut().expect("open");
-        let r = match io {
-            Io::Plain(t) => t.write_all(s.as_bytes()).and_then(|_| t.flush()),
-            Io::Tls(t) => t.write_all(s.as_bytes()).and_then(|_| t.flush()),
-        };
-        r.unwrap_or_else(|e| panic!("write failed: {e}\n{}", self.transcript()));
-    }
-
-    /// Send, ignoring errors (the other side may have closed).
-    fn send_lossy(&mut self, s: &str) {
-        self.sent.push_str(s);
-        if let Some(io) = self.io.as_mut() {
-            let _ = match io {
-                Io::Plain(t) => t.write_all(s.as_bytes()).and_then(|_| t.flush()),
-                Io::Tls(t) => t.write_all(s.as_bytes()).and_then(|_| t.flush()),
-            };
-        }
-    }
-
-    /// The next event, or None after `timeout`.
-    fn try_recv(&mut self, timeout: Duration) -> Option<Ev> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.framer.next(&self.buf) {
-                Ok(Some((frame, used))) => {
-                    let ev = match frame {
-                        Frame::StreamOpen(h) => Some(Ev::Header(h)),
-                        Frame::Element(raw) => {
-                            let raw_s = String::from_utf8_lossy(raw).into_owned();
-                            let el = xml::parse_element(
-                                raw,
-                                self.framer.stream_ns(),
-                                &xml::Limits::default(),
-                            )
-                            .unwrap_or_else(|e| {
-                                panic!("bad XML {raw_s}: {e}\n{}", self.transcript())
-                            });
-                            Some(Ev::El(el, raw_s))
-                        }
-                        Frame::Whitespace => None,
-                        Frame::StreamClose => Some(Ev::Close),
-                    };
-                    self.buf.drain(..used);
-                    match ev {
-                        Some(ev) => return Some(ev),
-                        None => continue,
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => panic!("not well-formed: {e}\n{}", self.transcript()),
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return None;
-            }
-            let io = self.io.as_mut()?;
-            io.tcp().set_read_timeout(Some(deadline - now)).unwrap();
-            let mut chunk = [0u8; 16384];
-            let r = match io {
-                Io::Plain(t) => t.read(&mut chunk),
-                Io::Tls(t) => t.read(&mut chunk),
-            };
-            match r {
-                Ok(0) => return Some(Ev::Eof),
-                Ok(n) => {
-                    self.got.push_str(&String::from_utf8_lossy(&chunk[..n]));
-                    self.buf.extend_from_slice(&chunk[..n]);
-                }
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.kind() == std::io::ErrorKind::TimedOut =>
-                {
-                    if Instant::now() >= deadline {
-                        return None;
-                    }
-                }
-                Err(e) => return Some(Ev::Reset(e.to_string())),
-            }
-        }
-    }
-
-    fn recv(&mut self, what: &str) -> Ev {
-        match self.try_recv(WAIT) {
-            Some(ev) => ev,
-            None => panic!("timed out waiting for {what}\n{}", self.transcript()),
-        }
-    }
-
-    fn recv_header(&mut self, what: &str) -> StreamHeader {
-        match self.recv(what) {
-            Ev::Header(h) => h,
-            other => panic!("expected {what}, got {other:?}\n{}", self.transcript()),
-        }
-    }
-
-    fn recv_el(&mut self, what: &str) -> Element {
-        match self.recv(what) {
-            Ev::El(e, _) => e,
-            other => panic!("expected {what}, got {other:?}\n{}", self.transcript()),
-        }
-    }
-
-    /// True if the stream header we received declares `prefix` for `uri`.
-    fn declares(&self, prefix: &str, uri: &str) -> bool {
-        self.framer.stream_ns().resolve(prefix) == Some(uri)
-    }
-
-    /// A stream error with `condition`, `</stream:stream>` and the end of the connection.
-    fn expect_stream_error(&mut self, condition: &str) {
-        loop {
-            match self.recv(&format!("stream error {condition}")) {
-                Ev::Header(_) => continue,
-                Ev::El(e, raw) if e.is("error", NS_STREAMS) => {
-                    let cond = e
-                        .elements()
-                        .find(|c| c.ns == NS_STREAM_ERRORS && c.name != "text")
-                        .map(|c| c.name.clone());
-                    assert_eq!(
-                        cond.as_deref(),
-                        Some(condition),
-                        "stream error {raw}\n{}",
-                        self.transcript()
-                    );
-                    break;
-                }
-                other => panic!(
-                    "expected stream error {condition}, got {other:?}\n{}",
-                    self.transcript()
-                ),
-            }
-        }
-        match self.recv("</stream:stream> after the stream error") {
-            Ev::Close => {}
-            other => panic!(
-                "expected </stream:stream> after the error, got {other:?}\n{}",
-                self.transcript()
-            ),
-        }
-        self.expect_end();
-    }
-
-    /// The connection ends (FIN or reset) within the wait.
-    fn expect_end(&mut self) {
-        match self.recv("the end of the connection") {
-            Ev::Eof | Ev::Reset(_) => {}
-            other => panic!(
-                "expected the connection to end, got {other:?}\n{}",
-                self.transcript()
-            ),
-        }
-    }
-
-    /// Everything that arrives within `d` (stops at a close or the end).
-    fn collect_for(&mut self, d: Duration) -> Vec<Ev> {
-        let deadline = Instant::now() + d;
-        let mut out = Vec::new();
-        loop {
-            let now = Instant::now();
-            if now >= deadline {
-                return out;
-            }
-            match self.try_recv(deadline - now) {
-                None => return out,
-                Some(ev @ (Ev::Eof | Ev::Reset(_))) => {
-                    out.push(ev);
-                    return out;
-                }
-                Some(ev) => out.push(ev),
-            }
-        }
-    }
-
-    /// Nothing at all arrives within `d`.
-    fn expect_silence(&mut self, d: Duration, why: &str) {
-        let got = self.collect_for(d);
-        assert!(
-            got.is_empty(),
-            "{why}: expected nothing, got {got:?}\n{}",
-            self.transcript()
-        );
-    }
-
-    /// As the Initiating Server: open a stream `from` → `to` and read the answer header and
-    /// (with version 1.0) the features.
-    fn open(&mut self, from: Option<&str>, to: &str) -> (StreamHeader, Element) {
-        let from = from.map(|f| format!(" from='{f}'")).unwrap_or_default();
-        self.framer.reset();
-        self.send(&format!(
-            "<?xml version='1.0'?><stream:stream xmlns='{NS_SERVER}' \
-             xmlns:stream='{NS_STREAMS}' xmlns:db='{NS_DB}'{from} to='{to}' version='1.0'>"
-        ));
-        let h = self.recv_header("the server's stream header");
-        let f = self.recv_el("the server's stream features");
-        assert!(
-            f.is("features", NS_STREAMS),
-            "features expected: {f:?}\n{}",
-            self.transcript()
-        );
-        (h, f)
-    }
-
-    /// As the Receiving Server of an incoming connection from the server: read its header,
-    /// answer with ours (id `id`, from `me`) and `features`.
-    fn accept_stream(&mut self, me: &str, id: &str, features: &str) -> StreamHeader {
-        let h = self.recv_header("the server's outgoing stream header");
-        let to = h.from.clone().unwrap_or_default();
-        self.send(&format!(
-            "<?xml version='1.0'?><stream:stream xmlns='{NS_SERVER}' \
-             xmlns:stream='{NS_STREAMS}' xmlns:db='{NS_DB}' id='{id}' from='{me}' to='{to}' \
-             version='1.0'><stream:features>{features}</stream:features>"
-        ));
-        h
-    }
-
-    /// STARTTLS as the initiating side (trusting the server's own certificate for `name`),
-    /// then a new stream.
-    fn starttls(&mut self, cert: &std::path::Path, name: &str) {
-        self.send(&format!("<starttls xmlns='{NS_TLS}'/>"));
-        let p = self.recv_el("<proceed/>");
-        assert!(p.is("proceed", NS_TLS), "{p:?}\n{}", self.transcript());
-        let cfg = common::tls_config(cert, None);
-        let Some(Io::Plain(tcp)) = self.io.take() else {
-            panic!("already TLS")
-        };
-        let conn =
-            rustls::ClientConnection::new(cfg, name.to_string().try_into().unwrap()).unwrap();
-        let mut tls = rustls::StreamOwned::new(conn, tcp);
-        while tls.conn.is_handshaking() {
-            tls.conn
-                .complete_io(&mut tls.sock)
-                .unwrap_or_else(|e| panic!("TLS handshake: {e}"));
-        }
-        self.io = Some(Io::Tls(Box::new(tls)));
-        self.framer.reset();
-        self.buf.clear();
-    }
-}
-
-/// The dialback feature a peer offers.
-const DIALBACK_FEATURE: &str = "<dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback>";
-
-/// A listener on a free loopback port.
-fn listen() -> (TcpListener, u16) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    (l, port)
-}
-
-/// Accept one connection within `d`.
-fn accept_within(l: &TcpListener, d: Duration) -> Option<TcpStream> {
-    l.set_nonblocking(true).unwrap();
-    let deadline = Instant::now() + d;
-    while Instant::now() < deadline {
-        match l.accept() {
-            Ok((s, _)) => return Some(s),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            Err(e) => panic!("accept: {e}"),
-        }
-    }
-    None
-}
-
-/// A loopback TCP port nothing listens on.
-fn closed_tcp_port() -> u16 {
-    listen().1
-}
-
-/// A loopback UDP port nothing listens on.
-fn closed_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Keys (XEP-0185), computed independently of the server's code
-// ---------------------------------------------------------------------------------------------
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// The server's dialback secret: SHA256("xmppd dialback secret\0" || the data dir's secret).
-fn dialback_secret(server: &Server) -> Vec<u8> {
-    use sha2::Digest;
-    let raw = std::fs::read(server.data.join("secret")).expect("the server's secret file");
-    let mut h = sha2::Sha256::new();
-    h.update(b"xmppd dialback secret\0");
-    h.update(&raw);
-    h.finalize().to_vec()
-}
-
-/// XEP-0185 §3: HMAC-SHA256(hex(SHA256(secret)), receiving ' ' originating ' ' id), hex.
-fn db_key(secret: &[u8], receiving: &str, originating: &str, id: &str) -> String {
-    use hmac::{KeyInit, Mac};
-    use sha2::Digest;
-    let k = hex(&sha2::Sha256::digest(secret));
-    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(k.as_bytes()).unwrap();
-    m.update(format!("{receiving} {originating} {id}").as_bytes());
-    hex(&m.finalize().into_bytes())
-}
 
 // ---------------------------------------------------------------------------------------------
 // The fake Authoritative Server (and receiving end of the server's outgoing stream)
@@ -572,16 +178,7 @@ impl Auth {
 
     /// The next event, skipping those `skip` says to.
     fn next_where(&self, what: &str, pred: impl Fn(&AuthEv) -> bool) -> AuthEv {
-        let deadline = Instant::now() + WAIT;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.events.recv_timeout(left) {
-                Ok(ev) if pred(&ev) => return ev,
-                Ok(ev) => seen.push(ev),
-                Err(_) => panic!("the fake authoritative server never saw {what}; saw {seen:?}"),
-            }
-        }
+        next_event_where(&self.events, what, pred)
     }
 }
 
@@ -610,18 +207,6 @@ fn server(extra: &[&str]) -> Server {
     let mut args = vec!["--domain", LOCAL];
     args.extend_from_slice(extra);
     Server::start(&args)
-}
-
-fn s2s_addr(s: &Server) -> SocketAddr {
-    s.s2s.expect("the server has an s2s port")
-}
-
-/// The dialback element `name` in the dialback namespace, with these attributes.
-fn assert_db(e: &Element, name: &str, from: &str, to: &str, ty: Option<&str>, ctx: &str) {
-    assert!(e.is(name, NS_DB), "expected db:{name}, got {e:?}\n{ctx}");
-    assert_eq!(e.attr("from"), Some(from), "from of {e:?}\n{ctx}");
-    assert_eq!(e.attr("to"), Some(to), "to of {e:?}\n{ctx}");
-    assert_eq!(e.attr("type"), ty, "type of {e:?}\n{ctx}");
 }
 
 /// The condition (and error type) of a dialback `type='error'` answer.
@@ -669,11 +254,6 @@ fn authed(extra: &[&str], cfg: AuthCfg) -> Authed {
         peer,
         sid,
     }
-}
-
-/// True for a message of type error with this id.
-fn is_bounce(e: &Element, id: &str) -> bool {
-    e.name == "message" && e.attr("type") == Some("error") && e.attr("id") == Some(id)
 }
 
 /// The messages among what a client got.
@@ -784,7 +364,7 @@ fn xep0368_direct_tls_s2s_port_starts_inside_tls() {
         "peer.test → a.test (direct TLS)",
         tls.sock.try_clone().unwrap(),
     );
-    p.io = Some(Io::Tls(Box::new(tls)));
+    p.io = Some(Io::TlsClient(Box::new(tls)));
     let (h, f) = p.open(Some("peer.test"), LOCAL);
     let t = p.transcript();
     assert_eq!(h.default_ns.as_deref(), Some(NS_SERVER), "{t}");
@@ -865,7 +445,7 @@ fn core_s2s_03_unhosted_to_is_host_unknown() {
     ));
     let h = p.recv_header("our header first");
     assert_eq!(h.default_ns.as_deref(), Some(NS_SERVER));
-    p.expect_stream_error("host-unknown");
+    p.expect_stream_error("host-unknown", "");
 }
 
 /// RFC 6120 §4.9.3.10: a stream whose content namespace is not `jabber:server` gets
@@ -878,7 +458,7 @@ fn s2s_wrong_content_namespace_is_invalid_namespace() {
         "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='{NS_STREAMS}' \
          from='peer.test' to='{LOCAL}' version='1.0'>"
     ));
-    p.expect_stream_error("invalid-namespace");
+    p.expect_stream_error("invalid-namespace", "");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -924,7 +504,7 @@ fn db_recv_01_core_s2s_06_unverified_from_is_invalid_from_not_delivered() {
          <body>spoofed</body></message>",
         bob.jid
     ));
-    p.expect_stream_error("invalid-from");
+    p.expect_stream_error("invalid-from", "");
     let got = cb.collect_for(QUIET);
     assert!(messages(&got).is_empty(), "delivered: {got:?}");
 }
@@ -947,7 +527,7 @@ fn db_sec_02_typed_result_on_inbound_authorizes_nothing() {
         "<message from='x@peer.test/r' to='{}/r' type='chat' id='m1'><body>hi</body></message>",
         bob.jid
     ));
-    p.expect_stream_error("invalid-from");
+    p.expect_stream_error("invalid-from", "");
     let got = cb.collect_for(QUIET);
     assert!(messages(&got).is_empty(), "delivered: {got:?}");
     assert_eq!(
@@ -1038,7 +618,7 @@ fn core_s2s_05_stanza_without_from_is_improper_addressing() {
     let mut x = authed(&[], auth("peer.test", "goodkey"));
     x.peer
         .send("<message to='bob@a.test' type='chat' id='m1'><body>x</body></message>");
-    x.peer.expect_stream_error("improper-addressing");
+    x.peer.expect_stream_error("improper-addressing", "");
 }
 
 /// CORE-S2S-05: on an authenticated pair, a stanza without `to` closes the stream with
@@ -1048,7 +628,7 @@ fn core_s2s_05_stanza_without_to_is_improper_addressing() {
     let mut x = authed(&[], auth("peer.test", "goodkey"));
     x.peer
         .send("<iq from='x@peer.test/r' type='get' id='q1'><ping xmlns='urn:xmpp:ping'/></iq>");
-    x.peer.expect_stream_error("improper-addressing");
+    x.peer.expect_stream_error("improper-addressing", "");
 }
 
 /// CORE-S2S-07: on an authenticated pair, a stanza to a domain that is not ours gets
@@ -1059,7 +639,7 @@ fn core_s2s_07_stanza_to_unhosted_domain_is_host_unknown() {
     x.peer.send(
         "<message from='x@peer.test/r' to='y@other.test' type='chat' id='m1'><body>x</body></message>",
     );
-    x.peer.expect_stream_error("host-unknown");
+    x.peer.expect_stream_error("host-unknown", "");
 }
 
 /// CORE-S2S-07: with two hosted domains and only (peer.test, a.test) verified, a stanza to
@@ -1070,7 +650,7 @@ fn core_s2s_07_stanza_to_hosted_but_unverified_target_is_refused() {
     x.peer.send(
         "<message from='x@peer.test/r' to='carol@b.test' type='chat' id='m1'><body>x</body></message>",
     );
-    x.peer.expect_stream_error("host-unknown");
+    x.peer.expect_stream_error("host-unknown", "");
 }
 
 /// DB-RECV-04: the authoritative server says `invalid`: `type='invalid'` on our stream, then
@@ -1567,7 +1147,7 @@ fn core_s2s_03_host_unknown_header_claims_only_our_domain() {
          xmlns:db='{NS_DB}' from='peer.test' to='nothere.test' version='1.0'>"
     ));
     let h = p.recv_header("our header first");
-    p.expect_stream_error("host-unknown");
+    p.expect_stream_error("host-unknown", "");
     assert_eq!(
         h.from.as_deref(),
         Some(LOCAL),
@@ -1597,7 +1177,7 @@ fn db_recv_01_stanza_while_pending_is_invalid_from() {
         "<message from='x@peer.test/r' to='{}/r' type='chat' id='early'><body>early</body></message>",
         bob.jid
     ));
-    p.expect_stream_error("invalid-from");
+    p.expect_stream_error("invalid-from", "");
     let got = cb.collect_for(QUIET);
     assert!(messages(&got).is_empty(), "delivered: {got:?}");
 }
@@ -1624,7 +1204,7 @@ fn db_sec_01_forged_verify_answer_authorizes_nothing() {
         "<message from='x@peer.test/r' to='{}/r' type='chat' id='m1'><body>x</body></message>",
         bob.jid
     ));
-    p.expect_stream_error("invalid-from");
+    p.expect_stream_error("invalid-from", "");
     let got = cb.collect_for(QUIET);
     assert!(messages(&got).is_empty(), "delivered: {got:?}");
 }
@@ -1665,7 +1245,7 @@ fn db_recv_04_invalid_second_pair_keeps_stream_for_first() {
         "<message from='y@peer2.test/r' to='{}/r' type='chat' id='m2'><body>spoof</body></message>",
         bob.jid
     ));
-    x.peer.expect_stream_error("invalid-from");
+    x.peer.expect_stream_error("invalid-from", "");
     let got = cb.collect_for(QUIET);
     assert!(messages(&got).is_empty(), "delivered: {got:?}");
 }

@@ -286,8 +286,8 @@ async fn negotiate(
         // XEP-0288: asked for before authenticating, once TLS is up, and only when we would
         // accept stanzas from the peer's domain on this stream: by dialback's standard (we
         // found the peer through DNS), or, when dialback is off, by its certificate.
-        let trusted = cfg.dialback
-            || (link.secured() && peer_status(s2s, &link, &o.remote).is_valid());
+        let trusted =
+            cfg.dialback || (link.secured() && peer_status(s2s, &link, &o.remote).is_valid());
         let bidi = cfg.bidi
             && trusted
             && (link.secured() || cfg.allow_plaintext)

@@ -3,6 +3,10 @@
 //! TCP/TLS. Assertions are on what comes back on the wire.
 #![allow(dead_code)]
 
+pub mod ca;
+pub mod dns;
+pub mod s2s;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
