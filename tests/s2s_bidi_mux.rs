@@ -419,11 +419,21 @@ struct Out {
 }
 
 fn out_setup(extra: &[&str]) -> Out {
+    out_setup_trusting(extra, false)
+}
+
+/// [`out_setup`]; with `trust`, xmppd trusts the test CA (`--s2s-ca`), so the peer's
+/// certificate validates for b.test.
+fn out_setup_trusting(extra: &[&str], trust: bool) -> Out {
     let (listener, port) = listen();
     let route = format!("{REMOTE}=127.0.0.1:{port}");
     let ca = Ca::new(TEST_CA);
     let tls = server_tls(&ca.leaf(REMOTE));
+    let ca_arg = ca.pem_arg();
     let mut args = vec!["--s2s-route", &route];
+    if trust {
+        args.extend(["--s2s-ca", &ca_arg]);
+    }
     args.extend_from_slice(extra);
     let server = server(&args);
     let alice = User::new(&server, "alice");
@@ -796,6 +806,33 @@ fn xep0288_initiating_sends_bidi_before_sasl_external() {
     );
     let a = p.expect_el("xmppd's <auth/> after <bidi/>", |e| e.is("auth", NS_SASL));
     assert_eq!(a.attr("mechanism"), Some("EXTERNAL"), "{a:?}");
+}
+
+/// B1 with `--s2s-no-dialback`: only a certificate may authenticate a peer, and b.test's
+/// does not validate for xmppd (no `--s2s-ca`): xmppd does not ask for a bidirectional
+/// stream, since it could not accept b.test's stanzas on it; `<auth/>` comes first.
+#[test]
+fn xep0288_initiating_no_bidi_when_peer_certificate_invalid_and_dialback_off() {
+    let mut o = out_setup(&["--s2s-no-dialback"]);
+    o.alice_sends("m1", "hello");
+    let (mut p, _) = o.accept("out-1", &format!("{EXTERNAL_FEATURE}{BIDI_FEATURE}"), true);
+    let a = p.expect_el(
+        "xmppd's <auth/> first (no <bidi/>: b.test's certificate does not validate and \
+         dialback is off)",
+        |e| e.is("auth", NS_SASL) || e.is("bidi", NS_BIDI),
+    );
+    assert!(a.is("auth", NS_SASL), "{a:?}\n{}", p.transcript());
+}
+
+/// B1 with `--s2s-no-dialback` and b.test's certificate valid (`--s2s-ca`): `<bidi/>` goes
+/// out before `<auth/>`.
+#[test]
+fn xep0288_initiating_bidi_when_peer_certificate_valid_and_dialback_off() {
+    let mut o = out_setup_trusting(&["--s2s-no-dialback"], true);
+    o.alice_sends("m1", "hello");
+    let (mut p, _) = o.accept("out-1", &format!("{EXTERNAL_FEATURE}{BIDI_FEATURE}"), true);
+    p.expect_el("<bidi/> before <auth/>", |e| e.is("bidi", NS_BIDI));
+    p.expect_el("xmppd's <auth/>", |e| e.is("auth", NS_SASL));
 }
 
 /// B1: without the bidi feature, xmppd sends no `<bidi/>`: its first element is the
