@@ -406,6 +406,45 @@ impl BidiIn {
     }
 }
 
+/// RFC 6120 §6.4.6 with XEP-0288: after SASL `<success/>` the peer restarts the stream, and
+/// nothing of ours may come before our new stream header. Alice's message, sent while the
+/// peer has not restarted yet, waits (our own route to b.test is closed, so it has nowhere
+/// else to go); it follows our header and features.
+#[test]
+fn xep0288_receiving_nothing_before_the_restart_header_after_sasl() {
+    let ca = Ca::new(TEST_CA);
+    let ca_arg = ca.pem_arg();
+    let route = format!("{REMOTE}=127.0.0.1:{}", closed_tcp_port());
+    let server = server(&["--s2s-ca", &ca_arg, "--s2s-route", &route]);
+    let alice = User::new(&server, "alice");
+    let mut client = alice.online(&server, "r");
+    let mut p = Peer::connect(
+        &format!("{REMOTE} → {LOCAL} (bidi, SASL EXTERNAL, late restart)"),
+        s2s_addr(&server),
+    );
+    p.open(REMOTE, LOCAL);
+    p.starttls_client(client_tls(&server, Some(&ca.leaf(REMOTE))), LOCAL);
+    let (_, f) = p.open(REMOTE, LOCAL);
+    assert!(offers_external(&f), "{f:?}\n{}", p.transcript());
+    p.send(BIDI);
+    p.send(&format!(
+        "<auth xmlns='{NS_SASL}' mechanism='EXTERNAL'>=</auth>"
+    ));
+    p.expect_el("SASL <success/>", |e| e.is("success", NS_SASL));
+    client.send(&format!(
+        "<message to='x@{REMOTE}/r' type='chat' id='early'><body>too early?</body></message>"
+    ));
+    p.expect_silence(
+        QUIET,
+        "nothing may follow <success/> before the peer's restart header",
+    );
+    let (_, _) = p.open(REMOTE, LOCAL);
+    let m = p.expect_el("alice's message after our restarted header", |e| {
+        e.name == "message"
+    });
+    assert_eq!(m.attr("id"), Some("early"), "{}", p.transcript());
+}
+
 // ---- xmppd as Initiating Server --------------------------------------------------------------
 
 /// A server routed to a listener playing b.test, with alice@a.test online; `extra_domains`

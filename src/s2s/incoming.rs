@@ -45,8 +45,9 @@ enum End {
     /// Close after what is queued (a refused dialback key, DB-RECV-04).
     Close,
     Idle,
-    /// The first header names a domain homed on another shard: the stream moves there.
-    HandOff(Box<StreamHeader>),
+    /// The first header names a domain homed on shard `.0`, not this one: the stream moves
+    /// there.
+    HandOff(usize, Box<StreamHeader>),
 }
 
 /// Verdicts that came back for this stream's pending pairs.
@@ -108,12 +109,7 @@ pub(super) async fn serve(
     metrics.peer(crate::metrics::Peer::S2sIn, 1);
     let end = c.run(&mut link).await;
     metrics.peer(crate::metrics::Peer::S2sIn, -1);
-    if let End::HandOff(hdr) = end {
-        let home = hdr
-            .from
-            .as_deref()
-            .map(|f| s2s.router.home_of(f))
-            .unwrap_or(s2s.router.shard());
+    if let End::HandOff(home, hdr) = end {
         match link.into_parts() {
             Ok(parts) => {
                 let h = InHandoff {
@@ -276,7 +272,7 @@ impl In {
                     let book = &self.s2s.shared.book;
                     self.listed
                         .push(book.add("in", &pair.target, &pair.sender, "dialback"));
-                    self.carry(&pair.target, &pair.sender);
+                    self.carry(&pair.target, &pair.sender, true);
                 }
             }
         }
@@ -293,8 +289,10 @@ impl In {
             };
             let r = match frame {
                 Owned::Close => Err(End::PeerClosed),
-                Owned::Header(hdr) if self.moves(&hdr) => Err(End::HandOff(Box::new(hdr))),
-                Owned::Header(hdr) => self.on_header(&hdr, link).map_err(End::Error),
+                Owned::Header(hdr) => match self.moves(&hdr) {
+                    Some(home) => Err(End::HandOff(home, Box::new(hdr))),
+                    None => self.on_header(&hdr, link).map_err(End::Error),
+                },
                 Owned::Element(raw) => {
                     let r = self.on_element(&raw, link, &mut pending);
                     if std::mem::take(&mut self.restart) {
@@ -317,21 +315,19 @@ impl In {
     /// The first header names a sender domain homed on another shard: the stream moves
     /// there, next to our own streams to that domain (XEP-0288 needs them together; it
     /// also keeps dialback verification local).
-    fn moves(&self, hdr: &StreamHeader) -> bool {
+    fn moves(&self, hdr: &StreamHeader) -> Option<usize> {
         if self.adopted || self.local.is_some() {
-            return false;
+            return None;
         }
         let router = &self.s2s.router;
-        hdr.from
-            .as_deref()
-            .and_then(|f| nameprep_domain(f).ok())
-            .is_some_and(|f| router.home_of(&f) != router.shard())
+        let from = nameprep_domain(hdr.from.as_deref()?).ok()?;
+        Some(router.home_of(&from)).filter(|&home| home != router.shard())
     }
 
     /// The peer may receive our stanzas from `local` to `remote` on this stream (XEP-0288,
     /// once it authenticated the reverse pair). Only pairs homed here: a multiplexed sender
-    /// domain homed on another shard keeps its own streams.
-    fn carry(&mut self, local: &str, remote: &str) {
+    /// domain homed on another shard keeps its own streams. Until `up`, our stanzas queue.
+    fn carry(&mut self, local: &str, remote: &str, up: bool) {
         if !self.bidi || self.s2s.router.home_of(remote) != self.s2s.router.shard() {
             return;
         }
@@ -343,6 +339,9 @@ impl In {
             return;
         }
         if let Some(o) = self.s2s.bidi_open(local, remote, &self.handle) {
+            if up {
+                self.s2s.bidi_up(&o);
+            }
             self.carried.push(o);
         }
     }
@@ -448,6 +447,12 @@ impl In {
             dialback::write_feature(&mut out);
         }
         out.extend_from_slice(b"</stream:features>");
+        drop(out);
+        // After SASL the restarted stream's header is out: only now may our stanzas that
+        // waited for it follow.
+        for o in &self.carried {
+            self.s2s.bidi_up(o);
+        }
         Ok(())
     }
 
@@ -494,9 +499,10 @@ impl In {
                 )));
             }
             self.bidi = true;
-            // Pairs authenticated before the request may be carried too.
+            // A pair authenticated by SASL before the request may be carried too (the
+            // restarted stream's header is out by now: the request comes on it).
             if let (Some(l), Some(r)) = (self.local.clone(), self.sasl.clone()) {
-                self.carry(&l, &r);
+                self.carry(&l, &r, true);
             }
             tracing::debug!(peer = %self.peer, remote = ?self.remote, "s2s: bidirectional stream requested");
             return Ok(());
@@ -546,7 +552,8 @@ impl In {
         if let (Some(l), Some(r)) = (self.local.clone(), self.sasl.clone()) {
             let book = &self.s2s.shared.book;
             self.listed.push(book.add("in", &l, &r, "sasl-external"));
-            self.carry(&l, &r);
+            // Our stanzas wait for the restarted stream's header (RFC 6120 §6.4.6).
+            self.carry(&l, &r, false);
         }
         self.handle
             .send(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
@@ -631,7 +638,7 @@ impl In {
             End::Lost => "connection lost",
             End::Close => "refused dialback key",
             End::Idle => "idle",
-            End::HandOff(_) => "moved",
+            End::HandOff(..) => "moved",
         };
         tracing::debug!(peer = %self.peer, remote = ?self.remote, local = ?self.local, why, "s2s incoming stream ends");
         // Our stanzas for these pairs take an outgoing stream from now on.
@@ -642,7 +649,7 @@ impl In {
             self.s2s.shared.book.remove(id);
         }
         match end {
-            End::Lost | End::HandOff(_) => {
+            End::Lost | End::HandOff(..) => {
                 self.handle.discard();
                 return;
             }

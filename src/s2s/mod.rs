@@ -623,15 +623,14 @@ impl S2s {
     }
 
     /// An incoming bidirectional stream (XEP-0288) authenticated for stanzas from `remote`
-    /// to `local` may carry ours from `local` to `remote`. None when another stream carries
-    /// the pair already.
+    /// to `local` may carry ours from `local` to `remote`; they queue until
+    /// [`S2s::bidi_up`]. None when another stream carries the pair already.
     fn bidi_open(&self, local: &str, remote: &str, handle: &Rc<ClientHandle>) -> Option<Rc<Out>> {
         let mut m = self.bidi.borrow_mut();
         if m.get(local, remote).is_some() {
             return None;
         }
         let o = Rc::new(Out::new(local, remote, handle.clone()));
-        o.state.set(OutState::Up);
         o.auth.set("bidi");
         o.listed
             .set(self.shared.book.add("out", local, remote, "bidi"));
@@ -644,9 +643,34 @@ impl S2s {
         Some(o)
     }
 
-    /// The incoming bidirectional stream is gone.
+    /// The bidirectional stream may write our stanzas now: what waited goes first.
+    fn bidi_up(&self, o: &Out) {
+        if o.state.get() == OutState::Up {
+            return;
+        }
+        o.state.set(OutState::Up);
+        o.last_used.set(Instant::now());
+        let queued: Vec<Queued> = o.queue.borrow_mut().drain(..).collect();
+        o.queued_bytes.set(0);
+        for q in queued {
+            o.handle.send(&q.bytes);
+        }
+    }
+
+    /// The incoming bidirectional stream is gone: what still waited for it bounces.
     fn bidi_closed(&self, o: &Rc<Out>) {
         self.shared.book.remove(o.listed.replace(0));
+        let queued: Vec<Queued> = o.queue.borrow_mut().drain(..).collect();
+        o.queued_bytes.set(0);
+        for q in queued {
+            self.bounce_queued(
+                &q,
+                StanzaError::with_text(
+                    StanzaCondition::RemoteServerTimeout,
+                    "the remote server's stream closed",
+                ),
+            );
+        }
         self.bidi.borrow_mut().remove(o);
     }
 
