@@ -327,6 +327,21 @@ impl Out {
             listed: Cell::new(0),
         }
     }
+
+    /// What waited for the stream, taken.
+    fn take_queue(&self) -> Vec<Queued> {
+        self.queued_bytes.set(0);
+        self.queue.borrow_mut().drain(..).collect()
+    }
+
+    /// The pair may send: it is up, and what waited goes out first, in order.
+    fn release(&self) {
+        self.state.set(OutState::Up);
+        self.last_used.set(Instant::now());
+        for q in self.take_queue() {
+            self.handle.send(&q.bytes);
+        }
+    }
 }
 
 /// A verification asked of another shard: send `req` to the authoritative server of
@@ -519,13 +534,9 @@ impl S2s {
     fn out_restart(self: &Rc<Self>, o: &Rc<Out>) {
         self.out.borrow_mut().remove(o);
         let fresh = self.out_for(&o.local, &o.remote, false);
-        fresh
-            .queue
-            .borrow_mut()
-            .extend(o.queue.borrow_mut().drain(..));
-        fresh
-            .queued_bytes
-            .set(fresh.queued_bytes.get() + o.queued_bytes.replace(0));
+        let moved = o.queued_bytes.get();
+        fresh.queue.borrow_mut().extend(o.take_queue());
+        fresh.queued_bytes.set(fresh.queued_bytes.get() + moved);
         fresh
             .verifies
             .borrow_mut()
@@ -539,9 +550,7 @@ impl S2s {
         tracing::info!(local = %o.local, remote = %o.remote, condition = cond.name(), why, "s2s stream failed");
         o.state.set(OutState::Failed(cond));
         o.retry.set(Some(Instant::now() + RETRY_AFTER));
-        let queued: Vec<Queued> = o.queue.borrow_mut().drain(..).collect();
-        o.queued_bytes.set(0);
-        for q in queued {
+        for q in o.take_queue() {
             self.bounce_queued(&q, StanzaError::with_text(cond, why));
         }
         let failure = match cond {
@@ -648,21 +657,13 @@ impl S2s {
         if o.state.get() == OutState::Up {
             return;
         }
-        o.state.set(OutState::Up);
-        o.last_used.set(Instant::now());
-        let queued: Vec<Queued> = o.queue.borrow_mut().drain(..).collect();
-        o.queued_bytes.set(0);
-        for q in queued {
-            o.handle.send(&q.bytes);
-        }
+        o.release();
     }
 
     /// The incoming bidirectional stream is gone: what still waited for it bounces.
     fn bidi_closed(&self, o: &Rc<Out>) {
         self.shared.book.remove(o.listed.replace(0));
-        let queued: Vec<Queued> = o.queue.borrow_mut().drain(..).collect();
-        o.queued_bytes.set(0);
-        for q in queued {
+        for q in o.take_queue() {
             self.bounce_queued(
                 &q,
                 StanzaError::with_text(

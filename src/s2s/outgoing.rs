@@ -513,16 +513,10 @@ impl Stream {
     /// A pair is authenticated: what waited goes out, in order.
     fn up(&mut self, at: usize, how: &'static str) {
         let o = &self.riders[at].o;
-        o.state.set(OutState::Up);
         o.auth.set(how);
-        o.last_used.set(Instant::now());
         o.listed
             .set(self.s2s.shared.book.add("out", &o.local, &o.remote, how));
-        let queued: Vec<_> = o.queue.borrow_mut().drain(..).collect();
-        o.queued_bytes.set(0);
-        for q in queued {
-            o.handle.send(&q.bytes);
-        }
+        o.release();
         tracing::info!(local = %o.local, remote = %o.remote, auth = how, bidi = self.bidi, "s2s outgoing stream up");
         if at == 0 && self.mux {
             self.s2s.conn_open(&self.remote, &self.conn);
